@@ -1,0 +1,518 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.27;
+
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+
+interface IDelegations {
+    function requireDelegated(address operator, uint256[] calldata tokenIds) external view returns (uint16);
+}
+
+interface ITargets {
+    function isEnabledAt(uint256 targetId, uint256 epochStartBlock) external view returns (bool);
+    function trapOutcome(uint256 targetId) external view returns (uint8);
+    function targetCount() external view returns (uint256);
+}
+
+interface IPresenceVault {
+    function recordHeartbeats(address operator, uint16 commissionBps, uint256[] calldata tokenIds, uint256 epoch)
+        external;
+    function penalize(uint256[] calldata tokenIds, uint256 epoch, uint8 kind, address reporter) external;
+    function activeCount(uint256 epoch) external view returns (uint256);
+    function isActive(uint256 tokenId, uint256 epoch) external view returns (bool);
+    function requireActive(uint256[] calldata tokenIds, uint256 epoch) external view;
+}
+
+/// @title AuditProtocol
+/// @notice Epochs, seeds, heartbeats, sortition, commit/reveal of verdicts, settlement and misses
+///         (PROTOCOL.md sections 5 to 7).
+/// @dev Storage per (epoch, target) is a tally of three slots: slot 0 packs the vote counts, the settled
+///      outcome and the first 5 revealers; slots 1 and 2 hold 6 revealers each. A revealer is
+///      (uint32 license, uint8 verdict). So license ids must fit in 32 bits and `maxCommittee <= 16`.
+///      A license's commitment lives in one of two slots chosen by epoch parity and is overwritten with
+///      `REVEALED` when revealed, so steady-state commits and reveals only rewrite warm, non-zero slots.
+contract AuditProtocol is Ownable {
+    /// @notice Verdict and outcome codes.
+    uint8 public constant OK = 1;
+    uint8 public constant FAULT = 2;
+    uint8 public constant UNREACHABLE = 3;
+    uint8 public constant INCONCLUSIVE = 4;
+
+    uint8 public constant PENALTY_MISS = 1;
+    uint8 public constant PENALTY_DISAGREE = 2;
+    uint8 public constant PENALTY_TRAP = 3;
+
+    /// @notice Hard cap on `maxCommittee` (the tally holds 16 revealers).
+    uint256 public constant MAX_COMMITTEE_CAP = 16;
+    bytes32 public constant REVEALED = bytes32(uint256(1));
+
+    /// @notice Epoch `anchorEpoch` starts at `anchorBlock`; every epoch after it lasts `length` blocks.
+    struct Clock {
+        uint64 anchorBlock;
+        uint32 anchorEpoch;
+        uint32 length;
+    }
+
+    struct Params {
+        uint32 revealBlocks;
+        uint16 committeeSize;
+        uint16 minReveals;
+        uint16 maxCommittee;
+    }
+
+    /// @notice One license's reveal for `revealMany`.
+    struct Reveal {
+        uint256 license;
+        uint256[] targetIds;
+        uint8[] verdicts;
+        bytes32[] evidenceRoots;
+        bytes32 salt;
+    }
+
+    /// @dev What every reveal of one epoch checks against.
+    struct RevealContext {
+        bytes32 seed;
+        uint256 threshold;
+        uint256 startBlock;
+        uint256 maxCommittee;
+    }
+
+    /// @notice One license's commitment for `commit`.
+    struct Commitment {
+        uint256 license;
+        bytes32 commitment;
+    }
+
+    IDelegations public immutable registry;
+    ITargets public immutable targets;
+    IPresenceVault public immutable vault;
+
+    Clock public clock;
+    /// @notice The clock before the latest epoch-length change (applies to blocks before `clock.anchorBlock`).
+    Clock public previousClock;
+    Params public params;
+
+    /// @notice The most recently recorded seed (the genesis seed until epoch 0 is touched).
+    bytes32 public lastSeed;
+    mapping(uint256 => bytes32) private _seeds;
+    mapping(uint256 => bytes32[2]) private _commitments;
+    mapping(uint256 => uint256[3]) private _tallies;
+    /// @dev First evidence root revealed per (epoch, target) for FAULT [0] and UNREACHABLE [1].
+    mapping(uint256 => bytes32[2]) private _evidence;
+    /// @notice Whether a miss of (epoch, license, target) was reported: keyed by keccak256(abi.encode(e, l, t)).
+    mapping(bytes32 => bool) public missReported;
+
+    error InvalidParams();
+    error NotStarted();
+    error ClockChangePending(uint256 effectiveBlock);
+    error WrongEpoch(uint256 given, uint256 current);
+    error InvalidCommitment(uint256 license);
+    error RevealWindowClosed(uint256 epoch, uint256 opensAt, uint256 closesAt);
+    error RevealWindowOpen(uint256 epoch, uint256 closesAt);
+    error LengthMismatch();
+    error NoCommitment(uint256 epoch, uint256 license);
+    error AlreadyRevealed(uint256 epoch, uint256 license);
+    error TargetsNotSorted(uint256 index);
+    error InvalidVerdict(uint256 index, uint8 verdict);
+    error NotAssigned(uint256 epoch, uint256 license, uint256 targetId);
+    error IdTooLarge(uint256 id);
+    error AlreadySettled(uint256 epoch, uint256 targetId);
+    error UnknownTarget(uint256 targetId);
+    error MissAlreadyReported(uint256 epoch, uint256 license, uint256 targetId);
+    error NotMissed(uint256 epoch, uint256 license, uint256 targetId);
+    error CommitteeFull(uint256 epoch, uint256 targetId);
+
+    event ClockSet(uint256 anchorBlock, uint256 anchorEpoch, uint256 length);
+    event ParamsSet(Params params);
+    event SeedRecorded(uint256 indexed epoch, bytes32 seed);
+    event Heartbeat(uint256 indexed epoch, address indexed operator, uint256 licenses);
+    event Committed(uint256 indexed epoch, uint256 indexed license, bytes32 commitment);
+    event Revealed(
+        uint256 indexed epoch, uint256 indexed license, uint256[] targetIds, uint8[] verdicts, bytes32[] evidenceRoots
+    );
+    event VoteDropped(uint256 indexed epoch, uint256 indexed targetId, uint256 indexed license);
+    event TargetSettled(uint256 indexed epoch, uint256 indexed targetId, uint8 outcome, uint8 ok, uint8 fault, uint8 unreachable);
+    event ViolationFlagged(uint256 indexed epoch, uint256 indexed targetId, uint8 outcome, bytes32 evidenceRoot);
+    event MissReported(uint256 indexed epoch, uint256 indexed license, uint256 indexed targetId, address reporter);
+
+    constructor(
+        IDelegations registry_,
+        ITargets targets_,
+        IPresenceVault vault_,
+        uint256 genesisBlock,
+        uint32 epochLength_,
+        bytes32 genesisSeed,
+        Params memory params_,
+        address owner_
+    ) Ownable(owner_) {
+        if (genesisBlock > block.number || epochLength_ == 0 || genesisBlock > type(uint64).max) revert InvalidParams();
+        registry = registry_;
+        targets = targets_;
+        vault = vault_;
+        clock = Clock(uint64(genesisBlock), 0, epochLength_);
+        previousClock = clock;
+        lastSeed = genesisSeed;
+        emit ClockSet(genesisBlock, 0, epochLength_);
+        _setParams(params_, epochLength_);
+    }
+
+    // ------------------------------------------------------------------------------------------ clock
+
+    /// @notice The epoch block `blockNumber` belongs to.
+    function epochAt(uint256 blockNumber) public view returns (uint256) {
+        Clock memory c = clock;
+        if (blockNumber < c.anchorBlock) {
+            c = previousClock;
+            if (blockNumber < c.anchorBlock) revert NotStarted();
+        }
+        return c.anchorEpoch + (blockNumber - c.anchorBlock) / c.length;
+    }
+
+    function currentEpoch() public view returns (uint256) {
+        return epochAt(block.number);
+    }
+
+    /// @notice First block of epoch `epoch`.
+    function epochStartBlock(uint256 epoch) public view returns (uint256) {
+        Clock memory c = clock;
+        if (epoch < c.anchorEpoch) c = previousClock;
+        return c.anchorBlock + (epoch - c.anchorEpoch) * c.length;
+    }
+
+    /// @notice Reveals for `epoch` are accepted in blocks [revealStart, revealEnd).
+    function revealWindow(uint256 epoch) public view returns (uint256 revealStart, uint256 revealEnd) {
+        revealStart = epochStartBlock(epoch + 1);
+        revealEnd = revealStart + params.revealBlocks;
+    }
+
+    /// @notice Epoch length in blocks (the current one).
+    function epochLength() external view returns (uint256) {
+        return clock.length;
+    }
+
+    // ------------------------------------------------------------------------------- seed, sortition
+
+    /// @notice The seed of `epoch`, or zero if nothing touched that epoch yet.
+    function seed(uint256 epoch) external view returns (bytes32) {
+        return _seeds[epoch];
+    }
+
+    /// @notice The sortition threshold of `epoch`; `type(uint256).max` means every active license is assigned
+    ///         every enabled target (few active licenses in the previous epoch).
+    function threshold(uint256 epoch) public view returns (uint256) {
+        uint256 prevActive = epoch == 0 ? 0 : vault.activeCount(epoch - 1);
+        uint256 k = params.committeeSize;
+        if (prevActive <= k) return type(uint256).max;
+        return (type(uint256).max / prevActive) * k;
+    }
+
+    /// @notice Whether license `license` must audit `targetId` in `epoch` (PROTOCOL.md section 6).
+    function isAssigned(uint256 epoch, uint256 license, uint256 targetId) public view returns (bool) {
+        bytes32 s = _seeds[epoch];
+        if (s == bytes32(0)) return false;
+        if (!vault.isActive(license, epoch)) return false;
+        if (!targets.isEnabledAt(targetId, epochStartBlock(epoch))) return false;
+        return _drawn(s, targetId, license, threshold(epoch));
+    }
+
+    // ---------------------------------------------------------------------------------- the epoch
+
+    /// @notice Record this epoch's seed if nobody has yet (anyone).
+    function poke() external {
+        _touch();
+    }
+
+    /// @notice Mark licenses delegated to the caller active in the current epoch (once per epoch each).
+    function heartbeat(uint256[] calldata tokenIds) external {
+        uint256 e = _touch();
+        uint16 commissionBps = registry.requireDelegated(msg.sender, tokenIds);
+        vault.recordHeartbeats(msg.sender, commissionBps, tokenIds, e);
+        emit Heartbeat(e, msg.sender, tokenIds.length);
+    }
+
+    /// @notice Commit verdicts for the current epoch `epoch`, one commitment per license:
+    ///         `keccak256(abi.encode(epoch, license, targetIds, verdicts, evidenceRoots, salt))`.
+    function commit(uint256 epoch, Commitment[] calldata entries) external {
+        uint256 e = _touch();
+        if (epoch != e) revert WrongEpoch(epoch, e);
+        uint256[] memory ids = new uint256[](entries.length);
+        for (uint256 i; i < entries.length; ++i) {
+            ids[i] = entries[i].license;
+        }
+        registry.requireDelegated(msg.sender, ids);
+        vault.requireActive(ids, e);
+        uint256 parity = e & 1;
+        for (uint256 i; i < entries.length; ++i) {
+            bytes32 c = entries[i].commitment;
+            if (c == bytes32(0) || c == REVEALED) revert InvalidCommitment(ids[i]);
+            _commitments[ids[i]][parity] = c;
+            emit Committed(e, ids[i], c);
+        }
+    }
+
+    /// @notice Reveal one license's committed verdicts for `epoch`, during the first `revealBlocks` blocks of
+    ///         `epoch + 1`. `targetIds` strictly increasing; each must be assigned to `license`. Anyone holding
+    ///         the opening may reveal it.
+    function reveal(
+        uint256 epoch,
+        uint256 license,
+        uint256[] calldata targetIds,
+        uint8[] calldata verdicts,
+        bytes32[] calldata evidenceRoots,
+        bytes32 salt
+    ) external {
+        RevealContext memory ctx = _openReveal(epoch);
+        _reveal(epoch, license, targetIds, verdicts, evidenceRoots, salt, ctx);
+    }
+
+    /// @notice `reveal` for many licenses in one transaction.
+    function revealMany(uint256 epoch, Reveal[] calldata reveals) external {
+        RevealContext memory ctx = _openReveal(epoch);
+        for (uint256 i; i < reveals.length; ++i) {
+            Reveal calldata r = reveals[i];
+            _reveal(epoch, r.license, r.targetIds, r.verdicts, r.evidenceRoots, r.salt, ctx);
+        }
+    }
+
+    /// @notice Decide `targetId`'s outcome in `epoch` after the reveal window (anyone), and debit the
+    ///         licenses that disagreed with it.
+    function settle(uint256 epoch, uint256 targetId) external returns (uint8 outcome) {
+        _touch();
+        (, uint256 revealEnd) = revealWindow(epoch);
+        if (block.number < revealEnd) revert RevealWindowOpen(epoch, revealEnd);
+        if (targetId >= targets.targetCount()) revert UnknownTarget(targetId);
+        uint256 key = _key(epoch, targetId);
+        uint256 head = _tallies[key][0];
+        if (uint8(head >> 32) != 0) revert AlreadySettled(epoch, targetId);
+        uint256 ok = uint8(head);
+        uint256 fault = uint8(head >> 8);
+        uint256 unreachable = uint8(head >> 16);
+        uint256 n = uint8(head >> 24);
+
+        uint8 trap = targets.trapOutcome(targetId);
+        if (trap != 0) {
+            outcome = trap;
+        } else if (n >= params.minReveals && n > 0) {
+            if (ok * 3 >= 2 * n) outcome = OK;
+            else if (fault * 3 >= 2 * n) outcome = FAULT;
+            else if (unreachable * 3 >= 2 * n) outcome = UNREACHABLE;
+            else outcome = INCONCLUSIVE;
+        } else {
+            outcome = INCONCLUSIVE;
+        }
+        _tallies[key][0] = head | (uint256(outcome) << 32);
+        emit TargetSettled(epoch, targetId, outcome, uint8(ok), uint8(fault), uint8(unreachable));
+        if (outcome == FAULT || outcome == UNREACHABLE) {
+            emit ViolationFlagged(epoch, targetId, outcome, _evidence[key][outcome - FAULT]);
+        }
+        if (outcome != INCONCLUSIVE) _penalizeDisagreement(epoch, key, n, outcome, trap != 0);
+    }
+
+    /// @notice Report that `license` was assigned `targetId` in `epoch` and did not reveal it (anyone, after
+    ///         the reveal window, once per (epoch, license, target)). The reporter earns a bounty.
+    function reportMiss(uint256 epoch, uint256 license, uint256 targetId) external {
+        _touch();
+        (, uint256 revealEnd) = revealWindow(epoch);
+        if (block.number < revealEnd) revert RevealWindowOpen(epoch, revealEnd);
+        bytes32 missKey = keccak256(abi.encode(epoch, license, targetId));
+        if (missReported[missKey]) revert MissAlreadyReported(epoch, license, targetId);
+        if (!isAssigned(epoch, license, targetId)) revert NotAssigned(epoch, license, targetId);
+        uint256 key = _key(epoch, targetId);
+        uint256 n = uint8(_tallies[key][0] >> 24);
+        for (uint256 i; i < n; ++i) {
+            (uint256 who,) = _revealer(key, i);
+            if (who == license) revert NotMissed(epoch, license, targetId);
+        }
+        if (n >= params.maxCommittee) revert CommitteeFull(epoch, targetId);
+        missReported[missKey] = true;
+        emit MissReported(epoch, license, targetId, msg.sender);
+        uint256[] memory ids = new uint256[](1);
+        ids[0] = license;
+        vault.penalize(ids, epoch, PENALTY_MISS, msg.sender);
+    }
+
+    // ----------------------------------------------------------------------------------------- views
+
+    /// @notice Vote counts, reveal count and settled outcome (0 = not settled) of (`epoch`, `targetId`).
+    function tally(uint256 epoch, uint256 targetId)
+        external
+        view
+        returns (uint8 ok, uint8 fault, uint8 unreachable, uint8 reveals, uint8 outcome)
+    {
+        uint256 head = _tallies[_key(epoch, targetId)][0];
+        return (uint8(head), uint8(head >> 8), uint8(head >> 16), uint8(head >> 24), uint8(head >> 32));
+    }
+
+    /// @notice Licenses that revealed (`epoch`, `targetId`), with their verdicts, in reveal order.
+    function revealers(uint256 epoch, uint256 targetId)
+        external
+        view
+        returns (uint256[] memory licenses, uint8[] memory verdicts)
+    {
+        uint256 key = _key(epoch, targetId);
+        uint256 n = uint8(_tallies[key][0] >> 24);
+        licenses = new uint256[](n);
+        verdicts = new uint8[](n);
+        for (uint256 i; i < n; ++i) {
+            (licenses[i], verdicts[i]) = _revealer(key, i);
+        }
+    }
+
+    /// @notice The commitment stored for `license` for `epoch` (or for the epoch two before it: same slot).
+    function commitmentOf(uint256 license, uint256 epoch) external view returns (bytes32) {
+        return _commitments[license][epoch & 1];
+    }
+
+    /// @notice The first evidence root revealed for `verdict` (FAULT or UNREACHABLE) on (`epoch`, `targetId`).
+    function evidenceRoot(uint256 epoch, uint256 targetId, uint8 verdict) external view returns (bytes32) {
+        if (verdict != FAULT && verdict != UNREACHABLE) return bytes32(0);
+        return _evidence[_key(epoch, targetId)][verdict - FAULT];
+    }
+
+    // ------------------------------------------------------------------------------------ governance
+
+    function setParams(Params calldata params_) external onlyOwner {
+        _setParams(params_, clock.length);
+    }
+
+    /// @notice Change the epoch length from the next epoch boundary on. Epoch numbers stay continuous.
+    function setEpochLength(uint32 length) external onlyOwner {
+        Clock memory c = clock;
+        if (block.number < c.anchorBlock) revert ClockChangePending(c.anchorBlock);
+        if (length == 0 || params.revealBlocks >= length) revert InvalidParams();
+        uint256 next = currentEpoch() + 1;
+        uint256 boundary = epochStartBlock(next);
+        previousClock = c;
+        clock = Clock(uint64(boundary), uint32(next), length);
+        emit ClockSet(boundary, next, length);
+    }
+
+    // -------------------------------------------------------------------------------------- internal
+
+    function _setParams(Params memory p, uint256 length) internal {
+        if (
+            p.revealBlocks == 0 || p.revealBlocks >= length || p.committeeSize == 0 || p.maxCommittee == 0
+                || p.maxCommittee > MAX_COMMITTEE_CAP || p.minReveals > p.maxCommittee
+        ) revert InvalidParams();
+        params = p;
+        emit ParamsSet(p);
+    }
+
+    function _touch() internal returns (uint256 e) {
+        e = currentEpoch();
+        if (_seeds[e] == bytes32(0)) {
+            bytes32 s = keccak256(abi.encode(lastSeed, blockhash(block.number - 1), e));
+            _seeds[e] = s;
+            lastSeed = s;
+            emit SeedRecorded(e, s);
+        }
+    }
+
+    function _openReveal(uint256 epoch) internal returns (RevealContext memory ctx) {
+        _touch();
+        (uint256 revealStart, uint256 revealEnd) = revealWindow(epoch);
+        if (block.number < revealStart || block.number >= revealEnd) {
+            revert RevealWindowClosed(epoch, revealStart, revealEnd);
+        }
+        ctx = RevealContext(_seeds[epoch], threshold(epoch), epochStartBlock(epoch), params.maxCommittee);
+    }
+
+    function _reveal(
+        uint256 epoch,
+        uint256 license,
+        uint256[] calldata targetIds,
+        uint8[] calldata verdicts,
+        bytes32[] calldata evidenceRoots,
+        bytes32 salt,
+        RevealContext memory ctx
+    ) internal {
+        if (verdicts.length != targetIds.length || evidenceRoots.length != targetIds.length) revert LengthMismatch();
+        if (license > type(uint32).max) revert IdTooLarge(license);
+        bytes32 stored = _commitments[license][epoch & 1];
+        if (stored == REVEALED) revert AlreadyRevealed(epoch, license);
+        if (stored != keccak256(abi.encode(epoch, license, targetIds, verdicts, evidenceRoots, salt))) {
+            revert NoCommitment(epoch, license);
+        }
+        _commitments[license][epoch & 1] = REVEALED;
+        _countVotes(epoch, license, targetIds, verdicts, evidenceRoots, ctx);
+        emit Revealed(epoch, license, targetIds, verdicts, evidenceRoots);
+    }
+
+    function _countVotes(
+        uint256 epoch,
+        uint256 license,
+        uint256[] calldata targetIds,
+        uint8[] calldata verdicts,
+        bytes32[] calldata evidenceRoots,
+        RevealContext memory ctx
+    ) internal {
+        for (uint256 i; i < targetIds.length; ++i) {
+            uint256 t = targetIds[i];
+            if (i > 0 && t <= targetIds[i - 1]) revert TargetsNotSorted(i);
+            if (verdicts[i] < OK || verdicts[i] > UNREACHABLE) revert InvalidVerdict(i, verdicts[i]);
+            if (!targets.isEnabledAt(t, ctx.startBlock) || !_drawn(ctx.seed, t, license, ctx.threshold)) {
+                revert NotAssigned(epoch, license, t);
+            }
+            _recordVote(epoch, t, license, verdicts[i], evidenceRoots[i], ctx.maxCommittee);
+        }
+    }
+
+    function _recordVote(uint256 epoch, uint256 t, uint256 license, uint8 v, bytes32 root, uint256 maxCommittee)
+        internal
+    {
+        uint256 key = _key(epoch, t);
+        uint256[3] storage slots = _tallies[key];
+        uint256 head = slots[0];
+        uint256 n = uint8(head >> 24);
+        if (n >= maxCommittee) {
+            emit VoteDropped(epoch, t, license);
+            return;
+        }
+        uint256 entry = license | (uint256(v) << 32);
+        head += (uint256(1) << (8 * (v - 1))) + (uint256(1) << 24);
+        if (n < 5) {
+            head |= entry << (40 + 40 * n);
+        } else {
+            uint256 slot = n < 11 ? 1 : 2;
+            uint256 pos = n < 11 ? n - 5 : n - 11;
+            slots[slot] |= entry << (40 * pos);
+        }
+        slots[0] = head;
+        if (v != OK) {
+            bytes32[2] storage ev = _evidence[key];
+            if (ev[v - FAULT] == bytes32(0)) ev[v - FAULT] = root;
+        }
+    }
+
+    function _revealer(uint256 key, uint256 i) internal view returns (uint256 license, uint8 verdict) {
+        uint256 word;
+        if (i < 5) word = _tallies[key][0] >> (40 + 40 * i);
+        else if (i < 11) word = _tallies[key][1] >> (40 * (i - 5));
+        else word = _tallies[key][2] >> (40 * (i - 11));
+        license = uint32(word);
+        verdict = uint8(word >> 32);
+    }
+
+    function _penalizeDisagreement(uint256 epoch, uint256 key, uint256 n, uint8 outcome, bool isTrap) internal {
+        uint256[] memory ids = new uint256[](n);
+        uint256 m;
+        for (uint256 i; i < n; ++i) {
+            (uint256 who, uint8 v) = _revealer(key, i);
+            if ((outcome == OK) != (v == OK)) ids[m++] = who;
+        }
+        if (m == 0) return;
+        assembly {
+            mstore(ids, m)
+        }
+        vault.penalize(ids, epoch, isTrap ? PENALTY_TRAP : PENALTY_DISAGREE, address(0));
+    }
+
+    function _drawn(bytes32 s, uint256 targetId, uint256 license, uint256 th) internal pure returns (bool) {
+        return th == type(uint256).max || uint256(keccak256(abi.encode(s, targetId, license))) < th;
+    }
+
+    function _key(uint256 epoch, uint256 targetId) internal pure returns (uint256) {
+        if (epoch > type(uint64).max) revert IdTooLarge(epoch);
+        if (targetId > type(uint128).max) revert IdTooLarge(targetId);
+        return (epoch << 128) | targetId;
+    }
+}
