@@ -1,1 +1,198 @@
-"""protocol."""
+"""PROTOCOL.md as pure functions, mirroring the contracts line by line (see docs/protocol.md).
+
+Each function states one rule. Amounts are integers in wei of the reward token, epochs and blocks are
+integers, hashes are 32-byte ``bytes``. Differential tests hold these against the deployed contracts.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+import sha3
+from eth_abi import encode
+
+UINT256_MAX = 2**256 - 1
+BPS = 10_000
+
+OK = 1
+FAULT = 2
+UNREACHABLE = 3
+INCONCLUSIVE = 4
+VERDICT_NAMES = {OK: "OK", FAULT: "FAULT", UNREACHABLE: "UNREACHABLE", INCONCLUSIVE: "INCONCLUSIVE"}
+
+PENALTY_MISS = 1
+PENALTY_DISAGREE = 2
+PENALTY_TRAP = 3
+
+KIND_EVM_RPC = 1
+KIND_COMETBFT = 2
+KIND_ZGS_STORAGE = 3
+KIND_DA_SIGNER = 4
+KIND_MODEL = 5
+KIND_NAMES = {
+    KIND_EVM_RPC: "EVM_RPC",
+    KIND_COMETBFT: "COMETBFT",
+    KIND_ZGS_STORAGE: "ZGS_STORAGE",
+    KIND_DA_SIGNER: "DA_SIGNER",
+    KIND_MODEL: "MODEL",
+}
+
+
+def keccak(data: bytes) -> bytes:
+    """keccak256 of ``data`` (Ethereum's, not NIST SHA3-256)."""
+    return sha3.keccak_256(data).digest()
+
+
+# ------------------------------------------------------------------------------------------ epochs
+
+
+def epoch_at(block: int, genesis_block: int, epoch_length: int) -> int:
+    """The epoch block ``block`` belongs to (section 5)."""
+    assert block >= genesis_block, "block before genesis"
+    assert epoch_length > 0
+    return (block - genesis_block) // epoch_length
+
+
+def epoch_start_block(epoch: int, genesis_block: int, epoch_length: int) -> int:
+    """First block of ``epoch``."""
+    return genesis_block + epoch * epoch_length
+
+
+def reveal_window(epoch: int, genesis_block: int, epoch_length: int, reveal_blocks: int) -> tuple[int, int]:
+    """Blocks ``[start, end)`` in which reveals for ``epoch`` are accepted: the first ``reveal_blocks`` of e+1."""
+    start = epoch_start_block(epoch + 1, genesis_block, epoch_length)
+    return start, start + reveal_blocks
+
+
+def seed(last_seed: bytes, previous_block_hash: bytes, epoch: int) -> bytes:
+    """seed(e) = keccak256(abi.encode(lastSeed, blockhash(block.number - 1), e)) (section 5)."""
+    return keccak(encode(["bytes32", "bytes32", "uint256"], [last_seed, previous_block_hash, epoch]))
+
+
+# --------------------------------------------------------------------------------------- sortition
+
+
+def threshold(previous_active_count: int, committee_size: int) -> int:
+    """Sortition threshold of an epoch given activeCount(e-1); UINT256_MAX means everyone is assigned."""
+    assert committee_size > 0
+    if previous_active_count <= committee_size:
+        return UINT256_MAX
+    return (UINT256_MAX // previous_active_count) * committee_size
+
+
+def draw(epoch_seed: bytes, target_id: int, license_id: int) -> int:
+    """The license's lottery number for a target: uint256(keccak256(abi.encode(seed, t, l)))."""
+    digest = keccak(encode(["bytes32", "uint256", "uint256"], [epoch_seed, target_id, license_id]))
+    return int.from_bytes(digest, "big")
+
+
+def is_assigned(epoch_seed: bytes, target_id: int, license_id: int, epoch_threshold: int) -> bool:
+    """Whether an active license must audit an enabled target in the epoch (section 6)."""
+    return epoch_threshold == UINT256_MAX or draw(epoch_seed, target_id, license_id) < epoch_threshold
+
+
+def duties(epoch_seed: bytes, license_id: int, enabled_targets: Sequence[int], epoch_threshold: int) -> list[int]:
+    """The targets (ascending) an active license must audit in the epoch."""
+    return sorted(t for t in enabled_targets if is_assigned(epoch_seed, t, license_id, epoch_threshold))
+
+
+# ----------------------------------------------------------------------------------------- verdicts
+
+
+def commitment(
+    epoch: int,
+    license_id: int,
+    target_ids: Sequence[int],
+    verdicts: Sequence[int],
+    evidence_roots: Sequence[bytes],
+    salt: bytes,
+) -> bytes:
+    """c = keccak256(abi.encode(e, l, targetIds, verdicts, evidenceRoots, salt)) (section 7)."""
+    assert len(target_ids) == len(verdicts) == len(evidence_roots), "lists must have equal lengths"
+    assert list(target_ids) == sorted(set(target_ids)), "target ids must be strictly increasing"
+    assert all(v in (OK, FAULT, UNREACHABLE) for v in verdicts), "verdicts are 1, 2 or 3"
+    return keccak(
+        encode(
+            ["uint256", "uint256", "uint256[]", "uint8[]", "bytes32[]", "bytes32"],
+            [epoch, license_id, list(target_ids), list(verdicts), list(evidence_roots), salt],
+        )
+    )
+
+
+def outcome(ok: int, fault: int, unreachable: int, min_reveals: int, trap_outcome: int = 0) -> int:
+    """Settled outcome: a revealed trap's truth; else the verdict with >= 2/3 of >= min_reveals votes."""
+    if trap_outcome:
+        return trap_outcome
+    n = ok + fault + unreachable
+    if n == 0 or n < min_reveals:
+        return INCONCLUSIVE
+    for verdict, votes in ((OK, ok), (FAULT, fault), (UNREACHABLE, unreachable)):
+        if votes * 3 >= 2 * n:
+            return verdict
+    return INCONCLUSIVE
+
+
+def disagrees(verdict: int, settled: int) -> bool:
+    """An OK vote against a FAULT/UNREACHABLE outcome, or the reverse. FAULT vs UNREACHABLE is agreement."""
+    if settled == INCONCLUSIVE:
+        return False
+    return (verdict == OK) != (settled == OK)
+
+
+def trap_seal(target_id: int, trap_outcome: int, salt: bytes) -> bytes:
+    """keccak256(abi.encode(t, outcome, salt)) sealed by the trap keeper (section 9)."""
+    return keccak(encode(["uint256", "uint8", "bytes32"], [target_id, trap_outcome, salt]))
+
+
+# ----------------------------------------------------------------------------------------- evidence
+
+
+def canonical_json(bundle: Any) -> bytes:
+    """The canonical bytes of an evidence bundle: UTF-8 JSON, sorted keys, no spaces, no floats."""
+
+    def reject_floats(value: Any) -> None:
+        if isinstance(value, float):
+            raise ValueError("evidence bundles carry no floats: use integers (ms, wei) or strings")
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if not isinstance(k, str):
+                    raise ValueError(f"evidence keys must be strings, got {k!r}")
+                reject_floats(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                reject_floats(v)
+
+    reject_floats(bundle)
+    return json.dumps(bundle, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def evidence_root(bundle: Any) -> bytes:
+    """evidenceRoot = keccak256(canonical JSON bytes of the evidence bundle) (section 7)."""
+    return keccak(canonical_json(bundle))
+
+
+# ------------------------------------------------------------------------------------------ rewards
+
+
+def presence_credit(budget: int, active_count: int) -> int:
+    """What each license active in an epoch earns: budget(e) // activeCount(e) (section 8)."""
+    return budget // active_count if active_count else 0
+
+
+def commission_split(credit: int, commission_bps: int) -> tuple[int, int]:
+    """(to the license, to the operator) of one credit."""
+    commission = credit * commission_bps // BPS
+    return credit - commission, commission
+
+
+def penalty(reward_per_license: int, penalty_bps: int) -> int:
+    """A penalty in wei: penalty_bps of the audited epoch's per-license credit (docs/protocol.md)."""
+    return reward_per_license * penalty_bps // BPS
+
+
+def fee_split(amount: int, node_share_bps: int, staker_share_bps: int) -> tuple[int, int, int]:
+    """(to licenses, to stakers, to treasury) of a fee deposit."""
+    to_licenses = amount * node_share_bps // BPS
+    to_stakers = amount * staker_share_bps // BPS
+    return to_licenses, to_stakers, amount - to_licenses - to_stakers

@@ -1,0 +1,247 @@
+"""The node's configuration: one TOML file plus ``ZG_ALIGNMENT_NODE_*`` environment overrides, validated at start.
+
+Keys (TOML section.key; environment name in parentheses):
+
+- ``data_dir`` (ZG_ALIGNMENT_NODE_DATA_DIR): directory of the node's SQLite store and evidence. Default ``./data``.
+- ``log_level`` (ZG_ALIGNMENT_NODE_LOG_LEVEL): debug, info, warning, error. Default ``info``.
+- ``chain.rpc_urls`` (ZG_ALIGNMENT_NODE_CHAIN_RPC_URLS, comma separated): JSON-RPC endpoints, tried in order.
+- ``chain.manifest`` (ZG_ALIGNMENT_NODE_CHAIN_MANIFEST): the deployment manifest JSON (addresses, chain id).
+- ``chain.request_timeout`` (..._CHAIN_REQUEST_TIMEOUT): seconds per RPC request. Default 10.
+- ``chain.poll_interval`` (..._CHAIN_POLL_INTERVAL): seconds between polls of the chain head. Default 1.
+- ``operator.keystore`` (..._OPERATOR_KEYSTORE): keystore directory (Ethereum keystore v3 files).
+- ``operator.password_file`` / ``operator.password_env`` (..._OPERATOR_PASSWORD_FILE / _PASSWORD_ENV): where the
+  keystore password comes from (a file's first line, or the named environment variable). Exactly one.
+- ``operator.address`` (..._OPERATOR_ADDRESS): which key of the keystore to use, if it holds several.
+- ``service.host`` / ``service.port`` (..._SERVICE_HOST / _SERVICE_PORT): the HTTP API. Default 127.0.0.1:9100.
+- ``gas.max_fee_gwei`` (..._GAS_MAX_FEE_GWEI): cap on maxFeePerGas. Default 500.
+- ``gas.priority_fee_gwei`` (..._GAS_PRIORITY_FEE_GWEI): maxPriorityFeePerGas. Default 1.
+- ``gas.min_balance_wei`` (..._GAS_MIN_BALANCE_WEI): below this the node logs an alert. Default 10^16.
+- ``heartbeat.enabled`` (..._HEARTBEAT_ENABLED): send heartbeats. Default true.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "ZG_ALIGNMENT_NODE_"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(ValueError):
+    """The configuration is wrong; ``problems`` lists every problem found, each naming its key."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+@dataclass
+class ChainConfig:
+    rpc_urls: list[str] = field(default_factory=lambda: ["http://127.0.0.1:8545"])
+    manifest: str = "deployment.json"
+    request_timeout: float = 10.0
+    poll_interval: float = 1.0
+
+
+@dataclass
+class OperatorConfig:
+    keystore: str = "keystore"
+    password_file: str = ""
+    password_env: str = ""
+    address: str = ""
+
+
+@dataclass
+class ServiceConfig:
+    host: str = "127.0.0.1"
+    port: int = 9100
+
+
+@dataclass
+class GasConfig:
+    max_fee_gwei: float = 500.0
+    priority_fee_gwei: float = 1.0
+    min_balance_wei: int = 10**16
+
+
+@dataclass
+class HeartbeatConfig:
+    enabled: bool = True
+
+
+@dataclass
+class Config:
+    data_dir: str = "data"
+    log_level: str = "info"
+    chain: ChainConfig = field(default_factory=ChainConfig)
+    operator: OperatorConfig = field(default_factory=OperatorConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+    gas: GasConfig = field(default_factory=GasConfig)
+    heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
+    source: str = ""  # the file it was read from, for messages
+
+    def resolve(self, path: str) -> Path:
+        """A path from the config, relative to the config file's directory."""
+        p = Path(path)
+        if p.is_absolute() or not self.source:
+            return p
+        return Path(self.source).parent / p
+
+
+_SECTIONS = {
+    "chain": ChainConfig,
+    "operator": OperatorConfig,
+    "service": ServiceConfig,
+    "gas": GasConfig,
+    "heartbeat": HeartbeatConfig,
+}
+_TOP = ("data_dir", "log_level")
+
+
+def _coerce(value: Any, target: type, key: str, problems: list[str]) -> Any:
+    """Convert a TOML or environment value to the field's type, or record a problem naming the key."""
+    try:
+        if target is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                return value.lower() in ("1", "true", "yes", "on")
+            raise ValueError
+        if target is int:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if target is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if target is str:
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+        if target == list[str]:
+            if isinstance(value, str):
+                return [v.strip() for v in value.split(",") if v.strip()]
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                return value
+            raise ValueError
+    except (ValueError, TypeError):
+        pass
+    problems.append(f"{key}: expected {getattr(target, '__name__', str(target))}, got {value!r}")
+    return None
+
+
+def _field_types(cls: type) -> dict[str, type]:
+    hints = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": list[str]}
+    return {f.name: hints[f.type] if isinstance(f.type, str) else f.type for f in dataclasses.fields(cls)}
+
+
+def load_config(path: str | os.PathLike | None, env: Mapping[str, str] | None = None) -> Config:
+    """Read the TOML file (optional), apply environment overrides, validate; raise ConfigError listing problems."""
+    env = os.environ if env is None else env
+    problems: list[str] = []
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError([f"config file {p} does not exist"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"config file {p} is not valid TOML: {exc}"]) from None
+        except UnicodeDecodeError:
+            raise ConfigError([f"config file {p} is not UTF-8 text"]) from None
+
+    cfg = Config(source=str(path) if path is not None else "")
+    top_types = {"data_dir": str, "log_level": str}
+    for key, value in raw.items():
+        if key in _SECTIONS:
+            if not isinstance(value, dict):
+                problems.append(f"[{key}] must be a table")
+                continue
+            section = getattr(cfg, key)
+            types = _field_types(_SECTIONS[key])
+            for sub, subval in value.items():
+                if sub not in types:
+                    problems.append(f"{key}.{sub}: unknown key (known: {', '.join(sorted(types))})")
+                    continue
+                coerced = _coerce(subval, types[sub], f"{key}.{sub}", problems)
+                if coerced is not None:
+                    setattr(section, sub, coerced)
+        elif key in top_types:
+            coerced = _coerce(value, top_types[key], key, problems)
+            if coerced is not None:
+                setattr(cfg, key, coerced)
+        else:
+            known = sorted(list(_TOP) + [f"[{s}]" for s in _SECTIONS])
+            problems.append(f"{key}: unknown key (known: {', '.join(known)})")
+
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX):].lower()
+        if rest in top_types:
+            coerced = _coerce(value, top_types[rest], name, problems)
+            if coerced is not None:
+                setattr(cfg, rest, coerced)
+            continue
+        for section_name, cls in _SECTIONS.items():
+            if rest.startswith(section_name + "_"):
+                sub = rest[len(section_name) + 1:]
+                types = _field_types(cls)
+                if sub in types:
+                    coerced = _coerce(value, types[sub], name, problems)
+                    if coerced is not None:
+                        setattr(getattr(cfg, section_name), sub, coerced)
+                    break
+        else:
+            problems.append(f"{name}: unknown setting (see `alignment-node validate-config --help`)")
+
+    problems.extend(_validate(cfg))
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def _validate(cfg: Config) -> list[str]:
+    problems = []
+    if cfg.log_level.lower() not in LOG_LEVELS:
+        problems.append(f"log_level: {cfg.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+    cfg.log_level = cfg.log_level.lower()
+    if not cfg.chain.rpc_urls:
+        problems.append("chain.rpc_urls: at least one endpoint is needed")
+    for url in cfg.chain.rpc_urls:
+        if not (url.startswith("http://") or url.startswith("https://")):
+            problems.append(f"chain.rpc_urls: {url!r} is not an http(s) URL")
+    if cfg.chain.request_timeout <= 0:
+        problems.append("chain.request_timeout: must be > 0 seconds")
+    if cfg.chain.poll_interval <= 0:
+        problems.append("chain.poll_interval: must be > 0 seconds")
+    if not (0 <= cfg.service.port <= 65535):
+        problems.append(f"service.port: {cfg.service.port} is not a TCP port (0-65535)")
+    if bool(cfg.operator.password_file) == bool(cfg.operator.password_env):
+        problems.append("operator: set exactly one of password_file or password_env")
+    if cfg.gas.max_fee_gwei <= 0 or cfg.gas.priority_fee_gwei < 0:
+        problems.append("gas: max_fee_gwei must be > 0 and priority_fee_gwei >= 0")
+    if cfg.gas.priority_fee_gwei > cfg.gas.max_fee_gwei:
+        problems.append("gas.priority_fee_gwei: must not exceed gas.max_fee_gwei")
+    if cfg.operator.address and not _is_address(cfg.operator.address):
+        problems.append(f"operator.address: {cfg.operator.address!r} is not a 0x-prefixed 20-byte hex address")
+    return problems
+
+
+def _is_address(text: str) -> bool:
+    if not (text.startswith("0x") and len(text) == 42):
+        return False
+    try:
+        int(text[2:], 16)
+    except ValueError:
+        return False
+    return True

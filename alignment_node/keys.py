@@ -1,0 +1,181 @@
+"""Operator keys in an encrypted keystore (Ethereum keystore v3, scrypt), unlocked without a prompt.
+
+The private key exists in clear only in memory, inside a ``Signer``; nothing here writes, prints or logs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+
+import coincurve
+import sha3
+
+# scrypt cost of new keystores: geth's "light" setting keeps unlocking under a second on small machines.
+SCRYPT_N = 1 << 14
+SCRYPT_P = 1
+
+
+class KeystoreError(Exception):
+    """A keystore problem a user can act on (message says what and where)."""
+
+
+def address_of_public_key(public_key: coincurve.PublicKey) -> str:
+    """Checksummed (EIP-55) address of a secp256k1 public key."""
+    raw = public_key.format(compressed=False)[1:]
+    return to_checksum(sha3.keccak_256(raw).digest()[-20:].hex())
+
+
+def to_checksum(hex_address: str) -> str:
+    """EIP-55 mixed-case checksum of a 40-hex-digit address (with or without 0x)."""
+    h = hex_address.lower().removeprefix("0x")
+    if len(h) != 40 or any(c not in "0123456789abcdef" for c in h):
+        raise ValueError(f"not a 20-byte hex address: {hex_address!r}")
+    digest = sha3.keccak_256(h.encode()).hexdigest()
+    return "0x" + "".join(c.upper() if int(digest[i], 16) >= 8 else c for i, c in enumerate(h))
+
+
+class Signer:
+    """Holds one private key in memory and signs 32-byte digests. Its repr never shows the key."""
+
+    __slots__ = ("_key", "address")
+
+    def __init__(self, private_key: bytes):
+        if len(private_key) != 32:
+            raise KeystoreError("a private key is 32 bytes")
+        try:
+            self._key = coincurve.PrivateKey(private_key)
+        except ValueError:
+            raise KeystoreError("the private key is out of range for secp256k1") from None
+        self.address = address_of_public_key(self._key.public_key)
+
+    def sign_digest(self, digest: bytes) -> tuple[int, int, int]:
+        """Sign a 32-byte digest; returns (y_parity, r, s) with low s."""
+        sig = self._key.sign_recoverable(digest, hasher=None)
+        return sig[64], int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big")
+
+    def __repr__(self) -> str:
+        return f"Signer({self.address})"
+
+    __str__ = __repr__
+
+    def __reduce__(self):
+        raise TypeError("a Signer cannot be pickled (it holds a private key)")
+
+
+def read_password(password_file: str | None = None, password_env: str | None = None) -> str:
+    """The keystore password from a file (first line) or an environment variable; exactly one source."""
+    if bool(password_file) == bool(password_env):
+        raise KeystoreError("give exactly one password source: a password file or an environment variable")
+    if password_env:
+        value = os.environ.get(password_env)
+        if value is None:
+            raise KeystoreError(f"environment variable {password_env} is not set")
+        if value == "":
+            raise KeystoreError(f"environment variable {password_env} is empty")
+        return value
+    try:
+        text = Path(password_file).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise KeystoreError(f"password file {password_file} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeystoreError(f"password file {password_file} cannot be read: {exc.__class__.__name__}") from None
+    password = text.splitlines()[0] if text else ""
+    if not password:
+        raise KeystoreError(f"password file {password_file} is empty")
+    return password
+
+
+def _keystore_files(keystore: Path) -> list[Path]:
+    if keystore.is_file():
+        return [keystore]
+    if not keystore.is_dir():
+        raise KeystoreError(f"keystore {keystore} does not exist")
+    return sorted(p for p in keystore.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def list_addresses(keystore: str | os.PathLike) -> list[str]:
+    """Addresses of the keystore's files (read from the files, no password needed)."""
+    out = []
+    for path in _keystore_files(Path(keystore)):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            out.append(to_checksum(data["address"]))
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            raise KeystoreError(f"keystore file {path} is not an Ethereum keystore v3 JSON") from None
+    return out
+
+
+def save_key(keystore: str | os.PathLike, private_key: bytes, password: str) -> str:
+    """Encrypt ``private_key`` into a new v3 file in the keystore directory (mode 0600); returns the address."""
+    from eth_keyfile import create_keyfile_json
+
+    if not password:
+        raise KeystoreError("refusing an empty keystore password")
+    signer = Signer(private_key)
+    directory = Path(keystore)
+    directory.mkdir(parents=True, exist_ok=True)
+    if signer.address in list_addresses(directory):
+        raise KeystoreError(f"key {signer.address} is already in keystore {directory}")
+    doc = create_keyfile_json(private_key, password.encode("utf-8"), kdf="scrypt", iterations=SCRYPT_N)
+    stamp = time.strftime("%Y-%m-%dT%H-%M-%S", time.gmtime())
+    path = directory / f"UTC--{stamp}--{signer.address[2:].lower()}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh)
+    return signer.address
+
+
+def new_key(keystore: str | os.PathLike, password: str) -> str:
+    """Create a fresh random key in the keystore; returns its address."""
+    while True:
+        candidate = secrets.token_bytes(32)
+        try:
+            coincurve.PrivateKey(candidate)
+        except ValueError:
+            continue
+        return save_key(keystore, candidate, password)
+
+
+def parse_private_key(text: str) -> bytes:
+    """A private key from hex text (with or without 0x, surrounding white space ignored)."""
+    h = text.strip().removeprefix("0x").removeprefix("0X")
+    if len(h) != 64:
+        raise KeystoreError("a private key is 64 hex digits (32 bytes)")
+    try:
+        return bytes.fromhex(h)
+    except ValueError:
+        raise KeystoreError("the private key is not valid hex") from None
+
+
+def load_signer(keystore: str | os.PathLike, password: str, address: str | None = None) -> Signer:
+    """Decrypt the key of ``address`` (or the only key) from the keystore."""
+    from eth_keyfile import decode_keyfile_json
+
+    files = _keystore_files(Path(keystore))
+    if not files:
+        raise KeystoreError(f"keystore {keystore} holds no key")
+    addresses = list_addresses(keystore)
+    if address:
+        wanted = to_checksum(address)
+        matches = [f for f, a in zip(files, addresses) if a == wanted]
+        if not matches:
+            raise KeystoreError(f"keystore {keystore} has no key for {wanted}")
+        path = matches[0]
+    elif len(files) > 1:
+        raise KeystoreError(f"keystore {keystore} holds {len(files)} keys: say which address to use")
+    else:
+        path = files[0]
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        private_key = decode_keyfile_json(doc, password.encode("utf-8"))
+    except ValueError as exc:
+        if "MAC mismatch" in str(exc):
+            raise KeystoreError(f"wrong password for keystore file {path.name}") from None
+        raise KeystoreError(f"keystore file {path.name} is corrupt or not keystore v3") from None
+    except (KeyError, TypeError, UnicodeDecodeError):
+        raise KeystoreError(f"keystore file {path.name} is corrupt or not keystore v3") from None
+    return Signer(bytes(private_key))

@@ -1,0 +1,54 @@
+"""Prometheus metrics of one node process (served at GET /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class NodeMetrics:
+    """Every metric the node exports, on a registry of its own (so tests can run several nodes)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.licenses = Gauge(
+            "alignment_licenses", "Licenses of this operator by state (delegated, pending, active, suspended)",
+            ["state"], registry=r,
+        )
+        self.epoch = Gauge("alignment_epoch", "Current protocol epoch", registry=r)
+        self.head_block = Gauge("alignment_head_block", "Latest chain block seen", registry=r)
+        self.heartbeat_txs = Counter(
+            "alignment_heartbeat_transactions", "Heartbeat transactions mined", registry=r
+        )
+        self.heartbeats = Counter("alignment_heartbeats", "License heartbeats mined (licenses x epochs)", registry=r)
+        self.last_heartbeat_epoch = Gauge(
+            "alignment_last_heartbeat_epoch", "Epoch of the last mined heartbeat", registry=r
+        )
+        self.tx_sent = Counter("alignment_transactions_sent", "Transactions sent", ["purpose"], registry=r)
+        self.tx_failed = Counter(
+            "alignment_transactions_failed", "Transactions that reverted or could not be sent",
+            ["purpose", "reason"], registry=r,
+        )
+        self.rpc_latency = Histogram(
+            "alignment_rpc_latency_seconds", "JSON-RPC request latency", ["method"], registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.rpc_errors = Counter(
+            "alignment_rpc_errors", "JSON-RPC requests that failed on an endpoint", ["endpoint"], registry=r
+        )
+        self.rpc_failovers = Counter(
+            "alignment_rpc_failovers", "Requests that moved to another endpoint", registry=r
+        )
+        self.balance = Gauge(
+            "alignment_operator_balance_wei", "Operator balances (native gas coin, reward token)", ["asset"],
+            registry=r,
+        )
+        self.commission = Gauge(
+            "alignment_operator_commission_wei", "Commission claimable by this operator", registry=r
+        )
+        self.license_claimable = Gauge(
+            "alignment_licenses_claimable_wei", "Sum of what this operator's licenses can claim", registry=r
+        )
+        self.credited = Counter(
+            "alignment_license_credits", "Presence credits booked for this operator's licenses", registry=r
+        )

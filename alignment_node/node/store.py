@@ -1,0 +1,173 @@
+"""The node's SQLite store (WAL) in its data directory: the transaction journal and small durable state.
+
+The journal is what makes a crash harmless: a transaction is written here, signed, *before* it is sent, so a
+restart finds it and either sees its receipt, re-broadcasts the very same bytes (same hash: never a second
+transaction), or learns its nonce was used by another transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tx_journal (
+    id INTEGER PRIMARY KEY,
+    nonce INTEGER NOT NULL,
+    purpose TEXT NOT NULL,
+    epoch INTEGER,
+    tx_hash TEXT NOT NULL UNIQUE,
+    raw BLOB NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('signed', 'sent', 'mined', 'reverted', 'dropped')),
+    meta TEXT NOT NULL DEFAULT '{}',
+    block INTEGER,
+    gas_used INTEGER,
+    error TEXT,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tx_journal_state ON tx_journal(state);
+CREATE INDEX IF NOT EXISTS tx_journal_purpose ON tx_journal(purpose, epoch);
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+OPEN_STATES = ("signed", "sent")
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    id: int
+    nonce: int
+    purpose: str
+    epoch: int | None
+    tx_hash: str
+    raw: bytes
+    state: str
+    meta: dict
+    block: int | None
+    gas_used: int | None
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "JournalEntry":
+        return cls(
+            id=row["id"],
+            nonce=row["nonce"],
+            purpose=row["purpose"],
+            epoch=row["epoch"],
+            tx_hash=row["tx_hash"],
+            raw=bytes(row["raw"]),
+            state=row["state"],
+            meta=json.loads(row["meta"]),
+            block=row["block"],
+            gas_used=row["gas_used"],
+            error=row["error"],
+        )
+
+
+class Store:
+    """One SQLite database file; every write is its own committed, fsynced transaction."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------------------------------- journal
+
+    def record_signed(
+        self, nonce: int, purpose: str, epoch: int | None, tx_hash: str, raw: bytes, meta: dict | None = None
+    ) -> JournalEntry:
+        """Durably record a signed transaction before it is sent."""
+        now = time.time()
+        self.db.execute(
+            "INSERT INTO tx_journal (nonce, purpose, epoch, tx_hash, raw, state, meta, created, updated)"
+            " VALUES (?, ?, ?, ?, ?, 'signed', ?, ?, ?)",
+            (nonce, purpose, epoch, tx_hash, raw, json.dumps(meta or {}, sort_keys=True), now, now),
+        )
+        return self.entry(tx_hash)
+
+    def mark(self, tx_hash: str, state: str, block: int | None = None, gas_used: int | None = None,
+             error: str | None = None) -> None:
+        """Move a journal entry to ``state`` (sent, mined, reverted, dropped)."""
+        self.db.execute(
+            "UPDATE tx_journal SET state = ?, block = COALESCE(?, block), gas_used = COALESCE(?, gas_used),"
+            " error = COALESCE(?, error), updated = ? WHERE tx_hash = ?",
+            (state, block, gas_used, error, time.time(), tx_hash),
+        )
+
+    def entry(self, tx_hash: str) -> JournalEntry:
+        row = self.db.execute("SELECT * FROM tx_journal WHERE tx_hash = ?", (tx_hash,)).fetchone()
+        if row is None:
+            raise KeyError(tx_hash)
+        return JournalEntry.from_row(row)
+
+    def open_entries(self) -> list[JournalEntry]:
+        """Signed or sent transactions whose fate is not known yet, oldest nonce first."""
+        rows = self.db.execute(
+            "SELECT * FROM tx_journal WHERE state IN ('signed', 'sent') ORDER BY nonce, id"
+        ).fetchall()
+        return [JournalEntry.from_row(r) for r in rows]
+
+    def entries(self, purpose: str | None = None, epoch: int | None = None, limit: int = 1000) -> list[JournalEntry]:
+        sql = "SELECT * FROM tx_journal"
+        clauses, args = [], []
+        if purpose is not None:
+            clauses.append("purpose = ?")
+            args.append(purpose)
+        if epoch is not None:
+            clauses.append("epoch = ?")
+            args.append(epoch)
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(limit)
+        return [JournalEntry.from_row(r) for r in self.db.execute(sql, args).fetchall()]
+
+    def live_for(self, purpose: str, epoch: int) -> list[JournalEntry]:
+        """Transactions for (purpose, epoch) that are pending or mined: what must not be sent again."""
+        rows = self.db.execute(
+            "SELECT * FROM tx_journal WHERE purpose = ? AND epoch = ? AND state IN ('signed', 'sent', 'mined')",
+            (purpose, epoch),
+        ).fetchall()
+        return [JournalEntry.from_row(r) for r in rows]
+
+    def highest_nonce(self) -> int | None:
+        """Highest nonce the journal ever signed (None if none)."""
+        row = self.db.execute("SELECT MAX(nonce) AS n FROM tx_journal WHERE state != 'dropped'").fetchone()
+        return row["n"]
+
+    def counts(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT state, COUNT(*) AS n FROM tx_journal GROUP BY state").fetchall()
+        return {r["state"]: r["n"] for r in rows}
+
+    # ------------------------------------------------------------------------------------------ kv
+
+    def get(self, key: str, default: Any = None) -> Any:
+        row = self.db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row["value"])
+
+    def put(self, key: str, value: Any) -> None:
+        self.db.execute(
+            "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, json.dumps(value, sort_keys=True)),
+        )
+
+    def items(self, prefix: str) -> Iterator[tuple[str, Any]]:
+        for row in self.db.execute("SELECT key, value FROM kv WHERE key LIKE ? ORDER BY key", (prefix + "%",)):
+            yield row["key"], json.loads(row["value"])
