@@ -1,0 +1,95 @@
+"""Keystore v3: create, import, unlock without a prompt, and never a private key in clear on disk."""
+
+import json
+import os
+
+import coincurve
+import pytest
+
+from alignment_node import keys
+
+# anvil's first well-known development key (public knowledge; never a real key)
+DEV_KEY = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+DEV_ADDRESS = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+
+
+def test_checksum_matches_eip55_known_address():
+    assert keys.to_checksum(DEV_ADDRESS.lower()) == DEV_ADDRESS
+
+
+def test_import_then_unlock_gives_the_same_address_and_no_clear_key_on_disk(tmp_path):
+    address = keys.save_key(tmp_path, bytes.fromhex(DEV_KEY), "correct horse")
+    assert address == DEV_ADDRESS
+    for path in tmp_path.iterdir():
+        data = path.read_bytes()
+        assert DEV_KEY.encode() not in data.lower()
+        assert bytes.fromhex(DEV_KEY) not in data
+        assert json.loads(data)["crypto"]["kdf"] == "scrypt"
+        assert oct(path.stat().st_mode & 0o777) == "0o600"
+    signer = keys.load_signer(tmp_path, "correct horse")
+    assert signer.address == DEV_ADDRESS
+    assert DEV_KEY not in repr(signer) and DEV_KEY not in str(signer)
+
+
+def test_signer_signs_digests_that_recover_to_its_address(tmp_path):
+    signer = keys.Signer(bytes.fromhex(DEV_KEY))
+    digest = bytes(range(32))
+    v, r, s = signer.sign_digest(digest)
+    sig = r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([v])
+    public = coincurve.PublicKey.from_signature_and_message(sig, digest, hasher=None)
+    assert keys.address_of_public_key(public) == DEV_ADDRESS
+
+
+def test_wrong_password_is_one_clear_error(tmp_path):
+    keys.save_key(tmp_path, bytes.fromhex(DEV_KEY), "right")
+    with pytest.raises(keys.KeystoreError, match="wrong password"):
+        keys.load_signer(tmp_path, "wrong")
+
+
+def test_corrupt_keystore_is_one_clear_error(tmp_path):
+    keys.save_key(tmp_path, bytes.fromhex(DEV_KEY), "pw")
+    path = next(tmp_path.iterdir())
+    doc = json.loads(path.read_text())
+    doc["crypto"]["ciphertext"] = "zz" + doc["crypto"]["ciphertext"][2:]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(keys.KeystoreError, match="corrupt"):
+        keys.load_signer(tmp_path, "pw")
+    path.write_text("not json at all")
+    with pytest.raises(keys.KeystoreError, match="not an Ethereum keystore"):
+        keys.load_signer(tmp_path, "pw")
+
+
+def test_new_key_and_several_keys_need_an_address(tmp_path):
+    a = keys.new_key(tmp_path, "pw")
+    b = keys.save_key(tmp_path, bytes.fromhex(DEV_KEY), "pw")
+    with pytest.raises(keys.KeystoreError, match="say which address"):
+        keys.load_signer(tmp_path, "pw")
+    assert keys.load_signer(tmp_path, "pw", address=a).address == a
+    assert keys.load_signer(tmp_path, "pw", address=b.lower()).address == b
+    with pytest.raises(keys.KeystoreError, match="already in keystore"):
+        keys.save_key(tmp_path, bytes.fromhex(DEV_KEY), "pw")
+
+
+def test_password_sources(tmp_path, monkeypatch):
+    pw = tmp_path / "pw.txt"
+    pw.write_text("secret\n")
+    assert keys.read_password(password_file=str(pw)) == "secret"
+    monkeypatch.setenv("NODE_PW", "from-env")
+    assert keys.read_password(password_env="NODE_PW") == "from-env"
+    with pytest.raises(keys.KeystoreError, match="exactly one"):
+        keys.read_password(password_file=str(pw), password_env="NODE_PW")
+    with pytest.raises(keys.KeystoreError, match="is not set"):
+        keys.read_password(password_env="NO_SUCH_VARIABLE_XYZ")
+    with pytest.raises(keys.KeystoreError, match="does not exist"):
+        keys.read_password(password_file=str(tmp_path / "missing"))
+
+
+@pytest.mark.parametrize("text", ["", "0x12", "zz" * 32, "00" * 31])
+def test_bad_private_key_text_is_rejected(text):
+    with pytest.raises(keys.KeystoreError):
+        keys.parse_private_key(text)
+
+
+def test_zero_key_is_rejected():
+    with pytest.raises(keys.KeystoreError, match="out of range"):
+        keys.Signer(bytes(32))
