@@ -87,7 +87,8 @@ contract AuditProtocol is Ownable {
     IPresenceVault public immutable vault;
 
     Clock public clock;
-    /// @notice The clock before the latest epoch-length change (applies to blocks before `clock.anchorBlock`).
+    /// @notice The clock before the latest epoch-length change (applies to blocks from its `anchorBlock` up to
+    ///         `clock.anchorBlock`; blocks before it use the older clocks).
     Clock public previousClock;
     Params public params;
 
@@ -100,6 +101,8 @@ contract AuditProtocol is Ownable {
     mapping(uint256 => bytes32[2]) private _evidence;
     /// @notice Whether a miss of (epoch, license, target) was reported: keyed by keccak256(abi.encode(e, l, t)).
     mapping(bytes32 => bool) public missReported;
+    /// @dev The clocks before `previousClock`, oldest (genesis) first: each applies up to the next one's anchor.
+    Clock[] private _olderClocks;
 
     error InvalidParams();
     error NotStarted();
@@ -162,7 +165,14 @@ contract AuditProtocol is Ownable {
         Clock memory c = clock;
         if (blockNumber < c.anchorBlock) {
             c = previousClock;
-            if (blockNumber < c.anchorBlock) revert NotStarted();
+            if (blockNumber < c.anchorBlock) {
+                uint256 i = _olderClocks.length;
+                while (true) {
+                    if (i == 0) revert NotStarted();
+                    c = _olderClocks[--i];
+                    if (blockNumber >= c.anchorBlock) break;
+                }
+            }
         }
         return c.anchorEpoch + (blockNumber - c.anchorBlock) / c.length;
     }
@@ -174,7 +184,13 @@ contract AuditProtocol is Ownable {
     /// @notice First block of epoch `epoch`.
     function epochStartBlock(uint256 epoch) public view returns (uint256) {
         Clock memory c = clock;
-        if (epoch < c.anchorEpoch) c = previousClock;
+        if (epoch < c.anchorEpoch) {
+            c = previousClock;
+            // The genesis clock (anchor epoch 0) is the oldest, so the search always ends.
+            for (uint256 i = _olderClocks.length; epoch < c.anchorEpoch;) {
+                c = _olderClocks[--i];
+            }
+        }
         return c.anchorBlock + (epoch - c.anchorEpoch) * c.length;
     }
 
@@ -381,6 +397,8 @@ contract AuditProtocol is Ownable {
         if (length == 0 || params.revealBlocks >= length) revert InvalidParams();
         uint256 next = currentEpoch() + 1;
         uint256 boundary = epochStartBlock(next);
+        Clock memory prev = previousClock;
+        if (prev.anchorBlock < c.anchorBlock) _olderClocks.push(prev);
         previousClock = c;
         clock = Clock(uint64(boundary), uint32(next), length);
         emit ClockSet(boundary, next, length);

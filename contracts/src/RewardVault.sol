@@ -239,7 +239,8 @@ contract RewardVault is Ownable, ReentrancyGuard {
         emit Heartbeats(epoch, operator, tokenIds);
     }
 
-    /// @notice Debit a penalty of `kind` for audited epoch `epoch` from each license. For a miss, the
+    /// @notice Debit a penalty of `kind` for audited epoch `epoch` from each license, after booking its ended
+    ///         pending epoch (so a node that stopped heartbeating loses that credit first). For a miss, the
     ///         reporter gets `missBountyBps` of what is actually forfeited. Called by the AuditProtocol.
     function penalize(uint256[] calldata tokenIds, uint256 epoch, uint8 kind, address reporter)
         external
@@ -255,6 +256,7 @@ contract RewardVault is Ownable, ReentrancyGuard {
         uint256 forfeited;
         for (uint256 i; i < tokenIds.length; ++i) {
             uint256 id = tokenIds[i];
+            _settlePending(id);
             Account storage a = accounts[id];
             uint256 freed = _debit(a, amount);
             forfeited += freed;

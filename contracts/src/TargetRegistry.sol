@@ -2,13 +2,18 @@
 pragma solidity ^0.8.27;
 
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {Checkpoints} from "@openzeppelin/contracts/utils/structs/Checkpoints.sol";
 
 /// @title TargetRegistry
 /// @notice The nodes of the monitored network that auditors check, and the sealed traps among them
 ///         (PROTOCOL.md section 9).
 /// @dev Enabling or disabling a target takes effect from the first epoch that starts after the change, so the
-///      duties of an epoch in progress never move. Traps look like any other target; only the keeper knows.
+///      duties of an epoch in progress never move. Every change is checkpointed, so the status of any past
+///      epoch stays what it was (misses are reported epochs later). Traps look like any other target; only
+///      the keeper knows.
 contract TargetRegistry is Ownable {
+    using Checkpoints for Checkpoints.Trace208;
+
     /// @notice Target kinds.
     uint8 public constant KIND_EVM_RPC = 1;
     uint8 public constant KIND_COMETBFT = 2;
@@ -24,8 +29,8 @@ contract TargetRegistry is Ownable {
     struct Target {
         uint8 kind;
         bool enabled; // status in epochs starting after `changedAtBlock`
-        bool enabledBefore; // status in epochs starting at or before `changedAtBlock`
-        uint64 changedAtBlock;
+        bool enabledBefore; // status in epochs starting after the previous change, up to `changedAtBlock`
+        uint64 changedAtBlock; // the latest change (`isEnabledAt` reads the full history)
         string endpoint;
         bytes identity;
     }
@@ -39,6 +44,8 @@ contract TargetRegistry is Ownable {
     address public trapKeeper;
     Target[] private _targets;
     mapping(uint256 => Trap) public traps;
+    /// @dev Per target, every status change: (block of the change, 1 enabled / 0 disabled).
+    mapping(uint256 => Checkpoints.Trace208) private _history;
 
     error InvalidKind(uint8 kind);
     error UnknownTarget(uint256 targetId);
@@ -78,6 +85,7 @@ contract TargetRegistry is Ownable {
         if (kind < KIND_EVM_RPC || kind > KIND_MODEL) revert InvalidKind(kind);
         targetId = _targets.length;
         _targets.push(Target(kind, true, false, uint64(block.number), endpoint, identity));
+        _history[targetId].push(uint48(block.number), 1);
         emit TargetAdded(targetId, kind, endpoint, identity);
         emit TargetEnabled(targetId, true, block.number);
     }
@@ -89,6 +97,7 @@ contract TargetRegistry is Ownable {
         t.enabledBefore = t.changedAtBlock < block.number ? t.enabled : t.enabledBefore;
         t.enabled = enabled;
         t.changedAtBlock = uint64(block.number);
+        _history[targetId].push(uint48(block.number), enabled ? 1 : 0);
         emit TargetEnabled(targetId, enabled, block.number);
     }
 
@@ -126,11 +135,13 @@ contract TargetRegistry is Ownable {
         return _target(targetId);
     }
 
-    /// @notice Whether `targetId` counts in an epoch that starts at block `epochStartBlock`.
+    /// @notice Whether `targetId` counts in an epoch that starts at block `epochStartBlock`: its status after
+    ///         the last change made strictly before that block.
     function isEnabledAt(uint256 targetId, uint256 epochStartBlock) public view returns (bool) {
-        if (targetId >= _targets.length) return false;
-        Target storage t = _targets[targetId];
-        return epochStartBlock > t.changedAtBlock ? t.enabled : t.enabledBefore;
+        if (targetId >= _targets.length || epochStartBlock == 0) return false;
+        uint256 lastBlock = epochStartBlock - 1;
+        if (lastBlock > type(uint48).max) lastBlock = type(uint48).max;
+        return _history[targetId].upperLookupRecent(uint48(lastBlock)) == 1;
     }
 
     /// @notice Ids of every target enabled in the epoch starting at `epochStartBlock` (for nodes; O(targets)).

@@ -1,0 +1,1219 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.27;
+
+import {Deployed} from "./utils/Deployed.sol";
+import {Vm} from "./utils/Vm.sol";
+import {AuditProtocol, IDelegations, ITargets, IPresenceVault} from "../src/AuditProtocol.sol";
+import {RewardVault} from "../src/RewardVault.sol";
+import {OperatorRegistry} from "../src/OperatorRegistry.sol";
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+
+/// @dev Cheatcodes these tests need beyond test/utils/Vm.sol (forge's exact signatures).
+interface AuditVm {
+    function setBlockhash(uint256 blockNumber, bytes32 blockHash) external;
+}
+
+/// @dev What a license commits to and later reveals.
+struct Opening {
+    uint256[] tids;
+    uint8[] verdicts;
+    bytes32[] roots;
+    bytes32 salt;
+}
+
+/// @notice Shared fixture: one operator with 18 licenses of one owner, three targets enabled from epoch 1.
+abstract contract AuditFixture is Deployed {
+    AuditVm internal constant vmx = AuditVm(address(uint160(uint256(keccak256("hevm cheat code")))));
+
+    uint256 internal constant MAX = type(uint256).max;
+    bytes32 internal constant GENESIS_SEED = keccak256("genesis");
+
+    address internal op = makeAddr("op");
+    address internal owner = makeAddr("owner");
+    address internal reporter = makeAddr("reporter");
+    uint256[] internal ids;
+    uint256 internal t0;
+    uint256 internal t1;
+    uint256 internal t2;
+
+    function _fixture(uint256 nLicenses) internal {
+        _deploy();
+        _fundEmission(100_000 ether);
+        ids = _operatorWithLicenses(op, 1000, owner, nLicenses);
+        t0 = _addTarget(1);
+        t1 = _addTarget(2);
+        t2 = _addTarget(3);
+    }
+
+    function _first(uint256 n) internal view returns (uint256[] memory out) {
+        out = new uint256[](n);
+        for (uint256 i; i < n; ++i) {
+            out[i] = ids[i];
+        }
+    }
+
+    function _heartbeat(uint256[] memory lics) internal {
+        vm.prank(op);
+        protocol.heartbeat(lics);
+    }
+
+    /// @dev An opening voting `v` on every target of `tids`, with a root and salt unique to `lic`.
+    function _opening(uint256 lic, uint256[] memory tids, uint8 v) internal pure returns (Opening memory o) {
+        o.tids = tids;
+        o.verdicts = new uint8[](tids.length);
+        o.roots = new bytes32[](tids.length);
+        for (uint256 i; i < tids.length; ++i) {
+            o.verdicts[i] = v;
+            o.roots[i] = keccak256(abi.encode("root", lic, tids[i], v));
+        }
+        o.salt = keccak256(abi.encode("salt", lic));
+    }
+
+    function _hash(uint256 e, uint256 lic, Opening memory o) internal pure returns (bytes32) {
+        return keccak256(abi.encode(e, lic, o.tids, o.verdicts, o.roots, o.salt));
+    }
+
+    function _commitHash(uint256 e, uint256 lic, bytes32 c) internal {
+        AuditProtocol.Commitment[] memory cs = new AuditProtocol.Commitment[](1);
+        cs[0] = AuditProtocol.Commitment(lic, c);
+        vm.prank(op);
+        protocol.commit(e, cs);
+    }
+
+    function _commit(uint256 e, uint256 lic, Opening memory o) internal {
+        _commitHash(e, lic, _hash(e, lic, o));
+    }
+
+    function _reveal(uint256 e, uint256 lic, Opening memory o) internal {
+        protocol.reveal(e, lic, o.tids, o.verdicts, o.roots, o.salt);
+    }
+
+    function _three() internal view returns (uint256[] memory tids) {
+        tids = new uint256[](3);
+        (tids[0], tids[1], tids[2]) = (t0, t1, t2);
+    }
+
+    function _balance(uint256 lic) internal view returns (int256 bal) {
+        (int128 b,,,) = vault.accounts(lic);
+        bal = b;
+    }
+}
+
+contract AuditProtocolTest is AuditFixture {
+    function setUp() public {
+        _fixture(18);
+    }
+
+    // ================================================================================ constructor
+
+    function _newProtocol(uint256 genesisBlock, uint32 length, AuditProtocol.Params memory p)
+        internal
+        returns (AuditProtocol)
+    {
+        return new AuditProtocol(
+            IDelegations(address(registry)),
+            ITargets(address(targets)),
+            IPresenceVault(address(vault)),
+            genesisBlock,
+            length,
+            keccak256("g"),
+            p,
+            address(this)
+        );
+    }
+
+    function _p(uint32 revealBlocks, uint16 committeeSize, uint16 minReveals, uint16 maxCommittee)
+        internal
+        pure
+        returns (AuditProtocol.Params memory)
+    {
+        return AuditProtocol.Params(revealBlocks, committeeSize, minReveals, maxCommittee);
+    }
+
+    function test_constructorSetsClockSeedAndParams() public {
+        vm.roll(500);
+        vm.expectEmit();
+        emit AuditProtocol.ClockSet(450, 0, 40);
+        vm.expectEmit();
+        emit AuditProtocol.ParamsSet(_p(10, 4, 2, 12));
+        AuditProtocol p = _newProtocol(450, 40, _p(10, 4, 2, 12));
+        (uint64 anchorBlock, uint32 anchorEpoch, uint32 length) = p.clock();
+        assertEq(anchorBlock, 450, "anchor block");
+        assertEq(anchorEpoch, 0, "anchor epoch");
+        assertEq(length, 40, "length");
+        (anchorBlock, anchorEpoch, length) = p.previousClock();
+        assertEq(anchorBlock, 450, "previous anchor block");
+        assertEq(length, 40, "previous length");
+        assertEq(p.lastSeed(), keccak256("g"), "genesis seed");
+        (uint32 rb, uint16 cs, uint16 mr, uint16 mc) = p.params();
+        assertEq(rb, 10, "revealBlocks");
+        assertEq(cs, 4, "committeeSize");
+        assertEq(mr, 2, "minReveals");
+        assertEq(mc, 12, "maxCommittee");
+        assertEq(p.currentEpoch(), 1, "block 500 is in epoch 1");
+        assertEq(p.owner(), address(this), "owner");
+    }
+
+    function test_constructorRejectsGenesisInTheFuture() public {
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.InvalidParams.selector));
+        _newProtocol(vm.getBlockNumber() + 1, 30, _defaultProtocolParams());
+    }
+
+    function test_constructorRejectsZeroEpochLength() public {
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.InvalidParams.selector));
+        _newProtocol(vm.getBlockNumber(), 0, _defaultProtocolParams());
+    }
+
+    function test_constructorRejectsGenesisBeyondUint64() public {
+        uint256 g = uint256(type(uint64).max) + 1;
+        vm.roll(g);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.InvalidParams.selector));
+        _newProtocol(g, 30, _defaultProtocolParams());
+    }
+
+    function test_constructorRejectsEachInvalidParam() public {
+        AuditProtocol.Params[6] memory bad = [
+            _p(0, 5, 3, 16), // revealBlocks 0
+            _p(30, 5, 3, 16), // revealBlocks >= epoch length
+            _p(15, 0, 3, 16), // committeeSize 0
+            _p(15, 5, 0, 0), // maxCommittee 0
+            _p(15, 5, 3, 17), // maxCommittee above the tally's cap
+            _p(15, 5, 9, 8) // minReveals > maxCommittee
+        ];
+        for (uint256 i; i < bad.length; ++i) {
+            vm.expectRevert(abi.encodeWithSelector(AuditProtocol.InvalidParams.selector));
+            _newProtocol(vm.getBlockNumber(), 30, bad[i]);
+        }
+        // The boundaries themselves are accepted.
+        _newProtocol(vm.getBlockNumber(), 30, _p(29, 1, 16, 16));
+    }
+
+    // ===================================================================================== clock
+
+    function test_epochsFollowTheGenesisClock() public {
+        // Deployed at block 100 with 30-block epochs.
+        assertEq(protocol.epochAt(100), 0, "genesis block");
+        assertEq(protocol.epochAt(129), 0, "last block of epoch 0");
+        assertEq(protocol.epochAt(130), 1, "first block of epoch 1");
+        assertEq(protocol.epochStartBlock(5), 250, "start of epoch 5");
+        (uint256 rs, uint256 re) = protocol.revealWindow(1);
+        assertEq(rs, 160, "reveal start of epoch 1");
+        assertEq(re, 175, "reveal end of epoch 1");
+        assertEq(protocol.epochLength(), 30, "length");
+        vm.roll(189);
+        assertEq(protocol.currentEpoch(), 2, "current epoch");
+    }
+
+    function test_epochAtRejectsBlocksBeforeGenesis() public {
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotStarted.selector));
+        protocol.epochAt(99);
+    }
+
+    function test_setEpochLengthKeepsEpochNumbersContinuous() public {
+        vm.roll(200); // epoch 3 = [190, 220)
+        vm.expectEmit();
+        emit AuditProtocol.ClockSet(220, 4, 50);
+        vm.prank(address(timelock));
+        protocol.setEpochLength(50);
+        assertEq(protocol.epochLength(), 50, "new length");
+        assertEq(protocol.currentEpoch(), 3, "still epoch 3");
+        assertEq(protocol.epochAt(150), 1, "old blocks keep their epoch");
+        assertEq(protocol.epochAt(219), 3, "last block under the old length");
+        assertEq(protocol.epochAt(220), 4, "boundary");
+        assertEq(protocol.epochAt(269), 4, "epoch 4 lasts 50 blocks");
+        assertEq(protocol.epochAt(270), 5, "epoch 5");
+        assertEq(protocol.epochStartBlock(1), 130, "start of epoch 1");
+        assertEq(protocol.epochStartBlock(3), 190, "start of epoch 3");
+        assertEq(protocol.epochStartBlock(4), 220, "start of epoch 4");
+        assertEq(protocol.epochStartBlock(6), 320, "start of epoch 6");
+        (uint256 rs, uint256 re) = protocol.revealWindow(3);
+        assertEq(rs, 220, "epoch 3 reveals open at the boundary");
+        assertEq(re, 235, "for revealBlocks blocks");
+        (rs, re) = protocol.revealWindow(4);
+        assertEq(rs, 270, "epoch 4 reveals");
+        assertEq(re, 285, "epoch 4 reveal end");
+    }
+
+    function test_setEpochLengthRejectsAChangeWhileOneIsPending() public {
+        vm.roll(200);
+        vm.prank(address(timelock));
+        protocol.setEpochLength(50);
+        vm.roll(219);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.ClockChangePending.selector, 220));
+        vm.prank(address(timelock));
+        protocol.setEpochLength(40);
+    }
+
+    function test_twoEpochLengthChangesKeepEveryEarlierEpochAddressable() public {
+        vm.roll(200);
+        vm.prank(address(timelock));
+        protocol.setEpochLength(50); // epoch 4 starts at 220
+        vm.roll(230);
+        vm.prank(address(timelock));
+        protocol.setEpochLength(40); // epoch 5 starts at 270, epoch 6 at 310
+        assertEq(protocol.epochAt(100), 0, "genesis");
+        assertEq(protocol.epochAt(150), 1, "epoch 1 under the genesis clock");
+        assertEq(protocol.epochAt(219), 3, "epoch 3");
+        assertEq(protocol.epochAt(269), 4, "epoch 4");
+        assertEq(protocol.epochAt(309), 5, "epoch 5");
+        assertEq(protocol.epochAt(310), 6, "epoch 6");
+        assertEq(protocol.epochStartBlock(0), 100, "start of epoch 0");
+        assertEq(protocol.epochStartBlock(2), 160, "start of epoch 2");
+        assertEq(protocol.epochStartBlock(4), 220, "start of epoch 4");
+        assertEq(protocol.epochStartBlock(7), 350, "start of epoch 7");
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotStarted.selector));
+        protocol.epochAt(99);
+    }
+
+    function test_oldEpochStillSettlesAfterTwoEpochLengthChanges() public {
+        _rollToEpoch(1);
+        uint256[] memory lics = _first(3);
+        _heartbeat(lics);
+        for (uint256 i; i < 3; ++i) {
+            _commit(1, lics[i], _opening(lics[i], _one(t0), 1));
+        }
+        _rollToReveal(1);
+        for (uint256 i; i < 3; ++i) {
+            _reveal(1, lics[i], _opening(lics[i], _one(t0), 1));
+        }
+        vm.roll(200);
+        vm.prank(address(timelock));
+        protocol.setEpochLength(50);
+        vm.roll(230);
+        vm.prank(address(timelock));
+        protocol.setEpochLength(40);
+        vm.roll(300);
+        assertEq(protocol.settle(1, t0), 1, "epoch 1 settles OK");
+    }
+
+    function test_setEpochLengthRejectsInvalidLengths() public {
+        vm.startPrank(address(timelock));
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.InvalidParams.selector));
+        protocol.setEpochLength(0);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.InvalidParams.selector));
+        protocol.setEpochLength(15); // revealBlocks is 15
+        vm.stopPrank();
+    }
+
+    function test_setEpochLengthIsOnlyTheTimelocks() public {
+        vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, address(this)));
+        protocol.setEpochLength(50);
+    }
+
+    // ==================================================================================== params
+
+    function test_setParamsByTheTimelockReplacesParams() public {
+        vm.expectEmit();
+        emit AuditProtocol.ParamsSet(_p(20, 7, 4, 10));
+        vm.prank(address(timelock));
+        protocol.setParams(_p(20, 7, 4, 10));
+        (uint32 rb, uint16 cs, uint16 mr, uint16 mc) = protocol.params();
+        assertEq(rb, 20, "revealBlocks");
+        assertEq(cs, 7, "committeeSize");
+        assertEq(mr, 4, "minReveals");
+        assertEq(mc, 10, "maxCommittee");
+    }
+
+    function test_setParamsRejectsEachInvalidParam() public {
+        AuditProtocol.Params[6] memory bad = [
+            _p(0, 5, 3, 16),
+            _p(30, 5, 3, 16),
+            _p(15, 0, 3, 16),
+            _p(15, 5, 0, 0),
+            _p(15, 5, 3, 17),
+            _p(15, 5, 9, 8)
+        ];
+        for (uint256 i; i < bad.length; ++i) {
+            vm.expectRevert(abi.encodeWithSelector(AuditProtocol.InvalidParams.selector));
+            vm.prank(address(timelock));
+            protocol.setParams(bad[i]);
+        }
+    }
+
+    function test_setParamsIsOnlyTheTimelocks() public {
+        vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, owner));
+        vm.prank(owner);
+        protocol.setParams(_p(20, 7, 4, 10));
+    }
+
+    // ===================================================================================== seeds
+
+    function test_seedIsRecordedAtTheFirstTouchOfEachEpoch() public {
+        assertEq(protocol.lastSeed(), GENESIS_SEED, "genesis seed");
+        assertEq(protocol.seed(0), bytes32(0), "epoch 0 untouched");
+
+        _rollToEpoch(1);
+        bytes32 h1 = keccak256("block 129");
+        vmx.setBlockhash(vm.getBlockNumber() - 1, h1);
+        bytes32 s1 = keccak256(abi.encode(GENESIS_SEED, h1, uint256(1)));
+        vm.expectEmit();
+        emit AuditProtocol.SeedRecorded(1, s1);
+        protocol.poke();
+        assertEq(protocol.seed(1), s1, "seed 1");
+        assertEq(protocol.lastSeed(), s1, "last seed 1");
+
+        // A later touch of the same epoch changes nothing.
+        vm.roll(vm.getBlockNumber() + 5);
+        vmx.setBlockhash(vm.getBlockNumber() - 1, keccak256("other"));
+        protocol.poke();
+        assertEq(protocol.seed(1), s1, "seed 1 fixed");
+
+        // Epoch 2 is never touched; epoch 3's seed chains on epoch 1's, recorded by a heartbeat.
+        _rollToEpoch(3);
+        bytes32 h3 = keccak256("block 189");
+        vmx.setBlockhash(vm.getBlockNumber() - 1, h3);
+        bytes32 s3 = keccak256(abi.encode(s1, h3, uint256(3)));
+        vm.expectEmit();
+        emit AuditProtocol.SeedRecorded(3, s3);
+        _heartbeat(_first(1));
+        assertEq(protocol.seed(2), bytes32(0), "epoch 2 has no seed");
+        assertEq(protocol.seed(3), s3, "seed 3");
+        assertEq(protocol.lastSeed(), s3, "last seed 3");
+    }
+
+    function test_seedUsesTheLiveBlockhashOfThePreviousBlock() public {
+        vm.roll(145);
+        bytes32 expected = keccak256(abi.encode(GENESIS_SEED, blockhash(vm.getBlockNumber() - 1), uint256(1)));
+        _heartbeat(_first(2));
+        assertEq(protocol.seed(1), expected, "seed from blockhash(vm.getBlockNumber() - 1)");
+    }
+
+    function test_settleAndReportMissAlsoRecordTheSeed() public {
+        _rollToEpoch(1);
+        _heartbeat(_first(1));
+        _commit(1, ids[0], _opening(ids[0], _one(t0), 1));
+        _rollPastReveal(1); // block 175, epoch 2, untouched so far
+        bytes32 s2 = keccak256(abi.encode(protocol.seed(1), blockhash(vm.getBlockNumber() - 1), uint256(2)));
+        protocol.settle(1, t0);
+        assertEq(protocol.seed(2), s2, "settle recorded seed 2");
+        _rollToEpoch(3);
+        bytes32 s3 = keccak256(abi.encode(s2, blockhash(vm.getBlockNumber() - 1), uint256(3)));
+        protocol.reportMiss(1, ids[0], t1);
+        assertEq(protocol.seed(3), s3, "reportMiss recorded seed 3");
+    }
+
+    // ================================================================================ sortition
+
+    function test_thresholdIsEveryoneUntilThePreviousEpochExceedsTheCommittee() public {
+        assertEq(protocol.threshold(0), MAX, "epoch 0");
+        assertEq(protocol.threshold(1), MAX, "no one active in epoch 0");
+        _rollToEpoch(1);
+        _heartbeat(_first(5));
+        assertEq(protocol.threshold(2), MAX, "5 active <= committee of 5");
+        _rollToEpoch(2);
+        _heartbeat(_first(6));
+        assertEq(protocol.threshold(3), (MAX / 6) * 5, "6 active > 5");
+    }
+
+    function test_isAssignedFollowsSeedThresholdAndActivity() public {
+        _rollToEpoch(1);
+        _heartbeat(_first(8));
+        _rollToEpoch(2);
+        assertFalse(protocol.isAssigned(2, ids[0], t0), "no seed yet");
+        _heartbeat(_first(7)); // license 8 is not active in epoch 2
+        bytes32 s = protocol.seed(2);
+        uint256 th = (MAX / 8) * 5;
+        uint256 drawn;
+        uint256 notDrawn;
+        for (uint256 i; i < 7; ++i) {
+            for (uint256 t; t < 3; ++t) {
+                bool expected = uint256(keccak256(abi.encode(s, t, ids[i]))) < th;
+                assertEq(protocol.isAssigned(2, ids[i], t) ? 1 : 0, expected ? 1 : 0, "assignment");
+                if (expected) ++drawn;
+                else ++notDrawn;
+            }
+        }
+        assertGt(drawn, 0, "someone is drawn");
+        assertGt(notDrawn, 0, "someone is not drawn");
+        for (uint256 t; t < 3; ++t) {
+            assertFalse(protocol.isAssigned(2, ids[7], t), "inactive license has no duty");
+        }
+        assertFalse(protocol.isAssigned(2, ids[0], 3), "unknown target");
+    }
+
+    // ================================================================================= heartbeat
+
+    function test_heartbeatMarksLicensesActive() public {
+        _rollToEpoch(1);
+        uint256[] memory lics = _first(4);
+        vm.expectEmit();
+        emit AuditProtocol.Heartbeat(1, op, 4);
+        _heartbeat(lics);
+        assertEq(vault.activeCount(1), 4, "active count");
+        assertTrue(vault.isActive(lics[3], 1), "active");
+        assertFalse(vault.isActive(ids[4], 1), "not heartbeated");
+    }
+
+    function test_heartbeatRejectsLicensesNotDelegatedToTheCaller() public {
+        _rollToEpoch(1);
+        vm.expectRevert(abi.encodeWithSelector(OperatorRegistry.NotDelegatedTo.selector, ids[0], owner));
+        vm.prank(owner);
+        protocol.heartbeat(_first(1));
+    }
+
+    function test_heartbeatRejectsASecondHeartbeatInTheSameEpoch() public {
+        _rollToEpoch(1);
+        _heartbeat(_first(2));
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.AlreadyActive.selector, ids[1], 1));
+        _heartbeat(_one(ids[1]));
+    }
+
+    // ==================================================================================== commit
+
+    function test_commitStoresOneCommitmentPerLicense() public {
+        _rollToEpoch(1);
+        _heartbeat(_first(2));
+        AuditProtocol.Commitment[] memory cs = new AuditProtocol.Commitment[](2);
+        cs[0] = AuditProtocol.Commitment(ids[0], keccak256("c0"));
+        cs[1] = AuditProtocol.Commitment(ids[1], keccak256("c1"));
+        vm.expectEmit();
+        emit AuditProtocol.Committed(1, ids[0], keccak256("c0"));
+        vm.expectEmit();
+        emit AuditProtocol.Committed(1, ids[1], keccak256("c1"));
+        vm.prank(op);
+        protocol.commit(1, cs);
+        assertEq(protocol.commitmentOf(ids[0], 1), keccak256("c0"), "commitment 0");
+        assertEq(protocol.commitmentOf(ids[1], 1), keccak256("c1"), "commitment 1");
+        // A later commit in the same epoch replaces it.
+        _commitHash(1, ids[0], keccak256("c0'"));
+        assertEq(protocol.commitmentOf(ids[0], 1), keccak256("c0'"), "replaced");
+    }
+
+    function test_commitRejectsAnotherEpoch() public {
+        _rollToEpoch(1);
+        _heartbeat(_first(1));
+        AuditProtocol.Commitment[] memory cs = new AuditProtocol.Commitment[](1);
+        cs[0] = AuditProtocol.Commitment(ids[0], keccak256("c"));
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.WrongEpoch.selector, 0, 1));
+        vm.prank(op);
+        protocol.commit(0, cs);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.WrongEpoch.selector, 2, 1));
+        vm.prank(op);
+        protocol.commit(2, cs);
+    }
+
+    function test_commitRejectsZeroAndRevealedCommitments() public {
+        _rollToEpoch(1);
+        _heartbeat(_first(1));
+        AuditProtocol.Commitment[] memory cs = new AuditProtocol.Commitment[](1);
+        cs[0] = AuditProtocol.Commitment(ids[0], bytes32(0));
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.InvalidCommitment.selector, ids[0]));
+        vm.prank(op);
+        protocol.commit(1, cs);
+        cs[0].commitment = protocol.REVEALED();
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.InvalidCommitment.selector, ids[0]));
+        vm.prank(op);
+        protocol.commit(1, cs);
+    }
+
+    function test_commitRejectsInactiveLicenses() public {
+        _rollToEpoch(1);
+        _heartbeat(_first(1));
+        AuditProtocol.Commitment[] memory cs = new AuditProtocol.Commitment[](1);
+        cs[0] = AuditProtocol.Commitment(ids[1], keccak256("c"));
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.NotActive.selector, ids[1], 1));
+        vm.prank(op);
+        protocol.commit(1, cs);
+    }
+
+    function test_commitRejectsLicensesNotDelegatedToTheCaller() public {
+        _rollToEpoch(1);
+        _heartbeat(_first(1));
+        AuditProtocol.Commitment[] memory cs = new AuditProtocol.Commitment[](1);
+        cs[0] = AuditProtocol.Commitment(ids[0], keccak256("c"));
+        vm.expectRevert(abi.encodeWithSelector(OperatorRegistry.NotDelegatedTo.selector, ids[0], reporter));
+        vm.prank(reporter);
+        protocol.commit(1, cs);
+    }
+
+    // ==================================================================================== reveal
+
+    /// @dev Epoch 1 (everyone assigned): the first `n` licenses heartbeat and commit `v` on all three targets.
+    function _epochOneCommitted(uint256 n, uint8 v) internal returns (uint256[] memory lics) {
+        _rollToEpoch(1);
+        lics = _first(n);
+        _heartbeat(lics);
+        for (uint256 i; i < n; ++i) {
+            _commit(1, lics[i], _opening(lics[i], _three(), v));
+        }
+    }
+
+    function test_revealCountsVotesAndRecordsRevealers() public {
+        uint256[] memory lics = _epochOneCommitted(2, 2);
+        _rollToReveal(1);
+        Opening memory o = _opening(lics[0], _three(), 2);
+        vm.expectEmit();
+        emit AuditProtocol.Revealed(1, lics[0], o.tids, o.verdicts, o.roots);
+        vm.prank(reporter); // anyone holding the opening may reveal
+        protocol.reveal(1, lics[0], o.tids, o.verdicts, o.roots, o.salt);
+        assertEq(protocol.commitmentOf(lics[0], 1), protocol.REVEALED(), "marked revealed");
+        _reveal(1, lics[1], _opening(lics[1], _three(), 2));
+        for (uint256 t; t < 3; ++t) {
+            (uint8 ok, uint8 fault, uint8 unr, uint8 n, uint8 outcome) = protocol.tally(1, t);
+            assertEq(ok, 0, "ok");
+            assertEq(fault, 2, "fault votes");
+            assertEq(unr, 0, "unreachable");
+            assertEq(n, 2, "reveals");
+            assertEq(outcome, 0, "not settled");
+            (uint256[] memory who, uint8[] memory vs) = protocol.revealers(1, t);
+            assertEq(who.length, 2, "two revealers");
+            assertEq(who[0], lics[0], "first revealer");
+            assertEq(who[1], lics[1], "second revealer");
+            assertEq(vs[0], 2, "first verdict");
+            // The first FAULT root is kept as the target's evidence.
+            assertEq(protocol.evidenceRoot(1, t, 2), o.roots[t], "evidence root");
+            assertEq(protocol.evidenceRoot(1, t, 3), bytes32(0), "no unreachable evidence");
+            assertEq(protocol.evidenceRoot(1, t, 1), bytes32(0), "OK has no evidence slot");
+        }
+    }
+
+    function test_revealManyRevealsEveryLicense() public {
+        uint256[] memory lics = _epochOneCommitted(3, 1);
+        _rollToReveal(1);
+        AuditProtocol.Reveal[] memory rs = new AuditProtocol.Reveal[](3);
+        for (uint256 i; i < 3; ++i) {
+            Opening memory o = _opening(lics[i], _three(), 1);
+            rs[i] = AuditProtocol.Reveal(lics[i], o.tids, o.verdicts, o.roots, o.salt);
+        }
+        protocol.revealMany(1, rs);
+        (uint8 ok,,, uint8 n,) = protocol.tally(1, t2);
+        assertEq(ok, 3, "three OK votes");
+        assertEq(n, 3, "three reveals");
+        // One bad entry reverts the whole batch.
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.AlreadyRevealed.selector, 1, lics[0]));
+        protocol.revealMany(1, rs);
+    }
+
+    function test_revealAnEmptyDutyList() public {
+        _rollToEpoch(1);
+        _heartbeat(_first(1));
+        Opening memory o = _opening(ids[0], new uint256[](0), 1);
+        _commit(1, ids[0], o);
+        _rollToReveal(1);
+        _reveal(1, ids[0], o);
+        assertEq(protocol.commitmentOf(ids[0], 1), protocol.REVEALED(), "revealed");
+    }
+
+    function test_revealRejectsBeforeTheWindowOpens() public {
+        uint256[] memory lics = _epochOneCommitted(1, 1);
+        vm.roll(159);
+        Opening memory o = _opening(lics[0], _three(), 1);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.RevealWindowClosed.selector, 1, 160, 175));
+        _reveal(1, lics[0], o);
+        AuditProtocol.Reveal[] memory rs = new AuditProtocol.Reveal[](1);
+        rs[0] = AuditProtocol.Reveal(lics[0], o.tids, o.verdicts, o.roots, o.salt);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.RevealWindowClosed.selector, 1, 160, 175));
+        protocol.revealMany(1, rs);
+    }
+
+    function test_revealRejectsAfterTheWindowCloses() public {
+        uint256[] memory lics = _epochOneCommitted(1, 1);
+        vm.roll(175);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.RevealWindowClosed.selector, 1, 160, 175));
+        _reveal(1, lics[0], _opening(lics[0], _three(), 1));
+        vm.roll(174);
+        _reveal(1, lics[0], _opening(lics[0], _three(), 1)); // last block of the window
+    }
+
+    function test_revealRejectsMismatchedLengths() public {
+        uint256[] memory lics = _epochOneCommitted(1, 1);
+        _rollToReveal(1);
+        Opening memory o = _opening(lics[0], _three(), 1);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.LengthMismatch.selector));
+        protocol.reveal(1, lics[0], o.tids, new uint8[](2), o.roots, o.salt);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.LengthMismatch.selector));
+        protocol.reveal(1, lics[0], o.tids, o.verdicts, new bytes32[](4), o.salt);
+    }
+
+    function test_revealRejectsALicenseThatDidNotCommit() public {
+        _epochOneCommitted(1, 1);
+        _rollToReveal(1);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, ids[1]));
+        _reveal(1, ids[1], _opening(ids[1], _three(), 1));
+    }
+
+    function test_revealRejectsACommitmentFromTwoEpochsBefore() public {
+        // Epoch 1 commitment left unrevealed sits in the slot epoch 3 uses: it cannot open epoch 3.
+        uint256[] memory lics = _epochOneCommitted(1, 1);
+        _rollToEpoch(3);
+        _heartbeat(lics);
+        _rollToReveal(3);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 3, lics[0]));
+        _reveal(3, lics[0], _opening(lics[0], _three(), 1));
+    }
+
+    function test_revealRejectsASecondReveal() public {
+        uint256[] memory lics = _epochOneCommitted(1, 1);
+        _rollToReveal(1);
+        _reveal(1, lics[0], _opening(lics[0], _three(), 1));
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.AlreadyRevealed.selector, 1, lics[0]));
+        _reveal(1, lics[0], _opening(lics[0], _three(), 1));
+    }
+
+    function test_revealRejectsUnsortedTargets() public {
+        _rollToEpoch(1);
+        _heartbeat(_first(2));
+        uint256[] memory dup = new uint256[](3);
+        (dup[0], dup[1], dup[2]) = (t0, t1, t1);
+        uint256[] memory down = new uint256[](2);
+        (down[0], down[1]) = (t2, t0);
+        Opening memory a = _opening(ids[0], dup, 1);
+        Opening memory b = _opening(ids[1], down, 1);
+        _commit(1, ids[0], a);
+        _commit(1, ids[1], b);
+        _rollToReveal(1);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.TargetsNotSorted.selector, 2));
+        _reveal(1, ids[0], a);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.TargetsNotSorted.selector, 1));
+        _reveal(1, ids[1], b);
+    }
+
+    function test_revealRejectsInvalidVerdicts() public {
+        _rollToEpoch(1);
+        _heartbeat(_first(2));
+        Opening memory a = _opening(ids[0], _three(), 1);
+        a.verdicts[1] = 0;
+        Opening memory b = _opening(ids[1], _three(), 3);
+        b.verdicts[2] = 4; // INCONCLUSIVE is an outcome, not a verdict
+        _commit(1, ids[0], a);
+        _commit(1, ids[1], b);
+        _rollToReveal(1);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.InvalidVerdict.selector, 1, 0));
+        _reveal(1, ids[0], a);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.InvalidVerdict.selector, 2, 4));
+        _reveal(1, ids[1], b);
+    }
+
+    function test_revealRejectsATargetNotDrawnForTheLicense() public {
+        _rollToEpoch(1);
+        _heartbeat(_first(8));
+        _rollToEpoch(2);
+        _heartbeat(_first(8));
+        bytes32 s = protocol.seed(2);
+        uint256 th = (MAX / 8) * 5;
+        (uint256 lic, uint256 t, bool found) = (0, 0, false);
+        for (uint256 i; i < 8 && !found; ++i) {
+            for (uint256 j; j < 3 && !found; ++j) {
+                if (uint256(keccak256(abi.encode(s, j, ids[i]))) >= th) (lic, t, found) = (ids[i], j, true);
+            }
+        }
+        assertTrue(found, "some pair is not drawn");
+        Opening memory o = _opening(lic, _one(t), 1);
+        _commit(2, lic, o);
+        _rollToReveal(2);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotAssigned.selector, 2, lic, t));
+        _reveal(2, lic, o);
+    }
+
+    function test_revealRejectsATargetDisabledBeforeTheEpoch() public {
+        vm.prank(address(timelock));
+        targets.setTargetEnabled(t1, false);
+        _rollToEpoch(1);
+        _heartbeat(_first(1));
+        Opening memory o = _opening(ids[0], _three(), 1);
+        _commit(1, ids[0], o);
+        _rollToReveal(1);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotAssigned.selector, 1, ids[0], t1));
+        _reveal(1, ids[0], o);
+        assertFalse(protocol.isAssigned(1, ids[0], t1), "disabled target has no duty");
+    }
+
+    function test_targetDisabledDuringAnEpochStillCountsInThatEpoch() public {
+        _rollToEpoch(1);
+        _heartbeat(_first(1));
+        vm.prank(address(timelock));
+        targets.setTargetEnabled(t1, false);
+        assertTrue(protocol.isAssigned(1, ids[0], t1), "epoch 1 keeps its duties");
+        Opening memory o = _opening(ids[0], _three(), 1);
+        _commit(1, ids[0], o);
+        _rollToEpoch(2);
+        _heartbeat(_first(1));
+        assertFalse(protocol.isAssigned(2, ids[0], t1), "disabled from epoch 2");
+        _rollToReveal(1);
+        _reveal(1, ids[0], o);
+        (uint8 ok,,,,) = protocol.tally(1, t1);
+        assertEq(ok, 1, "vote counted");
+    }
+
+    function test_revealRejectsAnUnknownTarget() public {
+        _rollToEpoch(1);
+        _heartbeat(_first(1));
+        Opening memory o = _opening(ids[0], _one(3), 1);
+        _commit(1, ids[0], o);
+        _rollToReveal(1);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotAssigned.selector, 1, ids[0], 3));
+        _reveal(1, ids[0], o);
+    }
+
+    function test_revealRejectsLicenseIdsBeyond32Bits() public {
+        _epochOneCommitted(1, 1);
+        _rollToReveal(1);
+        uint256 big = uint256(type(uint32).max) + 1;
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.IdTooLarge.selector, big));
+        _reveal(1, big, _opening(big, _three(), 1));
+    }
+
+    function test_tallyRejectsEpochAndTargetIdsBeyondTheKey() public {
+        uint256 bigEpoch = uint256(type(uint64).max) + 1;
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.IdTooLarge.selector, bigEpoch));
+        protocol.tally(bigEpoch, 0);
+        uint256 bigTarget = uint256(type(uint128).max) + 1;
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.IdTooLarge.selector, bigTarget));
+        protocol.revealers(0, bigTarget);
+    }
+
+    function test_seventeenthVoteIsDroppedAndTheCommitteeIsFull() public {
+        uint256[] memory lics = _first(18);
+        _rollToEpoch(1);
+        _heartbeat(lics);
+        for (uint256 i; i < 18; ++i) {
+            _commit(1, lics[i], _opening(lics[i], _one(t0), 1));
+        }
+        _rollToReveal(1);
+        for (uint256 i; i < 16; ++i) {
+            _reveal(1, lics[i], _opening(lics[i], _one(t0), 1));
+        }
+        vm.expectEmit();
+        emit AuditProtocol.VoteDropped(1, t0, lics[16]);
+        _reveal(1, lics[16], _opening(lics[16], _one(t0), 1));
+        (uint8 ok,,, uint8 n,) = protocol.tally(1, t0);
+        assertEq(ok, 16, "16 votes counted");
+        assertEq(n, 16, "16 revealers");
+        (uint256[] memory who, uint8[] memory vs) = protocol.revealers(1, t0);
+        for (uint256 i; i < 16; ++i) {
+            assertEq(who[i], lics[i], "revealer order across the three tally slots");
+            assertEq(vs[i], 1, "verdict");
+        }
+        _rollPastReveal(1);
+        // Neither the dropped voter nor the silent 18th can be reported: the committee was full.
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.CommitteeFull.selector, 1, t0));
+        protocol.reportMiss(1, lics[16], t0);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.CommitteeFull.selector, 1, t0));
+        protocol.reportMiss(1, lics[17], t0);
+        assertEq(protocol.settle(1, t0), 1, "OK");
+    }
+
+    // ==================================================================================== settle
+
+    /// @dev Epoch 1: licenses 1..n reveal verdicts[i] on target t0 only; credit booked at the epoch-2 heartbeat.
+    function _votesOnT0(uint8[] memory verdicts) internal returns (uint256[] memory lics) {
+        uint256 n = verdicts.length;
+        lics = _first(n);
+        _rollToEpoch(1);
+        _heartbeat(lics);
+        for (uint256 i; i < n; ++i) {
+            Opening memory o = _opening(lics[i], _one(t0), verdicts[i]);
+            _commit(1, lics[i], o);
+        }
+        _rollToEpoch(2);
+        _heartbeat(lics);
+        for (uint256 i; i < n; ++i) {
+            _reveal(1, lics[i], _opening(lics[i], _one(t0), verdicts[i]));
+        }
+        _rollPastReveal(1);
+    }
+
+    function _v(uint8 a, uint8 b, uint8 c) internal pure returns (uint8[] memory v) {
+        v = new uint8[](3);
+        (v[0], v[1], v[2]) = (a, b, c);
+    }
+
+    function _v4(uint8 a, uint8 b, uint8 c, uint8 d) internal pure returns (uint8[] memory v) {
+        v = new uint8[](4);
+        (v[0], v[1], v[2], v[3]) = (a, b, c, d);
+    }
+
+    /// @dev Per-license credit of epoch 1 for `n` active licenses: epoch 0's carried emission plus epoch 1's.
+    function _perLicense(uint256 n) internal pure returns (uint256) {
+        return 2 * EMISSION / n;
+    }
+
+    function _net(uint256 amount) internal pure returns (uint256) {
+        return amount - amount * 1000 / 10_000;
+    }
+
+    function test_settleTwoThirdsOkPenalizesTheFaultVote() public {
+        uint256[] memory lics = _votesOnT0(_v(1, 2, 1));
+        uint256 per = _perLicense(3);
+        vm.expectEmit();
+        emit AuditProtocol.TargetSettled(1, t0, 1, 2, 1, 0);
+        vm.expectEmit();
+        emit RewardVault.Penalized(lics[1], 1, 2, 2 * per, _net(per));
+        assertEq(protocol.settle(1, t0), 1, "OK");
+        (,,,, uint8 outcome) = protocol.tally(1, t0);
+        assertEq(outcome, 1, "recorded");
+        assertEq(_balance(lics[0]), int256(_net(per)), "agreeing license untouched");
+        assertEq(_balance(lics[1]), int256(_net(per)) - int256(2 * per), "disagree penalty");
+    }
+
+    function _v6(uint8 a, uint8 b, uint8 c, uint8 d, uint8 e, uint8 f) internal pure returns (uint8[] memory v) {
+        v = new uint8[](6);
+        (v[0], v[1], v[2], v[3], v[4], v[5]) = (a, b, c, d, e, f);
+    }
+
+    function test_settleFaultFlagsTheViolationWithAnAgreeingRoot() public {
+        // 4 FAULT of 6 is 2/3; the UNREACHABLE vote does not disagree with FAULT, the OK vote does.
+        uint256[] memory lics = _votesOnT0(_v6(3, 1, 2, 2, 2, 2));
+        uint256 per = _perLicense(6);
+        bytes32 faultRoot = _opening(lics[2], _one(t0), 2).roots[0];
+        vm.expectEmit();
+        emit AuditProtocol.TargetSettled(1, t0, 2, 1, 4, 1);
+        vm.expectEmit();
+        emit AuditProtocol.ViolationFlagged(1, t0, 2, faultRoot);
+        vm.expectEmit();
+        emit RewardVault.Penalized(lics[1], 1, 2, 2 * per, _net(per));
+        assertEq(protocol.settle(1, t0), 2, "FAULT");
+        assertEq(_balance(lics[0]), int256(_net(per)), "UNREACHABLE vote is not a disagreement");
+        assertEq(_balance(lics[1]), int256(_net(per)) - int256(2 * per), "OK vote disagrees");
+        for (uint256 i = 2; i < 6; ++i) {
+            assertEq(_balance(lics[i]), int256(_net(per)), "FAULT voters untouched");
+        }
+    }
+
+    function test_settleUnreachableFlagsTheUnreachableRoot() public {
+        uint256[] memory lics = _votesOnT0(_v(2, 3, 3));
+        uint256 per = _perLicense(3);
+        bytes32 root = _opening(lics[1], _one(t0), 3).roots[0];
+        vm.expectEmit();
+        emit AuditProtocol.ViolationFlagged(1, t0, 3, root);
+        assertEq(protocol.settle(1, t0), 3, "UNREACHABLE");
+        assertEq(_balance(lics[0]), int256(_net(per)), "FAULT is not a disagreement with UNREACHABLE");
+    }
+
+    function test_settleSplitVotesAreInconclusiveWithoutPenalties() public {
+        uint256[] memory lics = _votesOnT0(_v(1, 2, 3));
+        uint256 per = _perLicense(3);
+        vm.recordLogs();
+        assertEq(protocol.settle(1, t0), 4, "INCONCLUSIVE");
+        _assertNoPenaltyLogged();
+        for (uint256 i; i < 3; ++i) {
+            assertEq(_balance(lics[i]), int256(_net(per)), "no penalty");
+        }
+    }
+
+    function test_settleBelowMinRevealsIsInconclusive() public {
+        _votesOnT0(_v4(1, 1, 1, 1)); // 4 licenses active, only t0 revealed
+        vm.prank(address(timelock));
+        protocol.setParams(_p(15, 5, 5, 16));
+        assertEq(protocol.settle(1, t0), 4, "4 reveals < minReveals 5");
+        assertEq(protocol.settle(1, t1), 4, "no reveal at all");
+    }
+
+    function test_settleExactlyMinRevealsDecides() public {
+        _votesOnT0(_v(1, 1, 1));
+        assertEq(protocol.settle(1, t0), 1, "3 reveals, all OK");
+    }
+
+    function test_settleUsesTheRevealedTrapOutcomeAndTheTrapPenalty() public {
+        bytes32 salt = keccak256("trap salt");
+        vm.prank(keeper);
+        targets.sealTrap(t0, keccak256(abi.encode(t0, uint8(1), salt)));
+        uint256[] memory lics = _votesOnT0(_v(2, 2, 1)); // the majority says FAULT, the trap is OK
+        uint256 per = _perLicense(3);
+        vm.prank(keeper);
+        targets.revealTrap(t0, 1, salt);
+        vm.expectEmit();
+        emit AuditProtocol.TargetSettled(1, t0, 1, 1, 2, 0);
+        assertEq(protocol.settle(1, t0), 1, "trap truth");
+        assertEq(_balance(lics[0]), int256(_net(per)) - int256(10 * per), "trap penalty");
+        assertEq(_balance(lics[1]), int256(_net(per)) - int256(10 * per), "trap penalty");
+        assertEq(_balance(lics[2]), int256(_net(per)), "right about the trap");
+    }
+
+    function test_settleRejectsWhileTheRevealWindowIsOpen() public {
+        _epochOneCommitted(1, 1);
+        vm.roll(174);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.RevealWindowOpen.selector, 1, 175));
+        protocol.settle(1, t0);
+        _rollToEpoch(1);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.RevealWindowOpen.selector, 1, 175));
+        protocol.settle(1, t0);
+    }
+
+    function test_settleRejectsAnUnknownTarget() public {
+        _rollPastReveal(1);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.UnknownTarget.selector, 3));
+        protocol.settle(1, 3);
+    }
+
+    function test_settleRejectsASecondSettlement() public {
+        _votesOnT0(_v(1, 1, 1));
+        protocol.settle(1, t0);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.AlreadySettled.selector, 1, t0));
+        protocol.settle(1, t0);
+    }
+
+    function _assertNoPenaltyLogged() internal {
+        bytes32 sig = RewardVault.Penalized.selector;
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        for (uint256 i; i < logs.length; ++i) {
+            assertTrue(logs[i].topics.length == 0 || logs[i].topics[0] != sig, "no Penalized event");
+        }
+    }
+
+    // ================================================================================ reportMiss
+
+    function test_reportMissPenalizesAndPaysTheReporter() public {
+        // Licenses 1..3 active and committed in epoch 1; license 3 never reveals t1.
+        _rollToEpoch(1);
+        uint256[] memory lics = _first(3);
+        _heartbeat(lics);
+        for (uint256 i; i < 3; ++i) {
+            _commit(1, lics[i], _opening(lics[i], _three(), 1));
+        }
+        _rollToEpoch(2);
+        _heartbeat(lics);
+        _reveal(1, lics[0], _opening(lics[0], _three(), 1));
+        _reveal(1, lics[1], _opening(lics[1], _three(), 1));
+        _rollPastReveal(1);
+        uint256 per = _perLicense(3);
+        uint256 freed = _net(per); // its whole balance, less than 3 epochs of credit
+        uint256 bounty = freed * 1000 / 10_000;
+        vm.expectEmit();
+        emit AuditProtocol.MissReported(1, lics[2], t1, reporter);
+        vm.expectEmit();
+        emit RewardVault.Penalized(lics[2], 1, 1, 3 * per, freed);
+        vm.prank(reporter);
+        protocol.reportMiss(1, lics[2], t1);
+        assertTrue(protocol.missReported(keccak256(abi.encode(uint256(1), lics[2], t1))), "recorded");
+        assertEq(_balance(lics[2]), int256(_net(per)) - int256(3 * per), "miss penalty");
+        assertEq(vault.bountyOf(reporter), bounty, "bounty");
+        uint256 before = token.balanceOf(reporter);
+        vm.prank(reporter);
+        assertEq(vault.claimBounty(), bounty, "claimed");
+        assertEq(token.balanceOf(reporter) - before, bounty, "paid");
+        // Another target of the same license is a separate miss.
+        vm.prank(reporter);
+        protocol.reportMiss(1, lics[2], t2);
+        assertEq(_balance(lics[2]), int256(_net(per)) - int256(6 * per), "second miss");
+        assertEq(vault.bountyOf(reporter), 0, "nothing left to forfeit, no bounty");
+    }
+
+    function test_reportMissRejectsWhileTheRevealWindowIsOpen() public {
+        _epochOneCommitted(1, 1);
+        vm.roll(174);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.RevealWindowOpen.selector, 1, 175));
+        protocol.reportMiss(1, ids[0], t0);
+    }
+
+    function test_reportMissRejectsASecondReport() public {
+        _epochOneCommitted(1, 1);
+        _rollPastReveal(1);
+        protocol.reportMiss(1, ids[0], t0);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.MissAlreadyReported.selector, 1, ids[0], t0));
+        protocol.reportMiss(1, ids[0], t0);
+    }
+
+    function test_reportMissRejectsAnInactiveLicense() public {
+        _epochOneCommitted(1, 1);
+        _rollPastReveal(1);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotAssigned.selector, 1, ids[1], t0));
+        protocol.reportMiss(1, ids[1], t0);
+    }
+
+    function test_reportMissRejectsADisabledTarget() public {
+        vm.prank(address(timelock));
+        targets.setTargetEnabled(t2, false);
+        _epochOneCommitted(1, 1);
+        _rollPastReveal(1);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotAssigned.selector, 1, ids[0], t2));
+        protocol.reportMiss(1, ids[0], t2);
+    }
+
+    function test_reportMissRejectsATargetNotDrawn() public {
+        _rollToEpoch(1);
+        _heartbeat(_first(8));
+        _rollToEpoch(2);
+        _heartbeat(_first(8));
+        bytes32 s = protocol.seed(2);
+        uint256 th = (MAX / 8) * 5;
+        (uint256 lic, uint256 t, bool found) = (0, 0, false);
+        for (uint256 i; i < 8 && !found; ++i) {
+            for (uint256 j; j < 3 && !found; ++j) {
+                if (uint256(keccak256(abi.encode(s, j, ids[i]))) >= th) (lic, t, found) = (ids[i], j, true);
+            }
+        }
+        assertTrue(found, "some pair is not drawn");
+        _rollPastReveal(2);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotAssigned.selector, 2, lic, t));
+        protocol.reportMiss(2, lic, t);
+    }
+
+    function test_reportMissRejectsALicenseThatRevealed() public {
+        uint256[] memory lics = _epochOneCommitted(1, 2);
+        _rollToReveal(1);
+        _reveal(1, lics[0], _opening(lics[0], _three(), 2));
+        _rollPastReveal(1);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotMissed.selector, 1, lics[0], t1));
+        protocol.reportMiss(1, lics[0], t1);
+    }
+
+    // ================================================================================ fuzz: binding
+
+    function _copy(Opening memory o) internal pure returns (Opening memory c) {
+        c.tids = new uint256[](o.tids.length);
+        c.verdicts = new uint8[](o.tids.length);
+        c.roots = new bytes32[](o.tids.length);
+        for (uint256 i; i < o.tids.length; ++i) {
+            (c.tids[i], c.verdicts[i], c.roots[i]) = (o.tids[i], o.verdicts[i], o.roots[i]);
+        }
+        c.salt = o.salt;
+    }
+
+    function _expectNoCommitment(uint256 e, uint256 lic, Opening memory o) internal {
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, e, lic));
+        _reveal(e, lic, o);
+    }
+
+    /// @dev A reveal that differs from the committed opening in any one field reverts NoCommitment; the
+    ///      unchanged reveal passes.
+    function testFuzz_commitmentBindsEveryField(
+        uint256 targetMask,
+        uint256 verdictBits,
+        bytes32 rootSeed,
+        bytes32 salt,
+        uint256 otherEpoch,
+        uint256 idx,
+        uint256 newTarget,
+        uint8 newVerdict,
+        bytes32 newRoot,
+        bytes32 newSalt
+    ) public {
+        targetMask = bound(targetMask, 1, 7);
+        Opening memory o;
+        uint256 n = (targetMask & 1) + ((targetMask >> 1) & 1) + ((targetMask >> 2) & 1);
+        o.tids = new uint256[](n);
+        o.verdicts = new uint8[](n);
+        o.roots = new bytes32[](n);
+        uint256 j;
+        for (uint256 t; t < 3; ++t) {
+            if ((targetMask >> t) & 1 == 1) {
+                o.tids[j] = t;
+                o.verdicts[j] = uint8(1 + ((verdictBits >> (8 * j)) & 0xff) % 3);
+                o.roots[j] = keccak256(abi.encode(rootSeed, j));
+                ++j;
+            }
+        }
+        o.salt = salt;
+        if (otherEpoch == 1) otherEpoch = 2;
+        idx = bound(idx, 0, n - 1);
+        if (newTarget == o.tids[idx]) newTarget = newTarget + 1;
+        if (newVerdict == o.verdicts[idx]) newVerdict = newVerdict ^ 0x80;
+        if (newRoot == o.roots[idx]) newRoot = ~newRoot;
+        if (newSalt == o.salt) newSalt = ~newSalt;
+
+        (uint256 a, uint256 b, uint256 c) = (ids[0], ids[1], ids[2]);
+        _rollToEpoch(1);
+        _heartbeat(_first(3));
+        _commit(1, a, o);
+        _commitHash(1, b, _hash(1, a, o)); // b copied a's commitment: only the license differs
+        _commitHash(1, c, keccak256(abi.encode(otherEpoch, c, o.tids, o.verdicts, o.roots, o.salt)));
+        _rollToReveal(1);
+
+        _expectNoCommitment(1, b, o); // license
+        _expectNoCommitment(1, c, o); // epoch
+        Opening memory m = _copy(o);
+        m.tids[idx] = newTarget;
+        _expectNoCommitment(1, a, m); // one target id
+        m = _copy(o);
+        m.verdicts[idx] = newVerdict;
+        _expectNoCommitment(1, a, m); // one verdict
+        m = _copy(o);
+        m.roots[idx] = newRoot;
+        _expectNoCommitment(1, a, m); // one evidence root
+        m = _copy(o);
+        m.salt = newSalt;
+        _expectNoCommitment(1, a, m); // the salt
+
+        _reveal(1, a, o);
+        assertEq(protocol.commitmentOf(a, 1), protocol.REVEALED(), "unchanged reveal passes");
+        for (uint256 i; i < n; ++i) {
+            (uint8 ok, uint8 fault, uint8 unr, uint8 reveals,) = protocol.tally(1, o.tids[i]);
+            assertEq(reveals, 1, "one reveal");
+            assertEq(o.verdicts[i] == 1 ? ok : o.verdicts[i] == 2 ? fault : unr, 1, "vote counted");
+        }
+    }
+}
+
+/// @notice Fuzzed sortition against an independent computation of PROTOCOL.md section 6.
+contract AuditProtocolSortitionFuzzTest is AuditFixture {
+    uint256 internal constant N = 24;
+    uint256 internal disabledTarget;
+
+    function setUp() public {
+        _fixture(N);
+        disabledTarget = _addTarget(4);
+        vm.roll(101);
+        vm.prank(address(timelock));
+        targets.setTargetEnabled(disabledTarget, false);
+    }
+
+    function _p(uint32 revealBlocks, uint16 committeeSize, uint16 minReveals, uint16 maxCommittee)
+        internal
+        pure
+        returns (AuditProtocol.Params memory)
+    {
+        return AuditProtocol.Params(revealBlocks, committeeSize, minReveals, maxCommittee);
+    }
+
+    function testFuzz_isAssignedMatchesSection6(
+        uint256 nPrev,
+        uint256 k,
+        uint256 activeMask,
+        bytes32 h1,
+        bytes32 h2,
+        uint256 probeLicense,
+        uint256 probeTarget
+    ) public {
+        nPrev = bound(nPrev, 0, N);
+        k = bound(k, 1, 16);
+        vm.prank(address(timelock));
+        protocol.setParams(_p(15, uint16(k), 3, 16));
+
+        // Epoch 1: nPrev licenses active (this sets activeCount(1)).
+        _rollToEpoch(1);
+        bytes32 last = GENESIS_SEED;
+        if (nPrev > 0) {
+            vmx.setBlockhash(vm.getBlockNumber() - 1, h1);
+            _heartbeat(_first(nPrev));
+            last = keccak256(abi.encode(GENESIS_SEED, h1, uint256(1)));
+        }
+        assertEq(vault.activeCount(1), nPrev, "activeCount(1)");
+
+        // Epoch 2: a random subset active.
+        _rollToEpoch(2);
+        vmx.setBlockhash(vm.getBlockNumber() - 1, h2);
+        bool[] memory active = new bool[](N);
+        uint256 count;
+        for (uint256 i; i < N; ++i) {
+            active[i] = (activeMask >> i) & 1 == 1;
+            if (active[i]) ++count;
+        }
+        uint256[] memory act = new uint256[](count);
+        count = 0;
+        for (uint256 i; i < N; ++i) {
+            if (active[i]) act[count++] = ids[i];
+        }
+        if (count > 0) _heartbeat(act);
+        else protocol.poke();
+        bytes32 s = keccak256(abi.encode(last, h2, uint256(2)));
+        assertEq(protocol.seed(2), s, "seed(2)");
+
+        uint256 th = nPrev <= k ? MAX : (MAX / nPrev) * k;
+        assertEq(protocol.threshold(2), th, "threshold");
+        for (uint256 i; i < N; ++i) {
+            for (uint256 t; t <= disabledTarget; ++t) {
+                bool expected = active[i] && t != disabledTarget
+                    && (th == MAX || uint256(keccak256(abi.encode(s, t, ids[i]))) < th);
+                assertEq(protocol.isAssigned(2, ids[i], t) ? 1 : 0, expected ? 1 : 0, "isAssigned");
+            }
+        }
+        // Any other (license, target) pair: inactive licenses and unknown targets have no duty.
+        probeLicense = bound(probeLicense, 0, type(uint32).max);
+        probeTarget = bound(probeTarget, 0, 64);
+        bool probeActive = probeLicense >= 1 && probeLicense <= N && active[probeLicense - 1];
+        bool probeExpected = probeActive && probeTarget < disabledTarget
+            && (th == MAX || uint256(keccak256(abi.encode(s, probeTarget, probeLicense))) < th);
+        assertEq(protocol.isAssigned(2, probeLicense, probeTarget) ? 1 : 0, probeExpected ? 1 : 0, "probe");
+    }
+}

@@ -1,0 +1,411 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.27;
+
+import {Deployed} from "./utils/Deployed.sol";
+import {AuditProtocol} from "../src/AuditProtocol.sol";
+import {RewardVault} from "../src/RewardVault.sol";
+
+/// @notice Two full epochs end to end: three operators (0%, 10%, 25% commission), twelve licenses of four
+///         owners, four targets of which one is a trap. Epoch 1 assigns everyone everything (nobody was active
+///         in epoch 0); epoch 2 draws committees (12 active in epoch 1 > committee of 5). Every balance is
+///         checked against an independent model of PROTOCOL.md sections 6 to 8.
+contract FullEpochTest is Deployed {
+    uint256 internal constant BPS = 10_000;
+    uint256 internal constant FEES = 3000 ether;
+    uint256 internal constant N = 12;
+    uint8 internal constant OK = 1;
+    uint8 internal constant FAULT = 2;
+    uint8 internal constant UNREACHABLE = 3;
+    uint8 internal constant INCONCLUSIVE = 4;
+    bytes32 internal constant TRAP_SALT = keccak256("trap salt");
+
+    address internal opA = makeAddr("opA"); // 0%
+    address internal opB = makeAddr("opB"); // 10%
+    address internal opC = makeAddr("opC"); // 25%
+    address internal alice = makeAddr("alice");
+    address internal bob = makeAddr("bob");
+    address internal carol = makeAddr("carol");
+    address internal dave = makeAddr("dave");
+    address internal reporter = makeAddr("reporter");
+
+    uint256 internal tOk;
+    uint256 internal tFault;
+    uint256 internal tSplit;
+    uint256 internal tTrap;
+
+    // License ids are 1..12 in mint order.
+    uint256 internal constant X = 2; // opA: votes FAULT on the OK target (disagrees)
+    uint256 internal constant Z = 6; // opB: votes OK on the FAULT target (disagrees)
+    uint256 internal constant M = 8; // opB: commits but never reveals (misses)
+    uint256 internal constant U = 10; // opC: votes UNREACHABLE on the FAULT target (not a disagreement)
+    uint256 internal constant Y = 11; // opC: votes OK on the trap (trap penalty)
+
+    mapping(uint256 => address) internal operatorOf;
+    mapping(address => uint256) internal bpsOf;
+    mapping(address => uint256[]) internal licensesOf; // per operator
+    mapping(address => uint256[]) internal ownedBy; // per owner
+
+    // The independent model.
+    mapping(uint256 => int256) internal expBal;
+    mapping(address => uint256) internal expCommission;
+    uint256 internal expBounty;
+    uint256 internal expPool; // the accumulating epoch's budget so far (fees, forfeits, carry, repaid debt)
+
+    function setUp() public {
+        _deploy();
+        _fundEmission(100_000 ether);
+        _add(opA, 0, alice, 3); // 1, 2, 3
+        _add(opA, 0, bob, 1); // 4
+        _add(opB, 1000, bob, 2); // 5, 6
+        _add(opB, 1000, carol, 2); // 7, 8
+        _add(opC, 2500, dave, 3); // 9, 10, 11
+        _add(opC, 2500, alice, 1); // 12
+        tOk = _addTarget(1);
+        tFault = _addTarget(2);
+        tSplit = _addTarget(3);
+        tTrap = _addTarget(5);
+        vm.prank(keeper);
+        targets.sealTrap(tTrap, keccak256(abi.encode(tTrap, FAULT, TRAP_SALT)));
+    }
+
+    function _add(address op, uint16 bps, address owner, uint256 n) internal {
+        uint256[] memory got = _operatorWithLicenses(op, bps, owner, n);
+        for (uint256 i; i < n; ++i) {
+            operatorOf[got[i]] = op;
+            licensesOf[op].push(got[i]);
+            ownedBy[owner].push(got[i]);
+        }
+        bpsOf[op] = bps;
+    }
+
+    // ------------------------------------------------------------------------------------- model
+
+    function _credit(uint256 lic, uint256 per) internal {
+        uint256 commission = per * bpsOf[operatorOf[lic]] / BPS;
+        uint256 net = per - commission;
+        int256 bal = expBal[lic];
+        if (bal < 0) expPool += net < uint256(-bal) ? net : uint256(-bal); // credit repaying a debt
+        expBal[lic] = bal + int256(net);
+        expCommission[operatorOf[lic]] += commission;
+    }
+
+    /// @return freed the claimable money the penalty took (it goes back to the budget)
+    function _penalty(uint256 lic, uint256 amount) internal returns (uint256 freed) {
+        int256 bal = expBal[lic];
+        if (bal > 0) freed = uint256(bal) < amount ? uint256(bal) : amount;
+        expBal[lic] = bal - int256(amount);
+    }
+
+    function _assertModel(string memory when) internal view {
+        for (uint256 l = 1; l <= N; ++l) {
+            (int128 bal,,,) = vault.accounts(l);
+            assertEq(int256(bal), expBal[l], when);
+        }
+        assertEq(vault.commissionOf(opA), expCommission[opA], "commission opA");
+        assertEq(vault.commissionOf(opB), expCommission[opB], "commission opB");
+        assertEq(vault.commissionOf(opC), expCommission[opC], "commission opC");
+        assertEq(vault.bountyOf(reporter), expBounty, "bounty");
+        assertEq(vault.pool(), expPool, "pool");
+    }
+
+    // ---------------------------------------------------------------------------------- openings
+
+    function _root(uint256 e, uint256 lic, uint256 t) internal pure returns (bytes32) {
+        return keccak256(abi.encode("evidence", e, lic, t));
+    }
+
+    function _salt(uint256 e, uint256 lic) internal pure returns (bytes32) {
+        return keccak256(abi.encode("salt", e, lic));
+    }
+
+    /// @dev Epoch 1: every license audits every target.
+    function _vote1(uint256 lic, uint256 t) internal view returns (uint8) {
+        if (t == tOk) return lic == X ? FAULT : OK;
+        if (t == tFault) return lic == Z ? OK : lic == U ? UNREACHABLE : FAULT;
+        if (t == tSplit) return lic <= 6 ? OK : FAULT; // 6 OK of 11 revealers, 5 FAULT
+        return lic == Y ? OK : FAULT; // the trap is faulty
+    }
+
+    function _opening1(uint256 lic) internal view returns (AuditProtocol.Reveal memory r) {
+        r.license = lic;
+        r.targetIds = new uint256[](4);
+        r.verdicts = new uint8[](4);
+        r.evidenceRoots = new bytes32[](4);
+        for (uint256 t; t < 4; ++t) {
+            r.targetIds[t] = t;
+            r.verdicts[t] = _vote1(lic, t);
+            r.evidenceRoots[t] = _root(1, lic, t);
+        }
+        r.salt = _salt(1, lic);
+    }
+
+    /// @dev Epoch 2: each license audits the targets drawn for it (section 6, computed here), honestly.
+    function _opening2(uint256 lic, bytes32 seed2, uint256 th) internal view returns (AuditProtocol.Reveal memory r) {
+        uint256 n;
+        for (uint256 t; t < 4; ++t) {
+            if (_drawn(seed2, t, lic, th)) ++n;
+        }
+        r.license = lic;
+        r.targetIds = new uint256[](n);
+        r.verdicts = new uint8[](n);
+        r.evidenceRoots = new bytes32[](n);
+        n = 0;
+        for (uint256 t; t < 4; ++t) {
+            if (!_drawn(seed2, t, lic, th)) continue;
+            r.targetIds[n] = t;
+            r.verdicts[n] = t == tTrap ? FAULT : OK;
+            r.evidenceRoots[n] = _root(2, lic, t);
+            ++n;
+        }
+        r.salt = _salt(2, lic);
+    }
+
+    function _drawn(bytes32 s, uint256 t, uint256 lic, uint256 th) internal pure returns (bool) {
+        return uint256(keccak256(abi.encode(s, t, lic))) < th;
+    }
+
+    function _hash(uint256 e, AuditProtocol.Reveal memory r) internal pure returns (bytes32) {
+        return keccak256(abi.encode(e, r.license, r.targetIds, r.verdicts, r.evidenceRoots, r.salt));
+    }
+
+    function _commitAll(address op, uint256 e, AuditProtocol.Reveal[] memory rs) internal {
+        AuditProtocol.Commitment[] memory cs = new AuditProtocol.Commitment[](rs.length);
+        for (uint256 i; i < rs.length; ++i) {
+            cs[i] = AuditProtocol.Commitment(rs[i].license, _hash(e, rs[i]));
+        }
+        vm.prank(op);
+        protocol.commit(e, cs);
+    }
+
+    function _heartbeatAll() internal {
+        vm.prank(opA);
+        protocol.heartbeat(licensesOf[opA]);
+        vm.prank(opB);
+        protocol.heartbeat(licensesOf[opB]);
+        vm.prank(opC);
+        protocol.heartbeat(licensesOf[opC]);
+    }
+
+    function _openings1(address op) internal view returns (AuditProtocol.Reveal[] memory rs) {
+        uint256[] storage lics = licensesOf[op];
+        rs = new AuditProtocol.Reveal[](lics.length);
+        for (uint256 i; i < lics.length; ++i) {
+            rs[i] = _opening1(lics[i]);
+        }
+    }
+
+    function _withoutM(AuditProtocol.Reveal[] memory rs) internal pure returns (AuditProtocol.Reveal[] memory out) {
+        out = new AuditProtocol.Reveal[](rs.length - 1);
+        uint256 j;
+        for (uint256 i; i < rs.length; ++i) {
+            if (rs[i].license != M) out[j++] = rs[i];
+        }
+    }
+
+    // ------------------------------------------------------------------------------------- the test
+
+    function test_twoFullEpochsPayExactlyWhatTheRulesSay() public {
+        // ============================== epoch 1: everyone audits everything ==============================
+        _rollToEpoch(1);
+        _depositFees(FEES);
+        // Epoch 0 had nobody active: its emission carried into epoch 1's budget.
+        expPool = EMISSION + FEES * 7000 / BPS;
+        assertEq(token.balanceOf(address(staking)), 0, "no stakers: the staker share goes to the treasury");
+        assertEq(vault.treasuryBalance(), FEES - FEES * 7000 / BPS, "treasury share");
+
+        bytes32 seed1 = keccak256(abi.encode(keccak256("genesis"), blockhash(vm.getBlockNumber() - 1), uint256(1)));
+        _heartbeatAll();
+        assertEq(protocol.seed(1), seed1, "seed 1");
+        assertEq(vault.activeCount(1), N, "all twelve active");
+        assertEq(protocol.threshold(1), type(uint256).max, "epoch 1: everyone assigned");
+        for (uint256 l = 1; l <= N; ++l) {
+            for (uint256 t; t < 4; ++t) {
+                assertTrue(protocol.isAssigned(1, l, t), "all assigned");
+            }
+        }
+        _commitAll(opA, 1, _openings1(opA));
+        _commitAll(opB, 1, _openings1(opB)); // includes M's commitment
+        _commitAll(opC, 1, _openings1(opC));
+        _assertModel("epoch 1: nothing credited yet");
+
+        // ============================== epoch 2 opens: heartbeats book epoch 1 ==============================
+        _rollToEpoch(2);
+        uint256 budget1 = expPool + EMISSION;
+        uint256 per1 = budget1 / N;
+        expPool = budget1 - per1 * N; // the division remainder carries over
+        bytes32 seed2 = keccak256(abi.encode(seed1, blockhash(vm.getBlockNumber() - 1), uint256(2)));
+        _heartbeatAll();
+        for (uint256 l = 1; l <= N; ++l) {
+            _credit(l, per1);
+        }
+        assertEq(protocol.seed(2), seed2, "seed 2 chains on seed 1");
+        (uint128 rewardPerLicense, uint32 active1, bool finalized) = vault.epochs(1);
+        assertEq(rewardPerLicense, per1, "per-license credit of epoch 1 = budget / activeCount");
+        assertEq(active1, N, "active count");
+        assertTrue(finalized, "finalized");
+        _assertModel("epoch 1 credited");
+
+        // Reveal epoch 1 (M stays silent).
+        protocol.revealMany(1, _openings1(opA));
+        protocol.revealMany(1, _withoutM(_openings1(opB)));
+        protocol.revealMany(1, _openings1(opC));
+
+        // Commit epoch 2 with sortition: 12 active in epoch 1 > committee of 5.
+        uint256 th = (type(uint256).max / N) * 5;
+        assertEq(protocol.threshold(2), th, "threshold of epoch 2");
+        AuditProtocol.Reveal[] memory all2 = new AuditProtocol.Reveal[](N);
+        uint256 duties;
+        for (uint256 l = 1; l <= N; ++l) {
+            all2[l - 1] = _opening2(l, seed2, th);
+            duties += all2[l - 1].targetIds.length;
+            for (uint256 t; t < 4; ++t) {
+                assertEq(protocol.isAssigned(2, l, t) ? 1 : 0, _drawn(seed2, t, l, th) ? 1 : 0, "epoch-2 duty");
+            }
+        }
+        assertGt(duties, 0, "someone has a duty");
+        assertLt(duties, N * 4, "sortition leaves some pairs out");
+        for (uint256 k; k < 3; ++k) {
+            address op = k == 0 ? opA : k == 1 ? opB : opC;
+            uint256[] storage lics = licensesOf[op];
+            AuditProtocol.Reveal[] memory rs = new AuditProtocol.Reveal[](lics.length);
+            for (uint256 i; i < lics.length; ++i) {
+                rs[i] = all2[lics[i] - 1];
+            }
+            _commitAll(op, 2, rs);
+        }
+
+        // ============================== settle epoch 1 ==============================
+        _rollPastReveal(1);
+        vm.prank(keeper);
+        targets.revealTrap(tTrap, FAULT, TRAP_SALT);
+
+        // OK target: 10 OK, 1 FAULT (X) -> OK, X pays the disagree penalty.
+        vm.expectEmit();
+        emit AuditProtocol.TargetSettled(1, tOk, OK, 10, 1, 0);
+        vm.expectEmit();
+        emit RewardVault.Penalized(X, 1, 2, 2 * per1, uint256(expBal[X]));
+        assertEq(protocol.settle(1, tOk), OK, "OK target");
+        expPool += _penalty(X, 2 * per1);
+
+        // FAULT target: 9 FAULT, 1 OK (Z), 1 UNREACHABLE (U) -> FAULT; the evidence is license 1's root.
+        vm.expectEmit();
+        emit AuditProtocol.TargetSettled(1, tFault, FAULT, 1, 9, 1);
+        vm.expectEmit();
+        emit AuditProtocol.ViolationFlagged(1, tFault, FAULT, _root(1, 1, tFault));
+        assertEq(protocol.settle(1, tFault), FAULT, "FAULT target");
+        expPool += _penalty(Z, 2 * per1);
+
+        // Split target: 6 OK, 5 FAULT of 11 -> INCONCLUSIVE, nobody pays.
+        vm.expectEmit();
+        emit AuditProtocol.TargetSettled(1, tSplit, INCONCLUSIVE, 6, 5, 0);
+        assertEq(protocol.settle(1, tSplit), INCONCLUSIVE, "split target");
+
+        // Trap: sealed FAULT, revealed after the reveal window; Y voted OK and pays the trap penalty.
+        vm.expectEmit();
+        emit AuditProtocol.TargetSettled(1, tTrap, FAULT, 1, 10, 0);
+        vm.expectEmit();
+        emit AuditProtocol.ViolationFlagged(1, tTrap, FAULT, _root(1, 1, tTrap));
+        vm.expectEmit();
+        emit RewardVault.Penalized(Y, 1, 3, 10 * per1, uint256(expBal[Y]));
+        assertEq(protocol.settle(1, tTrap), FAULT, "trap");
+        expPool += _penalty(Y, 10 * per1);
+        _assertModel("epoch 1 settled");
+
+        // M was assigned every target and revealed none: a third party reports it and earns the bounty.
+        vm.expectEmit();
+        emit AuditProtocol.MissReported(1, M, tOk, reporter);
+        vm.prank(reporter);
+        protocol.reportMiss(1, M, tOk);
+        uint256 freed = _penalty(M, 3 * per1);
+        uint256 bounty = freed * 1000 / BPS;
+        expBounty += bounty;
+        expPool += freed - bounty;
+        vm.prank(reporter);
+        protocol.reportMiss(1, M, tSplit); // M is in debt now: nothing forfeited, no bounty
+        expPool += _penalty(M, 3 * per1);
+        _assertModel("misses reported");
+        assertGt(bounty, 0, "a bounty was earned");
+
+        uint256 before = token.balanceOf(reporter);
+        vm.prank(reporter);
+        assertEq(vault.claimBounty(), bounty, "bounty claimed");
+        assertEq(token.balanceOf(reporter) - before, bounty, "bounty paid");
+        expBounty = 0;
+
+        // ============================== epoch 3 opens: book epoch 2, reveal and settle it ==============================
+        _rollToEpoch(3);
+        uint256 budget2 = expPool + EMISSION;
+        uint256 per2 = budget2 / N;
+        expPool = budget2 - per2 * N;
+        _heartbeatAll();
+        for (uint256 l = 1; l <= N; ++l) {
+            _credit(l, per2);
+        }
+        (rewardPerLicense,,) = vault.epochs(2);
+        assertEq(rewardPerLicense, per2, "per-license credit of epoch 2 (forfeits included)");
+        _assertModel("epoch 2 credited");
+
+        protocol.revealMany(2, all2);
+        _rollPastReveal(2);
+        for (uint256 t; t < 4; ++t) {
+            (uint256[] memory who,) = protocol.revealers(2, t);
+            uint256 n;
+            bytes32 firstFaultRoot;
+            for (uint256 l = 1; l <= N; ++l) {
+                if (!_drawn(seed2, t, l, th)) continue;
+                assertEq(who[n], l, "committee in reveal order");
+                if (firstFaultRoot == bytes32(0) && t == tTrap) firstFaultRoot = _root(2, l, t);
+                ++n;
+            }
+            assertEq(who.length, n, "committee size");
+            uint8 expected = t == tTrap ? FAULT : n >= 3 ? OK : INCONCLUSIVE;
+            if (t == tTrap) {
+                vm.expectEmit();
+                emit AuditProtocol.ViolationFlagged(2, t, FAULT, firstFaultRoot);
+            }
+            assertEq(protocol.settle(2, t), expected, "epoch-2 outcome");
+        }
+        _assertModel("epoch 2 settled: honest votes, no penalty");
+
+        // ============================== claims ==============================
+        _claimAndCheck(alice);
+        _claimAndCheck(bob);
+        _claimAndCheck(carol);
+        _claimAndCheck(dave);
+        _claimCommissionAndCheck(opA); // 0% commission: nothing to claim
+        _claimCommissionAndCheck(opB);
+        _claimCommissionAndCheck(opC);
+        _assertModel("after claims");
+        assertLe(vault.totalLiabilities(), vault.totalFunded(), "liabilities never exceed funding");
+    }
+
+    function _claimAndCheck(address owner) internal {
+        uint256[] storage lics = ownedBy[owner];
+        uint256 expected;
+        for (uint256 i; i < lics.length; ++i) {
+            if (expBal[lics[i]] > 0) {
+                expected += uint256(expBal[lics[i]]);
+                expBal[lics[i]] = 0;
+            }
+        }
+        uint256 before = token.balanceOf(owner);
+        if (expected == 0) {
+            vm.expectRevert(abi.encodeWithSelector(RewardVault.NothingToClaim.selector));
+        }
+        vm.prank(owner);
+        vault.claim(lics);
+        assertEq(token.balanceOf(owner) - before, expected, "claim pays the positive balances");
+    }
+
+    function _claimCommissionAndCheck(address op) internal {
+        uint256 expected = expCommission[op];
+        uint256 before = token.balanceOf(op);
+        if (expected == 0) {
+            vm.expectRevert(abi.encodeWithSelector(RewardVault.NothingToClaim.selector));
+        }
+        vm.prank(op);
+        vault.claimCommission();
+        assertEq(token.balanceOf(op) - before, expected, "commission paid");
+        expCommission[op] = 0;
+    }
+}

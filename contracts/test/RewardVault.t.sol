@@ -1,0 +1,712 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.27;
+
+import {Deployed} from "./utils/Deployed.sol";
+import {RewardVault, ILicenseOwnersBatch} from "../src/RewardVault.sol";
+import {AuditProtocol} from "../src/AuditProtocol.sol";
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+
+/// @dev An epoch clock the tests move by hand, standing in for the AuditProtocol of a fresh vault.
+contract ManualClock {
+    uint256 public currentEpoch;
+
+    function set(uint256 e) external {
+        currentEpoch = e;
+    }
+}
+
+/// @dev An ERC20 that calls the receiver back on every transfer to an opted-in contract (ERC777-like).
+contract HookToken is ERC20 {
+    mapping(address => bool) public hooked;
+
+    constructor() ERC20("Hook", "HOOK") {}
+
+    function mint(address to, uint256 amount) external {
+        _mint(to, amount);
+    }
+
+    function setHooked(address who) external {
+        hooked[who] = true;
+    }
+
+    function _update(address from, address to, uint256 value) internal override {
+        super._update(from, to, value);
+        if (hooked[to]) GreedyClaimer(to).onTokenReceived(value);
+    }
+}
+
+/// @dev Operator and license owner at once; tries to claim again from inside the token callback.
+contract GreedyClaimer {
+    RewardVault internal immutable vault;
+    uint256[] internal ids;
+    uint256 public reentries;
+    uint256 public reentrySucceeded;
+    bytes public lastError;
+
+    constructor(RewardVault vault_) {
+        vault = vault_;
+    }
+
+    function setIds(uint256[] calldata ids_) external {
+        ids = ids_;
+    }
+
+    function claim() external returns (uint256) {
+        return vault.claim(ids);
+    }
+
+    function claimCommission() external returns (uint256) {
+        return vault.claimCommission();
+    }
+
+    function onTokenReceived(uint256) external {
+        reentries += 1;
+        try vault.claim(ids) {
+            reentrySucceeded += 1;
+        } catch (bytes memory err) {
+            lastError = err;
+        }
+        try vault.claimCommission() {
+            reentrySucceeded += 1;
+        } catch (bytes memory err) {
+            lastError = err;
+        }
+    }
+
+    function onERC721Received(address, address, uint256, bytes calldata) external pure returns (bytes4) {
+        return 0x150b7a02;
+    }
+}
+
+contract RewardVaultTest is Deployed {
+    uint8 internal constant MISS = 1;
+    uint8 internal constant DISAGREE = 2;
+    uint8 internal constant TRAP = 3;
+
+    address internal op = makeAddr("op");
+    address internal alice = makeAddr("alice");
+    address internal bob = makeAddr("bob");
+    address internal reporter = makeAddr("reporter");
+    address internal stranger = makeAddr("stranger");
+
+    function setUp() public {
+        _deploy();
+    }
+
+    // ----------------------------------------------------------------------------------- helpers
+
+    function _balance(uint256 id) internal view returns (int256 bal) {
+        (int128 b,,,) = vault.accounts(id);
+        bal = b;
+    }
+
+    function _perLicense(uint256 epoch) internal view returns (uint256 per) {
+        (uint128 p,,) = vault.epochs(epoch);
+        per = p;
+    }
+
+    function _heartbeat(address operator, uint256[] memory ids) internal {
+        vm.prank(operator);
+        protocol.heartbeat(ids);
+    }
+
+    function _penalize(uint256[] memory ids, uint256 epoch, uint8 kind, address who) internal {
+        vm.prank(address(protocol));
+        vault.penalize(ids, epoch, kind, who);
+    }
+
+    function _two(uint256 a, uint256 b) internal pure returns (uint256[] memory ids) {
+        ids = new uint256[](2);
+        ids[0] = a;
+        ids[1] = b;
+    }
+
+    /// @dev Commit verdict `v` on target `t` for `lic` in the current epoch; returns the opening's salt.
+    function _commitOne(address operator, uint256 lic, uint256 t, uint8 v) internal returns (bytes32 salt) {
+        uint256 e = protocol.currentEpoch();
+        salt = keccak256(abi.encode("salt", e, lic));
+        uint8[] memory vs = new uint8[](1);
+        vs[0] = v;
+        bytes32[] memory roots = new bytes32[](1);
+        AuditProtocol.Commitment[] memory cs = new AuditProtocol.Commitment[](1);
+        cs[0] = AuditProtocol.Commitment(lic, _commitment(e, lic, _one(t), vs, roots, salt));
+        vm.prank(operator);
+        protocol.commit(e, cs);
+    }
+
+    function _revealOne(uint256 e, uint256 lic, uint256 t, uint8 v) internal {
+        uint8[] memory vs = new uint8[](1);
+        vs[0] = v;
+        bytes32[] memory roots = new bytes32[](1);
+        protocol.reveal(e, lic, _one(t), vs, roots, keccak256(abi.encode("salt", e, lic)));
+    }
+
+    // ------------------------------------------------------------------------------- fee split
+
+    function test_depositFeesWithNobodyStakedSendsStakersShareToTreasury() public {
+        _depositFees(1000 ether);
+        assertEq(vault.pool(), 700 ether, "70% to the epoch budget");
+        assertEq(vault.treasuryBalance(), 300 ether, "20% stakers + 10% treasury");
+        assertEq(token.balanceOf(address(staking)), 0, "nothing to an empty staking vault");
+        assertEq(vault.totalFunded(), 700 ether, "funded to licenses");
+        assertEq(token.balanceOf(address(vault)), 1000 ether, "vault holds everything");
+
+        vm.prank(stranger);
+        assertEq(vault.withdrawTreasury(), 300 ether, "withdrawn");
+        assertEq(token.balanceOf(treasury), 300 ether, "to the treasury, whoever calls");
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.NothingToClaim.selector));
+        vault.withdrawTreasury();
+    }
+
+    function test_depositFeesRaisesStakingSharePriceWhenSomeoneStaked() public {
+        address staker = makeAddr("staker");
+        token.mint(staker, 1000 ether);
+        vm.startPrank(staker);
+        token.approve(address(staking), 1000 ether);
+        uint256 shares = staking.deposit(1000 ether, staker);
+        vm.stopPrank();
+        // ERC4626 with a decimals offset of 6: 10^6 shares per wei on an empty vault.
+        assertEq(shares, 1000 ether * 1e6, "shares");
+        assertEq(staking.convertToAssets(shares), 1000 ether, "price before");
+
+        _depositFees(1000 ether);
+        assertEq(token.balanceOf(address(staking)), 1200 ether, "20% to stakers");
+        assertEq(vault.treasuryBalance(), 100 ether, "10% to treasury");
+        assertEq(vault.pool(), 700 ether, "70% to licenses");
+        // assets = shares * (totalAssets + 1) / (totalSupply + 10^6), rounded down.
+        uint256 expected = shares * (1200 ether + 1) / (shares + 1e6);
+        assertEq(staking.convertToAssets(shares), expected, "price after");
+        assertGt(expected, 1199.99 ether, "the staker owns the fee share");
+        vm.prank(staker);
+        assertEq(staking.redeem(shares, staker, staker), expected, "redeemed");
+    }
+
+    function testFuzz_depositFeesSplitAddsUpToTheAmount(uint256 amount) public {
+        amount = bound(amount, 1, 1e40);
+        _depositFees(amount);
+        uint256 toLicenses = amount * 7000 / 10_000;
+        assertEq(vault.pool(), toLicenses, "licenses");
+        assertEq(vault.totalFunded(), toLicenses, "funded");
+        assertEq(vault.treasuryBalance(), amount - toLicenses, "treasury takes stakers' share and rest");
+        assertEq(token.balanceOf(address(vault)), amount, "held");
+    }
+
+    function test_fundEmissionAndDepositFeesRejectZero() public {
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.ZeroAmount.selector));
+        vault.fundEmission(0);
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.ZeroAmount.selector));
+        vault.depositFees(0);
+    }
+
+    function test_fundEmissionFillsTheReserve() public {
+        _fundEmission(2500 ether);
+        assertEq(vault.emissionReserve(), 2500 ether, "reserve");
+        assertEq(vault.totalFunded(), 2500 ether, "funded");
+        assertEq(vault.pool(), 0, "not in a budget yet");
+    }
+
+    // --------------------------------------------------------------------------------- budgets
+
+    /// Budgets of epochs with no active license, and the emission of epochs nobody touched, carry into the
+    /// next epoch that has licenses; its credit is budget / activeCount with the remainder carried on.
+    function test_budgetCarriesOverEmptyAndUntouchedEpochs() public {
+        _fundEmission(100_000 ether);
+        uint256[] memory ids = _operatorWithLicenses(op, 1000, alice, 3);
+
+        _rollToEpoch(1);
+        _depositFees(500 ether); // 350 to epoch 1; epoch 0 (no license) carries its 1000
+        assertEq(vault.pool(), 1350 ether, "epoch 1 so far");
+        assertEq(vault.poolEpoch(), 1, "accumulating epoch");
+
+        _rollToEpoch(3); // epoch 2 untouched
+        _heartbeat(op, ids);
+        // Epoch 1 (no license): 1350 + 1000; epoch 2's emission: 1000.
+        assertEq(vault.pool(), 3350 ether, "carried into epoch 3");
+        assertEq(vault.emissionReserve(), 100_000 ether - 3000 ether, "three emissions drawn");
+        (, uint32 count1, bool fin1) = vault.epochs(1);
+        assertEq(count1, 0, "epoch 1 empty");
+        assertTrue(fin1, "epoch 1 finalized");
+        assertEq(vault.activeCount(3), 3, "three active");
+        _depositFees(1000 ether);
+
+        _rollToEpoch(4);
+        vault.poke();
+        uint256 budget = 3350 ether + 700 ether + 1000 ether;
+        uint256 per = budget / 3;
+        assertEq(_perLicense(3), per, "credit per license");
+        assertEq(vault.pool(), budget - 3 * per, "division remainder carried");
+        assertEq(vault.pool(), 1, "one wei");
+
+        vm.prank(alice);
+        uint256 paid = vault.claim(ids);
+        uint256 commission = per * 1000 / 10_000;
+        assertEq(paid, 3 * (per - commission), "owner's 90%");
+        assertEq(vault.commissionOf(op), 3 * commission, "operator's 10%");
+        vm.prank(op);
+        assertEq(vault.claimCommission(), 3 * commission, "commission paid");
+        assertEq(token.balanceOf(alice), paid, "alice paid");
+    }
+
+    function test_creditSplitsBetweenOperatorsAtTheirOwnRates() public {
+        _fundEmission(100_000 ether);
+        address op2 = makeAddr("op2");
+        uint256[] memory a = _operatorWithLicenses(op, 500, alice, 1);
+        uint256[] memory b = _operatorWithLicenses(op2, 5000, bob, 3);
+        _rollToEpoch(1);
+        _heartbeat(op, a);
+        _heartbeat(op2, b);
+        _rollToEpoch(2);
+        // 2000 over 4 licenses.
+        vm.prank(alice);
+        assertEq(vault.claim(a), 475 ether, "alice 95% of 500");
+        vm.prank(bob);
+        assertEq(vault.claim(b), 750 ether, "bob 50% of 1500");
+        assertEq(vault.commissionOf(op), 25 ether, "op 5%");
+        assertEq(vault.commissionOf(op2), 750 ether, "op2 50%");
+        assertEq(vault.totalLiabilities(), 2000 ether, "all credited");
+    }
+
+    function test_claimableProjectsTheEndedEpochBeforeItIsBooked() public {
+        _fundEmission(100_000 ether);
+        uint256[] memory ids = _operatorWithLicenses(op, 2000, alice, 2);
+        _rollToEpoch(1);
+        _heartbeat(op, ids);
+        assertEq(vault.claimable(ids[0]), int256(0), "epoch in progress");
+        _rollToEpoch(2);
+        // Not rolled yet: projected from pool + emission.
+        assertEq(vault.claimable(ids[0]), int256(800 ether), "80% of 1000");
+        vault.poke();
+        assertEq(vault.claimable(ids[0]), int256(800 ether), "same after finalizing");
+    }
+
+    // ---------------------------------------------------------------------------------- claims
+
+    function test_claimPaysOnceThenNothingToClaim() public {
+        _fundEmission(100_000 ether);
+        uint256[] memory ids = _operatorWithLicenses(op, 0, alice, 2);
+        _rollToEpoch(1);
+        _heartbeat(op, ids);
+        _rollToEpoch(2);
+        vm.prank(alice);
+        assertEq(vault.claim(ids), 2000 ether, "paid");
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.NothingToClaim.selector));
+        vm.prank(alice);
+        vault.claim(ids);
+        assertEq(token.balanceOf(alice), 2000 ether, "paid exactly once");
+        assertEq(_balance(ids[0]), 0, "zeroed");
+    }
+
+    function test_claimRejectsLicenseOfSomeoneElse() public {
+        _fundEmission(100_000 ether);
+        uint256[] memory ids = _operatorWithLicenses(op, 0, alice, 1);
+        _rollToEpoch(1);
+        _heartbeat(op, ids);
+        _rollToEpoch(2);
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.NotLicenseOwner.selector, ids[0], bob));
+        vm.prank(bob);
+        vault.claim(ids);
+        // Not even the operator.
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.NotLicenseOwner.selector, ids[0], op));
+        vm.prank(op);
+        vault.claim(ids);
+        // An id never minted has no owner.
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.NotLicenseOwner.selector, 999, alice));
+        vm.prank(alice);
+        vault.claim(_one(999));
+    }
+
+    function test_claimCommissionAndBountyRejectEmptyBalances() public {
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.NothingToClaim.selector));
+        vm.prank(op);
+        vault.claimCommission();
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.NothingToClaim.selector));
+        vm.prank(reporter);
+        vault.claimBounty();
+        uint256[] memory ids = _mintLicenses(alice, 1);
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.NothingToClaim.selector));
+        vm.prank(alice);
+        vault.claim(ids);
+    }
+
+    /// Claims pay in a token; a token that calls the receiver back cannot make the vault pay twice.
+    function test_reentrantClaimFromTokenCallbackCannotPayTwice() public {
+        HookToken hook = new HookToken();
+        ManualClock clock = new ManualClock();
+        RewardVault v = new RewardVault(
+            IERC20(address(hook)),
+            address(staking),
+            ILicenseOwnersBatch(address(license)),
+            treasury,
+            _defaultVaultParams(),
+            address(this)
+        );
+        v.wire(address(clock), address(registry));
+        hook.mint(address(this), 10_000 ether);
+        hook.approve(address(v), 10_000 ether);
+        v.fundEmission(10_000 ether);
+
+        GreedyClaimer greedy = new GreedyClaimer(v);
+        uint256[] memory ids = _mintLicenses(address(greedy), 1);
+        greedy.setIds(ids);
+        hook.setHooked(address(greedy));
+        // The greedy contract is the operator (10%) of its own license, active in epoch 0.
+        vm.prank(address(clock));
+        v.recordHeartbeats(address(greedy), 1000, ids, 0);
+        clock.set(1);
+
+        assertEq(greedy.claim(), 900 ether, "license share of epoch 0's 1000");
+        assertEq(greedy.reentries(), 1, "callback ran");
+        assertEq(greedy.reentrySucceeded(), 0, "no nested claim paid");
+        assertEq(
+            keccak256(greedy.lastError()),
+            keccak256(abi.encodeWithSelector(ReentrancyGuard.ReentrancyGuardReentrantCall.selector)),
+            "guarded"
+        );
+        assertEq(greedy.claimCommission(), 100 ether, "commission");
+        assertEq(greedy.reentrySucceeded(), 0, "still none");
+        assertEq(hook.balanceOf(address(greedy)), 1000 ether, "paid exactly once each");
+        assertEq(hook.balanceOf(address(v)), 9000 ether, "the rest stays");
+    }
+
+    // ------------------------------------------------------------------------------- penalties
+
+    /// A penalty larger than the balance leaves a debt; later credit pays it first and the repaid part
+    /// goes back to the next budget.
+    function test_penaltyDebtIsRepaidFromLaterCreditIntoTheBudget() public {
+        _fundEmission(100_000 ether);
+        uint256[] memory ids = _operatorWithLicenses(op, 0, alice, 2);
+        uint256 a = ids[0];
+        uint256 b = ids[1];
+        _rollToEpoch(1);
+        _heartbeat(op, ids);
+        _rollToEpoch(2);
+        _heartbeat(op, ids); // books epoch 1: 2000 / 2
+        assertEq(_balance(a), int256(1000 ether), "a credited");
+        assertEq(vault.pool(), 0, "epoch 2 starts empty");
+
+        _penalize(_one(a), 1, MISS, reporter); // 3 x 1000
+        assertEq(_balance(a), -int256(2000 ether), "debt");
+        assertEq(vault.bountyOf(reporter), 100 ether, "10% of the 1000 forfeited");
+        assertEq(vault.pool(), 900 ether, "forfeit less bounty to the budget");
+        assertEq(vault.totalLiabilities(), 1100 ether, "b's 1000 + bounty");
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.NothingToClaim.selector));
+        vm.prank(alice);
+        vault.claim(_one(a));
+
+        _rollToEpoch(3);
+        _heartbeat(op, ids); // epoch 2: (900 + 1000) / 2 = 950
+        assertEq(_balance(a), -int256(1050 ether), "partly repaid");
+        assertEq(vault.pool(), 950 ether, "repaid credit joins epoch 3's budget");
+        _rollToEpoch(4);
+        _heartbeat(op, ids); // epoch 3: (950 + 1000) / 2 = 975
+        assertEq(_balance(a), -int256(75 ether), "almost repaid");
+        assertEq(vault.pool(), 975 ether, "repaid again");
+        _rollToEpoch(5);
+        _heartbeat(op, ids); // epoch 4: (975 + 1000) / 2 = 987.5
+        assertEq(_balance(a), int256(912.5 ether), "positive again");
+        assertEq(vault.pool(), 75 ether, "only the debt's remainder");
+
+        vm.prank(alice);
+        assertEq(vault.claim(ids), 912.5 ether + 3912.5 ether, "a + b");
+        vm.prank(reporter);
+        assertEq(vault.claimBounty(), 100 ether, "bounty");
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.NothingToClaim.selector));
+        vm.prank(reporter);
+        vault.claimBounty();
+    }
+
+    function test_missBountyIsAShareOfWhatWasActuallyForfeited() public {
+        _fundEmission(100_000 ether);
+        uint256[] memory ids = _operatorWithLicenses(op, 0, alice, 2);
+        _rollToEpoch(1);
+        _heartbeat(op, ids);
+        for (uint256 e = 2; e <= 5; ++e) {
+            _rollToEpoch(e);
+            _heartbeat(op, ids);
+        }
+        // Epoch 1: 1000 each; epochs 2-4: 500 each (nothing carried). b holds 2500.
+        assertEq(_perLicense(1), 1000 ether, "epoch 1");
+        assertEq(_perLicense(4), 500 ether, "epoch 4");
+        assertEq(_balance(ids[1]), int256(2500 ether), "b");
+        // Penalty of 3 x 500 fully covered by the balance: bounty on all of it.
+        _penalize(_one(ids[1]), 4, MISS, reporter);
+        assertEq(vault.bountyOf(reporter), 150 ether, "10% of 1500");
+        assertEq(_balance(ids[1]), int256(1000 ether), "b after");
+        // 3 x 1000 against 1000: bounty on the 1000 only.
+        _penalize(_one(ids[1]), 1, MISS, reporter);
+        assertEq(vault.bountyOf(reporter), 250 ether, "plus 10% of 1000");
+        assertEq(_balance(ids[1]), -int256(2000 ether), "b in debt");
+        // Already in debt: nothing forfeited, no bounty; the debt grows.
+        _penalize(_one(ids[1]), 2, MISS, reporter);
+        assertEq(vault.bountyOf(reporter), 250 ether, "no bounty from a debt");
+        assertEq(_balance(ids[1]), -int256(3500 ether), "deeper debt");
+        // The budget got the forfeits less bounties: 1350 + 900.
+        assertEq(vault.pool(), 2250 ether, "forfeits to the budget");
+    }
+
+    function test_penaltyKindsScaleTheEpochsCreditAndOnlyMissesPayBounties() public {
+        _fundEmission(100_000 ether);
+        uint256[] memory ids = _operatorWithLicenses(op, 0, alice, 2);
+        _rollToEpoch(1);
+        _heartbeat(op, ids);
+        _rollToEpoch(2);
+        _heartbeat(op, ids); // 1000 each
+        _penalize(_one(ids[0]), 1, DISAGREE, reporter);
+        assertEq(_balance(ids[0]), -int256(1000 ether), "2 x 1000");
+        _penalize(_one(ids[1]), 1, TRAP, reporter);
+        assertEq(_balance(ids[1]), -int256(9000 ether), "10 x 1000");
+        assertEq(vault.bountyOf(reporter), 0, "no bounty for disagreement or trap");
+        assertEq(vault.pool(), 2000 ether, "both balances forfeited to the budget");
+        assertEq(vault.totalLiabilities(), 0, "nothing owed");
+        // A miss without a reporter pays no bounty either.
+        uint256[] memory c = _operatorWithLicenses(op, 0, bob, 1);
+        _heartbeat(op, c);
+        _rollToEpoch(3);
+        _heartbeat(op, c); // epoch 2: (2000 + 1000) / 3 = 1000
+        _penalize(c, 2, MISS, address(0));
+        assertEq(_balance(c[0]), -int256(2000 ether), "3 x 1000");
+        assertEq(vault.pool(), 1000 ether, "all of it to the budget");
+    }
+
+    function test_penalizeAndRecordHeartbeatsAreOnlyTheProtocol() public {
+        uint256[] memory ids = _mintLicenses(alice, 1);
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.NotProtocol.selector, stranger));
+        vm.prank(stranger);
+        vault.penalize(ids, 0, MISS, stranger);
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.NotProtocol.selector, address(registry)));
+        vm.prank(address(registry));
+        vault.recordHeartbeats(stranger, 0, ids, 0);
+    }
+
+    // ------------------------------------------------------------------------------ suspension
+
+    function test_threePenaltiesWithinTheWindowSuspendForSuspendEpochs() public {
+        uint256[] memory ids = _operatorWithLicenses(op, 0, alice, 2);
+        uint256 a = ids[0];
+        _rollToEpoch(6);
+        _penalize(_one(a), 1, MISS, reporter);
+        _penalize(_one(a), 5, DISAGREE, address(0));
+        assertFalse(vault.isSuspended(a, 6), "two are not enough");
+        _penalize(_one(a), 2, TRAP, address(0)); // epochs 1, 5, 2: all within [1, 11)
+        (, uint32 until,,) = vault.accounts(a);
+        assertEq(until, 6 + 1 + 20, "suspended through epoch 26");
+        assertTrue(vault.isSuspended(a, 26), "26");
+        assertFalse(vault.isSuspended(a, 27), "27");
+
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.Suspended.selector, a, 27));
+        _heartbeat(op, ids);
+        _heartbeat(op, _one(ids[1])); // the other license is fine
+        _rollToEpoch(26);
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.Suspended.selector, a, 27));
+        _heartbeat(op, _one(a));
+        _rollToEpoch(27);
+        _heartbeat(op, _one(a));
+        assertTrue(vault.isActive(a, 27), "active again");
+    }
+
+    function test_penaltiesSpreadBeyondTheWindowDoNotSuspend() public {
+        uint256[] memory ids = _operatorWithLicenses(op, 0, alice, 1);
+        _rollToEpoch(15);
+        _penalize(ids, 1, MISS, address(0));
+        _penalize(ids, 2, MISS, address(0));
+        _penalize(ids, 11, MISS, address(0)); // 11 >= 1 + 10: a new window
+        assertFalse(vault.isSuspended(ids[0], 15), "window restarted");
+        _heartbeat(op, ids);
+        _penalize(ids, 12, MISS, address(0));
+        assertFalse(vault.isSuspended(ids[0], 15), "two in the new window");
+        _penalize(ids, 13, MISS, address(0));
+        assertTrue(vault.isSuspended(ids[0], 15 + 20), "three in the new window");
+        assertFalse(vault.isSuspended(ids[0], 15 + 21), "until");
+    }
+
+    // ----------------------------------------------------------------------- protocol path
+
+    /// The typical miss: a node heartbeats, crashes, never reveals and never heartbeats again. Its ended
+    /// epoch's credit is booked before the penalty, so the reporter's bounty counts it.
+    function test_reportMissForfeitsTheEndedEpochsCreditAndPaysTheReporter() public {
+        _fundEmission(100_000 ether);
+        uint256[] memory ids = _operatorWithLicenses(op, 0, alice, 2);
+        uint256 t = _addTarget(1);
+        _rollToEpoch(1);
+        _heartbeat(op, ids);
+        _commitOne(op, ids[1], t, 1);
+        _rollToReveal(1);
+        _revealOne(1, ids[1], t, 1);
+        _rollPastReveal(1);
+
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotMissed.selector, 1, ids[1], t));
+        vm.prank(reporter);
+        protocol.reportMiss(1, ids[1], t);
+
+        vm.prank(reporter);
+        protocol.reportMiss(1, ids[0], t);
+        // Epoch 1: 2000 / 2 = 1000 each; penalty 3000 takes all 1000 and leaves a 2000 debt.
+        assertEq(vault.bountyOf(reporter), 100 ether, "10% of the forfeited 1000");
+        assertEq(_balance(ids[0]), -int256(2000 ether), "debt");
+        assertEq(vault.claimable(ids[0]), -int256(2000 ether), "claimable shows the debt");
+        assertEq(vault.pool(), 900 ether, "forfeit to epoch 2's budget");
+
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.MissAlreadyReported.selector, 1, ids[0], t));
+        vm.prank(reporter);
+        protocol.reportMiss(1, ids[0], t);
+        assertEq(vault.bountyOf(reporter), 100 ether, "bounty once");
+
+        vm.prank(alice);
+        assertEq(vault.claim(ids), 1000 ether, "only the revealer's credit");
+        vm.prank(reporter);
+        assertEq(vault.claimBounty(), 100 ether, "reporter paid");
+    }
+
+    function test_repeatedMissesSuspendTheLicenseUntilItMayHeartbeatAgain() public {
+        _fundEmission(100_000 ether);
+        uint256[] memory ids = _operatorWithLicenses(op, 0, alice, 2);
+        uint256 a = ids[0];
+        uint256 b = ids[1];
+        uint256 t = _addTarget(1);
+        _rollToEpoch(1);
+        _heartbeat(op, ids);
+        _commitOne(op, b, t, 1);
+        for (uint256 e = 1; e <= 3; ++e) {
+            _rollToReveal(e); // start of epoch e + 1
+            _heartbeat(op, ids);
+            _commitOne(op, b, t, 1);
+            _revealOne(e, b, t, 1);
+            _rollPastReveal(e);
+            vm.prank(reporter);
+            protocol.reportMiss(e, a, t);
+        }
+        // Third miss reported in epoch 4: suspended through epoch 4 + 20.
+        assertTrue(vault.isSuspended(a, 24), "suspended");
+        _rollToEpoch(5);
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.Suspended.selector, a, 25));
+        _heartbeat(op, ids);
+        _heartbeat(op, _one(b));
+        _rollToEpoch(24);
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.Suspended.selector, a, 25));
+        _heartbeat(op, _one(a));
+        _rollToEpoch(25);
+        _heartbeat(op, _one(a));
+        assertTrue(vault.isActive(a, 25), "back");
+    }
+
+    function test_heartbeatTwiceInAnEpochIsAlreadyActive() public {
+        uint256[] memory ids = _operatorWithLicenses(op, 0, alice, 2);
+        _rollToEpoch(1);
+        _heartbeat(op, _one(ids[0]));
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.AlreadyActive.selector, ids[0], 1));
+        _heartbeat(op, ids);
+        // The same id twice in one batch.
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.AlreadyActive.selector, ids[1], 1));
+        _heartbeat(op, _two(ids[1], ids[1]));
+        assertEq(vault.activeCount(1), 1, "counted once");
+        // Moving to another operator does not allow a second heartbeat in the same epoch.
+        address op2 = makeAddr("op2");
+        vm.prank(op2);
+        registry.registerOperator(0, "");
+        vm.startPrank(alice);
+        registry.undelegate(_one(ids[0]));
+        registry.delegate(_one(ids[0]), op2);
+        vm.stopPrank();
+        vm.prank(op2);
+        registry.approve(_one(ids[0]));
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.AlreadyActive.selector, ids[0], 1));
+        _heartbeat(op2, _one(ids[0]));
+    }
+
+    function test_commitWithoutHeartbeatIsNotActive() public {
+        uint256[] memory ids = _operatorWithLicenses(op, 0, alice, 1);
+        uint256 t = _addTarget(1);
+        _rollToEpoch(1);
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.NotActive.selector, ids[0], 1));
+        this.commitAs(op, ids[0], t);
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.NotActive.selector, ids[0], 1));
+        vault.requireActive(ids, 1);
+    }
+
+    /// @dev External so expectRevert applies to the commit itself.
+    function commitAs(address operator, uint256 lic, uint256 t) external {
+        _commitOne(operator, lic, t, 1);
+    }
+
+    // ------------------------------------------------------------------------------ governance
+
+    function test_wireOnceAndNotZero() public {
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.AlreadySet.selector));
+        vm.prank(address(timelock));
+        vault.wire(address(1), address(2));
+
+        RewardVault fresh = new RewardVault(
+            IERC20(address(token)),
+            address(staking),
+            ILicenseOwnersBatch(address(license)),
+            treasury,
+            _defaultVaultParams(),
+            address(this)
+        );
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.ZeroAddress.selector));
+        fresh.wire(address(0), address(registry));
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.ZeroAddress.selector));
+        fresh.wire(address(protocol), address(0));
+        vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, stranger));
+        vm.prank(stranger);
+        fresh.wire(address(protocol), address(registry));
+        _rollToEpoch(3);
+        fresh.wire(address(protocol), address(registry));
+        assertEq(fresh.protocol(), address(protocol), "protocol");
+        assertEq(fresh.registry(), address(registry), "registry");
+        assertEq(fresh.poolEpoch(), 3, "budget starts at the current epoch");
+    }
+
+    function test_constructorRejectsZeroAddresses() public {
+        RewardVault.Params memory p = _defaultVaultParams();
+        ILicenseOwnersBatch lic = ILicenseOwnersBatch(address(license));
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.ZeroAddress.selector));
+        new RewardVault(IERC20(address(0)), address(staking), lic, treasury, p, address(this));
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.ZeroAddress.selector));
+        new RewardVault(IERC20(address(token)), address(0), lic, treasury, p, address(this));
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.ZeroAddress.selector));
+        new RewardVault(IERC20(address(token)), address(staking), lic, address(0), p, address(this));
+    }
+
+    function test_setParamsByTimelockRejectsInvalidShares() public {
+        RewardVault.Params memory p = _defaultVaultParams();
+        p.nodeShareBps = 8001; // + 2000 > 10000
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.InvalidParams.selector));
+        vm.prank(address(timelock));
+        vault.setParams(p);
+        p = _defaultVaultParams();
+        p.missBountyBps = 10_001;
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.InvalidParams.selector));
+        vm.prank(address(timelock));
+        vault.setParams(p);
+        vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, stranger));
+        vm.prank(stranger);
+        vault.setParams(_defaultVaultParams());
+
+        // A valid change applies to the next deposit.
+        p = _defaultVaultParams();
+        p.nodeShareBps = 8000;
+        vm.prank(address(timelock));
+        vault.setParams(p);
+        (uint16 nodeShare,,,,,,,,,) = vault.params();
+        assertEq(nodeShare, 8000, "stored");
+        _depositFees(1000 ether);
+        assertEq(vault.pool(), 800 ether, "new split");
+        assertEq(vault.treasuryBalance(), 200 ether, "rest");
+    }
+
+    function test_setTreasuryByTimelockNotZero() public {
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.ZeroAddress.selector));
+        vm.prank(address(timelock));
+        vault.setTreasury(address(0));
+        vm.prank(address(timelock));
+        vault.setTreasury(bob);
+        _depositFees(1000 ether);
+        vault.withdrawTreasury();
+        assertEq(token.balanceOf(bob), 300 ether, "new treasury paid");
+        assertEq(token.balanceOf(treasury), 0, "old one not");
+    }
+}

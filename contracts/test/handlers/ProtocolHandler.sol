@@ -1,0 +1,613 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.27;
+
+import {Vm} from "../utils/Vm.sol";
+import {AlignmentLicense} from "../../src/AlignmentLicense.sol";
+import {OperatorRegistry} from "../../src/OperatorRegistry.sol";
+import {TargetRegistry} from "../../src/TargetRegistry.sol";
+import {AuditProtocol} from "../../src/AuditProtocol.sol";
+import {RewardVault} from "../../src/RewardVault.sol";
+import {StakingVault} from "../../src/StakingVault.sol";
+import {RewardToken} from "../../src/RewardToken.sol";
+
+/// @notice Drives the whole protocol with random sequences of what owners, operators, reporters, fee payers,
+///         the trap keeper and governance may do, catching the reverts the rules call for. Ghost variables
+///         record what the invariants check.
+contract ProtocolHandler {
+    Vm internal constant vm = Vm(address(uint160(uint256(keccak256("hevm cheat code")))));
+
+    uint256 internal constant MAX_LICENSES = 24;
+    uint256 internal constant BPS = 10_000;
+
+    RewardToken public immutable token;
+    AlignmentLicense public immutable license;
+    OperatorRegistry public immutable registry;
+    TargetRegistry public immutable targets;
+    AuditProtocol public immutable protocol;
+    RewardVault public immutable vault;
+    StakingVault public immutable staking;
+    address public immutable sale;
+    address public immutable keeper;
+    address public immutable timelock;
+
+    address[] public actors;
+    address[] public reporters;
+    uint256[] public licenses;
+    address[] public operators;
+    mapping(address => uint16) public commissionAtRegistration;
+
+    /// @dev The opening of a commitment, kept to reveal it later.
+    struct Opening {
+        uint256[] targetIds;
+        uint8[] verdicts;
+        bytes32[] roots;
+        bytes32 salt;
+    }
+
+    mapping(uint256 => mapping(uint256 => Opening)) internal _openings; // epoch => license
+    mapping(uint256 => mapping(uint256 => bool)) internal _hasOpening;
+    mapping(uint256 => uint256[]) internal _committed; // epoch => licenses
+
+    uint256 public trapTarget;
+    bytes32 internal constant TRAP_SALT = keccak256("trap salt");
+    uint8 internal constant TRAP_OUTCOME = 2;
+
+    // ------------------------------------------------------------------------------------ ghosts
+
+    /// @notice Everything funded to licenses, computed here: emission + node share of every fee deposit.
+    uint256 public ghostFunded;
+    /// @notice Everything the vault paid to license owners, operators and reporters.
+    uint256 public ghostPaidOut;
+    uint256 public ghostTreasuryWithdrawn;
+    /// @notice A claim that paid something other than what it returned.
+    uint256 public ghostPaymentMismatch;
+    /// @notice Miss reports that succeeded for a (epoch, license, target) already reported.
+    uint256 public ghostDoubleMissReports;
+    uint256 public ghostMissReports;
+    bytes32[] public missKeys;
+    mapping(bytes32 => uint256) public missReportCount;
+    /// @notice Heartbeats that succeeded for a license suspended in that epoch.
+    uint256 public ghostSuspendedHeartbeats;
+    uint256 public ghostSuspendedHeartbeatAttempts;
+    /// @notice Operators registered with a commission above the maximum.
+    uint256 public ghostCommissionAboveMax;
+    /// @notice Reveals of a duty computed during its epoch that the protocol refused as not assigned.
+    uint256 public ghostDutyMoved;
+    /// @notice Coverage counters (printed by the invariant test's logs, asserted loosely).
+    uint256 public ghostHeartbeats;
+    uint256 public ghostReveals;
+    uint256 public ghostSettles;
+    uint256 public ghostClaims;
+
+    constructor(
+        RewardToken token_,
+        AlignmentLicense license_,
+        OperatorRegistry registry_,
+        TargetRegistry targets_,
+        AuditProtocol protocol_,
+        RewardVault vault_,
+        StakingVault staking_,
+        address sale_,
+        address keeper_,
+        address timelock_,
+        uint256 trapTarget_
+    ) {
+        token = token_;
+        license = license_;
+        registry = registry_;
+        targets = targets_;
+        protocol = protocol_;
+        vault = vault_;
+        staking = staking_;
+        sale = sale_;
+        keeper = keeper_;
+        timelock = timelock_;
+        trapTarget = trapTarget_;
+        for (uint256 i; i < 5; ++i) {
+            actors.push(vm.addr(uint256(keccak256(abi.encode("actor", i)))));
+        }
+        for (uint256 i; i < 2; ++i) {
+            reporters.push(vm.addr(uint256(keccak256(abi.encode("reporter", i)))));
+        }
+    }
+
+    // ----------------------------------------------------------------------------------- views
+
+    function licenseCount() external view returns (uint256) {
+        return licenses.length;
+    }
+
+    function operatorCount() external view returns (uint256) {
+        return operators.length;
+    }
+
+    function reporterCount() external view returns (uint256) {
+        return reporters.length;
+    }
+
+    function missKeyCount() external view returns (uint256) {
+        return missKeys.length;
+    }
+
+    function trapSeal() external view returns (bytes32) {
+        return keccak256(abi.encode(trapTarget, TRAP_OUTCOME, TRAP_SALT));
+    }
+
+    // -------------------------------------------------------------------------------- internals
+
+    /// @dev Every action moves the chain 0-2 blocks first, so time passes between actions.
+    modifier tick(uint256 seed) {
+        vm.roll(block.number + (seed % 3));
+        _;
+    }
+
+    function _actor(uint256 seed) internal view returns (address) {
+        return actors[seed % actors.length];
+    }
+
+    function _license(uint256 seed) internal view returns (uint256) {
+        return licenses[seed % licenses.length];
+    }
+
+    function _operator(uint256 seed) internal view returns (address) {
+        return operators[seed % operators.length];
+    }
+
+    function _one(uint256 x) internal pure returns (uint256[] memory a) {
+        a = new uint256[](1);
+        a[0] = x;
+    }
+
+    function _state(uint256 id) internal view returns (address op, OperatorRegistry.LicenseState s) {
+        (op, s) = registry.delegationOf(id);
+    }
+
+    /// @dev Licenses Delegated to `op`, optionally only those that may heartbeat now.
+    function _delegatedTo(address op, bool onlyReady, uint256 e) internal view returns (uint256[] memory ids) {
+        ids = new uint256[](licenses.length);
+        uint256 n;
+        for (uint256 i; i < licenses.length; ++i) {
+            uint256 id = licenses[i];
+            (address o, OperatorRegistry.LicenseState s) = _state(id);
+            if (o != op || s != OperatorRegistry.LicenseState.Delegated) continue;
+            if (onlyReady && (vault.isActive(id, e) || vault.isSuspended(id, e))) continue;
+            ids[n++] = id;
+        }
+        assembly {
+            mstore(ids, n)
+        }
+    }
+
+    function _mintFor(uint256 amount) internal {
+        token.mint(address(this), amount);
+        token.approve(address(vault), amount);
+    }
+
+    function _heartbeat(address op, uint256[] memory ids) internal {
+        if (ids.length == 0) return;
+        uint256 e = protocol.currentEpoch();
+        uint256 suspended;
+        for (uint256 i; i < ids.length; ++i) {
+            if (vault.isSuspended(ids[i], e)) suspended += 1;
+        }
+        if (suspended > 0) ghostSuspendedHeartbeatAttempts += 1;
+        vm.prank(op);
+        try protocol.heartbeat(ids) {
+            ghostHeartbeats += ids.length;
+            if (suspended > 0) ghostSuspendedHeartbeats += suspended;
+        } catch {}
+    }
+
+    function _commit(address op, uint256 verdictSeed) internal {
+        uint256 e = protocol.currentEpoch();
+        protocol.poke();
+        uint256[] memory ids = _delegatedTo(op, false, e);
+        AuditProtocol.Commitment[] memory cs = new AuditProtocol.Commitment[](ids.length);
+        Opening[] memory opens = new Opening[](ids.length);
+        uint256 n;
+        for (uint256 i; i < ids.length; ++i) {
+            if (!vault.isActive(ids[i], e)) continue;
+            opens[n] = _opening(e, ids[i], verdictSeed);
+            Opening memory o = opens[n];
+            cs[n++] = AuditProtocol.Commitment(
+                ids[i], keccak256(abi.encode(e, ids[i], o.targetIds, o.verdicts, o.roots, o.salt))
+            );
+        }
+        if (n == 0) return;
+        assembly {
+            mstore(cs, n)
+        }
+        vm.prank(op);
+        try protocol.commit(e, cs) {
+            for (uint256 i; i < n; ++i) {
+                uint256 id = cs[i].license;
+                Opening storage o = _openings[e][id];
+                o.targetIds = opens[i].targetIds;
+                o.verdicts = opens[i].verdicts;
+                o.roots = opens[i].roots;
+                o.salt = opens[i].salt;
+                if (!_hasOpening[e][id]) {
+                    _hasOpening[e][id] = true;
+                    _committed[e].push(id);
+                }
+            }
+        } catch {}
+    }
+
+    /// @dev The duties of `id` in epoch `e` (as the protocol states them now) with random verdicts.
+    function _opening(uint256 e, uint256 id, uint256 verdictSeed) internal view returns (Opening memory o) {
+        uint256 nTargets = targets.targetCount();
+        uint256[] memory tids = new uint256[](nTargets);
+        uint256 m;
+        for (uint256 t; t < nTargets; ++t) {
+            if (protocol.isAssigned(e, id, t)) tids[m++] = t;
+        }
+        assembly {
+            mstore(tids, m)
+        }
+        o.targetIds = tids;
+        o.verdicts = new uint8[](m);
+        o.roots = new bytes32[](m);
+        for (uint256 j; j < m; ++j) {
+            uint256 r = uint256(keccak256(abi.encode(verdictSeed, id, j))) % 10;
+            o.verdicts[j] = r < 7 ? 1 : (r < 9 ? 2 : 3);
+            o.roots[j] = keccak256(abi.encode("evidence", e, id, tids[j]));
+        }
+        o.salt = keccak256(abi.encode(verdictSeed, e, id));
+    }
+
+    /// @dev Reveal the openings of the previous epoch, skipping those whose bit in `skipMask` is set.
+    function _revealPrevious(uint256 skipMask) internal {
+        uint256 c = protocol.currentEpoch();
+        if (c == 0) return;
+        uint256 e = c - 1;
+        (uint256 start, uint256 end) = protocol.revealWindow(e);
+        if (block.number < start || block.number >= end) return;
+        uint256[] storage list = _committed[e];
+        for (uint256 i; i < list.length; ++i) {
+            if ((skipMask >> (i % 256)) & 1 == 1) continue;
+            uint256 id = list[i];
+            Opening storage o = _openings[e][id];
+            try protocol.reveal(e, id, o.targetIds, o.verdicts, o.roots, o.salt) {
+                ghostReveals += 1;
+            } catch (bytes memory err) {
+                if (bytes4(err) == AuditProtocol.NotAssigned.selector) ghostDutyMoved += 1;
+            }
+        }
+    }
+
+    function _reportMiss(address reporter, uint256 e, uint256 id, uint256 t) internal returns (bool ok) {
+        bytes32 key = keccak256(abi.encode(e, id, t));
+        vm.prank(reporter);
+        try protocol.reportMiss(e, id, t) {
+            ok = true;
+            ghostMissReports += 1;
+            if (missReportCount[key] == 0) missKeys.push(key);
+            missReportCount[key] += 1;
+            if (missReportCount[key] > 1) ghostDoubleMissReports += 1;
+        } catch {}
+        if (ok) {
+            // The same miss again must be refused.
+            vm.prank(reporter);
+            try protocol.reportMiss(e, id, t) {
+                missReportCount[key] += 1;
+                ghostDoubleMissReports += 1;
+            } catch {}
+        }
+    }
+
+    // ------------------------------------------------------------------------------ owners, sale
+
+    function mintLicenses(uint256 seed, uint256 n) external tick(seed) {
+        n = 1 + n % 3;
+        address to = _actor(seed >> 8);
+        for (uint256 i; i < n && licenses.length < MAX_LICENSES; ++i) {
+            vm.prank(sale);
+            licenses.push(license.mint(to));
+        }
+    }
+
+    function transferLicense(uint256 seed, uint256 toSeed) external tick(seed) {
+        if (licenses.length == 0) return;
+        uint256 id = _license(seed >> 8);
+        if (block.timestamp < license.transferUnlockTime()) vm.warp(license.transferUnlockTime());
+        address from = license.ownerOf(id);
+        address to = _actor(toSeed);
+        vm.prank(from);
+        try license.transferFrom(from, to, id) {} catch {}
+    }
+
+    // ------------------------------------------------------------------------------- delegation
+
+    function registerOperator(uint256 seed, uint256 commission) external tick(seed) {
+        address who = _actor(seed >> 8);
+        uint16 bps = uint16(commission % 5600); // some above the 5000 maximum
+        vm.prank(who);
+        try registry.registerOperator(bps, "ipfs://op") {
+            operators.push(who);
+            commissionAtRegistration[who] = bps;
+            if (bps > registry.MAX_COMMISSION_BPS()) ghostCommissionAboveMax += 1;
+        } catch {}
+    }
+
+    function delegate(uint256 seed, uint256 opSeed) external tick(seed) {
+        if (licenses.length == 0) return;
+        uint256 id = _license(seed >> 8);
+        // Mostly registered operators, sometimes any actor (maybe not registered).
+        address op = operators.length > 0 && opSeed % 5 != 0 ? _operator(opSeed >> 8) : _actor(opSeed >> 8);
+        address owner = license.ownerOf(id);
+        vm.prank(owner);
+        try registry.delegate(_one(id), op) {
+            // Most operators accept at once.
+            if (op != owner && (opSeed >> 4) % 4 != 0) {
+                vm.prank(op);
+                try registry.approve(_one(id)) {} catch {}
+            }
+        } catch {}
+    }
+
+    function approve(uint256 seed, uint256 opSeed) external tick(seed) {
+        if (operators.length == 0 || licenses.length == 0) return;
+        address op = _operator(opSeed);
+        uint256 start = seed >> 8;
+        uint256 id = _license(start);
+        for (uint256 i; i < licenses.length; ++i) {
+            uint256 cand = licenses[(start + i) % licenses.length];
+            (address o, OperatorRegistry.LicenseState s) = _state(cand);
+            if (o == op && s == OperatorRegistry.LicenseState.Pending) {
+                id = cand;
+                break;
+            }
+        }
+        vm.prank(op);
+        try registry.approve(_one(id)) {} catch {}
+    }
+
+    function undelegate(uint256 seed, uint256 callerSeed) external tick(seed) {
+        if (licenses.length == 0) return;
+        uint256 id = _license(seed >> 8);
+        address caller = callerSeed % 4 == 0 ? _actor(callerSeed >> 8) : license.ownerOf(id);
+        vm.prank(caller);
+        try registry.undelegate(_one(id)) {} catch {}
+    }
+
+    function forceUndelegate(uint256 seed, uint256 callerSeed) external tick(seed) {
+        if (licenses.length == 0) return;
+        uint256 id = _license(seed >> 8);
+        (address op,) = _state(id);
+        address caller = op == address(0) || callerSeed % 4 == 0 ? _actor(callerSeed >> 8) : op;
+        vm.prank(caller);
+        try registry.forceUndelegate(_one(id)) {} catch {}
+    }
+
+    // ------------------------------------------------------------------------------- the epoch
+
+    function heartbeat(uint256 seed, uint256 mask) external tick(seed) {
+        if (operators.length == 0) return;
+        address op = _operator(seed >> 8);
+        uint256 e = protocol.currentEpoch();
+        // One time in eight, every Delegated license (may hit AlreadyActive or Suspended).
+        uint256[] memory all = _delegatedTo(op, mask % 8 != 0, e);
+        uint256[] memory ids = new uint256[](all.length);
+        uint256 n;
+        for (uint256 i; i < all.length; ++i) {
+            if ((mask >> (8 + i)) & 3 != 0) ids[n++] = all[i]; // three in four
+        }
+        assembly {
+            mstore(ids, n)
+        }
+        _heartbeat(op, ids);
+    }
+
+    /// @dev Try to heartbeat a suspended license on its own.
+    function heartbeatSuspended(uint256 seed) external tick(seed) {
+        uint256 e = protocol.currentEpoch();
+        for (uint256 i; i < licenses.length; ++i) {
+            uint256 id = licenses[(seed % licenses.length + i) % licenses.length];
+            if (!vault.isSuspended(id, e)) continue;
+            (address op, OperatorRegistry.LicenseState s) = _state(id);
+            if (s != OperatorRegistry.LicenseState.Delegated) continue;
+            _heartbeat(op, _one(id));
+            return;
+        }
+    }
+
+    function commit(uint256 seed, uint256 verdictSeed) external tick(seed) {
+        if (operators.length == 0) return;
+        _commit(_operator(seed >> 8), verdictSeed);
+    }
+
+    function reveal(uint256 seed, uint256 skipMask) external tick(seed) {
+        // Skip about one opening in eight: those become misses.
+        uint256 mask;
+        for (uint256 i; i < 32; ++i) {
+            if ((skipMask >> (3 * i)) & 7 == 0) mask |= 1 << i;
+        }
+        _revealPrevious(mask);
+    }
+
+    /// @dev An honest-ish round for every operator: accept pending licenses, heartbeat what may, commit, and
+    ///      reveal the previous epoch (skipping about a quarter of the openings).
+    function nodeRound(uint256 seed, uint256 verdictSeed) external tick(seed) {
+        _nodeRound(seed, verdictSeed);
+    }
+
+    /// @dev Move into the reveal window of the epoch that just ended, then run a node round.
+    function advanceEpoch(uint256 seed, uint256 verdictSeed) external {
+        uint256 next = protocol.currentEpoch() + 1;
+        vm.roll(protocol.epochStartBlock(next) + seed % 15);
+        _nodeRound(seed, verdictSeed);
+    }
+
+    function _nodeRound(uint256 seed, uint256 verdictSeed) internal {
+        uint256 e = protocol.currentEpoch();
+        for (uint256 i; i < licenses.length; ++i) {
+            (address o, OperatorRegistry.LicenseState st) = _state(licenses[i]);
+            if (st != OperatorRegistry.LicenseState.Pending) continue;
+            vm.prank(o);
+            try registry.approve(_one(licenses[i])) {} catch {}
+        }
+        for (uint256 i; i < operators.length; ++i) {
+            address op = operators[i];
+            _heartbeat(op, _delegatedTo(op, true, e));
+            _commit(op, verdictSeed);
+        }
+        _revealPrevious(uint256(keccak256(abi.encode(verdictSeed))) & uint256(keccak256(abi.encode(seed))));
+    }
+
+    function settle(uint256 seed, uint256 back) external tick(seed) {
+        uint256 c = protocol.currentEpoch();
+        uint256 b = 1 + back % 3;
+        if (c < b) return;
+        uint256 e = c - b;
+        uint256 nTargets = targets.targetCount();
+        for (uint256 t; t < nTargets; ++t) {
+            try protocol.settle(e, t) {
+                ghostSettles += 1;
+            } catch {}
+        }
+    }
+
+    function reportMiss(uint256 seed, uint256 back, uint256 licSeed, uint256 targetSeed) external tick(seed) {
+        uint256 c = protocol.currentEpoch();
+        uint256 b = 1 + back % 4;
+        if (c < b || licenses.length == 0) return;
+        _reportMiss(reporters[seed % reporters.length], c - b, _license(licSeed), targetSeed % targets.targetCount());
+    }
+
+    /// @dev Report the first reportable miss of the last three epochs (tries every license and target).
+    function reportAnyMiss(uint256 seed) external tick(seed) {
+        uint256 c = protocol.currentEpoch();
+        uint256 nTargets = targets.targetCount();
+        address reporter = reporters[seed % reporters.length];
+        for (uint256 b = 1; b <= 3 && b <= c; ++b) {
+            uint256 e = c - b;
+            (, uint256 end) = protocol.revealWindow(e);
+            if (block.number < end) continue;
+            for (uint256 i; i < licenses.length; ++i) {
+                uint256 id = licenses[i];
+                if (!vault.isActive(id, e)) continue;
+                for (uint256 t; t < nTargets; ++t) {
+                    if (protocol.missReported(keccak256(abi.encode(e, id, t)))) continue;
+                    if (!protocol.isAssigned(e, id, t)) continue;
+                    if (_reportMiss(reporter, e, id, t)) return;
+                }
+            }
+        }
+    }
+
+    /// @dev Report again a miss that was already reported: must always fail.
+    function reportMissAgain(uint256 seed) external tick(seed) {
+        if (missKeys.length == 0) return;
+        // Keys are hashes: find the (epoch, license, target) by scanning recent epochs.
+        bytes32 key = missKeys[seed % missKeys.length];
+        uint256 c = protocol.currentEpoch();
+        uint256 nTargets = targets.targetCount();
+        for (uint256 b = 1; b <= 6 && b <= c; ++b) {
+            for (uint256 i; i < licenses.length; ++i) {
+                for (uint256 t; t < nTargets; ++t) {
+                    if (keccak256(abi.encode(c - b, licenses[i], t)) != key) continue;
+                    vm.prank(reporters[0]);
+                    try protocol.reportMiss(c - b, licenses[i], t) {
+                        missReportCount[key] += 1;
+                        ghostDoubleMissReports += 1;
+                    } catch {}
+                    return;
+                }
+            }
+        }
+    }
+
+    function roll(uint256 blocks) external {
+        vm.roll(block.number + 5 + blocks % 40);
+    }
+
+    // ----------------------------------------------------------------------------- money in/out
+
+    function depositFees(uint256 seed, uint256 amount) external tick(seed) {
+        amount = 1 + amount % 5000 ether;
+        _mintFor(amount);
+        (uint16 nodeShare,,,,,,,,,) = vault.params();
+        try vault.depositFees(amount) {
+            ghostFunded += amount * nodeShare / BPS;
+        } catch {}
+    }
+
+    function fundEmission(uint256 seed, uint256 amount) external tick(seed) {
+        amount = 1 + amount % 20_000 ether;
+        _mintFor(amount);
+        try vault.fundEmission(amount) {
+            ghostFunded += amount;
+        } catch {}
+    }
+
+    function stake(uint256 seed, uint256 amount) external tick(seed) {
+        amount = 1 ether + amount % 1000 ether;
+        address who = _actor(seed >> 8);
+        token.mint(who, amount);
+        vm.startPrank(who);
+        token.approve(address(staking), amount);
+        staking.deposit(amount, who);
+        vm.stopPrank();
+    }
+
+    function claim(uint256 seed) external tick(seed) {
+        address owner = _actor(seed >> 8);
+        uint256[] memory ids = new uint256[](licenses.length);
+        uint256 n;
+        for (uint256 i; i < licenses.length; ++i) {
+            if (license.ownerOf(licenses[i]) == owner) ids[n++] = licenses[i];
+        }
+        if (n == 0) return;
+        assembly {
+            mstore(ids, n)
+        }
+        uint256 prior = token.balanceOf(owner);
+        vm.prank(owner);
+        try vault.claim(ids) returns (uint256 paid) {
+            ghostClaims += 1;
+            ghostPaidOut += paid;
+            if (token.balanceOf(owner) - prior != paid) ghostPaymentMismatch += 1;
+        } catch {}
+    }
+
+    function claimCommission(uint256 seed) external tick(seed) {
+        if (operators.length == 0) return;
+        address op = _operator(seed >> 8);
+        uint256 prior = token.balanceOf(op);
+        vm.prank(op);
+        try vault.claimCommission() returns (uint256 paid) {
+            ghostPaidOut += paid;
+            if (token.balanceOf(op) - prior != paid) ghostPaymentMismatch += 1;
+        } catch {}
+    }
+
+    function claimBounty(uint256 seed) external tick(seed) {
+        address r = reporters[(seed >> 8) % reporters.length];
+        uint256 prior = token.balanceOf(r);
+        vm.prank(r);
+        try vault.claimBounty() returns (uint256 paid) {
+            ghostPaidOut += paid;
+            if (token.balanceOf(r) - prior != paid) ghostPaymentMismatch += 1;
+        } catch {}
+    }
+
+    function withdrawTreasury(uint256 seed) external tick(seed) {
+        try vault.withdrawTreasury() returns (uint256 paid) {
+            ghostTreasuryWithdrawn += paid;
+        } catch {}
+    }
+
+    // ---------------------------------------------------------------------- keeper, governance
+
+    function revealTrap(uint256 seed) external tick(seed) {
+        vm.prank(keeper);
+        try targets.revealTrap(trapTarget, TRAP_OUTCOME, TRAP_SALT) {} catch {}
+    }
+
+    function setTargetEnabled(uint256 seed, bool enabled) external tick(seed) {
+        uint256 t = (seed >> 8) % targets.targetCount();
+        vm.prank(timelock);
+        targets.setTargetEnabled(t, enabled);
+    }
+}
