@@ -1,6 +1,6 @@
 """Operator keys in an encrypted keystore (Ethereum keystore v3, scrypt), unlocked without a prompt.
 
-The private key exists in clear only in memory, inside a ``Signer``; nothing here writes, prints or logs it.
+The private key exists in clear only in memory, inside a ``LocalSigner``; nothing here writes, prints or logs it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 
 import coincurve
-import sha3
+
+from .chain.keccak import is_address, keccak256, to_checksum_address
+from .chain.tx import InvalidKeyError, LocalSigner
 
 # scrypt cost of new keystores: geth's "light" setting keeps unlocking under a second on small machines.
 SCRYPT_N = 1 << 14
@@ -25,45 +27,23 @@ class KeystoreError(Exception):
 
 def address_of_public_key(public_key: coincurve.PublicKey) -> str:
     """Checksummed (EIP-55) address of a secp256k1 public key."""
-    raw = public_key.format(compressed=False)[1:]
-    return to_checksum(sha3.keccak_256(raw).digest()[-20:].hex())
+    return to_checksum_address(keccak256(public_key.format(compressed=False)[1:])[-20:])
 
 
 def to_checksum(hex_address: str) -> str:
-    """EIP-55 mixed-case checksum of a 40-hex-digit address (with or without 0x)."""
-    h = hex_address.lower().removeprefix("0x")
-    if len(h) != 40 or any(c not in "0123456789abcdef" for c in h):
+    """EIP-55 checksum form of an address; ValueError if it is not 20 bytes of hex."""
+    prefixed = hex_address if hex_address[:2] in ("0x", "0X") else "0x" + hex_address
+    if not is_address(prefixed):
         raise ValueError(f"not a 20-byte hex address: {hex_address!r}")
-    digest = sha3.keccak_256(h.encode()).hexdigest()
-    return "0x" + "".join(c.upper() if int(digest[i], 16) >= 8 else c for i, c in enumerate(h))
+    return to_checksum_address(prefixed)
 
 
-class Signer:
-    """Holds one private key in memory and signs 32-byte digests. Its repr never shows the key."""
-
-    __slots__ = ("_key", "address")
-
-    def __init__(self, private_key: bytes):
-        if len(private_key) != 32:
-            raise KeystoreError("a private key is 32 bytes")
-        try:
-            self._key = coincurve.PrivateKey(private_key)
-        except ValueError:
-            raise KeystoreError("the private key is out of range for secp256k1") from None
-        self.address = address_of_public_key(self._key.public_key)
-
-    def sign_digest(self, digest: bytes) -> tuple[int, int, int]:
-        """Sign a 32-byte digest; returns (y_parity, r, s) with low s."""
-        sig = self._key.sign_recoverable(digest, hasher=None)
-        return sig[64], int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big")
-
-    def __repr__(self) -> str:
-        return f"Signer({self.address})"
-
-    __str__ = __repr__
-
-    def __reduce__(self):
-        raise TypeError("a Signer cannot be pickled (it holds a private key)")
+def Signer(private_key: bytes) -> LocalSigner:  # noqa: N802 (reads like the class it returns)
+    """A LocalSigner for ``private_key``, with keystore-style errors."""
+    try:
+        return LocalSigner(private_key)
+    except InvalidKeyError as exc:
+        raise KeystoreError(str(exc)) from None
 
 
 def read_password(password_file: str | None = None, password_env: str | None = None) -> str:
@@ -151,7 +131,7 @@ def parse_private_key(text: str) -> bytes:
         raise KeystoreError("the private key is not valid hex") from None
 
 
-def load_signer(keystore: str | os.PathLike, password: str, address: str | None = None) -> Signer:
+def load_signer(keystore: str | os.PathLike, password: str, address: str | None = None) -> LocalSigner:
     """Decrypt the key of ``address`` (or the only key) from the keystore."""
     from eth_keyfile import decode_keyfile_json
 

@@ -150,6 +150,11 @@ class LocalSigner:
     def __reduce__(self):  # never pickle the key by accident
         raise TypeError("LocalSigner cannot be pickled")
 
+    def key_fingerprint(self) -> bytes:
+        """keccak256 of the key's 32 bytes: lets a log filter recognise the key written as hex without
+        holding the key itself."""
+        return keccak256(self._key.secret)
+
     def sign_digest(self, digest: bytes) -> tuple[int, int, int]:
         """(y_parity, r, s) of a 32-byte digest (low-s, as libsecp256k1 always produces)."""
         if len(digest) != 32:

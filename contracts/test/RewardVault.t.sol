@@ -560,6 +560,49 @@ contract RewardVaultTest is Deployed {
         assertEq(vault.claimBounty(), 100 ether, "reporter paid");
     }
 
+    /// Settlement debits the license that voted against the outcome, after booking its ended epoch.
+    function test_settleDebitsTheDisagreeingRevealer() public {
+        _fundEmission(100_000 ether);
+        uint256[] memory ids = _operatorWithLicenses(op, 0, alice, 3);
+        uint256 t = _addTarget(1);
+        _rollToEpoch(1);
+        _heartbeat(op, ids);
+        _commitOne(op, ids[0], t, 1);
+        _commitOne(op, ids[1], t, 1);
+        _commitOne(op, ids[2], t, 2);
+        _rollToReveal(1);
+        _revealOne(1, ids[0], t, 1);
+        _revealOne(1, ids[1], t, 1);
+        _revealOne(1, ids[2], t, 2);
+        _rollPastReveal(1);
+        assertEq(protocol.settle(1, t), 1, "OK by two thirds");
+        uint256 per = uint256(2000 ether) / 3;
+        assertEq(_perLicense(1), per, "per license");
+        assertEq(_balance(ids[2]), int256(per) - int256(2 * per), "credit booked, then 2 x credit debited");
+        assertEq(vault.pool(), 2000 ether - 3 * per + per, "remainder + forfeited credit");
+        assertEq(vault.bountyOf(address(this)), 0, "no bounty for disagreement");
+        vm.prank(alice);
+        assertEq(vault.claim(ids), 2 * per, "the agreeing two");
+    }
+
+    function test_settleLicensesBooksOnceWhoeverCalls() public {
+        _fundEmission(100_000 ether);
+        uint256[] memory ids = _operatorWithLicenses(op, 1000, alice, 1);
+        _rollToEpoch(1);
+        _heartbeat(op, ids);
+        vm.prank(stranger);
+        vault.settleLicenses(ids);
+        assertEq(vault.commissionOf(op), 0, "epoch 1 not ended: nothing booked");
+        _rollToEpoch(2);
+        vm.prank(stranger);
+        vault.settleLicenses(ids);
+        vm.prank(stranger);
+        vault.settleLicenses(ids);
+        assertEq(vault.commissionOf(op), 200 ether, "10% of 2000, once");
+        assertEq(_balance(ids[0]), int256(1800 ether), "90%, once");
+        assertEq(vault.totalLiabilities(), 2000 ether, "booked once");
+    }
+
     function test_repeatedMissesSuspendTheLicenseUntilItMayHeartbeatAgain() public {
         _fundEmission(100_000 ether);
         uint256[] memory ids = _operatorWithLicenses(op, 0, alice, 2);

@@ -1,0 +1,550 @@
+"""The ``alignment-node`` command: keys, owner and operator actions, status, the node itself, and the devnet."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+log = logging.getLogger("alignment_node.cli")
+
+
+class CliError(Exception):
+    """A failure to report as one line (and as {"error": ...} with --json)."""
+
+    def __init__(self, message: str, error_name: str | None = None):
+        super().__init__(message)
+        self.error_name = error_name
+
+
+# ------------------------------------------------------------------------------------------ output
+
+
+def emit(args: argparse.Namespace, data: Any, text: str | None = None) -> None:
+    """Print ``data`` as JSON with --json, else ``text`` (or a readable rendering of data)."""
+    if getattr(args, "json", False):
+        print(json.dumps(data, sort_keys=True, default=str))
+    elif text is not None:
+        print(text)
+    else:
+        for key, value in data.items() if isinstance(data, dict) else []:
+            print(f"{key}: {value}")
+
+
+def wei_to_str(wei: int) -> str:
+    whole, frac = divmod(int(wei), 10**18)
+    return f"{whole}.{frac:018d}".rstrip("0").rstrip(".")
+
+
+def parse_amount(text: str) -> int:
+    """'1.5' (whole coins), '1.5 ether', '1000 wei' or '1000wei' -> wei."""
+    from decimal import Decimal, InvalidOperation
+
+    t = text.strip().lower().replace(" ", "")
+    try:
+        if t.endswith("wei"):
+            return int(t[:-3])
+        if t.endswith("ether"):
+            t = t[:-5]
+        value = Decimal(t) * 10**18
+    except (InvalidOperation, ValueError):
+        raise CliError(f"not an amount: {text!r} (use e.g. 0.5, '2 ether' or '1000wei')") from None
+    if value != value.to_integral_value() or value < 0:
+        raise CliError(f"not a whole number of wei: {text!r}")
+    return int(value)
+
+
+def parse_ids(text: str) -> list[int]:
+    """'1,2,5-8' -> [1, 2, 5, 6, 7, 8]."""
+    ids: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part:
+                lo, hi = part.split("-", 1)
+                ids.extend(range(int(lo), int(hi) + 1))
+            elif part:
+                ids.append(int(part))
+    except ValueError:
+        raise CliError(f"not a list of license ids: {text!r} (use e.g. 1,2,5-8)") from None
+    if not ids or any(i <= 0 for i in ids):
+        raise CliError(f"license ids are positive integers: {text!r}")
+    return ids
+
+
+# ----------------------------------------------------------------------------------- key handling
+
+
+def add_key_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--keystore", help="keystore directory (Ethereum keystore v3)", required=False)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--password-file", help="file whose first line is the keystore password")
+    g.add_argument("--password-env", help="environment variable holding the keystore password")
+    p.add_argument("--address", help="which key of the keystore, if it holds several")
+
+
+def unlock(args: argparse.Namespace, cfg=None):
+    """The signer from --keystore/--password-* (or the config's [operator] section)."""
+    from .keys import KeystoreError, load_signer, read_password
+
+    keystore = args.keystore or (str(cfg.resolve(cfg.operator.keystore)) if cfg else None)
+    pw_file = args.password_file or (str(cfg.resolve(cfg.operator.password_file)) if cfg and cfg.operator.password_file else None)
+    pw_env = args.password_env or (cfg.operator.password_env if cfg and not args.password_file else None)
+    if args.password_file:
+        pw_env = None
+    if args.password_env:
+        pw_file = None
+    if not keystore:
+        raise CliError("no keystore: give --keystore DIR (or --config with [operator] keystore)")
+    try:
+        password = read_password(pw_file, pw_env)
+        return load_signer(keystore, password, args.address or (cfg.operator.address if cfg else None))
+    except KeystoreError as exc:
+        raise CliError(str(exc)) from None
+
+
+# ------------------------------------------------------------------------------------------- keys
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from .keys import KeystoreError, list_addresses, new_key, parse_private_key, read_password, save_key
+
+    try:
+        if args.keys_cmd == "address":
+            if args.password_file or args.password_env:
+                signer = unlock(args)
+                emit(args, {"address": signer.address}, signer.address)
+            else:
+                addresses = list_addresses(args.keystore)
+                emit(args, {"addresses": addresses}, "\n".join(addresses))
+            return 0
+        password = read_password(args.password_file, args.password_env)
+        if args.keys_cmd == "new":
+            address = new_key(args.keystore, password)
+        else:
+            if sys.stdin.isatty():
+                raise CliError("pipe the private key (hex) on standard input; it is never taken as an argument")
+            address = save_key(args.keystore, parse_private_key(sys.stdin.read()), password)
+        emit(args, {"address": address, "keystore": str(args.keystore)}, address)
+        return 0
+    except KeystoreError as exc:
+        raise CliError(str(exc)) from None
+
+
+# ---------------------------------------------------------------------------------- chain helpers
+
+
+class ChainContext:
+    """RPC client + bound contracts from --config or --rpc/--manifest."""
+
+    def __init__(self, args: argparse.Namespace):
+        from .config import ConfigError, load_config
+        from .node.runtime import load_manifest
+
+        self.cfg = None
+        if getattr(args, "config", None):
+            try:
+                self.cfg = load_config(args.config)
+            except ConfigError as exc:
+                raise CliError(f"config: {exc}") from None
+        rpc = args.rpc or (self.cfg.chain.rpc_urls if self.cfg else None) or os.environ.get(
+            "ZG_ALIGNMENT_NODE_CHAIN_RPC_URLS")
+        manifest = args.manifest or (str(self.cfg.resolve(self.cfg.chain.manifest)) if self.cfg else None)
+        if not rpc:
+            raise CliError("no RPC endpoint: give --rpc URL or --config FILE")
+        if not manifest:
+            raise CliError("no deployment manifest: give --manifest FILE or --config FILE")
+        try:
+            self.manifest = load_manifest(Path(manifest))
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        self.urls = rpc.split(",") if isinstance(rpc, str) else rpc
+        self.args = args
+
+    async def __aenter__(self):
+        from .chain.rpc import RpcClient
+        from .node.runtime import manifest_contracts
+
+        timeout = self.cfg.chain.request_timeout if self.cfg else 10.0
+        self.rpc = RpcClient(self.urls, timeout=timeout)
+        self.c = manifest_contracts(self.rpc, self.manifest)
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.rpc.close()
+
+    def signer(self):
+        return unlock(self.args, self.cfg)
+
+    async def transact(self, contract: str, fn: str, *fn_args, signer, value: int = 0) -> dict:
+        from .chain.contracts import ContractRevert
+
+        c = self.c[contract]
+        try:
+            receipt = await c.transact(fn, *fn_args, signer=signer, value=value)
+        except ContractRevert as exc:
+            name = exc.error_name
+            log.error("%s.%s reverted: %s", contract, fn, exc.error or exc)
+            raise CliError(f"{contract}.{fn} reverted: {exc.error or 'no reason'}", name) from None
+        return {"tx": receipt["transactionHash"], "block": int(receipt["blockNumber"], 16),
+                "gas_used": int(receipt["gasUsed"], 16)}
+
+
+def add_chain_args(p: argparse.ArgumentParser, key: bool = True) -> None:
+    p.add_argument("--config", help="node config file (supplies RPC, manifest and key settings)")
+    p.add_argument("--rpc", help="JSON-RPC URL(s), comma separated")
+    p.add_argument("--manifest", help="deployment manifest JSON")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    if key:
+        add_key_args(p)
+
+
+def run_chain(args: argparse.Namespace, coro_fn) -> int:
+    async def main():
+        async with ChainContext(args) as ctx:
+            return await coro_fn(ctx)
+
+    from .chain.rpc import RpcException
+
+    try:
+        data, text = asyncio.run(main())
+    except RpcException as exc:
+        raise CliError(f"chain unreachable or answered badly: {exc}") from None
+    emit(args, data, text)
+    return 0
+
+
+# ------------------------------------------------------------------------------------ owner: sale
+
+
+def cmd_sale(args: argparse.Namespace) -> int:
+    async def status(ctx: ChainContext):
+        sale = ctx.c["NodeSale"]
+        index, price, remaining = await sale.call("currentTier")
+        tiers = await sale.call("tiers")
+        sold = await sale.call("sold")
+        times = {k: await sale.call(k) for k in ("allowlistStart", "publicStart", "saleEnd")}
+        block = await ctx.rpc.get_block("latest")
+        now = int(block["timestamp"], 16)
+        phase = ("not open" if now < times["allowlistStart"] else "allowlist" if now < times["publicStart"]
+                 else "public" if now < times["saleEnd"] else "ended")
+        data = {"tier": index, "tiers": len(tiers), "price_wei": str(price), "remaining_in_tier": remaining,
+                "sold": sold, "total_supply": sum(t[1] for t in tiers), "phase": phase,
+                "paused": await sale.call("paused"), **{k: v for k, v in times.items()}}
+        text = (f"phase {phase}; tier {index + 1} of {len(tiers)} at {wei_to_str(price)} per license, "
+                f"{remaining} left in tier; {sold} sold of {data['total_supply']}")
+        return data, text
+
+    async def buy(ctx: ChainContext):
+        signer = ctx.signer()
+        sale = ctx.c["NodeSale"]
+        cost = await sale.call("quoteWithPromo", args.quantity, args.promo or "")
+        max_cost = parse_amount(args.max_cost) if args.max_cost else cost
+        proof = [bytes.fromhex(p.removeprefix("0x")) for p in (args.proof.split(",") if args.proof else [])]
+        receipt = await ctx.transact("NodeSale", "buy", args.quantity, max_cost, args.promo or "", proof,
+                                     args.allowance, signer=signer, value=max_cost)
+        from .chain.contracts import receipt_events  # noqa: F401 (decode below)
+
+        first = await sale.call("sold") - args.quantity + 1
+        ids = list(range(first, first + args.quantity))
+        data = {**receipt, "license_ids": ids, "cost_wei": str(cost), "buyer": signer.address}
+        return data, f"bought licenses {ids} for {wei_to_str(cost)} (tx {receipt['tx']})"
+
+    return run_chain(args, status if args.sale_cmd == "status" else buy)
+
+
+# ---------------------------------------------------------------------------- delegation & claims
+
+
+def cmd_simple_tx(contract: str, fn: str, arg_builder):
+    """A command that sends one transaction with arguments built from args."""
+
+    def run(args: argparse.Namespace) -> int:
+        async def go(ctx: ChainContext):
+            signer = ctx.signer()
+            fn_args = arg_builder(args)
+            receipt = await ctx.transact(contract, fn, *fn_args, signer=signer)
+            return {**receipt, "from": signer.address}, f"{fn} done (tx {receipt['tx']})"
+
+        return run_chain(args, go)
+
+    return run
+
+
+def cmd_claim(args: argparse.Namespace) -> int:
+    async def go(ctx: ChainContext):
+        signer = ctx.signer()
+        before = await ctx.c["RewardToken"].call("balanceOf", signer.address)
+        receipt = await ctx.transact("RewardVault", "claim", parse_ids(args.licenses), signer=signer)
+        paid = await ctx.c["RewardToken"].call("balanceOf", signer.address) - before
+        return {**receipt, "paid_wei": str(paid)}, f"claimed {wei_to_str(paid)} (tx {receipt['tx']})"
+
+    return run_chain(args, go)
+
+
+def cmd_claim_commission(args: argparse.Namespace) -> int:
+    async def go(ctx: ChainContext):
+        signer = ctx.signer()
+        before = await ctx.c["RewardToken"].call("balanceOf", signer.address)
+        receipt = await ctx.transact("RewardVault", "claimCommission", signer=signer)
+        paid = await ctx.c["RewardToken"].call("balanceOf", signer.address) - before
+        return {**receipt, "paid_wei": str(paid)}, f"claimed commission {wei_to_str(paid)} (tx {receipt['tx']})"
+
+    return run_chain(args, go)
+
+
+# ----------------------------------------------------------------------------------------- status
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    async def go(ctx: ChainContext):
+        from .node.runtime import STATE_NAMES
+
+        if args.keystore:
+            who = ctx.signer().address
+        elif args.address:
+            who = args.address
+        elif ctx.cfg:
+            who = ctx.signer().address
+        else:
+            raise CliError("whose status? give --address ADDR or a keystore")
+        c = ctx.c
+        epoch = await c["AuditProtocol"].call("currentEpoch")
+        minted = await c["AlignmentLicense"].call("totalMinted")
+        owned, operated = [], []
+        for token_id in range(1, minted + 1):
+            owner = await c["AlignmentLicense"].call("ownerOf", token_id)
+            operator, state = await c["OperatorRegistry"].call("delegationOf", token_id)
+            if owner.lower() != who.lower() and operator.lower() != who.lower():
+                continue
+            presence = await c["RewardVault"].call("presence", token_id)
+            entry = {"id": token_id, "owner": owner, "operator": operator if state else None,
+                     "state": STATE_NAMES[state], "active_epoch": presence[0] - 1 if presence[0] else None,
+                     "suspended": await c["RewardVault"].call("isSuspended", token_id, epoch),
+                     "claimable_wei": str(await c["RewardVault"].call("claimable", token_id))}
+            (owned if owner.lower() == who.lower() else operated).append(entry)
+            if owner.lower() == who.lower() and operator.lower() == who.lower():
+                operated.append(entry)
+        op = await c["OperatorRegistry"].call("getOperator", who)
+        data = {
+            "address": who, "epoch": epoch, "block": await ctx.rpc.block_number(),
+            "native_balance_wei": str(await ctx.rpc.get_balance(who)),
+            "reward_balance_wei": str(await c["RewardToken"].call("balanceOf", who)),
+            "licenses_owned": owned,
+            "operator": {"registered": op[0], "commission_bps": op[1], "delegated": op[2], "pending": op[3],
+                         "commission_claimable_wei": str(await c["RewardVault"].call("commissionOf", who)),
+                         "licenses": operated} if op[0] else None,
+        }
+        lines = [f"{who} at epoch {epoch}: {len(owned)} licenses owned"]
+        for e in owned:
+            lines.append(f"  license {e['id']}: {e['state']}"
+                         f"{' with ' + e['operator'] if e['operator'] else ''}, claimable "
+                         f"{wei_to_str(int(e['claimable_wei']))}")
+        if op[0]:
+            lines.append(f"operator: commission {op[1]} bps, {op[2]} delegated, {op[3]} pending, commission "
+                         f"claimable {wei_to_str(int(data['operator']['commission_claimable_wei']))}")
+        return data, "\n".join(lines)
+
+    return run_chain(args, go)
+
+
+# ------------------------------------------------------------------------------------------ config
+
+
+def cmd_validate_config(args: argparse.Namespace) -> int:
+    from .config import ConfigError, load_config
+    from .keys import KeystoreError, list_addresses, read_password
+    from .node.runtime import load_manifest
+
+    problems: list[str] = []
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        cfg = None
+    if cfg is not None:
+        try:
+            load_manifest(cfg.resolve(cfg.chain.manifest))
+        except ValueError as exc:
+            problems.append(f"chain.manifest: {exc}")
+        try:
+            addresses = list_addresses(cfg.resolve(cfg.operator.keystore))
+            if not addresses:
+                problems.append(f"operator.keystore: {cfg.resolve(cfg.operator.keystore)} holds no key")
+            elif len(addresses) > 1 and not cfg.operator.address:
+                problems.append("operator.address: the keystore holds several keys; say which one")
+        except KeystoreError as exc:
+            problems.append(f"operator.keystore: {exc}")
+        try:
+            pw_file = str(cfg.resolve(cfg.operator.password_file)) if cfg.operator.password_file else None
+            read_password(pw_file, cfg.operator.password_env or None)
+        except KeystoreError as exc:
+            problems.append(f"operator password: {exc}")
+    data = {"ok": not problems, "problems": problems}
+    emit(args, data, "config OK" if not problems else "\n".join(f"problem: {p}" for p in problems))
+    return 0 if not problems else 1
+
+
+# ------------------------------------------------------------------------------------------- start
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from .config import ConfigError, load_config
+    from .logs import setup_logging
+    from .node.runtime import Node, load_manifest
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        raise CliError(f"config: {exc}") from None
+    data_dir = cfg.resolve(cfg.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    signer = unlock(args, cfg)
+    setup_logging(cfg.log_level, data_dir / "node.log", secret_guard=signer)
+    try:
+        manifest = load_manifest(cfg.resolve(cfg.chain.manifest))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    node = Node(cfg, signer, manifest)
+    log.info("node %s starting: %s", __version__, signer.address)
+
+    async def main():
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await node.run(stop)
+
+    asyncio.run(main())
+    log.info("node stopped")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ devnet
+
+
+def cmd_devnet(args: argparse.Namespace) -> int:
+    from .devnet import network
+
+    if args.devnet_cmd == "up":
+        return network.up(args)
+    return network.scenario(args)
+
+
+# ------------------------------------------------------------------------------------------ parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="alignment-node", description="Open auditor node of the alignment network.")
+    p.add_argument("--version", action="version", version=f"alignment-node {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    keys = sub.add_parser("keys", help="create, import and show operator keys (encrypted keystore)")
+    ks = keys.add_subparsers(dest="keys_cmd", required=True)
+    for name, helptext in (("new", "create a random key"), ("import", "import a hex private key from stdin"),
+                           ("address", "show the keystore's address(es)")):
+        kp = ks.add_parser(name, help=helptext)
+        kp.add_argument("--keystore", required=True, help="keystore directory")
+        g = kp.add_mutually_exclusive_group(required=name != "address")
+        g.add_argument("--password-file", help="file whose first line is the password")
+        g.add_argument("--password-env", help="environment variable holding the password")
+        kp.add_argument("--address", help="which key (address), if several")
+        kp.add_argument("--json", action="store_true", help="print JSON")
+    keys.set_defaults(func=cmd_keys)
+
+    sale = sub.add_parser("sale", help="the license sale: status, buy")
+    ss = sale.add_subparsers(dest="sale_cmd", required=True)
+    st = ss.add_parser("status", help="tier, price, remaining licenses, phase")
+    add_chain_args(st, key=False)
+    by = ss.add_parser("buy", help="buy licenses")
+    add_chain_args(by)
+    by.add_argument("quantity", type=int, help="how many licenses")
+    by.add_argument("--max-cost", help="most you will pay in total (coins, e.g. 0.5); default: the quote")
+    by.add_argument("--promo", help="promo code")
+    by.add_argument("--proof", help="allowlist Merkle proof, comma-separated 0x hashes")
+    by.add_argument("--allowance", type=int, default=0, help="the allowance your allowlist leaf commits to")
+    sale.set_defaults(func=cmd_sale)
+
+    def tx_command(name: str, helptext: str, contract: str, fn: str, builder, extra=None):
+        sp = sub.add_parser(name, help=helptext)
+        add_chain_args(sp)
+        if extra:
+            extra(sp)
+        sp.set_defaults(func=cmd_simple_tx(contract, fn, builder))
+        return sp
+
+    def licenses_arg(sp):
+        sp.add_argument("licenses", help="license ids, e.g. 1,2,5-8")
+
+    tx_command("delegate", "owner: delegate licenses to an operator", "OperatorRegistry", "delegate",
+               lambda a: (parse_ids(a.licenses), a.operator),
+               lambda sp: (licenses_arg(sp), sp.add_argument("operator", help="operator address")))
+    tx_command("undelegate", "owner: take licenses back (immediate)", "OperatorRegistry", "undelegate",
+               lambda a: (parse_ids(a.licenses),), licenses_arg)
+    claim = sub.add_parser("claim", help="owner: claim the rewards of licenses")
+    add_chain_args(claim)
+    licenses_arg(claim)
+    claim.set_defaults(func=cmd_claim)
+
+    tx_command("register-operator", "operator: register with a commission fixed forever", "OperatorRegistry",
+               "registerOperator", lambda a: (a.commission_bps, a.metadata_uri),
+               lambda sp: (sp.add_argument("commission_bps", type=int, help="commission in basis points (<= 5000)"),
+                           sp.add_argument("--metadata-uri", default="", help="where your operator profile lives")))
+    tx_command("approve", "operator: accept pending licenses", "OperatorRegistry", "approve",
+               lambda a: (parse_ids(a.licenses),), licenses_arg)
+    tx_command("force-undelegate", "operator: drop licenses delegated to you", "OperatorRegistry",
+               "forceUndelegate", lambda a: (parse_ids(a.licenses),), licenses_arg)
+    cc = sub.add_parser("claim-commission", help="operator: claim your commission")
+    add_chain_args(cc)
+    cc.set_defaults(func=cmd_claim_commission)
+
+    status = sub.add_parser("status", help="what the chain says about my licenses or my operator")
+    add_chain_args(status)
+    status.set_defaults(func=cmd_status)
+
+    vc = sub.add_parser("validate-config", help="check the config file and environment; name what is wrong")
+    vc.add_argument("--config", required=True, help="node config file (TOML)")
+    vc.add_argument("--json", action="store_true", help="print JSON")
+    vc.set_defaults(func=cmd_validate_config)
+
+    start = sub.add_parser("start", help="run the node")
+    start.add_argument("--config", required=True, help="node config file (TOML)")
+    add_key_args(start)
+    start.set_defaults(func=cmd_start)
+
+    devnet = sub.add_parser("devnet", help="a local network with running nodes")
+    ds = devnet.add_subparsers(dest="devnet_cmd", required=True)
+    from .devnet.network import add_devnet_args
+
+    add_devnet_args(ds)
+    devnet.set_defaults(func=cmd_devnet)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except CliError as exc:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": str(exc), "error_name": exc.error_name}, sort_keys=True))
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

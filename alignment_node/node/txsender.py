@@ -1,0 +1,174 @@
+"""Sends the operator's transactions through the SQLite journal, so a crash never double-sends or forgets one.
+
+Order of events for every transaction: estimate (a revert here is decoded and raised, nothing is journaled),
+sign, journal as 'signed' (fsynced), broadcast, journal as 'sent', wait for the receipt, journal as 'mined' or
+'reverted'. On start, ``recover`` settles every 'signed'/'sent' entry: a receipt ends it; a nonce already used
+by another transaction marks it 'dropped'; otherwise the very same signed bytes are broadcast again (the same
+hash, so the chain can include it at most once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ..chain.contracts import ContractRevert, TransactionFailed, TxOptions, build_transaction, check_receipt
+from ..chain.rpc import RpcClient, RpcError, hex_int
+from ..chain.tx import LocalSigner, decode_signed_transaction
+from .store import JournalEntry, Store
+
+log = logging.getLogger("alignment_node.tx")
+
+GWEI = 10**9
+
+
+class OutOfGasMoney(Exception):
+    """The operator account cannot pay for gas."""
+
+
+def _is_funds_error(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "insufficient funds" in text or "insufficient balance" in text or "gas required exceeds" in text
+
+
+class TxSender:
+    """One operator account's transactions, one at a time (nonces in order)."""
+
+    def __init__(self, rpc: RpcClient, signer: LocalSigner, store: Store, *, max_fee_gwei: float = 500.0,
+                 priority_fee_gwei: float = 1.0, receipt_timeout: float = 120.0, metrics=None):
+        self.rpc = rpc
+        self.signer = signer
+        self.store = store
+        self.max_fee = int(max_fee_gwei * GWEI)
+        self.priority_fee = int(priority_fee_gwei * GWEI)
+        self.receipt_timeout = receipt_timeout
+        self.metrics = metrics
+        self._lock = asyncio.Lock()
+
+    # --------------------------------------------------------------------------------------- send
+
+    async def send(self, purpose: str, to: str, data: bytes, *, epoch: int | None = None,
+                   meta: dict | None = None, gas: int | None = None) -> dict:
+        """Send one transaction and wait for it; returns the receipt. Raises ContractRevert (decoded),
+        OutOfGasMoney, TransactionFailed."""
+        async with self._lock:
+            try:
+                nonce = await self.rpc.get_transaction_count(self.signer.address, "pending")
+                highest = self.store.highest_nonce()
+                open_nonces = [e.nonce for e in self.store.open_entries()]
+                if open_nonces and highest is not None:
+                    nonce = max(nonce, highest + 1)
+                max_fee, tip = await self._fees()
+                signed = await build_transaction(
+                    self.rpc, self.signer, to, data,
+                    TxOptions(nonce=nonce, gas=gas, max_fee_per_gas=max_fee, max_priority_fee_per_gas=tip),
+                    what=purpose,
+                )
+            except ContractRevert as exc:
+                self._failed(purpose, exc.error_name or "revert")
+                log.error("%s would revert: %s", purpose, exc)
+                raise
+            except RpcError as exc:
+                if _is_funds_error(exc):
+                    self._failed(purpose, "out_of_gas_money")
+                    raise self._out_of_money(purpose) from None
+                raise
+            self.store.record_signed(nonce, purpose, epoch, signed.hash, signed.raw, meta)
+            try:
+                await self._broadcast(signed.raw, signed.hash)
+            except TransactionFailed as exc:
+                if _is_funds_error(exc):
+                    self.store.mark(signed.hash, "dropped", error="insufficient funds")
+                    self._failed(purpose, "out_of_gas_money")
+                    raise self._out_of_money(purpose) from None
+                # Unknown fate (endpoint died mid-request): leave it 'signed'; recover() settles it.
+                self._failed(purpose, "send_failed")
+                raise
+            self.store.mark(signed.hash, "sent")
+            if self.metrics:
+                self.metrics.tx_sent.labels(purpose).inc()
+            log.info("sent %s tx %s nonce %d", purpose, signed.hash, nonce)
+        receipt = await self.rpc.wait_for_receipt(signed.hash, timeout=self.receipt_timeout)
+        return await self._settle(self.store.entry(signed.hash), receipt, signed)
+
+    # ------------------------------------------------------------------------------------ recover
+
+    async def recover(self) -> list[JournalEntry]:
+        """Settle every transaction a previous run left open; returns the entries it looked at."""
+        entries = self.store.open_entries()
+        for entry in entries:
+            receipt = await self.rpc.get_transaction_receipt(entry.tx_hash)
+            if receipt is None:
+                used = await self.rpc.get_transaction_count(self.signer.address, "latest")
+                if used > entry.nonce:
+                    # Its nonce went to another transaction; this one can never be mined.
+                    self.store.mark(entry.tx_hash, "dropped", error="nonce used by another transaction")
+                    log.warning("journal: %s tx %s was never mined (nonce %d reused)", entry.purpose,
+                                entry.tx_hash, entry.nonce)
+                    continue
+                log.info("journal: re-broadcasting %s tx %s (nonce %d)", entry.purpose, entry.tx_hash, entry.nonce)
+                try:
+                    await self._broadcast(entry.raw, entry.tx_hash)
+                except TransactionFailed as exc:
+                    log.error("journal: re-broadcast of %s failed: %s", entry.tx_hash, exc)
+                    continue
+                self.store.mark(entry.tx_hash, "sent")
+                try:
+                    receipt = await self.rpc.wait_for_receipt(entry.tx_hash, timeout=self.receipt_timeout)
+                except TimeoutError:
+                    log.warning("journal: %s still pending after re-broadcast", entry.tx_hash)
+                    continue
+            try:
+                await self._settle(entry, receipt, None)
+            except ContractRevert:
+                pass  # recorded as reverted; the service that sent it decides what to do next
+        return entries
+
+    # ----------------------------------------------------------------------------------- internal
+
+    async def _fees(self) -> tuple[int, int]:
+        base_max, _ = await self.rpc.suggest_fees()
+        max_fee = min(max(base_max, self.priority_fee * 2), self.max_fee)
+        return max_fee, min(self.priority_fee, max_fee)
+
+    async def _broadcast(self, raw: bytes, tx_hash: str) -> None:
+        try:
+            await self.rpc.send_raw_transaction(raw)
+        except RpcError as exc:
+            text = exc.message.lower()
+            if "already known" in text or "already imported" in text:
+                return
+            if "nonce too low" in text and await self.rpc.get_transaction_receipt(tx_hash) is not None:
+                return
+            raise TransactionFailed(f"sending {tx_hash} failed: {exc.message}") from exc
+
+    async def _settle(self, entry: JournalEntry, receipt: dict, signed: Any) -> dict:
+        block = hex_int(receipt["blockNumber"])
+        gas_used = hex_int(receipt.get("gasUsed", "0x0"))
+        if hex_int(receipt.get("status", "0x1")) == 1:
+            self.store.mark(entry.tx_hash, "mined", block=block, gas_used=gas_used)
+            return receipt
+        self.store.mark(entry.tx_hash, "reverted", block=block, gas_used=gas_used)
+        if signed is None:
+            from ..chain.tx import SignedTx
+
+            tx, y, r, s = decode_signed_transaction(entry.raw)
+            signed = SignedTx(tx, entry.raw, entry.tx_hash, self.signer.address, y, r, s)
+        try:
+            await check_receipt(self.rpc, signed, receipt, entry.purpose)
+        except ContractRevert as exc:
+            self.store.mark(entry.tx_hash, "reverted", error=exc.error_name or str(exc))
+            self._failed(entry.purpose, exc.error_name or "revert")
+            log.error("%s tx %s reverted: %s", entry.purpose, entry.tx_hash, exc)
+            raise
+        return receipt
+
+    def _failed(self, purpose: str, reason: str) -> None:
+        if self.metrics:
+            self.metrics.tx_failed.labels(purpose, reason).inc()
+
+    def _out_of_money(self, purpose: str) -> OutOfGasMoney:
+        msg = (f"operator {self.signer.address} cannot pay gas for {purpose}: fund it with the chain's native coin")
+        log.critical("ALERT %s", msg)
+        return OutOfGasMoney(msg)
