@@ -1,0 +1,436 @@
+"""The devnet: anvil on loopback, the contracts, a finished sale, operators with delegated licenses, funded
+rewards, and one node process per operator. ``devnet up`` shows it live until Ctrl-C; ``devnet scenario``
+runs it headless for a number of epochs and prints one JSON report.
+
+Every key here is generated fresh (operators' keys go into encrypted keystores in the work directory) except
+the deployer, which is anvil's first development account. Nothing is left running afterwards: node processes
+and anvil are stopped on exit, and die with this process if it is killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..chain.contracts import Contract
+from ..chain.rpc import RpcClient
+from ..chain.tx import LocalSigner
+from ..keys import save_key
+from ..node.runtime import manifest_contracts
+from .anvil import Anvil, free_port
+from .deploy import deploy_async
+from .params import default_params
+
+ETHER = 10**18
+SCENARIOS = ("presence",)
+
+
+@dataclass
+class Plan:
+    """The devnet's shape. Defaults: 3 operators with different commissions, 6 owners, 24 licenses."""
+
+    commissions_bps: tuple[int, ...] = (500, 1000, 2500)
+    owners: int = 6
+    licenses_per_owner: int = 4
+    block_time: float = 0.25
+    epoch_length: int = 30
+    reveal_blocks: int = 15
+    emission_per_epoch: int = 1000 * ETHER
+    emission_reserve: int = 1_000_000 * ETHER
+    fees: int = 10_000 * ETHER
+    poll_interval: float = 0.5
+
+
+@dataclass
+class OperatorProc:
+    address: str
+    commission_bps: int
+    directory: Path
+    port: int
+    licenses: list[int] = field(default_factory=list)
+    process: subprocess.Popen | None = None
+    rss_kb_max: int | None = None
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def _die_with_parent() -> None:  # runs in the child before exec
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def vm_hwm_kb(pid: int) -> int | None:
+    """Peak resident set size (VmHWM, kB) of a live process."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class Devnet:
+    def __init__(self, plan: Plan, workdir: Path, log=print):
+        self.plan = plan
+        self.workdir = workdir
+        self.log = log
+        self.anvil: Anvil | None = None
+        self.manifest: dict = {}
+        self.operators: list[OperatorProc] = []
+        self.owners: list[LocalSigner] = []
+        self.license_owner: dict[int, str] = {}
+        self.started = time.monotonic()
+
+    # ---------------------------------------------------------------------------------- setup
+
+    async def setup(self) -> None:
+        p = self.plan
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.anvil = Anvil(block_time=p.block_time).start()
+        url = self.anvil.url
+        deployer = LocalSigner(self.anvil.private_keys[0])
+        params = default_params()
+        params["sale"]["allowlistStart"] = "+0"
+        params["sale"]["publicStart"] = "+0"
+        params["protocol"]["epochLength"] = p.epoch_length
+        params["protocol"]["revealBlocks"] = p.reveal_blocks
+        params["rewards"]["emissionPerEpoch"] = str(p.emission_per_epoch) + " wei"
+        self.manifest = await deploy_async(url, deployer, params, out=self.workdir / "deployment.json")
+        self.log(f"deployed at block {self.manifest['deployBlock']} on {url}")
+
+        async with RpcClient(url) as rpc:
+            c = manifest_contracts(rpc, self.manifest)
+            password = secrets.token_hex(16)
+            ops = [LocalSigner(secrets.token_bytes(32)) for _ in p.commissions_bps]
+            self.owners = [LocalSigner(secrets.token_bytes(32)) for _ in range(p.owners)]
+            for acct in ops + self.owners:
+                await rpc.request("anvil_setBalance", [acct.address, hex(1000 * ETHER)])
+            # Operators: keystore + password file + config, then register.
+            for signer, bps in zip(ops, p.commissions_bps):
+                d = self.workdir / f"operator-{signer.address[2:10].lower()}"
+                (d / "keystore").mkdir(parents=True, exist_ok=True)
+                save_key(d / "keystore", signer._key.secret, password)
+                pw = d / "password"
+                pw.write_text(password + "\n")
+                pw.chmod(0o600)
+                self.operators.append(OperatorProc(signer.address, bps, d, free_port()))
+            await asyncio.gather(*(c["OperatorRegistry"].transact("registerOperator", bps, "devnet operator",
+                                                                  signer=s) for s, bps in zip(ops, p.commissions_bps)))
+            # Owners buy licenses in the sale, then delegate them round-robin to the operators.
+            sale = c["NodeSale"]
+
+            async def buy(owner: LocalSigner) -> list[int]:
+                cost = await sale.call("quote", p.licenses_per_owner)
+                receipt = await sale.transact("buy", p.licenses_per_owner, cost, "", [], 0, signer=owner, value=cost)
+                ids = []
+                transfer = c["AlignmentLicense"].abi.event("Transfer")
+                for log in receipt["logs"]:
+                    if log["topics"][0] == "0x" + transfer.topic.hex():
+                        ids.append(int(log["topics"][3], 16))
+                return ids
+
+            bought = []
+            for owner in self.owners:  # one at a time: tier prices depend on the order
+                bought.append(await buy(owner))
+            for i, (owner, ids) in enumerate(zip(self.owners, bought)):
+                op = self.operators[i % len(self.operators)]
+                op.licenses.extend(ids)
+                for token_id in ids:
+                    self.license_owner[token_id] = owner.address
+            await asyncio.gather(*(c["OperatorRegistry"].transact(
+                "delegate", ids, self.operators[i % len(self.operators)].address, signer=owner)
+                for i, (owner, ids) in enumerate(zip(self.owners, bought))))
+            await asyncio.gather(*(c["OperatorRegistry"].transact("approve", sorted(op.licenses), signer=s)
+                                   for s, op in zip(ops, self.operators)))
+            # Rewards: an emission reserve and a fee deposit.
+            token, vault = c["RewardToken"], c["RewardVault"]
+            total = p.emission_reserve + p.fees
+            await token.transact("mint", deployer.address, total, signer=deployer)
+            await token.transact("approve", vault.address, total, signer=deployer)
+            await vault.transact("fundEmission", p.emission_reserve, signer=deployer)
+            await vault.transact("depositFees", p.fees, signer=deployer)
+        self.log(f"{len(self.operators)} operators, {len(self.owners)} owners, "
+                 f"{sum(len(o.licenses) for o in self.operators)} licenses delegated; funded")
+        self._password = password
+
+    # ------------------------------------------------------------------------------------ nodes
+
+    def start_nodes(self) -> None:
+        for op in self.operators:
+            config = op.directory / "node.toml"
+            config.write_text(
+                'data_dir = "data"\nlog_level = "info"\n'
+                f'[chain]\nrpc_urls = ["{self.anvil.url}"]\nmanifest = "../deployment.json"\n'
+                f"poll_interval = {self.plan.poll_interval}\n"
+                '[operator]\nkeystore = "keystore"\npassword_file = "password"\n'
+                f"[service]\nport = {op.port}\n"
+            )
+            out = open(op.directory / "node.out", "ab")
+            op.process = subprocess.Popen(
+                [sys.executable, "-m", "alignment_node.cli", "start", "--config", str(config)],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+            )
+            out.close()
+        self.log(f"started {len(self.operators)} node processes")
+
+    def node_health(self, op: OperatorProc) -> tuple[int | None, dict]:
+        try:
+            with urllib.request.urlopen(op.url() + "/health", timeout=2) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+        except (OSError, ValueError):
+            return None, {}
+
+    def stop(self) -> None:
+        self.stop_nodes()
+        if self.anvil is not None:
+            self.anvil.stop()
+
+    def stop_nodes(self) -> None:
+        for op in self.operators:
+            proc = op.process
+            if proc is None:
+                continue
+            if proc.poll() is None:
+                op.rss_kb_max = vm_hwm_kb(proc.pid) or op.rss_kb_max
+                proc.terminate()
+        for op in self.operators:
+            proc = op.process
+            if proc is None:
+                continue
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def sample_rss(self) -> None:
+        for op in self.operators:
+            if op.process and op.process.poll() is None:
+                rss = vm_hwm_kb(op.process.pid)
+                if rss:
+                    op.rss_kb_max = max(op.rss_kb_max or 0, rss)
+
+    # ---------------------------------------------------------------------------------- reading
+
+    async def wait_for_epoch(self, rpc: RpcClient, protocol: Contract, epoch: int, tick=None) -> None:
+        while await protocol.call("currentEpoch") < epoch:
+            self.sample_rss()
+            for op in self.operators:
+                if op.process and op.process.poll() is not None:
+                    raise RuntimeError(f"node of {op.address} exited with {op.process.returncode}; see "
+                                       f"{op.directory / 'node.out'}")
+            if tick:
+                await tick()
+            await asyncio.sleep(0.5)
+
+    async def report(self, rpc: RpcClient, scenario: str, epochs: list[int]) -> dict:
+        """The scenario report, read from the chain (events), not from the nodes."""
+        c = manifest_contracts(rpc, self.manifest)
+        vault, protocol = c["RewardVault"], c["AuditProtocol"]
+        start = int(self.manifest["deployBlock"])
+        all_ids = sorted(self.license_owner)
+        credited = {i: {} for i in all_ids}
+        for ev in await vault.events("Credited", start, "latest"):
+            credited.setdefault(ev["tokenId"], {})[ev["epoch"]] = ev["toLicense"]
+        penalties = {i: 0 for i in all_ids}
+        for ev in await vault.events("Penalized", start, "latest"):
+            penalties[ev["tokenId"]] = penalties.get(ev["tokenId"], 0) + 1
+        heartbeats: dict[str, int] = {}
+        for ev in await protocol.events("Heartbeat", start, "latest"):
+            heartbeats[ev["operator"].lower()] = heartbeats.get(ev["operator"].lower(), 0) + 1
+        commission = {}
+        for ev in await vault.events("Credited", start, "latest"):
+            commission[ev["operator"].lower()] = commission.get(ev["operator"].lower(), 0) + ev["commission"]
+        licenses = []
+        for op in self.operators:
+            for token_id in sorted(op.licenses):
+                got = credited.get(token_id, {})
+                licenses.append({
+                    "id": token_id, "operator": op.address, "owner": self.license_owner[token_id],
+                    "credited": str(sum(got.get(e, 0) for e in epochs)),
+                    "credited_epochs": sorted(e for e in got if e in epochs),
+                    "missing_epochs": [e for e in epochs if e not in got],
+                    "penalties": penalties.get(token_id, 0),
+                })
+        operators = [{
+            "address": op.address, "commission_bps": op.commission_bps, "licenses": len(op.licenses),
+            "heartbeats": heartbeats.get(op.address.lower(), 0),
+            "commission_wei": str(commission.get(op.address.lower(), 0)),
+            "commission_claimable_wei": str(await vault.call("commissionOf", op.address)),
+            "rss_kb_max": op.rss_kb_max,
+        } for op in self.operators]
+        return {
+            "scenario": scenario,
+            "epochs": epochs,
+            "targets": [],
+            "licenses": licenses,
+            "operators": operators,
+            "missed_faults": [],
+            "false_flags": [],
+            "all_credited": all(not entry["missing_epochs"] for entry in licenses),
+        }
+
+
+# ------------------------------------------------------------------------------------------ commands
+
+
+def add_devnet_args(sub: argparse._SubParsersAction) -> None:
+    up = sub.add_parser("up", help="start anvil, deploy, sell, delegate, fund, run the nodes; live view until Ctrl-C")
+    sc = sub.add_parser("scenario", help="run a scenario headless for some epochs and print a JSON report")
+    sc.add_argument("name", choices=SCENARIOS, help="which scenario")
+    sc.add_argument("--epochs", type=int, default=3, help="completed epochs to run (default 3)")
+    sc.add_argument("--json", action="store_true", help="print the report as JSON (the default output)")
+    for p in (up, sc):
+        p.add_argument("--workdir", help="directory for keys, configs and node data (default: a temporary one)")
+        p.add_argument("--keep", action="store_true", help="keep the work directory afterwards")
+        p.add_argument("--block-time", type=float, default=Plan.block_time, help="seconds per block (default 0.25)")
+
+
+def _workdir(args) -> tuple[Path, bool]:
+    if args.workdir:
+        return Path(args.workdir), False
+    return Path(tempfile.mkdtemp(prefix="alignment-devnet-")), not args.keep
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def scenario(args) -> int:
+    if args.epochs < 1:
+        _stderr("error: --epochs must be at least 1")
+        return 1
+    workdir, remove = _workdir(args)
+    net = Devnet(Plan(block_time=args.block_time), workdir, log=_stderr)
+    t0 = time.monotonic()
+
+    async def run() -> dict:
+        await net.setup()
+        setup_s = time.monotonic() - t0
+        net.start_nodes()
+        async with RpcClient(net.anvil.url) as rpc:
+            c = manifest_contracts(rpc, net.manifest)
+            protocol, vault = c["AuditProtocol"], c["RewardVault"]
+            first = await protocol.call("currentEpoch") + 1  # the epoch the nodes were started in is partial
+            epochs = list(range(first, first + args.epochs))
+            first_credit_s = None
+
+            async def watch_credit():
+                nonlocal first_credit_s
+                if first_credit_s is None and await vault.events("Credited", int(net.manifest["deployBlock"])):
+                    first_credit_s = time.monotonic() - t0
+
+            await net.wait_for_epoch(rpc, protocol, epochs[-1] + 1, tick=watch_credit)
+            net.sample_rss()
+            net.stop_nodes()
+            # Book every ended epoch's credit (it is otherwise booked lazily) so events show all of it.
+            deployer = LocalSigner(net.anvil.private_keys[0])
+            await vault.transact("settleLicenses", sorted(net.license_owner), signer=deployer)
+            report = await net.report(rpc, args.name, epochs)
+        report["timing"] = {"setup_seconds": round(setup_s, 2),
+                            "first_credit_seconds": round(first_credit_s, 2) if first_credit_s else None,
+                            "total_seconds": round(time.monotonic() - t0, 2)}
+        return report
+
+    try:
+        report = asyncio.run(run())
+    except Exception as exc:  # one clear line; nothing left running
+        _stderr(f"error: scenario {args.name} could not complete: {exc.__class__.__name__}: {exc}")
+        return 1
+    finally:
+        net.stop()
+        if remove:
+            shutil.rmtree(workdir, ignore_errors=True)
+    report["leftover_processes"] = [op.process.pid for op in net.operators
+                                    if op.process and op.process.poll() is None]
+    print(json.dumps(report, sort_keys=True))
+    return 0
+
+
+def up(args) -> int:
+    """Run the devnet with a live view until Ctrl-C, then stop everything it started."""
+    workdir, remove = _workdir(args)
+    net = Devnet(Plan(block_time=args.block_time), workdir, log=_stderr)
+    t0 = time.monotonic()
+    stop = False
+
+    def on_signal(_sig, _frame):
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+
+    async def live() -> None:
+        await net.setup()
+        net.start_nodes()
+        first_credit = None
+        async with RpcClient(net.anvil.url) as rpc:
+            c = manifest_contracts(rpc, net.manifest)
+            protocol, vault = c["AuditProtocol"], c["RewardVault"]
+            while not stop:
+                net.sample_rss()
+                epoch = await protocol.call("currentEpoch")
+                head = await rpc.block_number()
+                if first_credit is None and await vault.events("Credited", int(net.manifest["deployBlock"])):
+                    first_credit = time.monotonic() - t0
+                lines = [
+                    f"alignment devnet  {net.anvil.url}  block {head}  epoch {epoch}  "
+                    f"active licenses {await vault.call('activeCount', epoch)} "
+                    f"(last epoch {await vault.call('activeCount', max(epoch - 1, 0))})",
+                    f"emission reserve {await vault.call('emissionReserve') / ETHER:,.2f}  "
+                    f"budget pool {await vault.call('pool') / ETHER:,.2f}  "
+                    f"first credit after {first_credit:.1f}s" if first_credit else "waiting for the first credit...",
+                    f"{'operator':44} {'comm':>5} {'lic':>4} {'active':>6} {'commission':>12} {'health':>8} {'rss MB':>7}",
+                ]
+                for op in net.operators:
+                    active = 0
+                    for token_id in op.licenses:
+                        presence = await vault.call("presence", token_id)
+                        active += presence[0] == epoch + 1
+                    status, _ = net.node_health(op)
+                    lines.append(
+                        f"{op.address:44} {op.commission_bps / 100:>4.1f}% {len(op.licenses):>4} {active:>6} "
+                        f"{await vault.call('commissionOf', op.address) / ETHER:>12,.2f} {status or 'down':>8} "
+                        f"{(op.rss_kb_max or 0) / 1024:>7.1f}")
+                owners_total = 0
+                for token_id in net.license_owner:
+                    owners_total += await vault.call("claimable", token_id)
+                lines.append(f"licenses' claimable total {owners_total / ETHER:,.2f}   (Ctrl-C stops everything)")
+                if sys.stdout.isatty():
+                    sys.stdout.write("\x1b[2J\x1b[H")
+                print("\n".join(lines), flush=True)
+                await asyncio.sleep(2)
+
+    try:
+        asyncio.run(live())
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:
+        _stderr(f"error: devnet failed: {exc.__class__.__name__}: {exc}")
+        return 1
+    finally:
+        net.stop()
+        if remove:
+            shutil.rmtree(workdir, ignore_errors=True)
+        _stderr("devnet stopped; nothing left running")
+    return 0
