@@ -46,13 +46,15 @@ class Plan:
     commissions_bps: tuple[int, ...] = (500, 1000, 2500)
     owners: int = 6
     licenses_per_owner: int = 4
-    block_time: float = 0.25
+    block_time: float | None = 0.25  # None: anvil automines (tests)
     epoch_length: int = 30
     reveal_blocks: int = 15
     emission_per_epoch: int = 1000 * ETHER
     emission_reserve: int = 1_000_000 * ETHER
     fees: int = 10_000 * ETHER
     poll_interval: float = 0.5
+    log_level: str = "info"
+    dead_rpc_urls: tuple[str, ...] = ()  # tried before anvil by every node (failover drills)
 
 
 @dataclass
@@ -176,9 +178,10 @@ class Devnet:
     def start_nodes(self) -> None:
         for op in self.operators:
             config = op.directory / "node.toml"
+            urls = ", ".join(f'"{u}"' for u in (*self.plan.dead_rpc_urls, self.anvil.url))
             config.write_text(
-                'data_dir = "data"\nlog_level = "info"\n'
-                f'[chain]\nrpc_urls = ["{self.anvil.url}"]\nmanifest = "../deployment.json"\n'
+                f'data_dir = "data"\nlog_level = "{self.plan.log_level}"\n'
+                f'[chain]\nrpc_urls = [{urls}]\nmanifest = "../deployment.json"\nrequest_timeout = 2\n'
                 f"poll_interval = {self.plan.poll_interval}\n"
                 '[operator]\nkeystore = "keystore"\npassword_file = "password"\n'
                 f"[service]\nport = {op.port}\n"

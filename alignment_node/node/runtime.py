@@ -164,12 +164,18 @@ class Node:
         self.metrics.head_block.set(head)
         self.metrics.epoch.set(epoch)
         await self.refresh_licenses(head, epoch)
+        failure: Exception | None = None
         if self.cfg.heartbeat.enabled:
-            await self.heartbeat(epoch)
+            try:
+                await self.heartbeat(epoch)
+            except (TransactionFailed, ContractRevert, OutOfGasMoney) as exc:
+                failure = exc  # still book rewards and probe endpoints below, then report it
         await self.rewards(epoch)
         await self._probe_endpoints()
         self.snapshot.journal = self.store.counts()
         self.snapshot.last_tick = time.time()
+        if failure is not None:
+            raise failure
 
     # ---------------------------------------------------------------------------------- licenses
 

@@ -97,7 +97,10 @@ class Store:
         now = time.time()
         self.db.execute(
             "INSERT INTO tx_journal (nonce, purpose, epoch, tx_hash, raw, state, meta, created, updated)"
-            " VALUES (?, ?, ?, ?, ?, 'signed', ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, 'signed', ?, ?, ?)"
+            # The same bytes signed again after they were dropped (e.g. no gas money then): live again.
+            " ON CONFLICT(tx_hash) DO UPDATE SET state = 'signed', error = NULL, updated = excluded.updated"
+            " WHERE state = 'dropped'",
             (nonce, purpose, epoch, tx_hash, raw, json.dumps(meta or {}, sort_keys=True), now, now),
         )
         return self.entry(tx_hash)

@@ -265,6 +265,30 @@ contract AuditProtocolTest is AuditFixture {
         protocol.epochAt(99);
     }
 
+    function test_threeEpochLengthChangesKeepEveryEraAddressable() public {
+        uint32[3] memory lengths = [uint32(50), 40, 20];
+        uint256[3] memory at = [uint256(200), 230, 280];
+        for (uint256 i; i < 3; ++i) {
+            vm.roll(at[i]);
+            vm.prank(address(timelock));
+            protocol.setEpochLength(lengths[i]);
+        }
+        vm.roll(400);
+        // Eras: [100, 220) by 30 from epoch 0; [220, 270) by 50 from 4; [270, 310) by 40 from 5; by 20 from 6.
+        uint256[8] memory blocks = [uint256(100), 159, 160, 240, 300, 315, 335, 399];
+        uint256[8] memory epochs_ = [uint256(0), 1, 2, 4, 5, 6, 7, 10];
+        for (uint256 i; i < 8; ++i) {
+            assertEq(protocol.epochAt(blocks[i]), epochs_[i], "epochAt");
+        }
+        uint256[7] memory starts = [uint256(100), 160, 190, 220, 270, 310, 350];
+        uint256[7] memory startEpochs = [uint256(0), 2, 3, 4, 5, 6, 8];
+        for (uint256 i; i < 7; ++i) {
+            assertEq(protocol.epochStartBlock(startEpochs[i]), starts[i], "epochStartBlock");
+        }
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotStarted.selector));
+        protocol.epochAt(99);
+    }
+
     function test_oldEpochStillSettlesAfterTwoEpochLengthChanges() public {
         _rollToEpoch(1);
         uint256[] memory lics = _first(3);

@@ -78,7 +78,7 @@ contract ReentrantBuyer {
         _attacking = false;
         if (ok) reentrySucceeded = true;
         lastError = ret;
-        if (!swallow) {
+        if (!ok && !swallow) {
             assembly {
                 revert(add(ret, 32), mload(ret))
             }
