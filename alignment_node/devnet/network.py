@@ -307,12 +307,26 @@ def add_devnet_args(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--workdir", help="directory for keys, configs and node data (default: a temporary one)")
         p.add_argument("--keep", action="store_true", help="keep the work directory afterwards")
         p.add_argument("--block-time", type=float, default=Plan.block_time, help="seconds per block (default 0.25)")
+        p.add_argument("--operators", type=int, default=len(Plan.commissions_bps),
+                       help="operators (commissions 5%%, 10%%, 25%%, then 15%%; default 3)")
+        p.add_argument("--owners", type=int, default=Plan.owners, help="license owners (default 6)")
+        p.add_argument("--licenses-per-owner", type=int, default=Plan.licenses_per_owner,
+                       help="licenses each owner buys, at most 50 (default 4)")
 
 
 def _workdir(args) -> tuple[Path, bool]:
     if args.workdir:
         return Path(args.workdir), False
     return Path(tempfile.mkdtemp(prefix="alignment-devnet-")), not args.keep
+
+
+def plan_from_args(args) -> Plan:
+    if not 1 <= args.operators <= 20 or not 1 <= args.owners or not 1 <= args.licenses_per_owner <= 50:
+        raise ValueError("need 1-20 operators, at least 1 owner and 1-50 licenses per owner")
+    base = (500, 1000, 2500)
+    commissions = tuple(base[i] if i < len(base) else 1500 for i in range(args.operators))
+    return Plan(commissions_bps=commissions, owners=args.owners, licenses_per_owner=args.licenses_per_owner,
+                block_time=args.block_time)
 
 
 def _stderr(msg: str) -> None:
@@ -323,8 +337,13 @@ def scenario(args) -> int:
     if args.epochs < 1:
         _stderr("error: --epochs must be at least 1")
         return 1
+    try:
+        plan = plan_from_args(args)
+    except ValueError as exc:
+        _stderr(f"error: {exc}")
+        return 1
     workdir, remove = _workdir(args)
-    net = Devnet(Plan(block_time=args.block_time), workdir, log=_stderr)
+    net = Devnet(plan, workdir, log=_stderr)
     t0 = time.monotonic()
 
     async def run() -> dict:
@@ -372,8 +391,13 @@ def scenario(args) -> int:
 
 def up(args) -> int:
     """Run the devnet with a live view until Ctrl-C, then stop everything it started."""
+    try:
+        plan = plan_from_args(args)
+    except ValueError as exc:
+        _stderr(f"error: {exc}")
+        return 1
     workdir, remove = _workdir(args)
-    net = Devnet(Plan(block_time=args.block_time), workdir, log=_stderr)
+    net = Devnet(plan, workdir, log=_stderr)
     t0 = time.monotonic()
     stop = False
 

@@ -33,7 +33,7 @@ contract GasTest is Deployed {
     ///        OperatorRegistry (2,100 cold) + `accounts[id]` read for suspension (2,100 cold);
     ///      - a heartbeat that books credit into an empty balance (first credit, or after a claim zeroed a
     ///        never-penalized account): `accounts[id]` goes 0 -> non-zero (20,000 on top of the cold read);
-    ///      - the commit of the second epoch: `_commitments[id][1]` is a new slot (22,100), like epoch 1's [0];
+    ///      - the commit of epoch 2: `_commitments[id][0]` is a new slot (22,100), as `[1]` was in epoch 1;
     ///      - a claim that books an ended epoch into an empty balance: `accounts[id]` 0 -> non-zero -> 0
     ///        (20,000 charged, 19,900 refunded at the end of the transaction, refunds capped at 1/5 of it).
     uint256 internal constant FIRST_HEARTBEAT_CEILING = 31_000;
@@ -238,7 +238,7 @@ contract GasTest is Deployed {
         assertLe(cl1, CLAIM_BUDGET, "claim per license");
         assertLe(c1, COMMIT_BUDGET, "commit per license (first-ever epoch)");
 
-        // Over budget, by construction of the storage layout (see the report in the header):
+        // Over budget by construction of the storage layout (see the ceilings above):
         // each of these pays one zero-to-non-zero SSTORE (22,100 gas cold) per license.
         assertLe(hb1, FIRST_HEARTBEAT_CEILING, "first-ever heartbeat: new presence slot");
         assertLe(hb2, CREDIT_INTO_EMPTY_BALANCE_CEILING, "first credit: new balance slot");

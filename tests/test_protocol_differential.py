@@ -1,0 +1,661 @@
+"""Differential tests: alignment_node.protocol (PROTOCOL.md as pure Python) against the deployed contracts.
+
+One automining anvil per module: deploy (epochs of 10 blocks, reveals in the first 5), sell 16 licenses to two
+operators that delegate to themselves (commissions 10% and 25%), register 8 targets, fund the emission. Each
+test runs from that state inside an evm_snapshot/evm_revert pair, moves through epochs by mining, and compares
+what the chain did with what the Python functions compute from values the test knows on its own (its own
+counts of active licenses, deposits, votes; block hashes read with eth_getBlockByNumber). No mocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from alignment_node import protocol as P
+from alignment_node.chain.contracts import ContractRevert, receipt_events
+from alignment_node.chain.rpc import RpcClient, hex_int
+from alignment_node.chain.tx import LocalSigner
+from alignment_node.devnet.anvil import Anvil, AnvilError, find_anvil
+from alignment_node.devnet.deploy import deploy_async
+from alignment_node.devnet.params import default_params
+from alignment_node.node.runtime import manifest_contracts
+
+ETHER = 10**18
+EPOCH_LENGTH = 10
+REVEAL_BLOCKS = 5
+COMMITTEE_SIZE = 5
+MIN_REVEALS = 3
+EMISSION = 1000 * ETHER + 7  # odd on purpose: divisions leave remainders to carry
+EMISSION_RESERVE = 1_000_000 * ETHER
+COMMISSIONS = (1000, 2500)
+LICENSES_PER_OPERATOR = 8
+N_TARGETS = 8
+TRAP_TARGET = 7
+ZERO32 = b"\x00" * 32
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+# ------------------------------------------------------------------------------------------- set-up
+
+
+@dataclass
+class Operator:
+    signer: LocalSigner
+    commission_bps: int
+    licenses: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Net:
+    anvil: Anvil
+    manifest: dict
+    deployer: LocalSigner
+    operators: list[Operator]
+    targets: list[int]
+    genesis_block: int
+    genesis_seed: bytes
+    wire_epoch: int
+    rewards: dict
+
+    @property
+    def licenses(self) -> list[int]:
+        return sorted(l for op in self.operators for l in op.licenses)
+
+    def operator_of(self, license_id: int) -> Operator:
+        return next(op for op in self.operators if license_id in op.licenses)
+
+    # Python's view of the clock (epoch_at / epoch_start_block), used only to navigate.
+    def start_of(self, epoch: int) -> int:
+        return P.epoch_start_block(epoch, self.genesis_block, EPOCH_LENGTH)
+
+    def epoch_of(self, block: int) -> int:
+        return P.epoch_at(block, self.genesis_block, EPOCH_LENGTH)
+
+    def next_epoch(self) -> int:
+        """The epoch after the one the next transaction would land in."""
+        return self.epoch_of(self.anvil.block_number() + 1) + 1
+
+    def goto(self, epoch: int, offset: int = 0) -> int:
+        """Mine so that the next transaction lands in block `offset` of `epoch`; returns that block."""
+        target = self.start_of(epoch) + offset
+        latest = self.anvil.block_number()
+        assert latest < target, f"already past block {target} (latest {latest})"
+        if target - 1 > latest:
+            self.anvil.mine(target - 1 - latest)
+        return target
+
+
+@contextlib.asynccontextmanager
+async def connect(net: Net):
+    async with RpcClient(net.anvil.url) as rpc:
+        yield rpc, manifest_contracts(rpc, net.manifest)
+
+
+async def _setup(node: Anvil) -> Net:
+    deployer = LocalSigner(node.private_keys[0])
+    params = default_params()
+    params["sale"]["allowlistStart"] = "+0"
+    params["sale"]["publicStart"] = "+0"
+    params["protocol"].update(
+        epochLength=EPOCH_LENGTH, revealBlocks=REVEAL_BLOCKS, committeeSize=COMMITTEE_SIZE, minReveals=MIN_REVEALS
+    )
+    params["rewards"]["emissionPerEpoch"] = f"{EMISSION} wei"
+    manifest = await deploy_async(node.url, deployer, params)
+    ops = [Operator(LocalSigner(node.private_keys[1 + i]), bps) for i, bps in enumerate(COMMISSIONS)]
+    async with RpcClient(node.url) as rpc:
+        c = manifest_contracts(rpc, manifest)
+        vault, token = c["RewardVault"], c["RewardToken"]
+        wired = await vault.events("Wired", manifest["deployBlock"])
+        assert len(wired) == 1
+        # Emission first: a budget rolled while the reserve is empty gets no emission (a delegation rolls).
+        await token.transact("mint", deployer.address, 10**9 * ETHER, signer=deployer)
+        await token.transact("approve", vault.address, 10**9 * ETHER, signer=deployer)
+        await token.transact("approve", c["StakingVault"].address, 10**9 * ETHER, signer=deployer)
+        await vault.transact("fundEmission", EMISSION_RESERVE, signer=deployer)
+        sale, registry = c["NodeSale"], c["OperatorRegistry"]
+        transfer_topic = "0x" + c["AlignmentLicense"].abi.event("Transfer").topic.hex()
+        for op in ops:
+            await registry.transact("registerOperator", op.commission_bps, "differential", signer=op.signer)
+            cost = await sale.call("quote", LICENSES_PER_OPERATOR)
+            receipt = await sale.transact("buy", LICENSES_PER_OPERATOR, cost, "", [], 0, signer=op.signer, value=cost)
+            op.licenses = [int(log["topics"][3], 16) for log in receipt["logs"] if log["topics"][0] == transfer_topic]
+            assert len(op.licenses) == LICENSES_PER_OPERATOR
+            await registry.transact("delegate", op.licenses, op.signer.address, signer=op.signer)
+        targets = []
+        for i in range(N_TARGETS):
+            receipt = await c["TargetRegistry"].transact(
+                "addTarget", 1 + i % 5, f"http://target-{i}.example", bytes([i]) * 8, signer=deployer
+            )
+            targets.extend(e["targetId"] for e in receipt_events(receipt) if e.name == "TargetAdded")
+    r = manifest["params"]
+    genesis = r["protocol"]["genesisBlock"]
+    return Net(
+        anvil=node,
+        manifest=manifest,
+        deployer=deployer,
+        operators=ops,
+        targets=targets,
+        genesis_block=genesis,
+        genesis_seed=bytes.fromhex(r["protocol"]["genesisSeed"][2:]),
+        wire_epoch=P.epoch_at(wired[0].block_number, genesis, EPOCH_LENGTH),
+        rewards=r["rewards"],
+    )
+
+
+@pytest.fixture(scope="module")
+def net():
+    try:
+        find_anvil()
+    except AnvilError as exc:
+        pytest.skip(str(exc))
+    with Anvil(block_time=None) as node:
+        yield run(_setup(node))
+
+
+@contextlib.contextmanager
+def snapshot(net: Net):
+    """Run a block of chain work, then put the chain back as the module's set-up left it."""
+    snap = net.anvil.rpc("evm_snapshot")
+    try:
+        yield
+    finally:
+        assert net.anvil.rpc("evm_revert", [snap]) is True
+
+
+@pytest.fixture
+def fresh(net):
+    with snapshot(net):
+        yield net
+
+
+# ----------------------------------------------------------------------------------------- helpers
+
+
+def events(receipt: dict, name: str) -> list:
+    return [e for e in receipt_events(receipt) if e.name == name]
+
+
+async def heartbeat(c: dict, net: Net, licenses) -> list[dict]:
+    """One heartbeat transaction per operator holding some of `licenses`."""
+    receipts = []
+    for op in net.operators:
+        mine = sorted(l for l in licenses if l in op.licenses)
+        if mine:
+            receipts.append(await c["AuditProtocol"].transact("heartbeat", mine, signer=op.signer))
+    return receipts
+
+
+async def commit(c: dict, net: Net, epoch: int, commitments: dict[int, bytes]) -> None:
+    for op in net.operators:
+        entries = [(l, commitments[l]) for l in sorted(commitments) if l in op.licenses]
+        if entries:
+            await c["AuditProtocol"].transact("commit", epoch, entries, signer=op.signer)
+
+
+async def expect_revert(name: str, coro) -> dict:
+    """Await a call/transaction that must revert with custom error `name`; returns the error's arguments."""
+    with pytest.raises(ContractRevert) as info:
+        await coro
+    assert info.value.error_name == name, str(info.value)
+    return info.value.error.values
+
+
+async def block_hash(rpc: RpcClient, number: int) -> bytes:
+    block = await rpc.get_block(number)
+    return bytes.fromhex(block["hash"][2:])
+
+
+@dataclass
+class Opening:
+    """A license's verdicts for one epoch, and its commitment computed in Python."""
+
+    epoch: int
+    license: int
+    target_ids: list[int]
+    verdicts: list[int]
+    roots: list[bytes]
+    salt: bytes
+
+    @property
+    def commitment(self) -> bytes:
+        return P.commitment(self.epoch, self.license, self.target_ids, self.verdicts, self.roots, self.salt)
+
+    def args(self) -> tuple:
+        return (self.epoch, self.license, self.target_ids, self.verdicts, self.roots, self.salt)
+
+    def struct(self) -> tuple:
+        return (self.license, self.target_ids, self.verdicts, self.roots, self.salt)
+
+
+def opening(rng: random.Random, epoch: int, license_id: int, votes: dict[int, int]) -> Opening:
+    ids = sorted(votes)
+    return Opening(epoch, license_id, ids, [votes[t] for t in ids], [rng.randbytes(32) for _ in ids], rng.randbytes(32))
+
+
+# -------------------------------------------------------------------------------------------- 1. seed
+
+
+def test_seed_matches_python_from_previous_seed_and_parent_hash(fresh):
+    net = fresh
+
+    async def go():
+        async with connect(net) as (rpc, c):
+            protocol = c["AuditProtocol"]
+            assert await protocol.call("lastSeed") == net.genesis_seed
+            # Python's clock against the contract's.
+            e1 = net.next_epoch()
+            assert await protocol.call("epochStartBlock", e1) == net.start_of(e1)
+            assert await protocol.call("revealWindow", e1) == P.reveal_window(
+                e1, net.genesis_block, EPOCH_LENGTH, REVEAL_BLOCKS
+            )
+            assert await protocol.call("seed", e1) == ZERO32
+
+            async def touched(receipt, epoch, previous) -> bytes:
+                block = hex_int(receipt["blockNumber"])
+                assert net.epoch_of(block) == epoch == await protocol.call("epochAt", block)
+                want = P.seed(previous, await block_hash(rpc, block - 1), epoch)
+                recorded = events(receipt, "SeedRecorded")
+                assert [(e["epoch"], e["seed"]) for e in recorded] == [(epoch, want)]
+                assert await protocol.call("seed", epoch) == want
+                assert await protocol.call("lastSeed") == want
+                return want
+
+            # poke in the middle of an epoch; from the genesis seed
+            net.goto(e1, 3)
+            s1 = await touched(await protocol.transact("poke", signer=net.deployer), e1, net.genesis_seed)
+            # a second touch in the same epoch changes nothing
+            again = await protocol.transact("poke", signer=net.deployer)
+            assert events(again, "SeedRecorded") == []
+            assert await protocol.call("seed", e1) == s1
+            # e1+1 untouched: no seed; heartbeat in the first block of e1+2 chains from s1 and the hash of
+            # e1+1's last block
+            e3 = e1 + 2
+            net.goto(e3, 0)
+            (receipt,) = await heartbeat(c, net, net.operators[0].licenses[:2])
+            s3 = await touched(receipt, e3, s1)
+            assert await protocol.call("seed", e1 + 1) == ZERO32
+            # the vault's calls do not touch the protocol's epochs; settle does
+            e4 = e3 + 1
+            net.goto(e4, EPOCH_LENGTH - 3)
+            await c["RewardVault"].transact("depositFees", 10 * ETHER, signer=net.deployer)
+            assert await protocol.call("seed", e4) == ZERO32
+            receipt = await protocol.transact("settle", e1, 0, signer=net.deployer)
+            s4 = await touched(receipt, e4, s3)
+            assert len({net.genesis_seed, s1, s3, s4}) == 4
+
+    run(go())
+
+
+# ------------------------------------------------------------------------------- 2. threshold, sortition
+
+
+def test_threshold_and_assignment_match_python(fresh):
+    net = fresh
+    rng = random.Random(2)
+    L = net.licenses
+    a_ids, b_ids = (op.licenses for op in net.operators)
+
+    async def go():
+        async with connect(net) as (rpc, c):
+            protocol, targets = c["AuditProtocol"], c["TargetRegistry"]
+
+            async def assignment(epoch: int, ids: list[int]) -> dict[tuple[int, int], bool]:
+                return {(l, t): await protocol.call("isAssigned", epoch, l, t) for l in L for t in ids}
+
+            # e0: everyone heartbeats; nobody was active in e0-1, so all are assigned every target.
+            e0 = net.next_epoch()
+            net.goto(e0, 1)
+            await heartbeat(c, net, L)
+            thr0 = await protocol.call("threshold", e0)
+            assert thr0 == P.threshold(0, COMMITTEE_SIZE) == P.UINT256_MAX
+            seed0 = await protocol.call("seed", e0)
+            enabled0 = list(net.targets)
+            assert await targets.call("enabledTargetsAt", net.start_of(e0)) == enabled0
+            got = await assignment(e0, enabled0 + [N_TARGETS])  # plus an id that does not exist
+            for (l, t), assigned in got.items():
+                assert assigned == (t in enabled0 and P.is_assigned(seed0, t, l, thr0)), (l, t)
+            assert sum(got.values()) == len(L) * len(enabled0)
+
+            # e1: 12 of 16 heartbeat; 16 were active in e0 > committeeSize: a real lottery. A target added
+            # during e1 counts from e1+1 only.
+            e1 = e0 + 1
+            net.goto(e1, 1)
+            active1 = a_ids[:6] + b_ids[:6]
+            await heartbeat(c, net, active1)
+            receipt = await targets.transact("addTarget", 2, "http://late.example", b"late", signer=net.deployer)
+            (late,) = [e["targetId"] for e in events(receipt, "TargetAdded")]
+            all_targets = enabled0 + [late]
+            thr1 = await protocol.call("threshold", e1)
+            assert thr1 == P.threshold(len(L), COMMITTEE_SIZE) != P.UINT256_MAX
+            assert await protocol.call("threshold", e1 + 1) == P.threshold(len(active1), COMMITTEE_SIZE)
+            seed1 = await protocol.call("seed", e1)
+            got = await assignment(e1, all_targets)
+            for (l, t), assigned in got.items():
+                want = l in active1 and t in enabled0 and P.is_assigned(seed1, t, l, thr1)
+                assert assigned == want, (l, t)
+            assert 0 < sum(got.values()) < len(active1) * len(enabled0)
+            duties = {l: P.duties(seed1, l, enabled0, thr1) for l in active1}
+            for l in active1:
+                assert duties[l] == [t for t in all_targets if got[(l, t)]]
+
+            # The contract accepts reveals of exactly Python's duties, and refuses a non-duty.
+            bad = next(l for l in active1 if set(duties[l]) != set(enabled0))
+            extra = next(t for t in enabled0 if t not in duties[bad])
+            missing_one = next(l for l in active1 if l != bad and duties[l])
+            dropped = duties[missing_one][0]
+            openings = {}
+            for l in active1:
+                mine = set(duties[l]) | ({extra} if l == bad else set())
+                mine -= {dropped} if l == missing_one else set()
+                openings[l] = opening(rng, e1, l, {t: P.OK for t in mine})
+            await commit(c, net, e1, {l: o.commitment for l, o in openings.items()})
+            net.goto(e1 + 1, 1)
+            good = [openings[l].struct() for l in active1 if l != bad]
+            await protocol.transact("revealMany", e1, good, signer=net.deployer)
+            err = await expect_revert("NotAssigned", protocol.transact("reveal", *openings[bad].args(), signer=net.deployer))
+            assert err == {"epoch": e1, "license": bad, "targetId": extra}
+            for t in all_targets:
+                voters = [l for l in active1 if l != bad and t in openings[l].target_ids]
+                assert await protocol.call("tally", e1, t) == (len(voters), 0, 0, len(voters), 0)
+            # Misses: only an assigned, unrevealed (license, target) can be reported.
+            await heartbeat(c, net, a_ids[:5])  # e2: 5 active (the boundary, below)
+            net.goto(e1 + 1, REVEAL_BLOCKS)
+            receipt = await protocol.transact("reportMiss", e1, missing_one, dropped, signer=net.deployer)
+            assert [(e["license"], e["targetId"]) for e in events(receipt, "MissReported")] == [(missing_one, dropped)]
+            not_duty = next(t for t in enabled0 if t not in duties[missing_one])
+            idle = next(l for l in L if l not in active1)
+            for l, t in ((missing_one, not_duty), (idle, enabled0[0]), (missing_one, late)):
+                await expect_revert("NotAssigned", protocol.transact("reportMiss", e1, l, t, signer=net.deployer))
+            await expect_revert("NotMissed", protocol.transact(
+                "reportMiss", e1, missing_one, duties[missing_one][-1], signer=net.deployer))
+
+            # The committee-size boundary: 5 active in e2 -> all assigned in e3; 6 in e3 -> a lottery in e4.
+            e3 = e1 + 2
+            net.goto(e3, 1)
+            await heartbeat(c, net, a_ids[:6])
+            assert await protocol.call("threshold", e3) == P.threshold(5, COMMITTEE_SIZE) == P.UINT256_MAX
+            assert await protocol.call("threshold", e3 + 1) == P.threshold(6, COMMITTEE_SIZE) != P.UINT256_MAX
+            seed3 = await protocol.call("seed", e3)
+            got = await assignment(e3, all_targets)
+            for (l, t), assigned in got.items():
+                assert assigned == (l in a_ids[:6] and P.is_assigned(seed3, t, l, P.UINT256_MAX)), (l, t)
+
+    run(go())
+
+
+# ------------------------------------------------------------------------------------- 3. commitment
+
+
+VERDICT = st.sampled_from([P.OK, P.FAULT, P.UNREACHABLE])
+BYTES32 = st.binary(min_size=32, max_size=32)
+
+
+@st.composite
+def openings(draw):
+    ids = sorted(draw(st.sets(st.integers(0, N_TARGETS - 1), max_size=N_TARGETS)))
+    return (
+        draw(st.integers(0, 2 * LICENSES_PER_OPERATOR - 1)),
+        ids,
+        [draw(VERDICT) for _ in ids],
+        [draw(BYTES32) for _ in ids],
+        draw(BYTES32),
+    )
+
+
+def tampered(o: Opening) -> list[tuple[str, Opening]]:
+    """The opening with one field changed, each way that applies."""
+    salt = bytes([o.salt[0] ^ 1]) + o.salt[1:]
+    out = [("salt", Opening(o.epoch, o.license, o.target_ids, o.verdicts, o.roots, salt))]
+    if o.target_ids:
+        flip = {P.OK: P.FAULT, P.FAULT: P.UNREACHABLE, P.UNREACHABLE: P.OK}
+        out.append(("verdict", Opening(o.epoch, o.license, o.target_ids, [flip[o.verdicts[0]]] + o.verdicts[1:], o.roots, o.salt)))
+        root = bytes([o.roots[-1][0] ^ 1]) + o.roots[-1][1:]
+        out.append(("root", Opening(o.epoch, o.license, o.target_ids, o.verdicts, o.roots[:-1] + [root], o.salt)))
+        out.append(("fewer targets", Opening(o.epoch, o.license, o.target_ids[:-1], o.verdicts[:-1], o.roots[:-1], o.salt)))
+    free = [t for t in range(N_TARGETS) if t not in o.target_ids]
+    if free:
+        ids = sorted(o.target_ids + [free[0]])
+        i = ids.index(free[0])
+        out.append(("more targets", Opening(o.epoch, o.license, ids, o.verdicts[:i] + [P.OK] + o.verdicts[i:],
+                                            o.roots[:i] + [ZERO32] + o.roots[i:], o.salt)))
+    return out
+
+
+@settings(max_examples=10, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=openings())
+def test_commitment_accepted_by_reveal_and_any_changed_field_rejected(net, case):
+    index, ids, verdicts, roots, salt = case
+    license_id = net.licenses[index]
+    op = net.operator_of(license_id)
+
+    async def go():
+        async with connect(net) as (rpc, c):
+            protocol = c["AuditProtocol"]
+            e = net.next_epoch()  # nobody active in e-1: every target is the license's duty
+            net.goto(e, 1)
+            await heartbeat(c, net, [license_id])
+            o = Opening(e, license_id, ids, verdicts, roots, salt)
+            await protocol.transact("commit", e, [(license_id, o.commitment)], signer=op.signer)
+            assert await protocol.call("commitmentOf", license_id, e) == o.commitment
+            net.goto(e + 1, 1)
+            for what, t in tampered(o):
+                err = await expect_revert("NoCommitment", protocol.transact("reveal", *t.args(), signer=net.deployer))
+                assert err == {"epoch": e, "license": license_id}, what
+            receipt = await protocol.transact("reveal", *o.args(), signer=net.deployer)
+            (ev,) = events(receipt, "Revealed")
+            assert (ev["epoch"], ev["license"], ev["targetIds"], ev["verdicts"], ev["evidenceRoots"]) == (
+                e, license_id, ids, verdicts, roots)
+            assert await protocol.call("commitmentOf", license_id, e) == b"\x00" * 31 + b"\x01"  # REVEALED
+            for t, v in zip(ids, verdicts):
+                ok, fault, unreachable, n, settled = await protocol.call("tally", e, t)
+                assert (ok, fault, unreachable, n, settled) == (v == P.OK, v == P.FAULT, v == P.UNREACHABLE, 1, 0)
+
+    with snapshot(net):
+        run(go())
+
+
+def test_commitment_binds_epoch_and_license(fresh):
+    """A commitment Python computed for another license or epoch does not open for this one."""
+    net = fresh
+    rng = random.Random(3)
+    l1, l2, l3 = net.operators[0].licenses[:3]
+
+    async def go():
+        async with connect(net) as (rpc, c):
+            protocol = c["AuditProtocol"]
+            e = net.next_epoch()
+            net.goto(e, 1)
+            await heartbeat(c, net, [l1, l2, l3])
+            o1, o2, o3 = (opening(rng, e, l, {0: P.OK, 3: P.FAULT}) for l in (l1, l2, l3))
+            wrong_license = Opening(e, l1, o2.target_ids, o2.verdicts, o2.roots, o2.salt)  # hashed with l1
+            wrong_epoch = Opening(e + 2, l3, o3.target_ids, o3.verdicts, o3.roots, o3.salt)
+            await commit(c, net, e, {l1: o1.commitment, l2: wrong_license.commitment, l3: wrong_epoch.commitment})
+            net.goto(e + 1, 1)
+            await expect_revert("NoCommitment", protocol.transact("reveal", *o2.args(), signer=net.deployer))
+            await expect_revert("NoCommitment", protocol.transact("reveal", *o3.args(), signer=net.deployer))
+            await protocol.transact("reveal", *o1.args(), signer=net.deployer)
+
+    run(go())
+
+
+# --------------------------------------------------------------------------------- 4. outcome, penalties
+
+
+# Per target, the verdicts of its voters in reveal order; the trap's sealed truth is FAULT.
+VOTES = {
+    0: [P.OK, P.OK, P.OK],
+    1: [P.OK, P.OK, P.FAULT],
+    2: [P.OK, P.FAULT, P.FAULT],
+    3: [P.OK, P.OK],  # fewer than minReveals
+    4: [P.FAULT, P.UNREACHABLE, P.UNREACHABLE],  # FAULT agrees with UNREACHABLE
+    5: [P.OK, P.OK, P.OK, P.OK, P.FAULT, P.UNREACHABLE],  # exactly 2/3
+    6: [P.OK, P.FAULT, P.UNREACHABLE],  # no 2/3 majority
+    TRAP_TARGET: [P.OK, P.OK, P.FAULT],
+}
+TRAP_TRUTH = P.FAULT
+
+
+def test_settled_outcomes_and_disagreement_penalties_match_python(fresh):
+    net = fresh
+    rng = random.Random(4)
+    L = net.licenses
+
+    async def go():
+        async with connect(net) as (rpc, c):
+            protocol, vault, registry = c["AuditProtocol"], c["RewardVault"], c["TargetRegistry"]
+            # voter j of target t is license L[(3t + j) % 16]: licenses vote on several targets
+            ballots: dict[int, dict[int, int]] = {}
+            for t, vs in VOTES.items():
+                for j, v in enumerate(vs):
+                    ballots.setdefault(L[(3 * t + j) % len(L)], {})[t] = v
+            e = net.next_epoch()
+            net.goto(e, 1)
+            await heartbeat(c, net, L)  # nobody active in e-1: all assigned
+            assert await protocol.call("threshold", e) == P.UINT256_MAX
+            salt = rng.randbytes(32)
+            await registry.transact("sealTrap", TRAP_TARGET, P.trap_seal(TRAP_TARGET, TRAP_TRUTH, salt), signer=net.deployer)
+            opens = {l: opening(rng, e, l, b) for l, b in ballots.items()}
+            await commit(c, net, e, {l: o.commitment for l, o in opens.items()})
+            net.goto(e + 1, 1)
+            order = sorted(opens)
+            await protocol.transact("revealMany", e, [opens[l].struct() for l in order], signer=net.deployer)
+            await registry.transact("revealTrap", TRAP_TARGET, TRAP_TRUTH, salt, signer=net.deployer)
+            await expect_revert("RevealWindowOpen", protocol.transact("settle", e, 0, signer=net.deployer))
+            net.goto(e + 1, REVEAL_BLOCKS)
+            # The per-license credit of e, in Python: every epoch's emission since the vault was wired, nothing
+            # else funded, no license active before e (whole budgets carried), 16 active in e.
+            per_license = P.presence_credit((e - net.wire_epoch + 1) * EMISSION, len(L))
+            for t, vs in VOTES.items():
+                receipt = await protocol.transact("settle", e, t, signer=net.deployer)
+                counts = (vs.count(P.OK), vs.count(P.FAULT), vs.count(P.UNREACHABLE))
+                trap = TRAP_TRUTH if t == TRAP_TARGET else 0
+                want = P.outcome(*counts, MIN_REVEALS, trap)
+                (settled,) = events(receipt, "TargetSettled")
+                assert (settled["epoch"], settled["targetId"]) == (e, t)
+                assert (settled["ok"], settled["fault"], settled["unreachable"]) == counts
+                assert settled["outcome"] == want, (t, vs)
+                assert (await protocol.call("tally", e, t))[4] == want
+                # ViolationFlagged for FAULT/UNREACHABLE, with the root of the first agreeing revealer
+                flagged = [(x["outcome"], x["evidenceRoot"]) for x in events(receipt, "ViolationFlagged")]
+                if want in (P.FAULT, P.UNREACHABLE):
+                    roots = [opens[l].roots[opens[l].target_ids.index(t)] for l in order
+                             if ballots[l].get(t) == want]
+                    assert flagged == [(want, roots[0] if roots else ZERO32)]
+                else:
+                    assert flagged == []
+                # Penalties exactly for Python's disagreements, of Python's amount
+                kind = P.PENALTY_TRAP if trap else P.PENALTY_DISAGREE
+                bps = net.rewards["trapPenaltyBps" if trap else "disagreePenaltyBps"]
+                voters = [l for l in order if t in ballots[l]]
+                penalized = sorted(l for l in voters if P.disagrees(ballots[l][t], want))
+                got = events(receipt, "Penalized")
+                assert sorted(p["tokenId"] for p in got) == penalized, (t, vs, want)
+                for p in got:
+                    assert (p["epoch"], p["kind"], p["amount"]) == (e, kind, P.penalty(per_license, bps))
+            assert (await vault.call("epochs", e))[0] == per_license
+            assert per_license > 0
+            await expect_revert("AlreadySettled", protocol.transact("settle", e, 0, signer=net.deployer))
+
+    run(go())
+
+
+# ---------------------------------------------------------------------------------------- 5. credit
+
+
+def test_presence_credit_and_commission_match_python_budgets(fresh):
+    net = fresh
+    node_bps, staker_bps = net.rewards["nodeShareBps"], net.rewards["stakerShareBps"]
+    fees = {}  # epoch -> fee deposits
+    active = {}  # epoch -> licenses active
+    L = net.licenses
+    some = net.operators[0].licenses[:4] + net.operators[1].licenses[:3]
+
+    async def go():
+        async with connect(net) as (rpc, c):
+            vault, token = c["RewardVault"], c["RewardToken"]
+            # Somebody stakes, so the stakers' share of fees goes to the StakingVault (not the treasury).
+            await c["StakingVault"].transact("deposit", 5 * ETHER, net.deployer.address, signer=net.deployer)
+            start = await rpc.block_number()
+
+            async def deposit(epoch: int, amount: int) -> None:
+                receipt = await vault.transact("depositFees", amount, signer=net.deployer)
+                assert net.epoch_of(hex_int(receipt["blockNumber"])) == epoch
+                (ev,) = events(receipt, "FeesDeposited")
+                assert (ev["toLicenses"], ev["toStakers"], ev["toTreasury"]) == P.fee_split(amount, node_bps, staker_bps)
+                fees.setdefault(epoch, []).append(amount)
+
+            a = net.next_epoch()
+            net.goto(a, 1)
+            await heartbeat(c, net, L)
+            active[a] = list(L)
+            await deposit(a, 12_345_678_901_234_567_891)
+            net.goto(a + 1, 2)  # nobody active in a+1: its whole budget (with fees) carries over
+            await deposit(a + 1, 777 * ETHER + 3)
+            net.goto(a + 2, 1)
+            await heartbeat(c, net, some)  # books `some`'s credit for a
+            active[a + 2] = some
+            net.goto(a + 3, 1)
+            await vault.transact("settleLicenses", L, signer=net.deployer)  # books the rest
+
+            # Python's budgets, epoch by epoch from the one the vault was wired in.
+            credit, carry = {}, 0
+            for epoch in range(net.wire_epoch, a + 3):
+                budget = carry + EMISSION + sum(P.fee_split(f, node_bps, staker_bps)[0] for f in fees.get(epoch, []))
+                n = len(active.get(epoch, []))
+                credit[epoch] = P.presence_credit(budget, n)
+                carry = budget - credit[epoch] * n
+            assert credit[a] > 0 and credit[a + 1] == 0 and credit[a + 2] > credit[a]
+
+            got = {(ev["tokenId"], ev["epoch"]): ev for ev in await vault.events("Credited", start)}
+            want = {(l, epoch) for epoch, ids in active.items() for l in ids}
+            assert set(got) == want
+            for (l, epoch), ev in got.items():
+                op = net.operator_of(l)
+                assert ev["operator"] == op.signer.address
+                assert (ev["toLicense"], ev["commission"]) == P.commission_split(credit[epoch], op.commission_bps)
+            for epoch in (a, a + 1, a + 2):
+                assert (await vault.call("epochs", epoch))[:2] == (credit[epoch], len(active.get(epoch, [])))
+
+    run(go())
+
+
+# -------------------------------------------------------------------------------------------- 6. traps
+
+
+def test_trap_seal_opens_on_chain(fresh):
+    net = fresh
+    salt = os.urandom(32)
+    t, other = TRAP_TARGET, TRAP_TARGET - 1
+
+    async def go():
+        async with connect(net) as (rpc, c):
+            registry = c["TargetRegistry"]
+            seal = P.trap_seal(t, P.UNREACHABLE, salt)
+            await registry.transact("sealTrap", t, seal, signer=net.deployer)
+            await registry.transact("sealTrap", other, P.trap_seal(t, P.UNREACHABLE, salt), signer=net.deployer)
+            assert await registry.call("traps", t) == (seal, 0)
+            wrong = [
+                (t, P.UNREACHABLE, bytes([salt[0] ^ 1]) + salt[1:]),  # salt
+                (t, P.FAULT, salt),  # outcome
+                (other, P.UNREACHABLE, salt),  # sealed for another target id
+            ]
+            for target, outcome, s in wrong:
+                err = await expect_revert("BadTrapReveal", registry.transact("revealTrap", target, outcome, s, signer=net.deployer))
+                assert err == {"targetId": target}
+            receipt = await registry.transact("revealTrap", t, P.UNREACHABLE, salt, signer=net.deployer)
+            assert [(e["targetId"], e["outcome"]) for e in events(receipt, "TrapRevealed")] == [(t, P.UNREACHABLE)]
+            assert await registry.call("trapOutcome", t) == P.UNREACHABLE
+            assert await registry.call("trapOutcome", other) == 0
+
+    run(go())
