@@ -26,5 +26,5 @@ fi
 
 log "building the contracts (forge via solcjs)"
 (cd contracts && node_modules/.bin/forge build --quiet)
-.venv/bin/python scripts/export_artifacts.py --check-or-write
+.venv/bin/python scripts/export_artifacts.py
 log "done"

@@ -400,3 +400,16 @@ def test_committed_artifacts_are_minimal_and_deterministic():
         assert data["bytecode"].startswith("0x") and len(data["bytecode"]) > 2
         assert json.dumps(data, sort_keys=True, indent=1, ensure_ascii=True) + "\n" == text
     assert set(mod.CONTRACT_NAMES) == NAMES
+
+
+def test_committed_artifacts_match_the_contracts_as_built_by_install():
+    """install.sh re-exports the artifacts from a fresh build; the committed ones must be those exact bytes."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    diff = subprocess.run(["git", "status", "--porcelain", "--", "alignment_node/chain/artifacts"], cwd=REPO,
+                          capture_output=True, text=True)
+    assert diff.returncode == 0
+    assert diff.stdout.strip() == "", f"committed artifacts differ from the build: {diff.stdout}"
