@@ -350,3 +350,47 @@ def test_presence_scenario_credits_every_license_every_epoch(tmp_path):
     ordered = sorted(rates, key=rates.get)
     credits = [max(int(c) for c in per_license[a]) for a in ordered]
     assert credits == sorted(credits, reverse=True)
+
+
+def test_license_view_survives_a_reorg(devnet):
+    """A delegation mined in blocks that a reorg removes disappears from the node's view; one re-mined in the
+    new chain appears. The node reads candidates from events and trusts only eth_call state."""
+    net = devnet()
+    op = net.operators[0]
+    net.start_nodes()
+    def delegated() -> set[int]:
+        return {int(i) for i, v in status(op).get("licenses", {}).items() if v["state"] == "delegated"}
+
+    wait_until(lambda: len(delegated()) == 3, what="3 licenses")
+    owner = net.owners[0]
+
+    async def delegate_two_more():
+        async with RpcClient(net.anvil.url) as rpc:
+            c = manifest_contracts(rpc, net.manifest)
+            cost = await c["NodeSale"].call("quote", 2)
+            await c["NodeSale"].transact("buy", 2, cost, "", [], 0, signer=owner, value=cost)
+            total = await c["AlignmentLicense"].call("totalMinted")
+            ids = [total - 1, total]
+            await c["OperatorRegistry"].transact("delegate", ids, op.address, signer=owner)
+            return ids
+
+    new_ids = asyncio.run(delegate_two_more())
+    net.anvil.mine(1)
+    wait_until(lambda: {int(i) for i, v in status(op).get("licenses", {}).items() if v["state"] == "pending"}
+               == set(new_ids), what="the new licenses seen as pending")
+    assert len(delegated()) == 3
+    # Pending licenses are not delegated: they are not in the view. Approve them, then reorg the approval away.
+    signer = __import__("alignment_node.keys", fromlist=["load_signer"]).load_signer(
+        op.directory / "keystore", (op.directory / "password").read_text().strip())
+
+    async def approve():
+        async with RpcClient(net.anvil.url) as rpc:
+            c = manifest_contracts(rpc, net.manifest)
+            await c["OperatorRegistry"].transact("approve", new_ids, signer=signer)
+
+    asyncio.run(approve())
+    net.anvil.mine(1)
+    wait_until(lambda: len(delegated()) == 5, what="5 licenses after approve")
+    net.anvil.rpc("anvil_reorg", [2, []])  # replace the approval block and the one after it by empty ones
+    net.anvil.mine(1)
+    wait_until(lambda: len(delegated()) == 3, what="back to 3 after the reorg")

@@ -16,7 +16,7 @@ import random
 from dataclasses import dataclass, field
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from alignment_node import protocol as P
@@ -352,7 +352,7 @@ def test_threshold_and_assignment_match_python(fresh):
             # The contract accepts reveals of exactly Python's duties, and refuses a non-duty.
             bad = next(l for l in active1 if set(duties[l]) != set(enabled0))
             extra = next(t for t in enabled0 if t not in duties[bad])
-            missing_one = next(l for l in active1 if l != bad and duties[l])
+            missing_one = next(l for l in active1 if l != bad and len(duties[l]) >= 2)
             dropped = duties[missing_one][0]
             openings = {}
             for l in active1:
@@ -363,7 +363,8 @@ def test_threshold_and_assignment_match_python(fresh):
             net.goto(e1 + 1, 1)
             good = [openings[l].struct() for l in active1 if l != bad]
             await protocol.transact("revealMany", e1, good, signer=net.deployer)
-            err = await expect_revert("NotAssigned", protocol.transact("reveal", *openings[bad].args(), signer=net.deployer))
+            reveal_bad = protocol.transact("reveal", *openings[bad].args(), signer=net.deployer)
+            err = await expect_revert("NotAssigned", reveal_bad)
             assert err == {"epoch": e1, "license": bad, "targetId": extra}
             for t in all_targets:
                 voters = [l for l in active1 if l != bad and t in openings[l].target_ids]
@@ -415,25 +416,31 @@ def openings(draw):
 
 def tampered(o: Opening) -> list[tuple[str, Opening]]:
     """The opening with one field changed, each way that applies."""
-    salt = bytes([o.salt[0] ^ 1]) + o.salt[1:]
-    out = [("salt", Opening(o.epoch, o.license, o.target_ids, o.verdicts, o.roots, salt))]
+
+    def but(**changes) -> Opening:
+        fields = dict(epoch=o.epoch, license=o.license, target_ids=o.target_ids, verdicts=o.verdicts, roots=o.roots,
+                      salt=o.salt)
+        return Opening(**{**fields, **changes})
+
+    out = [("salt", but(salt=bytes([o.salt[0] ^ 1]) + o.salt[1:]))]
     if o.target_ids:
         flip = {P.OK: P.FAULT, P.FAULT: P.UNREACHABLE, P.UNREACHABLE: P.OK}
-        out.append(("verdict", Opening(o.epoch, o.license, o.target_ids, [flip[o.verdicts[0]]] + o.verdicts[1:], o.roots, o.salt)))
-        root = bytes([o.roots[-1][0] ^ 1]) + o.roots[-1][1:]
-        out.append(("root", Opening(o.epoch, o.license, o.target_ids, o.verdicts, o.roots[:-1] + [root], o.salt)))
-        out.append(("fewer targets", Opening(o.epoch, o.license, o.target_ids[:-1], o.verdicts[:-1], o.roots[:-1], o.salt)))
+        out.append(("verdict", but(verdicts=[flip[o.verdicts[0]]] + o.verdicts[1:])))
+        out.append(("root", but(roots=o.roots[:-1] + [bytes([o.roots[-1][0] ^ 1]) + o.roots[-1][1:]])))
+        out.append(("fewer targets", but(target_ids=o.target_ids[:-1], verdicts=o.verdicts[:-1], roots=o.roots[:-1])))
     free = [t for t in range(N_TARGETS) if t not in o.target_ids]
     if free:
         ids = sorted(o.target_ids + [free[0]])
         i = ids.index(free[0])
-        out.append(("more targets", Opening(o.epoch, o.license, ids, o.verdicts[:i] + [P.OK] + o.verdicts[i:],
-                                            o.roots[:i] + [ZERO32] + o.roots[i:], o.salt)))
+        out.append(("more targets", but(target_ids=ids, verdicts=o.verdicts[:i] + [P.OK] + o.verdicts[i:],
+                                        roots=o.roots[:i] + [ZERO32] + o.roots[i:])))
     return out
 
 
 @settings(max_examples=10, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=openings())
+@example(case=(0, [], [], [], ZERO32))  # no duties revealed: empty dynamic arrays
+@example(case=(15, list(range(N_TARGETS)), [P.UNREACHABLE] * N_TARGETS, [b"\xff" * 32] * N_TARGETS, b"\xff" * 32))
 def test_commitment_accepted_by_reveal_and_any_changed_field_rejected(net, case):
     index, ids, verdicts, roots, salt = case
     license_id = net.licenses[index]
@@ -524,7 +531,8 @@ def test_settled_outcomes_and_disagreement_penalties_match_python(fresh):
             await heartbeat(c, net, L)  # nobody active in e-1: all assigned
             assert await protocol.call("threshold", e) == P.UINT256_MAX
             salt = rng.randbytes(32)
-            await registry.transact("sealTrap", TRAP_TARGET, P.trap_seal(TRAP_TARGET, TRAP_TRUTH, salt), signer=net.deployer)
+            seal = P.trap_seal(TRAP_TARGET, TRAP_TRUTH, salt)
+            await registry.transact("sealTrap", TRAP_TARGET, seal, signer=net.deployer)
             opens = {l: opening(rng, e, l, b) for l, b in ballots.items()}
             await commit(c, net, e, {l: o.commitment for l, o in opens.items()})
             net.goto(e + 1, 1)
@@ -583,25 +591,28 @@ def test_presence_credit_and_commission_match_python_budgets(fresh):
 
     async def go():
         async with connect(net) as (rpc, c):
-            vault, token = c["RewardVault"], c["RewardToken"]
-            # Somebody stakes, so the stakers' share of fees goes to the StakingVault (not the treasury).
-            await c["StakingVault"].transact("deposit", 5 * ETHER, net.deployer.address, signer=net.deployer)
-            start = await rpc.block_number()
+            vault = c["RewardVault"]
+            start = await rpc.block_number() + 1
 
-            async def deposit(epoch: int, amount: int) -> None:
+            async def deposit(amount: int, staked: bool) -> None:
                 receipt = await vault.transact("depositFees", amount, signer=net.deployer)
-                assert net.epoch_of(hex_int(receipt["blockNumber"])) == epoch
+                epoch = net.epoch_of(hex_int(receipt["blockNumber"]))
                 (ev,) = events(receipt, "FeesDeposited")
-                assert (ev["toLicenses"], ev["toStakers"], ev["toTreasury"]) == P.fee_split(amount, node_bps, staker_bps)
+                to_licenses, to_stakers, to_treasury = P.fee_split(amount, node_bps, staker_bps)
+                if not staked:  # docs/protocol.md: the stakers' share goes to the treasury while nobody stakes
+                    to_stakers, to_treasury = 0, to_stakers + to_treasury
+                assert (ev["toLicenses"], ev["toStakers"], ev["toTreasury"]) == (to_licenses, to_stakers, to_treasury)
                 fees.setdefault(epoch, []).append(amount)
 
+            await deposit(3 * ETHER + 1, staked=False)  # before any license is active: carried to a
+            await c["StakingVault"].transact("deposit", 5 * ETHER, net.deployer.address, signer=net.deployer)
             a = net.next_epoch()
             net.goto(a, 1)
             await heartbeat(c, net, L)
             active[a] = list(L)
-            await deposit(a, 12_345_678_901_234_567_891)
+            await deposit(12_345_678_901_234_567_891, staked=True)
             net.goto(a + 1, 2)  # nobody active in a+1: its whole budget (with fees) carries over
-            await deposit(a + 1, 777 * ETHER + 3)
+            await deposit(777 * ETHER + 3, staked=True)
             net.goto(a + 2, 1)
             await heartbeat(c, net, some)  # books `some`'s credit for a
             active[a + 2] = some
@@ -616,6 +627,7 @@ def test_presence_credit_and_commission_match_python_budgets(fresh):
                 credit[epoch] = P.presence_credit(budget, n)
                 carry = budget - credit[epoch] * n
             assert credit[a] > 0 and credit[a + 1] == 0 and credit[a + 2] > credit[a]
+            assert sorted(fees)[0] < a and sorted(fees)[1:] == [a, a + 1]
 
             got = {(ev["tokenId"], ev["epoch"]): ev for ev in await vault.events("Credited", start)}
             want = {(l, epoch) for epoch, ids in active.items() for l in ids}
@@ -651,7 +663,8 @@ def test_trap_seal_opens_on_chain(fresh):
                 (other, P.UNREACHABLE, salt),  # sealed for another target id
             ]
             for target, outcome, s in wrong:
-                err = await expect_revert("BadTrapReveal", registry.transact("revealTrap", target, outcome, s, signer=net.deployer))
+                reveal = registry.transact("revealTrap", target, outcome, s, signer=net.deployer)
+                err = await expect_revert("BadTrapReveal", reveal)
                 assert err == {"targetId": target}
             receipt = await registry.transact("revealTrap", t, P.UNREACHABLE, salt, signer=net.deployer)
             assert [(e["targetId"], e["outcome"]) for e in events(receipt, "TrapRevealed")] == [(t, P.UNREACHABLE)]

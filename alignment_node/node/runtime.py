@@ -30,6 +30,8 @@ from .txsender import OutOfGasMoney, TxSender
 
 log = logging.getLogger("alignment_node.node")
 
+REORG_REREAD_BLOCKS = 12  # blocks of license events read again on every refresh
+LOG_CHUNK_BLOCKS = 5000  # eth_getLogs range per request
 HEARTBEAT_BATCH = 200  # licenses per heartbeat transaction (keeps one transaction well under a block's gas)
 STATE_NAMES = {0: "free", 1: "pending", 2: "delegated"}
 
@@ -185,15 +187,30 @@ class Node:
         registry = self.c["OperatorRegistry"]
         ev = registry.abi.event("LicenseStateChanged")
         me_topic = "0x" + bytes(12).hex() + self.signer.address[2:].lower()
+        deploy_block = int(self.manifest["deployBlock"])
         # Re-read a few blocks every time: logs of blocks that were reorganised away reappear or vanish.
-        start = max(int(self.manifest["deployBlock"]), self._scanned_to - 12)
+        start = max(deploy_block, self._scanned_to - REORG_REREAD_BLOCKS)
+        # A reorg deeper than that changes the hash of the block we scanned to: read everything again.
+        scanned_hash = self.store.get("licenses.scanned_hash")
+        if scanned_hash and self._scanned_to >= deploy_block:
+            block = await self.rpc.get_block(self._scanned_to)
+            if block is None or block["hash"] != scanned_hash:
+                log.warning("reorg below block %d detected (hash %s, was %s): re-reading license events",
+                            self._scanned_to, block and block["hash"], scanned_hash)
+                start = deploy_block
         if head >= start:
-            logs = await self.rpc.get_logs(registry.address, [ev.topic, None, me_topic], start, head)
-            for entry in logs:
-                self._known_ids.add(int(entry["topics"][1], 16))
-            self._scanned_to = head
+            for lo in range(start, head + 1, LOG_CHUNK_BLOCKS):
+                hi = min(head, lo + LOG_CHUNK_BLOCKS - 1)
+                for entry in await self.rpc.get_logs(registry.address, [ev.topic, None, me_topic], lo, hi):
+                    self._known_ids.add(int(entry["topics"][1], 16))
+            # Remember the hash of the block before the head (the head itself may still be sealing on some
+            # nodes): if it ever changes, a reorg went deeper than the re-read window.
+            checkpoint = max(deploy_block, head - 1)
+            checkpoint_block = await self.rpc.get_block(checkpoint)
+            self._scanned_to = checkpoint
             self.store.put("licenses.candidates", sorted(self._known_ids))
-            self.store.put("licenses.scanned_to", head)
+            self.store.put("licenses.scanned_to", checkpoint)
+            self.store.put("licenses.scanned_hash", checkpoint_block["hash"] if checkpoint_block else None)
         vault = self.c["RewardVault"]
         licenses: dict[int, dict] = {}
         for token_id in sorted(self._known_ids):
