@@ -48,7 +48,9 @@ def keccak(data: bytes) -> bytes:
 
 
 def epoch_at(block: int, genesis_block: int, epoch_length: int) -> int:
-    """The epoch block ``block`` belongs to (section 5)."""
+    """The epoch block ``block`` belongs to (section 5), for a clock whose length never changed; after a
+    governance change of the epoch length, pass the latest clock's anchor block and subtract/add its anchor
+    epoch, or ask the contract (``AuditProtocol.epochAt``)."""
     assert block >= genesis_block, "block before genesis"
     assert epoch_length > 0
     return (block - genesis_block) // epoch_length
@@ -191,8 +193,9 @@ def penalty(reward_per_license: int, penalty_bps: int) -> int:
     return reward_per_license * penalty_bps // BPS
 
 
-def fee_split(amount: int, node_share_bps: int, staker_share_bps: int) -> tuple[int, int, int]:
-    """(to licenses, to stakers, to treasury) of a fee deposit."""
+def fee_split(amount: int, node_share_bps: int, staker_share_bps: int, stakers_exist: bool = True) -> tuple[int, int, int]:
+    """(to licenses, to stakers, to treasury) of a fee deposit; the stakers' share goes to the treasury while
+    nobody stakes (docs/protocol.md)."""
     to_licenses = amount * node_share_bps // BPS
-    to_stakers = amount * staker_share_bps // BPS
+    to_stakers = amount * staker_share_bps // BPS if stakers_exist else 0
     return to_licenses, to_stakers, amount - to_licenses - to_stakers
