@@ -1,1 +1,63 @@
-"""audits."""
+"""Audit plug-ins: one module per target kind. Each turns a target and a deadline into a verdict with evidence.
+
+Every audit has two halves, so that anyone can re-check a verdict without trusting the auditor:
+- ``observe``: the network part: ask the target (and, where the check compares targets, its peers) and
+  record what was asked, what came back (or its hash and size), when and how long it took;
+- ``judge``: a pure function of the recorded observations and the target's registered identity that returns
+  the verdict and the checks, passed or failed, with reasons.
+The evidence bundle is the observations plus the judgement, as canonical JSON (``protocol.canonical_json``);
+its keccak256 is the evidence root committed on chain. ``alignment-node verify-evidence`` runs ``judge`` again
+on a bundle fetched from any node and compares verdicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..protocol import FAULT, OK, UNREACHABLE, VERDICT_NAMES, evidence_root
+
+BUNDLE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Target:
+    """A registered target as TargetRegistry stores it."""
+
+    id: int
+    kind: int
+    endpoint: str
+    identity: bytes
+
+
+@dataclass
+class AuditResult:
+    verdict: int  # OK, FAULT or UNREACHABLE
+    bundle: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def root(self) -> bytes:
+        return evidence_root(self.bundle)
+
+    @property
+    def verdict_name(self) -> str:
+        return VERDICT_NAMES[self.verdict]
+
+
+class Auditor(Protocol):
+    """What the node's audit service needs from a plug-in for one target kind."""
+
+    kind: int
+
+    async def audit_epoch(self, epoch: int, assigned: list[Target], peers: list[Target],
+                          deadline_s: float) -> dict[int, AuditResult]:
+        """Audit every ``assigned`` target (``peers`` = every enabled target of this kind, for comparisons);
+        return a result for each assigned target id, within ``deadline_s`` seconds."""
+        ...
+
+    def judge(self, bundle: dict[str, Any]) -> int:
+        """The verdict a bundle's recorded observations support (pure; no network)."""
+        ...
+
+
+__all__ = ["Target", "AuditResult", "Auditor", "OK", "FAULT", "UNREACHABLE", "BUNDLE_VERSION"]
