@@ -428,6 +428,63 @@ def cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------- verify-evidence
+
+
+def cmd_verify_evidence(args: argparse.Namespace) -> int:
+    """Fetch a bundle, check its hash is the root, and re-run the judgement from its observations."""
+    import urllib.error
+    import urllib.request
+
+    from .protocol import VERDICT_NAMES, keccak
+
+    root = args.root.lower()
+    if not (root.startswith("0x") and len(root) == 66):
+        raise CliError(f"not an evidence root: {args.root!r} (0x + 64 hex digits)")
+    url = args.source.rstrip("/") + "/evidence/" + root
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as resp:
+            body = resp.read(MAX_EVIDENCE_BYTES + 1)
+    except urllib.error.HTTPError as exc:
+        raise CliError(f"{url} answered HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise CliError(f"cannot fetch {url}: {exc}") from None
+    if len(body) > MAX_EVIDENCE_BYTES:
+        raise CliError(f"{url} sent more than {MAX_EVIDENCE_BYTES} bytes")
+    hash_ok = "0x" + keccak(body).hex() == root
+    try:
+        bundle = json.loads(body)
+    except ValueError:
+        raise CliError("the evidence is not JSON") from None
+    claimed = bundle.get("verdict") if isinstance(bundle, dict) else None
+    judge = _judge_for(bundle)
+    if judge is None:
+        raise CliError(f"no judge for this bundle (kind {bundle.get('kind') if isinstance(bundle, dict) else None!r}):"
+                       " it carries no observations to re-check")
+    recomputed = VERDICT_NAMES[judge(bundle)]
+    agrees = hash_ok and recomputed == claimed
+    data = {"root": root, "source": args.source, "hash_ok": hash_ok, "kind": bundle.get("kind"),
+            "target": bundle.get("target"), "epoch": bundle.get("epoch"), "claimed": claimed,
+            "recomputed": recomputed, "agrees": agrees}
+    text = (f"{'OK' if agrees else 'MISMATCH'}: bundle {root} claims {claimed}, re-judged {recomputed}"
+            f"{'' if hash_ok else ' (and its bytes do not hash to the root)'}")
+    emit(args, data, text)
+    return 0 if agrees else 1
+
+
+MAX_EVIDENCE_BYTES = 16 << 20
+
+
+def _judge_for(bundle):
+    if not isinstance(bundle, dict):
+        return None
+    if bundle.get("kind") == "EVM_RPC":
+        from .audits.evm import EvmAuditor
+
+        return EvmAuditor().judge
+    return None
+
+
 # ------------------------------------------------------------------------------------------ devnet
 
 
@@ -519,6 +576,13 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--config", required=True, help="node config file (TOML)")
     add_key_args(start)
     start.set_defaults(func=cmd_start)
+
+    ve = sub.add_parser("verify-evidence", help="re-run a verdict's judgement from its public evidence bundle")
+    ve.add_argument("root", help="the evidence root (0x + 64 hex digits)")
+    ve.add_argument("--from", dest="source", required=True, help="base URL of any node serving it")
+    ve.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the bundle")
+    ve.add_argument("--json", action="store_true", help="print JSON")
+    ve.set_defaults(func=cmd_verify_evidence)
 
     devnet = sub.add_parser("devnet", help="a local network with running nodes")
     ds = devnet.add_subparsers(dest="devnet_cmd", required=True)

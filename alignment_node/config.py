@@ -17,6 +17,10 @@ Keys (TOML section.key; environment name in parentheses):
 - ``gas.priority_fee_gwei`` (..._GAS_PRIORITY_FEE_GWEI): maxPriorityFeePerGas. Default 1.
 - ``gas.min_balance_wei`` (..._GAS_MIN_BALANCE_WEI): below this the node logs an alert. Default 10^16.
 - ``heartbeat.enabled`` (..._HEARTBEAT_ENABLED): send heartbeats. Default true.
+- ``audit.deadline_s`` (..._AUDIT_DEADLINE_S): seconds an epoch's audits may take. Default 5.
+- ``audit.max_connections`` (..._AUDIT_MAX_CONNECTIONS): concurrent connections to targets. Default 64.
+- ``audit.max_response_bytes`` (..._AUDIT_MAX_RESPONSE_BYTES): a bigger answer is a fault. Default 1 MiB.
+- ``audit.lazy`` (..._AUDIT_LAZY): devnet drills only: vote OK on everything without auditing. Default false.
 """
 
 from __future__ import annotations
@@ -75,6 +79,14 @@ class HeartbeatConfig:
 
 
 @dataclass
+class AuditConfig:
+    deadline_s: float = 5.0
+    max_connections: int = 64
+    max_response_bytes: int = 1 << 20
+    lazy: bool = False  # devnet drills only: vote OK on everything without auditing (the rubber stamp)
+
+
+@dataclass
 class Config:
     data_dir: str = "data"
     log_level: str = "info"
@@ -83,6 +95,7 @@ class Config:
     service: ServiceConfig = field(default_factory=ServiceConfig)
     gas: GasConfig = field(default_factory=GasConfig)
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     source: str = ""  # the file it was read from, for messages
 
     def resolve(self, path: str) -> Path:
@@ -99,6 +112,7 @@ _SECTIONS = {
     "service": ServiceConfig,
     "gas": GasConfig,
     "heartbeat": HeartbeatConfig,
+    "audit": AuditConfig,
 }
 _TOP = ("data_dir", "log_level")
 
@@ -232,6 +246,8 @@ def _validate(cfg: Config) -> list[str]:
         problems.append("gas: max_fee_gwei must be > 0 and priority_fee_gwei >= 0")
     if cfg.gas.priority_fee_gwei > cfg.gas.max_fee_gwei:
         problems.append("gas.priority_fee_gwei: must not exceed gas.max_fee_gwei")
+    if cfg.audit.deadline_s <= 0 or cfg.audit.max_connections < 1 or cfg.audit.max_response_bytes < 1024:
+        problems.append("audit: deadline_s > 0, max_connections >= 1 and max_response_bytes >= 1024 are needed")
     if cfg.operator.address and not _is_address(cfg.operator.address):
         problems.append(f"operator.address: {cfg.operator.address!r} is not a 0x-prefixed 20-byte hex address")
     return problems

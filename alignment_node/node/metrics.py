@@ -49,6 +49,18 @@ class NodeMetrics:
         self.license_claimable = Gauge(
             "alignment_licenses_claimable_wei", "Sum of what this operator's licenses can claim", registry=r
         )
+        self.audits = Counter("alignment_audits", "Audits run, by target kind and verdict", ["kind", "verdict"],
+                              registry=r)
+        self.audits_epoch = Gauge("alignment_audit_targets", "Targets audited in the latest epoch", registry=r)
+        self.audit_seconds = Histogram("alignment_audit_epoch_seconds", "Wall time of one epoch's audits per kind",
+                                       registry=r, buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
+        self.commits = Counter("alignment_commitments", "License commitments mined", registry=r)
+        self.reveals = Counter("alignment_reveals", "License reveals mined", registry=r)
+        self.missed_reveals = Counter("alignment_missed_reveals", "License reveals that could not be made",
+                                      registry=r)
+        self.settled = Counter("alignment_settlements", "settle transactions mined by this node", registry=r)
+        self.misses_reported = Counter("alignment_misses_reported", "Misses this node reported (bounties)",
+                                       registry=r)
         self.credited = Counter(
             "alignment_license_credits", "Presence credits booked for this operator's licenses", registry=r
         )

@@ -110,6 +110,9 @@ class Node:
         self.sender = TxSender(self.rpc, signer, self.store, max_fee_gwei=cfg.gas.max_fee_gwei,
                                priority_fee_gwei=cfg.gas.priority_fee_gwei, metrics=self.metrics)
         self.snapshot = Snapshot(operator=signer.address)
+        from .auditing import AuditService
+
+        self.audits = AuditService(self)
         self.api: ApiServer | None = None
         self._heartbeat_epoch: int | None = None
         self._rewards_epoch: int | None = None
@@ -124,6 +127,8 @@ class Node:
         self.api = ApiServer(self.cfg.service.host, self.cfg.service.port, {
             "/health": self._route_health,
             "/status": self._route_status,
+            "/verdicts": self._route_verdicts,
+            "/evidence/": self._route_evidence,
         }, registry=self.metrics.registry).start()
         log.info("API on http://%s:%d", self.cfg.service.host, self.api.port)
         return self.api
@@ -172,6 +177,11 @@ class Node:
                 await self.heartbeat(epoch)
             except (TransactionFailed, ContractRevert, OutOfGasMoney) as exc:
                 failure = exc  # still book rewards and probe endpoints below, then report it
+        active = sorted(i for i, v in self.snapshot.licenses.items() if v["active_epoch"] == epoch)
+        try:
+            await self.audits.tick(head, epoch, active)
+        except (TransactionFailed, ContractRevert, OutOfGasMoney) as exc:
+            failure = failure or exc
         await self.rewards(epoch)
         await self._probe_endpoints()
         self.snapshot.journal = self.store.counts()
@@ -351,3 +361,25 @@ class Node:
 
     def _route_status(self, _path: str):
         return json_response(200, self.status())
+
+    def _route_verdicts(self, _path: str):
+        return json_response(200, {"verdicts": self.audits.verdicts()})
+
+    def _route_evidence(self, path: str):
+        """GET /evidence/<root>: the bundle's exact bytes (keccak256 of the body is the root)."""
+        root = path.rsplit("/", 1)[-1].lower()
+        if not (root.startswith("0x") and len(root) == 66 and all(c in "0123456789abcdef" for c in root[2:])):
+            return json_response(400, {"error": "evidence root must be 0x + 64 hex digits"})
+        con = self._evidence_reader()
+        row = con.execute("SELECT bundle FROM evidence WHERE root = ?", (root,)).fetchone()
+        if row is None:
+            return json_response(404, {"error": f"no evidence {root} on this node"})
+        return 200, "application/json", bytes(row[0])
+
+    def _evidence_reader(self):
+        import threading
+
+        local = self.__dict__.setdefault("_readers", threading.local())
+        if not hasattr(local, "con"):
+            local.con = self.store.reader()
+        return local.con

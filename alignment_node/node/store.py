@@ -32,6 +32,28 @@ CREATE TABLE IF NOT EXISTS tx_journal (
 );
 CREATE INDEX IF NOT EXISTS tx_journal_state ON tx_journal(state);
 CREATE INDEX IF NOT EXISTS tx_journal_purpose ON tx_journal(purpose, epoch);
+CREATE TABLE IF NOT EXISTS evidence (
+    root TEXT PRIMARY KEY,
+    epoch INTEGER NOT NULL,
+    target INTEGER NOT NULL,
+    verdict INTEGER NOT NULL,
+    bundle BLOB NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS evidence_epoch ON evidence(epoch);
+CREATE TABLE IF NOT EXISTS openings (
+    epoch INTEGER NOT NULL,
+    license INTEGER NOT NULL,
+    salt TEXT NOT NULL,
+    targets TEXT NOT NULL,
+    verdicts TEXT NOT NULL,
+    roots TEXT NOT NULL,
+    commitment TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('prepared', 'committed', 'revealed', 'missed')),
+    reason TEXT,
+    updated REAL NOT NULL,
+    PRIMARY KEY (epoch, license)
+);
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -87,6 +109,12 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+    def reader(self) -> sqlite3.Connection:
+        """A separate read-only connection (for the API thread; WAL lets it read while the node writes)."""
+        con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        con.row_factory = sqlite3.Row
+        return con
 
     # ------------------------------------------------------------------------------------- journal
 
@@ -158,6 +186,59 @@ class Store:
     def counts(self) -> dict[str, int]:
         rows = self.db.execute("SELECT state, COUNT(*) AS n FROM tx_journal GROUP BY state").fetchall()
         return {r["state"]: r["n"] for r in rows}
+
+    # ------------------------------------------------------------------------------------ evidence
+
+    def put_evidence(self, root: str, epoch: int, target: int, verdict: int, bundle: bytes) -> None:
+        """Store an evidence bundle's exact bytes under its root (idempotent)."""
+        self.db.execute(
+            "INSERT OR IGNORE INTO evidence (root, epoch, target, verdict, bundle, created) VALUES (?, ?, ?, ?, ?, ?)",
+            (root, epoch, target, verdict, bundle, time.time()),
+        )
+
+    def evidence(self, root: str) -> bytes | None:
+        row = self.db.execute("SELECT bundle FROM evidence WHERE root = ?", (root,)).fetchone()
+        return None if row is None else bytes(row["bundle"])
+
+    def recent_evidence(self, limit: int = 200) -> list[dict]:
+        rows = self.db.execute(
+            "SELECT root, epoch, target, verdict, created FROM evidence ORDER BY created DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    # ------------------------------------------------------------------------------------- openings
+
+    def put_opening(self, epoch: int, license_id: int, salt: str, targets: list[int], verdicts: list[int],
+                    roots: list[str], commitment: str) -> None:
+        """Durably keep what a commitment opens to, before the commit transaction is sent."""
+        self.db.execute(
+            "INSERT INTO openings (epoch, license, salt, targets, verdicts, roots, commitment, state, updated)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, 'prepared', ?)"
+            " ON CONFLICT(epoch, license) DO UPDATE SET salt = excluded.salt, targets = excluded.targets,"
+            " verdicts = excluded.verdicts, roots = excluded.roots, commitment = excluded.commitment,"
+            " state = 'prepared', updated = excluded.updated WHERE state = 'prepared'",
+            (epoch, license_id, salt, json.dumps(targets), json.dumps(verdicts), json.dumps(roots), commitment,
+             time.time()),
+        )
+
+    def openings(self, epoch: int, state: str | None = None) -> list[dict]:
+        sql, args = "SELECT * FROM openings WHERE epoch = ?", [epoch]
+        if state is not None:
+            sql += " AND state = ?"
+            args.append(state)
+        out = []
+        for r in self.db.execute(sql + " ORDER BY license", args).fetchall():
+            d = dict(r)
+            for k in ("targets", "verdicts", "roots"):
+                d[k] = json.loads(d[k])
+            out.append(d)
+        return out
+
+    def set_opening_state(self, epoch: int, license_ids: list[int], state: str, reason: str | None = None) -> None:
+        self.db.executemany(
+            "UPDATE openings SET state = ?, reason = ?, updated = ? WHERE epoch = ? AND license = ?",
+            [(state, reason, time.time(), epoch, lic) for lic in license_ids],
+        )
 
     # ------------------------------------------------------------------------------------------ kv
 

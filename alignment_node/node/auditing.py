@@ -1,0 +1,298 @@
+"""The audit loop's services: duties, audits, commit, reveal, settlement and misses, evidence.
+
+Per epoch e, on the node's ticks:
+- duties: for each of this operator's licenses active in e, the targets sortition assigns it (section 6);
+- audits: every assigned target once (all licenses assigned to it share the result), per kind plug-in,
+  concurrently under a deadline; every bundle is stored by its root before anything is sent;
+- commit: one commitment per license; the opening (salt, verdicts, roots) is stored in SQLite before the
+  commit transaction is sent, so a crash and restart still reveals;
+- reveal: in the first `revealBlocks` blocks of e+1, one revealMany for all licenses; a reveal that would
+  come too late is logged as a missed reveal with the reason;
+- settlement: after the reveal window, settle the targets it voted on and report the misses it can prove
+  (licenses assigned to those targets that did not reveal them), for the bounty.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from typing import Any
+
+from .. import protocol as P
+from ..audits import AuditResult, Target
+from ..chain.contracts import ContractRevert
+
+log = logging.getLogger("alignment_node.audit")
+
+COMMIT_BATCH = 100
+REVEAL_BATCH = 40
+MIN_BLOCKS_LEFT_TO_COMMIT = 3  # do not start an epoch's audits when fewer blocks remain
+SETTLE_LOOKBACK = 8  # epochs whose settlement and misses are still worth pursuing
+REVEALED_MARKER = "0x" + "00" * 31 + "01"  # AuditProtocol.REVEALED: what a revealed commitment slot holds
+
+
+def _hex(b: bytes) -> str:
+    return "0x" + b.hex()
+
+
+def load_auditors(cfg) -> dict[int, Any]:
+    """The plug-ins this build has, by target kind."""
+    auditors: dict[int, Any] = {}
+    try:
+        from ..audits.evm import EvmAuditor
+    except ImportError:  # pragma: no cover - every build ships it
+        return auditors
+    auditors[P.KIND_EVM_RPC] = EvmAuditor(max_connections=cfg.audit.max_connections,
+                                          max_response_bytes=cfg.audit.max_response_bytes)
+    return auditors
+
+
+class AuditService:
+    def __init__(self, node):
+        self.node = node
+        self.cfg = node.cfg
+        self.store = node.store
+        self.c = node.c
+        self.auditors = load_auditors(node.cfg)
+        self._targets: dict[int, Target] = {}
+        self._params: tuple | None = None
+        self.recent: list[dict] = []  # what /verdicts shows (published by replacing the list)
+
+    # --------------------------------------------------------------------------------- chain reads
+
+    async def params(self) -> tuple[int, int, int]:
+        """(revealBlocks, committeeSize, maxCommittee), read once (governance changes need a restart)."""
+        if self._params is None:
+            reveal_blocks, committee, _min_reveals, max_committee = await self.c["AuditProtocol"].call("params")
+            self._params = (reveal_blocks, committee, max_committee)
+        return self._params
+
+    async def target(self, target_id: int) -> Target:
+        if target_id not in self._targets:
+            t = await self.c["TargetRegistry"].call("getTarget", target_id)
+            kind, endpoint, identity = t[0], t[4], t[5]
+            self._targets[target_id] = Target(target_id, kind, endpoint, bytes(identity))
+        return self._targets[target_id]
+
+    async def epoch_duties(self, epoch: int, licenses: list[int]) -> tuple[dict[int, list[int]], list[int]]:
+        """({license: [target ids]}, enabled target ids) for ``epoch``."""
+        protocol = self.c["AuditProtocol"]
+        seed = await protocol.call("seed", epoch)
+        if seed == bytes(32):
+            return {}, []
+        threshold = await protocol.call("threshold", epoch)
+        start = await protocol.call("epochStartBlock", epoch)
+        enabled = list(await self.c["TargetRegistry"].call("enabledTargetsAt", start))
+        return {lic: P.duties(seed, lic, enabled, threshold) for lic in licenses}, enabled
+
+    # ------------------------------------------------------------------------------------- the tick
+
+    async def tick(self, head: int, epoch: int, active_licenses: list[int]) -> None:
+        if epoch > 0:
+            await self.reveal(epoch - 1, head)
+        if active_licenses:
+            await self.audit_and_commit(epoch, head, active_licenses)
+        await self.settle_and_report(head, epoch)
+
+    # ------------------------------------------------------------------------------- audit + commit
+
+    async def audit_and_commit(self, epoch: int, head: int, licenses: list[int]) -> None:
+        done = {o["license"] for o in self.store.openings(epoch)}
+        prepared = self.store.openings(epoch, "prepared")
+        if prepared:
+            await self._commit(epoch, prepared)  # a previous run stored them; the commitment is the same
+            return
+        todo = [lic for lic in licenses if lic not in done]
+        if not todo:
+            return
+        protocol = self.c["AuditProtocol"]
+        next_start = await protocol.call("epochStartBlock", epoch + 1)
+        if next_start - head < MIN_BLOCKS_LEFT_TO_COMMIT:
+            log.warning("epoch %d: only %d blocks left, too late to audit and commit", epoch, next_start - head)
+            return
+        duties, enabled = await self.epoch_duties(epoch, todo)
+        if not duties:
+            return
+        assigned_ids = sorted({t for ts in duties.values() for t in ts})
+        results = await self.audit(epoch, assigned_ids, enabled)
+        openings = []
+        for lic in todo:
+            targets = [t for t in duties[lic] if t in results]
+            skipped = [t for t in duties[lic] if t not in results]
+            if skipped:
+                log.error("epoch %d license %d: no audit plug-in for targets %s: they will count as misses",
+                          epoch, lic, skipped)
+            verdicts = [results[t].verdict for t in targets]
+            roots = [results[t].root for t in targets]
+            salt = secrets.token_bytes(32)
+            commitment = P.commitment(epoch, lic, targets, verdicts, roots, salt)
+            self.store.put_opening(epoch, lic, _hex(salt), targets, verdicts, [_hex(r) for r in roots],
+                                   _hex(commitment))
+            openings.append({"license": lic, "commitment": _hex(commitment)})
+        self.node.metrics.audits_epoch.set(len(assigned_ids))
+        await self._commit(epoch, self.store.openings(epoch, "prepared"))
+
+    async def audit(self, epoch: int, target_ids: list[int], enabled: list[int]) -> dict[int, AuditResult]:
+        """Audit each target once; store every bundle by its root. Lazy mode skips the audits (drills)."""
+        targets = [await self.target(t) for t in target_ids]
+        results: dict[int, AuditResult] = {}
+        if self.cfg.audit.lazy:
+            for t in targets:
+                results[t.id] = AuditResult(P.OK, {"version": 1, "lazy": True, "epoch": epoch, "target": t.id})
+        else:
+            by_kind: dict[int, list[Target]] = {}
+            for t in targets:
+                by_kind.setdefault(t.kind, []).append(t)
+            for kind, assigned in by_kind.items():
+                auditor = self.auditors.get(kind)
+                if auditor is None:
+                    continue
+                peers = [await self.target(t) for t in enabled]
+                peers = [p for p in peers if p.kind == kind]
+                started = time.monotonic()
+                out = await auditor.audit_epoch(epoch, assigned, peers, self.cfg.audit.deadline_s)
+                self.node.metrics.audit_seconds.observe(time.monotonic() - started)
+                results.update(out)
+        recent = []
+        for tid, res in results.items():
+            body = P.canonical_json(res.bundle)
+            root = _hex(P.keccak(body))
+            self.store.put_evidence(root, epoch, tid, res.verdict, body)
+            self.node.metrics.audits.labels(P.KIND_NAMES.get(self._targets[tid].kind, "?"),
+                                            P.VERDICT_NAMES[res.verdict]).inc()
+            recent.append({"epoch": epoch, "target": tid, "verdict": P.VERDICT_NAMES[res.verdict], "root": root})
+            if res.verdict != P.OK:
+                log.warning("epoch %d target %d: %s (evidence %s)", epoch, tid, P.VERDICT_NAMES[res.verdict], root)
+        self.recent = (recent + self.recent)[:500]
+        return results
+
+    async def _commit(self, epoch: int, openings: list[dict]) -> None:
+        protocol = self.c["AuditProtocol"]
+        # A crash after the commit was mined but before we noted it: the chain already holds it.
+        pending = []
+        for o in openings:
+            onchain = await protocol.call("commitmentOf", o["license"], epoch)
+            if _hex(onchain) == o["commitment"]:
+                self.store.set_opening_state(epoch, [o["license"]], "committed")
+            else:
+                pending.append(o)
+        for i in range(0, len(pending), COMMIT_BATCH):
+            batch = pending[i:i + COMMIT_BATCH]
+            entries = [(o["license"], bytes.fromhex(o["commitment"][2:])) for o in batch]
+            await self.node.sender.send("commit", protocol.address, protocol.encode("commit", epoch, entries),
+                                        epoch=epoch, meta={"licenses": [o["license"] for o in batch]})
+            self.store.set_opening_state(epoch, [o["license"] for o in batch], "committed")
+            self.node.metrics.commits.inc(len(batch))
+            log.info("epoch %d: committed %d licenses", epoch, len(batch))
+
+    # ------------------------------------------------------------------------------------- reveal
+
+    async def reveal(self, epoch: int, head: int) -> None:
+        openings = [o for o in self.store.openings(epoch) if o["state"] in ("committed", "prepared")]
+        if not openings:
+            return
+        protocol = self.c["AuditProtocol"]
+        start, end = await protocol.call("revealWindow", epoch)
+        if head + 1 < start:
+            return
+        if head + 1 >= end:
+            reason = f"reveal window of epoch {epoch} is blocks [{start}, {end}); the head is already {head}"
+            self.store.set_opening_state(epoch, [o["license"] for o in openings], "missed", reason)
+            self.node.metrics.missed_reveals.inc(len(openings))
+            log.error("missed reveal for %d licenses: %s", len(openings), reason)
+            return
+        committed = []
+        for o in openings:
+            onchain = _hex(await protocol.call("commitmentOf", o["license"], epoch))
+            if onchain == o["commitment"]:
+                committed.append(o)
+            elif onchain == REVEALED_MARKER:
+                self.store.set_opening_state(epoch, [o["license"]], "revealed")
+            else:
+                self.store.set_opening_state(epoch, [o["license"]], "missed", "commitment never reached the chain")
+                self.node.metrics.missed_reveals.inc()
+                log.error("missed reveal: license %d epoch %d: its commit never reached the chain", o["license"], epoch)
+        for i in range(0, len(committed), REVEAL_BATCH):
+            batch = committed[i:i + REVEAL_BATCH]
+            reveals = [(o["license"], o["targets"], o["verdicts"], [bytes.fromhex(r[2:]) for r in o["roots"]],
+                        bytes.fromhex(o["salt"][2:])) for o in batch]
+            try:
+                await self.node.sender.send("reveal", protocol.address, protocol.encode("revealMany", epoch, reveals),
+                                            epoch=epoch, meta={"licenses": [o["license"] for o in batch]})
+            except ContractRevert as exc:
+                reason = f"reveal reverted: {exc.error or exc}"
+                self.store.set_opening_state(epoch, [o["license"] for o in batch], "missed", reason)
+                self.node.metrics.missed_reveals.inc(len(batch))
+                log.error("missed reveal for %d licenses of epoch %d: %s", len(batch), epoch, reason)
+                continue
+            self.store.set_opening_state(epoch, [o["license"] for o in batch], "revealed")
+            self.node.metrics.reveals.inc(len(batch))
+            log.info("epoch %d: revealed %d licenses", epoch, len(batch))
+
+    # ------------------------------------------------------------------------- settlement + misses
+
+    async def settle_and_report(self, head: int, epoch: int) -> None:
+        protocol = self.c["AuditProtocol"]
+        for e in range(max(0, epoch - SETTLE_LOOKBACK), epoch):
+            if self.store.get(f"settled.{e}"):
+                continue
+            openings = [o for o in self.store.openings(e) if o["state"] == "revealed"]
+            if not openings:
+                continue
+            _start, end = await protocol.call("revealWindow", e)
+            if head < end:
+                continue
+            targets = sorted({t for o in openings for t in o["targets"]})
+            for t in targets:
+                *_, outcome = await protocol.call("tally", e, t)
+                if outcome == 0 and await self._send_quietly("settle", protocol.encode("settle", e, t), e,
+                                                             ("AlreadySettled",)):
+                    self.node.metrics.settled.inc()
+            await self.report_misses(e, targets, {o["license"] for o in openings})
+            self.store.put(f"settled.{e}", True)
+
+    async def report_misses(self, epoch: int, targets: list[int], mine: set[int]) -> None:
+        """Report every license assigned one of ``targets`` in ``epoch`` that did not reveal it."""
+        protocol, vault = self.c["AuditProtocol"], self.c["RewardVault"]
+        ev = vault.abi.event("Heartbeats")
+        logs = await self.node.rpc.get_logs(vault.address, [ev.topic, "0x" + epoch.to_bytes(32, "big").hex()],
+                                            int(self.node.manifest["deployBlock"]), "latest")
+        active: set[int] = set()
+        for entry in logs:
+            decoded = ev.decode([bytes.fromhex(t[2:]) for t in entry["topics"]], bytes.fromhex(entry["data"][2:]))
+            active.update(decoded["tokenIds"])
+        if not active:
+            return
+        seed = await protocol.call("seed", epoch)
+        threshold = await protocol.call("threshold", epoch)
+        _, _, max_committee = await self.params()
+        for t in targets:
+            revealed, _verdicts = await protocol.call("revealers", epoch, t)
+            if len(revealed) >= max_committee:
+                continue
+            missing = [lic for lic in sorted(active - set(revealed) - mine) if P.is_assigned(seed, t, lic, threshold)]
+            for lic in missing:
+                ok = await self._send_quietly("report_miss", protocol.encode("reportMiss", epoch, lic, t), epoch,
+                                              ("MissAlreadyReported", "NotAssigned", "NotMissed"))
+                if ok:
+                    self.node.metrics.misses_reported.inc()
+                    log.info("reported miss: license %d did not reveal target %d in epoch %d", lic, t, epoch)
+
+    async def _send_quietly(self, purpose: str, data: bytes, epoch: int, expected: tuple[str, ...]) -> bool:
+        """Send a transaction another node may have made pointless; an expected revert is not an error."""
+        protocol = self.c["AuditProtocol"]
+        try:
+            await self.node.sender.send(purpose, protocol.address, data, epoch=epoch)
+            return True
+        except ContractRevert as exc:
+            if exc.error_name in expected:
+                log.debug("%s not needed: %s", purpose, exc.error_name)
+                return False
+            raise
+
+    # ---------------------------------------------------------------------------------------- api
+
+    def verdicts(self) -> list[dict]:
+        return list(self.recent)
