@@ -55,6 +55,31 @@ class Plan:
     poll_interval: float = 0.5
     log_level: str = "info"
     dead_rpc_urls: tuple[str, ...] = ()  # tried before anvil by every node (failover drills)
+    targets: tuple[str, ...] = ()  # fault-proxy mode of each EVM target ("honest", "down", "lagging", ...)
+    trap_mode: str | None = None  # a sealed trap: a target in this mode whose known outcome the keeper seals
+    reveal_trap_after_epochs: int = 0  # the keeper reveals the trap this many epochs after the nodes start
+    lazy_operators: tuple[int, ...] = ()  # indices of operators whose node votes OK without auditing
+    audit_deadline_s: float = 2.0
+
+
+FAULTY_MODES = ("down", "slow", "lagging", "halted", "forked", "wrong-chain", "garbage")
+# Proxy arguments per mode: far enough from honest behaviour that any honest check must see it.
+MODE_ARGS = {"slow": ["--delay", "30"], "lagging": ["--k", "40"]}
+TRAP_OUTCOME = {"down": 3, "slow": 3}  # UNREACHABLE; every other faulty mode is a FAULT (2)
+
+
+@dataclass
+class TargetProc:
+    id: int
+    mode: str
+    port: int
+    trap: bool = False
+    process: subprocess.Popen | None = None
+    fault_started: float | None = None  # unix time the fault began (proxy start)
+
+    @property
+    def fault(self) -> str | None:
+        return None if self.mode == "honest" else self.mode
 
 
 @dataclass
@@ -66,6 +91,8 @@ class OperatorProc:
     licenses: list[int] = field(default_factory=list)
     process: subprocess.Popen | None = None
     rss_kb_max: int | None = None
+    lazy: bool = False
+    kills: int = 0
 
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -99,6 +126,8 @@ class Devnet:
         self.operators: list[OperatorProc] = []
         self.owners: list[LocalSigner] = []
         self.license_owner: dict[int, str] = {}
+        self.targets: list[TargetProc] = []
+        self.trap_salt = secrets.token_bytes(32)
         self.started = time.monotonic()
 
     # ---------------------------------------------------------------------------------- setup
@@ -172,27 +201,97 @@ class Devnet:
         self.log(f"{len(self.operators)} operators, {len(self.owners)} owners, "
                  f"{sum(len(o.licenses) for o in self.operators)} licenses delegated; funded")
         self._password = password
+        for i in p.lazy_operators:
+            self.operators[i].lazy = True
+        if p.targets or p.trap_mode:
+            await self.setup_targets(deployer)
+
+    async def setup_targets(self, keeper: LocalSigner) -> None:
+        """One fault proxy process per target in front of anvil, registered by the trap keeper (the
+        deployer on the devnet); the trap is sealed with its known outcome."""
+        from eth_abi import encode
+
+        from ..protocol import trap_seal
+
+        modes = [(m, False) for m in self.plan.targets]
+        if self.plan.trap_mode:
+            modes.insert(secrets.randbelow(len(modes) + 1), (self.plan.trap_mode, True))
+        async with RpcClient(self.anvil.url) as rpc:
+            c = manifest_contracts(rpc, self.manifest)
+            genesis = await rpc.get_block(0)
+            identity = encode(["uint256", "bytes32"], [await rpc.chain_id(), bytes.fromhex(genesis["hash"][2:])])
+            head = await rpc.block_number()
+            registry = c["TargetRegistry"]
+            for mode, trap in modes:
+                port = free_port()
+                receipt = await registry.transact("addTarget", 1, f"http://127.0.0.1:{port}", identity, signer=keeper)
+                ev = registry.abi.event("TargetAdded")
+                tid = next(int(log["topics"][1], 16) for log in receipt["logs"]
+                           if log["topics"][0] == "0x" + ev.topic.hex())
+                self.targets.append(TargetProc(tid, mode, port, trap))
+                if trap:
+                    outcome = TRAP_OUTCOME.get(mode, 2)
+                    await registry.transact("sealTrap", tid, trap_seal(tid, outcome, self.trap_salt), signer=keeper)
+        for t in self.targets:
+            self.start_target(t, head)
+        self.log(f"{len(self.targets)} targets: " + ", ".join(f"{t.id}:{t.mode}{'(trap)' if t.trap else ''}"
+                                                              for t in self.targets))
+
+    def start_target(self, t: TargetProc, head: int) -> None:
+        args = list(MODE_ARGS.get(t.mode, []))
+        if t.mode == "forked":
+            args += ["--height", str(head)]
+        t.process = subprocess.Popen(
+            [sys.executable, "-m", "alignment_node.devnet.faultproxy", "--upstream", self.anvil.url,
+             "--port", str(t.port), "--mode", t.mode, *args],
+            stdout=subprocess.DEVNULL, stderr=open(self.workdir / f"target-{t.id}.err", "ab"),
+            stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        t.fault_started = time.time() if t.fault else None
+
+    async def reveal_trap(self) -> None:
+        trap = next((t for t in self.targets if t.trap), None)
+        if trap is None:
+            return
+        keeper = LocalSigner(self.anvil.private_keys[0])
+        async with RpcClient(self.anvil.url) as rpc:
+            registry = manifest_contracts(rpc, self.manifest)["TargetRegistry"]
+            if await registry.call("trapOutcome", trap.id) == 0:
+                await registry.transact("revealTrap", trap.id, TRAP_OUTCOME.get(trap.mode, 2), self.trap_salt,
+                                        signer=keeper)
+                self.log(f"trap {trap.id} revealed")
 
     # ------------------------------------------------------------------------------------ nodes
 
     def start_nodes(self) -> None:
         for op in self.operators:
-            config = op.directory / "node.toml"
-            urls = ", ".join(f'"{u}"' for u in (*self.plan.dead_rpc_urls, self.anvil.url))
-            config.write_text(
-                f'data_dir = "data"\nlog_level = "{self.plan.log_level}"\n'
-                f'[chain]\nrpc_urls = [{urls}]\nmanifest = "../deployment.json"\nrequest_timeout = 2\n'
-                f"poll_interval = {self.plan.poll_interval}\n"
-                '[operator]\nkeystore = "keystore"\npassword_file = "password"\n'
-                f"[service]\nport = {op.port}\n"
-            )
-            out = open(op.directory / "node.out", "ab")
-            op.process = subprocess.Popen(
-                [sys.executable, "-m", "alignment_node.cli", "start", "--config", str(config)],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
-            )
-            out.close()
+            self.start_node(op)
         self.log(f"started {len(self.operators)} node processes")
+
+    def start_node(self, op: OperatorProc) -> None:
+        config = op.directory / "node.toml"
+        urls = ", ".join(f'"{u}"' for u in (*self.plan.dead_rpc_urls, self.anvil.url))
+        config.write_text(
+            f'data_dir = "data"\nlog_level = "{self.plan.log_level}"\n'
+            f'[chain]\nrpc_urls = [{urls}]\nmanifest = "../deployment.json"\nrequest_timeout = 2\n'
+            f"poll_interval = {self.plan.poll_interval}\n"
+            '[operator]\nkeystore = "keystore"\npassword_file = "password"\n'
+            f"[service]\nport = {op.port}\n"
+            f"[audit]\ndeadline_s = {self.plan.audit_deadline_s}\nlazy = {'true' if op.lazy else 'false'}\n"
+        )
+        out = open(op.directory / "node.out", "ab")
+        op.process = subprocess.Popen(
+            [sys.executable, "-m", "alignment_node.cli", "start", "--config", str(config)],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+        )
+        out.close()
+
+    def kill_node(self, op: OperatorProc) -> None:
+        """SIGKILL a node (crash drill), keeping its peak memory reading."""
+        if op.process and op.process.poll() is None:
+            op.rss_kb_max = max(op.rss_kb_max or 0, vm_hwm_kb(op.process.pid) or 0)
+            op.process.send_signal(signal.SIGKILL)
+            op.process.wait()
+            op.kills += 1
 
     def node_health(self, op: OperatorProc) -> tuple[int | None, dict]:
         try:
@@ -205,6 +304,14 @@ class Devnet:
 
     def stop(self) -> None:
         self.stop_nodes()
+        for t in self.targets:
+            if t.process and t.process.poll() is None:
+                t.process.terminate()
+                try:
+                    t.process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    t.process.kill()
+                    t.process.wait()
         if self.anvil is not None:
             self.anvil.stop()
 
@@ -214,7 +321,7 @@ class Devnet:
             if proc is None:
                 continue
             if proc.poll() is None:
-                op.rss_kb_max = vm_hwm_kb(proc.pid) or op.rss_kb_max
+                op.rss_kb_max = max(op.rss_kb_max or 0, vm_hwm_kb(proc.pid) or 0) or None
                 proc.terminate()
         for op in self.operators:
             proc = op.process
@@ -247,51 +354,115 @@ class Devnet:
             await asyncio.sleep(0.5)
 
     async def report(self, rpc: RpcClient, scenario: str, epochs: list[int]) -> dict:
-        """The scenario report, read from the chain (events), not from the nodes."""
+        """The scenario report, read from the chain (events, transactions), not from the nodes."""
+        from ..protocol import VERDICT_NAMES
+
         c = manifest_contracts(rpc, self.manifest)
         vault, protocol = c["RewardVault"], c["AuditProtocol"]
         start = int(self.manifest["deployBlock"])
         all_ids = sorted(self.license_owner)
-        credited = {i: {} for i in all_ids}
+        credited: dict[int, dict[int, int]] = {i: {} for i in all_ids}
+        commission: dict[str, int] = {}
         for ev in await vault.events("Credited", start, "latest"):
             credited.setdefault(ev["tokenId"], {})[ev["epoch"]] = ev["toLicense"]
-        penalties = {i: 0 for i in all_ids}
+            commission[ev["operator"].lower()] = commission.get(ev["operator"].lower(), 0) + ev["commission"]
+        penalties: dict[int, list] = {i: [] for i in all_ids}
         for ev in await vault.events("Penalized", start, "latest"):
-            penalties[ev["tokenId"]] = penalties.get(ev["tokenId"], 0) + 1
+            penalties.setdefault(ev["tokenId"], []).append(ev)
         heartbeats: dict[str, int] = {}
         for ev in await protocol.events("Heartbeat", start, "latest"):
             heartbeats[ev["operator"].lower()] = heartbeats.get(ev["operator"].lower(), 0) + 1
-        commission = {}
-        for ev in await vault.events("Credited", start, "latest"):
-            commission[ev["operator"].lower()] = commission.get(ev["operator"].lower(), 0) + ev["commission"]
+        # Targets: outcome per epoch, first flag, seconds from the fault's start to its first flag.
+        outcomes: dict[int, dict[int, str]] = {}
+        for ev in await protocol.events("TargetSettled", start, "latest"):
+            outcomes.setdefault(ev["targetId"], {})[ev["epoch"]] = VERDICT_NAMES.get(ev["outcome"], str(ev["outcome"]))
+        first_flag: dict[int, tuple[int, int]] = {}
+        for ev in await protocol.events("ViolationFlagged", start, "latest"):
+            if ev["targetId"] not in first_flag:
+                block = await rpc.get_block(ev.block_number)
+                first_flag[ev["targetId"]] = (ev["epoch"], int(block["timestamp"], 16))
+        targets = []
+        for t in sorted(self.targets, key=lambda t: t.id):
+            flagged = first_flag.get(t.id)
+            targets.append({
+                "id": t.id, "kind": "EVM_RPC", "fault": t.fault, "trap": t.trap,
+                "outcomes": {str(e): o for e, o in sorted(outcomes.get(t.id, {}).items())},
+                "first_flagged_epoch": flagged[0] if flagged else None,
+                "seconds_to_flag": (flagged[1] - int(t.fault_started)) if flagged and t.fault_started else None,
+            })
+        missed_faults = [t["id"] for t in targets if t["fault"] and t["first_flagged_epoch"] is None]
+        false_flags = [t["id"] for t in targets if not t["fault"] and t["first_flagged_epoch"] is not None]
+        # Reveals and duplicates, per operator, from the chain.
+        committed: dict[tuple[int, int], int] = {}
+        for ev in await protocol.events("Committed", start, "latest"):
+            committed[(ev["epoch"], ev["license"])] = committed.get((ev["epoch"], ev["license"]), 0) + 1
+        revealed = {(ev["epoch"], ev["license"]) for ev in await protocol.events("Revealed", start, "latest")}
+        last_closed = await protocol.call("currentEpoch") - 2  # reveal windows of older epochs are over
+        reverted = await self._reverted_txs(rpc, start)
+        hb_per_epoch: dict[tuple[str, int], int] = {}
+        for ev in await protocol.events("Heartbeat", start, "latest"):
+            key = (ev["operator"].lower(), ev["epoch"])
+            hb_per_epoch[key] = hb_per_epoch.get(key, 0) + 1
         licenses = []
         for op in self.operators:
             for token_id in sorted(op.licenses):
                 got = credited.get(token_id, {})
+                pens = penalties.get(token_id, [])
+                penalized = sum(p["amount"] for p in pens)
+                total = sum(got.get(e, 0) for e in epochs)
                 licenses.append({
                     "id": token_id, "operator": op.address, "owner": self.license_owner[token_id],
-                    "credited": str(sum(got.get(e, 0) for e in epochs)),
-                    "credited_epochs": sorted(e for e in got if e in epochs),
+                    "credited": str(total), "credited_epochs": sorted(e for e in got if e in epochs),
                     "missing_epochs": [e for e in epochs if e not in got],
-                    "penalties": penalties.get(token_id, 0),
+                    "penalties": len(pens), "penalized_wei": str(penalized), "net_wei": str(total - penalized),
+                    "penalty_kinds": sorted({p["kind"] for p in pens}),
                 })
-        operators = [{
-            "address": op.address, "commission_bps": op.commission_bps, "licenses": len(op.licenses),
-            "heartbeats": heartbeats.get(op.address.lower(), 0),
-            "commission_wei": str(commission.get(op.address.lower(), 0)),
-            "commission_claimable_wei": str(await vault.call("commissionOf", op.address)),
-            "rss_kb_max": op.rss_kb_max,
-        } for op in self.operators]
+        operators = []
+        for op in self.operators:
+            mine = set(op.licenses)
+            missed = sorted({e for (e, lic) in committed if lic in mine and e <= last_closed
+                             and (e, lic) not in revealed})
+            dups = sum(n - 1 for (e, lic), n in committed.items() if lic in mine and n > 1)
+            dups += sum(n - 1 for (who, _e), n in hb_per_epoch.items() if who == op.address.lower() and n > 1)
+            dups += reverted.get(op.address.lower(), 0)
+            operators.append({
+                "address": op.address, "commission_bps": op.commission_bps, "licenses": len(op.licenses),
+                "lazy": op.lazy, "kills": op.kills,
+                "heartbeats": heartbeats.get(op.address.lower(), 0),
+                "commission_wei": str(commission.get(op.address.lower(), 0)),
+                "commission_claimable_wei": str(await vault.call("commissionOf", op.address)),
+                "missed_reveals": sum(1 for (e, lic) in committed if lic in mine and e <= last_closed
+                                      and (e, lic) not in revealed),
+                "missed_reveal_epochs": missed,
+                "duplicate_txs": dups,
+                "reverted_txs": reverted.get(op.address.lower(), 0),
+                "rss_kb_max": op.rss_kb_max,
+            })
         return {
             "scenario": scenario,
             "epochs": epochs,
-            "targets": [],
+            "targets": targets,
             "licenses": licenses,
             "operators": operators,
-            "missed_faults": [],
-            "false_flags": [],
+            "missed_faults": missed_faults,
+            "false_flags": false_flags,
             "all_credited": all(not entry["missing_epochs"] for entry in licenses),
         }
+
+    async def _reverted_txs(self, rpc: RpcClient, start: int) -> dict[str, int]:
+        """Reverted transactions per operator address, from every block since deployment."""
+        ops = {op.address.lower() for op in self.operators}
+        counts: dict[str, int] = {}
+        head = await rpc.block_number()
+        for number in range(start, head + 1):
+            block = await rpc.get_block(number, True)
+            for tx in block["transactions"] if block else []:
+                sender = tx["from"].lower()
+                if sender in ops:
+                    receipt = await rpc.get_transaction_receipt(tx["hash"])
+                    if receipt and int(receipt["status"], 16) == 0:
+                        counts[sender] = counts.get(sender, 0) + 1
+        return counts
 
 
 # ------------------------------------------------------------------------------------------ commands

@@ -187,7 +187,10 @@ contract NodeSale is Ownable, Pausable, ReentrancyGuard {
             if (!MerkleProof.verifyCalldata(proof, allowlistRoot, leaf)) revert NotAllowlisted(msg.sender);
             uint256 cap = allowance < allowlistMaxPerWallet ? allowance : allowlistMaxPerWallet;
             uint256 already = boughtInAllowlist[msg.sender];
-            if (already + quantity > cap) revert WalletCapExceeded(msg.sender, quantity, cap - already);
+            // `already` can exceed `cap` for an account listed twice that bought under its larger allowance.
+            if (already + quantity > cap) {
+                revert WalletCapExceeded(msg.sender, quantity, already < cap ? cap - already : 0);
+            }
             boughtInAllowlist[msg.sender] = already + quantity;
         } else {
             uint256 already = boughtInPublic[msg.sender];

@@ -54,6 +54,9 @@ contract RewardVault is Ownable, ReentrancyGuard {
         uint32 suspendedUntil; // first epoch it may heartbeat again
         uint32 windowStart; // first audited epoch of the current penalty window
         uint16 penaltiesInWindow;
+        // Set at the first credit and never cleared, so a claim that empties the balance leaves the slot
+        // non-zero and the next credit rewrites it for 2,900 gas instead of 20,000.
+        bool opened;
     }
 
     struct EpochInfo {
@@ -87,7 +90,7 @@ contract RewardVault is Ownable, ReentrancyGuard {
     Params public params;
 
     mapping(uint256 => Presence) public presence;
-    mapping(uint256 => Account) public accounts;
+    mapping(uint256 => Account) private _accounts;
     mapping(uint256 => EpochInfo) public epochs;
     /// @notice Commission owed to each operator, bounties owed to each miss reporter (wei).
     mapping(address => uint256) public commissionOf;
@@ -107,7 +110,6 @@ contract RewardVault is Ownable, ReentrancyGuard {
     uint256 public totalLiabilities;
 
     error NotProtocol(address caller);
-    error NotRegistry(address caller);
     error AlreadySet();
     error ZeroAddress();
     error InvalidParams();
@@ -216,7 +218,7 @@ contract RewardVault is Ownable, ReentrancyGuard {
         uint256 sameOperatorCommission;
         for (uint256 i; i < tokenIds.length; ++i) {
             uint256 id = tokenIds[i];
-            Account storage a = accounts[id];
+            Account storage a = _accounts[id];
             if (a.suspendedUntil > epoch) revert Suspended(id, a.suspendedUntil);
             Presence memory p = presence[id];
             uint256 last = p.lastEpochPlus1;
@@ -257,7 +259,7 @@ contract RewardVault is Ownable, ReentrancyGuard {
         for (uint256 i; i < tokenIds.length; ++i) {
             uint256 id = tokenIds[i];
             _settlePending(id);
-            Account storage a = accounts[id];
+            Account storage a = _accounts[id];
             uint256 freed = _debit(a, amount);
             forfeited += freed;
             _countPenalty(id, a, epoch, nowEpoch, p);
@@ -294,7 +296,7 @@ contract RewardVault is Ownable, ReentrancyGuard {
             uint256 id = tokenIds[i];
             if (owners[i] != msg.sender) revert NotLicenseOwner(id, msg.sender);
             _settlePending(id);
-            Account storage a = accounts[id];
+            Account storage a = _accounts[id];
             int128 bal = a.balance;
             if (bal > 0) {
                 amount += uint128(bal);
@@ -348,6 +350,16 @@ contract RewardVault is Ownable, ReentrancyGuard {
 
     // ----------------------------------------------------------------------------------------- views
 
+    /// @notice A license's signed balance (wei; negative = debt), suspension end and penalty window.
+    function accounts(uint256 tokenId)
+        external
+        view
+        returns (int128 balance, uint32 suspendedUntil, uint32 windowStart, uint16 penaltiesInWindow)
+    {
+        Account storage a = _accounts[tokenId];
+        return (a.balance, a.suspendedUntil, a.windowStart, a.penaltiesInWindow);
+    }
+
     /// @notice Licenses active in `epoch`.
     function activeCount(uint256 epoch) external view returns (uint256) {
         return epochs[epoch].activeCount;
@@ -371,7 +383,7 @@ contract RewardVault is Ownable, ReentrancyGuard {
     /// @notice What `tokenId` could claim now, including an ended pending epoch not yet booked. Negative
     ///         means a debt that later credit pays first.
     function claimable(uint256 tokenId) external view returns (int256 balance) {
-        balance = accounts[tokenId].balance;
+        balance = _accounts[tokenId].balance;
         Presence memory p = presence[tokenId];
         if (p.lastEpochPlus1 != 0 && !p.credited) {
             uint256 last = p.lastEpochPlus1 - 1;
@@ -384,7 +396,7 @@ contract RewardVault is Ownable, ReentrancyGuard {
 
     /// @notice Whether `tokenId` is suspended in `epoch`.
     function isSuspended(uint256 tokenId, uint256 epoch) external view returns (bool) {
-        return accounts[tokenId].suspendedUntil > epoch;
+        return _accounts[tokenId].suspendedUntil > epoch;
     }
 
     // -------------------------------------------------------------------------------------- internal
@@ -434,7 +446,7 @@ contract RewardVault is Ownable, ReentrancyGuard {
         if (p.lastEpochPlus1 == 0 || p.credited) return;
         uint256 last = p.lastEpochPlus1 - 1;
         if (last >= poolEpoch) return; // not ended yet
-        commissionOf[p.operator] += _credit(id, last, p, accounts[id]);
+        commissionOf[p.operator] += _credit(id, last, p, _accounts[id]);
         presence[id].credited = true;
     }
 
@@ -450,6 +462,7 @@ contract RewardVault is Ownable, ReentrancyGuard {
         int256 bal = a.balance;
         int256 next = bal + int256(net);
         a.balance = int128(next);
+        a.opened = true;
         // Credit that pays a debt is not claimable by anyone: it goes back to the budget.
         uint256 repaid = bal < 0 ? (net < uint256(-bal) ? net : uint256(-bal)) : 0;
         pool += repaid;

@@ -93,7 +93,7 @@ contract TargetRegistry is Ownable {
     /// @notice Enable or disable a target from the next epoch on (governance).
     function setTargetEnabled(uint256 targetId, bool enabled) external onlyOwner {
         Target storage t = _target(targetId);
-        // Keep the status that epochs already started have seen.
+        // The summary returned by getTarget; the checkpoint below is what isEnabledAt reads.
         t.enabledBefore = t.changedAtBlock < block.number ? t.enabled : t.enabledBefore;
         t.enabled = enabled;
         t.changedAtBlock = uint64(block.number);

@@ -561,6 +561,24 @@ contract NodeSaleTest is Deployed {
         assertEq(sale.sold(), 4, "sold");
     }
 
+    /// @dev An account listed twice with different allowances keeps one allowlist count: after buying under the
+    ///      larger allowance it may buy nothing under the smaller one, and is told so with WalletCapExceeded.
+    function test_allowlistAccountListedTwiceIsCappedByTheLeafItUses() public {
+        address[4] memory accounts = [alice, alice, carol, dave];
+        uint256[4] memory allowances = [uint256(5), 2, 1, 5];
+        (bytes32 r, bytes32[][] memory proofs) = _tree(accounts, allowances);
+        vm.prank(address(timelock));
+        sale.setAllowlistRoot(r);
+        vm.warp(allowlistStart);
+        vm.deal(alice, 10 ether);
+        vm.prank(alice);
+        sale.buy{value: 0.5 ether}(5, MAX, "", proofs[0], 5);
+        vm.prank(alice);
+        vm.expectRevert(abi.encodeWithSelector(NodeSale.WalletCapExceeded.selector, alice, 1, 0));
+        sale.buy{value: 0.1 ether}(1, MAX, "", proofs[1], 2);
+        assertEq(sale.boughtInAllowlist(alice), 5, "bought");
+    }
+
     function test_allowlistRejectsWrongAllowance() public {
         vm.warp(allowlistStart);
         bytes32[] memory proof = proofOf[alice];

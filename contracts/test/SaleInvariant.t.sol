@@ -110,12 +110,13 @@ contract SaleHandler {
         external
     {
         uint256 n = buyers.length;
-        address b = buyers[buyerSeed % n];
+        uint256 start = buyerSeed % n;
+        address b = buyers[start];
         uint256 quantity = 1 + quantitySeed % 7;
         if ((quantitySeed >> 8) % 4 != 0) {
             // Mostly stay within wallet caps (so the sale sells out), sometimes test them.
             for (uint256 k = 1; k < n && ghostBought[b] >= walletCap; ++k) {
-                b = buyers[(buyerSeed + k) % n];
+                b = buyers[(start + k) % n];
             }
             uint256 room = walletCap - ghostBought[b];
             if (room > 0 && quantity > room) quantity = room;

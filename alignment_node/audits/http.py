@@ -1,0 +1,393 @@
+"""A bounded HTTP/1.1 JSON-RPC client for audits: every call becomes an Observation, never an exception.
+
+An audit must be able to show what it asked and what came back, and a target must not be able to stall or
+exhaust the auditor. So, unlike ``chain.rpc.RpcClient`` (which fails over and raises), this client:
+
+- bounds each call by a total deadline (connect + send + the whole answer): a server that trickles one
+  byte a second is cut off at the deadline, not after the last byte;
+- caps the body at ``max_response_bytes``; beyond it, it stops reading and reports ``oversized`` with the
+  number of bytes read and the SHA-256 of what it read (the body is hashed as it arrives);
+- holds few large buffers at once: a body may only grow past ``SMALL_BODY_BYTES`` while it holds one of
+  ``large_slots`` slots, so memory stays bounded however many targets answer with megabytes together;
+- limits open connections with a semaphore shared by every audit of the client (one slot per session);
+- records each call as an Observation dict (integers only, so it fits in canonical JSON)::
+
+    {"method", "params", "started_ms", "elapsed_ms", "status", "size", "sha256", "result" | "error", ...}
+
+  ``started_ms`` is relative to the client's ``origin`` (the start of the epoch's audit); ``status`` is one of
+  STATUSES. ``result`` is what the call's ``extract`` function kept of the JSON-RPC result (a few fields of
+  a block, a number); without ``extract`` a small result is kept verbatim, a larger one only as its
+  ``result_sha256`` and ``result_size``.
+
+A session (``async with client.session(url) as s``) is one keep-alive connection to one target, opened
+lazily and reopened when the server closed it; ``await s.call(method, params, extract, deadline_at)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+import time
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+__all__ = [
+    "AuditHttpClient",
+    "Session",
+    "STATUSES",
+    "TRANSIENT",
+    "GARBAGE",
+    "classify_body",
+    "read_response",
+    "ResponseError",
+]
+
+STATUSES = ("ok", "rpc_error", "timeout", "refused", "reset", "oversized", "malformed", "bad_utf8", "http_error")
+TRANSIENT = frozenset({"timeout", "refused", "reset", "http_error", "rpc_error"})  # worth one retry
+GARBAGE = frozenset({"malformed", "bad_utf8", "oversized"})  # no correct node sends these: never retried
+
+DEFAULT_MAX_RESPONSE = 1 << 20
+SMALL_BODY_BYTES = 32 * 1024
+HEADER_LIMIT = 16 * 1024  # the stream reader's buffer limit and the largest header block accepted
+KEPT_RESULT_BYTES = 256  # a result without an extract function is kept verbatim up to this size
+ERROR_TEXT_CHARS = 200
+
+Extract = Callable[[Any], Any]
+
+
+class ResponseError(Exception):
+    """A response that is not a usable HTTP answer; ``status`` is its Observation status."""
+
+    def __init__(self, status: str, error: str, size: int = 0, sha256: str | None = None):
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.size = size
+        self.sha256 = sha256
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= ERROR_TEXT_CHARS else text[:ERROR_TEXT_CHARS] + "..."
+
+
+class _Body:
+    """A response body read so far: hashed as it arrives, buffered only up to the cap."""
+
+    __slots__ = ("cap", "data", "digest", "size", "keep")
+
+    def __init__(self, cap: int):
+        self.cap = cap
+        self.data = bytearray()
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.keep = True
+
+    def add(self, piece: bytes) -> None:
+        self.digest.update(piece)
+        self.size += len(piece)
+        if self.keep:
+            if self.size > self.cap:
+                raise self.oversized(f"response body larger than {self.cap} bytes (stopped after {self.size})")
+            self.data += piece
+
+    def oversized(self, error: str) -> ResponseError:
+        return ResponseError("oversized", error, self.size, self.digest.hexdigest())
+
+    def malformed(self, error: str) -> ResponseError:
+        return ResponseError("malformed", error, self.size, self.digest.hexdigest())
+
+
+async def read_response(reader: asyncio.StreamReader, max_bytes: int = DEFAULT_MAX_RESPONSE,
+                        large: asyncio.Semaphore | None = None) -> tuple[int, bool, bytes]:
+    """Read one HTTP/1.x response: (HTTP status, keep-alive, body). Raises ResponseError (status ``reset`` if
+    the connection closed before any byte, else ``malformed``/``oversized``); bodies larger than
+    SMALL_BODY_BYTES are only buffered while holding a ``large`` slot."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial:
+            raise ResponseError("reset", "connection closed before a response") from None
+        raise ResponseError("malformed", f"connection closed inside the HTTP header ({len(exc.partial)} bytes)",
+                            len(exc.partial), hashlib.sha256(exc.partial).hexdigest()) from None
+    except (asyncio.LimitOverrunError, ValueError):
+        raise ResponseError("malformed", f"HTTP header larger than {HEADER_LIMIT} bytes") from None
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(None, 2)
+    if len(parts) < 2 or parts[0] not in (b"HTTP/1.1", b"HTTP/1.0") or not (len(parts[1]) == 3 and parts[1].isdigit()):
+        raise ResponseError("malformed", f"malformed HTTP status line {bytes(lines[0][:60])!r}",
+                            len(head), hashlib.sha256(head).hexdigest())
+    status = int(parts[1])
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.decode("latin-1").partition(":")
+        if not sep or not name.strip():
+            raise ResponseError("malformed", f"malformed HTTP header line {bytes(line[:60])!r}",
+                                len(head), hashlib.sha256(head).hexdigest())
+        headers[name.strip().lower()] = value.strip()
+    keep_alive = parts[0] == b"HTTP/1.1" and "close" not in headers.get("connection", "").lower()
+    body = _Body(max_bytes)
+    holding_large = False
+    try:
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            while True:
+                size_line = await reader.readuntil(b"\r\n")
+                try:
+                    n = int(size_line.split(b";")[0].strip(), 16)
+                except ValueError:
+                    raise body.malformed(f"malformed chunk size {bytes(size_line[:40])!r}") from None
+                if n < 0:
+                    raise body.malformed("negative chunk size")
+                if n == 0:
+                    while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                        pass
+                    break
+                while n:
+                    if not holding_large and body.size + n > SMALL_BODY_BYTES and large is not None:
+                        await large.acquire()
+                        holding_large = True
+                    piece = await reader.read(min(n, 65536))
+                    if not piece:
+                        raise body.malformed("connection closed inside a chunk")
+                    body.add(piece)
+                    n -= len(piece)
+                if await reader.readexactly(2) != b"\r\n":
+                    raise body.malformed("chunk not followed by CRLF")
+        elif "content-length" in headers:
+            text = headers["content-length"]
+            if not text.isdigit() or len(text) > 18:
+                raise body.malformed(f"malformed Content-Length {text[:40]!r}")
+            remaining = int(text)
+            if remaining > max_bytes:  # hash (without keeping) what fits under the cap, as evidence
+                body.keep = False
+                while body.size <= max_bytes:
+                    piece = await reader.read(65536)
+                    if not piece:
+                        break
+                    body.add(piece)
+                raise body.oversized(f"Content-Length {remaining} is larger than {max_bytes} bytes (read {body.size})")
+            if remaining > SMALL_BODY_BYTES and large is not None:
+                await large.acquire()
+                holding_large = True
+            while remaining:
+                piece = await reader.read(min(remaining, 65536))
+                if not piece:
+                    raise body.malformed(f"connection closed {remaining} bytes before the end of the body")
+                body.add(piece)
+                remaining -= len(piece)
+        else:  # no length: the body runs to the end of the connection
+            keep_alive = False
+            while True:
+                if not holding_large and body.size >= SMALL_BODY_BYTES and large is not None:
+                    await large.acquire()
+                    holding_large = True
+                piece = await reader.read(65536)
+                if not piece:
+                    break
+                body.add(piece)
+        return status, keep_alive, bytes(body.data)
+    except asyncio.IncompleteReadError:
+        raise body.malformed("connection closed inside the body") from None
+    except (asyncio.LimitOverrunError, ValueError):
+        raise body.malformed(f"chunk header line longer than {HEADER_LIMIT} bytes") from None
+    finally:
+        if holding_large:
+            large.release()
+
+
+def classify_body(http_status: int, body: bytes, req_id: int, extract: Extract | None = None) -> dict[str, Any]:
+    """The Observation fields a response body supports: status, size, sha256 and result or error. Pure; never
+    raises. ``extract`` maps the JSON-RPC result to what the audit keeps and raises ValueError/TypeError if the
+    result has the wrong shape (then the status is ``malformed``)."""
+    obs: dict[str, Any] = {"size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+    if http_status != 200:
+        obs["http_status"] = http_status
+    try:
+        msg = json.loads(body)
+    except UnicodeDecodeError as exc:
+        obs.update(status="bad_utf8", error=_short(f"response is not UTF-8: {exc.reason} at byte {exc.start}"))
+        return obs
+    except (ValueError, RecursionError) as exc:
+        if http_status != 200:
+            obs.update(status="http_error", error=f"HTTP {http_status}")
+        else:
+            obs.update(status="malformed", error=_short(f"not JSON: {exc}"))
+        return obs
+    if not isinstance(msg, dict):
+        obs.update(status="http_error" if http_status != 200 else "malformed",
+                   error=f"HTTP {http_status}" if http_status != 200 else "response is not a JSON-RPC object")
+        return obs
+    if msg.get("error") is not None:
+        err = msg["error"]
+        if not isinstance(err, dict) or type(err.get("code")) is not int:
+            obs.update(status="malformed", error="malformed JSON-RPC error object")
+            return obs
+        message = err.get("message")
+        obs.update(status="rpc_error", error=_short(f"{err['code']}: {message if isinstance(message, str) else ''}"))
+        return obs
+    if http_status != 200:
+        obs.update(status="http_error", error=f"HTTP {http_status}")
+        return obs
+    if msg.get("id") != req_id or type(msg.get("id")) is not int:
+        obs.update(status="malformed", error=_short(f"response id {str(msg.get('id'))[:40]!r} is not request id {req_id}"))
+        return obs
+    if "result" not in msg:
+        obs.update(status="malformed", error="JSON-RPC response has neither result nor error")
+        return obs
+    result = msg["result"]
+    if extract is None:
+        if result is None or (isinstance(result, (str, int)) and len(str(result)) <= KEPT_RESULT_BYTES):
+            obs.update(status="ok", result=result)
+        else:  # objects, floats (canonical JSON has none) and long values are kept as their hash and size
+            raw = json.dumps(result, sort_keys=True, separators=(",", ":")).encode()
+            obs.update(status="ok", result_sha256=hashlib.sha256(raw).hexdigest(), result_size=len(raw))
+        return obs
+    try:
+        kept = extract(result)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        obs.update(status="malformed", error=_short(f"bad result: {exc}"))
+        return obs
+    obs.update(status="ok", result=kept)
+    return obs
+
+
+class _Endpoint:
+    __slots__ = ("host", "port", "target", "host_header", "error")
+
+    def __init__(self, url: str):
+        self.error = None
+        self.host = ""
+        self.port = 0
+        self.target = "/"
+        self.host_header = ""
+        try:
+            parts = urlsplit(url)
+            if parts.scheme != "http" or not parts.hostname or parts.username or parts.password:
+                raise ValueError("an audit endpoint is http://host[:port][/path] (no https, no userinfo)")
+            self.host = parts.hostname
+            self.port = parts.port or 80
+        except ValueError as exc:
+            self.error = f"bad endpoint URL: {exc}"
+            return
+        self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        host_header = f"[{self.host}]" if ":" in self.host else self.host
+        self.host_header = host_header + (f":{parts.port}" if parts.port else "")
+
+
+class AuditHttpClient:
+    """Shared limits of every audit call in one epoch: deadline, size cap, connections, large buffers."""
+
+    def __init__(self, *, request_deadline_s: float = 2.0, max_response_bytes: int = DEFAULT_MAX_RESPONSE,
+                 max_connections: int = 128, large_slots: int = 8, origin: float | None = None):
+        if request_deadline_s <= 0 or max_response_bytes <= 0 or max_connections <= 0 or large_slots <= 0:
+            raise ValueError("deadline, size cap, connection limit and large slots must be positive")
+        self.request_deadline_s = request_deadline_s
+        self.max_response_bytes = max_response_bytes
+        self.connections = asyncio.Semaphore(max_connections)
+        self.large = asyncio.Semaphore(large_slots)
+        self.origin = time.monotonic() if origin is None else origin
+
+    def session(self, url: str) -> Session:
+        return Session(self, url)
+
+
+class Session:
+    """One keep-alive connection to one target; holds a connection slot while open (``async with``)."""
+
+    def __init__(self, client: AuditHttpClient, url: str):
+        self.client = client
+        self.endpoint = _Endpoint(url)
+        self._ids = itertools.count(1)
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def __aenter__(self) -> Session:
+        await self.client.connections.acquire()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._close()
+        self.client.connections.release()
+
+    def _close(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.transport.abort()  # do not wait for a misbehaving peer to acknowledge a close
+            except Exception:
+                pass
+        self._reader = self._writer = None
+
+    async def call(self, method: str, params: list | None = None, extract: Extract | None = None,
+                   deadline_at: float | None = None) -> dict[str, Any]:
+        """One JSON-RPC call as an Observation; bounded by the request deadline and by ``deadline_at``
+        (a ``time.monotonic()`` instant, e.g. the end of the audit's time budget)."""
+        params = [] if params is None else params
+        client = self.client
+        start = time.monotonic()
+        obs: dict[str, Any] = {"method": method, "params": params, "started_ms": _ms(start - client.origin)}
+        timeout = client.request_deadline_s
+        if deadline_at is not None:
+            timeout = min(timeout, deadline_at - start)
+        if self.endpoint.error:
+            obs.update(elapsed_ms=0, status="refused", error=self.endpoint.error)
+            return obs
+        if timeout <= 0:
+            obs.update(elapsed_ms=0, status="timeout", error="the audit's time budget was spent before this call")
+            return obs
+        req_id = next(self._ids)
+        body = json.dumps({"jsonrpc": "2.0", "id": req_id, "method": method, "params": params},
+                          separators=(",", ":")).encode()
+        ep = self.endpoint
+        request = (f"POST {ep.target} HTTP/1.1\r\nHost: {ep.host_header}\r\nContent-Type: application/json\r\n"
+                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        keep = False
+        try:
+            async with asyncio.timeout(timeout):
+                http_status, keep, payload = await self._exchange(request)
+            obs.update(classify_body(http_status, payload, req_id, extract))
+        except TimeoutError:
+            obs.update(status="timeout", error=f"no complete answer within {_ms(timeout)} ms")
+        except ResponseError as exc:
+            obs.update(status=exc.status, error=_short(exc.error))
+            if exc.size or exc.sha256:
+                obs["size"] = exc.size
+            if exc.sha256:
+                obs["sha256"] = exc.sha256
+        except ConnectionRefusedError as exc:
+            obs.update(status="refused", error=_short(f"connection refused: {exc.strerror or exc}"))
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            obs.update(status="reset", error=_short(f"connection lost: {type(exc).__name__}"))
+        except OSError as exc:  # unreachable network, DNS failure, ...
+            obs.update(status="refused", error=_short(f"cannot connect: {exc.strerror or exc}"))
+        finally:
+            if not keep:
+                self._close()
+        obs["elapsed_ms"] = _ms(time.monotonic() - start)
+        return obs
+
+    async def _exchange(self, request: bytes) -> tuple[int, bool, bytes]:
+        if self._writer is not None:  # a kept-alive connection: the server may have closed it meanwhile
+            try:
+                return await self._roundtrip(request)
+            except ResponseError as exc:
+                if exc.status != "reset":
+                    raise
+            except ConnectionError:
+                pass
+            self._close()
+        ep = self.endpoint
+        self._reader, self._writer = await asyncio.open_connection(ep.host, ep.port, limit=HEADER_LIMIT)
+        return await self._roundtrip(request)
+
+    async def _roundtrip(self, request: bytes) -> tuple[int, bool, bytes]:
+        assert self._reader is not None and self._writer is not None
+        self._writer.write(request)
+        await self._writer.drain()
+        return await read_response(self._reader, self.client.max_response_bytes, self.client.large)
