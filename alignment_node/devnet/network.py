@@ -36,7 +36,29 @@ from .deploy import deploy_async
 from .params import default_params
 
 ETHER = 10**18
-SCENARIOS = ("presence",)
+@dataclass(frozen=True)
+class Scenario:
+    epochs: int
+    plan: dict
+    crash_operator: int | None = None  # index of the operator whose node is SIGKILLed and restarted
+    description: str = ""
+
+
+SCENARIOS = {
+    "presence": Scenario(3, {}, description="nodes heartbeat and earn; no targets"),
+    "evm-faults": Scenario(
+        6, {"targets": ("honest",) * 8 + ("down", "slow", "lagging", "halted", "forked", "wrong-chain", "garbage"),
+            "trap_mode": "down"},
+        description="8 honest EVM targets, one of each fault, a sealed trap; every fault must be flagged"),
+    "lazy-auditor": Scenario(
+        4, {"commissions_bps": (500, 1000, 1000, 2500), "owners": 4, "licenses_per_owner": 3,
+            "targets": ("honest",) * 3 + ("down", "forked", "wrong-chain"), "trap_mode": "garbage",
+            "lazy_operators": (0,), "committee_size": 16},
+        description="one operator votes OK on everything without auditing; traps and disagreement cost it"),
+    "crash": Scenario(
+        8, {"targets": ("honest",) * 4 + ("down", "lagging")}, crash_operator=1,
+        description="one node is SIGKILLed at random points and restarted; no reveal lost, no tx sent twice"),
+}
 
 
 @dataclass
@@ -60,6 +82,7 @@ class Plan:
     reveal_trap_after_epochs: int = 0  # the keeper reveals the trap this many epochs after the nodes start
     lazy_operators: tuple[int, ...] = ()  # indices of operators whose node votes OK without auditing
     audit_deadline_s: float = 2.0
+    committee_size: int = 5
 
 
 FAULTY_MODES = ("down", "slow", "lagging", "halted", "forked", "wrong-chain", "garbage")
@@ -143,6 +166,7 @@ class Devnet:
         params["sale"]["publicStart"] = "+0"
         params["protocol"]["epochLength"] = p.epoch_length
         params["protocol"]["revealBlocks"] = p.reveal_blocks
+        params["protocol"]["committeeSize"] = p.committee_size
         params["rewards"]["emissionPerEpoch"] = str(p.emission_per_epoch) + " wei"
         self.manifest = await deploy_async(url, deployer, params, out=self.workdir / "deployment.json")
         self.log(f"deployed at block {self.manifest['deployBlock']} on {url}")
@@ -471,8 +495,9 @@ class Devnet:
 def add_devnet_args(sub: argparse._SubParsersAction) -> None:
     up = sub.add_parser("up", help="start anvil, deploy, sell, delegate, fund, run the nodes; live view until Ctrl-C")
     sc = sub.add_parser("scenario", help="run a scenario headless for some epochs and print a JSON report")
-    sc.add_argument("name", choices=SCENARIOS, help="which scenario")
-    sc.add_argument("--epochs", type=int, default=3, help="completed epochs to run (default 3)")
+    sc.add_argument("name", choices=sorted(SCENARIOS),
+                    help="; ".join(f"{k}: {v.description}" for k, v in SCENARIOS.items()))
+    sc.add_argument("--epochs", type=int, default=None, help="completed epochs to run (default: the scenario's)")
     sc.add_argument("--json", action="store_true", help="print the report as JSON (the default output)")
     for p in (up, sc):
         p.add_argument("--workdir", help="directory for keys, configs and node data (default: a temporary one)")
@@ -505,7 +530,9 @@ def _stderr(msg: str) -> None:
 
 
 def scenario(args) -> int:
-    if args.epochs < 1:
+    spec = SCENARIOS[args.name]
+    epochs_n = args.epochs if args.epochs is not None else spec.epochs
+    if epochs_n < 1:
         _stderr("error: --epochs must be at least 1")
         return 1
     try:
@@ -513,27 +540,45 @@ def scenario(args) -> int:
     except ValueError as exc:
         _stderr(f"error: {exc}")
         return 1
+    for key, value in spec.plan.items():
+        setattr(plan, key, value)
     workdir, remove = _workdir(args)
     net = Devnet(plan, workdir, log=_stderr)
     t0 = time.monotonic()
 
     async def run() -> dict:
+        import random
+
         await net.setup()
         setup_s = time.monotonic() - t0
         net.start_nodes()
         async with RpcClient(net.anvil.url) as rpc:
             c = manifest_contracts(rpc, net.manifest)
             protocol, vault = c["AuditProtocol"], c["RewardVault"]
-            first = await protocol.call("currentEpoch") + 1  # the epoch the nodes were started in is partial
-            epochs = list(range(first, first + args.epochs))
+            nodes_epoch = await protocol.call("currentEpoch")
+            first = nodes_epoch + 1  # the epoch the nodes were started in is partial
+            epochs = list(range(first, first + epochs_n))
             first_credit_s = None
+            trap_revealed = False
+            victim = net.operators[spec.crash_operator] if spec.crash_operator is not None else None
+            next_kill = time.monotonic() + random.uniform(1.5, 4.0)
 
-            async def watch_credit():
-                nonlocal first_credit_s
+            async def tick():
+                nonlocal first_credit_s, trap_revealed, next_kill
                 if first_credit_s is None and await vault.events("Credited", int(net.manifest["deployBlock"])):
                     first_credit_s = time.monotonic() - t0
+                now_epoch = await protocol.call("currentEpoch")
+                if not trap_revealed and now_epoch >= nodes_epoch + plan.reveal_trap_after_epochs:
+                    await net.reveal_trap()
+                    trap_revealed = True
+                if victim is not None and now_epoch <= epochs[-1] and time.monotonic() >= next_kill:
+                    net.kill_node(victim)
+                    await asyncio.sleep(random.uniform(0.1, 0.6))
+                    net.start_node(victim)
+                    next_kill = time.monotonic() + random.uniform(2.0, 6.0)
 
-            await net.wait_for_epoch(rpc, protocol, epochs[-1] + 1, tick=watch_credit)
+            # Two more epochs: the last one's reveals and settlement happen in the next.
+            await net.wait_for_epoch(rpc, protocol, epochs[-1] + 2, tick=tick)
             net.sample_rss()
             net.stop_nodes()
             # Book every ended epoch's credit (it is otherwise booked lazily) so events show all of it.
@@ -543,6 +588,8 @@ def scenario(args) -> int:
         report["timing"] = {"setup_seconds": round(setup_s, 2),
                             "first_credit_seconds": round(first_credit_s, 2) if first_credit_s else None,
                             "total_seconds": round(time.monotonic() - t0, 2)}
+        flagged = sorted(t["seconds_to_flag"] for t in report["targets"] if t["seconds_to_flag"] is not None)
+        report["timing"]["median_seconds_to_flag"] = flagged[len(flagged) // 2] if flagged else None
         return report
 
     try:
@@ -554,8 +601,8 @@ def scenario(args) -> int:
         net.stop()
         if remove:
             shutil.rmtree(workdir, ignore_errors=True)
-    report["leftover_processes"] = [op.process.pid for op in net.operators
-                                    if op.process and op.process.poll() is None]
+    report["leftover_processes"] = [p.process.pid for p in [*net.operators, *net.targets]
+                                    if p.process and p.process.poll() is None]
     print(json.dumps(report, sort_keys=True))
     return 0
 
