@@ -73,10 +73,11 @@ def main() -> int:
                 took = time.perf_counter() - started
                 verdicts = Counter(r.verdict_name for r in results.values())
                 print(f"epoch {epoch}: {len(results)} audits in {took:.2f} s = {len(results) / took:.0f} audits/s;"
-                      f" verdicts {dict(verdicts)}")
+                      f" verdicts {dict(verdicts)}; peak RSS so far {status_kb('VmHWM') / 1024:.1f} MB")
+                del results  # the node stores each epoch's bundles and lets them go
                 time.sleep(1.0)
-            print(f"auditor RSS: {rss_before / 1024:.1f} MB before the epochs, peak (VmHWM)"
-                  f" {status_kb('VmHWM') / 1024:.1f} MB")
+            print(f"auditor RSS: {rss_before / 1024:.1f} MB before the epochs (interpreter, imports, proxies'"
+                  f" handles), peak (VmHWM) {status_kb('VmHWM') / 1024:.1f} MB")
         finally:
             for proxy in proxies:
                 proxy.stop()

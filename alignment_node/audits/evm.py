@@ -343,6 +343,17 @@ _FIRST_ROUND = (
 )
 
 
+async def _each(items: list, work, workers: int) -> None:
+    """``await work(item)`` for every item, at most ``workers`` at a time (a few tasks, not one per item)."""
+    pending = iter(items)
+
+    async def worker() -> None:
+        for item in pending:
+            await work(item)
+
+    await asyncio.gather(*(worker() for _ in range(min(workers, len(items)))))
+
+
 class _Probe:
     """What one epoch observed of one target."""
 
@@ -362,9 +373,9 @@ class EvmAuditor:
     kind = KIND_EVM_RPC
 
     def __init__(self, policy: EvmPolicy | None = None, **overrides: int):
-        self.policy = policy if policy is not None else EvmPolicy(**overrides)
         if policy is not None and overrides:
             raise ValueError("give a policy or keyword overrides, not both")
+        self.policy = policy if policy is not None else EvmPolicy(**overrides)
         # target id -> (endpoint, epoch, wall-clock ms, head) of the earliest reading of its current head
         self._since: dict[int, tuple[str, int, int, int]] = {}
 
@@ -394,7 +405,8 @@ class EvmAuditor:
             for t in pool:
                 probes.setdefault(t.id, _Probe(t))
 
-        await asyncio.gather(*(self._first_round(p, client, first_end) for p in probes.values()))
+        workers = pol.max_connections
+        await _each(list(probes.values()), lambda p: self._first_round(p, client, first_end), workers)
 
         members: dict[bytes, list[_Probe]] = {}
         for p in probes.values():
@@ -408,8 +420,10 @@ class EvmAuditor:
         pause = t0 + pol.head_interval_ms / 1000 - time.monotonic()
         if pause > 0:
             await asyncio.sleep(pause)
-        await asyncio.gather(*(self._second_round(p, client, heights[p.target.identity], p.target.id in assigned_ids,
-                                                  end) for group in members.values() for p in group))
+        common_params = {identity: [hex(h), False] for identity, h in heights.items()}
+        await _each([p for group in members.values() for p in group],
+                    lambda p: self._second_round(p, client, common_params[p.target.identity],
+                                                 p.target.id in assigned_ids, end), workers)
 
         for group in members.values():
             group.sort(key=lambda p: p.target.id)
@@ -418,6 +432,8 @@ class EvmAuditor:
                 p.record = {"id": p.target.id, "head": p.values["head"],
                             "common_hash": common["hash"] if isinstance(common, dict) else None}
 
+        # Bundles share their policy, peer records and call parameters (read-only by convention): 1,000 bundles
+        # then cost a few MB, not tens.
         judged_policy = pol.judged(int(deadline_s * 1000))
         results: dict[int, AuditResult] = {}
         for t in assigned:
@@ -478,14 +494,14 @@ class EvmAuditor:
         genesis = probe.values["genesis"]
         probe.good = (probe.values["chain_id"] == chain_id and genesis is not None and genesis["hash"] == genesis_hash)
 
-    async def _second_round(self, probe: _Probe, client: AuditHttpClient, height: int, assigned: bool,
+    async def _second_round(self, probe: _Probe, client: AuditHttpClient, common_params: list, assigned: bool,
                             deadline_at: float) -> None:
         async with client.session(probe.target.endpoint) as s:
             if assigned and not await self._call(s, probe, "head2", "eth_blockNumber", [], parse_quantity,
                                                  deadline_at):
                 return
-            await self._call(s, probe, "common", "eth_getBlockByNumber", [hex(height), False],
-                             parse_block_or_none, deadline_at)
+            await self._call(s, probe, "common", "eth_getBlockByNumber", common_params, parse_block_or_none,
+                             deadline_at)
 
     def _sample_peers(self, epoch: int, target: Target, group: list[_Probe]) -> list[dict[str, Any]]:
         """At most peer_sample good members of the target's chain other than itself (deterministic)."""

@@ -12,15 +12,16 @@ exhaust the auditor. So, unlike ``chain.rpc.RpcClient`` (which fails over and ra
 - limits open connections with a semaphore shared by every audit of the client (one slot per session);
 - records each call as an Observation dict (integers only, so it fits in canonical JSON)::
 
-    {"method", "params", "started_ms", "elapsed_ms", "status", "size", "sha256", "result" | "error", ...}
+    {"method", "params", "started_ms", "elapsed_ms", "status", "size", "result" | ("error", "sha256"), ...}
 
   ``started_ms`` is relative to the client's ``origin`` (the start of the epoch's audit); ``status`` is one of
   STATUSES. ``result`` is what the call's ``extract`` function kept of the JSON-RPC result (a few fields of
   a block, a number); without ``extract`` a small result is kept verbatim, a larger one only as its
   ``result_sha256`` and ``result_size``.
 
-A session (``async with client.session(url) as s``) is one keep-alive connection to one target, opened
-lazily and reopened when the server closed it; ``await s.call(method, params, extract, deadline_at)``.
+A session (``async with client.session(url) as s``) is one keep-alive connection (http, or https with the
+system's CA store) to one target, opened lazily and reopened when the server closed it;
+``await s.call(method, params, extract, deadline_at)``. A bad URL is recorded as ``refused``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ import itertools
 import json
 import time
 from typing import Any, Callable
-from urllib.parse import urlsplit
+
+from ..chain.rpc import _Endpoint as Endpoint  # URL parsing shared with the node's own RPC client
 
 __all__ = [
     "AuditHttpClient",
@@ -203,82 +205,54 @@ async def read_response(reader: asyncio.StreamReader, max_bytes: int = DEFAULT_M
 
 
 def classify_body(http_status: int, body: bytes, req_id: int, extract: Extract | None = None) -> dict[str, Any]:
-    """The Observation fields a response body supports: status, size, sha256 and result or error. Pure; never
-    raises. ``extract`` maps the JSON-RPC result to what the audit keeps and raises ValueError/TypeError if the
-    result has the wrong shape (then the status is ``malformed``)."""
-    obs: dict[str, Any] = {"size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
-    if http_status != 200:
-        obs["http_status"] = http_status
-    try:
-        msg = json.loads(body)
-    except UnicodeDecodeError as exc:
-        obs.update(status="bad_utf8", error=_short(f"response is not UTF-8: {exc.reason} at byte {exc.start}"))
-        return obs
-    except (ValueError, RecursionError) as exc:
+    """The Observation fields a response body supports: status, size, and the kept result or the error with
+    the body's SHA-256 (the evidence of a bad answer). Pure; never raises. ``extract`` maps the JSON-RPC result to
+    what the audit keeps and raises ValueError/TypeError if the result has the wrong shape (status ``malformed``)."""
+    obs = _classify(http_status, body, req_id, extract)
+    obs["size"] = len(body)
+    if obs["status"] != "ok":
+        obs["sha256"] = hashlib.sha256(body).hexdigest()
         if http_status != 200:
-            obs.update(status="http_error", error=f"HTTP {http_status}")
-        else:
-            obs.update(status="malformed", error=_short(f"not JSON: {exc}"))
-        return obs
-    if not isinstance(msg, dict):
-        obs.update(status="http_error" if http_status != 200 else "malformed",
-                   error=f"HTTP {http_status}" if http_status != 200 else "response is not a JSON-RPC object")
-        return obs
-    if msg.get("error") is not None:
-        err = msg["error"]
-        if not isinstance(err, dict) or type(err.get("code")) is not int:
-            obs.update(status="malformed", error="malformed JSON-RPC error object")
-            return obs
-        message = err.get("message")
-        obs.update(status="rpc_error", error=_short(f"{err['code']}: {message if isinstance(message, str) else ''}"))
-        return obs
-    if http_status != 200:
-        obs.update(status="http_error", error=f"HTTP {http_status}")
-        return obs
-    if msg.get("id") != req_id or type(msg.get("id")) is not int:
-        obs.update(status="malformed", error=_short(f"response id {str(msg.get('id'))[:40]!r} is not request id {req_id}"))
-        return obs
-    if "result" not in msg:
-        obs.update(status="malformed", error="JSON-RPC response has neither result nor error")
-        return obs
-    result = msg["result"]
-    if extract is None:
-        if result is None or (isinstance(result, (str, int)) and len(str(result)) <= KEPT_RESULT_BYTES):
-            obs.update(status="ok", result=result)
-        else:  # objects, floats (canonical JSON has none) and long values are kept as their hash and size
-            raw = json.dumps(result, sort_keys=True, separators=(",", ":")).encode()
-            obs.update(status="ok", result_sha256=hashlib.sha256(raw).hexdigest(), result_size=len(raw))
-        return obs
-    try:
-        kept = extract(result)
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        obs.update(status="malformed", error=_short(f"bad result: {exc}"))
-        return obs
-    obs.update(status="ok", result=kept)
+            obs["http_status"] = http_status
     return obs
 
 
-class _Endpoint:
-    __slots__ = ("host", "port", "target", "host_header", "error")
-
-    def __init__(self, url: str):
-        self.error = None
-        self.host = ""
-        self.port = 0
-        self.target = "/"
-        self.host_header = ""
-        try:
-            parts = urlsplit(url)
-            if parts.scheme != "http" or not parts.hostname or parts.username or parts.password:
-                raise ValueError("an audit endpoint is http://host[:port][/path] (no https, no userinfo)")
-            self.host = parts.hostname
-            self.port = parts.port or 80
-        except ValueError as exc:
-            self.error = f"bad endpoint URL: {exc}"
-            return
-        self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        host_header = f"[{self.host}]" if ":" in self.host else self.host
-        self.host_header = host_header + (f":{parts.port}" if parts.port else "")
+def _classify(http_status: int, body: bytes, req_id: int, extract: Extract | None) -> dict[str, Any]:
+    try:
+        msg = json.loads(body)
+    except UnicodeDecodeError as exc:
+        return {"status": "bad_utf8", "error": _short(f"response is not UTF-8: {exc.reason} at byte {exc.start}")}
+    except (ValueError, RecursionError) as exc:
+        if http_status != 200:
+            return {"status": "http_error", "error": f"HTTP {http_status}"}
+        return {"status": "malformed", "error": _short(f"not JSON: {exc}")}
+    if not isinstance(msg, dict):
+        if http_status != 200:
+            return {"status": "http_error", "error": f"HTTP {http_status}"}
+        return {"status": "malformed", "error": "response is not a JSON-RPC object"}
+    if msg.get("error") is not None:
+        err = msg["error"]
+        if not isinstance(err, dict) or type(err.get("code")) is not int:
+            return {"status": "malformed", "error": "malformed JSON-RPC error object"}
+        message = err.get("message")
+        return {"status": "rpc_error", "error": _short(f"{err['code']}: {message if isinstance(message, str) else ''}")}
+    if http_status != 200:
+        return {"status": "http_error", "error": f"HTTP {http_status}"}
+    if msg.get("id") != req_id or type(msg.get("id")) is not int:
+        return {"status": "malformed", "error": _short(f"response id {str(msg.get('id'))[:40]!r} is not request id {req_id}")}
+    if "result" not in msg:
+        return {"status": "malformed", "error": "JSON-RPC response has neither result nor error"}
+    result = msg["result"]
+    if extract is None:
+        if result is None or (isinstance(result, (str, int)) and len(str(result)) <= KEPT_RESULT_BYTES):
+            return {"status": "ok", "result": result}
+        # objects, floats (canonical JSON has none) and long values are kept as their hash and size
+        raw = json.dumps(result, sort_keys=True, separators=(",", ":")).encode()
+        return {"status": "ok", "result_sha256": hashlib.sha256(raw).hexdigest(), "result_size": len(raw)}
+    try:
+        return {"status": "ok", "result": extract(result)}
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        return {"status": "malformed", "error": _short(f"bad result: {exc}")}
 
 
 class AuditHttpClient:
@@ -293,6 +267,15 @@ class AuditHttpClient:
         self.connections = asyncio.Semaphore(max_connections)
         self.large = asyncio.Semaphore(large_slots)
         self.origin = time.monotonic() if origin is None else origin
+        self._ssl = None
+
+    def ssl_context(self):
+        """The TLS context for https targets, made on first use (the ssl module is not small)."""
+        if self._ssl is None:
+            import ssl
+
+            self._ssl = ssl.create_default_context()
+        return self._ssl
 
     def session(self, url: str) -> Session:
         return Session(self, url)
@@ -303,7 +286,12 @@ class Session:
 
     def __init__(self, client: AuditHttpClient, url: str):
         self.client = client
-        self.endpoint = _Endpoint(url)
+        self.endpoint: Endpoint | None = None
+        self.endpoint_error = ""
+        try:
+            self.endpoint = Endpoint.parse(url)
+        except ValueError as exc:
+            self.endpoint_error = _short(f"bad endpoint URL: {exc}")
         self._ids = itertools.count(1)
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -335,8 +323,9 @@ class Session:
         timeout = client.request_deadline_s
         if deadline_at is not None:
             timeout = min(timeout, deadline_at - start)
-        if self.endpoint.error:
-            obs.update(elapsed_ms=0, status="refused", error=self.endpoint.error)
+        ep = self.endpoint
+        if ep is None:
+            obs.update(elapsed_ms=0, status="refused", error=self.endpoint_error)
             return obs
         if timeout <= 0:
             obs.update(elapsed_ms=0, status="timeout", error="the audit's time budget was spent before this call")
@@ -344,7 +333,6 @@ class Session:
         req_id = next(self._ids)
         body = json.dumps({"jsonrpc": "2.0", "id": req_id, "method": method, "params": params},
                           separators=(",", ":")).encode()
-        ep = self.endpoint
         request = (f"POST {ep.target} HTTP/1.1\r\nHost: {ep.host_header}\r\nContent-Type: application/json\r\n"
                    f"Content-Length: {len(body)}\r\n\r\n").encode() + body
         keep = False
@@ -383,7 +371,10 @@ class Session:
                 pass
             self._close()
         ep = self.endpoint
-        self._reader, self._writer = await asyncio.open_connection(ep.host, ep.port, limit=HEADER_LIMIT)
+        assert ep is not None
+        tls = self.client.ssl_context() if ep.scheme == "https" else None
+        self._reader, self._writer = await asyncio.open_connection(
+            ep.host, ep.port, limit=HEADER_LIMIT, ssl=tls, server_hostname=ep.host if tls else None)
         return await self._roundtrip(request)
 
     async def _roundtrip(self, request: bytes) -> tuple[int, bool, bytes]:

@@ -30,6 +30,7 @@ COMMIT_BATCH = 100
 REVEAL_BATCH = 40
 MIN_BLOCKS_LEFT_TO_COMMIT = 3  # do not start an epoch's audits when fewer blocks remain
 SETTLE_LOOKBACK = 8  # epochs whose settlement and misses are still worth pursuing
+SETTLE_GRACE_BLOCKS = 6  # blocks a designated settler gets before the other revealers settle in its place
 REVEALED_MARKER = "0x" + "00" * 31 + "01"  # AuditProtocol.REVEALED: what a revealed commitment slot holds
 
 
@@ -244,14 +245,25 @@ class AuditService:
             _start, end = await protocol.call("revealWindow", e)
             if head < end:
                 continue
+            mine = {o["license"] for o in openings}
             targets = sorted({t for o in openings for t in o["targets"]})
+            # One node settles each target: the one holding its lowest revealing license. The others step in
+            # only if it has not happened SETTLE_GRACE_BLOCKS later (that node may be down).
+            late = head >= end + SETTLE_GRACE_BLOCKS
+            pending = False
             for t in targets:
                 *_, outcome = await protocol.call("tally", e, t)
-                if outcome == 0 and await self._send_quietly("settle", protocol.encode("settle", e, t), e,
-                                                             ("AlreadySettled",)):
+                if outcome != 0:
+                    continue
+                revealed, _ = await protocol.call("revealers", e, t)
+                if not late and (not revealed or min(revealed) not in mine):
+                    pending = True
+                    continue
+                if await self._send_quietly("settle", protocol.encode("settle", e, t), e, ("AlreadySettled",)):
                     self.node.metrics.settled.inc()
-            await self.report_misses(e, targets, {o["license"] for o in openings})
-            self.store.put(f"settled.{e}", True)
+                    await self.report_misses(e, [t], mine)
+            if late or not pending:
+                self.store.put(f"settled.{e}", True)
 
     async def report_misses(self, epoch: int, targets: list[int], mine: set[int]) -> None:
         """Report every license assigned one of ``targets`` in ``epoch`` that did not reveal it."""
@@ -284,11 +296,12 @@ class AuditService:
         """Send a transaction another node may have made pointless; an expected revert is not an error."""
         protocol = self.c["AuditProtocol"]
         try:
-            await self.node.sender.send(purpose, protocol.address, data, epoch=epoch)
+            await self.node.sender.send(purpose, protocol.address, data, epoch=epoch, expected_errors=expected)
             return True
         except ContractRevert as exc:
-            if exc.error_name in expected:
-                log.debug("%s not needed: %s", purpose, exc.error_name)
+            if exc.error_name in expected or exc.error_name is None:
+                # None: mined but reverted, i.e. another node's transaction in the same block got there first.
+                log.debug("%s not needed: %s", purpose, exc.error_name or "lost a same-block race")
                 return False
             raise
 

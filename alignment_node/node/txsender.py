@@ -49,7 +49,7 @@ class TxSender:
     # --------------------------------------------------------------------------------------- send
 
     async def send(self, purpose: str, to: str, data: bytes, *, epoch: int | None = None,
-                   meta: dict | None = None, gas: int | None = None) -> dict:
+                   meta: dict | None = None, gas: int | None = None, expected_errors: tuple[str, ...] = ()) -> dict:
         """Send one transaction and wait for it; returns the receipt. Raises ContractRevert (decoded),
         OutOfGasMoney, TransactionFailed."""
         async with self._lock:
@@ -66,6 +66,9 @@ class TxSender:
                     what=purpose,
                 )
             except ContractRevert as exc:
+                if exc.error_name in expected_errors:
+                    log.debug("%s not sent: %s", purpose, exc)
+                    raise
                 self._failed(purpose, exc.error_name or "revert")
                 log.error("%s would revert: %s", purpose, exc)
                 raise
