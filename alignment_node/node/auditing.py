@@ -30,6 +30,11 @@ COMMIT_BATCH = 100
 REVEAL_BATCH = 40
 MIN_BLOCKS_LEFT_TO_COMMIT = 3  # do not start an epoch's audits when fewer blocks remain
 SETTLE_LOOKBACK = 8  # epochs whose settlement and misses are still worth pursuing
+# Storage the gas estimate may see already written by another node's transaction of the same block (a
+# target's tally and evidence slots, a seed): allowed for per verdict / license so a race never runs out of gas.
+GAS_PER_VERDICT_UNSEEN = 45_000
+GAS_PER_LICENSE_UNSEEN = 5_000
+SETTLE_GAS_UNSEEN = 25_000
 SETTLE_GRACE_BLOCKS = 6  # blocks a designated settler gets before the other revealers settle in its place
 REVEALED_MARKER = "0x" + "00" * 31 + "01"  # AuditProtocol.REVEALED: what a revealed commitment slot holds
 
@@ -183,7 +188,8 @@ class AuditService:
             batch = pending[i:i + COMMIT_BATCH]
             entries = [(o["license"], bytes.fromhex(o["commitment"][2:])) for o in batch]
             await self.node.sender.send("commit", protocol.address, protocol.encode("commit", epoch, entries),
-                                        epoch=epoch, meta={"licenses": [o["license"] for o in batch]})
+                                        epoch=epoch, meta={"licenses": [o["license"] for o in batch]},
+                                        gas_extra=GAS_PER_LICENSE_UNSEEN * len(batch))
             self.store.set_opening_state(epoch, [o["license"] for o in batch], "committed")
             self.node.metrics.commits.inc(len(batch))
             log.info("epoch %d: committed %d licenses", epoch, len(batch))
@@ -220,8 +226,10 @@ class AuditService:
             reveals = [(o["license"], o["targets"], o["verdicts"], [bytes.fromhex(r[2:]) for r in o["roots"]],
                         bytes.fromhex(o["salt"][2:])) for o in batch]
             try:
+                verdicts = sum(len(o["targets"]) for o in batch)
                 await self.node.sender.send("reveal", protocol.address, protocol.encode("revealMany", epoch, reveals),
-                                            epoch=epoch, meta={"licenses": [o["license"] for o in batch]})
+                                            epoch=epoch, meta={"licenses": [o["license"] for o in batch]},
+                                            gas_extra=GAS_PER_VERDICT_UNSEEN * verdicts)
             except ContractRevert as exc:
                 reason = f"reveal reverted: {exc.error or exc}"
                 self.store.set_opening_state(epoch, [o["license"] for o in batch], "missed", reason)
@@ -292,11 +300,13 @@ class AuditService:
                     self.node.metrics.misses_reported.inc()
                     log.info("reported miss: license %d did not reveal target %d in epoch %d", lic, t, epoch)
 
-    async def _send_quietly(self, purpose: str, data: bytes, epoch: int, expected: tuple[str, ...]) -> bool:
+    async def _send_quietly(self, purpose: str, data: bytes, epoch: int, expected: tuple[str, ...],
+                            gas_extra: int = SETTLE_GAS_UNSEEN) -> bool:
         """Send a transaction another node may have made pointless; an expected revert is not an error."""
         protocol = self.c["AuditProtocol"]
         try:
-            await self.node.sender.send(purpose, protocol.address, data, epoch=epoch, expected_errors=expected)
+            await self.node.sender.send(purpose, protocol.address, data, epoch=epoch, expected_errors=expected,
+                                        gas_extra=gas_extra)
             return True
         except ContractRevert as exc:
             if exc.error_name in expected or exc.error_name is None:

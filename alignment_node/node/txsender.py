@@ -49,7 +49,8 @@ class TxSender:
     # --------------------------------------------------------------------------------------- send
 
     async def send(self, purpose: str, to: str, data: bytes, *, epoch: int | None = None,
-                   meta: dict | None = None, gas: int | None = None, expected_errors: tuple[str, ...] = ()) -> dict:
+                   meta: dict | None = None, gas: int | None = None, expected_errors: tuple[str, ...] = (),
+                   gas_extra: int = 0) -> dict:
         """Send one transaction and wait for it; returns the receipt. Raises ContractRevert (decoded),
         OutOfGasMoney, TransactionFailed."""
         async with self._lock:
@@ -62,7 +63,8 @@ class TxSender:
                 max_fee, tip = await self._fees()
                 signed = await build_transaction(
                     self.rpc, self.signer, to, data,
-                    TxOptions(nonce=nonce, gas=gas, max_fee_per_gas=max_fee, max_priority_fee_per_gas=tip),
+                    TxOptions(nonce=nonce, gas=gas, max_fee_per_gas=max_fee, max_priority_fee_per_gas=tip,
+                              gas_extra=gas_extra),
                     what=purpose,
                 )
             except ContractRevert as exc:
