@@ -422,7 +422,9 @@ class Devnet:
             committed[(ev["epoch"], ev["license"])] = committed.get((ev["epoch"], ev["license"]), 0) + 1
         revealed = {(ev["epoch"], ev["license"]) for ev in await protocol.events("Revealed", start, "latest")}
         last_closed = await protocol.call("currentEpoch") - 2  # reveal windows of older epochs are over
-        reverted = await self._reverted_txs(rpc, start)
+        first_block = await protocol.call("epochStartBlock", epochs[0])
+        last_block = await protocol.call("epochStartBlock", epochs[-1] + 1)
+        reverted, gas = await self._operator_txs(rpc, start, range(first_block, last_block))
         hb_per_epoch: dict[tuple[str, int], int] = {}
         for ev in await protocol.events("Heartbeat", start, "latest"):
             key = (ev["operator"].lower(), ev["epoch"])
@@ -460,6 +462,8 @@ class Devnet:
                 "missed_reveal_epochs": missed,
                 "duplicate_txs": dups,
                 "reverted_txs": reverted.get(op.address.lower(), 0),
+                "gas_used": gas.get(op.address.lower(), 0),
+                "gas_per_license_epoch": gas.get(op.address.lower(), 0) // max(1, len(op.licenses) * len(epochs)),
                 "rss_kb_max": op.rss_kb_max,
             })
         return {
@@ -473,10 +477,12 @@ class Devnet:
             "all_credited": all(not entry["missing_epochs"] for entry in licenses),
         }
 
-    async def _reverted_txs(self, rpc: RpcClient, start: int) -> dict[str, int]:
-        """Reverted transactions per operator address, from every block since deployment."""
+    async def _operator_txs(self, rpc: RpcClient, start: int, gas_blocks: range) -> tuple[dict, dict]:
+        """Per operator address: reverted transactions since deployment, and gas used in ``gas_blocks`` (the
+        scenario's epochs: each holds one heartbeat, commit, reveal of the epoch before, settlements)."""
         ops = {op.address.lower() for op in self.operators}
-        counts: dict[str, int] = {}
+        reverted: dict[str, int] = {}
+        gas: dict[str, int] = {}
         head = await rpc.block_number()
         for number in range(start, head + 1):
             block = await rpc.get_block(number, True)
@@ -485,8 +491,10 @@ class Devnet:
                 if sender in ops:
                     receipt = await rpc.get_transaction_receipt(tx["hash"])
                     if receipt and int(receipt["status"], 16) == 0:
-                        counts[sender] = counts.get(sender, 0) + 1
-        return counts
+                        reverted[sender] = reverted.get(sender, 0) + 1
+                    if receipt and number in gas_blocks:
+                        gas[sender] = gas.get(sender, 0) + int(receipt["gasUsed"], 16)
+        return reverted, gas
 
 
 # ------------------------------------------------------------------------------------------ commands

@@ -27,7 +27,7 @@ from ..chain.contracts import ContractRevert
 log = logging.getLogger("alignment_node.audit")
 
 COMMIT_BATCH = 100
-REVEAL_BATCH = 40
+REVEAL_MAX_VERDICTS = 400  # verdicts per revealMany transaction (~10M gas, a third of a 30M block)
 MIN_BLOCKS_LEFT_TO_COMMIT = 3  # do not start an epoch's audits when fewer blocks remain
 SETTLE_LOOKBACK = 8  # epochs whose settlement and misses are still worth pursuing
 # Storage the gas estimate may see already written by another node's transaction of the same block (a
@@ -41,6 +41,23 @@ REVEALED_MARKER = "0x" + "00" * 31 + "01"  # AuditProtocol.REVEALED: what a reve
 
 def _hex(b: bytes) -> str:
     return "0x" + b.hex()
+
+
+def _reveal_batches(openings: list[dict]) -> list[list[dict]]:
+    """Split reveals into transactions of at most REVEAL_MAX_VERDICTS verdicts (at least one license each)."""
+    batches: list[list[dict]] = []
+    current: list[dict] = []
+    count = 0
+    for o in openings:
+        n = len(o["targets"])
+        if current and count + n > REVEAL_MAX_VERDICTS:
+            batches.append(current)
+            current, count = [], 0
+        current.append(o)
+        count += n
+    if current:
+        batches.append(current)
+    return batches
 
 
 def load_auditors(cfg) -> dict[int, Any]:
@@ -221,8 +238,7 @@ class AuditService:
                 self.store.set_opening_state(epoch, [o["license"]], "missed", "commitment never reached the chain")
                 self.node.metrics.missed_reveals.inc()
                 log.error("missed reveal: license %d epoch %d: its commit never reached the chain", o["license"], epoch)
-        for i in range(0, len(committed), REVEAL_BATCH):
-            batch = committed[i:i + REVEAL_BATCH]
+        for batch in _reveal_batches(committed):
             reveals = [(o["license"], o["targets"], o["verdicts"], [bytes.fromhex(r[2:]) for r in o["roots"]],
                         bytes.fromhex(o["salt"][2:])) for o in batch]
             try:

@@ -1,0 +1,70 @@
+"""The devnet scenarios of the audit loop, end to end: real anvil, contracts, fault proxies, node processes.
+
+Each runs `alignment-node devnet scenario NAME --json` as a user would and checks its report, which the
+scenario builds from the chain (events and transactions), not from what the nodes say about themselves.
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+CLI = [sys.executable, "-m", "alignment_node.cli", "devnet", "scenario"]
+
+
+def run_scenario(name: str, *extra: str) -> dict:
+    out = subprocess.run(CLI + [name, "--json", *extra], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout)
+    assert report["scenario"] == name
+    assert report["leftover_processes"] == []
+    for op in report["operators"]:
+        assert op["rss_kb_max"] is not None and op["rss_kb_max"] <= 65536, op
+    return report
+
+
+def test_evm_faults_are_all_flagged_and_no_honest_target_is():
+    report = run_scenario("evm-faults", "--epochs", "6")
+    faults = {t["fault"] for t in report["targets"] if t["fault"]}
+    assert faults >= {"down", "slow", "lagging", "halted", "forked", "wrong-chain", "garbage"}
+    assert sum(1 for t in report["targets"] if not t["fault"]) >= 8
+    assert len(report["operators"]) >= 3
+    assert report["missed_faults"] == []
+    assert report["false_flags"] == []
+    for t in report["targets"]:
+        if t["fault"]:
+            assert t["first_flagged_epoch"] is not None and t["seconds_to_flag"] is not None
+            assert set(t["outcomes"].values()) <= {"FAULT", "UNREACHABLE", "INCONCLUSIVE"}, t
+        else:
+            assert set(t["outcomes"].values()) <= {"OK", "INCONCLUSIVE"}, t
+    for op in report["operators"]:
+        assert op["missed_reveals"] == 0 and op["duplicate_txs"] == 0, op
+    # Honest auditors agreeing with an honest majority are never penalized.
+    assert all(lic["penalties"] == 0 for lic in report["licenses"])
+
+
+def test_lazy_auditor_is_penalized_and_earns_less_than_every_honest_operator():
+    report = run_scenario("lazy-auditor")
+    lazy = [op["address"] for op in report["operators"] if op["lazy"]]
+    assert len(lazy) == 1
+    lazy_licenses = [lic for lic in report["licenses"] if lic["operator"] == lazy[0]]
+    honest_licenses = [lic for lic in report["licenses"] if lic["operator"] != lazy[0]]
+    assert all(lic["penalties"] > 0 for lic in lazy_licenses)
+    kinds = {k for lic in lazy_licenses for k in lic["penalty_kinds"]}
+    assert 3 in kinds, "caught by the trap"
+    assert 2 in kinds, "penalized for disagreeing with the honest majority"
+    best_lazy = max(int(lic["net_wei"]) for lic in lazy_licenses)
+    worst_honest = min(int(lic["net_wei"]) for lic in honest_licenses)
+    assert best_lazy < worst_honest
+    assert all(lic["penalties"] == 0 for lic in honest_licenses)
+
+
+def test_crash_loses_no_reveal_and_sends_nothing_twice():
+    report = run_scenario("crash")
+    killed = [op for op in report["operators"] if op["kills"]]
+    assert len(killed) == 1 and killed[0]["kills"] >= 5
+    for op in report["operators"]:
+        assert op["missed_reveals"] == 0, op
+        assert op["duplicate_txs"] == 0, op
+    assert report["false_flags"] == []
