@@ -14,7 +14,7 @@ Per epoch e, on the node's ticks:
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 import secrets
 import time
@@ -35,7 +35,8 @@ SETTLE_LOOKBACK = 8  # epochs whose settlement and misses are still worth pursui
 GAS_PER_VERDICT_UNSEEN = 45_000
 GAS_PER_LICENSE_UNSEEN = 5_000
 SETTLE_GAS_UNSEEN = 25_000
-SETTLE_GRACE_BLOCKS = 6  # blocks a designated settler gets before the other revealers settle in its place
+SETTLE_GRACE_BLOCKS = 6
+SETTLE_PARALLEL = 64  # blocks a designated settler gets before the other revealers settle in its place
 REVEALED_MARKER = "0x" + "00" * 31 + "01"  # AuditProtocol.REVEALED: what a revealed commitment slot holds
 
 
@@ -82,6 +83,7 @@ class AuditService:
         self._targets: dict[int, Target] = {}
         self._params: tuple | None = None
         self.recent: list[dict] = []  # what /verdicts shows (published by replacing the list)
+        self._settling: asyncio.Task | None = None
 
     # --------------------------------------------------------------------------------- chain reads
 
@@ -117,7 +119,11 @@ class AuditService:
             await self.reveal(epoch - 1, head)
         if active_licenses:
             await self.audit_and_commit(epoch, head, active_licenses)
-        await self.settle_and_report(head, epoch)
+        # Settlement is not time-critical and may be many transactions: it runs beside the next ticks.
+        if self._settling is None or self._settling.done():
+            if self._settling is not None and not self._settling.cancelled() and self._settling.exception():
+                log.error("settlement failed: %s", self._settling.exception())
+            self._settling = asyncio.create_task(self.settle_and_report(head, epoch))
 
     # ------------------------------------------------------------------------------- audit + commit
 
@@ -136,8 +142,11 @@ class AuditService:
             log.warning("epoch %d: only %d blocks left, too late to audit and commit", epoch, next_start - head)
             return
         duties, enabled = await self.epoch_duties(epoch, todo)
+        # A license with no duty this epoch has nothing to commit (and nothing anyone could report missing).
+        duties = {lic: ts for lic, ts in duties.items() if ts}
         if not duties:
             return
+        todo = [lic for lic in todo if lic in duties]
         assigned_ids = sorted({t for ts in duties.values() for t in ts})
         results = await self.audit(epoch, assigned_ids, enabled)
         openings = []
@@ -275,6 +284,7 @@ class AuditService:
             # only if it has not happened SETTLE_GRACE_BLOCKS later (that node may be down).
             late = head >= end + SETTLE_GRACE_BLOCKS
             pending = False
+            mine_to_settle = []
             for t in targets:
                 *_, outcome = await protocol.call("tally", e, t)
                 if outcome != 0:
@@ -283,14 +293,21 @@ class AuditService:
                 if not late and (not revealed or min(revealed) not in mine):
                     pending = True
                     continue
-                if await self._send_quietly("settle", protocol.encode("settle", e, t), e, ("AlreadySettled",)):
-                    self.node.metrics.settled.inc()
-                    await self.report_misses(e, [t], mine)
+                mine_to_settle.append(t)
+            # Pipelined: up to SETTLE_PARALLEL transactions in flight (nonces in order, receipts awaited together).
+            for i in range(0, len(mine_to_settle), SETTLE_PARALLEL):
+                chunk = mine_to_settle[i:i + SETTLE_PARALLEL]
+                sent = await asyncio.gather(*(self._send_quietly("settle", protocol.encode("settle", e, t), e,
+                                                                 ("AlreadySettled",)) for t in chunk))
+                self.node.metrics.settled.inc(sum(sent))
+                await self.report_misses(e, [t for t, ok in zip(chunk, sent) if ok], mine)
             if late or not pending:
                 self.store.put(f"settled.{e}", True)
 
     async def report_misses(self, epoch: int, targets: list[int], mine: set[int]) -> None:
         """Report every license assigned one of ``targets`` in ``epoch`` that did not reveal it."""
+        if not targets:
+            return
         protocol, vault = self.c["AuditProtocol"], self.c["RewardVault"]
         ev = vault.abi.event("Heartbeats")
         logs = await self.node.rpc.get_logs(vault.address, [ev.topic, "0x" + epoch.to_bytes(32, "big").hex()],

@@ -32,7 +32,8 @@ log = logging.getLogger("alignment_node.node")
 
 REORG_REREAD_BLOCKS = 12  # blocks of license events read again on every refresh
 LOG_CHUNK_BLOCKS = 5000  # eth_getLogs range per request
-HEARTBEAT_BATCH = 200  # licenses per heartbeat transaction (keeps one transaction well under a block's gas)
+HEARTBEAT_BATCH = 200
+STATE_REFRESH_S = 30.0  # licenses per heartbeat transaction (keeps one transaction well under a block's gas)
 STATE_NAMES = {0: "free", 1: "pending", 2: "delegated"}
 
 
@@ -117,7 +118,9 @@ class Node:
         self._heartbeat_epoch: int | None = None
         self._rewards_epoch: int | None = None
         self._probe_time = 0.0
-        self._licenses_block = -1
+        self._licenses_epoch: int | None = None
+        self._state_time = 0.0
+        self._state_block = -1
         self._known_ids: set[int] = set(self.store.get("licenses.candidates", []))
         self._scanned_to: int = self.store.get("licenses.scanned_to", int(manifest["deployBlock"]) - 1)
 
@@ -208,11 +211,13 @@ class Node:
                 log.warning("reorg below block %d detected (hash %s, was %s): re-reading license events",
                             self._scanned_to, block and block["hash"], scanned_hash)
                 start = deploy_block
+        changed = start == deploy_block and self._licenses_epoch is not None
         if head >= start:
             for lo in range(start, head + 1, LOG_CHUNK_BLOCKS):
                 hi = min(head, lo + LOG_CHUNK_BLOCKS - 1)
                 for entry in await self.rpc.get_logs(registry.address, [ev.topic, None, me_topic], lo, hi):
                     self._known_ids.add(int(entry["topics"][1], 16))
+                    changed = changed or int(entry["blockNumber"], 16) > self._state_block
             # Remember the hash of the block before the head (the head itself may still be sealing on some
             # nodes): if it ever changes, a reorg went deeper than the re-read window.
             checkpoint = max(deploy_block, head - 1)
@@ -221,6 +226,11 @@ class Node:
             self.store.put("licenses.candidates", sorted(self._known_ids))
             self.store.put("licenses.scanned_to", checkpoint)
             self.store.put("licenses.scanned_hash", checkpoint_block["hash"] if checkpoint_block else None)
+        # The per-license eth_calls are the expensive part: once per epoch, when our events changed, or every
+        # STATE_REFRESH_S seconds (suspensions, transfers).
+        if not changed and epoch == self._licenses_epoch and time.monotonic() - self._state_time < STATE_REFRESH_S:
+            return
+        self._licenses_epoch, self._state_time, self._state_block = epoch, time.monotonic(), head
         vault = self.c["RewardVault"]
         licenses: dict[int, dict] = {}
         for token_id in sorted(self._known_ids):

@@ -85,7 +85,9 @@ def threshold(previous_active_count: int, committee_size: int) -> int:
 
 def draw(epoch_seed: bytes, target_id: int, license_id: int) -> int:
     """The license's lottery number for a target: uint256(keccak256(abi.encode(seed, t, l)))."""
-    digest = keccak(encode(["bytes32", "uint256", "uint256"], [epoch_seed, target_id, license_id]))
+    # abi.encode of three static words is their concatenation (written out: this runs per license x target).
+    assert len(epoch_seed) == 32 and 0 <= target_id < 2**256 and 0 <= license_id < 2**256
+    digest = keccak(bytes(epoch_seed) + target_id.to_bytes(32, "big") + license_id.to_bytes(32, "big"))
     return int.from_bytes(digest, "big")
 
 
