@@ -27,12 +27,12 @@ from ..chain.contracts import ContractRevert
 log = logging.getLogger("alignment_node.audit")
 
 COMMIT_BATCH = 100
-REVEAL_MAX_VERDICTS = 400  # verdicts per revealMany transaction (~10M gas, a third of a 30M block)
+REVEAL_MAX_VERDICTS = 250  # verdicts per revealMany transaction (~7M gas, under a quarter of a 30M block)
 MIN_BLOCKS_LEFT_TO_COMMIT = 3  # do not start an epoch's audits when fewer blocks remain
 SETTLE_LOOKBACK = 8  # epochs whose settlement and misses are still worth pursuing
 # Storage the gas estimate may see already written by another node's transaction of the same block (a
 # target's tally and evidence slots, a seed): allowed for per verdict / license so a race never runs out of gas.
-GAS_PER_VERDICT_UNSEEN = 45_000
+GAS_PER_VERDICT_UNSEEN = 30_000
 GAS_PER_LICENSE_UNSEEN = 5_000
 SETTLE_GAS_UNSEEN = 25_000
 SETTLE_GRACE_BLOCKS = 6

@@ -45,6 +45,7 @@ class TxSender:
         self.receipt_timeout = receipt_timeout
         self.metrics = metrics
         self._lock = asyncio.Lock()
+        self._gas_limit: int | None = None
 
     # --------------------------------------------------------------------------------------- send
 
@@ -61,6 +62,10 @@ class TxSender:
                 if open_nonces and highest is not None:
                     nonce = max(nonce, highest + 1)
                 max_fee, tip = await self._fees()
+                if gas_extra:
+                    # Never ask for more than a block can hold: cap the allowance at 90% of the gas limit.
+                    limit = await self._block_gas_limit()
+                    gas_extra = max(0, min(gas_extra, limit * 9 // 10 - await self._estimate(to, data)))
                 signed = await build_transaction(
                     self.rpc, self.signer, to, data,
                     TxOptions(nonce=nonce, gas=gas, max_fee_per_gas=max_fee, max_priority_fee_per_gas=tip,
@@ -87,7 +92,8 @@ class TxSender:
                     self.store.mark(signed.hash, "dropped", error="insufficient funds")
                     self._failed(purpose, "out_of_gas_money")
                     raise self._out_of_money(purpose) from None
-                # Unknown fate (endpoint died mid-request): leave it 'signed'; recover() settles it.
+                # The node answered and refused it (not a lost connection): it will never be mined.
+                self.store.mark(signed.hash, "dropped", error=str(exc)[:300])
                 self._failed(purpose, "send_failed")
                 raise
             self.store.mark(signed.hash, "sent")
@@ -131,6 +137,22 @@ class TxSender:
         return entries
 
     # ----------------------------------------------------------------------------------- internal
+
+    async def _block_gas_limit(self) -> int:
+        if self._gas_limit is None:
+            block = await self.rpc.get_block("latest")
+            self._gas_limit = int(block["gasLimit"], 16)
+        return self._gas_limit
+
+    async def _estimate(self, to: str, data: bytes) -> int:
+        """The estimate build_transaction will make, with its margin (a revert surfaces there, decoded)."""
+        from ..chain.contracts import GAS_MARGIN_DEN, GAS_MARGIN_MIN, GAS_MARGIN_NUM
+
+        try:
+            estimate = await self.rpc.estimate_gas({"from": self.signer.address, "to": to, "data": data})
+        except RpcError:
+            return 0
+        return max(estimate * GAS_MARGIN_NUM // GAS_MARGIN_DEN, estimate + GAS_MARGIN_MIN)
 
     async def _fees(self) -> tuple[int, int]:
         base_max, _ = await self.rpc.suggest_fees()
