@@ -257,3 +257,22 @@ def test_the_connection_limit_and_large_buffer_slots_are_released():
     observations, client = asyncio.run(go())
     assert [o["status"] for o in observations] == ["oversized"] * 6
     assert client.connections._value == 2 and client.large._value == 1
+
+
+def test_deep_nesting_is_refused_even_with_a_raised_recursion_limit():
+    """A target answering '[' x 200,000 must not be able to crash the node (C stack overflow in json)."""
+    import sys
+
+    import pytest
+
+    from alignment_node import safejson
+
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(1_000_000)
+    try:
+        assert observe_bytes(http_response(b"[" * 200_000), parse_quantity, 1 << 20)["status"] == "malformed"
+        with pytest.raises(safejson.TooDeep):
+            safejson.loads(b"{" * 200_000)
+    finally:
+        sys.setrecursionlimit(old)
+    assert safejson.loads(b'{"a":"[[[[[[[","b":[[[1]]]}') == {"a": "[[[[[[[", "b": [[[1]]]}

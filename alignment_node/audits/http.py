@@ -33,6 +33,7 @@ import json
 import time
 from typing import Any, Callable
 
+from .. import safejson
 from ..chain.rpc import _Endpoint as Endpoint  # URL parsing shared with the node's own RPC client
 
 __all__ = [
@@ -219,7 +220,7 @@ def classify_body(http_status: int, body: bytes, req_id: int, extract: Extract |
 
 def _classify(http_status: int, body: bytes, req_id: int, extract: Extract | None) -> dict[str, Any]:
     try:
-        msg = json.loads(body)
+        msg = safejson.loads(body)
     except UnicodeDecodeError as exc:
         return {"status": "bad_utf8", "error": _short(f"response is not UTF-8: {exc.reason} at byte {exc.start}")}
     except (ValueError, RecursionError) as exc:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
+from .. import safejson
+
 __all__ = [
     "RpcClient",
     "RpcException",
@@ -216,7 +218,7 @@ class RpcClient:
 
     def _parse(self, payload: bytes, status: int, req_id: int, method: str) -> Any:
         try:
-            msg = json.loads(payload)
+            msg = safejson.loads(payload)
         except (ValueError, UnicodeDecodeError):
             if status != 200:
                 raise RpcBadResponse(f"HTTP {status}") from None

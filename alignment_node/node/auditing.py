@@ -247,23 +247,28 @@ class AuditService:
                 self.store.set_opening_state(epoch, [o["license"]], "missed", "commitment never reached the chain")
                 self.node.metrics.missed_reveals.inc()
                 log.error("missed reveal: license %d epoch %d: its commit never reached the chain", o["license"], epoch)
-        for batch in _reveal_batches(committed):
-            reveals = [(o["license"], o["targets"], o["verdicts"], [bytes.fromhex(r[2:]) for r in o["roots"]],
-                        bytes.fromhex(o["salt"][2:])) for o in batch]
-            try:
-                verdicts = sum(len(o["targets"]) for o in batch)
-                await self.node.sender.send("reveal", protocol.address, protocol.encode("revealMany", epoch, reveals),
-                                            epoch=epoch, meta={"licenses": [o["license"] for o in batch]},
-                                            gas_extra=GAS_PER_VERDICT_UNSEEN * verdicts)
-            except ContractRevert as exc:
-                reason = f"reveal reverted: {exc.error or exc}"
-                self.store.set_opening_state(epoch, [o["license"] for o in batch], "missed", reason)
-                self.node.metrics.missed_reveals.inc(len(batch))
-                log.error("missed reveal for %d licenses of epoch %d: %s", len(batch), epoch, reason)
-                continue
-            self.store.set_opening_state(epoch, [o["license"] for o in batch], "revealed")
-            self.node.metrics.reveals.inc(len(batch))
-            log.info("epoch %d: revealed %d licenses", epoch, len(batch))
+        # All batches in flight at once (nonces in order): the window is only `revealBlocks` blocks long.
+        await asyncio.gather(*(self._reveal_batch(epoch, batch) for batch in _reveal_batches(committed)))
+
+    async def _reveal_batch(self, epoch: int, batch: list[dict]) -> None:
+        protocol = self.c["AuditProtocol"]
+        reveals = [(o["license"], o["targets"], o["verdicts"], [bytes.fromhex(r[2:]) for r in o["roots"]],
+                    bytes.fromhex(o["salt"][2:])) for o in batch]
+        verdicts = sum(len(o["targets"]) for o in batch)
+        licenses = [o["license"] for o in batch]
+        try:
+            await self.node.sender.send("reveal", protocol.address, protocol.encode("revealMany", epoch, reveals),
+                                        epoch=epoch, meta={"licenses": licenses},
+                                        gas_extra=GAS_PER_VERDICT_UNSEEN * verdicts)
+        except ContractRevert as exc:
+            reason = f"reveal reverted: {exc.error or exc}"
+            self.store.set_opening_state(epoch, licenses, "missed", reason)
+            self.node.metrics.missed_reveals.inc(len(batch))
+            log.error("missed reveal for %d licenses of epoch %d: %s", len(batch), epoch, reason)
+            return
+        self.store.set_opening_state(epoch, licenses, "revealed")
+        self.node.metrics.reveals.inc(len(batch))
+        log.info("epoch %d: revealed %d licenses", epoch, len(batch))
 
     # ------------------------------------------------------------------------- settlement + misses
 
@@ -339,7 +344,7 @@ class AuditService:
         protocol = self.c["AuditProtocol"]
         try:
             await self.node.sender.send(purpose, protocol.address, data, epoch=epoch, expected_errors=expected,
-                                        gas_extra=gas_extra)
+                                        gas_extra=gas_extra, urgent=False)
             return True
         except ContractRevert as exc:
             if exc.error_name in expected or exc.error_name is None:

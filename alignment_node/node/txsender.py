@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from ..chain.contracts import ContractRevert, TransactionFailed, TxOptions, build_transaction, check_receipt
@@ -21,6 +22,7 @@ from .store import JournalEntry, Store
 log = logging.getLogger("alignment_node.tx")
 
 GWEI = 10**9
+FEE_CACHE_S = 2.0  # fee suggestions are reused this long (they are 2x the base fee anyway)
 
 
 class OutOfGasMoney(Exception):
@@ -45,16 +47,20 @@ class TxSender:
         self.receipt_timeout = receipt_timeout
         self.metrics = metrics
         self._lock = asyncio.Lock()
+        self._urgent_waiting = 0
         self._gas_limit: int | None = None
+        self._fee_cache: tuple[float, tuple[int, int]] | None = None
 
     # --------------------------------------------------------------------------------------- send
 
     async def send(self, purpose: str, to: str, data: bytes, *, epoch: int | None = None,
                    meta: dict | None = None, gas: int | None = None, expected_errors: tuple[str, ...] = (),
-                   gas_extra: int = 0) -> dict:
+                   gas_extra: int = 0, urgent: bool = True) -> dict:
         """Send one transaction and wait for it; returns the receipt. Raises ContractRevert (decoded),
-        OutOfGasMoney, TransactionFailed."""
-        async with self._lock:
+        OutOfGasMoney, TransactionFailed. Urgent transactions (heartbeat, commit, reveal: they have deadlines)
+        go before any waiting non-urgent one (settlements, miss reports)."""
+        await self._acquire(urgent)
+        try:
             try:
                 nonce = await self.rpc.get_transaction_count(self.signer.address, "pending")
                 highest = self.store.highest_nonce()
@@ -100,8 +106,28 @@ class TxSender:
             if self.metrics:
                 self.metrics.tx_sent.labels(purpose).inc()
             log.info("sent %s tx %s nonce %d", purpose, signed.hash, nonce)
+        finally:
+            self._lock.release()
         receipt = await self.rpc.wait_for_receipt(signed.hash, timeout=self.receipt_timeout)
         return await self._settle(self.store.entry(signed.hash), receipt, signed)
+
+    async def _acquire(self, urgent: bool) -> None:
+        """Take the send lock; a non-urgent sender gives it up to any urgent one waiting."""
+        if urgent:
+            self._urgent_waiting += 1
+            try:
+                await self._lock.acquire()
+            finally:
+                self._urgent_waiting -= 1
+            return
+        while True:
+            while self._urgent_waiting:
+                await asyncio.sleep(0.02)
+            await self._lock.acquire()
+            if not self._urgent_waiting:
+                return
+            self._lock.release()
+            await asyncio.sleep(0)
 
     # ------------------------------------------------------------------------------------ recover
 
@@ -155,6 +181,14 @@ class TxSender:
         return max(estimate * GAS_MARGIN_NUM // GAS_MARGIN_DEN, estimate + GAS_MARGIN_MIN)
 
     async def _fees(self) -> tuple[int, int]:
+        now = time.monotonic()
+        if self._fee_cache and now - self._fee_cache[0] < FEE_CACHE_S:
+            return self._fee_cache[1]
+        fees = await self._fresh_fees()
+        self._fee_cache = (now, fees)
+        return fees
+
+    async def _fresh_fees(self) -> tuple[int, int]:
         base_max, _ = await self.rpc.suggest_fees()
         max_fee = min(max(base_max, self.priority_fee * 2), self.max_fee)
         return max_fee, min(self.priority_fee, max_fee)
