@@ -150,6 +150,12 @@ class AuditService:
         assigned_ids = sorted({t for ts in duties.values() for t in ts})
         results = await self.audit(epoch, assigned_ids, enabled)
         openings = []
+        with self.store.transaction():
+            self._prepare_openings(epoch, todo, duties, results, openings)
+        self.node.metrics.audits_epoch.set(len(assigned_ids))
+        await self._commit(epoch, self.store.openings(epoch, "prepared"))
+
+    def _prepare_openings(self, epoch: int, todo: list[int], duties: dict, results: dict, openings: list) -> None:
         for lic in todo:
             targets = [t for t in duties[lic] if t in results]
             skipped = [t for t in duties[lic] if t not in results]
@@ -163,8 +169,6 @@ class AuditService:
             self.store.put_opening(epoch, lic, _hex(salt), targets, verdicts, [_hex(r) for r in roots],
                                    _hex(commitment))
             openings.append({"license": lic, "commitment": _hex(commitment)})
-        self.node.metrics.audits_epoch.set(len(assigned_ids))
-        await self._commit(epoch, self.store.openings(epoch, "prepared"))
 
     async def audit(self, epoch: int, target_ids: list[int], enabled: list[int]) -> dict[int, AuditResult]:
         """Audit each target once; store every bundle by its root. Lazy mode skips the audits (drills)."""
@@ -188,10 +192,9 @@ class AuditService:
                 self.node.metrics.audit_seconds.observe(time.monotonic() - started)
                 results.update(out)
         recent = []
-        for tid, res in results.items():
-            body = P.canonical_json(res.bundle)
-            root = _hex(P.keccak(body))
-            self.store.put_evidence(root, epoch, tid, res.verdict, body)
+        with self.store.transaction():
+            stored = self._store_bundles(epoch, results)
+        for tid, res, root in stored:
             self.node.metrics.audits.labels(P.KIND_NAMES.get(self._targets[tid].kind, "?"),
                                             P.VERDICT_NAMES[res.verdict]).inc()
             recent.append({"epoch": epoch, "target": tid, "verdict": P.VERDICT_NAMES[res.verdict], "root": root})
@@ -199,6 +202,15 @@ class AuditService:
                 log.warning("epoch %d target %d: %s (evidence %s)", epoch, tid, P.VERDICT_NAMES[res.verdict], root)
         self.recent = (recent + self.recent)[:500]
         return results
+
+    def _store_bundles(self, epoch: int, results: dict[int, AuditResult]) -> list[tuple[int, AuditResult, str]]:
+        out = []
+        for tid, res in results.items():
+            body = P.canonical_json(res.bundle)
+            root = _hex(P.keccak(body))
+            self.store.put_evidence(root, epoch, tid, res.verdict, body)
+            out.append((tid, res, root))
+        return out
 
     async def _commit(self, epoch: int, openings: list[dict]) -> None:
         protocol = self.c["AuditProtocol"]

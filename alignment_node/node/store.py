@@ -7,6 +7,7 @@ transaction), or learns its nonce was used by another transaction.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -109,6 +110,17 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """Group writes into one committed (and fsynced) transaction: one fsync instead of one per row."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def reader(self) -> sqlite3.Connection:
         """A separate read-only connection (for the API thread; WAL lets it read while the node writes)."""

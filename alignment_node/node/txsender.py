@@ -22,7 +22,8 @@ from .store import JournalEntry, Store
 log = logging.getLogger("alignment_node.tx")
 
 GWEI = 10**9
-FEE_CACHE_S = 2.0  # fee suggestions are reused this long (they are 2x the base fee anyway)
+FEE_CACHE_S = 2.0
+REBROADCAST_AFTER_S = 3.0  # a pending transaction the node has forgotten for this long is sent again  # fee suggestions are reused this long (they are 2x the base fee anyway)
 
 
 class OutOfGasMoney(Exception):
@@ -108,8 +109,32 @@ class TxSender:
             log.info("sent %s tx %s nonce %d", purpose, signed.hash, nonce)
         finally:
             self._lock.release()
-        receipt = await self.rpc.wait_for_receipt(signed.hash, timeout=self.receipt_timeout)
+        receipt = await self._wait(signed.hash, signed.raw)
         return await self._settle(self.store.entry(signed.hash), receipt, signed)
+
+    async def _wait(self, tx_hash: str, raw: bytes) -> dict:
+        """Wait for a receipt; a transaction the node no longer knows (evicted from its pool, or lost by a
+        failed-over endpoint) is broadcast again: the same bytes, so it can only be mined once."""
+        deadline = time.monotonic() + self.receipt_timeout
+        last_check = time.monotonic()
+        delay = 0.1
+        while True:
+            receipt = await self.rpc.get_transaction_receipt(tx_hash)
+            if receipt is not None:
+                return receipt
+            now = time.monotonic()
+            if now >= deadline:
+                raise TransactionFailed(f"no receipt for {tx_hash} after {self.receipt_timeout:g}s")
+            if now - last_check >= REBROADCAST_AFTER_S:
+                last_check = now
+                if await self.rpc.get_transaction(tx_hash) is None:
+                    log.warning("tx %s is unknown to the node: broadcasting it again", tx_hash)
+                    try:
+                        await self._broadcast(raw, tx_hash)
+                    except TransactionFailed as exc:
+                        log.warning("re-broadcast of %s refused: %s", tx_hash, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     async def _acquire(self, urgent: bool) -> None:
         """Take the send lock; a non-urgent sender gives it up to any urgent one waiting."""
@@ -152,8 +177,8 @@ class TxSender:
                     continue
                 self.store.mark(entry.tx_hash, "sent")
                 try:
-                    receipt = await self.rpc.wait_for_receipt(entry.tx_hash, timeout=self.receipt_timeout)
-                except TimeoutError:
+                    receipt = await self._wait(entry.tx_hash, entry.raw)
+                except TransactionFailed:
                     log.warning("journal: %s still pending after re-broadcast", entry.tx_hash)
                     continue
             try:
