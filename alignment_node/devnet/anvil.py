@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["Anvil", "AnvilError", "find_anvil", "free_port", "REPO_ROOT"]
+__all__ = ["Anvil", "AnvilError", "find_anvil", "free_port", "stop_process", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _NPM_ANVIL = REPO_ROOT / "contracts" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
@@ -65,6 +65,19 @@ _running: "set[Anvil]" = set()
 def _stop_all() -> None:
     for node in list(_running):
         node.stop()
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 5.0) -> None:
+    """Terminate a child process, kill it if it lingers past ``timeout`` seconds, and reap it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
+    else:
+        proc.wait()
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -222,15 +235,7 @@ class Anvil:
         proc = self.process
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        else:
-            proc.wait()
+        stop_process(proc)
         self.process = None
         self.port = None
         _running.discard(self)

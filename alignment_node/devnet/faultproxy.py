@@ -32,7 +32,7 @@ import time
 
 from ..chain.keccak import keccak256
 from ..chain.rpc import RpcClient, RpcError, RpcException, hex_int
-from .anvil import _die_with_parent, free_port
+from .anvil import _die_with_parent, free_port, stop_process
 
 __all__ = ["MODES", "FaultProxy", "FaultProxyProcess", "OVERSIZED_BYTES"]
 
@@ -272,13 +272,7 @@ class FaultProxyProcess:
         proc = self.process
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        stop_process(proc)
         if proc.stdout is not None:
             proc.stdout.close()
         self.process = None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import json
 import os
 import secrets
@@ -31,7 +30,7 @@ from ..chain.rpc import RpcClient
 from ..chain.tx import LocalSigner
 from ..keys import save_key
 from ..node.runtime import manifest_contracts
-from .anvil import Anvil, free_port
+from .anvil import Anvil, _die_with_parent, free_port, stop_process
 from .deploy import deploy_async
 from .params import default_params
 
@@ -119,13 +118,6 @@ class OperatorProc:
 
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-
-def _die_with_parent() -> None:  # runs in the child before exec
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 def vm_hwm_kb(pid: int) -> int | None:
@@ -329,13 +321,8 @@ class Devnet:
     def stop(self) -> None:
         self.stop_nodes()
         for t in self.targets:
-            if t.process and t.process.poll() is None:
-                t.process.terminate()
-                try:
-                    t.process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    t.process.kill()
-                    t.process.wait()
+            if t.process:
+                stop_process(t.process)
         if self.anvil is not None:
             self.anvil.stop()
 
@@ -526,7 +513,9 @@ def _workdir(args) -> tuple[Path, bool]:
 
 def plan_from_args(args) -> Plan:
     if not 1 <= args.operators <= 20 or not 1 <= args.owners or not 1 <= args.licenses_per_owner <= 50:
-        raise ValueError("need 1-20 operators, at least 1 owner and 1-50 licenses per owner")
+        from ..cli import CliError
+
+        raise CliError("need 1-20 operators, at least 1 owner and 1-50 licenses per owner")
     base = (500, 1000, 2500)
     commissions = tuple(base[i] if i < len(base) else 1500 for i in range(args.operators))
     return Plan(commissions_bps=commissions, owners=args.owners, licenses_per_owner=args.licenses_per_owner,
@@ -543,11 +532,7 @@ def scenario(args) -> int:
     if epochs_n < 1:
         _stderr("error: --epochs must be at least 1")
         return 1
-    try:
-        plan = plan_from_args(args)
-    except ValueError as exc:
-        _stderr(f"error: {exc}")
-        return 1
+    plan = plan_from_args(args)
     for key, value in spec.plan.items():
         setattr(plan, key, value)
     workdir, remove = _workdir(args)
@@ -617,11 +602,7 @@ def scenario(args) -> int:
 
 def up(args) -> int:
     """Run the devnet with a live view until Ctrl-C, then stop everything it started."""
-    try:
-        plan = plan_from_args(args)
-    except ValueError as exc:
-        _stderr(f"error: {exc}")
-        return 1
+    plan = plan_from_args(args)
     workdir, remove = _workdir(args)
     net = Devnet(plan, workdir, log=_stderr)
     t0 = time.monotonic()
