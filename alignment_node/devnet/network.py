@@ -600,9 +600,44 @@ def scenario(args) -> int:
     return 0
 
 
+# What `devnet up` audits: a mix of honest and faulty EVM targets and one sealed trap, revealed after 2 epochs.
+UP_TARGETS = {"targets": ("honest",) * 5 + ("down", "lagging", "forked", "garbage"), "trap_mode": "wrong-chain",
+              "reveal_trap_after_epochs": 2}
+
+
+async def _targets_view(net: Devnet, rpc: RpcClient, c: dict) -> list[str]:
+    """Live view lines: each target's latest outcome, the flagged violations with evidence links, penalties."""
+    from ..protocol import VERDICT_NAMES
+
+    protocol, vault = c["AuditProtocol"], c["RewardVault"]
+    start = int(net.manifest["deployBlock"])
+    latest: dict[int, tuple[int, str]] = {}
+    for ev in await protocol.events("TargetSettled", start):
+        latest[ev["targetId"]] = (ev["epoch"], VERDICT_NAMES.get(ev["outcome"], "?"))
+    lines = [f"{'target':>6} {'mode':12} {'last outcome':>22}"]
+    for t in sorted(net.targets, key=lambda t: t.id):
+        e, outcome = latest.get(t.id, (None, "-"))
+        lines.append(f"{t.id:>6} {t.mode + (' (trap)' if t.trap else ''):12} "
+                     f"{(outcome + f' (epoch {e})') if e is not None else '-':>22}")
+    flags = await protocol.events("ViolationFlagged", start)
+    node = net.operators[0].url() if net.operators else ""
+    lines.append(f"violations flagged: {len(flags)} (latest 5, evidence on any node):")
+    for ev in flags[-5:]:
+        lines.append(f"  epoch {ev['epoch']} target {ev['targetId']} {VERDICT_NAMES.get(ev['outcome'], '?')}: "
+                     f"{node}/evidence/0x{ev['evidenceRoot'].hex()}")
+    penalties: dict[int, int] = {}
+    for ev in await vault.events("Penalized", start):
+        penalties[ev["kind"]] = penalties.get(ev["kind"], 0) + 1
+    lines.append("penalties: " + (", ".join(f"{ {1: 'miss', 2: 'disagree', 3: 'trap'}.get(k, k)} {n}"
+                                            for k, n in sorted(penalties.items())) or "none"))
+    return lines
+
+
 def up(args) -> int:
     """Run the devnet with a live view until Ctrl-C, then stop everything it started."""
     plan = plan_from_args(args)
+    for key, value in UP_TARGETS.items():
+        setattr(plan, key, value)
     workdir, remove = _workdir(args)
     net = Devnet(plan, workdir, log=_stderr)
     t0 = time.monotonic()
@@ -621,9 +656,14 @@ def up(args) -> int:
         async with RpcClient(net.anvil.url) as rpc:
             c = manifest_contracts(rpc, net.manifest)
             protocol, vault = c["AuditProtocol"], c["RewardVault"]
+            start_epoch = await protocol.call("currentEpoch")
+            trap_revealed = False
             while not stop:
                 net.sample_rss()
                 epoch = await protocol.call("currentEpoch")
+                if not trap_revealed and epoch >= start_epoch + plan.reveal_trap_after_epochs:
+                    await net.reveal_trap()
+                    trap_revealed = True
                 head = await rpc.block_number()
                 if first_credit is None and await vault.events("Credited", int(net.manifest["deployBlock"])):
                     first_credit = time.monotonic() - t0
@@ -649,7 +689,9 @@ def up(args) -> int:
                 owners_total = 0
                 for token_id in net.license_owner:
                     owners_total += await vault.call("claimable", token_id)
-                lines.append(f"licenses' claimable total {owners_total / ETHER:,.2f}   (Ctrl-C stops everything)")
+                lines.append(f"licenses' claimable total {owners_total / ETHER:,.2f}")
+                lines.extend(await _targets_view(net, rpc, c))
+                lines.append("(Ctrl-C stops everything)")
                 if sys.stdout.isatty():
                     sys.stdout.write("\x1b[2J\x1b[H")
                 print("\n".join(lines), flush=True)
