@@ -35,7 +35,10 @@ def test_evm_faults_are_all_flagged_and_no_honest_target_is():
     for t in report["targets"]:
         if t["fault"]:
             assert t["first_flagged_epoch"] is not None and t["seconds_to_flag"] is not None
-            assert set(t["outcomes"].values()) <= {"FAULT", "UNREACHABLE", "INCONCLUSIVE"}, t
+            # A fault may look healthy before it is detectable (a chain halted a few blocks ago is not yet
+            # behind); once flagged, it is never judged OK again.
+            later = [o for e, o in t["outcomes"].items() if int(e) >= t["first_flagged_epoch"]]
+            assert "OK" not in later, t
         else:
             assert set(t["outcomes"].values()) <= {"OK", "INCONCLUSIVE"}, t
     for op in report["operators"]:

@@ -85,9 +85,6 @@ class TxOptions:
     max_fee_per_gas: int | None = None
     max_priority_fee_per_gas: int | None = None
     timeout: float = 60.0
-    # Added to the estimate: gas the estimate cannot see, e.g. storage another transaction in the same block
-    # leaves for this one to initialise (the first reveal of a target pays for its tally slot).
-    gas_extra: int = 0
 
 
 def _is_revert(exc: RpcError) -> bool:
@@ -129,7 +126,7 @@ async def build_transaction(
             if _is_revert(exc):
                 raise _revert_from_rpc(what, exc, errors) from None
             raise
-        gas = max(estimate * GAS_MARGIN_NUM // GAS_MARGIN_DEN, estimate + GAS_MARGIN_MIN) + opts.gas_extra
+        gas = max(estimate * GAS_MARGIN_NUM // GAS_MARGIN_DEN, estimate + GAS_MARGIN_MIN)
     tx = Eip1559Tx(
         chain_id=chain_id,
         nonce=nonce,

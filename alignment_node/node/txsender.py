@@ -69,14 +69,15 @@ class TxSender:
                 if open_nonces and highest is not None:
                     nonce = max(nonce, highest + 1)
                 max_fee, tip = await self._fees()
-                if gas_extra:
-                    # Never ask for more than a block can hold: cap the allowance at 90% of the gas limit.
-                    limit = await self._block_gas_limit()
-                    gas_extra = max(0, min(gas_extra, limit * 9 // 10 - await self._estimate(to, data)))
+                if gas_extra and gas is None:
+                    # Estimate once here, add the allowance, and never ask for more than 90% of a block. A
+                    # failing estimate leaves gas unset: build_transaction estimates again and decodes the revert.
+                    estimate = await self._estimate(to, data)
+                    if estimate:
+                        gas = min(estimate + gas_extra, await self._block_gas_limit() * 9 // 10)
                 signed = await build_transaction(
                     self.rpc, self.signer, to, data,
-                    TxOptions(nonce=nonce, gas=gas, max_fee_per_gas=max_fee, max_priority_fee_per_gas=tip,
-                              gas_extra=gas_extra),
+                    TxOptions(nonce=nonce, gas=gas, max_fee_per_gas=max_fee, max_priority_fee_per_gas=tip),
                     what=purpose,
                 )
             except ContractRevert as exc:
