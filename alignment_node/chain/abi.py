@@ -10,6 +10,7 @@ structs.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
@@ -532,34 +533,24 @@ class EventRegistry:
         )
 
 
-_default_errors: ErrorRegistry | None = None
-_default_events: EventRegistry | None = None
-
-
+@functools.cache
 def default_error_registry() -> ErrorRegistry:
-    """Every custom error of every committed artifact."""
-    global _default_errors
-    if _default_errors is None:
-        from .artifacts import load_all_abis
-
-        reg = ErrorRegistry()
-        for abi in load_all_abis().values():
-            reg.add_abi(abi)
-        _default_errors = reg
-    return _default_errors
+    """Every custom error of every committed artifact (built once)."""
+    return _registry_of_all_artifacts(ErrorRegistry())
 
 
+@functools.cache
 def default_event_registry() -> EventRegistry:
-    """Every event of every committed artifact."""
-    global _default_events
-    if _default_events is None:
-        from .artifacts import load_all_abis
+    """Every event of every committed artifact (built once)."""
+    return _registry_of_all_artifacts(EventRegistry())
 
-        reg = EventRegistry()
-        for abi in load_all_abis().values():
-            reg.add_abi(abi)
-        _default_events = reg
-    return _default_events
+
+def _registry_of_all_artifacts(reg):
+    from .artifacts import load_all_abis
+
+    for abi in load_all_abis().values():
+        reg.add_abi(abi)
+    return reg
 
 
 def decode_revert(data: bytes | str | None, registry: ErrorRegistry | None = None) -> DecodedError | None:
