@@ -461,7 +461,10 @@ def cmd_verify_evidence(args: argparse.Namespace) -> int:
     if judge is None:
         raise CliError(f"no judge for this bundle (kind {bundle.get('kind') if isinstance(bundle, dict) else None!r}):"
                        " it carries no observations to re-check")
-    recomputed = VERDICT_NAMES[judge(bundle)]
+    try:
+        recomputed = VERDICT_NAMES[judge(bundle)]
+    except ValueError as exc:
+        raise CliError(f"the bundle cannot be re-judged: {exc}") from None
     agrees = hash_ok and recomputed == claimed
     data = {"root": root, "source": args.source, "hash_ok": hash_ok, "kind": bundle.get("kind"),
             "target": bundle.get("target"), "epoch": bundle.get("epoch"), "claimed": claimed,
@@ -482,6 +485,10 @@ def _judge_for(bundle):
         from .audits.evm import EvmAuditor
 
         return EvmAuditor().judge
+    if bundle.get("kind") == "ZGS_STORAGE":
+        from .audits.storage import evaluate
+
+        return lambda b: evaluate(b)[0]
     return None
 
 

@@ -21,6 +21,12 @@ Keys (TOML section.key; environment name in parentheses):
 - ``audit.max_connections`` (..._AUDIT_MAX_CONNECTIONS): concurrent connections to targets. Default 64.
 - ``audit.max_response_bytes`` (..._AUDIT_MAX_RESPONSE_BYTES): a bigger answer is a fault. Default 1 MiB.
 - ``audit.lazy`` (..._AUDIT_LAZY): devnet drills only: vote OK on everything without auditing. Default false.
+- ``audit.storage_rpc_urls`` (..._AUDIT_STORAGE_RPC_URLS, comma separated): JSON-RPC endpoints of the chain the
+  storage targets' flow contracts live on (0G's chain). Default: the node's own chain (``chain.rpc_urls``).
+- ``audit.storage_from_block`` (..._AUDIT_STORAGE_FROM_BLOCK): first block whose flow ``Submit`` events are read.
+  Default 0.
+- ``audit.storage_challenges`` (..._AUDIT_STORAGE_CHALLENGES): segments asked of each storage target per epoch.
+  Default 8.
 """
 
 from __future__ import annotations
@@ -84,6 +90,9 @@ class AuditConfig:
     max_connections: int = 64
     max_response_bytes: int = 1 << 20
     lazy: bool = False  # devnet drills only: vote OK on everything without auditing (the rubber stamp)
+    storage_rpc_urls: list[str] = field(default_factory=list)  # the flow's chain; empty: the node's own chain
+    storage_from_block: int = 0
+    storage_challenges: int = 8
 
 
 @dataclass
@@ -248,6 +257,11 @@ def _validate(cfg: Config) -> list[str]:
         problems.append("gas.priority_fee_gwei: must not exceed gas.max_fee_gwei")
     if cfg.audit.deadline_s <= 0 or cfg.audit.max_connections < 1 or cfg.audit.max_response_bytes < 1024:
         problems.append("audit: deadline_s > 0, max_connections >= 1 and max_response_bytes >= 1024 are needed")
+    for url in cfg.audit.storage_rpc_urls:
+        if not (url.startswith("http://") or url.startswith("https://")):
+            problems.append(f"audit.storage_rpc_urls: {url!r} is not an http(s) URL")
+    if cfg.audit.storage_from_block < 0 or not 1 <= cfg.audit.storage_challenges <= 64:
+        problems.append("audit: storage_from_block >= 0 and 1 <= storage_challenges <= 64 are needed")
     if cfg.operator.address and not _is_address(cfg.operator.address):
         problems.append(f"operator.address: {cfg.operator.address!r} is not a 0x-prefixed 20-byte hex address")
     return problems

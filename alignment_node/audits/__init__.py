@@ -44,13 +44,22 @@ class AuditResult:
         return VERDICT_NAMES[self.verdict]
 
 
+@dataclass(frozen=True)
+class EpochContext:
+    """What the audit service knows of an epoch that a plug-in may use: the epoch's seed, and for each
+    assigned target the licenses of this node assigned to it (e.g. to seed challenges others can repeat)."""
+
+    seed: bytes = bytes(32)
+    licenses: dict[int, list[int]] = field(default_factory=dict)
+
+
 class Auditor(Protocol):
     """What the node's audit service needs from a plug-in for one target kind."""
 
     kind: int
 
     async def audit_epoch(self, epoch: int, assigned: list[Target], peers: list[Target],
-                          deadline_s: float) -> dict[int, AuditResult]:
+                          deadline_s: float, context: EpochContext | None = None) -> dict[int, AuditResult]:
         """Audit every ``assigned`` target (``peers`` = every enabled target of this kind, for comparisons);
         return a result for each assigned target id, within ``deadline_s`` seconds."""
         ...
@@ -60,4 +69,4 @@ class Auditor(Protocol):
         ...
 
 
-__all__ = ["Target", "AuditResult", "Auditor", "OK", "FAULT", "UNREACHABLE", "BUNDLE_VERSION"]
+__all__ = ["Target", "AuditResult", "Auditor", "EpochContext", "OK", "FAULT", "UNREACHABLE", "BUNDLE_VERSION"]

@@ -59,7 +59,7 @@ from typing import Any
 from eth_abi import encode
 
 from ..protocol import FAULT, KIND_EVM_RPC, KIND_NAMES, OK, UNREACHABLE, VERDICT_NAMES
-from . import BUNDLE_VERSION, AuditResult, Target
+from . import BUNDLE_VERSION, AuditResult, EpochContext, Target
 from .http import GARBAGE, AuditHttpClient, Session
 
 __all__ = [
@@ -383,7 +383,7 @@ class EvmAuditor:
         return evaluate(bundle)[0]
 
     async def audit_epoch(self, epoch: int, assigned: list[Target], peers: list[Target],
-                          deadline_s: float) -> dict[int, AuditResult]:
+                          deadline_s: float, context: EpochContext | None = None) -> dict[int, AuditResult]:
         pol = self.policy
         t0 = time.monotonic()
         t0_unix_ms = time.time_ns() // 1_000_000

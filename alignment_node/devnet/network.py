@@ -54,6 +54,13 @@ SCENARIOS = {
             "targets": ("honest",) * 3 + ("down", "forked", "wrong-chain"), "trap_mode": "garbage",
             "lazy_operators": (0,), "committee_size": 16},
         description="one operator votes OK on everything without auditing; traps and disagreement cost it"),
+    "storage-faults": Scenario(
+        6, {"targets": (), "storage": ("honest", "honest:0/2", "honest:1/2", "slow", "behind:1/2", "drop:0/2",
+                                       "corrupt", "wrong-index", "wrong-root:1/2", "empty", "wrong-flow",
+                                       "lying-lag", "garbage"),
+            "audit_deadline_s": 4.0},
+        description="0G storage nodes: 5 honest (one slow, one behind and saying so), one of each fault; "
+                    "every fault must be flagged, no honest node"),
     "crash": Scenario(
         8, {"targets": ("honest",) * 4 + ("down", "lagging")}, crash_operator=1,
         description="one node is SIGKILLed at random points and restarted; no reveal lost, no tx sent twice"),
@@ -82,12 +89,22 @@ class Plan:
     lazy_operators: tuple[int, ...] = ()  # indices of operators whose node votes OK without auditing
     audit_deadline_s: float = 2.0
     committee_size: int = 5
+    storage: tuple[str, ...] = ()  # reference storage nodes: "mode" or "mode:shardId/numShard"
+    upload_every_blocks: int = 20  # while running, a new file is uploaded to the flow this often
 
 
 FAULTY_MODES = ("down", "slow", "lagging", "halted", "forked", "wrong-chain", "garbage")
 # Proxy arguments per mode: far enough from honest behaviour that any honest check must see it.
 MODE_ARGS = {"slow": ["--delay", "30"], "lagging": ["--k", "40"]}
 TRAP_OUTCOME = {"down": 3, "slow": 3}  # UNREACHABLE; every other faulty mode is a FAULT (2)
+
+
+# Reference storage node arguments per mode; "slow" and "behind" are honest.
+STORAGE_MODE_ARGS = {"slow": ["--delay", "0.1"], "behind": ["--lag", "40"], "lying-lag": ["--lag", "60"],
+                     "drop": ["--fraction", "0.5"]}
+STORAGE_HONEST = ("honest", "slow", "behind")
+# Files uploaded before the nodes start: one byte, a few chunks, and files spanning several segments.
+STORAGE_FILE_SIZES = (1, 3000, 300_000, 900_000, 1_700_000)
 
 
 @dataclass
@@ -98,10 +115,22 @@ class TargetProc:
     trap: bool = False
     process: subprocess.Popen | None = None
     fault_started: float | None = None  # unix time the fault began (proxy start)
+    kind: str = "EVM_RPC"
+    shard: tuple[int, int] = (0, 1)
 
     @property
     def fault(self) -> str | None:
-        return None if self.mode == "honest" else self.mode
+        honest = STORAGE_HONEST if self.kind == "ZGS_STORAGE" else ("honest",)
+        return None if self.mode in honest else self.mode
+
+
+def parse_storage_spec(spec: str) -> tuple[str, tuple[int, int]]:
+    """"mode" or "mode:shardId/numShard" -> (mode, (shardId, numShard))."""
+    mode, _, shard = spec.partition(":")
+    if not shard:
+        return mode, (0, 1)
+    i, _, n = shard.partition("/")
+    return mode, (int(i), int(n))
 
 
 @dataclass
@@ -144,6 +173,10 @@ class Devnet:
         self.targets: list[TargetProc] = []
         self.trap_salt = secrets.token_bytes(32)
         self.started = time.monotonic()
+        self.flow: Contract | None = None  # the devnet's 0G flow contract, when there are storage targets
+        self.files_dir = workdir / "zgs-files"
+        self.uploads: list = []  # zgs.flow.Submission of every uploaded file
+        self._next_upload_block = 0
 
     # ---------------------------------------------------------------------------------- setup
 
@@ -221,6 +254,8 @@ class Devnet:
             self.operators[i].lazy = True
         if p.targets or p.trap_mode:
             await self.setup_targets(deployer)
+        if p.storage:
+            await self.setup_storage(deployer)
 
     async def setup_targets(self, keeper: LocalSigner) -> None:
         """One fault proxy process per target in front of anvil, registered by the trap keeper (the
@@ -252,6 +287,61 @@ class Devnet:
             self.start_target(t, head)
         self.log(f"{len(self.targets)} targets: " + ", ".join(f"{t.id}:{t.mode}{'(trap)' if t.trap else ''}"
                                                               for t in self.targets))
+
+    async def setup_storage(self, keeper: LocalSigner) -> None:
+        """The flow contract, a few files uploaded, one reference storage node process per storage target,
+        each registered (ZGS_STORAGE, identity = chain id + flow address) by the keeper."""
+        from ..zgs.flow import flow_identity
+        from .storage import deploy_flow
+
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        async with RpcClient(self.anvil.url) as rpc:
+            self.flow = await deploy_flow(rpc, keeper)
+            for size in STORAGE_FILE_SIZES:
+                await self._upload(rpc, keeper, size)
+            identity = flow_identity(await rpc.chain_id(), self.flow.address)
+            registry = manifest_contracts(rpc, self.manifest)["TargetRegistry"]
+            ev = registry.abi.event("TargetAdded")
+            for spec in self.plan.storage:
+                mode, shard = parse_storage_spec(spec)
+                port = free_port()
+                receipt = await registry.transact("addTarget", 3, f"http://127.0.0.1:{port}", identity, signer=keeper)
+                tid = next(int(log["topics"][1], 16) for log in receipt["logs"]
+                           if log["topics"][0] == "0x" + ev.topic.hex())
+                self.targets.append(TargetProc(tid, mode, port, kind="ZGS_STORAGE", shard=shard))
+            self._next_upload_block = await rpc.block_number() + self.plan.upload_every_blocks
+        for t in self.targets:
+            if t.kind == "ZGS_STORAGE":
+                self.start_storage_node(t)
+        self.log(f"flow {self.flow.address}: {len(self.uploads)} files; {len(self.plan.storage)} storage targets: "
+                 + ", ".join(f"{t.id}:{t.mode}" + (f"[{t.shard[0]}/{t.shard[1]}]" if t.shard[1] > 1 else "")
+                             for t in self.targets if t.kind == "ZGS_STORAGE"))
+
+    async def _upload(self, rpc: RpcClient, signer: LocalSigner, size: int) -> None:
+        from .storage import random_file, upload
+
+        data = random_file(secrets.SystemRandom(), size)
+        flow = Contract(rpc, self.flow.address, self.flow.abi)  # bound to this client
+        self.uploads.append(await upload(flow, signer, data, self.files_dir))
+
+    async def upload_tick(self, rpc: RpcClient) -> None:
+        """Upload a new file every ``upload_every_blocks`` blocks (storage nodes must keep up with the flow)."""
+        if self.flow is None:
+            return
+        head = await rpc.block_number()
+        if head >= self._next_upload_block:
+            await self._upload(rpc, LocalSigner(self.anvil.private_keys[0]),
+                               secrets.choice((5_000, 120_000, 400_000, 700_000)))
+            self._next_upload_block = head + self.plan.upload_every_blocks
+
+    def start_storage_node(self, t: TargetProc) -> None:
+        t.process = subprocess.Popen(
+            [sys.executable, "-m", "alignment_node.devnet.zgsnode", "--rpc", self.anvil.url, "--flow",
+             self.flow.address, "--files", str(self.files_dir), "--port", str(t.port), "--mode", t.mode,
+             "--shard-id", str(t.shard[0]), "--num-shard", str(t.shard[1]), *STORAGE_MODE_ARGS.get(t.mode, [])],
+            stdout=subprocess.DEVNULL, stderr=open(self.workdir / f"target-{t.id}.err", "ab"),
+            stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        t.fault_started = time.time() if t.fault else None
 
     def start_target(self, t: TargetProc, head: int) -> None:
         args = list(MODE_ARGS.get(t.mode, []))
@@ -396,7 +486,8 @@ class Devnet:
         for t in sorted(self.targets, key=lambda t: t.id):
             flagged = first_flag.get(t.id)
             targets.append({
-                "id": t.id, "kind": "EVM_RPC", "fault": t.fault, "trap": t.trap,
+                "id": t.id, "kind": t.kind, "mode": t.mode, "fault": t.fault, "trap": t.trap,
+                **({"shard": list(t.shard)} if t.kind == "ZGS_STORAGE" else {}),
                 "outcomes": {str(e): o for e, o in sorted(outcomes.get(t.id, {}).items())},
                 "first_flagged_epoch": flagged[0] if flagged else None,
                 "seconds_to_flag": (flagged[1] - int(t.fault_started)) if flagged and t.fault_started else None,
@@ -459,6 +550,7 @@ class Devnet:
             "targets": targets,
             "licenses": licenses,
             "operators": operators,
+            "files_uploaded": len(self.uploads),
             "missed_faults": missed_faults,
             "false_flags": false_flags,
             "all_credited": all(not entry["missing_epochs"] for entry in licenses),
@@ -564,6 +656,7 @@ def scenario(args) -> int:
                 if not trap_revealed and now_epoch >= nodes_epoch + plan.reveal_trap_after_epochs:
                     await net.reveal_trap()
                     trap_revealed = True
+                await net.upload_tick(rpc)
                 if victim is not None and now_epoch <= epochs[-1] and time.monotonic() >= next_kill:
                     net.kill_node(victim)
                     await asyncio.sleep(random.uniform(0.1, 0.6))
@@ -602,7 +695,9 @@ def scenario(args) -> int:
 
 # What `devnet up` audits: a mix of honest and faulty EVM targets and one sealed trap, revealed after 2 epochs.
 UP_TARGETS = {"targets": ("honest",) * 5 + ("down", "lagging", "forked", "garbage"), "trap_mode": "wrong-chain",
-              "reveal_trap_after_epochs": 2}
+              "reveal_trap_after_epochs": 2,
+              "storage": ("honest", "honest:0/2", "honest:1/2", "behind", "drop:0/2", "corrupt", "lying-lag"),
+              "audit_deadline_s": 3.0}
 
 
 async def _targets_view(net: Devnet, rpc: RpcClient, c: dict) -> list[str]:
@@ -614,10 +709,10 @@ async def _targets_view(net: Devnet, rpc: RpcClient, c: dict) -> list[str]:
     latest: dict[int, tuple[int, str]] = {}
     for ev in await protocol.events("TargetSettled", start):
         latest[ev["targetId"]] = (ev["epoch"], VERDICT_NAMES.get(ev["outcome"], "?"))
-    lines = [f"{'target':>6} {'mode':12} {'last outcome':>22}"]
+    lines = [f"{'target':>6} {'kind':11} {'mode':12} {'last outcome':>22}"]
     for t in sorted(net.targets, key=lambda t: t.id):
         e, outcome = latest.get(t.id, (None, "-"))
-        lines.append(f"{t.id:>6} {t.mode + (' (trap)' if t.trap else ''):12} "
+        lines.append(f"{t.id:>6} {t.kind:11} {t.mode + (' (trap)' if t.trap else ''):12} "
                      f"{(outcome + f' (epoch {e})') if e is not None else '-':>22}")
     flags = await protocol.events("ViolationFlagged", start)
     node = net.operators[0].url() if net.operators else ""
@@ -664,6 +759,7 @@ def up(args) -> int:
                 if not trap_revealed and epoch >= start_epoch + plan.reveal_trap_after_epochs:
                     await net.reveal_trap()
                     trap_revealed = True
+                await net.upload_tick(rpc)
                 head = await rpc.block_number()
                 if first_credit is None and await vault.events("Credited", int(net.manifest["deployBlock"])):
                     first_credit = time.monotonic() - t0

@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from .. import protocol as P
-from ..audits import AuditResult, Target
+from ..audits import AuditResult, EpochContext, Target
 from ..chain.contracts import ContractRevert
 
 log = logging.getLogger("alignment_node.audit")
@@ -61,16 +61,48 @@ def _reveal_batches(openings: list[dict]) -> list[list[dict]]:
     return batches
 
 
-def load_auditors(cfg) -> dict[int, Any]:
-    """The plug-ins this build has, by target kind."""
-    auditors: dict[int, Any] = {}
-    try:
-        from ..audits.evm import EvmAuditor
-    except ImportError:  # pragma: no cover - every build ships it
-        return auditors
-    auditors[P.KIND_EVM_RPC] = EvmAuditor(max_connections=cfg.audit.max_connections,
-                                          max_response_bytes=cfg.audit.max_response_bytes)
+def load_auditors(cfg, node=None) -> dict[int, Any]:
+    """The plug-ins this build has, by target kind. Storage audits read the flow's chain: the node's own
+    (``node.rpc``) unless ``audit.storage_rpc_urls`` names another."""
+    from ..audits.evm import EvmAuditor
+    from ..audits.storage import ZgsAuditor
+
+    auditors: dict[int, Any] = {
+        P.KIND_EVM_RPC: EvmAuditor(max_connections=cfg.audit.max_connections,
+                                   max_response_bytes=cfg.audit.max_response_bytes),
+    }
+    if node is not None:
+        auditors[P.KIND_ZGS_STORAGE] = ZgsAuditor(StorageChains(cfg, node), from_block=cfg.audit.storage_from_block,
+                                                  max_connections=cfg.audit.max_connections,
+                                                  challenges=cfg.audit.storage_challenges)
     return auditors
+
+
+class StorageChains:
+    """``await rpc_for(chain_id)`` of the storage auditor: the configured storage chain (its chain id checked on
+    first use), or the node's own chain when none is configured; None for any other chain."""
+
+    def __init__(self, cfg, node):
+        self.node = node
+        self.urls = list(cfg.audit.storage_rpc_urls)
+        self.timeout = cfg.chain.request_timeout
+        self._client = None
+        self._chain_id: int | None = None
+
+    async def __call__(self, chain_id: int):
+        if not self.urls:
+            return self.node.rpc if chain_id == int(self.node.manifest["chainId"]) else None
+        if self._client is None:
+            from ..chain.rpc import RpcClient
+
+            self._client = RpcClient(self.urls, timeout=self.timeout)
+        if self._chain_id is None:
+            try:
+                self._chain_id = await self._client.chain_id()
+            except Exception as exc:
+                log.error("audit.storage_rpc_urls: cannot read the chain id: %s", exc)
+                return None
+        return self._client if self._chain_id == chain_id else None
 
 
 class AuditService:
@@ -79,11 +111,12 @@ class AuditService:
         self.cfg = node.cfg
         self.store = node.store
         self.c = node.c
-        self.auditors = load_auditors(node.cfg)
+        self.auditors = load_auditors(node.cfg, node)
         self._targets: dict[int, Target] = {}
         self._params: tuple | None = None
         self.recent: list[dict] = []  # what /verdicts shows (published by replacing the list)
         self._settling: asyncio.Task | None = None
+        self._seeds: dict[int, bytes] = {}
 
     # --------------------------------------------------------------------------------- chain reads
 
@@ -110,6 +143,7 @@ class AuditService:
         threshold = await protocol.call("threshold", epoch)
         start = await protocol.call("epochStartBlock", epoch)
         enabled = list(await self.c["TargetRegistry"].call("enabledTargetsAt", start))
+        self._seeds[epoch] = seed
         return {lic: P.duties(seed, lic, enabled, threshold) for lic in licenses}, enabled
 
     # ------------------------------------------------------------------------------------- the tick
@@ -148,7 +182,7 @@ class AuditService:
             return
         todo = [lic for lic in todo if lic in duties]
         assigned_ids = sorted({t for ts in duties.values() for t in ts})
-        results = await self.audit(epoch, assigned_ids, enabled)
+        results = await self.audit(epoch, assigned_ids, enabled, duties)
         openings = []
         with self.store.transaction():
             self._prepare_openings(epoch, todo, duties, results, openings)
@@ -170,8 +204,16 @@ class AuditService:
                                    _hex(commitment))
             openings.append({"license": lic, "commitment": _hex(commitment)})
 
-    async def audit(self, epoch: int, target_ids: list[int], enabled: list[int]) -> dict[int, AuditResult]:
+    async def audit(self, epoch: int, target_ids: list[int], enabled: list[int],
+                    duties: dict[int, list[int]] | None = None) -> dict[int, AuditResult]:
         """Audit each target once; store every bundle by its root. Lazy mode skips the audits (drills)."""
+        assigned_to: dict[int, list[int]] = {}
+        for lic, ts in sorted((duties or {}).items()):
+            for t in ts:
+                assigned_to.setdefault(t, []).append(lic)
+        context = EpochContext(self._seeds.get(epoch, bytes(32)), assigned_to)
+        for old in [e for e in self._seeds if e < epoch - 2]:
+            del self._seeds[old]
         targets = [await self.target(t) for t in target_ids]
         results: dict[int, AuditResult] = {}
         if self.cfg.audit.lazy:
@@ -188,7 +230,7 @@ class AuditService:
                 peers = [await self.target(t) for t in enabled]
                 peers = [p for p in peers if p.kind == kind]
                 started = time.monotonic()
-                out = await auditor.audit_epoch(epoch, assigned, peers, self.cfg.audit.deadline_s)
+                out = await auditor.audit_epoch(epoch, assigned, peers, self.cfg.audit.deadline_s, context=context)
                 self.node.metrics.audit_seconds.observe(time.monotonic() - started)
                 results.update(out)
         recent = []

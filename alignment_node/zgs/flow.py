@@ -124,6 +124,8 @@ class SubmissionIndex:
         self.invalid: dict[int, str] = {}  # submission index (or -log position) -> why it was rejected
         self.next_block = from_block  # first block not read yet
         self._blocks: list[int] = []  # block of every Submit log read, valid or not, in order
+        self._valid_blocks: list[int] = []  # block and index of each valid submission, in order
+        self._valid_indexes: list[int] = []
 
     async def update(self, rpc, to_block: int) -> None:
         """Read Submit logs of blocks [next_block, to_block]."""
@@ -147,6 +149,8 @@ class SubmissionIndex:
                     continue
                 self.by_index[s.index] = s
                 self.submissions.append(s)
+                self._valid_blocks.append(s.block)
+                self._valid_indexes.append(s.index)
             self.next_block = end + 1
 
     def count_until(self, block: int) -> int:
@@ -155,4 +159,9 @@ class SubmissionIndex:
 
     def valid_until(self, block: int) -> list[Submission]:
         """The valid submissions made in blocks <= ``block``, in order."""
-        return self.submissions[:bisect.bisect_right([s.block for s in self.submissions], block)]
+        return self.submissions[:bisect.bisect_right(self._valid_blocks, block)]
+
+    def eligible(self, block: int, next_tx_seq: int) -> int:
+        """How many of the first valid submissions were made in blocks <= ``block`` with an index below
+        ``next_tx_seq``: the files a node synced to there can be asked for."""
+        return min(bisect.bisect_right(self._valid_blocks, block), bisect.bisect_left(self._valid_indexes, next_tx_seq))

@@ -1,0 +1,631 @@
+"""ZGS_STORAGE audit: does a 0G Storage node hold what it claims, provably down to the on-chain data roots?
+
+Identity. A ZGS_STORAGE target's registered ``identity`` is ``abi.encode(uint256 chainId, address flow)``
+(``zgs.flow.flow_identity``): the chain and flow contract whose submissions it stores. The auditor reads that
+chain itself (``Submit`` events of the flow, the head, block hashes) and trusts the node about nothing.
+
+Observation, one epoch (``ZgsAuditor.audit_epoch``):
+
+1. every assigned target: ``zgs_getStatus`` and ``zgs_getShardConfig``;
+2. the chain, once per flow: the head (read after the statuses, so an honest node is never ahead of it), the
+   new ``Submit`` events up to it, and the hash of each block a node says it synced to;
+3. draws: the files a target can be challenged on are the valid submissions of blocks up to its claimed
+   ``logSyncHeight`` with a sequence number below its claimed ``nextTxSeq`` (an honest node that is behind is
+   never asked for what it has not reached); draw ``i`` is ``r = keccak(seed, target id, license, i)``: file
+   ``r mod n``, then one of its data segments in the node's shard, ``(r >> 128) mod count``; draws that hit a
+   file without data segments in the shard pick nothing; up to ``challenges`` picks in ``max_draws`` draws.
+   ``seed`` is the epoch's seed, ``license`` the lowest of the auditor's licenses assigned to the target, so
+   anyone can repeat the picks;
+4. each pick, concurrently: ``zgs_getFileInfoByTxSeq(seq)``, then, if the node claims the file finalized (and
+   not pruned), ``zgs_downloadSegmentWithProof(root, segment)``. The segment's bytes are checked as they
+   arrive (strict base64, at most 256 KiB) and reduced to their size, SHA-256 and segment root; the proof is
+   kept whole (at most 64 levels).
+
+Judgement (``evaluate``, pure), checks in order:
+
+- ``reachable``: every call made got an answer;
+- ``well_formed``: no answer was malformed (wrong shape or type: numbers as strings, hex without 0x, bad
+  base64, a segment longer than 256 KiB, a proof deeper than 64 levels, ...), oversized or an RPC error;
+- ``identity``: ``networkIdentity`` is the registered chain id and flow address;
+- ``log_sync``: the claimed sync block exists on the chain with that hash (or is at most ``sync_tolerance``
+  blocks ahead of the auditor's head, which is the block before the newest: the newest may still be sealing),
+  and ``nextTxSeq`` is the number of submissions up to it, within ``sync_tolerance`` blocks either way (no
+  upper bound within that distance of the head). A node behind the chain by any number of blocks passes if
+  it says so;
+- ``file_info``: for each pick, the node knows the transaction (it claims to be synced past it) and its
+  ``seq``, ``startEntryIndex``, ``size`` and ``dataMerkleRoot`` are the submission's;
+- ``custody``: each pick the node claims finalized is served (not null);
+- ``segment``: the served segment is the one asked (``root``, ``index``), ``fileSize`` is the submission's
+  length and the data has the segment's size;
+- ``proof``: ``lemma[0]`` is the segment root rebuilt from the bytes, the path hashes to the lemma's root,
+  that root is the data root folded from the on-chain submission nodes, and the path leads to the segment's
+  index (ZGS.md). The failing step is named.
+
+Verdict: FAULT if any check after ``reachable`` failed, else UNREACHABLE if ``reachable`` failed, else OK.
+The bundle records the chain facts it relied on (``chain``) and every draw, so ``verify-evidence`` repeats
+the judgement and the picks; the chain facts can be re-read from any node of that chain, and the segment's
+bytes re-downloaded and compared with the recorded SHA-256.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+from ..chain.keccak import keccak256
+from ..protocol import FAULT, KIND_NAMES, KIND_ZGS_STORAGE, OK, UNREACHABLE, VERDICT_NAMES
+from ..zgs import merkle
+from ..zgs.flow import Submission, SubmissionIndex, parse_flow_identity
+from . import BUNDLE_VERSION, AuditResult, EpochContext, Target
+from .http import GARBAGE, AuditHttpClient, Session
+
+__all__ = ["ZgsAuditor", "ZgsPolicy", "evaluate", "draw", "CHECKS", "parse_status", "parse_shard_config",
+           "parse_file_info", "segment_extractor"]
+
+log = logging.getLogger("alignment_node.audit.storage")
+
+CHECKS = ("reachable", "well_formed", "identity", "log_sync", "file_info", "custody", "segment", "proof")
+UNANSWERED = frozenset({"timeout", "refused", "reset", "http_error"})
+MAX_UINT64 = (1 << 64) - 1
+BLOCK_HASH_CACHE = 4096
+
+
+# ------------------------------------------------------------------------------------ result parsers
+
+
+def _int(value: Any, what: str) -> int:
+    """A JSON integer (not a string, float or bool) in uint64."""
+    if type(value) is not int or not 0 <= value <= MAX_UINT64:
+        raise ValueError(f"{what} is {str(value)[:40]!r}, not a JSON integer in uint64")
+    return value
+
+
+def _bool(value: Any, what: str) -> bool:
+    if type(value) is not bool:
+        raise ValueError(f"{what} is {str(value)[:40]!r}, not true/false")
+    return value
+
+
+def _hash(value: Any, what: str) -> str:
+    if not isinstance(value, str) or len(value) != 66 or value[:2] != "0x":
+        raise ValueError(f"{what} is {str(value)[:80]!r}, not 0x + 64 hex digits")
+    try:
+        bytes.fromhex(value[2:])
+    except ValueError:
+        raise ValueError(f"{what} is {value!r}, not 0x + 64 hex digits") from None
+    return value.lower()
+
+
+def _address(value: Any, what: str) -> str:
+    if not isinstance(value, str) or len(value) != 42 or value[:2] != "0x":
+        raise ValueError(f"{what} is {str(value)[:80]!r}, not an address")
+    try:
+        bytes.fromhex(value[2:])
+    except ValueError:
+        raise ValueError(f"{what} is {value!r}, not an address") from None
+    return value.lower()
+
+
+def _object(value: Any, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} is {type(value).__name__}, not an object")
+    return value
+
+
+def parse_status(r: Any) -> dict[str, Any]:
+    """What the audit keeps of ``zgs_getStatus``."""
+    r = _object(r, "status")
+    ident = _object(r.get("networkIdentity"), "networkIdentity")
+    return {"logSyncHeight": _int(r.get("logSyncHeight"), "logSyncHeight"),
+            "logSyncBlock": _hash(r.get("logSyncBlock"), "logSyncBlock"),
+            "nextTxSeq": _int(r.get("nextTxSeq"), "nextTxSeq"),
+            "connectedPeers": _int(r.get("connectedPeers"), "connectedPeers"),
+            "chainId": _int(ident.get("chainId"), "networkIdentity.chainId"),
+            "flowAddress": _address(ident.get("flowAddress"), "networkIdentity.flowAddress")}
+
+
+def parse_shard_config(r: Any) -> dict[str, int]:
+    r = _object(r, "shard config")
+    shard, num = _int(r.get("shardId"), "shardId"), _int(r.get("numShard"), "numShard")
+    if num < 1 or num & (num - 1) or shard >= num:
+        raise ValueError(f"shard {shard} of {num}: numShard must be a power of two above shardId")
+    return {"shardId": shard, "numShard": num}
+
+
+def parse_file_info(r: Any) -> dict[str, Any] | None:
+    """What the audit keeps of ``zgs_getFileInfoByTxSeq`` (null: the node does not know the transaction)."""
+    if r is None:
+        return None
+    r = _object(r, "file info")
+    tx = _object(r.get("tx"), "tx")
+    nodes = tx.get("merkleNodes")
+    if not isinstance(nodes, list) or len(nodes) > merkle.MAX_PROOF_DEPTH:
+        raise ValueError("tx.merkleNodes is not a list of at most 64 [height, root] pairs")
+    for pair in nodes:
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise ValueError("a tx.merkleNodes entry is not a [height, root] pair")
+        _int(pair[0], "merkleNodes height")
+        _hash(pair[1], "merkleNodes root")
+    return {"seq": _int(tx.get("seq"), "tx.seq"),
+            "startEntryIndex": _int(tx.get("startEntryIndex"), "tx.startEntryIndex"),
+            "size": _int(tx.get("size"), "tx.size"),
+            "dataMerkleRoot": _hash(tx.get("dataMerkleRoot"), "tx.dataMerkleRoot"),
+            "finalized": _bool(r.get("finalized"), "finalized"),
+            "pruned": _bool(r.get("pruned"), "pruned"),
+            "isCached": _bool(r.get("isCached"), "isCached"),
+            "uploadedSegNum": _int(r.get("uploadedSegNum"), "uploadedSegNum")}
+
+
+def segment_extractor(size: int, index: int) -> Callable[[Any], dict[str, Any] | None]:
+    """The extract function of ``zgs_downloadSegmentWithProof`` for segment ``index`` of a file of ``size``
+    bytes: decodes and hashes the data (never keeping it), keeps the proof."""
+    leaf_count = merkle.segment_leaf_count(size, index)
+
+    def extract(r: Any) -> dict[str, Any] | None:
+        if r is None:
+            return None
+        r = _object(r, "segment")
+        data = merkle.decode_base64(r.get("data"), merkle.SEGMENT)
+        if len(data) > merkle.SEGMENT:
+            raise ValueError(f"segment data of {len(data)} bytes, longer than {merkle.SEGMENT}")
+        proof = _object(r.get("proof"), "proof")
+        lemma, path = proof.get("lemma"), proof.get("path")
+        if not isinstance(lemma, list) or not isinstance(path, list):
+            raise ValueError("proof.lemma and proof.path must be lists")
+        if len(path) > merkle.MAX_PROOF_DEPTH or len(lemma) > merkle.MAX_PROOF_DEPTH + 2:
+            raise ValueError(f"proof of {len(path)} levels and {len(lemma)} lemma hashes "
+                             f"(at most {merkle.MAX_PROOF_DEPTH} levels)")
+        kept = {"root": _hash(r.get("root"), "root"), "index": _int(r.get("index"), "index"),
+                "fileSize": _int(r.get("fileSize"), "fileSize"),
+                "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                "proof": {"lemma": [_hash(h, "lemma entry") for h in lemma],
+                          "path": [_bool(b, "path entry") for b in path]}}
+        fits = -(-len(data) // merkle.CHUNK) <= leaf_count
+        kept["segment_root"] = "0x" + merkle.segment_root(data, leaf_count).hex() if fits and data else None
+        return kept
+
+    return extract
+
+
+# ------------------------------------------------------------------------------------------- picks
+
+
+def _draw_value(seed: bytes, target_id: int, license_id: int, i: int) -> int:
+    return int.from_bytes(keccak256(seed + target_id.to_bytes(32, "big") + license_id.to_bytes(32, "big")
+                                    + i.to_bytes(32, "big")), "big")
+
+
+def shard_segments(start_pos: int, length: int, shard_id: int, num_shard: int) -> tuple[int, int]:
+    """(first data segment of the file in the shard, how many) for a file at flow entry ``start_pos``."""
+    segments = -(-merkle.num_chunks(length) // merkle.SEGMENT_CHUNKS)
+    first = (shard_id - start_pos // merkle.SEGMENT_CHUNKS) % num_shard
+    if first >= segments:
+        return first, 0
+    return first, (segments - 1 - first) // num_shard + 1
+
+
+def draw(seed: bytes, target_id: int, license_id: int, eligible: list[dict[str, Any]], shard: dict[str, int],
+         challenges: int, max_draws: int) -> list[dict[str, Any]]:
+    """The draws of a target's challenges: [{"draw", "position", "submission", "segment" | None}]. ``eligible``
+    are submissions as ``Submission.as_json`` gives them, in order."""
+    out: list[dict[str, Any]] = []
+    picks = 0
+    if not eligible:
+        return out
+    for i in range(max_draws):
+        if picks == challenges:
+            break
+        r = _draw_value(seed, target_id, license_id, i)
+        position = r % len(eligible)
+        sub = eligible[position]
+        first, count = shard_segments(sub["startPos"], sub["length"], shard["shardId"], shard["numShard"])
+        segment = first + ((r >> 128) % count) * shard["numShard"] if count else None
+        out.append({"draw": i, "position": position, "submission": sub, "segment": segment})
+        picks += segment is not None
+    return out
+
+
+# ----------------------------------------------------------------------------------------- judgement
+
+
+def _final(observations: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for o in observations:
+        out[o["call"]] = o
+    return out
+
+
+def _describe(o: dict[str, Any]) -> str:
+    text = f"{o['call']} ({o['method']}): {o['status']}"
+    if o.get("error"):
+        text += f": {o['error']}"
+    if "sha256" in o and o["status"] != "ok":
+        text += f" [{o.get('size', '?')} bytes, sha256 {o['sha256']}]"
+    return text + f" after {o['elapsed_ms']} ms, attempt {o['attempt']}"
+
+
+def _ok(final: dict[str, dict[str, Any]], call: str) -> tuple[bool, Any]:
+    """(answered well, kept result) of a call's last attempt."""
+    o = final.get(call)
+    if o is None or o["status"] != "ok":
+        return False, None
+    return True, o.get("result")
+
+
+def evaluate(bundle: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
+    """(verdict, checks) a ZGS_STORAGE bundle's observations support. Pure; ValueError on a malformed bundle
+    (including draws that do not follow the rule)."""
+    try:
+        return _evaluate(bundle)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise ValueError(f"not a well-formed ZGS_STORAGE evidence bundle: {type(exc).__name__}: {exc}") from None
+
+
+def _evaluate(bundle: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
+    if bundle.get("kind") != KIND_NAMES[KIND_ZGS_STORAGE]:
+        raise ValueError(f"kind {bundle.get('kind')!r} is not ZGS_STORAGE")
+    policy = bundle["policy"]
+    final = _final(bundle["observations"])
+    chain = bundle["chain"]
+    checks: list[dict[str, Any]] = []
+
+    def check(name: str, ok: bool | None, detail: str) -> None:
+        checks.append({"name": name, "ok": ok, "detail": detail})
+
+    unanswered = [_describe(o) for o in final.values() if o["status"] in UNANSWERED]
+    bad = [_describe(o) for o in final.values() if o["status"] in GARBAGE or o["status"] == "rpc_error"]
+    check("reachable", not unanswered if final else False,
+          "; ".join(unanswered) or (f"{len(final)} calls answered" if final else "no call was made"))
+    check("well_formed", not bad if final else None, "; ".join(bad) or "every answer well-formed")
+
+    chain_id, flow = parse_flow_identity(bytes.fromhex(bundle["target"]["identity"].removeprefix("0x")))
+    got_status, status = _ok(final, "status")
+    got_shard, shard = _ok(final, "shard")
+    if not got_status:
+        check("identity", None, "no status observed")
+        check("log_sync", None, "no status observed")
+    else:
+        same = status["chainId"] == chain_id and status["flowAddress"] == flow
+        check("identity", same, f"serves chain {status['chainId']} flow {status['flowAddress']}, "
+                                f"registered chain {chain_id} flow {flow}")
+        check("log_sync", *_log_sync(status, chain, policy))
+
+    # The draws must follow the rule: same seed, target, license, eligible count, shard.
+    draws = bundle["draws"]
+    if draws:
+        if not (got_status and got_shard):
+            raise ValueError("draws without a status and shard config")
+        eligible = chain["eligible"]
+        for d in draws:
+            r = _draw_value(bytes.fromhex(bundle["seed"][2:]), bundle["target"]["id"], bundle["license"], d["draw"])
+            sub = d["submission"]
+            first, count = shard_segments(sub["startPos"], sub["length"], shard["shardId"], shard["numShard"])
+            segment = first + ((r >> 128) % count) * shard["numShard"] if count else None
+            if d["position"] != r % eligible or d["segment"] != segment or sub["index"] >= status["nextTxSeq"]:
+                raise ValueError(f"draw {d['draw']} does not follow the rule")
+        if [d["draw"] for d in draws] != list(range(len(draws))):
+            raise ValueError("draws are not numbered from 0")
+
+    picks = [d for d in draws if d["segment"] is not None]
+    info_bad, custody_bad, custody_n, segment_bad, proof_bad, proven = [], [], 0, [], [], 0
+    for d in picks:
+        sub, seg = d["submission"], d["segment"]
+        name = f"tx {sub['index']} segment {seg}"
+        got, info = _ok(final, f"info:{sub['index']}")
+        if not got:
+            continue  # unanswered or garbage: already a failed check above
+        if info is None:
+            info_bad.append(f"tx {sub['index']}: unknown (null) although the node claims nextTxSeq "
+                            f"{status['nextTxSeq']}")
+            continue
+        wrong = [f"{k} {info[k]} (submission: {v})" for k, v in (("seq", sub["index"]),
+                 ("startEntryIndex", sub["startPos"]), ("size", sub["length"]), ("dataMerkleRoot", sub["root"]))
+                 if info[k] != v]
+        if wrong:
+            info_bad.append(f"tx {sub['index']}: " + ", ".join(wrong))
+            continue
+        if not info["finalized"] or info["pruned"]:
+            continue  # the node does not claim to hold it
+        custody_n += 1
+        got, served = _ok(final, f"segment:{sub['index']}:{seg}")
+        if not got:
+            continue
+        if served is None:
+            custody_bad.append(f"{name}: null, although the file is claimed finalized and in the node's shard")
+            continue
+        expected_size = min(merkle.SEGMENT, sub["length"] - seg * merkle.SEGMENT)
+        chunked = merkle.segment_data_chunks(sub["length"], seg) * merkle.CHUNK
+        wrong = []
+        if served["root"] != sub["root"]:
+            wrong.append(f"root {served['root']}")
+        if served["index"] != seg:
+            wrong.append(f"index {served['index']}")
+        if served["fileSize"] != sub["length"]:
+            wrong.append(f"fileSize {served['fileSize']} (submission: {sub['length']})")
+        if served["size"] not in (expected_size, chunked):
+            wrong.append(f"{served['size']} bytes of data (the segment holds {expected_size})")
+        if wrong:
+            segment_bad.append(f"{name}: " + ", ".join(wrong))
+        if served["segment_root"] is None:
+            proof_bad.append(f"{name}: step data: no segment root can be built from {served['size']} bytes")
+            continue
+        proof = merkle.Proof(tuple(bytes.fromhex(h[2:]) for h in served["proof"]["lemma"]),
+                             tuple(served["proof"]["path"]))
+        try:
+            merkle.verify_proof(proof, bytes.fromhex(served["segment_root"][2:]), bytes.fromhex(sub["root"][2:]),
+                                seg, merkle.num_segments(sub["length"]))
+            proven += 1
+        except merkle.ProofError as exc:
+            proof_bad.append(f"{name}: step {exc.step}: {exc.detail}")
+
+    if not picks:
+        why = "no status" if not got_status else f"nothing to challenge ({chain.get('eligible', 0)} files synced, " \
+                                                 f"{len(draws)} draws)"
+        for name in ("file_info", "custody", "segment", "proof"):
+            check(name, None, why)
+    else:
+        check("file_info", not info_bad, "; ".join(info_bad) or f"{len(picks)} picks' file info as submitted")
+        check("custody", not custody_bad if custody_n else None,
+              "; ".join(custody_bad) or (f"{custody_n} claimed segments served" if custody_n
+                                         else "the node claims none of the picked files"))
+        check("segment", not segment_bad if custody_n else None, "; ".join(segment_bad) or "segments as asked")
+        check("proof", not proof_bad if custody_n else None,
+              "; ".join(proof_bad) or f"{proven} proofs reach the on-chain data roots")
+
+    if any(c["ok"] is False for c in checks[1:]):
+        return FAULT, checks
+    if checks[0]["ok"] is False:
+        return UNREACHABLE, checks
+    return OK, checks
+
+
+def _log_sync(status: dict[str, Any], chain: dict[str, Any], policy: dict[str, int]) -> tuple[bool, str]:
+    height, tol = status["logSyncHeight"], policy["sync_tolerance_blocks"]
+    head = chain["head"]
+    if height > head + tol:
+        return False, f"claims log sync at block {height}, beyond the chain's head {head}"
+    problems = []
+    if chain.get("sync_block_hash") is not None and status["logSyncBlock"] != chain["sync_block_hash"]:
+        problems.append(f"block {height} is {chain['sync_block_hash']} on chain, the node says {status['logSyncBlock']}")
+    lo, hi = chain["count_lo"], chain["count_hi"]
+    synced = min(height, head)
+    if status["nextTxSeq"] < lo:
+        problems.append(f"nextTxSeq {status['nextTxSeq']}, but the flow had {lo} submissions by block "
+                        f"{max(0, synced - tol)}, before the block {height} it claims to be synced to")
+    elif hi is not None and status["nextTxSeq"] > hi:
+        problems.append(f"nextTxSeq {status['nextTxSeq']}, but the flow had only {hi} submissions by block "
+                        f"{height + tol}")
+    if problems:
+        return False, "; ".join(problems)
+    behind = head - min(height, head)
+    return True, (f"synced to block {height}, nextTxSeq {status['nextTxSeq']}, as on chain"
+                  + (f"; behind the head {head} by {behind} blocks and says so" if behind > tol else ""))
+
+
+# ------------------------------------------------------------------------------------------- policy
+
+
+@dataclass(frozen=True)
+class ZgsPolicy:
+    request_deadline_ms: int = 3000
+    max_response_bytes: int = 512 * 1024  # a 256 KiB segment is ~350 KB of base64, plus its proof
+    max_connections: int = 64
+    challenges: int = 8  # segments asked per target per epoch
+    max_draws: int = 32  # draws tried to find them (files without data in the node's shard pick nothing)
+    sync_tolerance_blocks: int = 2
+    retry_pause_ms: int = 100
+    status_round_pct: int = 30  # share of the epoch deadline for the status round
+
+    def judged(self, deadline_ms: int) -> dict[str, int]:
+        d = asdict(self)
+        for k in ("max_connections", "status_round_pct"):
+            del d[k]
+        d["deadline_ms"] = deadline_ms
+        return d
+
+
+class _Flow:
+    """One flow contract as the auditor follows it (one per chain id and address)."""
+
+    def __init__(self, chain_id: int, address: str, from_block: int):
+        self.chain_id = chain_id
+        self.index = SubmissionIndex(address, from_block)
+        self.hashes: dict[int, str] = {}
+        self.as_json: list[dict[str, Any]] = []  # the valid submissions as bundles record them, shared
+
+    async def block_hash(self, rpc, height: int) -> str | None:
+        if height not in self.hashes:
+            if len(self.hashes) >= BLOCK_HASH_CACHE:
+                self.hashes.clear()
+            block = await rpc.get_block(height)
+            if block is None:
+                return None
+            self.hashes[height] = block["hash"].lower()
+        return self.hashes[height]
+
+    def refresh(self) -> None:
+        for s in self.index.submissions[len(self.as_json):]:
+            self.as_json.append(s.as_json())
+
+
+class ZgsAuditor:
+    """The ZGS_STORAGE plug-in. ``rpc_for(chain_id)`` (a function or coroutine function) gives a chain client
+    (``chain.rpc.RpcClient``) for the chain a target's flow lives on, or None where this node has none: those
+    targets get no verdict (the node's duty for them is then missed, visibly, rather than guessed)."""
+
+    kind = KIND_ZGS_STORAGE
+
+    def __init__(self, rpc_for: Callable[[int], Any], policy: ZgsPolicy | None = None, from_block: int = 0,
+                 **overrides: int):
+        if policy is not None and overrides:
+            raise ValueError("give a policy or keyword overrides, not both")
+        self.policy = policy if policy is not None else ZgsPolicy(**overrides)
+        self.rpc_for = rpc_for
+        self.from_block = from_block
+        self._flows: dict[tuple[int, str], _Flow] = {}
+
+    def judge(self, bundle: dict[str, Any]) -> int:
+        return evaluate(bundle)[0]
+
+    async def audit_epoch(self, epoch: int, assigned: list[Target], peers: list[Target], deadline_s: float,
+                          context: EpochContext | None = None) -> dict[int, AuditResult]:
+        pol = self.policy
+        t0 = time.monotonic()
+        t0_unix_ms = time.time_ns() // 1_000_000
+        end = t0 + deadline_s * 0.95
+        status_end = t0 + deadline_s * pol.status_round_pct / 100
+        client = AuditHttpClient(request_deadline_s=pol.request_deadline_ms / 1000,
+                                 max_response_bytes=pol.max_response_bytes, max_connections=pol.max_connections,
+                                 origin=t0)
+        seed = context.seed if context is not None else bytes(32)
+        judged_policy = pol.judged(int(deadline_s * 1000))
+
+        work: list[tuple[Target, _Flow, Any]] = []
+        for t in assigned:
+            try:
+                chain_id, address = parse_flow_identity(t.identity)
+            except ValueError as exc:
+                log.error("target %d: registered identity unusable: %s", t.id, exc)
+                continue
+            rpc = self.rpc_for(chain_id)
+            if inspect.isawaitable(rpc):
+                rpc = await rpc
+            if rpc is None:
+                log.error("target %d: no RPC for chain %d here; it gets no verdict", t.id, chain_id)
+                continue
+            key = (chain_id, address)
+            if key not in self._flows:
+                self._flows[key] = _Flow(chain_id, address, self.from_block)
+            work.append((t, self._flows[key], rpc))
+
+        observations: dict[int, list[dict[str, Any]]] = {t.id: [] for t, _, _ in work}
+        values: dict[int, dict[str, Any]] = {t.id: {} for t, _, _ in work}
+
+        async def status_round(item) -> None:
+            t = item[0]
+            async with client.session(t.endpoint) as s:
+                for call, method, extract in (("status", "zgs_getStatus", parse_status),
+                                              ("shard", "zgs_getShardConfig", parse_shard_config)):
+                    if not await self._call(s, observations[t.id], values[t.id], call, method, [], extract,
+                                            status_end):
+                        return
+
+        await asyncio.gather(*(status_round(w) for w in work))
+
+        # The chain, after the statuses: an honest node cannot be ahead of this head.
+        chain_facts: dict[int, dict[str, Any]] = {}
+        heads: dict[tuple[int, str], int] = {}
+        for t, flow, rpc in work:
+            key = (flow.chain_id, flow.index.flow)
+            try:
+                if key not in heads:
+                    # The newest block may still be sealing (its logs not yet served): read up to the one before.
+                    heads[key] = max(0, await rpc.block_number() - 1)
+                    await flow.index.update(rpc, heads[key])
+                    flow.refresh()
+                status = values[t.id].get("status")
+                head = heads[key]
+                if status is None:
+                    chain_facts[t.id] = {"head": head}
+                    continue
+                height = status["logSyncHeight"]
+                synced = min(height, head)
+                tol = pol.sync_tolerance_blocks
+                chain_facts[t.id] = {
+                    "head": head,
+                    "sync_block_hash": await flow.block_hash(rpc, height) if height <= head else None,
+                    "count_lo": flow.index.count_until(max(0, synced - tol)),
+                    # near the head the node may have seen submissions this auditor has not read yet
+                    "count_hi": flow.index.count_until(height + tol) if height + tol <= head else None,
+                }
+            except Exception as exc:  # the auditor's own chain access failed: no verdict rather than a wrong one
+                log.error("target %d: cannot read chain %d: %s", t.id, flow.chain_id, exc)
+                chain_facts.pop(t.id, None)
+
+        async def challenge_round(item) -> tuple[list[dict[str, Any]], int]:
+            t, flow, _rpc = item
+            v = values[t.id]
+            facts = chain_facts[t.id]
+            if "status" not in v or "shard" not in v:
+                return [], 0
+            synced = min(v["status"]["logSyncHeight"], facts["head"])
+            eligible = flow.as_json[:flow.index.eligible(synced, v["status"]["nextTxSeq"])]
+            license_id = min(context.licenses.get(t.id, [0])) if context is not None else 0
+            draws = draw(seed, t.id, license_id, eligible, v["shard"], pol.challenges, pol.max_draws)
+            files: dict[int, list[dict[str, Any]]] = {}
+            for d in draws:
+                if d["segment"] is not None:
+                    files.setdefault(d["submission"]["index"], []).append(d)
+            await asyncio.gather(*(self._challenge(client, t, observations[t.id], values[t.id], picks, end)
+                                   for picks in files.values()))
+            return draws, len(eligible)
+
+        results: dict[int, AuditResult] = {}
+        live = [w for w in work if w[0].id in chain_facts]
+        rounds = await asyncio.gather(*(challenge_round(w) for w in live))
+        for (t, _flow, _rpc), (draws, eligible) in zip(live, rounds):
+            facts = dict(chain_facts[t.id], eligible=eligible)
+            license_id = min(context.licenses.get(t.id, [0])) if context is not None else 0
+            bundle = {
+                "version": BUNDLE_VERSION,
+                "kind": KIND_NAMES[KIND_ZGS_STORAGE],
+                "epoch": epoch,
+                "target": {"id": t.id, "endpoint": t.endpoint, "identity": "0x" + t.identity.hex()},
+                "policy": judged_policy,
+                "t0_unix_ms": t0_unix_ms,
+                "seed": "0x" + seed.hex(),
+                "license": license_id,
+                "observations": sorted(observations[t.id], key=lambda o: o["started_ms"]),
+                "chain": facts,
+                "draws": draws,
+            }
+            verdict, checks = evaluate(bundle)
+            bundle["checks"] = checks
+            bundle["verdict"] = VERDICT_NAMES[verdict]
+            results[t.id] = AuditResult(verdict, bundle)
+        return results
+
+    async def _challenge(self, client: AuditHttpClient, t: Target, observations: list, values: dict,
+                         picks: list[dict[str, Any]], deadline_at: float) -> None:
+        """The picks of one file: its info, then each distinct segment (concurrently) if the node claims it."""
+        sub = picks[0]["submission"]
+        call = f"info:{sub['index']}"
+        async with client.session(t.endpoint) as s:
+            if not await self._call(s, observations, values, call, "zgs_getFileInfoByTxSeq", [sub["index"]],
+                                    parse_file_info, deadline_at):
+                return
+        info = values[call]
+        if info is None or not info["finalized"] or info["pruned"]:
+            return
+
+        async def download(seg: int) -> None:
+            async with client.session(t.endpoint) as s:
+                await self._call(s, observations, values, f"segment:{sub['index']}:{seg}",
+                                 "zgs_downloadSegmentWithProof", [sub["root"], seg],
+                                 segment_extractor(sub["length"], seg), deadline_at)
+
+        await asyncio.gather(*(download(seg) for seg in sorted({d["segment"] for d in picks})))
+
+    async def _call(self, session: Session, observations: list, values: dict, call: str, method: str,
+                    params: list, extract, deadline_at: float) -> bool:
+        """One call, retried once after a transient failure; True if it succeeded."""
+        for attempt in (1, 2):
+            obs = await session.call(method, params, extract, deadline_at)
+            obs["call"] = call
+            obs["attempt"] = attempt
+            observations.append(obs)
+            if obs["status"] == "ok":
+                values[call] = obs.get("result")
+                return True
+            if obs["status"] in GARBAGE or attempt == 2:
+                return False
+            pause = min(self.policy.retry_pause_ms / 1000, deadline_at - time.monotonic())
+            if pause <= 0:
+                return False
+            await asyncio.sleep(pause)
+        return False  # pragma: no cover
