@@ -597,6 +597,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_devnet_args(ds)
     devnet.set_defaults(func=cmd_devnet)
+    from .zgs.cli import add_zgs_args
+
+    add_zgs_args(sub)
     return p
 
 

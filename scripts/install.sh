@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything alignment-node needs from a fresh clone: the Python venv at .venv/ (with the package in
-# editable mode), the npm packages of contracts/ (forge, anvil, solcjs, OpenZeppelin) and the contract build.
+# editable mode), the npm packages of contracts/ (forge, anvil, solcjs, OpenZeppelin) and of tests/zgs_oracle/
+# (0G's storage SDK, a test oracle) and the contract build.
 # Safe to run again: each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,12 @@ fi
 if [ ! -x contracts/node_modules/.bin/forge ] || [ contracts/package-lock.json -nt contracts/node_modules/.package-lock.json ]; then
   log "installing npm packages in contracts/"
   (cd contracts && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+oracle=tests/zgs_oracle  # 0G's own TypeScript SDK, the oracle of tests/test_zgs_merkle.py
+if [ ! -d "$oracle/node_modules/@0glabs/0g-ts-sdk" ] || [ "$oracle/package-lock.json" -nt "$oracle/node_modules/.package-lock.json" ]; then
+  log "installing npm packages in $oracle/"
+  (cd "$oracle" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 log "building the contracts (forge via solcjs)"

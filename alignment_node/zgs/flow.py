@@ -3,6 +3,9 @@
 ``Submit(address indexed sender, bytes32 indexed identity, uint256 submissionIndex, uint256 startPos,
 uint256 length, (uint256 length, bytes tags, (bytes32 root, uint256 height)[] nodes) submission)``
 
+The event's ``length`` counts flow entries (sectors of 256 bytes: the sum of 2**height over the nodes, as 0G's
+Flow emits ``submission.size()``); the submission's ``length`` is the file's size in bytes.
+
 A submission's data root is the right fold of its nodes (``merkle.fold_nodes``). A log that does not decode,
 or whose nodes cannot be the submission nodes of its length (heights not those of the padded chunk count),
 is rejected with ValueError: no auditor challenges a storage node on a file whose root it cannot trust.
@@ -90,7 +93,7 @@ def decode_submit(entry: dict[str, Any]) -> Submission:
         if len(topics) != 3 or topics[0].lower() != SUBMIT_TOPIC:
             raise ValueError("not a Submit log")
         data = bytes.fromhex(entry["data"][2:])
-        index, start, length, (sub_length, _tags, nodes) = decode(list(SUBMIT_DATA_TYPES), data)
+        index, start, sectors, (length, _tags, nodes) = decode(list(SUBMIT_DATA_TYPES), data)
         block = _hex_int(entry["blockNumber"])
         sender = "0x" + topics[1][-40:].lower()
         identity = bytes.fromhex(topics[2][2:])
@@ -100,14 +103,17 @@ def decode_submit(entry: dict[str, Any]) -> Submission:
         if isinstance(exc, ValueError):
             raise
         raise ValueError(f"Submit log data does not decode: {exc}") from None
-    if sub_length != length or length < 1:
-        raise ValueError(f"submission {index}: length {length} vs {sub_length} in its body")
+    if length < 1:
+        raise ValueError(f"submission {index}: a file of {length} bytes")
     if not 0 < len(nodes) <= MAX_NODES:
         raise ValueError(f"submission {index}: {len(nodes)} nodes")
     heights = [h for _, h in nodes]
     if heights != merkle.submission_heights(length):
         raise ValueError(f"submission {index}: node heights {heights} are not those of {length} bytes "
                          f"({merkle.submission_heights(length)})")
+    if sectors != merkle.padded_chunks(length):
+        raise ValueError(f"submission {index}: the event's length {sectors} is not the {merkle.padded_chunks(length)} "
+                         f"flow entries of {length} bytes")
     pairs = tuple((bytes(r), int(h)) for r, h in nodes)
     return Submission(index=index, start_pos=start, length=length, nodes=pairs,
                       root=merkle.fold_nodes([r for r, _ in pairs]), block=block, sender=sender,
