@@ -37,6 +37,7 @@ CONTRACT_NAMES = (
     "AlignmentGovernor",
     "Timelock",
     "RewardToken",
+    "DevnetFlow",
 )
 
 

@@ -14,7 +14,8 @@ __all__ = ["ARTIFACTS_DIR", "DEPLOYABLE", "Artifact", "load_artifact", "artifact
 
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 
-#: The contracts the deployer creates, in deployment order (contracts/test/utils/Deployed.sol).
+#: The contracts the deployer creates, in deployment order (contracts/test/utils/Deployed.sol), then the
+#: devnet's stand-ins that are deployed on their own (DevnetFlow: devnet/storage.py).
 DEPLOYABLE = (
     "RewardToken",
     "AlignmentLicense",
@@ -26,6 +27,7 @@ DEPLOYABLE = (
     "RewardVault",
     "AuditProtocol",
     "NodeSale",
+    "DevnetFlow",
 )
 
 
