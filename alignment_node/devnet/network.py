@@ -91,6 +91,7 @@ class Plan:
     committee_size: int = 5
     storage: tuple[str, ...] = ()  # reference storage nodes: "mode" or "mode:shardId/numShard"
     upload_every_blocks: int = 20  # while running, a new file is uploaded to the flow this often
+    storage_file_sizes: tuple[int, ...] = ()  # files uploaded before the nodes start (default STORAGE_FILE_SIZES)
 
 
 FAULTY_MODES = ("down", "slow", "lagging", "halted", "forked", "wrong-chain", "garbage")
@@ -297,7 +298,7 @@ class Devnet:
         self.files_dir.mkdir(parents=True, exist_ok=True)
         async with RpcClient(self.anvil.url) as rpc:
             self.flow = await deploy_flow(rpc, keeper)
-            for size in STORAGE_FILE_SIZES:
+            for size in self.plan.storage_file_sizes or STORAGE_FILE_SIZES:
                 await self._upload(rpc, keeper, size)
             identity = flow_identity(await rpc.chain_id(), self.flow.address)
             registry = manifest_contracts(rpc, self.manifest)["TargetRegistry"]
