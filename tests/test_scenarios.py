@@ -71,3 +71,25 @@ def test_crash_loses_no_reveal_and_sends_nothing_twice():
         assert op["missed_reveals"] == 0, op
         assert op["duplicate_txs"] == 0, op
     assert report["false_flags"] == []
+
+
+def test_storage_faults_are_all_flagged_and_no_honest_storage_node_is():
+    report = run_scenario("storage-faults", "--epochs", "6")
+    storage = [t for t in report["targets"] if t["kind"] == "ZGS_STORAGE"]
+    faults = {t["fault"] for t in storage if t["fault"]}
+    assert faults == {"drop", "corrupt", "wrong-index", "wrong-root", "empty", "wrong-flow", "lying-lag", "garbage"}
+    honest = {t["mode"] for t in storage if not t["fault"]}
+    assert honest == {"honest", "slow", "behind"}  # slow but honest, and behind but saying so, are honest
+    assert any(t["shard"] != [0, 1] for t in storage)
+    assert report["files_uploaded"] > 5  # files keep arriving while the nodes run
+    assert report["missed_faults"] == []
+    assert report["false_flags"] == []
+    for t in storage:
+        if t["fault"]:
+            later = [o for e, o in t["outcomes"].items() if int(e) >= t["first_flagged_epoch"]]
+            assert "OK" not in later, t
+        else:
+            assert set(t["outcomes"].values()) <= {"OK", "INCONCLUSIVE"}, t
+    for op in report["operators"]:
+        assert op["missed_reveals"] == 0 and op["duplicate_txs"] == 0, op
+    assert all(lic["penalties"] == 0 for lic in report["licenses"])

@@ -225,3 +225,38 @@ def test_decode_base64_round_trip(data, slack):
         except ValueError:
             return
         raise AssertionError(f"{len(data)} bytes accepted with a limit of {limit}")
+
+
+# ------------------------------------------------------------- the storage audit's answer parsers
+
+from alignment_node.audits.http import classify_body  # noqa: E402
+from alignment_node.audits.storage import (  # noqa: E402
+    parse_file_info,
+    parse_shard_config,
+    parse_status,
+    segment_extractor,
+)
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-2**70, max_value=2**70) | st.floats(allow_nan=False)
+    | st.text(max_size=80) | st.sampled_from(["0x" + "ab" * 32, "ab" * 32, "0x" + "12" * 20, "AAEC", "!!"]),
+    lambda children: st.lists(children, max_size=6) | st.dictionaries(
+        st.sampled_from(["data", "proof", "lemma", "path", "root", "index", "fileSize", "tx", "seq", "size",
+                         "finalized", "pruned", "networkIdentity", "chainId", "flowAddress", "logSyncHeight",
+                         "logSyncBlock", "nextTxSeq", "shardId", "numShard", "merkleNodes", "x"]),
+        children, max_size=8),
+    max_leaves=30)
+
+
+@FAST
+@given(JSON)
+def test_storage_answer_parsers_reject_anything_malformed_without_crashing(value):
+    import json
+
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "result": value}).encode()
+    for extract in (parse_status, parse_shard_config, parse_file_info, segment_extractor(700_000, 2),
+                    segment_extractor(1, 0)):
+        obs = classify_body(200, body, 1, extract)  # never raises: ok or malformed
+        assert obs["status"] in ("ok", "malformed"), obs
+        if obs["status"] == "ok" and obs["result"] is not None and extract in (parse_status, parse_shard_config):
+            assert all(type(v) in (int, str) for v in obs["result"].values())
