@@ -251,8 +251,6 @@ def cmd_sale(args: argparse.Namespace) -> int:
         proof = [bytes.fromhex(p.removeprefix("0x")) for p in (args.proof.split(",") if args.proof else [])]
         receipt = await ctx.transact("NodeSale", "buy", args.quantity, max_cost, args.promo or "", proof,
                                      args.allowance, signer=signer, value=max_cost)
-        from .chain.contracts import receipt_events  # noqa: F401 (decode below)
-
         first = await sale.call("sold") - args.quantity + 1
         ids = list(range(first, first + args.quantity))
         data = {**receipt, "license_ids": ids, "cost_wei": str(cost), "buyer": signer.address}

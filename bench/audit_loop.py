@@ -12,7 +12,6 @@ reveal + settlements), read from the chain.
 
 import argparse
 import asyncio
-import json
 import sys
 import tempfile
 import time

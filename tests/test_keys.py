@@ -1,7 +1,6 @@
 """Keystore v3: create, import, unlock without a prompt, and never a private key in clear on disk."""
 
 import json
-import os
 
 import coincurve
 import pytest

@@ -15,15 +15,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from alignment_node.chain.contracts import Contract
 from alignment_node.chain.rpc import RpcClient
 from alignment_node.chain.tx import LocalSigner
 from alignment_node.devnet.anvil import free_port
-from alignment_node.devnet.network import Devnet, Plan, vm_hwm_kb
+from alignment_node.devnet.network import Devnet, Plan
 from alignment_node.node.runtime import manifest_contracts
 
 CLI = [sys.executable, "-m", "alignment_node.cli"]

@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 
 CLI = [sys.executable, "-m", "alignment_node.cli", "devnet", "scenario"]
 

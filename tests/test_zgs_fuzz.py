@@ -230,7 +230,7 @@ def test_decode_base64_round_trip(data, slack):
 # ------------------------------------------------------------- the storage audit's answer parsers
 
 from alignment_node.audits.http import classify_body  # noqa: E402
-from alignment_node.audits.storage import (  # noqa: E402
+from alignment_node.zgs.rpc import (  # noqa: E402
     parse_file_info,
     parse_shard_config,
     parse_status,

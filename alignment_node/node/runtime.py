@@ -21,7 +21,7 @@ from typing import Any
 
 from ..api.server import ApiServer, json_response
 from ..chain.contracts import Contract, ContractRevert, TransactionFailed
-from ..chain.rpc import RpcClient, RpcException, RpcUnavailable
+from ..chain.rpc import RpcClient, RpcException
 from ..chain.tx import LocalSigner
 from ..config import Config
 from .metrics import NodeMetrics
