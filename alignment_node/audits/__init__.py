@@ -12,8 +12,9 @@ on a bundle fetched from any node and compares verdicts.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from ..protocol import FAULT, OK, UNREACHABLE, VERDICT_NAMES, evidence_root
 
@@ -34,10 +35,11 @@ class Target:
 class AuditResult:
     verdict: int  # OK, FAULT or UNREACHABLE
     bundle: dict[str, Any] = field(default_factory=dict)
+    stored_root: bytes | None = None  # set when the bundle was already stored (and dropped) by a sink
 
     @property
     def root(self) -> bytes:
-        return evidence_root(self.bundle)
+        return self.stored_root if self.stored_root is not None else evidence_root(self.bundle)
 
     @property
     def verdict_name(self) -> str:
@@ -51,6 +53,10 @@ class EpochContext:
 
     seed: bytes = bytes(32)
     licenses: dict[int, list[int]] = field(default_factory=dict)
+    # A plug-in may hand each result to ``sink(target_id, result)`` as soon as it is made; the sink stores the
+    # bundle and returns a light result (verdict + stored_root) to return instead, so an epoch's thousand
+    # bundles never sit in memory together.
+    sink: Callable[[int, AuditResult], AuditResult] | None = None
 
 
 class Auditor(Protocol):
@@ -69,4 +75,15 @@ class Auditor(Protocol):
         ...
 
 
-__all__ = ["Target", "AuditResult", "Auditor", "EpochContext", "OK", "FAULT", "UNREACHABLE", "BUNDLE_VERSION"]
+async def bounded_each(items: list, work, workers: int) -> None:
+    """``await work(item)`` for every item, at most ``workers`` at a time (a few tasks, not one per item)."""
+    pending = iter(items)
+
+    async def worker() -> None:
+        for item in pending:
+            await work(item)
+
+    await asyncio.gather(*(worker() for _ in range(min(workers, len(items)))))
+
+
+__all__ = ["bounded_each", "Target", "AuditResult", "Auditor", "EpochContext", "OK", "FAULT", "UNREACHABLE", "BUNDLE_VERSION"]

@@ -59,7 +59,7 @@ from typing import Any
 from eth_abi import encode
 
 from ..protocol import FAULT, KIND_EVM_RPC, KIND_NAMES, OK, UNREACHABLE, VERDICT_NAMES
-from . import BUNDLE_VERSION, AuditResult, EpochContext, Target
+from . import BUNDLE_VERSION, AuditResult, EpochContext, Target, bounded_each as _each
 from .http import GARBAGE, AuditHttpClient, Session
 
 __all__ = [
@@ -341,17 +341,6 @@ _FIRST_ROUND = (
     ("head", "eth_blockNumber", [], parse_quantity),
     ("latest", "eth_getBlockByNumber", ["latest", False], parse_block),
 )
-
-
-async def _each(items: list, work, workers: int) -> None:
-    """``await work(item)`` for every item, at most ``workers`` at a time (a few tasks, not one per item)."""
-    pending = iter(items)
-
-    async def worker() -> None:
-        for item in pending:
-            await work(item)
-
-    await asyncio.gather(*(worker() for _ in range(min(workers, len(items)))))
 
 
 class _Probe:

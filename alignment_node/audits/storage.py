@@ -61,7 +61,7 @@ from ..protocol import FAULT, KIND_NAMES, KIND_ZGS_STORAGE, OK, UNREACHABLE, VER
 from ..zgs import merkle
 from ..zgs.flow import SubmissionIndex, parse_flow_identity
 from ..zgs.rpc import parse_file_info, parse_shard_config, parse_status, segment_extractor
-from . import BUNDLE_VERSION, AuditResult, EpochContext, Target
+from . import BUNDLE_VERSION, AuditResult, EpochContext, Target, bounded_each
 from .http import GARBAGE, AuditHttpClient, Session
 
 __all__ = ["ZgsAuditor", "ZgsPolicy", "evaluate", "draw", "CHECKS", "parse_status", "parse_shard_config",
@@ -93,8 +93,8 @@ def shard_segments(start_pos: int, length: int, shard_id: int, num_shard: int) -
 
 def draw(seed: bytes, target_id: int, license_id: int, eligible: list[dict[str, Any]], shard: dict[str, int],
          challenges: int, max_draws: int) -> list[dict[str, Any]]:
-    """The draws of a target's challenges: [{"draw", "position", "submission", "segment" | None}]. ``eligible``
-    are submissions as ``Submission.as_json`` gives them, in order."""
+    """The draws of a target's challenges: [{"draw", "position", "index", "segment" | None}] (``index``: the
+    drawn submission's). ``eligible`` are submissions as ``Submission.as_json`` gives them, in order."""
     out: list[dict[str, Any]] = []
     picks = 0
     if not eligible:
@@ -107,7 +107,7 @@ def draw(seed: bytes, target_id: int, license_id: int, eligible: list[dict[str, 
         sub = eligible[position]
         first, count = shard_segments(sub["startPos"], sub["length"], shard["shardId"], shard["numShard"])
         segment = first + ((r >> 128) % count) * shard["numShard"] if count else None
-        out.append({"draw": i, "position": position, "submission": sub, "segment": segment})
+        out.append({"draw": i, "position": position, "index": sub["index"], "segment": segment})
         picks += segment is not None
     return out
 
@@ -179,16 +179,18 @@ def _evaluate(bundle: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
 
     # The draws must follow the rule: same seed, target, license, eligible count, shard.
     draws = bundle["draws"]
+    files = bundle["files"]  # the drawn submissions by index
     if draws:
         if not (got_status and got_shard):
             raise ValueError("draws without a status and shard config")
         eligible = chain["eligible"]
         for d in draws:
             r = _draw_value(bytes.fromhex(bundle["seed"][2:]), bundle["target"]["id"], bundle["license"], d["draw"])
-            sub = d["submission"]
+            sub = files[str(d["index"])]
             first, count = shard_segments(sub["startPos"], sub["length"], shard["shardId"], shard["numShard"])
             segment = first + ((r >> 128) % count) * shard["numShard"] if count else None
-            if d["position"] != r % eligible or d["segment"] != segment or sub["index"] >= status["nextTxSeq"]:
+            if (d["position"] != r % eligible or d["segment"] != segment or sub["index"] != d["index"]
+                    or sub["index"] >= status["nextTxSeq"]):
                 raise ValueError(f"draw {d['draw']} does not follow the rule")
         if [d["draw"] for d in draws] != list(range(len(draws))):
             raise ValueError("draws are not numbered from 0")
@@ -196,7 +198,7 @@ def _evaluate(bundle: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
     picks = [d for d in draws if d["segment"] is not None]
     info_bad, custody_bad, custody_n, segment_bad, proof_bad, proven = [], [], 0, [], [], 0
     for d in picks:
-        sub, seg = d["submission"], d["segment"]
+        sub, seg = files[str(d["index"])], d["segment"]
         name = f"tx {sub['index']} segment {seg}"
         got, info = _ok(final, f"info:{sub['index']}")
         if not got:
@@ -302,10 +304,11 @@ class ZgsPolicy:
     sync_tolerance_blocks: int = 2
     retry_pause_ms: int = 100
     status_round_pct: int = 30  # share of the epoch deadline for the status round
+    max_targets_at_once: int = 32  # targets challenged concurrently (memory: their answers and bundles)
 
     def judged(self, deadline_ms: int) -> dict[str, int]:
         d = asdict(self)
-        for k in ("max_connections", "status_round_pct"):
+        for k in ("max_connections", "status_round_pct", "max_targets_at_once"):
             del d[k]
         d["deadline_ms"] = deadline_ms
         return d
@@ -429,30 +432,27 @@ class ZgsAuditor:
                 log.error("target %d: cannot read chain %d: %s", t.id, flow.chain_id, exc)
                 chain_facts.pop(t.id, None)
 
-        async def challenge_round(item) -> tuple[list[dict[str, Any]], int]:
+        async def finish(item) -> None:
+            """Challenge one target, judge, bundle; hand the result to the sink at once (bounded memory)."""
             t, flow, _rpc = item
             v = values[t.id]
             facts = chain_facts[t.id]
-            if "status" not in v or "shard" not in v:
-                return [], 0
-            synced = min(v["status"]["logSyncHeight"], facts["head"])
-            eligible = flow.as_json[:flow.index.eligible(synced, v["status"]["nextTxSeq"])]
             license_id = min(context.licenses.get(t.id, [0])) if context is not None else 0
-            draws = draw(seed, t.id, license_id, eligible, v["shard"], pol.challenges, pol.max_draws)
-            files: dict[int, list[dict[str, Any]]] = {}
-            for d in draws:
-                if d["segment"] is not None:
-                    files.setdefault(d["submission"]["index"], []).append(d)
-            await asyncio.gather(*(self._challenge(client, t, observations[t.id], values[t.id], picks, end)
-                                   for picks in files.values()))
-            return draws, len(eligible)
-
-        results: dict[int, AuditResult] = {}
-        live = [w for w in work if w[0].id in chain_facts]
-        rounds = await asyncio.gather(*(challenge_round(w) for w in live))
-        for (t, _flow, _rpc), (draws, eligible) in zip(live, rounds):
-            facts = dict(chain_facts[t.id], eligible=eligible)
-            license_id = min(context.licenses.get(t.id, [0])) if context is not None else 0
+            draws: list[dict[str, Any]] = []
+            drawn: dict[str, dict[str, Any]] = {}
+            eligible = 0
+            if "status" in v and "shard" in v:
+                synced = min(v["status"]["logSyncHeight"], facts["head"])
+                eligible = flow.index.eligible(synced, v["status"]["nextTxSeq"])
+                draws = draw(seed, t.id, license_id, flow.as_json[:eligible], v["shard"], pol.challenges,
+                             pol.max_draws)
+                drawn = {str(d["index"]): flow.index.by_index[d["index"]].as_json() for d in draws}
+                by_file: dict[str, list[dict[str, Any]]] = {}
+                for d in draws:
+                    if d["segment"] is not None:
+                        by_file.setdefault(str(d["index"]), []).append(d)
+                await asyncio.gather(*(self._challenge(client, t, observations[t.id], v, drawn[i], picks, end)
+                                       for i, picks in by_file.items()))
             bundle = {
                 "version": BUNDLE_VERSION,
                 "kind": KIND_NAMES[KIND_ZGS_STORAGE],
@@ -462,20 +462,27 @@ class ZgsAuditor:
                 "t0_unix_ms": t0_unix_ms,
                 "seed": "0x" + seed.hex(),
                 "license": license_id,
-                "observations": sorted(observations[t.id], key=lambda o: o["started_ms"]),
-                "chain": facts,
+                "observations": sorted(observations.pop(t.id), key=lambda o: o["started_ms"]),
+                "chain": dict(facts, eligible=eligible),
                 "draws": draws,
+                "files": drawn,
             }
+            del values[t.id]
             verdict, checks = evaluate(bundle)
             bundle["checks"] = checks
             bundle["verdict"] = VERDICT_NAMES[verdict]
-            results[t.id] = AuditResult(verdict, bundle)
+            result = AuditResult(verdict, bundle)
+            if context is not None and context.sink is not None:
+                result = context.sink(t.id, result)
+            results[t.id] = result
+
+        results: dict[int, AuditResult] = {}
+        await bounded_each([w for w in work if w[0].id in chain_facts], finish, pol.max_targets_at_once)
         return results
 
     async def _challenge(self, client: AuditHttpClient, t: Target, observations: list, values: dict,
-                         picks: list[dict[str, Any]], deadline_at: float) -> None:
+                         sub: dict[str, Any], picks: list[dict[str, Any]], deadline_at: float) -> None:
         """The picks of one file: its info, then each distinct segment (concurrently) if the node claims it."""
-        sub = picks[0]["submission"]
         call = f"info:{sub['index']}"
         async with client.session(t.endpoint) as s:
             if not await self._call(s, observations, values, call, "zgs_getFileInfoByTxSeq", [sub["index"]],
