@@ -22,17 +22,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import atexit
 import json
-import socket
-import subprocess
-import sys
-import threading
-import time
 
 from ..chain.keccak import keccak256
 from ..chain.rpc import RpcClient, RpcError, RpcException, hex_int
-from .anvil import _die_with_parent, free_port, stop_process
+from .procs import ServerProcess
 
 __all__ = ["MODES", "FaultProxy", "FaultProxyProcess", "OVERSIZED_BYTES"]
 
@@ -183,16 +177,7 @@ def main(argv: list[str] | None = None) -> None:
 
 # ------------------------------------------------------------------------------------------ process API
 
-_running: set[FaultProxyProcess] = set()
-
-
-@atexit.register
-def _stop_all() -> None:
-    for proc in list(_running):
-        proc.stop()
-
-
-class FaultProxyProcess:
+class FaultProxyProcess(ServerProcess):
     """One proxy process on a loopback port. Context manager; also start()/stop()."""
 
     def __init__(self, upstream: str, mode: str = "honest", *, k: int | None = None, height: int | None = None,
@@ -205,79 +190,18 @@ class FaultProxyProcess:
         self.k = k
         self.height = height
         self.delay = delay
-        self.host = host
-        self.requested_port = port
-        self.port: int | None = None
-        self.startup_timeout = startup_timeout
-        self.process: subprocess.Popen | None = None
+        super().__init__(port=port, host=host, startup_timeout=startup_timeout)
+
+    name = "faultproxy"
+    module = "alignment_node.devnet.faultproxy"
 
     @property
-    def url(self) -> str:
-        if self.port is None:
-            raise RuntimeError("the proxy is not running")
-        return f"http://{self.host}:{self.port}"
+    def listens(self) -> bool:
+        return self.mode != 'down'
 
-    def __enter__(self) -> FaultProxyProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _command(self, port: int) -> list[str]:
-        cmd = [sys.executable, "-m", "alignment_node.devnet.faultproxy", "--upstream", self.upstream,
-               "--host", self.host, "--port", str(port), "--mode", self.mode]
-        for flag, value in (("--k", self.k), ("--height", self.height), ("--delay", self.delay)):
-            if value is not None:
-                cmd += [flag, str(value)]
-        return cmd
-
-    def start(self) -> FaultProxyProcess:
-        if self.process is not None:
-            raise RuntimeError("the proxy is already started")
-        attempts = 1 if self.requested_port else 3  # a free port can be taken between probe and bind
-        for _ in range(attempts):
-            port = self.requested_port or free_port(self.host)
-            self.process = subprocess.Popen(
-                self._command(port), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent
-                if sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread()
-                else None,
-            )
-            _running.add(self)
-            self.port = port
-            if self._wait_ready():
-                return self
-            self.stop()
-        raise RuntimeError(f"fault proxy ({self.mode}) did not start on {self.host}")
-
-    def _wait_ready(self) -> bool:
-        """The proxy printed its ready line (after learning its height), and listens unless it is down."""
-        assert self.process is not None and self.process.stdout is not None
-        line = self.process.stdout.readline()  # the child exits (EOF) rather than hang if it cannot start
-        if not line.startswith(b"faultproxy"):
-            return False
-        if self.mode == "down":
-            return True
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                with socket.create_connection((self.host, self.port), timeout=1.0):
-                    return True
-            except OSError:
-                time.sleep(0.02)
-        return False
-
-    def stop(self) -> None:
-        """Terminate (then kill) the process and reap it. Idempotent."""
-        proc = self.process
-        if proc is None:
-            return
-        stop_process(proc)
-        if proc.stdout is not None:
-            proc.stdout.close()
-        self.process = None
-        self.port = None
-        _running.discard(self)
+    def _arguments(self) -> list[str]:
+        return [ "--upstream", self.upstream, "--mode", self.mode,
+                *self._options(("--k", self.k), ("--height", self.height), ("--delay", self.delay))]
 
 
 if __name__ == "__main__":

@@ -38,14 +38,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import atexit
 import base64
 import json
 import logging
-import socket
-import subprocess
-import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +50,7 @@ from .. import safejson
 from ..chain.rpc import RpcClient, RpcException, hex_int
 from ..zgs import merkle
 from ..zgs.flow import Submission, SubmissionIndex
-from .anvil import _die_with_parent, free_port, stop_process
+from .procs import ServerProcess
 
 __all__ = ["MODES", "DEFAULT_LAG", "ZgsNode", "ZgsNodeProcess", "RpcFault", "GARBAGE_KINDS"]
 
@@ -520,16 +515,7 @@ def main(argv: list[str] | None = None) -> None:
 
 # ------------------------------------------------------------------------------------------ process API
 
-_running: set[ZgsNodeProcess] = set()
-
-
-@atexit.register
-def _stop_all() -> None:
-    for proc in list(_running):
-        proc.stop()
-
-
-class ZgsNodeProcess:
+class ZgsNodeProcess(ServerProcess):
     """One reference storage node process on a loopback port. Context manager; also start()/stop()."""
 
     def __init__(self, rpc_url: str, flow: str, files_dir: str | Path, mode: str = "honest",
@@ -544,78 +530,15 @@ class ZgsNodeProcess:
         self.mode = mode
         self.shard = shard
         self.lag, self.delay, self.fraction = lag, delay, fraction
-        self.host = host
-        self.requested_port = port
-        self.port: int | None = None
-        self.startup_timeout = startup_timeout
-        self.process: subprocess.Popen | None = None
+        super().__init__(port=port, host=host, startup_timeout=startup_timeout)
 
-    @property
-    def url(self) -> str:
-        if self.port is None:
-            raise RuntimeError("the storage node is not running")
-        return f"http://{self.host}:{self.port}"
+    name = "zgsnode"
+    module = "alignment_node.devnet.zgsnode"
 
-    def __enter__(self) -> ZgsNodeProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _command(self, port: int) -> list[str]:
-        cmd = [sys.executable, "-m", "alignment_node.devnet.zgsnode", "--rpc", self.rpc_url, "--flow", self.flow,
-               "--files", str(self.files_dir), "--host", self.host, "--port", str(port), "--mode", self.mode,
-               "--shard-id", str(self.shard[0]), "--num-shard", str(self.shard[1])]
-        for flag, value in (("--lag", self.lag), ("--delay", self.delay), ("--fraction", self.fraction)):
-            if value is not None:
-                cmd += [flag, str(value)]
-        return cmd
-
-    def start(self) -> ZgsNodeProcess:
-        if self.process is not None:
-            raise RuntimeError("the storage node is already started")
-        attempts = 1 if self.requested_port else 3  # a free port can be taken between probe and bind
-        for _ in range(attempts):
-            port = self.requested_port or free_port(self.host)
-            self.process = subprocess.Popen(
-                self._command(port), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent
-                if sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread()
-                else None,
-            )
-            _running.add(self)
-            self.port = port
-            if self._wait_ready():
-                return self
-            self.stop()
-        raise RuntimeError(f"storage node ({self.mode}) did not start on {self.host}")
-
-    def _wait_ready(self) -> bool:
-        """The node printed its ready line (after its first sync) and accepts connections."""
-        assert self.process is not None and self.process.stdout is not None
-        line = self.process.stdout.readline()  # EOF if the child exits before listening
-        if not line.startswith(b"zgsnode"):
-            return False
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                with socket.create_connection((self.host, self.port), timeout=1.0):
-                    return True
-            except OSError:
-                time.sleep(0.02)
-        return False
-
-    def stop(self) -> None:
-        """Terminate (then kill) the process and reap it. Idempotent."""
-        proc = self.process
-        if proc is None:
-            return
-        stop_process(proc)
-        if proc.stdout is not None:
-            proc.stdout.close()
-        self.process = None
-        self.port = None
-        _running.discard(self)
+    def _arguments(self) -> list[str]:
+        return ["--rpc", self.rpc_url, "--flow", self.flow, "--files", str(self.files_dir), "--mode", self.mode,
+                "--shard-id", str(self.shard[0]), "--num-shard", str(self.shard[1]),
+                *self._options(("--lag", self.lag), ("--delay", self.delay), ("--fraction", self.fraction))]
 
 
 if __name__ == "__main__":
