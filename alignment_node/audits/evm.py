@@ -60,7 +60,7 @@ from eth_abi import encode
 
 from ..protocol import FAULT, KIND_EVM_RPC, KIND_NAMES, OK, UNREACHABLE, VERDICT_NAMES
 from . import BUNDLE_VERSION, AuditResult, EpochContext, Target, bounded_each as _each
-from .http import GARBAGE, AuditHttpClient, Session
+from .http import GARBAGE, AuditHttpClient, Session, call_with_retry, describe, last_attempts
 
 __all__ = [
     "EvmAuditor",
@@ -164,27 +164,9 @@ class EvmPolicy:
 # ----------------------------------------------------------------------------------------- judgement
 
 
-def _final(observations: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The last attempt of each call."""
-    out: dict[str, dict[str, Any]] = {}
-    for o in observations:
-        out[o["call"]] = o
-    return out
-
-
 def _ok_result(final: dict[str, dict[str, Any]], call: str) -> Any:
     o = final.get(call)
     return o.get("result") if o is not None and o["status"] == "ok" else None
-
-
-def _describe(o: dict[str, Any]) -> str:
-    text = f"{o['call']} ({o['method']}): {o['status']}"
-    if o.get("error"):
-        text += f": {o['error']}"
-    if o["status"] in GARBAGE or o["status"] == "rpc_error":
-        if "size" in o:
-            text += f" [{o['size']} bytes, sha256 {o.get('sha256', '?')}]"
-    return text + f" after {o['elapsed_ms']} ms, attempt {o['attempt']}"
 
 
 def _readings(bundle: dict[str, Any], final: dict[str, dict[str, Any]]) -> list[tuple[int, int]]:
@@ -228,15 +210,15 @@ def _evaluate(bundle: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
         raise ValueError(f"kind {bundle.get('kind')!r} is not EVM_RPC")
     policy = bundle["policy"]
     observations = bundle["observations"]
-    final = _final(observations)
+    final = last_attempts(observations)
     checks: list[dict[str, Any]] = []
 
     def check(name: str, ok: bool | None, detail: str) -> None:
         checks.append({"name": name, "ok": ok, "detail": detail})
 
     # reachable / well_formed
-    unanswered = [_describe(o) for o in final.values() if o["status"] in UNANSWERED]
-    bad = [_describe(o) for o in final.values() if o["status"] in GARBAGE or o["status"] == "rpc_error"]
+    unanswered = [describe(o) for o in final.values() if o["status"] in UNANSWERED]
+    bad = [describe(o) for o in final.values() if o["status"] in GARBAGE or o["status"] == "rpc_error"]
     if not final:
         check("reachable", False, "no call was made")
     else:
@@ -453,23 +435,8 @@ class EvmAuditor:
 
     async def _call(self, session: Session, probe: _Probe, call: str, method: str, params: list, extract,
                     deadline_at: float) -> bool:
-        """One call, retried once after a transient failure; True if it succeeded."""
-        for attempt in (1, 2):
-            obs = await session.call(method, params, extract, deadline_at)
-            obs["call"] = call
-            obs["attempt"] = attempt
-            probe.observations.append(obs)
-            status = obs["status"]
-            if status == "ok":
-                probe.values[call] = obs.get("result")
-                return True
-            if status in GARBAGE or attempt == 2:
-                return False
-            pause = min(self.policy.retry_pause_ms / 1000, deadline_at - time.monotonic())
-            if pause <= 0:
-                return False
-            await asyncio.sleep(pause)
-        return False  # pragma: no cover
+        return await call_with_retry(session, probe.observations, probe.values, call, method, params, extract,
+                                     deadline_at, self.policy.retry_pause_ms / 1000)
 
     async def _first_round(self, probe: _Probe, client: AuditHttpClient, deadline_at: float) -> None:
         async with client.session(probe.target.endpoint) as s:
@@ -511,7 +478,7 @@ class EvmAuditor:
 
     def _remember(self, epoch: int, target: Target, bundle: dict[str, Any]) -> None:
         """Keep the earliest reading of the target's current head for the next epochs' halt check."""
-        since = _stuck_since(_readings(bundle, _final(bundle["observations"])))
+        since = _stuck_since(_readings(bundle, last_attempts(bundle["observations"])))
         if since is None:
             return
         earlier = bundle["earlier"]

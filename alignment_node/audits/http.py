@@ -45,6 +45,9 @@ __all__ = [
     "classify_body",
     "read_response",
     "ResponseError",
+    "last_attempts",
+    "describe",
+    "call_with_retry",
 ]
 
 STATUSES = ("ok", "rpc_error", "timeout", "refused", "reset", "oversized", "malformed", "bad_utf8", "http_error")
@@ -383,3 +386,45 @@ class Session:
         self._writer.write(request)
         await self._writer.drain()
         return await read_response(self._reader, self.client.max_response_bytes, self.client.large)
+
+
+# ------------------------------------------------------------------------ what audits do with observations
+
+
+def last_attempts(observations: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The last attempt of each named call (observations carry a ``call`` name and an ``attempt`` number)."""
+    out: dict[str, dict[str, Any]] = {}
+    for o in observations:
+        out[o["call"]] = o
+    return out
+
+
+def describe(o: dict[str, Any]) -> str:
+    """One line of a check's detail for an observation that went wrong."""
+    text = f"{o['call']} ({o['method']}): {o['status']}"
+    if o.get("error"):
+        text += f": {o['error']}"
+    if o["status"] != "ok" and "sha256" in o:
+        text += f" [{o.get('size', '?')} bytes, sha256 {o['sha256']}]"
+    return text + f" after {o['elapsed_ms']} ms, attempt {o['attempt']}"
+
+
+async def call_with_retry(session: Session, record: list, values: dict, call: str, method: str, params: list,
+                          extract: Extract | None, deadline_at: float, retry_pause_s: float) -> bool:
+    """One named call, retried once after a transient failure (never after garbage); every attempt is
+    appended to ``record``, a success's kept result stored in ``values[call]``. True if it succeeded."""
+    for attempt in (1, 2):
+        obs = await session.call(method, params, extract, deadline_at)
+        obs["call"] = call
+        obs["attempt"] = attempt
+        record.append(obs)
+        if obs["status"] == "ok":
+            values[call] = obs.get("result")
+            return True
+        if obs["status"] in GARBAGE or attempt == 2:
+            return False
+        pause = min(retry_pause_s, deadline_at - time.monotonic())
+        if pause <= 0:
+            return False
+        await asyncio.sleep(pause)
+    return False  # pragma: no cover

@@ -62,7 +62,7 @@ from ..zgs import merkle
 from ..zgs.flow import SubmissionIndex, parse_flow_identity
 from ..zgs.rpc import parse_file_info, parse_shard_config, parse_status, segment_extractor
 from . import BUNDLE_VERSION, AuditResult, EpochContext, Target, bounded_each
-from .http import GARBAGE, AuditHttpClient, Session
+from .http import GARBAGE, AuditHttpClient, Session, call_with_retry, describe, last_attempts
 
 __all__ = ["ZgsAuditor", "ZgsPolicy", "evaluate", "draw", "CHECKS", "parse_status", "parse_shard_config",
            "parse_file_info", "segment_extractor"]
@@ -115,22 +115,6 @@ def draw(seed: bytes, target_id: int, license_id: int, eligible: list[dict[str, 
 # ----------------------------------------------------------------------------------------- judgement
 
 
-def _final(observations: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for o in observations:
-        out[o["call"]] = o
-    return out
-
-
-def _describe(o: dict[str, Any]) -> str:
-    text = f"{o['call']} ({o['method']}): {o['status']}"
-    if o.get("error"):
-        text += f": {o['error']}"
-    if "sha256" in o and o["status"] != "ok":
-        text += f" [{o.get('size', '?')} bytes, sha256 {o['sha256']}]"
-    return text + f" after {o['elapsed_ms']} ms, attempt {o['attempt']}"
-
-
 def _ok(final: dict[str, dict[str, Any]], call: str) -> tuple[bool, Any]:
     """(answered well, kept result) of a call's last attempt."""
     o = final.get(call)
@@ -152,15 +136,15 @@ def _evaluate(bundle: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
     if bundle.get("kind") != KIND_NAMES[KIND_ZGS_STORAGE]:
         raise ValueError(f"kind {bundle.get('kind')!r} is not ZGS_STORAGE")
     policy = bundle["policy"]
-    final = _final(bundle["observations"])
+    final = last_attempts(bundle["observations"])
     chain = bundle["chain"]
     checks: list[dict[str, Any]] = []
 
     def check(name: str, ok: bool | None, detail: str) -> None:
         checks.append({"name": name, "ok": ok, "detail": detail})
 
-    unanswered = [_describe(o) for o in final.values() if o["status"] in UNANSWERED]
-    bad = [_describe(o) for o in final.values() if o["status"] in GARBAGE or o["status"] == "rpc_error"]
+    unanswered = [describe(o) for o in final.values() if o["status"] in UNANSWERED]
+    bad = [describe(o) for o in final.values() if o["status"] in GARBAGE or o["status"] == "rpc_error"]
     check("reachable", not unanswered if final else False,
           "; ".join(unanswered) or (f"{len(final)} calls answered" if final else "no call was made"))
     check("well_formed", not bad if final else None, "; ".join(bad) or "every answer well-formed")
@@ -502,19 +486,5 @@ class ZgsAuditor:
 
     async def _call(self, session: Session, observations: list, values: dict, call: str, method: str,
                     params: list, extract, deadline_at: float) -> bool:
-        """One call, retried once after a transient failure; True if it succeeded."""
-        for attempt in (1, 2):
-            obs = await session.call(method, params, extract, deadline_at)
-            obs["call"] = call
-            obs["attempt"] = attempt
-            observations.append(obs)
-            if obs["status"] == "ok":
-                values[call] = obs.get("result")
-                return True
-            if obs["status"] in GARBAGE or attempt == 2:
-                return False
-            pause = min(self.policy.retry_pause_ms / 1000, deadline_at - time.monotonic())
-            if pause <= 0:
-                return False
-            await asyncio.sleep(pause)
-        return False  # pragma: no cover
+        return await call_with_retry(session, observations, values, call, method, params, extract, deadline_at,
+                                     self.policy.retry_pause_ms / 1000)
