@@ -306,3 +306,15 @@ def test_bad_answers_are_faults_or_unreachable_with_evidence(world, case):
     bad = failed(r)
     assert bad, r.bundle["checks"]
     assert len(canonical_json(r.bundle)) < 64 * 1024  # evidence stays small: hashes, not the bytes
+
+
+def test_an_auditor_out_of_time_gives_no_verdict_rather_than_a_false_unreachable(world):
+    identity = flow_identity(world["chain_id"], world["flow"])
+    t = Target(1, 3, world["nodes"]["slow"].url, identity)
+
+    async def go(deadline_s):
+        async with RpcClient(world["anvil"].url) as rpc:
+            return await ZgsAuditor(lambda cid: rpc).audit_epoch(1, [t], [t], deadline_s)
+
+    assert run(go(0.05)) == {}  # 15 ms for the status round: the slow node cannot be judged in that
+    assert run(go(DEADLINE_S))[1].verdict == OK

@@ -15,7 +15,8 @@ exhaust the auditor. So, unlike ``chain.rpc.RpcClient`` (which fails over and ra
     {"method", "params", "started_ms", "elapsed_ms", "status", "size", "result" | ("error", "sha256"), ...}
 
   ``started_ms`` is relative to the client's ``origin`` (the start of the epoch's audit); ``status`` is one of
-  STATUSES. ``result`` is what the call's ``extract`` function kept of the JSON-RPC result (a few fields of
+  STATUSES; a ``timeout`` says how long the call was allowed (``allowed_ms``: less than the request deadline
+  when the audit's own time budget cut it short). ``result`` is what the call's ``extract`` function kept of the JSON-RPC result (a few fields of
   a block, a number); without ``extract`` a small result is kept verbatim, a larger one only as its
   ``result_sha256`` and ``result_size``.
 
@@ -332,7 +333,8 @@ class Session:
             obs.update(elapsed_ms=0, status="refused", error=self.endpoint_error)
             return obs
         if timeout <= 0:
-            obs.update(elapsed_ms=0, status="timeout", error="the audit's time budget was spent before this call")
+            obs.update(elapsed_ms=0, status="timeout", error="the audit's time budget was spent before this call",
+                       allowed_ms=0)
             return obs
         req_id = next(self._ids)
         body = json.dumps({"jsonrpc": "2.0", "id": req_id, "method": method, "params": params},
@@ -345,7 +347,7 @@ class Session:
                 http_status, keep, payload = await self._exchange(request)
             obs.update(classify_body(http_status, payload, req_id, extract))
         except TimeoutError:
-            obs.update(status="timeout", error=f"no complete answer within {_ms(timeout)} ms")
+            obs.update(status="timeout", error=f"no complete answer within {_ms(timeout)} ms", allowed_ms=_ms(timeout))
         except ResponseError as exc:
             obs.update(status=exc.status, error=_short(exc.error))
             if exc.size or exc.sha256:

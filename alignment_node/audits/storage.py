@@ -42,6 +42,8 @@ Judgement (``evaluate``, pure), checks in order:
   index (ZGS.md). The failing step is named.
 
 Verdict: FAULT if any check after ``reachable`` failed, else UNREACHABLE if ``reachable`` failed, else OK.
+An UNREACHABLE that rests on a call this auditor's own time budget cut short (allowed less than ``min_call_ms``)
+is not returned at all: the auditor ran out of time, not the target.
 The bundle records the chain facts it relied on (``chain``) and every draw, so ``verify-evidence`` repeats
 the judgement and the picks; the chain facts can be re-read from any node of that chain, and the segment's
 bytes re-downloaded and compared with the recorded SHA-256.
@@ -289,6 +291,7 @@ class ZgsPolicy:
     retry_pause_ms: int = 100
     status_round_pct: int = 30  # share of the epoch deadline for the status round
     max_targets_at_once: int = 32  # targets challenged concurrently (memory: their answers and bundles)
+    min_call_ms: int = 500  # a timeout allowed less than this (the audit's budget ran out) proves nothing
 
     def judged(self, deadline_ms: int) -> dict[str, int]:
         d = asdict(self)
@@ -453,6 +456,12 @@ class ZgsAuditor:
             }
             del values[t.id]
             verdict, checks = evaluate(bundle)
+            if verdict == UNREACHABLE and any(
+                    o["status"] == "timeout" and o.get("allowed_ms", 0) < min(pol.min_call_ms, pol.request_deadline_ms)
+                    for o in last_attempts(bundle["observations"]).values()):
+                # This auditor ran out of its own time, not the target: no verdict rather than a false one.
+                log.warning("epoch %d target %d: audit cut short by the audit deadline; no verdict", epoch, t.id)
+                return
             bundle["checks"] = checks
             bundle["verdict"] = VERDICT_NAMES[verdict]
             result = AuditResult(verdict, bundle)
