@@ -1,6 +1,6 @@
 """0G Storage Merkle rules (alignment_node/zgs/merkle.py) against known answers and against 0G itself.
 
-- Every vector of ../shared/vectors/zgs-merkle.json (beside the checkout) is a test; the file must be there.
+- Every vector of tests/vectors/zgs-merkle.json (the project's ../shared/vectors/zgs-merkle.json, copied) is a test.
 - Properties: the streaming builder equals the level-by-level tree and the recursive definition; a file root
   equals the tree over all padded chunk leaves and the tree over the segment roots; every segment proof verifies
   and each kind of tampering fails at the step that should catch it; sizes and padding at the edges.
@@ -28,15 +28,23 @@ from alignment_node.zgs import merkle as m
 from alignment_node.zgs.cli import add_zgs_args
 
 REPO = Path(__file__).resolve().parents[1]
-VECTORS_FILE = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "zgs-merkle.json"
+# The project's known answers, committed beside the tests; when the shared folder sits beside the checkout
+# (as on the project machine), the copy must equal it.
+VECTORS_FILE = REPO / "tests" / "vectors" / "zgs-merkle.json"
+SHARED_FILE = REPO.parent / "shared" / "vectors" / "zgs-merkle.json"
 ORACLE_DIR = REPO / "tests" / "zgs_oracle"
 
 
 def load_vectors() -> dict:
     if not VECTORS_FILE.is_file():
-        pytest.fail(f"the shared vectors are missing: {VECTORS_FILE} (the shared/ folder sits beside the checkout)",
-                    pytrace=False)
+        pytest.fail(f"the vectors are missing: {VECTORS_FILE}", pytrace=False)
     return json.loads(VECTORS_FILE.read_text())
+
+
+def test_committed_vectors_are_the_shared_ones():
+    if not SHARED_FILE.is_file():
+        pytest.skip("no shared/ folder beside this checkout to compare with")
+    assert json.loads(SHARED_FILE.read_text()) == VECTORS
 
 
 VECTORS = load_vectors()
