@@ -44,6 +44,7 @@ __all__ = [
     "TRANSIENT",
     "GARBAGE",
     "classify_body",
+    "classify_json",
     "read_response",
     "ResponseError",
     "last_attempts",
@@ -260,6 +261,32 @@ def _classify(http_status: int, body: bytes, req_id: int, extract: Extract | Non
         return {"status": "malformed", "error": _short(f"bad result: {exc}")}
 
 
+def classify_json(http_status: int, body: bytes, extract: Extract | None = None) -> dict[str, Any]:
+    """Observation fields of a plain JSON answer: ``ok`` with the extract-ed value, ``http_error`` (status
+    kept), ``malformed`` or ``bad_utf8``; a bad answer keeps its size and SHA-256. Never raises."""
+    obs: dict[str, Any]
+    try:
+        value = safejson.loads(body)
+        if http_status != 200:
+            obs = {"status": "http_error", "error": _short(f"HTTP {http_status}: {str(value)[:120]}")}
+        else:
+            try:
+                obs = {"status": "ok", "result": value if extract is None else extract(value)}
+            except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+                obs = {"status": "malformed", "error": _short(f"bad answer: {exc}")}
+    except UnicodeDecodeError as exc:
+        obs = {"status": "bad_utf8", "error": _short(f"response is not UTF-8: {exc.reason} at byte {exc.start}")}
+    except (ValueError, RecursionError) as exc:
+        obs = ({"status": "http_error", "error": f"HTTP {http_status}"} if http_status != 200
+               else {"status": "malformed", "error": _short(f"not JSON: {exc}")})
+    obs["size"] = len(body)
+    if obs["status"] != "ok":
+        obs["sha256"] = hashlib.sha256(body).hexdigest()
+        if http_status != 200:
+            obs["http_status"] = http_status
+    return obs
+
+
 class AuditHttpClient:
     """Shared limits of every audit call in one epoch: deadline, size cap, connections, large buffers."""
 
@@ -322,9 +349,27 @@ class Session:
         """One JSON-RPC call as an Observation; bounded by the request deadline and by ``deadline_at``
         (a ``time.monotonic()`` instant, e.g. the end of the audit's time budget)."""
         params = [] if params is None else params
+        obs: dict[str, Any] = {"method": method, "params": params}
+        req_id = next(self._ids)
+        body = json.dumps({"jsonrpc": "2.0", "id": req_id, "method": method, "params": params},
+                          separators=(",", ":")).encode()
+        return await self._request(obs, None, body, lambda status, payload: classify_body(status, payload, req_id,
+                                                                                          extract), deadline_at)
+
+    async def post_json(self, path: str, payload: Any, extract: Extract | None = None,
+                        deadline_at: float | None = None) -> dict[str, Any]:
+        """One plain JSON POST (e.g. an OpenAI-compatible API) to ``path`` as an Observation: ``ok`` with the
+        ``extract``-ed JSON answer, or the failure status; an HTTP error keeps the status code."""
+        obs: dict[str, Any] = {"method": "POST " + path}
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        return await self._request(obs, path, body, lambda status, data: classify_json(status, data, extract),
+                                   deadline_at)
+
+    async def _request(self, obs: dict[str, Any], path: str | None, body: bytes, classify,
+                       deadline_at: float | None) -> dict[str, Any]:
         client = self.client
         start = time.monotonic()
-        obs: dict[str, Any] = {"method": method, "params": params, "started_ms": _ms(start - client.origin)}
+        obs["started_ms"] = _ms(start - client.origin)
         timeout = client.request_deadline_s
         if deadline_at is not None:
             timeout = min(timeout, deadline_at - start)
@@ -336,16 +381,14 @@ class Session:
             obs.update(elapsed_ms=0, status="timeout", error="the audit's time budget was spent before this call",
                        allowed_ms=0)
             return obs
-        req_id = next(self._ids)
-        body = json.dumps({"jsonrpc": "2.0", "id": req_id, "method": method, "params": params},
-                          separators=(",", ":")).encode()
-        request = (f"POST {ep.target} HTTP/1.1\r\nHost: {ep.host_header}\r\nContent-Type: application/json\r\n"
+        target = ep.target if path is None else ep.target.rstrip("/") + path
+        request = (f"POST {target} HTTP/1.1\r\nHost: {ep.host_header}\r\nContent-Type: application/json\r\n"
                    f"Content-Length: {len(body)}\r\n\r\n").encode() + body
         keep = False
         try:
             async with asyncio.timeout(timeout):
                 http_status, keep, payload = await self._exchange(request)
-            obs.update(classify_body(http_status, payload, req_id, extract))
+            obs.update(classify(http_status, payload))
         except TimeoutError:
             obs.update(status="timeout", error=f"no complete answer within {_ms(timeout)} ms", allowed_ms=_ms(timeout))
         except ResponseError as exc:
