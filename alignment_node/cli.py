@@ -455,13 +455,13 @@ def cmd_verify_evidence(args: argparse.Namespace) -> int:
     except ValueError:
         raise CliError("the evidence is not JSON") from None
     claimed = bundle.get("verdict") if isinstance(bundle, dict) else None
-    judge = _judge_for(bundle)
+    judge = _judge_for(bundle, args.source)
     if judge is None:
         raise CliError(f"no judge for this bundle (kind {bundle.get('kind') if isinstance(bundle, dict) else None!r}):"
                        " it carries no observations to re-check")
     try:
         recomputed = VERDICT_NAMES[judge(bundle)]
-    except ValueError as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         raise CliError(f"the bundle cannot be re-judged: {exc}") from None
     agrees = hash_ok and recomputed == claimed
     data = {"root": root, "source": args.source, "hash_ok": hash_ok, "kind": bundle.get("kind"),
@@ -476,7 +476,7 @@ def cmd_verify_evidence(args: argparse.Namespace) -> int:
 MAX_EVIDENCE_BYTES = 16 << 20
 
 
-def _judge_for(bundle):
+def _judge_for(bundle, source: str = ""):
     if not isinstance(bundle, dict):
         return None
     if bundle.get("kind") == "EVM_RPC":
@@ -487,6 +487,13 @@ def _judge_for(bundle):
         from .audits.storage import evaluate
 
         return lambda b: evaluate(b)[0]
+    if bundle.get("kind") == "MODEL":
+        import tempfile
+
+        from .audits.model import ModelAuditor
+
+        # the baseline comes from the same node (it serves the baselines it audited against), checked by hash
+        return ModelAuditor([source.rstrip("/") + "/baselines"], tempfile.mkdtemp(prefix="baselines-")).judge
     return None
 
 
@@ -598,6 +605,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .zgs.cli import add_zgs_args
 
     add_zgs_args(sub)
+    from .models.cli import add_model_args
+
+    add_model_args(sub)
     return p
 
 

@@ -27,6 +27,10 @@ Keys (TOML section.key; environment name in parentheses):
   Default 0.
 - ``audit.storage_challenges`` (..._AUDIT_STORAGE_CHALLENGES): segments asked of each storage target per epoch.
   Default 8.
+- ``audit.model_baseline_sources`` (..._AUDIT_MODEL_BASELINE_SOURCES, comma separated): directories or http(s)
+  base URLs holding MODEL baseline bundles as ``<hash>.json``. Fetched bundles are cached in the data directory
+  and served at ``/baselines/<hash>.json``.
+- ``audit.model_queries`` (..._AUDIT_MODEL_QUERIES): completions asked of each MODEL target per epoch. Default 100.
 """
 
 from __future__ import annotations
@@ -93,6 +97,8 @@ class AuditConfig:
     storage_rpc_urls: list[str] = field(default_factory=list)  # the flow's chain; empty: the node's own chain
     storage_from_block: int = 0
     storage_challenges: int = 8
+    model_baseline_sources: list[str] = field(default_factory=list)  # dirs or base URLs holding <hash>.json
+    model_queries: int = 100
 
 
 @dataclass
@@ -260,6 +266,8 @@ def _validate(cfg: Config) -> list[str]:
     for url in cfg.audit.storage_rpc_urls:
         if not (url.startswith("http://") or url.startswith("https://")):
             problems.append(f"audit.storage_rpc_urls: {url!r} is not an http(s) URL")
+    if not 10 <= cfg.audit.model_queries <= 10_000:
+        problems.append("audit.model_queries: between 10 and 10000")
     if cfg.audit.storage_from_block < 0 or not 1 <= cfg.audit.storage_challenges <= 64:
         problems.append("audit: storage_from_block >= 0 and 1 <= storage_challenges <= 64 are needed")
     if cfg.operator.address and not _is_address(cfg.operator.address):

@@ -75,6 +75,10 @@ def load_auditors(cfg, node=None) -> dict[int, Any]:
         auditors[P.KIND_ZGS_STORAGE] = ZgsAuditor(StorageChains(cfg, node), from_block=cfg.audit.storage_from_block,
                                                   max_connections=cfg.audit.max_connections,
                                                   challenges=cfg.audit.storage_challenges)
+        from ..audits.model import ModelAuditor
+
+        auditors[P.KIND_MODEL] = ModelAuditor(cfg.audit.model_baseline_sources, node.data_dir,
+                                              {"queries": cfg.audit.model_queries})
     return auditors
 
 

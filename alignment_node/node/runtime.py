@@ -132,6 +132,7 @@ class Node:
             "/status": self._route_status,
             "/verdicts": self._route_verdicts,
             "/evidence/": self._route_evidence,
+            "/baselines/": self._route_baseline,
         }, registry=self.metrics.registry).start()
         log.info("API on http://%s:%d", self.cfg.service.host, self.api.port)
         return self.api
@@ -385,6 +386,17 @@ class Node:
         if row is None:
             return json_response(404, {"error": f"no evidence {root} on this node"})
         return 200, "application/json", bytes(row[0])
+
+    def _route_baseline(self, path: str):
+        """GET /baselines/<hash>.json: a MODEL baseline bundle this node fetched (and checked) for its audits."""
+        name = path.rsplit("/", 1)[-1].lower()
+        h = name.removesuffix(".json")
+        if not (h.startswith("0x") and len(h) == 66 and all(c in "0123456789abcdef" for c in h[2:])):
+            return json_response(400, {"error": "a baseline is named by its hash: 0x + 64 hex digits + .json"})
+        f = self.data_dir / "baselines" / f"{h}.json"
+        if not f.is_file():
+            return json_response(404, {"error": f"no baseline {h} on this node"})
+        return 200, "application/json", f.read_bytes()
 
     def _evidence_reader(self):
         import threading

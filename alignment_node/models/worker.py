@@ -1,0 +1,108 @@
+"""The model-audit worker: a separate process that does the MODEL audits of one node.
+
+    python -m alignment_node.models.worker        (JSON lines: one request on stdin, one answer on stdout)
+
+The core node stays small (64 MB): it starts this worker only when MODEL targets are assigned to it and
+talks to it through pipes (``audits.model.ModelAuditor``). The worker holds what is heavy: numpy, scipy,
+torch, the reference models (rebuilt locally from the baseline's family, seed and steps, and checked against its
+``weights_sha256``) and the baselines it fetched (by hash, checked).
+
+Request: ``{"epoch", "seed": "0x..", "deadline_s", "targets": [{"id", "endpoint", "identity": "0x..",
+"license"}], "sources": [dir or URL, ...], "cache_dir", "state_dir", "policy": {...}}``.
+Answer: ``{"results": [{"id", "verdict", "bundle"}], "skipped": [{"id", "reason"}]}``. A target whose
+baseline cannot be had, or does not hash to its identity, is skipped with the reason: the worker refuses to
+audit against a baseline it cannot verify. Per-target drift state lives in ``state_dir/drift-<id>.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("alignment_node.models.worker")
+
+
+class Worker:
+    def __init__(self) -> None:
+        self.models: dict[tuple[int, int], Any] = {}
+
+    def reference_model(self, baseline: dict):
+        from . import lm
+
+        m = baseline["model"]
+        if m.get("family") != "alignment-tinylm":
+            return None, f"no local copy of model family {m.get('family')!r}"
+        key = (int(m["seed"]), int(m["steps"]))
+        if key not in self.models:
+            self.models[key] = lm.load_or_train(*key)
+        model = self.models[key]
+        got = lm.weights_hash(model)
+        if got != m["weights_sha256"]:
+            return None, f"the local model's weights hash {got} is not the baseline's {m['weights_sha256']}"
+        return model, None
+
+    async def handle(self, req: dict[str, Any]) -> dict[str, Any]:
+        from . import baseline as B
+        from .audit import ModelPolicy, audit_target
+
+        policy = ModelPolicy(**req.get("policy", {}))
+        seed = bytes.fromhex(req["seed"].removeprefix("0x"))
+        state_dir = Path(req["state_dir"])
+        state_dir.mkdir(parents=True, exist_ok=True)
+        results, skipped = [], []
+        jobs = []
+        for t in req["targets"]:
+            try:
+                baseline = B.fetch(t["identity"], req.get("sources", []), req.get("cache_dir"))
+            except B.BaselineError as exc:
+                skipped.append({"id": t["id"], "reason": str(exc)})
+                continue
+            model, why = self.reference_model(baseline)
+            if why:
+                log.warning("target %d: %s; rank and likelihood tests are left out", t["id"], why)
+            state_file = state_dir / f"drift-{t['id']}-{t['identity'][2:18]}.json"
+            state = json.loads(state_file.read_text()) if state_file.is_file() else None
+            jobs.append((t, baseline, model, state, state_file))
+
+        async def one(job):
+            t, baseline, model, state, state_file = job
+            bundle = await audit_target(t, baseline, t["identity"], model, seed, int(t.get("license", 0)), policy,
+                                        float(req["deadline_s"]), state, int(req["epoch"]))
+            if bundle.get("drift_after"):
+                state_file.write_text(json.dumps(bundle["drift_after"]))
+            return t["id"], bundle
+
+        for tid, bundle in await asyncio.gather(*(one(j) for j in jobs)):
+            from ..protocol import VERDICT_NAMES
+
+            verdict = {v: k for k, v in VERDICT_NAMES.items()}[bundle["verdict"]]
+            results.append({"id": tid, "verdict": verdict, "bundle": bundle})
+        return {"results": results, "skipped": skipped}
+
+
+def main() -> int:
+    import torch
+
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    worker = Worker()
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            answer = asyncio.run(worker.handle(json.loads(line)))
+        except Exception as exc:  # one bad request must not kill the worker
+            log.exception("request failed")
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        sys.stdout.write(json.dumps(answer, separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
