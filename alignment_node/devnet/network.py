@@ -22,6 +22,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..chain.contracts import Contract
 from ..chain.rpc import RpcClient
@@ -59,6 +60,12 @@ SCENARIOS = {
             "audit_deadline_s": 4.0},
         description="0G storage nodes: 5 honest (one slow, one behind and saying so), one of each fault; "
                     "every fault must be flagged, no honest node"),
+    "model-faults": Scenario(
+        4, {"targets": (), "models": ("honest", "honest", "temp-0.7", "seed", "noise-1", "finetuned", "embed-other",
+                                      "garbage"),
+            "audit_deadline_s": 20.0, "block_time": 1.0, "committee_size": 3},
+        description="AI model providers: 2 honest, substitutions (temperature, another seed, weight noise, a "
+                    "fine-tuned checkpoint, another embedding model) and garbage; every detectable one flagged"),
     "crash": Scenario(
         8, {"targets": ("honest",) * 4 + ("down", "lagging")}, crash_operator=1,
         description="one node is SIGKILLed at random points and restarted; no reveal lost, no tx sent twice"),
@@ -90,6 +97,8 @@ class Plan:
     storage: tuple[str, ...] = ()  # reference storage nodes: "mode" or "mode:shardId/numShard"
     upload_every_blocks: int = 20  # while running, a new file is uploaded to the flow this often
     storage_file_sizes: tuple[int, ...] = ()  # files uploaded before the nodes start (default STORAGE_FILE_SIZES)
+    models: tuple[str, ...] = ()  # devnet model servers (modes of devnet/modelserver.py), one MODEL target each
+    model_queries: int = 50
 
 
 FAULTY_MODES = ("down", "slow", "lagging", "halted", "forked", "wrong-chain", "garbage")
@@ -102,6 +111,9 @@ TRAP_OUTCOME = {"down": 3, "slow": 3}  # UNREACHABLE; every other faulty mode is
 STORAGE_MODE_ARGS = {"slow": ["--delay", "0.1"], "behind": ["--lag", "40"], "lying-lag": ["--lag", "60"],
                      "drop": ["--fraction", "0.5"]}
 STORAGE_HONEST = ("honest", "slow", "behind")
+# Model substitutions the benchmark (bench/model_power.py) finds undetectable at the default query budget: a
+# scenario does not count them as missed faults (they still must not be judged honest by mistake elsewhere).
+MODEL_UNDETECTABLE = ("int8", "evasive")
 # Files uploaded before the nodes start: one byte, a few chunks, and files spanning several segments.
 STORAGE_FILE_SIZES = (1, 3000, 300_000, 900_000, 1_700_000)
 
@@ -116,6 +128,7 @@ class TargetProc:
     fault_started: float | None = None  # unix time the fault began (proxy start)
     kind: str = "EVM_RPC"
     shard: tuple[int, int] = (0, 1)
+    server: Any = None  # a ServerProcess wrapper (model servers)
 
     @property
     def fault(self) -> str | None:
@@ -255,6 +268,8 @@ class Devnet:
             await self.setup_targets(deployer)
         if p.storage:
             await self.setup_storage(deployer)
+        if p.models:
+            await self.setup_models(deployer)
 
     async def setup_targets(self, keeper: LocalSigner) -> None:
         """One fault proxy process per target in front of anvil, registered by the trap keeper (the
@@ -315,6 +330,32 @@ class Devnet:
         self.log(f"flow {self.flow.address}: {len(self.uploads)} files; {len(self.plan.storage)} storage targets: "
                  + ", ".join(f"{t.id}:{t.mode}" + (f"[{t.shard[0]}/{t.shard[1]}]" if t.shard[1] > 1 else "")
                              for t in self.targets if t.kind == "ZGS_STORAGE"))
+
+    async def setup_models(self, keeper: LocalSigner) -> None:
+        """A baseline bundle of the devnet model (its hash is every MODEL target's identity), one model server
+        process per MODEL target, each registered by the keeper."""
+        from ..devnet.modelserver import ModelServerProcess
+        from ..models import baseline as B
+
+        t0 = time.monotonic()
+        bundle = await asyncio.to_thread(B.make_baseline, 0, None, 100)
+        h, _ = B.save(bundle, self.workdir / "baselines")
+        self.log(f"baseline {h} made in {time.monotonic() - t0:.1f} s")
+        servers = [ModelServerProcess(m, startup_timeout=300) for m in self.plan.models]
+        await asyncio.gather(*(asyncio.to_thread(s.start) for s in servers))
+        async with RpcClient(self.anvil.url) as rpc:
+            registry = manifest_contracts(rpc, self.manifest)["TargetRegistry"]
+            ev = registry.abi.event("TargetAdded")
+            for mode, server in zip(self.plan.models, servers):
+                receipt = await registry.transact("addTarget", 5, server.url, bytes.fromhex(h[2:]), signer=keeper)
+                tid = next(int(log["topics"][1], 16) for log in receipt["logs"]
+                           if log["topics"][0] == "0x" + ev.topic.hex())
+                t = TargetProc(tid, mode, server.port, kind="MODEL")
+                t.server = server
+                t.fault_started = time.time() if t.fault else None
+                self.targets.append(t)
+        self.log(f"{len(servers)} model targets: " + ", ".join(f"{t.id}:{t.mode}" for t in self.targets
+                                                                if t.kind == "MODEL"))
 
     async def _upload(self, rpc: RpcClient, signer: LocalSigner, size: int) -> None:
         from .storage import random_file, upload
@@ -382,6 +423,7 @@ class Devnet:
             '[operator]\nkeystore = "keystore"\npassword_file = "password"\n'
             f"[service]\nport = {op.port}\n"
             f"[audit]\ndeadline_s = {self.plan.audit_deadline_s}\nlazy = {'true' if op.lazy else 'false'}\n"
+            f'model_baseline_sources = ["{self.workdir / "baselines"}"]\nmodel_queries = {self.plan.model_queries}\n'
         )
         out = open(op.directory / "node.out", "ab")
         op.process = subprocess.Popen(
@@ -412,6 +454,8 @@ class Devnet:
         for t in self.targets:
             if t.process:
                 stop_process(t.process)
+            if t.server is not None:
+                t.server.stop()
         if self.anvil is not None:
             self.anvil.stop()
 
@@ -487,11 +531,12 @@ class Devnet:
             targets.append({
                 "id": t.id, "kind": t.kind, "mode": t.mode, "fault": t.fault, "trap": t.trap,
                 **({"shard": list(t.shard)} if t.kind == "ZGS_STORAGE" else {}),
+                "detectable": not (t.kind == "MODEL" and t.mode in MODEL_UNDETECTABLE),
                 "outcomes": {str(e): o for e, o in sorted(outcomes.get(t.id, {}).items())},
                 "first_flagged_epoch": flagged[0] if flagged else None,
                 "seconds_to_flag": (flagged[1] - int(t.fault_started)) if flagged and t.fault_started else None,
             })
-        missed_faults = [t["id"] for t in targets if t["fault"] and t["first_flagged_epoch"] is None]
+        missed_faults = [t["id"] for t in targets if t["fault"] and t["detectable"] and t["first_flagged_epoch"] is None]
         false_flags = [t["id"] for t in targets if not t["fault"] and t["first_flagged_epoch"] is not None]
         # Reveals and duplicates, per operator, from the chain.
         committed: dict[tuple[int, int], int] = {}

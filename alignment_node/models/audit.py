@@ -28,6 +28,7 @@ Verdict: FAULT if a check failed, UNREACHABLE if nothing was answered, else OK.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -129,7 +130,7 @@ async def audit_target(target: dict, baseline: dict, baseline_hash: str, referen
 
     async def one(j: int, probe: int) -> None:
         prompt = baseline["probes"][probe]["prompt"]
-        body = {"model": baseline["model"]["family"], "prompt": prompt, "max_tokens": max_tokens,
+        body = {"model": baseline["model"].get("served_name", baseline["model"]["family"]), "prompt": prompt, "max_tokens": max_tokens,
                 "temperature": float(sampling["temperature"]), "n": policy.per_request}
         async with client.session(target["endpoint"]) as s:
             await call_with_retry(_Post(s, "/v1/completions", body), observations, values, f"complete:{j}",
@@ -161,12 +162,13 @@ async def audit_target(target: dict, baseline: dict, baseline_hash: str, referen
         "observations": sorted(observations, key=lambda o: o["started_ms"]),
         "completions": completions, "scores": scores,
         "embeddings": values.get("embed"),
-        "drift_before": drift_state,
+        # the CUSUM state as JSON text (its floats exact; evidence bundles carry no JSON floats)
+        "drift_before": json.dumps(drift_state, sort_keys=True) if drift_state else None,
     }
     verdict, checks, drift_after = evaluate(bundle, baseline)
     bundle["checks"] = checks
     bundle["verdict"] = VERDICT_NAMES[verdict]
-    bundle["drift_after"] = drift_after
+    bundle["drift_after"] = json.dumps(drift_after, sort_keys=True) if drift_after else None
     return bundle
 
 
@@ -204,7 +206,7 @@ def evaluate(bundle: dict[str, Any], baseline: dict[str, Any]) -> tuple[int, lis
 
     completions = [(int(p), bytes.fromhex(h)) for p, h in bundle["completions"]]
     ref = baseline["reference"]
-    drift_after = bundle.get("drift_before")
+    drift_after = json.loads(bundle["drift_before"]) if bundle.get("drift_before") else None
     if len(completions) < 10:
         check("substitution", None, f"{len(completions)} completions: too few to test")
         check("drift", None, "no completions")
@@ -233,7 +235,7 @@ def evaluate(bundle: dict[str, Any], baseline: dict[str, Any]) -> tuple[int, lis
               tests=[t.to_evidence() for t in tests], joint=joint.to_evidence())
         if bundle["scores"]:
             u = S.rank_scores(provider, ref_scores, seed=seed)
-            monitor = (D.DriftMonitor.from_state(bundle["drift_before"]) if bundle.get("drift_before")
+            monitor = (D.DriftMonitor.from_state(json.loads(bundle["drift_before"])) if bundle.get("drift_before")
                        else D.DriftMonitor("cusum"))
             alarms = monitor.update_many(D.normal_scores(np.asarray(u).reshape(-1)).tolist())
             drift_after = monitor.state()

@@ -114,7 +114,7 @@ def make_baseline(seed: int = 0, steps: int | None = None, samples_per_probe: in
     bundle: dict[str, Any] = {
         "version": 1,
         "kind": "MODEL_BASELINE",
-        "model": {"family": "alignment-tinylm", "seed": seed, "steps": steps if steps is not None else lm.STEPS,
+        "model": {"family": "alignment-tinylm", "served_name": "tinylm", "seed": seed, "steps": steps if steps is not None else lm.STEPS,
                   "weights_sha256": lm.weights_hash(model), "params": lm.n_parameters(model)},
         "sampling": {"temperature": _f(1.0), "max_tokens": max_tokens},
         "probes": probes,
@@ -146,7 +146,7 @@ def _embedding_section() -> dict:
     torch.set_num_threads(1)
     benign = [float(1.0 - np.sum(ref * v, axis=1).min()) for v in variants]
     tolerance = calibrate_tolerance(benign)
-    return {"model": embed.MODEL_NAME, "inputs": inputs,
+    return {"model": "all-MiniLM-L6-v2", "inputs": inputs,
             "vectors": [[_f(x) for x in row] for row in ref.tolist()],
             "tolerance": _f(tolerance), "benign_max": _f(max(benign))}
 

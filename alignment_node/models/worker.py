@@ -73,7 +73,7 @@ class Worker:
             bundle = await audit_target(t, baseline, t["identity"], model, seed, int(t.get("license", 0)), policy,
                                         float(req["deadline_s"]), state, int(req["epoch"]))
             if bundle.get("drift_after"):
-                state_file.write_text(json.dumps(bundle["drift_after"]))
+                state_file.write_text(bundle["drift_after"])
             return t["id"], bundle
 
         for tid, bundle in await asyncio.gather(*(one(j) for j in jobs)):
