@@ -31,6 +31,12 @@ if [ ! -d "$oracle/node_modules/@0glabs/0g-ts-sdk" ] || [ "$oracle/package-lock.
   (cd "$oracle" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+log "training (or loading from .cache/models) the devnet's tiny language models, seeds 0 and 1"
+.venv/bin/python -m alignment_node.models.lm --seed 0 >/dev/null &
+lm0=$!
+.venv/bin/python -m alignment_node.models.lm --seed 1 >/dev/null
+wait "$lm0"
+
 log "building the contracts (forge via solcjs)"
 (cd contracts && node_modules/.bin/forge build --quiet)
 .venv/bin/python scripts/export_artifacts.py

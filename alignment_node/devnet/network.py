@@ -113,7 +113,7 @@ STORAGE_MODE_ARGS = {"slow": ["--delay", "0.1"], "behind": ["--lag", "40"], "lyi
 STORAGE_HONEST = ("honest", "slow", "behind")
 # Model substitutions the benchmark (bench/model_power.py) finds undetectable at the default query budget: a
 # scenario does not count them as missed faults (they still must not be judged honest by mistake elsewhere).
-MODEL_UNDETECTABLE = ("int8", "evasive")
+MODEL_UNDETECTABLE = ("int8", "noise-0.1", "noise-1", "evasive")
 # Files uploaded before the nodes start: one byte, a few chunks, and files spanning several segments.
 STORAGE_FILE_SIZES = (1, 3000, 300_000, 900_000, 1_700_000)
 
