@@ -16,7 +16,7 @@ from alignment_node.models.audit import evaluate  # noqa: E402
 from alignment_node.models.worker import Worker  # noqa: E402
 from alignment_node.protocol import FAULT, OK, UNREACHABLE, canonical_json  # noqa: E402
 
-MODES = ("honest", "temp-0.7", "seed", "garbage", "empty-choices", "refuse", "embed-other")
+MODES = ("honest", "temp-0.7", "seed", "garbage", "empty-choices", "refuse", "embed-other", "huge", "wrong-shape")
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_substitutions_are_faults(world, mode, check):
     assert evaluate(json.loads(canonical_json(r["bundle"])), world["baseline"])[0] == FAULT
 
 
-@pytest.mark.parametrize("mode", ["garbage", "empty-choices", "refuse"])
+@pytest.mark.parametrize("mode", ["garbage", "empty-choices", "refuse", "huge", "wrong-shape"])
 def test_bad_answers_are_faults_or_unreachable_with_evidence(world, mode):
     results, _ = audit(world, [mode])
     r = results[mode]
@@ -88,3 +88,48 @@ def test_a_baseline_that_does_not_match_its_hash_is_refused(world, tmp_path):
     assert results["honest"] is None
     [skip] = answer["skipped"]
     assert "refusing to audit" in skip["reason"]
+
+
+def test_verify_evidence_rejudges_a_model_bundle_fetched_from_a_node(world, tmp_path):
+    """What `alignment-node verify-evidence ROOT --from URL` does with a MODEL bundle: fetch it and the baseline
+    it names from the node's /evidence and /baselines, check both hashes, re-run the judgement."""
+    import subprocess
+    import sys
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from alignment_node.protocol import keccak
+
+    results, _ = audit(world, ["temp-0.7"])
+    body = canonical_json(results["temp-0.7"]["bundle"])
+    root = "0x" + keccak(body).hex()
+    files = {f"/evidence/{root}": body,
+             f"/baselines/{world['hash']}.json": (world["dir"] / f"{world['hash']}.json").read_bytes()}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            data = files.get(self.path)
+            self.send_response(200 if data else 404)
+            self.send_header("Content-Length", str(len(data or b"")))
+            self.end_headers()
+            self.wfile.write(data or b"")
+
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        out = subprocess.run([sys.executable, "-m", "alignment_node.cli", "verify-evidence", root, "--from", url,
+                              "--json"], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stdout + out.stderr
+        data = json.loads(out.stdout)
+        assert data["agrees"] and data["recomputed"] == "FAULT" and data["kind"] == "MODEL"
+        # a node serving another baseline under that name is refused, not trusted
+        files[f"/baselines/{world['hash']}.json"] = b"{}"
+        out = subprocess.run([sys.executable, "-m", "alignment_node.cli", "verify-evidence", root, "--from", url],
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 1 and "refusing to audit" in out.stderr, out.stderr
+    finally:
+        server.shutdown()

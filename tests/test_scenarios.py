@@ -92,3 +92,17 @@ def test_storage_faults_are_all_flagged_and_no_honest_storage_node_is():
     for op in report["operators"]:
         assert op["missed_reveals"] == 0 and op["duplicate_txs"] == 0, op
     assert all(lic["penalties"] == 0 for lic in report["licenses"])
+
+
+def test_model_faults_detectable_substitutions_are_flagged_and_no_honest_provider_is():
+    report = run_scenario("model-faults")
+    models = [t for t in report["targets"] if t["kind"] == "MODEL"]
+    assert {t["mode"] for t in models if t["fault"] and t["detectable"]} >= {"temp-0.7", "seed", "finetuned",
+                                                                             "embed-other", "garbage"}
+    assert report["missed_faults"] == []
+    assert report["false_flags"] == []
+    for t in models:
+        if not t["fault"]:
+            assert set(t["outcomes"].values()) <= {"OK", "INCONCLUSIVE"}, t
+    for op in report["operators"]:
+        assert op["missed_reveals"] == 0 and op["duplicate_txs"] == 0, op
