@@ -23,27 +23,36 @@ def run_scenario(name: str, *extra: str) -> dict:
     return report
 
 
+def assert_faults_flagged_and_honest_spared(report: dict, targets: list[dict], penalties: bool = True) -> None:
+    """Every detectable fault flagged and, once flagged, never judged OK again (a fault may look healthy before
+    it is detectable: a chain halted a few blocks ago is not yet behind); honest targets only OK or
+    INCONCLUSIVE; no reveal missed, nothing sent twice; honest auditors agreeing with an honest majority are
+    never penalized."""
+    assert report["missed_faults"] == []
+    assert report["false_flags"] == []
+    for t in targets:
+        if t["fault"] and t.get("detectable", True):
+            assert t["first_flagged_epoch"] is not None, t
+            later = [o for e, o in t["outcomes"].items() if int(e) >= t["first_flagged_epoch"]]
+            assert "OK" not in later, t
+        elif not t["fault"]:
+            assert set(t["outcomes"].values()) <= {"OK", "INCONCLUSIVE"}, t
+    for op in report["operators"]:
+        assert op["missed_reveals"] == 0 and op["duplicate_txs"] == 0, op
+    if penalties:
+        assert all(lic["penalties"] == 0 for lic in report["licenses"])
+
+
 def test_evm_faults_are_all_flagged_and_no_honest_target_is():
     report = run_scenario("evm-faults", "--epochs", "6")
     faults = {t["fault"] for t in report["targets"] if t["fault"]}
     assert faults >= {"down", "slow", "lagging", "halted", "forked", "wrong-chain", "garbage"}
     assert sum(1 for t in report["targets"] if not t["fault"]) >= 8
     assert len(report["operators"]) >= 3
-    assert report["missed_faults"] == []
-    assert report["false_flags"] == []
+    assert_faults_flagged_and_honest_spared(report, report["targets"])
     for t in report["targets"]:
         if t["fault"]:
-            assert t["first_flagged_epoch"] is not None and t["seconds_to_flag"] is not None
-            # A fault may look healthy before it is detectable (a chain halted a few blocks ago is not yet
-            # behind); once flagged, it is never judged OK again.
-            later = [o for e, o in t["outcomes"].items() if int(e) >= t["first_flagged_epoch"]]
-            assert "OK" not in later, t
-        else:
-            assert set(t["outcomes"].values()) <= {"OK", "INCONCLUSIVE"}, t
-    for op in report["operators"]:
-        assert op["missed_reveals"] == 0 and op["duplicate_txs"] == 0, op
-    # Honest auditors agreeing with an honest majority are never penalized.
-    assert all(lic["penalties"] == 0 for lic in report["licenses"])
+            assert t["seconds_to_flag"] is not None
 
 
 def test_lazy_auditor_is_penalized_and_earns_less_than_every_honest_operator():
@@ -81,17 +90,7 @@ def test_storage_faults_are_all_flagged_and_no_honest_storage_node_is():
     assert honest == {"honest", "slow", "behind"}  # slow but honest, and behind but saying so, are honest
     assert any(t["shard"] != [0, 1] for t in storage)
     assert report["files_uploaded"] > 5  # files keep arriving while the nodes run
-    assert report["missed_faults"] == []
-    assert report["false_flags"] == []
-    for t in storage:
-        if t["fault"]:
-            later = [o for e, o in t["outcomes"].items() if int(e) >= t["first_flagged_epoch"]]
-            assert "OK" not in later, t
-        else:
-            assert set(t["outcomes"].values()) <= {"OK", "INCONCLUSIVE"}, t
-    for op in report["operators"]:
-        assert op["missed_reveals"] == 0 and op["duplicate_txs"] == 0, op
-    assert all(lic["penalties"] == 0 for lic in report["licenses"])
+    assert_faults_flagged_and_honest_spared(report, storage)
 
 
 def test_model_faults_detectable_substitutions_are_flagged_and_no_honest_provider_is():
@@ -99,10 +98,4 @@ def test_model_faults_detectable_substitutions_are_flagged_and_no_honest_provide
     models = [t for t in report["targets"] if t["kind"] == "MODEL"]
     assert {t["mode"] for t in models if t["fault"] and t["detectable"]} >= {"temp-0.7", "seed", "finetuned",
                                                                              "embed-other", "garbage"}
-    assert report["missed_faults"] == []
-    assert report["false_flags"] == []
-    for t in models:
-        if not t["fault"]:
-            assert set(t["outcomes"].values()) <= {"OK", "INCONCLUSIVE"}, t
-    for op in report["operators"]:
-        assert op["missed_reveals"] == 0 and op["duplicate_txs"] == 0, op
+    assert_faults_flagged_and_honest_spared(report, models, penalties=False)

@@ -214,7 +214,11 @@ def classify_body(http_status: int, body: bytes, req_id: int, extract: Extract |
     """The Observation fields a response body supports: status, size, and the kept result or the error with
     the body's SHA-256 (the evidence of a bad answer). Pure; never raises. ``extract`` maps the JSON-RPC result to
     what the audit keeps and raises ValueError/TypeError if the result has the wrong shape (status ``malformed``)."""
-    obs = _classify(http_status, body, req_id, extract)
+    return _with_body_evidence(_classify(http_status, body, req_id, extract), http_status, body)
+
+
+def _with_body_evidence(obs: dict[str, Any], http_status: int, body: bytes) -> dict[str, Any]:
+    """Every observation keeps the body's size; a bad one also its SHA-256 and a non-200 HTTP status."""
     obs["size"] = len(body)
     if obs["status"] != "ok":
         obs["sha256"] = hashlib.sha256(body).hexdigest()
@@ -279,12 +283,7 @@ def classify_json(http_status: int, body: bytes, extract: Extract | None = None)
     except (ValueError, RecursionError) as exc:
         obs = ({"status": "http_error", "error": f"HTTP {http_status}"} if http_status != 200
                else {"status": "malformed", "error": _short(f"not JSON: {exc}")})
-    obs["size"] = len(body)
-    if obs["status"] != "ok":
-        obs["sha256"] = hashlib.sha256(body).hexdigest()
-        if http_status != 200:
-            obs["http_status"] = http_status
-    return obs
+    return _with_body_evidence(obs, http_status, body)
 
 
 class AuditHttpClient:
