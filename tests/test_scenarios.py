@@ -23,9 +23,11 @@ def run_scenario(name: str, *extra: str) -> dict:
     return report
 
 
-def assert_faults_flagged_and_honest_spared(report: dict, targets: list[dict], penalties: bool = True) -> None:
+def assert_faults_flagged_and_honest_spared(report: dict, targets: list[dict], penalties: bool = True,
+                                           sampled: tuple[str, ...] = ()) -> None:
     """Every detectable fault flagged and, once flagged, never judged OK again (a fault may look healthy before
-    it is detectable: a chain halted a few blocks ago is not yet behind); honest targets only OK or
+    it is detectable: a chain halted a few blocks ago is not yet behind) unless its detection is a sample
+    (``sampled`` modes: an epoch's challenges can all miss a partly dropped store); honest targets only OK or
     INCONCLUSIVE; no reveal missed, nothing sent twice; honest auditors agreeing with an honest majority are
     never penalized."""
     assert report["missed_faults"] == []
@@ -34,7 +36,7 @@ def assert_faults_flagged_and_honest_spared(report: dict, targets: list[dict], p
         if t["fault"] and t.get("detectable", True):
             assert t["first_flagged_epoch"] is not None, t
             later = [o for e, o in t["outcomes"].items() if int(e) >= t["first_flagged_epoch"]]
-            assert "OK" not in later, t
+            assert "OK" not in later or t["fault"] in sampled, t
         elif not t["fault"]:
             assert set(t["outcomes"].values()) <= {"OK", "INCONCLUSIVE"}, t
     for op in report["operators"]:
@@ -90,7 +92,7 @@ def test_storage_faults_are_all_flagged_and_no_honest_storage_node_is():
     assert honest == {"honest", "slow", "behind"}  # slow but honest, and behind but saying so, are honest
     assert any(t["shard"] != [0, 1] for t in storage)
     assert report["files_uploaded"] > 5  # files keep arriving while the nodes run
-    assert_faults_flagged_and_honest_spared(report, storage)
+    assert_faults_flagged_and_honest_spared(report, storage, sampled=("drop",))
 
 
 def test_model_faults_detectable_substitutions_are_flagged_and_no_honest_provider_is():
@@ -98,4 +100,5 @@ def test_model_faults_detectable_substitutions_are_flagged_and_no_honest_provide
     models = [t for t in report["targets"] if t["kind"] == "MODEL"]
     assert {t["mode"] for t in models if t["fault"] and t["detectable"]} >= {"temp-0.7", "seed", "finetuned",
                                                                              "embed-other", "garbage"}
-    assert_faults_flagged_and_honest_spared(report, models, penalties=False)
+    assert_faults_flagged_and_honest_spared(report, models, penalties=False,
+                                           sampled=("temp-0.7", "seed", "finetuned", "4bit", "route-0.5"))
