@@ -111,9 +111,10 @@ TRAP_OUTCOME = {"down": 3, "slow": 3}  # UNREACHABLE; every other faulty mode is
 STORAGE_MODE_ARGS = {"slow": ["--delay", "0.1"], "behind": ["--lag", "40"], "lying-lag": ["--lag", "60"],
                      "drop": ["--fraction", "0.5"]}
 STORAGE_HONEST = ("honest", "slow", "behind")
-# Model substitutions the benchmark (bench/model_power.py) finds undetectable at the default query budget: a
+# Model substitutions bench/model_power.py finds not reliably detectable (power < 0.95 at alpha 0.01) at the
+# scenario budget of 50 queries (route-0.5: 0.89 at 50, 0.99 at 100; not in the scenario): a
 # scenario does not count them as missed faults (they still must not be judged honest by mistake elsewhere).
-MODEL_UNDETECTABLE = ("int8", "noise-0.1", "noise-1", "evasive")
+MODEL_UNDETECTABLE = ("int8", "4bit", "noise-0.1", "noise-1", "evasive")
 # Files uploaded before the nodes start: one byte, a few chunks, and files spanning several segments.
 STORAGE_FILE_SIZES = (1, 3000, 300_000, 900_000, 1_700_000)
 
