@@ -16,22 +16,26 @@ Protocol (issue 6, "Benchmark"):
   ``evasive`` are called once per request, in a fixed order, so the router decides per request and the evasive
   server (which knows the baseline's probe prompts) sees each prompt over and over, as an auditor's queries
   would; the others are sampled 10 requests per batch (the same row seeds, so the same completions up to
-  batch-shape rounding). Each completion is scored once with the reference model (``lm.logprob_batch``).
+  batch-shape rounding). Each completion is scored once with the reference model, byte by byte
+  (``lm.token_logprobs_batch``; the score is the sum), and keeps the log-probabilities the variant served.
+  Also per mode: 64 fresh prompts (``audit.fresh_prompts``), each served once (n = 1), as an audit's fresh
+  requests are; the evasive server has never seen them.
 - Power: per mode and N in {50, 100, 250, 500}, 100 audits (60 at N = 500), each N/10 requests whose probe is drawn
   uniformly and whose 10 completions are a request of that probe from the pool (no request twice in an
-  audit). Ours: ``audit.evaluate`` itself on a bundle of those completions and scores (Holm over MMD-Hamming,
-  rank uniformity, mean log-probability and the behavioural rate tests), and each component alone (the
-  behavioural rate tests: Holm over them). Peer: the MMD-Hamming test of PyPI ``model-equality-testing`` on
+  audit), plus 4 fresh-prompt rows. Ours: ``audit.evaluate`` itself on a bundle of those completions, scores
+  and log-probabilities; it rejects when the substitution test (Holm over MMD-Hamming, rank uniformity, mean
+  log-probability and the behavioural rate tests) does or the log-probability check fails. Each component is
+  also reported alone (the behavioural rate tests: Holm over them). Peer: the MMD-Hamming test of PyPI ``model-equality-testing`` on
   the same completions against the same reference completions (the baseline's 200 samples of each probe the
   audit drew), with its permutation p-value (b = 1000 permutations of the pooled rows, ``p = #{null >= obs} /
-  b``). The package recomputes the whole kernel matrix for every permutation (about 0.3 s per permutation at
-  N = 100 here, so several minutes per test): the grid uses ``peer_mmd_hamming`` below, which computes the
+  b``). The package recomputes the whole kernel matrix for every permutation (about 0.17 s per permutation at
+  N = 100 here, so about 3 minutes per test): the grid uses ``peer_mmd_hamming`` below, which computes the
   package's statistic from one Gram matrix per prompt and draws the same ``torch.randperm`` permutations; the
   run first checks that it gives the package's statistics and p-values on real samples. The package permutes
   rows across prompts, which is exact only when both samples have the same mix of prompts; an audit's mix
   (random probes, 10 completions each) is not the reference's (200 of each probe drawn), so the peer is also run,
   as a calibration check, with a prompt-matched reference (``matched_reference``) on some cells.
-- False positives: ``--null-trials`` audits of N = 100 FRESH honest completions each (new seeds every trial):
+- False positives: 1,000 audits of N = 100 FRESH honest completions each (new seeds every trial):
   87 % one thread with the trial's 100 rows in one batch, 10 % two threads with one batch per request, 3 %
   batch size 1. Rejection rates at alpha 0.05 and 0.01 with one-sided 95 % Clopper-Pearson upper bounds.
 - Drift: streams of audits of 100 completions (probes drawn as above): 5 honest epochs, then the finetuned
@@ -79,10 +83,13 @@ MAX_TOKENS = 32
 PEER_PERMUTATIONS = 1000
 POOL_SEED = 10 ** 10  # + mode * 1e9 + probe * 1e7 + row: far from the baseline's seeds (12345 + 1e5 * probe + i)
 NULL_SEED = 9 * 10 ** 11  # + trial * 1000 + row
+FRESH_SEED = 8 * 10 ** 11  # + key * 1e6 + row
+FRESH_POOL = 64  # fresh prompts per mode (each served once)
+FRESH_PER_AUDIT = 4  # = ModelPolicy.fresh
 DEFAULT = {"groups": 32, "trials": 100, "trials_500": 60, "null_trials": 1000, "drift_runs": 50, "alarm_runs": 50,
            "alarm_epochs": 50, "mode_runs": 20, "mode_epochs": 30}
-QUICK = {"groups": 12, "trials": 10, "trials_500": 10, "null_trials": 60, "drift_runs": 5, "alarm_runs": 5, "alarm_epochs": 20,
-         "mode_runs": 3, "mode_epochs": 10}
+QUICK = {"groups": 12, "trials": 10, "trials_500": 10, "null_trials": 60, "drift_runs": 5, "alarm_runs": 5,
+         "alarm_epochs": 20, "mode_runs": 3, "mode_epochs": 10}
 
 
 def seed_of(*parts) -> int:
@@ -200,40 +207,64 @@ def _base_model():
     return _W["model"]
 
 
-def _score(prompts: list[bytes], completions: list[bytes]) -> list[float]:
+def _token_lps(prompts: list[bytes], completions: list[bytes]) -> np.ndarray:
+    """The reference model's per-byte log-probabilities (rows of MAX_TOKENS), as the auditor computes them."""
     from alignment_node.models import lm
 
     out = []
     for s in range(0, len(prompts), 400):
-        out += lm.logprob_batch(_base_model(), prompts[s:s + 400], completions[s:s + 400])
+        out += lm.token_logprobs_batch(_base_model(), prompts[s:s + 400], completions[s:s + 400])
+    return np.asarray(out, dtype=np.float64).reshape(len(prompts), MAX_TOKENS)
+
+
+def _served_lps(rows) -> np.ndarray:
+    return np.asarray([lps for _, lps in rows], dtype=np.float64).reshape(len(rows), MAX_TOKENS)
+
+
+def fresh_rows(served, key: int, count: int):
+    """``count`` fresh prompts (``audit.fresh_prompts``, as an audit makes them), each served once (n = 1):
+    [(served per-byte log-probabilities, reference ones)]."""
+    from alignment_node.models import audit
+
+    prompts = audit.fresh_prompts(_base_model(), key.to_bytes(32, "big"), key, 0, count, audit.ModelPolicy.fresh_prompt_bytes)
+    out = []
+    for i, prompt in enumerate(prompts):
+        rows = served.sample_batch([prompt], MAX_TOKENS, 1.0, FRESH_SEED + key * 10 ** 6 + i)
+        out.append((_served_lps(rows)[0], _token_lps([prompt], [rows[0][0]])[0]))
     return out
 
 
 def make_pool(mode_index: int, groups: int):
-    """{probe: [(10 completions, 10 scores)] * groups} for one mode, and the variant's call counts."""
+    """{probe: [(10 completions, 10 scores, served log-probabilities 10 x 32, reference ones)] * groups,
+    "fresh": fresh_rows(...)} for one mode, and the variant's call counts."""
     from alignment_node.models import variants
 
     mode = MODES[mode_index]
     prompts = _W["prompts"]
     served = variants.make_variant(mode, _base_model(), probes=frozenset(prompts))
-    rows: dict[int, list[bytes]] = {p: [] for p in range(len(prompts))}
+    rows: dict[int, list] = {p: [] for p in range(len(prompts))}
     per_request = isinstance(served, (variants.Routed, variants.Evasive))
     if per_request:  # one call per request, requests interleaved over the probes like an audit's
         for g in range(groups):
             for p, prompt in enumerate(prompts):
                 seed = POOL_SEED + mode_index * 10 ** 9 + p * 10 ** 7 + g * PER_REQUEST
-                rows[p] += [c for c, _ in served.sample_batch([prompt] * PER_REQUEST, MAX_TOKENS, 1.0, seed)]
+                rows[p] += served.sample_batch([prompt] * PER_REQUEST, MAX_TOKENS, 1.0, seed)
     else:
         for p, prompt in enumerate(prompts):
             for g0 in range(0, groups, 10):
                 k = min(10, groups - g0) * PER_REQUEST
                 seed = POOL_SEED + mode_index * 10 ** 9 + p * 10 ** 7 + g0 * PER_REQUEST
-                rows[p] += [c for c, _ in served.sample_batch([prompt] * k, MAX_TOKENS, 1.0, seed)]
+                rows[p] += served.sample_batch([prompt] * k, MAX_TOKENS, 1.0, seed)
     pool = {}
     for p, prompt in enumerate(prompts):
-        scores = _score([prompt] * len(rows[p]), rows[p])
-        pool[p] = [(rows[p][g * PER_REQUEST:(g + 1) * PER_REQUEST], scores[g * PER_REQUEST:(g + 1) * PER_REQUEST])
-                   for g in range(groups)]
+        comps = [c for c, _ in rows[p]]
+        ref = _token_lps([prompt] * len(comps), comps)
+        got = _served_lps(rows[p])
+        pool[p] = []
+        for g in range(groups):
+            s = slice(g * PER_REQUEST, (g + 1) * PER_REQUEST)
+            pool[p].append((comps[s], ref[s].sum(axis=1).tolist(), got[s], ref[s]))
+    pool["fresh"] = fresh_rows(served, mode_index + 1, FRESH_POOL)
     calls = dict(getattr(served, "calls", {}))
     return mode, pool, calls
 
@@ -243,7 +274,10 @@ def null_trial_probes(trial: int) -> list[int]:
 
 
 def make_null(trials: list[int], setting: str):
-    """Fresh honest audits of N = 100: [(trial, probes of the requests, completions, scores)]."""
+    """Fresh honest audits of N = 100: [(trial, probes of the requests, completions, scores, served
+    log-probabilities, reference ones, fresh rows)]."""
+    from alignment_node.models import variants
+
     from alignment_node.models import lm
 
     model = _base_model()
@@ -254,15 +288,17 @@ def make_null(trials: list[int], setting: str):
         base = NULL_SEED + t * 1000
         req = [prompts[p] for p in picks for _ in range(PER_REQUEST)]
         if setting == "batch100":
-            comps = [c for c, _ in lm.sample_batch(model, req, MAX_TOKENS, 1.0, base)]
+            rows = lm.sample_batch(model, req, MAX_TOKENS, 1.0, base)
         elif setting == "batch1":
-            comps = [lm.sample_batch(model, [r], MAX_TOKENS, 1.0, base + i)[0][0] for i, r in enumerate(req)]
+            rows = [lm.sample_batch(model, [r], MAX_TOKENS, 1.0, base + i)[0] for i, r in enumerate(req)]
         else:  # one batch per request (the model server's way), run with 2 threads by the caller
-            comps = []
+            rows = []
             for j, p in enumerate(picks):
-                comps += [c for c, _ in lm.sample_batch(model, [prompts[p]] * PER_REQUEST, MAX_TOKENS, 1.0,
-                                                         base + j * PER_REQUEST)]
-        out.append((t, picks, comps, _score(req, comps)))
+                rows += lm.sample_batch(model, [prompts[p]] * PER_REQUEST, MAX_TOKENS, 1.0, base + j * PER_REQUEST)
+        comps = [c for c, _ in rows]
+        ref = _token_lps(req, comps)
+        fresh = fresh_rows(variants.make_variant("honest", model), 10 ** 6 + t, FRESH_PER_AUDIT)
+        out.append((t, picks, comps, ref.sum(axis=1).tolist(), _served_lps(rows), ref, fresh))
     return out
 
 
@@ -277,8 +313,11 @@ def evaluate_trials(items):
     ref = baseline["reference"]["completions"]
     policy = audit.ModelPolicy().judged()
     out = []
-    for key, completions, scores, seed in items:
+    for key, completions, scores, seed, served, reference in items:
         bundle = {"policy": policy, "seed": "0x%016x" % seed, "drift_before": None,
+                  "fresh": [["", ""]] * (len(served) - len(completions)),
+                  "logprobs": {"served": [[repr(float(x)) for x in row] for row in served],
+                               "reference": [[repr(float(x)) for x in row] for row in reference]},
                   "observations": [{"call": f"complete:{j}", "method": "POST /v1/completions", "status": "ok",
                                     "elapsed_ms": 0, "attempt": 1, "started_ms": 0}
                                    for j in range(len(completions) // PER_REQUEST)],
@@ -288,13 +327,16 @@ def evaluate_trials(items):
         t_eval = time.perf_counter() - t0
         sub = next(c for c in checks if c["name"] == "substitution")
         drift = next(c for c in checks if c["name"] == "drift")
+        lp = next(c for c in checks if c["name"] == "logprobs")
         tests = [(t["test"], float(t["p_value"])) for t in sub["tests"]]
         rates = [p for name, p in tests if name.startswith("rate_")]
         rec = {"joint": float(sub["joint"]["p_value"]), "mmd": dict(tests)["mmd_hamming"],
                "rank": dict(tests)["rank_uniformity"], "meanlp": dict(tests)["mean_logprob"],
                "behav": S.combine([{"test": "rate", "p_value": p} for p in rates], 0.05).p_value if rates else 1.0,
-               "drift_alarm": drift["ok"] is False, "t_eval": t_eval}
-        if (verdict == FAULT) != (rec["joint"] <= 0.05 or rec["drift_alarm"]) or sub["ok"] != (rec["joint"] > 0.05):
+               "drift_alarm": drift["ok"] is False, "lp": 0.0 if lp["ok"] is False else 1.0,
+               "lp_gap": float(lp["statistic"]), "t_eval": t_eval}
+        rec["ours"] = min(rec["joint"], rec["lp"])  # rejects at alpha when either check fails
+        if (verdict == FAULT) != (rec["ours"] <= 0.05 or rec["drift_alarm"]) or sub["ok"] != (rec["joint"] > 0.05):
             raise AssertionError(f"{key}: verdict {verdict} does not follow from the checks")
         probes = sorted({p for p, _ in completions})
         reference = [(p, bytes.fromhex(h)) for p in probes for h in ref[str(p)]]
@@ -313,33 +355,43 @@ def peer_matched_trials(items):
     ref = _W["baseline"]["reference"]["completions"]
     return [(key, peer_mmd_hamming(completions, matched_reference(completions, ref), PEER_PERMUTATIONS,
                                    torch.Generator().manual_seed(seed))[0])
-            for key, completions, _, seed in items]
+            for key, completions, _, seed, *_ in items]
 
 
 # ---------------------------------------------------------------------------------------------- trials
 
 
-def draw(pool, n: int, rng) -> tuple[list[tuple[int, bytes]], list[float]]:
+def draw(pool, n: int, rng, fresh: int = 0):
     """An audit's sample: n / 10 requests, probe uniform, a distinct pooled request of that probe each (while
-    the pool has unused ones)."""
-    picks = rng.integers(0, len(pool), n // PER_REQUEST)
+    the pool has unused ones), and ``fresh`` distinct fresh-prompt rows: (completions, scores, served
+    log-probabilities, reference ones), the last two with the fresh rows after the probes'."""
+    probes = [p for p in pool if p != "fresh"]
+    picks = rng.integers(0, len(probes), n // PER_REQUEST)
     orders: dict[int, list[int]] = {}
-    comps, scores = [], []
+    comps, scores, served, reference = [], [], [], []
     for p in picks.tolist():
         if not orders.get(p):  # first use, or every pooled request of p used: a new round (only tiny pools)
             orders[p] = rng.permutation(len(pool[p])).tolist()
-        cs, ss = pool[p][orders[p].pop()]
+        cs, ss, got, ref = pool[p][orders[p].pop()]
         comps += [(p, c) for c in cs]
         scores += list(ss)
-    return comps, scores
+        served += list(got)
+        reference += list(ref)
+    if fresh:
+        for i in rng.choice(len(pool["fresh"]), fresh, replace=False).tolist():
+            served.append(pool["fresh"][i][0])
+            reference.append(pool["fresh"][i][1])
+    return comps, scores, served, reference
 
 
-def null_groups(null) -> dict[int, list]:
-    groups: dict[int, list] = {p: [] for p in range(16)}
-    for _, picks, comps, scores in null:
+def null_groups(null) -> dict:
+    groups: dict = {p: [] for p in range(16)}
+    groups["fresh"] = []
+    for _, picks, comps, scores, served, ref, fresh in null:
         for j, p in enumerate(picks):
             s = slice(j * PER_REQUEST, (j + 1) * PER_REQUEST)
-            groups[p].append((comps[s], scores[s]))
+            groups[p].append((comps[s], scores[s], served[s], ref[s]))
+        groups["fresh"] += fresh
     return groups
 
 
@@ -350,7 +402,7 @@ def stream_values(groups, baseline, epochs: int, rng, label) -> np.ndarray:
     ref = {int(p): [float(x) for x in v] for p, v in baseline["reference"]["scores"].items()}
     out = []
     for e in range(epochs):
-        comps, scores = draw(groups, 100, rng)
+        comps, scores, _, _ = draw(groups, 100, rng)
         u = S.rank_scores([(p, s) for (p, _), s in zip(comps, scores)], ref, seed=seed_of(label, e))
         out.append(D.normal_scores(u))
     return np.concatenate(out)
@@ -410,10 +462,14 @@ def audit_rss_child(path: str) -> int:
         times = []
         for rep in range(3):
             t0 = time.perf_counter()
-            scores = lm.logprob_batch(model, [baseline["probes"][p]["prompt"].encode("latin-1") for p, _ in comps],
-                                      [c for _, c in comps])
+            audit.fresh_prompts(model, bytes(32), 1, 1, FRESH_PER_AUDIT, audit.ModelPolicy.fresh_prompt_bytes)
+            per_byte = lm.token_logprobs_batch(
+                model, [baseline["probes"][p]["prompt"].encode("latin-1") for p, _ in comps], [c for _, c in comps])
+            scores = [sum(row) for row in per_byte]
+            lps = [[repr(x) for x in row] for row in per_byte]
             t1 = time.perf_counter()
             bundle = {"policy": audit.ModelPolicy().judged(), "seed": "0x%016x" % (rep + 1), "drift_before": None,
+                      "logprobs": {"served": lps, "reference": lps}, "fresh": [],
                       "observations": [{"call": f"complete:{j}", "method": "POST /v1/completions", "status": "ok",
                                         "elapsed_ms": 0, "attempt": 1, "started_ms": 0}
                                        for j in range(len(comps) // PER_REQUEST)],
@@ -434,9 +490,8 @@ def load_baseline(log) -> tuple[dict, Path, str]:
     directory = ROOT / ".cache" / "bench"
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"model-baseline-seed0-m200-{lm.weights_hash(model)[:16]}.json"
-    if path.is_file():
-        bundle = json.loads(path.read_text())
-    else:
+    bundle = json.loads(path.read_text()) if path.is_file() else {}
+    if "logprobs" not in bundle:
         log("building the baseline (200 samples of 16 probes, embeddings) ...")
         bundle = B.make_baseline(seed=0, samples_per_probe=200)
         tmp = path.with_suffix(".tmp")
@@ -553,11 +608,12 @@ def main(argv=None) -> int:
             for n in SIZES:
                 for t in range(trials(n)):
                     rng = np.random.default_rng(seed_of("trial", mode, n, t))
-                    comps, scores = draw(pools[mode], n, rng)
-                    items.append(((mode, n, t), comps, scores, seed_of("audit", mode, n, t)))
-        for t, picks, comps, scores in null:
+                    comps, scores, served, ref = draw(pools[mode], n, rng, FRESH_PER_AUDIT)
+                    items.append(((mode, n, t), comps, scores, seed_of("audit", mode, n, t), served, ref))
+        for t, picks, comps, scores, served, ref, fresh in null:
             pairs = [(p, comps[j * PER_REQUEST + i]) for j, p in enumerate(picks) for i in range(PER_REQUEST)]
-            items.append((("null", 100, t), pairs, scores, seed_of("null-audit", t)))
+            items.append((("null", 100, t), pairs, scores, seed_of("null-audit", t),
+                          list(served) + [f[0] for f in fresh], list(ref) + [f[1] for f in fresh]))
         matched_cells = [("honest", n) for n in SIZES] + [("4bit", 250), ("4bit", 500)]
         matched_items = [it for it in items if (it[0][0], it[0][1]) in matched_cells]
         items.sort(key=lambda it: -len(it[1]))  # big audits first: better load balance
@@ -612,7 +668,7 @@ def main(argv=None) -> int:
     t0 = time.monotonic()
     job = {"baseline": str(baseline_path), "samples": {}}
     for n in (100, 250):
-        comps, _ = draw(pools["honest"], n, np.random.default_rng(seed_of("rss", n)))
+        comps, *_ = draw(pools["honest"], n, np.random.default_rng(seed_of("rss", n)))
         job["samples"][str(n)] = [[p, c.hex()] for p, c in comps]
     job_path = ROOT / ".cache" / "bench" / "model-audit-rss-job.json"
     job_path.write_text(json.dumps(job))
@@ -645,18 +701,18 @@ def main(argv=None) -> int:
     def cell(mode, n, field, alpha=0.05):
         recs = [results[(mode, n, t)] for t in range(trials(n))]
         if field == "verdict":
-            return rate([r["joint"] <= alpha or r["drift_alarm"] for r in recs])
+            return rate([r["ours"] <= alpha or r["drift_alarm"] for r in recs])
         return rate([r[field] <= alpha for r in recs])
 
     def med(xs):
         xs = [x for x in xs if x is not None]
         return "-" if not xs else f"{int(np.median(xs))}"
 
-    pr("Power at alpha 0.05 (share of the audits rejecting), ours = audit.evaluate's Holm joint test,"
-       " peer = MMD-Hamming of model_equality_testing")
+    pr("Power at alpha 0.05 (share of the audits rejecting), ours = audit.evaluate's substitution test (Holm) or"
+       " its log-probability check, peer = MMD-Hamming of model_equality_testing")
     pr("mode       |  ours N=50   100   250   500 |  peer N=50   100   250   500 | CUSUM completions to alarm")
     for mode in MODES:
-        ours = " ".join(f"{cell(mode, n, 'joint'):5.2f}" for n in SIZES)
+        ours = " ".join(f"{cell(mode, n, 'ours'):5.2f}" for n in SIZES)
         peer = " ".join(f"{cell(mode, n, 'peer'):5.2f}" for n in SIZES)
         runs = mode_cusum[mode]
         missed = sum(x is None for x in runs)
@@ -669,7 +725,7 @@ def main(argv=None) -> int:
             cus = f"{len(runs) - missed}/{len(runs)} runs alarm within {horizon} (median {med(runs)})"
         pr(f"{mode:10s} |      {ours} |      {peer} | {cus}")
     subs = [m for m in MODES if m != "honest"]
-    medians = {n: (float(np.median([cell(m, n, 'joint') for m in subs])),
+    medians = {n: (float(np.median([cell(m, n, 'ours') for m in subs])),
                    float(np.median([cell(m, n, 'peer') for m in subs]))) for n in SIZES}
     pr("median of the 9 substitution modes: ours " + ", ".join(f"N={n} {medians[n][0]:.2f}" for n in SIZES)
        + "; peer " + ", ".join(f"N={n} {medians[n][1]:.2f}" for n in SIZES))
@@ -677,24 +733,25 @@ def main(argv=None) -> int:
                      for m, n in matched_cells)
     pr(f"peer with a prompt-matched reference (calibration check), rejection at 0.05: {line}")
     pr("")
-    pr("Components alone at alpha 0.05, and ours / the audit's verdict (substitution or in-audit CUSUM) at 0.01")
-    pr("mode        N   |  mmd  rank meanlp behav | ours@.01 verdict@.01")
+    pr("Components alone at alpha 0.05 (holm = the substitution test, logprob = the log-probability check), and"
+       " ours / the audit's verdict (ours or in-audit CUSUM) at 0.01")
+    pr("mode        N   |  mmd  rank meanlp behav  holm logprob | ours@.01 verdict@.01")
     for mode in MODES:
         for n in SIZES:
-            comp = " ".join(f"{cell(mode, n, f):5.2f}" for f in ("mmd", "rank", "meanlp", "behav"))
-            pr(f"{mode:10s} {n:4d} | {comp} |   {cell(mode, n, 'joint', 0.01):5.2f}     "
+            comp = " ".join(f"{cell(mode, n, f):5.2f}" for f in ("mmd", "rank", "meanlp", "behav", "joint", "lp"))
+            pr(f"{mode:10s} {n:4d} | {comp}   |   {cell(mode, n, 'ours', 0.01):5.2f}     "
                f"{cell(mode, n, 'verdict', 0.01):5.2f}")
     pr("")
     nulls = [results[("null", 100, t)] for t in range(n_null)]
     pr(f"False positives: {n_null} audits of N=100 fresh honest completions ({settings.count('batch100')} one thread "
        f"batch 100, {n_two} two threads batch 10, {n_one} batch size 1); 95% upper bound = one-sided Clopper-Pearson")
     fpr = {}
-    for name, field in (("ours (joint)", "joint"), ("peer", "peer"), ("verdict", "verdict"), ("mmd", "mmd"),
-                        ("rank", "rank"), ("meanlp", "meanlp"), ("behav", "behav")):
+    for name, field in (("ours", "ours"), ("peer", "peer"), ("verdict", "verdict"), ("holm", "joint"),
+                        ("logprob", "lp"), ("mmd", "mmd"), ("rank", "rank"), ("meanlp", "meanlp"), ("behav", "behav")):
         line = f"  {name:13s}"
         for alpha in (0.05, 0.01):
             if field == "verdict":
-                k = sum(r["joint"] <= alpha or r["drift_alarm"] for r in nulls)
+                k = sum(r["ours"] <= alpha or r["drift_alarm"] for r in nulls)
             else:
                 k = sum(r[field] <= alpha for r in nulls)
             fpr[(field, alpha)] = (k, k / n_null, cp_upper(k, n_null))
@@ -703,8 +760,13 @@ def main(argv=None) -> int:
     per_setting = []
     for s in ("batch100", "threads2", "batch1"):
         rs = [nulls[t] for t in range(n_null) if settings[t] == s]
-        per_setting.append(f"{s} {sum(r['joint'] <= 0.05 for r in rs)}/{len(rs)}")
+        per_setting.append(f"{s} {sum(r['ours'] <= 0.05 for r in rs)}/{len(rs)}")
     pr("  ours at 0.05 per setting: " + ", ".join(per_setting))
+    gaps = [r["lp_gap"] for r in nulls]
+    pr(f"  log-probability check on the null audits: largest gap {max(gaps):.3g} (median {np.median(gaps):.3g}), "
+       f"tolerance {float(baseline['logprobs']['tolerance']):.3g}; per substitution mode, median gap at N=100: "
+       + ", ".join(f"{m} {np.median([results[(m, 100, t)]['lp_gap'] for t in range(trials(100))]):.2g}"
+                   for m in MODES if m != "honest"))
     pr("")
     pr(f"Drift: {cfg['drift_runs']} streams of audits of 100, honest for 5 epochs then finetuned; delay in completions"
        f" after the switch; false alarms on {cfg['alarm_runs']} honest streams of {cfg['alarm_epochs']} epochs")
@@ -734,13 +796,13 @@ def main(argv=None) -> int:
     pr("")
     # goals
     best = next((n for n in SIZES if n <= 250 and medians[n][0] >= 0.95), None)
-    k05 = fpr[("joint", 0.05)]
+    k05 = fpr[("ours", 0.05)]
     cus = [x for x in delays["cusum"] if x is not None]
     pr("Goals")
     pr(f"  median power >= 0.95 at N <= 250: {'PASS' if best else 'FAIL'} "
        f"({', '.join(f'N={n} {medians[n][0]:.2f}' for n in SIZES if n <= 250)})")
     pr(f"  FPR <= 0.05 at alpha 0.05: {'PASS' if k05[1] <= 0.05 else 'FAIL'} ({k05[1]:.3f}, upper bound {k05[2]:.3f})")
-    wins = {n: sum(cell(m, n, 'joint') >= cell(m, n, 'peer') for m in subs) for n in SIZES}
+    wins = {n: sum(cell(m, n, 'ours') >= cell(m, n, 'peer') for m in subs) for n in SIZES}
     beat = (all(medians[n][0] >= medians[n][1] for n in SIZES)
             and any(medians[n][0] > medians[n][1] for n in SIZES if n <= 250))
     pr(f"  higher than the peer on the same samples: {'PASS' if beat else 'FAIL'} (ours >= peer in "
@@ -753,7 +815,7 @@ def main(argv=None) -> int:
         pr(f"  not reliably detected in one audit of N={n} at alpha 0.01 (verdict power < 0.95): {', '.join(weak)}")
     print("\n".join(out))
     wall = time.monotonic() - t_start
-    print(f"\nsection seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in timing.items()))
+    print("\nsection seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in timing.items()))
     print(f"wall time {wall:.0f} s ({wall / 60:.1f} min), {args.jobs} worker processes")
     return 0
 

@@ -16,7 +16,7 @@ from alignment_node.models.audit import evaluate  # noqa: E402
 from alignment_node.models.worker import Worker  # noqa: E402
 from alignment_node.protocol import FAULT, OK, UNREACHABLE, canonical_json  # noqa: E402
 
-MODES = ("honest", "temp-0.7", "seed", "garbage", "empty-choices", "refuse", "embed-other", "huge", "wrong-shape")
+MODES = ("honest", "temp-0.7", "seed", "int8", "noise-0.1", "evasive", "garbage", "empty-choices", "refuse", "embed-other", "huge", "wrong-shape")
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +56,15 @@ def test_honest_server_passes_and_the_judgement_repeats(world):
     assert r["verdict"] == OK, failed(r)
     checks = {c["name"]: c["ok"] for c in r["bundle"]["checks"]}
     assert checks["substitution"] is True and checks["embeddings"] is True and checks["drift"] is True
+    assert checks["logprobs"] is True
+    assert len(r["bundle"]["fresh"]) == 4 and len(r["bundle"]["logprobs"]["served"]) == 104
     again = json.loads(canonical_json(r["bundle"]))  # what verify-evidence re-judges
     assert evaluate(again, world["baseline"])[0] == OK
 
 
 @pytest.mark.parametrize("mode,check", [("temp-0.7", "substitution"), ("seed", "substitution"),
-                                        ("embed-other", "embeddings")])
+                                        ("embed-other", "embeddings"), ("int8", "logprobs"),
+                                        ("noise-0.1", "logprobs"), ("evasive", "logprobs")])
 def test_substitutions_are_faults(world, mode, check):
     results, _ = audit(world, [mode])
     r = results[mode]
@@ -133,3 +136,21 @@ def test_verify_evidence_rejudges_a_model_bundle_fetched_from_a_node(world, tmp_
         assert out.returncode == 1 and "refusing to audit" in out.stderr, out.stderr
     finally:
         server.shutdown()
+
+
+def test_evasive_is_caught_on_fresh_prompts_only(world):
+    results, _ = audit(world, ["evasive"], seed="0x" + "09" * 32)
+    r = results["evasive"]
+    detail = failed(r)["logprobs"]
+    assert "fresh completion" in detail, detail
+    checks = {c["name"]: c["ok"] for c in r["bundle"]["checks"]}
+    assert checks["substitution"] is True  # the probes themselves were answered by the registered model
+
+
+def test_logprob_gap_flags_nan_and_missing_bytes():
+    from alignment_node.models.audit import logprob_gap
+
+    assert logprob_gap([["-1.0", "-2.0"]], [["-1.0", "-2.00001"]])[0] == pytest.approx(1e-5)
+    assert logprob_gap([["-1.0", "nan"]], [["-1.0", "-2.0"]])[0] == float("inf")
+    assert logprob_gap([["-1.0"]], [["-1.0", "-2.0"]]) == (float("inf"), 0, -1)
+    assert logprob_gap([["-1.0"]], [["-1.0"], ["-3.0"]])[0] == float("inf")

@@ -6,10 +6,15 @@ target's registered hash) and the reference model rebuilt locally (its ``weights
 
 1. queries: ``queries`` completions of the baseline's probe prompts, ``per_request`` per request
    (``POST /v1/completions`` with the baseline's temperature and ``max_tokens``); the probe of request ``j``
-   is drawn from ``keccak(seed, target, license, j)``, so anyone can repeat the choice;
-2. embeddings: ``POST /v1/embeddings`` of the baseline's fixed inputs, when the baseline has them;
-3. scores: each completion's log-probability under the reference model (the auditor's computation, recorded,
-   so a verifier with the model can redo it and one without can still re-run every test).
+   is drawn from ``keccak(seed, target, license, j)``, so anyone can repeat the choice; each asks for
+   ``logprobs`` (the served model's log-probability of each byte it returned);
+2. fresh prompts: ``fresh`` requests of one completion each, of prompts no one has seen before: text the
+   reference model writes itself (seeded by ``keccak(seed, target, license, "fresh", j)``), so a provider
+   cannot tell them from its users' traffic and serve the registered model to the audit only;
+3. embeddings: ``POST /v1/embeddings`` of the baseline's fixed inputs, when the baseline has them;
+4. scores: each completion's log-probability under the reference model, byte by byte (the auditor's
+   computation, recorded, so a verifier with the model can redo it and one without can still re-run every
+   test).
 
 Judgement (``evaluate``; pure given the bundle and the baseline):
 - ``reachable``/``well_formed``: every request answered, with the right shape (choices of latin-1 text of
@@ -18,6 +23,11 @@ Judgement (``evaluate``; pure given the bundle and the baseline):
   (completions vs the baseline's reference samples of the same probes), the rank-uniformity test and the
   mean log-probability test (scores vs the reference samples' scores), and the behavioural rate tests of the
   checks whose probe was queried;
+- ``logprobs``: every served per-token log-probability (probe and fresh completions) within the baseline's
+  calibrated tolerance of the reference model's for the same bytes: a deterministic check, as sensitive as
+  the weights are different (int8, 4-bit, 0.1 % noise: 1e-3 and up; benign thread and batch changes: about
+  5e-6). A provider could pass it only by scoring with the registered model anyway, and the distribution
+  tests above still judge what it samples;
 - ``embeddings``: the largest cosine distance to the reference vectors within the baseline's calibrated
   tolerance;
 - ``drift``: a CUSUM over the per-completion normal scores of the randomized ranks, carried across epochs
@@ -39,7 +49,7 @@ from ..protocol import FAULT, OK, UNREACHABLE, VERDICT_NAMES
 from . import baseline as B
 
 __all__ = ["ModelPolicy", "audit_target", "evaluate", "choose_probes", "completions_extractor",
-           "embeddings_extractor"]
+           "embeddings_extractor", "fresh_prompts", "logprob_gap"]
 
 UNANSWERED = frozenset({"timeout", "refused", "reset", "http_error"})
 MAX_CHOICES = 64
@@ -49,6 +59,8 @@ MAX_CHOICES = 64
 class ModelPolicy:
     queries: int = 100  # completions per audit
     per_request: int = 10  # completions per request (the API's n)
+    fresh: int = 4  # requests of one completion of a never-seen prompt
+    fresh_prompt_bytes: int = 24
     request_deadline_ms: int = 15_000
     max_response_bytes: int = 1 << 20
     permutations: int = 500
@@ -67,8 +79,42 @@ def choose_probes(seed: bytes, target_id: int, license_id: int, probes: int, req
     return out
 
 
-def completions_extractor(n: int, max_tokens: int):
-    """Keeps the completions (hex of their latin-1 bytes) of an OpenAI completions answer with ``n`` choices."""
+def fresh_prompts(reference_model, seed: bytes, target_id: int, license_id: int, count: int,
+                  length: int) -> list[bytes]:
+    """``count`` prompts of ``length`` bytes the reference model writes after a newline, each from a generator
+    seeded with ``keccak(seed, target, license, "fresh", j)``."""
+    import torch
+
+    from . import lm
+
+    out = []
+    for j in range(count):
+        r = keccak256(seed + target_id.to_bytes(32, "big") + license_id.to_bytes(32, "big") + b"fresh"
+                      + j.to_bytes(32, "big"))
+        gen = torch.Generator().manual_seed(int.from_bytes(r[:8], "big") >> 1)
+        text, _ = lm.sample(reference_model, b"\n", length, 1.0, gen)
+        out.append(b"\n" + text)
+    return out
+
+
+def logprob_gap(served: list[list[str]], reference: list[list[str]]) -> tuple[float, int, int]:
+    """(largest |served - reference| over every byte, its row, its byte); inf where a row's lengths differ."""
+    worst, at = 0.0, (-1, -1)
+    for i, (a, b) in enumerate(zip(served, reference)):
+        if len(a) != len(b):
+            return float("inf"), i, -1
+        for k, (x, y) in enumerate(zip(a, b)):
+            d = abs(float(x) - float(y))
+            if not d <= worst:  # NaN counts as the worst
+                worst, at = (d if d == d else float("inf")), (i, k)
+    if len(served) != len(reference):
+        return float("inf"), min(len(served), len(reference)), -1
+    return worst, at[0], at[1]
+
+
+def completions_extractor(n: int, max_tokens: int, logprobs: bool = False):
+    """Keeps the completions (hex of their latin-1 bytes) of an OpenAI completions answer with ``n`` choices;
+    with ``logprobs``, pairs [hex, [log-probability of each byte, as repr strings]]."""
 
     def extract(r: Any) -> list[str]:
         if not isinstance(r, dict) or not isinstance(r.get("choices"), list):
@@ -87,7 +133,15 @@ def completions_extractor(n: int, max_tokens: int):
                 raise ValueError("a completion that is not latin-1 text (bytes)") from None
             if len(data) > max_tokens:
                 raise ValueError(f"a completion of {len(data)} bytes, max_tokens is {max_tokens}")
-            out.append(data.hex())
+            if not logprobs:
+                out.append(data.hex())
+                continue
+            lp = c.get("logprobs")
+            lps = lp.get("token_logprobs") if isinstance(lp, dict) else None
+            if not isinstance(lps, list) or len(lps) != len(data) or not all(
+                    isinstance(x, (int, float)) and not isinstance(x, bool) and x <= 0 for x in lps):
+                raise ValueError("logprobs.token_logprobs is not one log-probability (<= 0) per returned byte")
+            out.append([data.hex(), [repr(float(x)) for x in lps]])
         return out
 
     return extract
@@ -128,16 +182,21 @@ async def audit_target(target: dict, baseline: dict, baseline_hash: str, referen
     values: dict[str, Any] = {}
     pause = policy.retry_pause_ms / 1000
 
-    async def one(j: int, probe: int) -> None:
-        prompt = baseline["probes"][probe]["prompt"]
-        body = {"model": baseline["model"].get("served_name", baseline["model"]["family"]), "prompt": prompt, "max_tokens": max_tokens,
-                "temperature": float(sampling["temperature"]), "n": policy.per_request}
-        async with client.session(target["endpoint"]) as s:
-            await call_with_retry(_Post(s, "/v1/completions", body), observations, values, f"complete:{j}",
-                                  "POST /v1/completions", [probe], completions_extractor(policy.per_request,
-                                                                                         max_tokens), end, pause)
+    served_name = baseline["model"].get("served_name", baseline["model"]["family"])
+    fresh = (fresh_prompts(reference_model, seed, target["id"], license_id, policy.fresh, policy.fresh_prompt_bytes)
+             if reference_model is not None and policy.fresh > 0 else [])
 
-    await asyncio.gather(*(one(j, p) for j, p in enumerate(picks)))
+    async def one(key: str, prompt: str, n: int, params: list) -> None:
+        body = {"model": served_name, "prompt": prompt, "max_tokens": max_tokens,
+                "temperature": float(sampling["temperature"]), "n": n, "logprobs": 0}
+        async with client.session(target["endpoint"]) as s:
+            await call_with_retry(_Post(s, "/v1/completions", body), observations, values, key,
+                                  "POST /v1/completions", params, completions_extractor(n, max_tokens, True), end,
+                                  pause)
+
+    await asyncio.gather(*(one(f"complete:{j}", baseline["probes"][p]["prompt"], policy.per_request, [p])
+                           for j, p in enumerate(picks)),
+                         *(one(f"fresh:{j}", f.decode("latin-1"), 1, ["fresh", j]) for j, f in enumerate(fresh)))
     emb = baseline.get("embedding")
     if emb:
         dim = len(emb["vectors"][0])
@@ -146,21 +205,32 @@ async def audit_target(target: dict, baseline: dict, baseline_hash: str, referen
                                   observations, values, "embed", "POST /v1/embeddings", [],
                                   embeddings_extractor(len(emb["inputs"]), dim), end, pause)
 
-    completions = []  # (probe, hex)
+    completions, served = [], []  # [probe, hex], [per-byte log-probability]
     for j, probe in enumerate(picks):
-        for h in values.get(f"complete:{j}") or []:
+        for h, lps in values.get(f"complete:{j}") or []:
             completions.append([probe, h])
-    scores = []
-    if completions and reference_model is not None:
-        prompts = [B.probe_bytes(baseline["probes"][p]["prompt"]) for p, _ in completions]
-        texts = [bytes.fromhex(h) for _, h in completions]
-        scores = [repr(x) for x in lm.logprob_batch(reference_model, prompts, texts)]
+            served.append(lps)
+    fresh_rows = []  # [prompt hex, completion hex]
+    for j, f in enumerate(fresh):
+        for h, lps in values.get(f"fresh:{j}") or []:
+            fresh_rows.append([f.hex(), h])
+            served.append(lps)
+    scores, reference = [], []
+    if (completions or fresh_rows) and reference_model is not None:
+        prompts = ([B.probe_bytes(baseline["probes"][p]["prompt"]) for p, _ in completions]
+                   + [bytes.fromhex(p) for p, _ in fresh_rows])
+        texts = [bytes.fromhex(h) for _, h in completions + fresh_rows]
+        per_byte = lm.token_logprobs_batch(reference_model, prompts, texts)
+        reference = [[repr(x) for x in row] for row in per_byte]
+        scores = [repr(float(sum(row))) for row in per_byte[:len(completions)]]
     bundle = {
         "version": 1, "kind": "MODEL", "epoch": epoch,
         "target": {"id": target["id"], "endpoint": target["endpoint"], "identity": target["identity"]},
         "baseline": baseline_hash, "policy": policy.judged(), "seed": "0x" + seed.hex(), "license": license_id,
         "observations": sorted(observations, key=lambda o: o["started_ms"]),
-        "completions": completions, "scores": scores,
+        "completions": completions, "scores": scores, "fresh": fresh_rows,
+        # per-byte log-probabilities of completions + fresh, in that order: as served, and the reference's
+        "logprobs": {"served": served, "reference": reference},
         "embeddings": values.get("embed"),
         # the CUSUM state as JSON text (its floats exact; evidence bundles carry no JSON floats)
         "drift_before": json.dumps(drift_state, sort_keys=True) if drift_state else None,
@@ -244,6 +314,21 @@ def evaluate(bundle: dict[str, Any], baseline: dict[str, Any]) -> tuple[int, lis
                                                            else "no alarm"))
         else:
             check("drift", None, "no reference scores")
+
+    lp, tol = bundle.get("logprobs") or {}, (baseline.get("logprobs") or {}).get("tolerance")
+    if tol is None:
+        check("logprobs", None, "the baseline has no log-probability tolerance")
+    elif not lp.get("served") or not lp.get("reference"):
+        check("logprobs", None, "no served or reference log-probabilities")
+    else:
+        gap, row, byte = logprob_gap(lp["served"], lp["reference"])
+        n_probe = len(bundle["completions"])
+        where = (f"fresh completion {row - n_probe}" if row >= n_probe else f"completion {row}") + (
+            f" byte {byte}" if byte >= 0 else ": lengths differ")
+        check("logprobs", gap <= float(tol),
+              f"largest |served - reference| per-byte log-probability {gap:.3g} ({where}), tolerance "
+              f"{float(tol):.3g}, over {len(lp['served'])} completions ({len(bundle.get('fresh') or [])} of fresh "
+              "prompts)", statistic=repr(gap), tolerance=tol)
 
     emb = baseline.get("embedding")
     if emb and bundle.get("embeddings"):

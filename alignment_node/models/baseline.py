@@ -13,12 +13,16 @@ Contents (every float as its ``repr`` string, so the bytes are canonical and rou
      "probes": [{"id", "prompt" (latin-1 text of the prompt bytes)}, ...],
      "reference": {"samples_per_probe": m, "completions": {id: [hex, ...]}, "scores": {id: ["-41.2", ...]}},
      "embedding": {"model", "inputs": [...], "vectors": [["0.01", ...], ...], "tolerance", "benign_max"},
+     "logprobs": {"tolerance", "benign_max", "settings": [...]},
      "behaviour": {"checks": [{"id", "probe", "kind", "arg"}], "rates": {id: [successes, n]}},
      "alpha": "0.01"}
 
 ``reference.completions`` are the reference model's own samples (for the MMD test) and ``reference.scores``
 their log-probabilities under the model at temperature 1 (for the rank test); behaviour rates are counted on
-the same samples. Prompts and completions are bytes: the OpenAI-compatible API carries them as latin-1 text
+the same samples. ``logprobs.tolerance`` bounds how far a served per-token log-probability (the API's
+``logprobs``) may be from the reference model's own for the same bytes; it is calibrated like the embedding
+tolerance, on benign nondeterminism (thread count, batch size, the sampler's key/value cache against a plain
+forward pass). Prompts and completions are bytes: the OpenAI-compatible API carries them as latin-1 text
 (each byte one code point), the convention of the devnet's model server.
 """
 
@@ -122,9 +126,37 @@ def make_baseline(seed: int = 0, steps: int | None = None, samples_per_probe: in
         "behaviour": {"checks": [dict(c, probe=by_prompt[c["probe"]]) for c in BEHAVIOUR], "rates": rates},
         "alpha": _f(alpha),
     }
+    bundle["logprobs"] = _logprob_section(model, max_tokens)
     if embeddings:
         bundle["embedding"] = _embedding_section()
     return bundle
+
+
+def _logprob_section(model, max_tokens: int, rows_per_probe: int = 4) -> dict:
+    """A tolerance for served per-token log-probabilities: the largest benign gap between what the sampler
+    reports (threads 1 and 2, batch sizes 1, 8 and all rows) and a plain scoring pass of the same bytes."""
+    import torch
+
+    from . import lm
+    from .stats import calibrate_tolerance
+
+    prompts = [probe_bytes(p) for p in PROBES for _ in range(rows_per_probe)]
+    settings, benign = [], []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        for batch in (1, 8, len(prompts)):
+            rows = []
+            for start in range(0, len(prompts), batch):
+                rows += lm.sample_batch(model, prompts[start:start + batch], max_tokens, 1.0, seed=777 + start)
+            torch.set_num_threads(1)
+            ref = lm.token_logprobs_batch(model, prompts, [c for c, _ in rows])
+            torch.set_num_threads(threads)
+            gap = max(abs(a - b) for (_, lps), r in zip(rows, ref) for a, b in zip(lps, r))
+            settings.append(f"threads {threads} batch {batch}: {gap:.3g}")
+            benign.append(gap)
+    torch.set_num_threads(1)
+    return {"tolerance": _f(calibrate_tolerance(benign, factor=20.0, floor=1e-4)), "benign_max": _f(max(benign)),
+            "settings": settings}
 
 
 def _embedding_section() -> dict:
