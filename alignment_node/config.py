@@ -31,6 +31,10 @@ Keys (TOML section.key; environment name in parentheses):
   base URLs holding MODEL baseline bundles as ``<hash>.json``. Fetched bundles are cached in the data directory
   and served at ``/baselines/<hash>.json``.
 - ``audit.model_queries`` (..._AUDIT_MODEL_QUERIES): completions asked of each MODEL target per epoch. Default 100.
+- ``audit.cometbft_rpc_urls`` (..._AUDIT_COMETBFT_RPC_URLS, comma separated): CometBFT RPC endpoints this node
+  uses besides the targets' own to see a chain (each serves the chain its ``/status`` names). Default none.
+- ``audit.cometbft_window`` (..._AUDIT_COMETBFT_WINDOW): at most this many heights of a chain audited per epoch.
+  Default 100.
 """
 
 from __future__ import annotations
@@ -99,6 +103,8 @@ class AuditConfig:
     storage_challenges: int = 8
     model_baseline_sources: list[str] = field(default_factory=list)  # dirs or base URLs holding <hash>.json
     model_queries: int = 100
+    cometbft_rpc_urls: list[str] = field(default_factory=list)
+    cometbft_window: int = 100
 
 
 @dataclass
@@ -263,9 +269,12 @@ def _validate(cfg: Config) -> list[str]:
         problems.append("gas.priority_fee_gwei: must not exceed gas.max_fee_gwei")
     if cfg.audit.deadline_s <= 0 or cfg.audit.max_connections < 1 or cfg.audit.max_response_bytes < 1024:
         problems.append("audit: deadline_s > 0, max_connections >= 1 and max_response_bytes >= 1024 are needed")
-    for url in cfg.audit.storage_rpc_urls:
-        if not (url.startswith("http://") or url.startswith("https://")):
-            problems.append(f"audit.storage_rpc_urls: {url!r} is not an http(s) URL")
+    for key in ("storage_rpc_urls", "cometbft_rpc_urls"):
+        for url in getattr(cfg.audit, key):
+            if not (url.startswith("http://") or url.startswith("https://")):
+                problems.append(f"audit.{key}: {url!r} is not an http(s) URL")
+    if not 1 <= cfg.audit.cometbft_window <= 10_000:
+        problems.append("audit.cometbft_window: between 1 and 10000 heights")
     if not 10 <= cfg.audit.model_queries <= 10_000:
         problems.append("audit.model_queries: between 10 and 10000")
     if cfg.audit.storage_from_block < 0 or not 1 <= cfg.audit.storage_challenges <= 64:

@@ -100,7 +100,16 @@ def test_storage_faults_are_all_flagged_and_no_honest_storage_node_is():
 def test_model_faults_detectable_substitutions_are_flagged_and_no_honest_provider_is():
     report = run_scenario("model-faults")
     models = [t for t in report["targets"] if t["kind"] == "MODEL"]
-    assert {t["mode"] for t in models if t["fault"] and t["detectable"]} >= {"temp-0.7", "seed", "finetuned",
-                                                                             "embed-other", "garbage"}
+    assert {t["mode"] for t in models if t["fault"] and t["detectable"]} >= {
+        "temp-0.7", "seed", "int8", "noise-0.1", "finetuned", "evasive", "embed-other", "garbage"}
     assert_faults_flagged_and_honest_spared(report, models, penalties=False,
                                            sampled=("temp-0.7", "seed", "finetuned", "4bit", "route-0.5"))
+
+
+def test_consensus_faults_every_faulty_validator_and_rpc_is_flagged_and_no_honest_one():
+    report = run_scenario("consensus-faults")
+    comet = [t for t in report["targets"] if t["kind"] == "COMETBFT"]
+    assert {t["mode"] for t in comet if t["fault"]} == {"offline", "double-sign", "forge", "fork", "garbage",
+                                                        "wrong-chain", "halt"}
+    assert {t["mode"] for t in comet if not t["fault"]} == {"honest", "few-misses", "rpc-honest"}
+    assert_faults_flagged_and_honest_spared(report, comet, penalties=False)

@@ -39,6 +39,7 @@ from ..chain.rpc import _Endpoint as Endpoint  # URL parsing shared with the nod
 
 __all__ = [
     "AuditHttpClient",
+    "classify_envelope",
     "Session",
     "STATUSES",
     "TRANSIENT",
@@ -286,6 +287,38 @@ def classify_json(http_status: int, body: bytes, extract: Extract | None = None)
     return _with_body_evidence(obs, http_status, body)
 
 
+def classify_envelope(http_status: int, body: bytes, extract: Extract | None = None) -> dict[str, Any]:
+    """Observation fields of a JSON-RPC envelope answered to a GET (CometBFT's URI routes; any id): ``ok``
+    with the extract-ed ``result``, ``rpc_error`` (code, message and data kept), ``http_error``, ``malformed``
+    or ``bad_utf8``. Never raises."""
+    obs: dict[str, Any]
+    try:
+        msg = safejson.loads(body)
+    except UnicodeDecodeError as exc:
+        obs = {"status": "bad_utf8", "error": _short(f"response is not UTF-8: {exc.reason} at byte {exc.start}")}
+    except (ValueError, RecursionError) as exc:
+        obs = ({"status": "http_error", "error": f"HTTP {http_status}"} if http_status != 200
+               else {"status": "malformed", "error": _short(f"not JSON: {exc}")})
+    else:
+        err = msg.get("error") if isinstance(msg, dict) else None
+        if err is not None:
+            if isinstance(err, dict) and type(err.get("code")) is int:
+                text = " ".join(str(err.get(k)) for k in ("message", "data") if isinstance(err.get(k), str))
+                obs = {"status": "rpc_error", "error": _short(f"{err['code']}: {text}")}
+            else:
+                obs = {"status": "malformed", "error": "malformed JSON-RPC error object"}
+        elif http_status != 200:
+            obs = {"status": "http_error", "error": f"HTTP {http_status}"}
+        elif not isinstance(msg, dict) or "result" not in msg:
+            obs = {"status": "malformed", "error": "not a JSON-RPC envelope with a result"}
+        else:
+            try:
+                obs = {"status": "ok", "result": msg["result"] if extract is None else extract(msg["result"])}
+            except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+                obs = {"status": "malformed", "error": _short(f"bad result: {exc}")}
+    return _with_body_evidence(obs, http_status, body)
+
+
 class AuditHttpClient:
     """Shared limits of every audit call in one epoch: deadline, size cap, connections, large buffers."""
 
@@ -364,8 +397,14 @@ class Session:
         return await self._request(obs, path, body, lambda status, data: classify_json(status, data, extract),
                                    deadline_at)
 
+    async def get(self, path: str, classify, deadline_at: float | None = None) -> dict[str, Any]:
+        """One GET of ``path`` (with its query string) as an Observation; ``classify(http_status, body)`` gives
+        its status and kept result (e.g. ``classify_envelope`` for a URI-style JSON-RPC server)."""
+        obs: dict[str, Any] = {"method": "GET " + path}
+        return await self._request(obs, path, b"", classify, deadline_at, verb="GET")
+
     async def _request(self, obs: dict[str, Any], path: str | None, body: bytes, classify,
-                       deadline_at: float | None) -> dict[str, Any]:
+                       deadline_at: float | None, verb: str = "POST") -> dict[str, Any]:
         client = self.client
         start = time.monotonic()
         obs["started_ms"] = _ms(start - client.origin)
@@ -381,8 +420,11 @@ class Session:
                        allowed_ms=0)
             return obs
         target = ep.target if path is None else ep.target.rstrip("/") + path
-        request = (f"POST {target} HTTP/1.1\r\nHost: {ep.host_header}\r\nContent-Type: application/json\r\n"
-                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        if verb == "GET":
+            request = f"GET {target} HTTP/1.1\r\nHost: {ep.host_header}\r\nAccept: application/json\r\n\r\n".encode()
+        else:
+            request = (f"POST {target} HTTP/1.1\r\nHost: {ep.host_header}\r\nContent-Type: application/json\r\n"
+                       f"Content-Length: {len(body)}\r\n\r\n").encode() + body
         keep = False
         try:
             async with asyncio.timeout(timeout):

@@ -61,11 +61,18 @@ SCENARIOS = {
         description="0G storage nodes: 5 honest (one slow, one behind and saying so), one of each fault; "
                     "every fault must be flagged, no honest node"),
     "model-faults": Scenario(
-        4, {"targets": (), "models": ("honest", "honest", "temp-0.7", "seed", "noise-1", "finetuned", "embed-other",
-                                      "garbage"),
+        4, {"targets": (), "models": ("honest", "honest", "temp-0.7", "seed", "int8", "noise-0.1", "finetuned",
+                                      "evasive", "embed-other", "garbage"),
             "audit_deadline_s": 20.0, "block_time": 1.0, "committee_size": 3},
-        description="AI model providers: 2 honest, substitutions (temperature, another seed, weight noise, a "
-                    "fine-tuned checkpoint, another embedding model) and garbage; every detectable one flagged"),
+        description="AI model providers: 2 honest, substitutions (temperature, another seed, int8 weights, 0.1 % "
+                    "weight noise, a fine-tuned checkpoint, one honest only on audit-like prompts, another embedding "
+                    "model) and garbage; every detectable one flagged"),
+    "consensus-faults": Scenario(
+        6, {"targets": (), "consensus": True, "audit_deadline_s": 4.0},
+        description="CometBFT validators and RPC endpoints of two simulated chains: 3 honest validators (one "
+                    "missing a few blocks), one mostly offline, one double-signing (then jailed), two honest RPC "
+                    "endpoints, one forging signatures, one serving other block ids, one garbage, one for "
+                    "another chain; a second chain that halts. Every fault flagged, no honest target"),
     "crash": Scenario(
         8, {"targets": ("honest",) * 4 + ("down", "lagging")}, crash_operator=1,
         description="one node is SIGKILLed at random points and restarted; no reveal lost, no tx sent twice"),
@@ -99,6 +106,7 @@ class Plan:
     storage_file_sizes: tuple[int, ...] = ()  # files uploaded before the nodes start (default STORAGE_FILE_SIZES)
     models: tuple[str, ...] = ()  # devnet model servers (modes of devnet/modelserver.py), one MODEL target each
     model_queries: int = 50
+    consensus: bool = False  # the simulated CometBFT chains of CONSENSUS_* and their targets
 
 
 FAULTY_MODES = ("down", "slow", "lagging", "halted", "forked", "wrong-chain", "garbage")
@@ -115,6 +123,24 @@ STORAGE_HONEST = ("honest", "slow", "behind")
 # scenario budget of 50 queries (route-0.5: 0.89 at 50, 0.99 at 100; not in the scenario): a
 # scenario does not count them as missed faults (they still must not be judged honest by mistake elsewhere).
 MODEL_UNDETECTABLE = ("int8", "4bit", "noise-0.1", "noise-1", "evasive")
+# The consensus scenario: chain -> simulator settings, and the targets registered on it: (mode, validator
+# index or None for an RPC-only target, endpoint name). Validator 5 joins late and 6 changes the set further.
+CONSENSUS_CHAINS = {
+    "devnet-comet-1": {"validators": 7, "block_time": 1.0, "seed": 1,
+                       "faults": ["2=few-misses:0.05", "3=offline:0.8", "4=double-sign@15", "5=join@10"],
+                       "endpoints": {"rpc0": "honest", "rpc1": "honest", "forge": "forge", "fork": "fork",
+                                     "garbage": "garbage", "other": "wrong-chain"}},
+    "devnet-comet-halt": {"validators": 4, "block_time": 1.0, "seed": 2, "faults": [], "halt_at": 12,
+                          "endpoints": {"rpc0": "honest"}},
+}
+CONSENSUS_TARGETS = {
+    "devnet-comet-1": [("honest", 0, "rpc0"), ("honest", 1, "rpc1"), ("few-misses", 2, "rpc0"),
+                       ("offline", 3, "rpc1"), ("double-sign", 4, "rpc0"), ("rpc-honest", None, "rpc1"),
+                       ("forge", None, "forge"), ("fork", None, "fork"), ("garbage", None, "garbage"),
+                       ("wrong-chain", None, "other")],
+    "devnet-comet-halt": [("halt", 0, "rpc0"), ("halt", 1, "rpc0")],
+}
+CONSENSUS_HONEST = ("honest", "few-misses", "rpc-honest")
 # Files uploaded before the nodes start: one byte, a few chunks, and files spanning several segments.
 STORAGE_FILE_SIZES = (1, 3000, 300_000, 900_000, 1_700_000)
 
@@ -133,7 +159,7 @@ class TargetProc:
 
     @property
     def fault(self) -> str | None:
-        honest = STORAGE_HONEST if self.kind == "ZGS_STORAGE" else ("honest",)
+        honest = {"ZGS_STORAGE": STORAGE_HONEST, "COMETBFT": CONSENSUS_HONEST}.get(self.kind, ("honest",))
         return None if self.mode in honest else self.mode
 
 
@@ -190,6 +216,7 @@ class Devnet:
         self.files_dir = workdir / "zgs-files"
         self.uploads: list = []  # zgs.flow.Submission of every uploaded file
         self._next_upload_block = 0
+        self.comet_sims: list = []  # CometBFT chain simulators (the consensus scenario)
 
     # ---------------------------------------------------------------------------------- setup
 
@@ -271,6 +298,8 @@ class Devnet:
             await self.setup_storage(deployer)
         if p.models:
             await self.setup_models(deployer)
+        if p.consensus:
+            await self.setup_consensus(deployer)
 
     async def setup_targets(self, keeper: LocalSigner) -> None:
         """One fault proxy process per target in front of anvil, registered by the trap keeper (the
@@ -357,6 +386,32 @@ class Devnet:
                 self.targets.append(t)
         self.log(f"{len(servers)} model targets: " + ", ".join(f"{t.id}:{t.mode}" for t in self.targets
                                                                 if t.kind == "MODEL"))
+
+    async def setup_consensus(self, keeper: LocalSigner) -> None:
+        """One chain simulator process per chain of CONSENSUS_CHAINS and its targets (COMETBFT, identity
+        ``<chain id>/<validator address>`` or ``<chain id>`` for an RPC endpoint), registered by the keeper."""
+        from ..audits.consensus import comet_identity
+        from .cometsim import CometSimProcess
+
+        sims = {chain: CometSimProcess(chain_id=chain, **cfg) for chain, cfg in CONSENSUS_CHAINS.items()}
+        await asyncio.gather(*(asyncio.to_thread(s.start) for s in sims.values()))
+        self.comet_sims = list(sims.values())
+        async with RpcClient(self.anvil.url) as rpc:
+            registry = manifest_contracts(rpc, self.manifest)["TargetRegistry"]
+            ev = registry.abi.event("TargetAdded")
+            for chain, specs in CONSENSUS_TARGETS.items():
+                sim = sims[chain]
+                addresses = sim.validator_addresses()
+                for mode, index, endpoint in specs:
+                    identity = comet_identity(chain, None if index is None else addresses[index])
+                    receipt = await registry.transact("addTarget", 2, sim.endpoint_url(endpoint), identity,
+                                                      signer=keeper)
+                    tid = next(int(log["topics"][1], 16) for log in receipt["logs"]
+                               if log["topics"][0] == "0x" + ev.topic.hex())
+                    t = TargetProc(tid, mode, sim.port, kind="COMETBFT")
+                    t.fault_started = time.time() if t.fault else None
+                    self.targets.append(t)
+        self.log("consensus targets: " + ", ".join(f"{t.id}:{t.mode}" for t in self.targets if t.kind == "COMETBFT"))
 
     async def _upload(self, rpc: RpcClient, signer: LocalSigner, size: int) -> None:
         from .storage import random_file, upload
@@ -457,6 +512,8 @@ class Devnet:
                 stop_process(t.process)
             if t.server is not None:
                 t.server.stop()
+        for sim in self.comet_sims:
+            sim.stop()
         if self.anvil is not None:
             self.anvil.stop()
 

@@ -79,6 +79,10 @@ def load_auditors(cfg, node=None) -> dict[int, Any]:
 
         auditors[P.KIND_MODEL] = ModelAuditor(cfg.audit.model_baseline_sources, node.data_dir,
                                               {"queries": cfg.audit.model_queries})
+    from ..audits.consensus import CometAuditor
+
+    auditors[P.KIND_COMETBFT] = CometAuditor(cfg.audit.cometbft_rpc_urls, max_connections=cfg.audit.max_connections,
+                                             window=cfg.audit.cometbft_window)
     return auditors
 
 
