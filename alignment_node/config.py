@@ -35,6 +35,8 @@ Keys (TOML section.key; environment name in parentheses):
   uses besides the targets' own to see a chain (each serves the chain its ``/status`` names). Default none.
 - ``audit.cometbft_window`` (..._AUDIT_COMETBFT_WINDOW): at most this many heights of a chain audited per epoch.
   Default 100.
+- ``audit.cometbft_halt_after_s`` (..._AUDIT_COMETBFT_HALT_AFTER_S): a chain without a new height for longer is
+  reported halted (its validators UNREACHABLE). Default 30.
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ class AuditConfig:
     model_queries: int = 100
     cometbft_rpc_urls: list[str] = field(default_factory=list)
     cometbft_window: int = 100
+    cometbft_halt_after_s: int = 30
 
 
 @dataclass
@@ -275,6 +278,8 @@ def _validate(cfg: Config) -> list[str]:
                 problems.append(f"audit.{key}: {url!r} is not an http(s) URL")
     if not 1 <= cfg.audit.cometbft_window <= 10_000:
         problems.append("audit.cometbft_window: between 1 and 10000 heights")
+    if cfg.audit.cometbft_halt_after_s < 1:
+        problems.append("audit.cometbft_halt_after_s: at least 1 second")
     if not 10 <= cfg.audit.model_queries <= 10_000:
         problems.append("audit.model_queries: between 10 and 10000")
     if cfg.audit.storage_from_block < 0 or not 1 <= cfg.audit.storage_challenges <= 64:

@@ -2,9 +2,26 @@
 
 Spec: ../shared/COMETBFT.md. Modules: ``types`` (times, block ids, votes, sign bytes, Ed25519),
 ``rpc`` (parsers of the ``result`` of /status, /validators, /commit, /block) and ``verify``
-(CometBFT's VerifyCommit, VerifyCommitLight(AllSignatures), VerifyCommitLightTrusting, duplicate votes).
+(VerifyCommit, VerifyCommitLight(AllSignatures), VerifyCommitLightTrusting, duplicate votes).
 """
 
+from .rpc import (
+    Block,
+    Commit,
+    CommitSig,
+    DuplicateVoteEvidence,
+    Header,
+    OtherEvidence,
+    SignedHeader,
+    Status,
+    Validator,
+    ValidatorsPage,
+    parse_block,
+    parse_commit,
+    parse_status,
+    parse_validators,
+    result_of,
+)
 from .types import (
     ZERO_BLOCK_ID,
     BlockID,
@@ -18,8 +35,23 @@ from .types import (
     vote_extension_sign_bytes,
     vote_sign_bytes,
 )
+from .verify import (
+    ABSENT,
+    COMMIT,
+    NIL,
+    PRECOMMIT,
+    PREVOTE,
+    CommitResult,
+    SigCheck,
+    check_signatures,
+    commit_sign_bytes,
+    verify_commit,
+    verify_commit_light_trusting,
+    verify_duplicate_vote,
+)
 
 __all__ = [
+    # types
     "ZERO_BLOCK_ID",
     "BlockID",
     "CometError",
@@ -31,4 +63,33 @@ __all__ = [
     "verify_signature",
     "vote_extension_sign_bytes",
     "vote_sign_bytes",
+    # rpc
+    "Block",
+    "Commit",
+    "CommitSig",
+    "DuplicateVoteEvidence",
+    "Header",
+    "OtherEvidence",
+    "SignedHeader",
+    "Status",
+    "Validator",
+    "ValidatorsPage",
+    "parse_block",
+    "parse_commit",
+    "parse_status",
+    "parse_validators",
+    "result_of",
+    # verify
+    "ABSENT",
+    "COMMIT",
+    "NIL",
+    "PRECOMMIT",
+    "PREVOTE",
+    "CommitResult",
+    "SigCheck",
+    "check_signatures",
+    "commit_sign_bytes",
+    "verify_commit",
+    "verify_commit_light_trusting",
+    "verify_duplicate_vote",
 ]

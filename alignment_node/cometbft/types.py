@@ -19,6 +19,7 @@ Only stdlib and PyNaCl (libsodium) are imported: the core node has a 64 MB memor
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import re
 import struct
@@ -54,9 +55,7 @@ class CometError(ValueError):
 
 _NANOS = 1_000_000_000
 _EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
-_TIME_RE = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?Z"
-)
+_TIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?Z")
 
 
 @dataclass(frozen=True)
@@ -74,24 +73,29 @@ class Timestamp:
         return format_time(self)
 
 
+@functools.lru_cache(maxsize=256)
+def _epoch_day(date: str) -> int:
+    """Days from 1970-01-01 to a "YYYY-MM-DD" date (already shaped by _TIME_RE); ValueError if invalid."""
+    return datetime.date(int(date[:4]), int(date[5:7]), int(date[8:10])).toordinal() - _EPOCH_ORDINAL
+
+
 def parse_time(text: str) -> Timestamp:
     """Parse cmtjson's RFC3339 UTC time "YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z" exactly (nanosecond precision)."""
     if not isinstance(text, str):
-        raise CometError(f"time: {type(text).__name__}, want an RFC3339 string")
+        raise CometError(f"time: {'null' if text is None else type(text).__name__}, want an RFC3339 string")
     m = _TIME_RE.fullmatch(text)
     if m is None:
         raise CometError(f"time {text[:64]!r}: not RFC3339 UTC 'YYYY-MM-DDTHH:MM:SS[.fraction]Z' (at most 9 digits)")
-    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
-    try:
-        ordinal = datetime.date(year, month, day).toordinal()
-    except ValueError as exc:
-        raise CometError(f"time {text!r}: {exc}") from None
+    hour, minute, second, frac = m.groups()
+    hour, minute, second = int(hour), int(minute), int(second)
     if hour > 23 or minute > 59 or second > 59:
         raise CometError(f"time {text!r}: hour, minute or second out of range")
-    frac = m.group(7)
+    try:
+        day = _epoch_day(text[:10])
+    except ValueError as exc:
+        raise CometError(f"time {text!r}: {exc}") from None
     nanos = int(frac.ljust(9, "0")) if frac else 0
-    seconds = (ordinal - _EPOCH_ORDINAL) * 86400 + hour * 3600 + minute * 60 + second
-    return Timestamp(seconds, nanos)
+    return Timestamp(day * 86400 + hour * 3600 + minute * 60 + second, nanos)
 
 
 def format_time(ts: Timestamp) -> str:
@@ -173,11 +177,15 @@ def encode_vote_head(type: int, height: int, round: int, block_id: BlockID | Non
     return out
 
 
+@functools.lru_cache(maxsize=1024)
+def _seconds_field(seconds: int) -> bytes:
+    """Timestamp field 1; cached because the signatures of one commit mostly share their second."""
+    return b"\x08" + uvarint(seconds) if seconds else b""
+
+
 def encode_timestamp_field(ts: Timestamp) -> bytes:
     """CanonicalVote field 5 (always written): 2a len {08 seconds, 10 nanos}, zeros left out."""
-    body = b""
-    if ts.seconds:
-        body += b"\x08" + uvarint(ts.seconds)
+    body = _seconds_field(ts.seconds)
     if ts.nanos:
         body += b"\x10" + uvarint(ts.nanos)
     return b"\x2a" + bytes((len(body),)) + body

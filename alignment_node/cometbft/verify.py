@@ -18,6 +18,7 @@ only the timestamp differs between the sign bytes of COMMIT signatures, so the r
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -134,17 +135,15 @@ class CommitResult:
     checks: list[SigCheck] = field(default_factory=list)
 
 
-def _tally(
-    result: CommitResult, checks: list[SigCheck], power: dict[int, int], stop_early: bool
-) -> CommitResult:
-    """Fill ``result`` from checks in commit order: the first failure decides, then the power rule."""
-    for check in checks:
+def _tally(result: CommitResult, checked: Iterable[tuple[SigCheck, int]], stop_early: bool) -> CommitResult:
+    """Fill ``result`` from (check, signer's power) in commit order: the first failure decides, then power."""
+    for check, power in checked:
         result.checks.append(check)
         if check.valid is False:
             result.reason = check.reason
             return result
         if check.flag == COMMIT:
-            result.committed_power += power[check.index]
+            result.committed_power += power
             if stop_early and result.committed_power > result.needed:
                 break
     if result.committed_power > result.needed:
@@ -155,6 +154,10 @@ def _tally(
             f"not enough voting power signed: got {result.committed_power}, needed more than {result.needed}"
         )
     return result
+
+
+def _block_id_text(block_id: BlockID) -> str:
+    return f"{block_id.hash.hex().upper()}:{block_id.parts_total}:{block_id.parts_hash.hex().upper()}"
 
 
 def verify_commit(
@@ -182,20 +185,20 @@ def verify_commit(
         return result
     if block_id is not None and commit.block_id != block_id:
         result.reason = (
-            f"commit block_id {commit.block_id.hash.hex().upper()} does not match the expected "
-            f"{block_id.hash.hex().upper()}"
+            f"commit block_id {_block_id_text(commit.block_id)} does not match the expected "
+            f"{_block_id_text(block_id)}"
         )
         return result
     signer = _CommitSigner(commit, chain_id)
     if mode == "full":
-        checks = [_check_one(signer, i, v) for i, v in enumerate(validators)]
-        return _tally(result, checks, {i: v.voting_power for i, v in enumerate(validators)}, False)
-    lazy = (
-        _check_one(signer, i, validators[i])
-        for i, sig in enumerate(commit.signatures)
-        if sig.block_id_flag == COMMIT
-    )
-    return _tally(result, lazy, {i: v.voting_power for i, v in enumerate(validators)}, mode == "light")
+        checked = ((_check_one(signer, i, v), v.voting_power) for i, v in enumerate(validators))
+    else:
+        checked = (
+            (_check_one(signer, i, validators[i]), validators[i].voting_power)
+            for i, sig in enumerate(commit.signatures)
+            if sig.block_id_flag == COMMIT
+        )
+    return _tally(result, checked, mode == "light")
 
 
 def verify_commit_light_trusting(
@@ -217,26 +220,25 @@ def verify_commit_light_trusting(
     by_address: dict[bytes, int] = {}
     for i, v in enumerate(validators):
         by_address.setdefault(v.address, i)
-    signer = _CommitSigner(commit, chain_id)
+    return _tally(result, _by_address(_CommitSigner(commit, chain_id), validators, by_address), True)
+
+
+def _by_address(
+    signer: _CommitSigner, validators: list[Validator], by_address: dict[bytes, int]
+) -> Iterator[tuple[SigCheck, int]]:
+    """COMMIT signatures of known validators, in commit order; a validator's second one is a failure."""
     seen: dict[int, int] = {}
-    checks: list[SigCheck] = []
-    power: dict[int, int] = {}
-    for index, sig in enumerate(commit.signatures):
-        if sig.block_id_flag != COMMIT:
-            continue
-        val_index = by_address.get(sig.validator_address)
+    for index, sig in enumerate(signer.signatures):
+        val_index = by_address.get(sig.validator_address) if sig.block_id_flag == COMMIT else None
         if val_index is None:
             continue
+        validator = validators[val_index]
         if val_index in seen:
-            result.reason = (
-                f"double vote from {sig.validator_address.hex().upper()} (indexes {seen[val_index]} and {index})"
-            )
-            result.checks = checks
-            return result
+            reason = f"double vote from {sig.validator_address.hex().upper()} (indexes {seen[val_index]} and {index})"
+            yield SigCheck(index, sig.validator_address, COMMIT, False, reason), validator.voting_power
+            return
         seen[val_index] = index
-        checks.append(_check_one(signer, index, validators[val_index]))
-        power[index] = validators[val_index].voting_power
-    return _tally(result, checks, power, True)
+        yield _check_one(signer, index, validator), validator.voting_power
 
 
 def verify_duplicate_vote(

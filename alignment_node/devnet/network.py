@@ -141,6 +141,7 @@ CONSENSUS_TARGETS = {
     "devnet-comet-halt": [("halt", 0, "rpc0"), ("halt", 1, "rpc0")],
 }
 CONSENSUS_HONEST = ("honest", "few-misses", "rpc-honest")
+CONSENSUS_HALT_AFTER_S = 10  # the devnet chains make a block a second
 # Files uploaded before the nodes start: one byte, a few chunks, and files spanning several segments.
 STORAGE_FILE_SIZES = (1, 3000, 300_000, 900_000, 1_700_000)
 
@@ -480,6 +481,7 @@ class Devnet:
             f"[service]\nport = {op.port}\n"
             f"[audit]\ndeadline_s = {self.plan.audit_deadline_s}\nlazy = {'true' if op.lazy else 'false'}\n"
             f'model_baseline_sources = ["{self.workdir / "baselines"}"]\nmodel_queries = {self.plan.model_queries}\n'
+            f"cometbft_halt_after_s = {CONSENSUS_HALT_AFTER_S}\n"
         )
         out = open(op.directory / "node.out", "ab")
         op.process = subprocess.Popen(

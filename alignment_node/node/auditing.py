@@ -82,7 +82,8 @@ def load_auditors(cfg, node=None) -> dict[int, Any]:
     from ..audits.consensus import CometAuditor
 
     auditors[P.KIND_COMETBFT] = CometAuditor(cfg.audit.cometbft_rpc_urls, max_connections=cfg.audit.max_connections,
-                                             window=cfg.audit.cometbft_window)
+                                             window=cfg.audit.cometbft_window,
+                                             halt_after_s=cfg.audit.cometbft_halt_after_s)
     return auditors
 
 
