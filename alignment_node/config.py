@@ -37,6 +37,23 @@ Keys (TOML section.key; environment name in parentheses):
   Default 100.
 - ``audit.cometbft_halt_after_s`` (..._AUDIT_COMETBFT_HALT_AFTER_S): a chain without a new height for longer is
   reported halted (its validators UNREACHABLE). Default 30.
+- ``[[alerts.webhooks]]`` (file only): where alerts go; none (the default) turns alerting off. Each has ``kind``
+  (discord, slack, telegram or json) and ``url`` or ``url_env`` (the name of an environment variable holding
+  the URL, which keeps its token out of the file); a telegram webhook's URL is the bot API base with the token,
+  ``https://api.telegram.org/bot<token>``, and it needs ``chat_id``. URLs are logged as scheme://host only.
+- ``alerts.disabled`` (..._ALERTS_DISABLED, comma separated): alerts not to send, of license_penalized,
+  license_suspended, missed_reveal, low_balance, rpc_failover, target_flagged.
+- ``alerts.severity`` (a table; ..._ALERTS_SEVERITY as ``alert=severity,...``): severity per alert (critical,
+  warning, info) instead of its default.
+- ``alerts.node_name`` (..._ALERTS_NODE_NAME): how alerts name this node. Default: the operator address.
+- ``alerts.resolve_after_s`` (..._ALERTS_RESOLVE_AFTER_S): a condition must stay clear this long before its
+  resolution is sent (a shorter gap is not news). Default 300.
+- ``alerts.flap_window_s`` / ``alerts.flap_max_fires`` (..._ALERTS_FLAP_WINDOW_S / _FLAP_MAX_FIRES): an alert
+  that fires more than ``flap_max_fires`` times within ``flap_window_s`` seconds is sent once as flapping, then
+  held until it has not fired for a whole window. Default 3600 and 3.
+- ``alerts.timeout_s`` (..._ALERTS_TIMEOUT_S): seconds per delivery attempt. Default 10.
+- ``alerts.max_attempts`` (..._ALERTS_MAX_ATTEMPTS): attempts per delivery (with doubling backoff) before it
+  is dropped. Default 8.
 """
 
 from __future__ import annotations
@@ -47,6 +64,9 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+from .node.alerts import DEFAULT_SEVERITY, SEVERITIES, WEBHOOK_KINDS, redact_url
 
 ENV_PREFIX = "ZG_ALIGNMENT_NODE_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -111,6 +131,27 @@ class AuditConfig:
 
 
 @dataclass
+class WebhookConfig:
+    kind: str = ""  # discord, slack, telegram, json
+    url: str = ""  # filled from url_env when that is set
+    url_env: str = ""
+    chat_id: str = ""  # telegram only
+
+
+@dataclass
+class AlertsConfig:
+    webhooks: list[WebhookConfig] = field(default_factory=list)
+    disabled: list[str] = field(default_factory=list)
+    severity: dict[str, str] = field(default_factory=dict)
+    node_name: str = ""
+    resolve_after_s: float = 300.0
+    flap_window_s: float = 3600.0
+    flap_max_fires: int = 3
+    timeout_s: float = 10.0
+    max_attempts: int = 8
+
+
+@dataclass
 class Config:
     data_dir: str = "data"
     log_level: str = "info"
@@ -120,6 +161,7 @@ class Config:
     gas: GasConfig = field(default_factory=GasConfig)
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     source: str = ""  # the file it was read from, for messages
 
     def resolve(self, path: str) -> Path:
@@ -137,6 +179,7 @@ _SECTIONS = {
     "gas": GasConfig,
     "heartbeat": HeartbeatConfig,
     "audit": AuditConfig,
+    "alerts": AlertsConfig,
 }
 _TOP = ("data_dir", "log_level")
 
@@ -170,14 +213,47 @@ def _coerce(value: Any, target: type, key: str, problems: list[str]) -> Any:
             if isinstance(value, list) and all(isinstance(v, str) for v in value):
                 return value
             raise ValueError
+        if target == dict[str, str]:
+            if isinstance(value, str):  # from the environment: "name=value,name=value"
+                pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+                if all(len(p) == 2 for p in pairs):
+                    return {k.strip(): v.strip() for k, v in pairs}
+            elif isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+                return dict(value)
+            raise ValueError
+        if target == list[WebhookConfig]:
+            if isinstance(value, str):
+                problems.append(f"{key}: webhooks are set in the config file ([[alerts.webhooks]]; url_env keeps "
+                                "a URL out of it)")
+                return None
+            return _webhooks(value, key, problems)
     except (ValueError, TypeError):
         pass
     problems.append(f"{key}: expected {getattr(target, '__name__', str(target))}, got {value!r}")
     return None
 
 
+def _webhooks(value: Any, key: str, problems: list[str]) -> list[WebhookConfig] | None:
+    """``[[alerts.webhooks]]`` tables as WebhookConfig, or None after recording what is wrong with them."""
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        problems.append(f"{key}: expected a list of tables ([[alerts.webhooks]])")
+        return None
+    known = [f.name for f in dataclasses.fields(WebhookConfig)]
+    hooks = []
+    for i, table in enumerate(value):
+        bad = [k for k in table if k not in known or not isinstance(table[k], str)]
+        for k in bad:
+            problems.append(f"{key}[{i}].{k}: " + ("expected a string" if k in known else
+                                                     f"unknown key (known: {', '.join(known)})"))
+        if bad:
+            return None
+        hooks.append(WebhookConfig(**table))
+    return hooks
+
+
 def _field_types(cls: type) -> dict[str, type]:
-    hints = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": list[str]}
+    hints = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": list[str],
+             "dict[str, str]": dict[str, str], "list[WebhookConfig]": list[WebhookConfig]}
     return {f.name: hints[f.type] if isinstance(f.type, str) else f.type for f in dataclasses.fields(cls)}
 
 
@@ -243,6 +319,7 @@ def load_config(path: str | os.PathLike | None, env: Mapping[str, str] | None = 
             problems.append(f"{name}: unknown setting (see `alignment-node validate-config --help`)")
 
     problems.extend(_validate(cfg))
+    problems.extend(_validate_alerts(cfg.alerts, env))
     if problems:
         raise ConfigError(problems)
     return cfg
@@ -286,6 +363,42 @@ def _validate(cfg: Config) -> list[str]:
         problems.append("audit: storage_from_block >= 0 and 1 <= storage_challenges <= 64 are needed")
     if cfg.operator.address and not _is_address(cfg.operator.address):
         problems.append(f"operator.address: {cfg.operator.address!r} is not a 0x-prefixed 20-byte hex address")
+    return problems
+
+
+def _validate_alerts(alerts: AlertsConfig, env: Mapping[str, str]) -> list[str]:
+    """Check the [alerts] section and fill each webhook's ``url`` from its ``url_env``."""
+    problems = []
+    for i, hook in enumerate(alerts.webhooks):
+        where = f"alerts.webhooks[{i}]"
+        if hook.kind not in WEBHOOK_KINDS:
+            problems.append(f"{where}.kind: {hook.kind!r} is not one of {', '.join(WEBHOOK_KINDS)}")
+        if bool(hook.url) == bool(hook.url_env):
+            problems.append(f"{where}: set exactly one of url or url_env")
+        elif hook.url_env:
+            hook.url = env.get(hook.url_env, "")
+            if not hook.url:
+                problems.append(f"{where}.url_env: environment variable {hook.url_env} is not set")
+                continue
+        parts = urlsplit(hook.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problems.append(f"{where}.url: {redact_url(hook.url)!r} is not an http(s) URL")
+        if hook.kind == "telegram" and not hook.chat_id:
+            problems.append(f"{where}.chat_id: a telegram webhook needs the chat to post to")
+        if hook.kind != "telegram" and hook.chat_id:
+            problems.append(f"{where}.chat_id: only a telegram webhook takes a chat_id")
+    for name in alerts.disabled:
+        if name not in DEFAULT_SEVERITY:
+            problems.append(f"alerts.disabled: {name!r} is not an alert (known: {', '.join(DEFAULT_SEVERITY)})")
+    for name, severity in alerts.severity.items():
+        if name not in DEFAULT_SEVERITY:
+            problems.append(f"alerts.severity.{name}: not an alert (known: {', '.join(DEFAULT_SEVERITY)})")
+        elif severity not in SEVERITIES:
+            problems.append(f"alerts.severity.{name}: {severity!r} is not one of {', '.join(SEVERITIES)}")
+    if alerts.resolve_after_s < 0 or alerts.flap_window_s <= 0 or alerts.flap_max_fires < 1:
+        problems.append("alerts: resolve_after_s >= 0, flap_window_s > 0 and flap_max_fires >= 1 are needed")
+    if not 0 < alerts.timeout_s <= 60 or alerts.max_attempts < 1:
+        problems.append("alerts: 0 < timeout_s <= 60 seconds and max_attempts >= 1 are needed")
     return problems
 
 
