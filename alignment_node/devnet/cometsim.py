@@ -149,8 +149,10 @@ def parse_fault(text: str, validators: int) -> Fault:
         return Fault(v, kind, fraction=f)
     if kind in ("double-sign", "join") and height is not None and int(height) >= 1:
         return Fault(v, kind, height=int(height))
-    raise ValueError(f"fault {text!r}: {kind} takes {':F' if kind in ('offline', 'few-misses') else '@H (H >= 1)'}"
-                     if kind in FAULT_KINDS else f"fault {text!r}: unknown kind (one of {', '.join(FAULT_KINDS)})")
+    if kind not in FAULT_KINDS:
+        raise ValueError(f"fault {text!r}: unknown kind (one of {', '.join(FAULT_KINDS)})")
+    form = ":F (a fraction)" if kind in ("offline", "few-misses") else "@H (a height >= 1)"
+    raise ValueError(f"fault {text!r}: {kind} takes {form}")
 
 
 def parse_endpoint(text: str) -> tuple[str, str]:
@@ -635,8 +637,7 @@ class RpcService:
 
     def answer(self, name: str, route: str, query: dict[str, list[str]]) -> tuple[int, bytes, str | None]:
         """(HTTP status, body, garbage kind or None) of ``route`` (status, validators, commit, block) on
-        endpoint ``name``."""
-        self.chain.advance()
+        endpoint ``name``, for the chain as it is (the caller advances it)."""
         mode = self.endpoints[name]
         try:
             body = self._build("honest" if mode == "garbage" else mode, name, route, query)
@@ -745,6 +746,7 @@ class _Handler(BaseHTTPRequestHandler):
         if len(segments) != 2 or segments[0] not in service.endpoints or segments[1] not in ROUTES:
             self._send(404, b"404 page not found\n", "text/plain; charset=utf-8")
             return
+        service.chain.advance()
         status, body, garbage = service.answer(segments[0], segments[1], parse_qs(url.query, keep_blank_values=True))
         self._send(status, body, garbage=garbage)
 

@@ -801,6 +801,7 @@ def scenario(args) -> int:
 UP_TARGETS = {"targets": ("honest",) * 5 + ("down", "lagging", "forked", "garbage"), "trap_mode": "wrong-chain",
               "reveal_trap_after_epochs": 2,
               "storage": ("honest", "honest:0/2", "honest:1/2", "behind", "drop:0/2", "corrupt", "lying-lag"),
+              "consensus": True,
               "audit_deadline_s": 3.0}
 
 

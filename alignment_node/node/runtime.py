@@ -4,7 +4,9 @@ Services (each one method with its own piece of state, called on every new chain
 - licenses: which licenses are delegated to this operator (registry events + authoritative eth_calls);
 - heartbeat: once per epoch, one transaction for every delegated, unsuspended license not yet active;
 - rewards: balances, claimable credit and commission, low-gas-money alerts;
-- health: probes every RPC endpoint so /health can say which one is down.
+- health: probes every RPC endpoint so /health can say which one is down;
+- alerts: penalties, suspensions, missed reveals, low gas money, failovers and flagged targets to webhooks
+  (alert_feed.py, alerts.py).
 The HTTP API (/health, /status, /metrics) runs in a thread and only reads the published snapshot.
 """
 
@@ -111,9 +113,11 @@ class Node:
         self.sender = TxSender(self.rpc, signer, self.store, max_fee_gwei=cfg.gas.max_fee_gwei,
                                priority_fee_gwei=cfg.gas.priority_fee_gwei, metrics=self.metrics)
         self.snapshot = Snapshot(operator=signer.address)
+        from .alert_feed import AlertFeed
         from .auditing import AuditService
 
         self.audits = AuditService(self)
+        self.alerts = AlertFeed(self)
         self.api: ApiServer | None = None
         self._heartbeat_epoch: int | None = None
         self._rewards_epoch: int | None = None
@@ -139,6 +143,7 @@ class Node:
 
     async def run(self, stop: asyncio.Event) -> None:
         self.start_api()
+        self.alerts.engine.start()
         chain_id = None
         while not stop.is_set():
             try:
@@ -160,6 +165,7 @@ class Node:
                 await asyncio.wait_for(stop.wait(), self.cfg.chain.poll_interval)
             except TimeoutError:
                 pass
+        await self.alerts.engine.stop()
         await self.rpc.close()
         if self.api:
             self.api.stop()
@@ -188,6 +194,7 @@ class Node:
             failure = failure or exc
         await self.rewards(epoch)
         await self._probe_endpoints()
+        await self.alerts.evaluate(head, epoch)
         self.snapshot.journal = self.store.counts()
         self.snapshot.last_tick = time.time()
         if failure is not None:

@@ -1,0 +1,154 @@
+"""The node's alert conditions, reported to the AlertEngine (alerts.py) on every tick.
+
+- license_penalized: a ``Penalized`` event of RewardVault for a license of this operator, seen this epoch or
+  the one before (the alert clears once the penalties stop);
+- license_suspended: the node's license view says the license is suspended;
+- missed_reveal: the latest epoch whose reveals are decided has missed ones (auditing.py records them);
+- low_balance: the operator's gas balance is below ``gas.min_balance_wei``;
+- rpc_failover: the node's RPC client moved to another endpoint within the last FAILOVER_ACTIVE_S seconds;
+- target_flagged: a ``ViolationFlagged`` event for any target, until a later epoch of it settles OK
+  (``TargetSettled``) or FLAG_STALE_EPOCHS epochs pass without a new flag.
+
+Events are read every SCAN_INTERVAL_S seconds (and at each new epoch) from the block after the last one read;
+that position and what it found are kept in the store, so a restart resumes where it stopped. Reading starts
+two epochs back on the first run. Nothing here raises into the node: a failed read is logged and retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from .. import protocol as P
+from .alerts import AlertEngine, Condition
+from .runtime import LOG_CHUNK_BLOCKS
+
+log = logging.getLogger("alignment_node.alerts")
+
+SCAN_INTERVAL_S = 15.0
+FAILOVER_ACTIVE_S = 300.0
+FLAG_STALE_EPOCHS = 10
+PENALTY_KINDS = {1: "miss", 2: "disagree", 3: "trap"}  # RewardVault.PENALTY_*
+SCAN_STATE_KEY = "alerts.scan"
+
+
+def _decode(event, entry: dict) -> dict:
+    return event.decode([bytes.fromhex(t[2:]) for t in entry["topics"]], bytes.fromhex(entry["data"][2:]))
+
+
+def _log_order(entry: dict) -> tuple[int, int]:
+    return int(entry["blockNumber"], 16), int(entry["logIndex"], 16)
+
+
+class AlertFeed:
+    """Watches one node (its snapshot, store, RPC client and contracts) and reports to its AlertEngine."""
+
+    def __init__(self, node):
+        self.node = node
+        cfg = node.cfg.alerts
+        self.engine = AlertEngine(cfg, node.store, cfg.node_name or node.signer.address)
+        state = node.store.get(SCAN_STATE_KEY, {}) if self.engine.active else {}
+        self._scanned_to: int | None = state.get("to")
+        self._penalties = {int(k): v for k, v in state.get("penalties", {}).items()}  # license: {seen, details}
+        self._flagged = {int(k): v for k, v in state.get("flagged", {}).items()}  # target: {seen, details}
+        self._scan_epoch: int | None = None
+        self._scan_time = 0.0
+
+    async def evaluate(self, head: int, epoch: int) -> None:
+        """Read new events if due, then report every kind of condition (a no-op without webhooks)."""
+        if not self.engine.active:
+            return
+        try:
+            if epoch != self._scan_epoch or time.monotonic() - self._scan_time >= SCAN_INTERVAL_S:
+                await self._read_events(head, epoch)
+        except Exception as exc:  # alerts must never fail the node's tick
+            log.warning("alerts: reading chain events failed (retried next tick): %s", exc)
+        self._penalties = {k: v for k, v in self._penalties.items() if v["seen"] >= epoch - 1}
+        self._flagged = {k: v for k, v in self._flagged.items() if v["seen"] >= epoch - FLAG_STALE_EPOCHS}
+        try:
+            self._report(epoch)
+        except Exception:
+            log.exception("alerts: evaluating conditions failed")
+
+    # ------------------------------------------------------------------------------------ events
+
+    async def _read_events(self, head: int, epoch: int) -> None:
+        rpc, protocol, vault = self.node.rpc, self.node.c["AuditProtocol"], self.node.c["RewardVault"]
+        penalized = vault.abi.event("Penalized")
+        flagged, settled = protocol.abi.event("ViolationFlagged"), protocol.abi.event("TargetSettled")
+        if self._scanned_to is None:
+            start = await protocol.call("epochStartBlock", max(0, epoch - 2))
+        else:
+            start = self._scanned_to + 1
+        mine = set(self.node.snapshot.licenses)
+        for lo in range(start, head + 1, LOG_CHUNK_BLOCKS):
+            hi = min(head, lo + LOG_CHUNK_BLOCKS - 1)
+            for entry in await rpc.get_logs(vault.address, [penalized.topic], lo, hi):
+                ev = _decode(penalized, entry)
+                if ev["tokenId"] in mine:
+                    self._penalties[ev["tokenId"]] = {"seen": epoch, "details": {
+                        "license": ev["tokenId"], "epoch": ev["epoch"],
+                        "penalty": PENALTY_KINDS.get(ev["kind"], str(ev["kind"])),
+                        "amount_wei": str(ev["amount"]), "forfeited_wei": str(ev["forfeited"])}}
+            entries = await rpc.get_logs(protocol.address, [[flagged.topic, settled.topic]], lo, hi)
+            for entry in sorted(entries, key=_log_order):
+                topic = bytes.fromhex(entry["topics"][0][2:])
+                ev = _decode(flagged if topic == flagged.topic else settled, entry)
+                target, previous = ev["targetId"], self._flagged.get(ev["targetId"])
+                if previous is not None and ev["epoch"] < previous["details"]["epoch"]:
+                    continue  # a late settlement of an older epoch says nothing about now
+                if topic == flagged.topic:
+                    self._flagged[target] = {"seen": epoch, "details": {
+                        "target": target, "epoch": ev["epoch"], "outcome": P.VERDICT_NAMES[ev["outcome"]],
+                        "evidence_root": "0x" + bytes(ev["evidenceRoot"]).hex()}}
+                elif ev["outcome"] == P.OK:
+                    self._flagged.pop(target, None)
+            self._scanned_to = hi
+        self.node.store.put(SCAN_STATE_KEY, {"to": self._scanned_to, "penalties": self._penalties,
+                                             "flagged": self._flagged})
+        self._scan_epoch, self._scan_time = epoch, time.monotonic()
+
+    # -------------------------------------------------------------------------------- conditions
+
+    def _report(self, epoch: int) -> None:
+        node, report = self.node, self.engine.report
+        licenses = node.snapshot.licenses
+        report("license_penalized", [
+            Condition(f"license_penalized:{lic}", f"license {lic} was penalized {p['details']['amount_wei']} wei "
+                      f"({p['details']['penalty']}) for epoch {p['details']['epoch']}", p["details"])
+            for lic, p in sorted(self._penalties.items()) if lic in licenses])
+        report("license_suspended", [
+            Condition(f"license_suspended:{lic}", f"license {lic} is suspended until epoch {v['suspended_until']}: "
+                      "no heartbeat, duties or credit until then", {"license": lic, "until_epoch": v["suspended_until"]})
+            for lic, v in sorted(licenses.items()) if v.get("suspended_until")])
+        report("missed_reveal", self._missed_reveals(epoch))
+        native = node.snapshot.balances.get("native_wei")
+        minimum = node.cfg.gas.min_balance_wei
+        report("low_balance", [] if native is None or int(native) >= minimum else [
+            Condition("low_balance", f"operator gas balance {native} wei is below {minimum} wei: fund "
+                      f"{node.signer.address}", {"balance_wei": native, "min_balance_wei": str(minimum),
+                                                  "operator": node.signer.address})])
+        last = node.rpc.last_failover
+        down = [e["url"] for e in node.snapshot.endpoints if not e["ok"]]
+        report("rpc_failover", [] if last is None or time.time() - last >= FAILOVER_ACTIVE_S else [
+            Condition("rpc_failover", "the node's RPC client failed over to another endpoint"
+                      + (f"; down: {', '.join(down)}" if down else ""),
+                      {"endpoints_down": down, "last_failover": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last))})])
+        report("target_flagged", [
+            Condition(f"target_flagged:{t}", f"target {t} was flagged {f['details']['outcome']} in epoch "
+                      f"{f['details']['epoch']} (evidence {f['details']['evidence_root']})", f["details"])
+            for t, f in sorted(self._flagged.items())])
+
+    def _missed_reveals(self, epoch: int) -> list[Condition]:
+        """The latest epoch whose reveals are decided (the current epoch reveals the previous one's)."""
+        for e in (epoch - 1, epoch - 2):
+            decided = [o for o in self.node.store.openings(e) if o["state"] in ("revealed", "missed")]
+            if not decided:
+                continue
+            missed = [o for o in decided if o["state"] == "missed"]
+            if not missed:
+                return []
+            return [Condition("missed_reveal", f"{len(missed)} license(s) missed the reveal of epoch {e}: "
+                              f"{missed[0]['reason']}", {"epoch": e, "licenses": [o["license"] for o in missed],
+                                                         "reason": missed[0]["reason"]})]
+        return []
