@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 
 class NodeMetrics:
@@ -11,6 +11,7 @@ class NodeMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, process_cpu_seconds_total, ... (Linux)
         self.licenses = Gauge(
             "alignment_licenses", "Licenses of this operator by state (delegated, pending, active, suspended)",
             ["state"], registry=r,
@@ -29,6 +30,12 @@ class NodeMetrics:
             "alignment_transactions_failed", "Transactions that reverted or could not be sent",
             ["purpose", "reason"], registry=r,
         )
+        self.tx_latency = Histogram(
+            "alignment_transaction_latency_seconds", "Seconds from broadcast to receipt", ["purpose"], registry=r,
+            buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120),
+        )
+        self.tx_gas = Counter("alignment_transaction_gas_used", "Gas used by mined transactions (reverted ones too)",
+                              ["purpose"], registry=r)
         self.rpc_latency = Histogram(
             "alignment_rpc_latency_seconds", "JSON-RPC request latency", ["method"], registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),

@@ -110,7 +110,10 @@ class TxSender:
             log.info("sent %s tx %s nonce %d", purpose, signed.hash, nonce)
         finally:
             self._lock.release()
+        sent_at = time.monotonic()
         receipt = await self._wait(signed.hash, signed.raw)
+        if self.metrics:
+            self.metrics.tx_latency.labels(purpose).observe(time.monotonic() - sent_at)
         return await self._settle(self.store.entry(signed.hash), receipt, signed)
 
     async def _wait(self, tx_hash: str, raw: bytes) -> dict:
@@ -233,6 +236,8 @@ class TxSender:
     async def _settle(self, entry: JournalEntry, receipt: dict, signed: Any) -> dict:
         block = hex_int(receipt["blockNumber"])
         gas_used = hex_int(receipt.get("gasUsed", "0x0"))
+        if self.metrics:
+            self.metrics.tx_gas.labels(entry.purpose).inc(gas_used)
         if hex_int(receipt.get("status", "0x1")) == 1:
             self.store.mark(entry.tx_hash, "mined", block=block, gas_used=gas_used)
             return receipt
