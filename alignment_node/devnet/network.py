@@ -119,10 +119,10 @@ TRAP_OUTCOME = {"down": 3, "slow": 3}  # UNREACHABLE; every other faulty mode is
 STORAGE_MODE_ARGS = {"slow": ["--delay", "0.1"], "behind": ["--lag", "40"], "lying-lag": ["--lag", "60"],
                      "drop": ["--fraction", "0.5"]}
 STORAGE_HONEST = ("honest", "slow", "behind")
-# Model substitutions bench/model_power.py finds not reliably detectable (power < 0.95 at alpha 0.01) at the
-# scenario budget of 50 queries (route-0.5: 0.89 at 50, 0.99 at 100; not in the scenario): a
-# scenario does not count them as missed faults (they still must not be judged honest by mistake elsewhere).
-MODEL_UNDETECTABLE = ("int8", "4bit", "noise-0.1", "noise-1", "evasive")
+# Model substitutions bench/model_power.py finds not reliably detectable (verdict power < 0.95 at alpha 0.01) at
+# the scenario budget of 50 queries: none since the log-probability check and the fresh prompts (before them:
+# int8, 4bit, noise-0.1, noise-1 and evasive). A scenario would not count such modes as missed faults.
+MODEL_UNDETECTABLE: tuple[str, ...] = ()
 # The consensus scenario: chain -> simulator settings, and the targets registered on it: (mode, validator
 # index or None for an RPC-only target, endpoint name). Validator 5 joins late and 6 changes the set further.
 CONSENSUS_CHAINS = {

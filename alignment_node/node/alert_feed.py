@@ -11,7 +11,8 @@
 
 Events are read every SCAN_INTERVAL_S seconds (and at each new epoch) from the block after the last one read;
 that position and what it found are kept in the store, so a restart resumes where it stopped. Reading starts
-two epochs back on the first run. Nothing here raises into the node: a failed read is logged and retried.
+two epochs back on the first run (and after a long stop). Nothing here raises into the node: a failed read is
+logged and retried.
 """
 
 from __future__ import annotations
@@ -76,10 +77,11 @@ class AlertFeed:
         rpc, protocol, vault = self.node.rpc, self.node.c["AuditProtocol"], self.node.c["RewardVault"]
         penalized = vault.abi.event("Penalized")
         flagged, settled = protocol.abi.event("ViolationFlagged"), protocol.abi.event("TargetSettled")
-        if self._scanned_to is None:
-            start = await protocol.call("epochStartBlock", max(0, epoch - 2))
-        else:
-            start = self._scanned_to + 1
+        start = None if self._scanned_to is None else self._scanned_to + 1
+        if start is None or head - start > LOG_CHUNK_BLOCKS:
+            # The first run, or back after a long stop: only the last two epochs' events are news.
+            recent = await protocol.call("epochStartBlock", max(0, epoch - 2))
+            start = recent if start is None else max(start, recent)
         mine = set(self.node.snapshot.licenses)
         for lo in range(start, head + 1, LOG_CHUNK_BLOCKS):
             hi = min(head, lo + LOG_CHUNK_BLOCKS - 1)

@@ -292,20 +292,32 @@ def post_json(url: str, body: bytes, timeout: float) -> tuple[int, float | None]
 
 
 class UrlGuard(logging.Filter):
-    """Replaces the given secret URLs, wherever they appear in a log record, by their redacted form."""
+    """Replaces secret URLs, and their paths alone (``/bot<token>/sendMessage``), wherever they appear in a log
+    record's message or traceback, by their redacted form."""
 
     def __init__(self, urls: Iterable[str]):
         super().__init__()
-        # Longest first, so a URL is replaced whole before any shorter one it contains.
-        self.urls = sorted({u for u in urls if u}, key=len, reverse=True)
+        pairs = {}
+        for url in filter(None, urls):
+            pairs[url] = redact_url(url)
+            path = urlsplit(url).path
+            if len(path) > 1:
+                pairs[path] = "/..."
+        # Longest first, so a URL is replaced whole before its path alone.
+        self.pairs = sorted(pairs.items(), key=lambda p: len(p[0]), reverse=True)
+
+    def scrub(self, text: str) -> str:
+        for secret, shown in self.pairs:
+            text = text.replace(secret, shown)
+        return text
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        scrubbed = message
-        for url in self.urls:
-            scrubbed = scrubbed.replace(url, redact_url(url))
+        scrubbed = self.scrub(message)
         if scrubbed != message:
             record.msg, record.args = scrubbed, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.scrub(logging.Formatter().formatException(record.exc_info))
         return True
 
 
@@ -466,7 +478,7 @@ class AlertEngine:
                 asyncio.to_thread(post_json, hook.url, hook.body(n), self.cfg.timeout_s), 2 * self.cfg.timeout_s)
             error = None if 200 <= status < 300 else f"HTTP {status}"
             permanent = 400 <= status < 500 and status not in (408, 429)
-        except (OSError, TimeoutError, http.client.HTTPException) as exc:
+        except Exception as exc:  # no answer (refused, timed out, TLS, a malformed reply): try again later
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             permanent = False
         db = self.store.db
