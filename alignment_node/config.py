@@ -241,14 +241,15 @@ def _webhooks(value: Any, key: str, problems: list[str]) -> list[WebhookConfig] 
     known = [f.name for f in dataclasses.fields(WebhookConfig)]
     hooks = []
     for i, table in enumerate(value):
+        if isinstance(table.get("chat_id"), int) and not isinstance(table["chat_id"], bool):
+            table = {**table, "chat_id": str(table["chat_id"])}  # Telegram chat ids are numbers
         bad = [k for k in table if k not in known or not isinstance(table[k], str)]
         for k in bad:
             problems.append(f"{key}[{i}].{k}: " + ("expected a string" if k in known else
                                                      f"unknown key (known: {', '.join(known)})"))
-        if bad:
-            return None
-        hooks.append(WebhookConfig(**table))
-    return hooks
+        if not bad:
+            hooks.append(WebhookConfig(**table))
+    return hooks if len(hooks) == len(value) else None
 
 
 def _field_types(cls: type) -> dict[str, type]:

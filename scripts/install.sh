@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything alignment-node needs from a fresh clone: the Python venv at .venv/ (with the package in
 # editable mode), the npm packages of contracts/ (forge, anvil, solcjs, OpenZeppelin) and of tests/zgs_oracle/
-# (0G's storage SDK, a test oracle) and the contract build.
+# (0G's storage SDK, a test oracle), the contract build, the portal's bundle (portal/, esbuild) and Debian's
+# chromium for the browser tests.
 # Safe to run again: each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,27 @@ oracle=tests/zgs_oracle  # 0G's own TypeScript SDK, the oracle of tests/test_zgs
 if [ ! -d "$oracle/node_modules/@0glabs/0g-ts-sdk" ] || [ "$oracle/package-lock.json" -nt "$oracle/node_modules/.package-lock.json" ]; then
   log "installing npm packages in $oracle/"
   (cd "$oracle" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+portal_js=alignment_node/api/portal/portal.js  # the portal app the node serves at /portal (viem, bundled by esbuild)
+if [ ! -d portal/node_modules/viem ] || [ portal/package-lock.json -nt portal/node_modules/.package-lock.json ]; then
+  log "installing npm packages in portal/"
+  (cd portal && npm ci --no-audit --no-fund --loglevel=error)
+fi
+if [ ! -f "$portal_js" ] || [ -n "$(find portal/src portal/build.mjs portal/package-lock.json -newer "$portal_js" -print -quit)" ]; then
+  log "building the portal ($portal_js)"
+  (cd portal && node build.mjs >/dev/null)
+fi
+
+# The browser tests (tests/test_portal_browser.py) drive Debian's chromium with Playwright (no browser download).
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    log "installing chromium for the browser tests"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq chromium chromium-driver >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }
+  else
+    log "the browser tests need Debian's chromium: sudo apt-get install -y chromium chromium-driver (they are skipped until then)"
+  fi
 fi
 
 log "training (or loading from .cache/models) the devnet's tiny language models, seeds 0 and 1"

@@ -265,13 +265,20 @@ def test_webhook_urls_never_reach_the_logs(tmp_path, receiver, caplog):
 
         async def run():
             engine.start()
-            logging.getLogger("somewhere.else").error("request to %s failed", url)  # e.g. a library's message
+            other = logging.getLogger("somewhere.else")  # e.g. a library's messages
+            other.error("request to %s failed", url)
+            other.debug("POST /api/webhooks/%s", SECRET)
+            try:
+                raise ValueError(f"cannot post to {url}")
+            except ValueError:
+                other.exception("unexpected")
             await deliver(engine)
 
         asyncio.run(run())
     assert len(receiver.bodies(f"/api/webhooks/{SECRET}")) == 2
     assert "failed (HTTP 500): retry 1" in caplog.text and "sent to discord webhook 0" in caplog.text
     assert f"http://127.0.0.1:{receiver.httpd.server_address[1]}/..." in caplog.text
+    assert "ValueError: cannot post to http://127.0.0.1" in caplog.text and "POST /..." in caplog.text
     assert "s3cr3t" not in caplog.text
 
 
@@ -290,7 +297,7 @@ url_env = "DISCORD_WEBHOOK"
 [[alerts.webhooks]]
 kind = "telegram"
 url = "https://api.telegram.org/bot123:ABC"
-chat_id = "-1001"
+chat_id = -1001
 """
 
 
@@ -300,8 +307,9 @@ def test_alerts_config_reads_webhooks_and_takes_urls_from_the_environment(tmp_pa
     cfg = load_config(path, env={"DISCORD_WEBHOOK": "https://discord.com/api/webhooks/1/x",
                                  "ZG_ALIGNMENT_NODE_ALERTS_FLAP_MAX_FIRES": "5"})
     a = cfg.alerts
-    assert [(h.kind, h.url) for h in a.webhooks] == [("discord", "https://discord.com/api/webhooks/1/x"),
-                                                     ("telegram", "https://api.telegram.org/bot123:ABC")]
+    assert [(h.kind, h.url, h.chat_id) for h in a.webhooks] == [
+        ("discord", "https://discord.com/api/webhooks/1/x", ""), ("telegram", "https://api.telegram.org/bot123:ABC",
+                                                                  "-1001")]
     assert a.disabled == ["rpc_failover"] and a.severity == {"target_flagged": "warning"}
     assert a.resolve_after_s == 120 and a.flap_max_fires == 5
     assert load_config(None, env={"PW": "x", "ZG_ALIGNMENT_NODE_OPERATOR_PASSWORD_ENV": "PW"}).alerts.webhooks == []
@@ -309,7 +317,7 @@ def test_alerts_config_reads_webhooks_and_takes_urls_from_the_environment(tmp_pa
 
 def test_alerts_config_names_every_problem_without_showing_a_url(tmp_path):
     path = tmp_path / "node.toml"
-    path.write_text(ALERTS_TOML.replace('chat_id = "-1001"', "").replace('"warning"', '"loud"')
+    path.write_text(ALERTS_TOML.replace("chat_id = -1001", "").replace('"warning"', '"loud"')
                     + '[[alerts.webhooks]]\nkind = "teams"\nurl = "ftp://host/s3cr3t"\n'
                     + '[[alerts.webhooks]]\nkind = "json"\nurl = "https://h/x"\nurl_env = "X"\n')
     with pytest.raises(ConfigError) as err:

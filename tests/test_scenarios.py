@@ -101,7 +101,7 @@ def test_model_faults_detectable_substitutions_are_flagged_and_no_honest_provide
     report = run_scenario("model-faults")
     models = [t for t in report["targets"] if t["kind"] == "MODEL"]
     assert {t["mode"] for t in models if t["fault"] and t["detectable"]} >= {
-        "temp-0.7", "seed", "int8", "noise-0.1", "finetuned", "evasive", "embed-other", "garbage"}
+        "temp-0.7", "int8", "noise-0.1", "evasive", "embed-other", "garbage"}
     assert_faults_flagged_and_honest_spared(report, models, penalties=False,
                                            sampled=("temp-0.7", "seed", "finetuned", "4bit", "route-0.5"))
 

@@ -61,28 +61,37 @@ class ModelAuditor:
             "sources": self.sources, "cache_dir": str(self.data_dir / "baselines"),
             "state_dir": str(self.data_dir / "model-state"), "policy": self.policy,
         }
+        out: dict[int, AuditResult] = {}
         async with self._lock:
             try:
                 proc = await self._worker()
                 proc.stdin.write(json.dumps(req).encode() + b"\n")
                 await proc.stdin.drain()
-                line = await asyncio.wait_for(proc.stdout.readline(), deadline_s + 30)
-                answer = json.loads(line)
-            except (OSError, RuntimeError, ValueError, asyncio.TimeoutError) as exc:
-                log.error("epoch %d: the model-audit worker failed (%s): MODEL targets get no verdict", epoch, exc)
+                end = asyncio.get_running_loop().time() + deadline_s + 30
+                while True:  # one line per bundle: each parsed and stored before the next is read
+                    line = await asyncio.wait_for(proc.stdout.readline(),
+                                                  max(0.0, end - asyncio.get_running_loop().time()))
+                    item = json.loads(line)
+                    if "done" in item:
+                        break
+                    if "error" in item:
+                        log.error("epoch %d: model audits failed: %s", epoch, item["error"])
+                        break
+                    if "skipped" in item:
+                        s = item["skipped"]
+                        log.error("epoch %d target %d: not audited: %s", epoch, s["id"], s["reason"])
+                        continue
+                    r = item["result"]
+                    res = AuditResult(int(r["verdict"]), r["bundle"])
+                    del item, r
+                    tid = int(res.bundle["target"]["id"])
+                    if context is not None and context.sink is not None:
+                        res = context.sink(tid, res)
+                    out[tid] = res
+            except (OSError, RuntimeError, ValueError, KeyError, asyncio.TimeoutError) as exc:
+                log.error("epoch %d: the model-audit worker failed (%s): MODEL targets without a bundle get no "
+                          "verdict", epoch, exc)
                 self.stop()
-                return {}
-        if "error" in answer:
-            log.error("epoch %d: model audits failed: %s", epoch, answer["error"])
-            return {}
-        for s in answer.get("skipped", []):
-            log.error("epoch %d target %d: not audited: %s", epoch, s["id"], s["reason"])
-        out: dict[int, AuditResult] = {}
-        for r in answer.get("results", []):
-            res = AuditResult(int(r["verdict"]), r["bundle"])
-            if context is not None and context.sink is not None:
-                res = context.sink(r["id"], res)
-            out[int(r["id"])] = res
         return out
 
     def judge(self, bundle: dict[str, Any]) -> int:

@@ -61,12 +61,13 @@ SCENARIOS = {
         description="0G storage nodes: 5 honest (one slow, one behind and saying so), one of each fault; "
                     "every fault must be flagged, no honest node"),
     "model-faults": Scenario(
-        4, {"targets": (), "models": ("honest", "honest", "temp-0.7", "seed", "int8", "noise-0.1", "finetuned",
-                                      "evasive", "embed-other", "garbage"),
+        4, {"targets": (), "models": ("honest", "honest", "temp-0.7", "int8", "noise-0.1", "evasive", "embed-other",
+                                      "garbage"),
             "audit_deadline_s": 20.0, "block_time": 1.0, "committee_size": 3},
-        description="AI model providers: 2 honest, substitutions (temperature, another seed, int8 weights, 0.1 % "
-                    "weight noise, a fine-tuned checkpoint, one honest only on audit-like prompts, another embedding "
-                    "model) and garbage; every detectable one flagged"),
+        description="AI model providers: 2 honest, substitutions (temperature 0.7, int8 weights, 0.1 % weight "
+                    "noise, a fine-tuned checkpoint served except on audit-like prompts, another embedding model) and "
+                    "garbage; every detectable one flagged (another seed and the fine-tuned checkpoint itself: "
+                    "tests/test_model_audit.py)"),
     "consensus-faults": Scenario(
         6, {"targets": (), "consensus": True, "audit_deadline_s": 4.0},
         description="CometBFT validators and RPC endpoints of two simulated chains: 3 honest validators (one "
@@ -852,6 +853,9 @@ def up(args) -> int:
     async def live() -> None:
         await net.setup()
         net.start_nodes()
+        portal = f"{net.operators[0].url()}/portal"
+        _stderr(f"portal: {portal} (connect a wallet to chain {net.manifest['chainId']} at {net.anvil.url}, e.g. with "
+                "one of anvil's well-known development accounts)")
         first_credit = None
         async with RpcClient(net.anvil.url) as rpc:
             c = manifest_contracts(rpc, net.manifest)
@@ -871,7 +875,7 @@ def up(args) -> int:
                 lines = [
                     f"alignment devnet  {net.anvil.url}  block {head}  epoch {epoch}  "
                     f"active licenses {await vault.call('activeCount', epoch)} "
-                    f"(last epoch {await vault.call('activeCount', max(epoch - 1, 0))})",
+                    f"(last epoch {await vault.call('activeCount', max(epoch - 1, 0))})  portal {portal}",
                     f"emission reserve {await vault.call('emissionReserve') / ETHER:,.2f}  "
                     f"budget pool {await vault.call('pool') / ETHER:,.2f}  "
                     f"first credit after {first_credit:.1f}s" if first_credit else "waiting for the first credit...",

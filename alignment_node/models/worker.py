@@ -1,6 +1,6 @@
 """The model-audit worker: a separate process that does the MODEL audits of one node.
 
-    python -m alignment_node.models.worker        (JSON lines: one request on stdin, one answer on stdout)
+    python -m alignment_node.models.worker        (JSON lines: a request on stdin, its answer on stdout)
 
 The core node stays small (64 MB): it starts this worker only when MODEL targets are assigned to it and
 talks to it through pipes (``audits.model.ModelAuditor``). The worker holds what is heavy: numpy, scipy,
@@ -9,7 +9,9 @@ torch, the reference models (rebuilt locally from the baseline's family, seed an
 
 Request: ``{"epoch", "seed": "0x..", "deadline_s", "targets": [{"id", "endpoint", "identity": "0x..",
 "license"}], "sources": [dir or URL, ...], "cache_dir", "state_dir", "policy": {...}}``.
-Answer: ``{"results": [{"id", "verdict", "bundle"}], "skipped": [{"id", "reason"}]}``. A target whose
+Answer (``Worker.handle``): ``{"results": [{"id", "verdict", "bundle"}], "skipped": [{"id", "reason"}]}``, written
+as one line per item, ``{"result": {...}}`` or ``{"skipped": {...}}``, then ``{"done": true}`` (or one
+``{"error": "..."}`` line), so the node parses and stores one bundle at a time. A target whose
 baseline cannot be had, or does not hash to its identity, is skipped with the reason: the worker refuses to
 audit against a baseline it cannot verify. Per-target drift state lives in ``state_dir/drift-<id>.json``.
 """
@@ -98,8 +100,12 @@ def main() -> int:
             answer = asyncio.run(worker.handle(json.loads(line)))
         except Exception as exc:  # one bad request must not kill the worker
             log.exception("request failed")
-            answer = {"error": f"{type(exc).__name__}: {exc}"}
-        sys.stdout.write(json.dumps(answer, separators=(",", ":")) + "\n")
+            lines = [{"error": f"{type(exc).__name__}: {exc}"}]
+        else:
+            lines = ([{"skipped": s} for s in answer["skipped"]] + [{"result": r} for r in answer["results"]]
+                     + [{"done": True}])
+        for item in lines:
+            sys.stdout.write(json.dumps(item, separators=(",", ":")) + "\n")
         sys.stdout.flush()
     return 0
 

@@ -113,33 +113,50 @@ class AlertFeed:
     # -------------------------------------------------------------------------------- conditions
 
     def _report(self, epoch: int) -> None:
-        node, report = self.node, self.engine.report
-        licenses = node.snapshot.licenses
-        report("license_penalized", [
-            Condition(f"license_penalized:{lic}", f"license {lic} was penalized {p['details']['amount_wei']} wei "
-                      f"({p['details']['penalty']}) for epoch {p['details']['epoch']}", p["details"])
-            for lic, p in sorted(self._penalties.items()) if lic in licenses])
-        report("license_suspended", [
-            Condition(f"license_suspended:{lic}", f"license {lic} is suspended until epoch {v['suspended_until']}: "
-                      "no heartbeat, duties or credit until then", {"license": lic, "until_epoch": v["suspended_until"]})
-            for lic, v in sorted(licenses.items()) if v.get("suspended_until")])
-        report("missed_reveal", self._missed_reveals(epoch))
-        native = node.snapshot.balances.get("native_wei")
-        minimum = node.cfg.gas.min_balance_wei
-        report("low_balance", [] if native is None or int(native) >= minimum else [
-            Condition("low_balance", f"operator gas balance {native} wei is below {minimum} wei: fund "
-                      f"{node.signer.address}", {"balance_wei": native, "min_balance_wei": str(minimum),
-                                                  "operator": node.signer.address})])
-        last = node.rpc.last_failover
-        down = [e["url"] for e in node.snapshot.endpoints if not e["ok"]]
-        report("rpc_failover", [] if last is None or time.time() - last >= FAILOVER_ACTIVE_S else [
-            Condition("rpc_failover", "the node's RPC client failed over to another endpoint"
-                      + (f"; down: {', '.join(down)}" if down else ""),
-                      {"endpoints_down": down, "last_failover": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last))})])
-        report("target_flagged", [
-            Condition(f"target_flagged:{t}", f"target {t} was flagged {f['details']['outcome']} in epoch "
-                      f"{f['details']['epoch']} (evidence {f['details']['evidence_root']})", f["details"])
-            for t, f in sorted(self._flagged.items())])
+        self.engine.report("license_penalized", self._penalized())
+        self.engine.report("license_suspended", self._suspended())
+        self.engine.report("missed_reveal", self._missed_reveals(epoch))
+        self.engine.report("low_balance", self._low_balance())
+        self.engine.report("rpc_failover", self._failover())
+        self.engine.report("target_flagged", self._targets_flagged())
+
+    def _penalized(self) -> list[Condition]:
+        out = []
+        for lic, p in sorted(self._penalties.items()):
+            if lic in self.node.snapshot.licenses:  # still ours
+                d = p["details"]
+                out.append(Condition(f"license_penalized:{lic}", f"license {lic} was penalized {d['amount_wei']} wei "
+                                     f"({d['penalty']}) for epoch {d['epoch']}", d))
+        return out
+
+    def _suspended(self) -> list[Condition]:
+        return [Condition(f"license_suspended:{lic}", f"license {lic} is suspended until epoch {until}: no "
+                          "heartbeat, duties or credit until then", {"license": lic, "until_epoch": until})
+                for lic, until in sorted((k, v.get("suspended_until")) for k, v in self.node.snapshot.licenses.items())
+                if until]
+
+    def _low_balance(self) -> list[Condition]:
+        native = self.node.snapshot.balances.get("native_wei")
+        minimum, address = self.node.cfg.gas.min_balance_wei, self.node.signer.address
+        if native is None or int(native) >= minimum:
+            return []
+        return [Condition("low_balance", f"operator gas balance {native} wei is below {minimum} wei: fund {address}",
+                          {"balance_wei": native, "min_balance_wei": str(minimum), "operator": address})]
+
+    def _failover(self) -> list[Condition]:
+        last = self.node.rpc.last_failover
+        if last is None or time.time() - last >= FAILOVER_ACTIVE_S:
+            return []
+        down = [e["url"] for e in self.node.snapshot.endpoints if not e["ok"]]
+        return [Condition("rpc_failover", "the node's RPC client failed over to another endpoint"
+                          + (f"; down: {', '.join(down)}" if down else ""),
+                          {"endpoints_down": down,
+                           "last_failover": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last))})]
+
+    def _targets_flagged(self) -> list[Condition]:
+        return [Condition(f"target_flagged:{t}", f"target {t} was flagged {f['details']['outcome']} in epoch "
+                          f"{f['details']['epoch']} (evidence {f['details']['evidence_root']})", f["details"])
+                for t, f in sorted(self._flagged.items())]
 
     def _missed_reveals(self, epoch: int) -> list[Condition]:
         """The latest epoch whose reveals are decided (the current epoch reveals the previous one's)."""

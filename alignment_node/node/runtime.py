@@ -117,7 +117,7 @@ class Node:
         from .auditing import AuditService
 
         self.audits = AuditService(self)
-        self.alerts = AlertFeed(self)
+        self.alert_feed = AlertFeed(self)
         self.api: ApiServer | None = None
         self._heartbeat_epoch: int | None = None
         self._rewards_epoch: int | None = None
@@ -131,19 +131,24 @@ class Node:
     # --------------------------------------------------------------------------------- lifecycle
 
     def start_api(self) -> ApiServer:
+        from ..api.portal import portal_routes
+
+        portal = portal_routes(self.manifest, self.cfg.chain.rpc_urls, self.signer.address, self.cfg.chain.poll_interval)
         self.api = ApiServer(self.cfg.service.host, self.cfg.service.port, {
             "/health": self._route_health,
             "/status": self._route_status,
             "/verdicts": self._route_verdicts,
+            "/transactions": self._route_transactions,
             "/evidence/": self._route_evidence,
             "/baselines/": self._route_baseline,
+            **portal,
         }, registry=self.metrics.registry).start()
-        log.info("API on http://%s:%d", self.cfg.service.host, self.api.port)
+        log.info("API on http://%s:%d (portal: /portal)", self.cfg.service.host, self.api.port)
         return self.api
 
     async def run(self, stop: asyncio.Event) -> None:
         self.start_api()
-        self.alerts.engine.start()
+        self.alert_feed.engine.start()
         chain_id = None
         while not stop.is_set():
             try:
@@ -165,7 +170,7 @@ class Node:
                 await asyncio.wait_for(stop.wait(), self.cfg.chain.poll_interval)
             except TimeoutError:
                 pass
-        await self.alerts.engine.stop()
+        await self.alert_feed.engine.stop()
         await self.rpc.close()
         if self.api:
             self.api.stop()
@@ -194,7 +199,7 @@ class Node:
             failure = failure or exc
         await self.rewards(epoch)
         await self._probe_endpoints()
-        await self.alerts.evaluate(head, epoch)
+        await self.alert_feed.evaluate(head, epoch)
         self.snapshot.journal = self.store.counts()
         self.snapshot.last_tick = time.time()
         if failure is not None:
@@ -382,6 +387,14 @@ class Node:
 
     def _route_verdicts(self, _path: str):
         return json_response(200, {"verdicts": self.audits.verdicts()})
+
+    def _route_transactions(self, _path: str):
+        """GET /transactions: the journal's last 20 transactions, newest first (the portal's operator tab)."""
+        rows = self._evidence_reader().execute(
+            "SELECT purpose, epoch, nonce, tx_hash, state, block, gas_used, error, created FROM tx_journal "
+            "ORDER BY id DESC LIMIT 20").fetchall()
+        keys = ("purpose", "epoch", "nonce", "tx_hash", "state", "block", "gas_used", "error", "created")
+        return json_response(200, {"transactions": [dict(zip(keys, tuple(r))) for r in rows]})
 
     def _route_evidence(self, path: str):
         """GET /evidence/<root>: the bundle's exact bytes (keccak256 of the body is the root)."""
