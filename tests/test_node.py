@@ -88,6 +88,11 @@ def test_help_lists_every_command():
     assert all(k in keys_help for k in ("new", "import", "address"))
     devnet_help = subprocess.run(CLI + ["devnet", "--help"], capture_output=True, text=True, check=True).stdout
     assert "up" in devnet_help and "scenario" in devnet_help
+    scenario_help = subprocess.run(CLI + ["devnet", "scenario", "--help"], capture_output=True, text=True,
+                                   check=True).stdout  # scenario descriptions go through argparse's % formatting
+    from alignment_node.devnet.network import SCENARIOS
+
+    assert all(name in scenario_help for name in SCENARIOS)
 
 
 def test_keys_import_then_address_json_and_the_key_appears_nowhere(tmp_path):

@@ -299,7 +299,7 @@ def test_owner_buys_delegates_operator_approves_epochs_pass_owner_claims(net, ch
     op_page.wait_for_selector(op_row)
     op_page.check(f"{op_row} input[type=checkbox]")
     op_page.click("#approve")
-    status_after(op_page, "success", f"Approved license(s) #{license_id}")
+    status_after(op_page, "success", f"Approved license #{license_id}")
     assert chain.call("OperatorRegistry", "delegationOf", license_id) == (operator, 2)
     op_page.wait_for_selector(f'#served tr[data-license="{license_id}"]')
 
@@ -307,11 +307,7 @@ def test_owner_buys_delegates_operator_approves_epochs_pass_owner_claims(net, ch
     wait_until(lambda: chain.call("RewardVault", "presence", license_id)[0] > 0, 30, "the node's heartbeat")
     wait_until(lambda: chain.call("RewardVault", "claimable", license_id) > 0, 40, "claimable credit")
     page.click('#tabs button[data-tab="owner"]')  # refreshes the view
-    try:
-        page.wait_for_selector("#claim:not([disabled])")
-    except Exception:
-        print("DEBUG", page.inner_text("body"))
-        raise
+    page.wait_for_selector("#claim:not([disabled])")
     shot(page, "owner-claimable")
     balance_before = chain.call("RewardToken", "balanceOf", owner)
     page.click("#claim")
@@ -446,7 +442,7 @@ def test_network_tab_shows_flags_with_evidence_links_and_the_chart(net, chain, b
     # The bundle behind a link is the one committed on chain: its keccak256 is the root.
     root = links[0].split("/")[-1]
     code, headers, body = http_get(net.operators[1].url() + links[0])
-    if code == 404:  # flagged by the other node's vote: any auditor of the target serves it
+    if code == 404:  # the root is one agreeing auditor's: maybe the devnet operator's node holds it
         code, headers, body = http_get(net.operators[0].url() + links[0])
     assert code == 200 and "0x" + keccak256(body).hex() == root
     # The chart: flagged violations per epoch as the chain has them, active licenses of an ended epoch.

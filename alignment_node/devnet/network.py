@@ -688,7 +688,7 @@ def add_devnet_args(sub: argparse._SubParsersAction) -> None:
     up = sub.add_parser("up", help="start anvil, deploy, sell, delegate, fund, run the nodes; live view until Ctrl-C")
     sc = sub.add_parser("scenario", help="run a scenario headless for some epochs and print a JSON report")
     sc.add_argument("name", choices=sorted(SCENARIOS),
-                    help="; ".join(f"{k}: {v.description}" for k, v in SCENARIOS.items()))
+                    help="; ".join(f"{k}: {v.description}" for k, v in SCENARIOS.items()).replace("%", "%%"))
     sc.add_argument("--epochs", type=int, default=None, help="completed epochs to run (default: the scenario's)")
     sc.add_argument("--json", action="store_true", help="print the report as JSON (the default output)")
     for p in (up, sc):

@@ -3,6 +3,7 @@
 import { createPublicClient, createWalletClient, custom, defineChain, fallback, http } from "viem";
 
 const LOG_CHUNK = 20_000n; // blocks per eth_getLogs request
+const REORG_BLOCKS = 12n; // blocks read again by eventsSinceDeploy
 export const HISTORY_EPOCHS = 24; // epochs the views look back (chart, uptime, outcomes)
 
 export function makeChain(cfg) {
@@ -20,6 +21,7 @@ export class Chain {
     this.chain = makeChain(cfg);
     this.abis = cfg.abis;
     this.address = cfg.contracts;
+    this.cache = new Map();
     this.setWallet(null, false);
   }
 
@@ -42,14 +44,29 @@ export class Chain {
   /** Decoded events of `contract` from `fromBlock` to the head (or `toBlock`), oldest first. */
   async events(contract, eventName, { args, fromBlock, toBlock } = {}) {
     const head = toBlock ?? (await this.public.getBlockNumber());
+    const deploy = BigInt(this.cfg.deployBlock);
     const out = [];
-    for (let lo = BigInt(fromBlock ?? this.cfg.deployBlock); lo <= head; lo += LOG_CHUNK) {
+    for (let lo = fromBlock !== undefined && BigInt(fromBlock) > deploy ? BigInt(fromBlock) : deploy; lo <= head; lo += LOG_CHUNK) {
       const hi = lo + LOG_CHUNK - 1n < head ? lo + LOG_CHUNK - 1n : head;
       out.push(...(await this.public.getContractEvents({
         address: this.address[contract], abi: this.abis[contract], eventName, args, fromBlock: lo, toBlock: hi,
       })));
     }
     return out;
+  }
+
+  /** Events of one filter since deployment, read incrementally: after the first call only new blocks (and the
+   *  last REORG_BLOCKS again, so a reorganised block cannot leave a stale log behind). */
+  async eventsSinceDeploy(contract, eventName, args) {
+    const key = JSON.stringify([contract, eventName, args || null]);
+    const deploy = BigInt(this.cfg.deployBlock);
+    const head = await this.public.getBlockNumber();
+    const cached = this.cache.get(key) || { to: deploy - 1n, logs: [] };
+    const from = cached.to - REORG_BLOCKS + 1n > deploy ? cached.to - REORG_BLOCKS + 1n : deploy;
+    const fresh = await this.events(contract, eventName, { args, fromBlock: from, toBlock: head });
+    const logs = cached.logs.filter((log) => log.blockNumber < from).concat(fresh);
+    this.cache.set(key, { to: head, logs });
+    return logs;
   }
 
   /** The current epoch, the first epoch of the history window and the block it starts at. */

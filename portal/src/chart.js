@@ -41,7 +41,7 @@ export function chart(points, { width = 720, height = 240 } = {}) {
   }
   const every = Math.max(1, Math.ceil(points.length / 12));
   points.forEach((p, i) => {
-    const bw = Math.max(2, slot * 0.6);
+    const bw = Math.min(28, Math.max(2, slot * 0.6));
     const bar = s("rect", { x: x(i) - bw / 2, y: yF(p.flagged), width: bw, height: pad.top + hgt - yF(p.flagged), class: "bar",
       "data-epoch": String(p.epoch), "data-flagged": p.flagged });
     bar.append(s("title", {}, `epoch ${p.epoch}: ${p.flagged} flagged, ${p.active} active licenses`));

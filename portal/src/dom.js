@@ -48,3 +48,13 @@ export function shortAddress(address) {
 export function sameAddress(a, b) {
   return Boolean(a && b) && a.toLowerCase() === b.toLowerCase();
 }
+
+/** plural(1, "license") -> "1 license"; plural(3, "license") -> "3 licenses". */
+export function plural(n, word) {
+  return `${n} ${word}${Number(n) === 1 ? "" : "s"}`;
+}
+
+/** [4n] -> "license #4"; [4n, 5n] -> "licenses #4, #5". */
+export function licenseList(ids) {
+  return `${ids.length === 1 ? "license" : "licenses"} ${ids.map((i) => "#" + i).join(", ")}`;
+}

@@ -1,5 +1,6 @@
 // Network tab: epochs, active licenses, targets with their latest outcomes, flagged violations with links to
 // their evidence bundles on this node, and a chart of both over the last epochs.
+import { HISTORY_EPOCHS } from "./chain.js";
 import { chart } from "./chart.js";
 import { h, table } from "./dom.js";
 
@@ -33,7 +34,7 @@ export async function load(app) {
   return {
     head, epoch: win.epoch, length, start, reveal, targetCount,
     targets: targets.map((t, i) => ({ id: BigInt(i), ...t, latest: latest.get(BigInt(i)) || null })),
-    violations: flagged.slice(-SHOWN_VIOLATIONS).reverse(),
+    violations: flagged.slice(-SHOWN_VIOLATIONS).reverse().map((ev) => ev.args),
     points: epochs.map((e, i) => ({ epoch: e, flagged: perEpoch.get(e) || 0, active: Number(active[i]) })),
   };
 }
@@ -56,7 +57,7 @@ export function view(app, data) {
           h("td", null, String(t.id)), h("td", null, KINDS[t.kind] || `kind ${t.kind}`), h("td", { class: "mono" }, t.endpoint),
           h("td", null, t.enabled ? "yes" : "no"),
           h("td", { class: `outcome outcome-${t.latest ? OUTCOMES[t.latest.outcome] : "none"}` },
-            t.latest ? `${OUTCOMES[t.latest.outcome]} (epoch ${t.latest.epoch})` : "not settled in the last 24 epochs"),
+            t.latest ? `${OUTCOMES[t.latest.outcome]} (epoch ${t.latest.epoch})` : `not settled in the last ${HISTORY_EPOCHS} epochs`),
           h("td", { class: "num" }, t.latest ? `${t.latest.ok}/${t.latest.fault}/${t.latest.unreachable}` : "-"))),
         { id: "targets" }) : h("p", null, "No target is registered.")),
     h("section", null, h("h2", null, "Flagged violations"),
@@ -65,8 +66,9 @@ export function view(app, data) {
           h("td", null, String(v.epoch)), h("td", null, String(v.targetId)), h("td", null, OUTCOMES[v.outcome] || String(v.outcome)),
           h("td", null, h("a", { href: evidence(v.evidenceRoot), target: "_blank", rel: "noopener", class: "mono" }, v.evidenceRoot)))),
         { id: "violations" })
-        : h("p", { class: "hint" }, "No violation flagged in the last 24 epochs."),
-      h("p", { class: "hint" }, "Evidence links point to this node; any node that audited the target serves the same bytes, " +
-        "and alignment-node verify-evidence ROOT --from URL re-checks them.")),
+        : h("p", { class: "hint" }, `No violation flagged in the last ${HISTORY_EPOCHS} epochs.`),
+      h("p", { class: "hint" }, "Each root is one agreeing auditor's evidence bundle; the link asks this node, which holds " +
+        "the bundles of its own audits (another auditor's node serves its own). alignment-node verify-evidence ROOT " +
+        "--from URL re-checks a bundle.")),
   ];
 }

@@ -2,7 +2,8 @@
 // health and last transactions of the node serving this page.
 import { parseEventLogs } from "viem";
 import { transact } from "./actions.js";
-import { amount, h, sameAddress, shortAddress, table } from "./dom.js";
+import { HISTORY_EPOCHS } from "./chain.js";
+import { amount, h, licenseList, plural, sameAddress, shortAddress, table } from "./dom.js";
 
 const STATES = ["free", "pending", "delegated"];
 
@@ -30,7 +31,7 @@ export async function load(app) {
   if (!record.registered) return data;
   // Candidates from the registry's events naming me; their state from eth_calls (the chain's word, not the logs').
   const [changes, credits] = await Promise.all([
-    chain.events("OperatorRegistry", "LicenseStateChanged", { args: { operator: me } }),
+    chain.eventsSinceDeploy("OperatorRegistry", "LicenseStateChanged", { operator: me }),
     chain.events("RewardVault", "Credited", { args: { operator: me }, fromBlock: win.fromBlock }),
   ]);
   const ids = [...new Set(changes.map((ev) => ev.args.tokenId))].sort((a, b) => (a < b ? -1 : 1));
@@ -70,7 +71,7 @@ function nodeSection(app, node) {
         ? " It is not your connected account: its health is shown, not your node's." : ""),
     h("p", { id: "node-health", class: `health health-${health.code}` }, `Health: ${word}`,
       reasons.length ? ` — ${reasons.join("; ")}` : "", "."),
-    hb ? h("p", null, `Last heartbeat: epoch ${hb.epoch}, ${hb.licenses} license(s), block ${hb.block}.`) : null,
+    hb ? h("p", null, `Last heartbeat: epoch ${hb.epoch}, ${plural(hb.licenses, "license")}, block ${hb.block}.`) : null,
     h("h3", null, "Last transactions of the node"),
     rows.length ? table(["purpose", "epoch", "state", "block", "tx", "error"], rows, { id: "node-txs" })
       : h("p", { class: "hint" }, txs.code === 200 ? "None yet." : "The node did not list its transactions."),
@@ -99,8 +100,8 @@ export function view(app, data) {
     ui.delegated = keep(ui.delegated, delegated);
     parts.push(h("section", null,
       h("h2", null, `Operator ${shortAddress(data.me)}`),
-      h("p", { id: "operator-record" }, `Commission ${data.record.commissionBps / 100}% (fixed), ${data.record.delegated} ` +
-        `license(s) served, ${data.record.pending} pending. Gas money: ${amount(data.native)} ETH.`),
+      h("p", { id: "operator-record" }, `Commission ${data.record.commissionBps / 100}% (fixed), ` +
+        `${plural(data.record.delegated, "license")} served, ${data.record.pending} pending. Gas money: ${amount(data.native)} ETH.`),
       h("h3", null, `Pending approval (${pending.length})`),
       pending.length ? table(["", "license", "owner"], licenseRows(pending, ui.pending, () => []), { id: "pending" })
         : h("p", { class: "hint" }, "No license waits for your approval."),
@@ -115,7 +116,7 @@ export function view(app, data) {
         { id: "served" }) : h("p", { class: "hint" }, "No license is delegated to you yet."),
       h("h3", null, "Commission"),
       h("p", { id: "commission" }, `Claimable: ${amount(data.commission, token.decimals, token.symbol)}; earned in the last ` +
-        `24 epochs: ${amount(data.earned, token.decimals, token.symbol)}; wallet: ${amount(data.balance, token.decimals, token.symbol)}.`),
+        `${HISTORY_EPOCHS} epochs: ${amount(data.earned, token.decimals, token.symbol)}; wallet: ${amount(data.balance, token.decimals, token.symbol)}.`),
       h("div", { class: "actions" }, h("button", { id: "claim-commission", disabled: disabled || data.commission === 0n,
         onclick: () => claimCommission(app, token) }, "Claim commission"))));
   }
@@ -129,7 +130,7 @@ async function act(app, functionName, selected) {
   const what = functionName === "approve" ? "Approve" : "Drop";
   const receipt = await transact(app, {
     what, contract: "OperatorRegistry", functionName, args: [ids],
-    done: () => `${functionName === "approve" ? "Approved" : "Dropped"} license(s) ${ids.map((i) => "#" + i).join(", ")}`,
+    done: () => `${functionName === "approve" ? "Approved" : "Dropped"} ${licenseList(ids)}`,
   });
   if (receipt) selected.clear();
 }

@@ -1,7 +1,8 @@
 // Owner tab: my licenses and their states, rewards and claim, delegate/undelegate, the sale, the operators.
 import { formatEther, isAddress, getAddress, parseEventLogs } from "viem";
 import { transact } from "./actions.js";
-import { amount, h, sameAddress, shortAddress, table } from "./dom.js";
+import { HISTORY_EPOCHS } from "./chain.js";
+import { amount, h, licenseList, plural, sameAddress, shortAddress, table } from "./dom.js";
 import { Sentence } from "./errors.js";
 
 const OWNER_CHUNK = 500n; // licenses per ownersOf call
@@ -84,7 +85,7 @@ export function view(app, data) {
       h("td", { class: "num" }, amount(l.claimable, token.decimals, token.symbol))));
     const opOptions = [h("option", { value: "" }, "choose an operator…"),
       ...data.operators.map((o) => h("option", { value: o.address, selected: sameAddress(ui.operator, o.address) },
-        `${shortAddress(o.address)} — ${o.commissionBps / 100}% commission, ${o.delegated} licenses`))];
+        `${shortAddress(o.address)} — ${o.commissionBps / 100}% commission, ${plural(o.delegated, "license")}`))];
     parts.push(h("section", null,
       h("h2", null, `Your licenses (${lics.length})`),
       lics.length ? table(["", "license", "state", "active", "claimable"], rows, { id: "licenses" })
@@ -97,7 +98,7 @@ export function view(app, data) {
         h("button", { id: "undelegate", disabled, onclick: () => undelegate(app, data) }, "Undelegate selected")),
       h("h3", null, "Rewards"),
       h("p", { id: "rewards" },
-        `Claimable now: ${amount(total, token.decimals, token.symbol)} from ${claimable.length} license(s)`,
+        `Claimable now: ${amount(total, token.decimals, token.symbol)} from ${plural(claimable.length, "license")}`,
         debt < 0n ? `; debt to repay from later credit: ${amount(-debt, token.decimals, token.symbol)}` : "",
         `. Wallet balance: ${amount(data.balance, token.decimals, token.symbol)}, ${amount(data.native)} ETH for gas.`),
       h("div", { class: "actions" },
@@ -124,7 +125,7 @@ export function view(app, data) {
   // ---- operators
   parts.push(h("section", null, h("h2", null, "Operators"),
     h("p", { class: "hint" }, "Uptime: ended epochs with a heartbeat since the operator's first heartbeat in the last " +
-      "24 epochs. Penalties: misses, disagreements and traps of the licenses it served in that window."),
+      `${HISTORY_EPOCHS} epochs. Penalties: misses, disagreements and traps of the licenses it served in that window.`),
     data.operators.length ? table(["operator", "commission", "licenses served", "pending", "uptime", "penalties", "about"],
       data.operators.map((o) => h("tr", { "data-operator": o.address },
         h("td", { class: "mono" }, o.address), h("td", { class: "num" }, `${o.commissionBps / 100}%`),
@@ -177,7 +178,7 @@ async function delegate(app, data) {
     const self = sameAddress(operator, app.wallet.account);
     const receipt = await transact(app, {
       what: "Delegate", contract: "OperatorRegistry", functionName: "delegate", args: [ids, operator],
-      done: () => `Delegated license(s) ${ids.map((i) => "#" + i).join(", ")} to ${operator}` +
+      done: () => `Delegated ${licenseList(ids)} to ${operator}` +
         (self ? " (yourself: delegated at once)" : ": pending until the operator approves"),
     });
     if (receipt) ui.selected.clear();
@@ -191,7 +192,7 @@ async function undelegate(app, data) {
     const ids = selectedLicenses(app, data, ["pending", "delegated"]);
     const receipt = await transact(app, {
       what: "Undelegate", contract: "OperatorRegistry", functionName: "undelegate", args: [ids],
-      done: () => `Took back license(s) ${ids.map((i) => "#" + i).join(", ")}: free again`,
+      done: () => `Took back ${licenseList(ids)}: free again`,
     });
     if (receipt) app.ui.owner.selected.clear();
   } catch (err) {
@@ -205,7 +206,7 @@ async function claim(app, claimable, token) {
     what: "Claim", contract: "RewardVault", functionName: "claim", args: [ids],
     done: (receipt) => {
       const ev = parseEventLogs({ abi: app.chain.abis.RewardVault, logs: receipt.logs, eventName: "Claimed" })[0];
-      return `Claimed ${amount(ev.args.amount, token.decimals, token.symbol)} for license(s) ${ids.map((i) => "#" + i).join(", ")}`;
+      return `Claimed ${amount(ev.args.amount, token.decimals, token.symbol)} for ${licenseList(ids)}`;
     },
   });
 }
