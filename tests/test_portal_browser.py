@@ -458,3 +458,22 @@ def test_network_tab_shows_flags_with_evidence_links_and_the_chart(net, chain, b
     shot(page, "network")
     assert not page.errors, page.errors
     page.context.close()
+
+
+def test_portal_routes_say_what_is_missing(tmp_path, monkeypatch):
+    """No bundle: the page says how to build it. A manifest the portal cannot use: config.json says why (503)."""
+    import alignment_node.api.portal as portal
+
+    (tmp_path / "index.html").write_text("<p id=status></p>")
+    monkeypatch.setattr(portal, "PORTAL_DIR", tmp_path)
+    manifest = {"chainId": 31337, "deployBlock": 1, "contracts": {"NodeSale": "0x" + "11" * 20}}
+    routes = portal.portal_routes(manifest, ["http://user:secret@127.0.0.1:8545"], "0x" + "22" * 20)
+    code, ctype, body = routes["/portal/"]("/portal/portal.js")
+    assert code == 200 and ctype.startswith("text/javascript") and b"run scripts/install.sh" in body
+    code, _, body = routes["/portal/"]("/portal/config.json")
+    assert code == 503 and b"lacks AlignmentLicense" in body
+    assert routes["/portal"]("/portal")[0] == 200 and routes["/portal/"]("/portal/../../etc/passwd")[0] == 404
+    full = {**manifest, "contracts": {name: "0x" + "11" * 20 for name in portal.ABI_CONTRACTS}}
+    cfg = json.loads(portal.portal_routes(full, ["http://user:secret@127.0.0.1:8545"], "0x" + "22" * 20)["/portal/"](
+        "/portal/config.json")[2])
+    assert cfg["rpcUrls"] == ["http://127.0.0.1:8545"]  # credentials never reach the page

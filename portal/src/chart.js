@@ -8,10 +8,11 @@ function s(tag, attrs = {}, text) {
   return el;
 }
 
-function niceMax(v) {
-  if (v <= 4) return 4;
-  const step = 10 ** Math.floor(Math.log10(v));
-  return Math.ceil(v / step) * step;
+/** The step of 4 whole-number grid lines that covers v: 24 -> 6 (axis 0-24), 30 -> 8 (0-32). */
+function tickStep(v) {
+  for (let scale = 1; ; scale *= 10) {
+    for (const m of [1, 2, 3, 4, 5, 6, 8]) if (4 * m * scale >= v) return m * scale;
+  }
 }
 
 /** points: [{epoch, flagged, active}] oldest first. */
@@ -26,8 +27,8 @@ export function chart(points, { width = 720, height = 240 } = {}) {
     svg.append(s("text", { x: width / 2, y: height / 2, "text-anchor": "middle", class: "axis" }, "no epoch yet"));
     return svg;
   }
-  const maxF = niceMax(Math.max(...points.map((p) => p.flagged)));
-  const maxA = niceMax(Math.max(...points.map((p) => p.active)));
+  const maxF = 4 * tickStep(Math.max(...points.map((p) => p.flagged)));
+  const maxA = 4 * tickStep(Math.max(...points.map((p) => p.active)));
   const slot = w / points.length;
   const x = (i) => pad.left + slot * i + slot / 2;
   const yF = (v) => pad.top + hgt - (v / maxF) * hgt;
@@ -36,8 +37,8 @@ export function chart(points, { width = 720, height = 240 } = {}) {
   for (let i = 0; i <= 4; i++) {
     const y = pad.top + (hgt * i) / 4;
     svg.append(s("line", { x1: pad.left, x2: pad.left + w, y1: y, y2: y, class: "grid" }));
-    svg.append(s("text", { x: pad.left - 6, y: y + 4, "text-anchor": "end", class: "axis flagged" }, String(Math.round(maxF * (1 - i / 4)))));
-    svg.append(s("text", { x: pad.left + w + 6, y: y + 4, class: "axis active" }, String(Math.round(maxA * (1 - i / 4)))));
+    svg.append(s("text", { x: pad.left - 6, y: y + 4, "text-anchor": "end", class: "axis flagged" }, String((maxF * (4 - i)) / 4)));
+    svg.append(s("text", { x: pad.left + w + 6, y: y + 4, class: "axis active" }, String((maxA * (4 - i)) / 4)));
   }
   const every = Math.max(1, Math.ceil(points.length / 12));
   points.forEach((p, i) => {

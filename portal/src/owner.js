@@ -120,7 +120,8 @@ export function view(app, data) {
       h("input", { id: "buy-promo", placeholder: "promo code (optional)", value: ui.promo,
         oninput: (e) => (ui.promo = e.target.value.trim()) }),
       h("button", { id: "buy", disabled: disabled || soldOut || s.phase !== "public", onclick: () => buy(app, token) }, "Buy")),
-    s.phase === "allowlist" ? h("p", { class: "hint" }, "The allowlist phase needs a Merkle proof: buy with the CLI (sale buy --proof).") : null));
+    s.phase === "allowlist" ? h("p", { class: "hint" }, "The allowlist phase needs a Merkle proof: buy with the CLI (sale buy --proof).") : null,
+    s.phase === "not open" ? h("p", { class: "hint" }, `The sale opens on ${new Date(Number(s.opensAt) * 1000).toUTCString()}.`) : null));
 
   // ---- operators
   parts.push(h("section", null, h("h2", null, "Operators"),
