@@ -2,7 +2,8 @@
 // signed), let the wallet sign and send, wait for the receipt, say what happened in one sentence.
 import { explain, Sentence } from "./errors.js";
 
-export async function transact(app, { what, contract, functionName, args = [], value, done }) {
+/** `selection`: Set(s) of selected license ids, emptied when the transaction succeeds. */
+export async function transact(app, { what, contract, functionName, args = [], value, done, selection }) {
   const { chain, wallet } = app;
   if (app.busy) return null;
   app.busy = true;
@@ -30,6 +31,7 @@ export async function transact(app, { what, contract, functionName, args = [], v
     }
     const sentence = done ? await done(receipt) : `${what} done`;
     app.status("success", `${sentence} (tx ${hash}).`, hash);
+    for (const set of [selection].flat()) set?.clear();
     return receipt;
   } catch (err) {
     console.error(what, err);

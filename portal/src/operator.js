@@ -106,10 +106,10 @@ export function view(app, data) {
       pending.length ? table(["", "license", "owner"], licenseRows(pending, ui.pending, () => []), { id: "pending" })
         : h("p", { class: "hint" }, "No license waits for your approval."),
       h("div", { class: "actions" },
-        h("button", { id: "approve", disabled: disabled || !pending.length, onclick: () => act(app, "approve", ui.pending) },
+        h("button", { id: "approve", disabled: disabled || !pending.length, onclick: () => act(app, "approve", [ui.pending]) },
           "Approve selected"),
         h("button", { id: "force-undelegate", disabled: disabled || !data.licenses.length,
-          onclick: () => act(app, "forceUndelegate", new Set([...ui.pending, ...ui.delegated])) }, "Drop selected")),
+          onclick: () => act(app, "forceUndelegate", [ui.pending, ui.delegated]) }, "Drop selected")),
       h("h3", null, `Served (${delegated.length})`),
       delegated.length ? table(["", "license", "owner", "active this epoch", "suspended"],
         licenseRows(delegated, ui.delegated, (l) => [h("td", null, l.activeNow ? "yes" : "no"), h("td", null, l.suspended ? "yes" : "no")]),
@@ -124,15 +124,14 @@ export function view(app, data) {
   return parts;
 }
 
-async function act(app, functionName, selected) {
-  const ids = [...selected].map(BigInt);
+async function act(app, functionName, selections) {
+  const ids = selections.flatMap((set) => [...set]).map(BigInt);
   if (!ids.length) return app.status("error", "Select at least one license first.");
   const what = functionName === "approve" ? "Approve" : "Drop";
-  const receipt = await transact(app, {
-    what, contract: "OperatorRegistry", functionName, args: [ids],
+  await transact(app, {
+    what, contract: "OperatorRegistry", functionName, args: [ids], selection: selections,
     done: () => `${functionName === "approve" ? "Approved" : "Dropped"} ${licenseList(ids)}`,
   });
-  if (receipt) selected.clear();
 }
 
 async function claimCommission(app, token) {

@@ -177,12 +177,11 @@ async function delegate(app, data) {
     if (!isAddress(target)) throw new Sentence(`Delegate: "${target}" is not an address.`);
     const operator = getAddress(target);
     const self = sameAddress(operator, app.wallet.account);
-    const receipt = await transact(app, {
-      what: "Delegate", contract: "OperatorRegistry", functionName: "delegate", args: [ids, operator],
+    await transact(app, {
+      what: "Delegate", contract: "OperatorRegistry", functionName: "delegate", args: [ids, operator], selection: ui.selected,
       done: () => `Delegated ${licenseList(ids)} to ${operator}` +
         (self ? " (yourself: delegated at once)" : ": pending until the operator approves"),
     });
-    if (receipt) ui.selected.clear();
   } catch (err) {
     fail(app, err);
   }
@@ -191,11 +190,10 @@ async function delegate(app, data) {
 async function undelegate(app, data) {
   try {
     const ids = selectedLicenses(app, data, ["pending", "delegated"]);
-    const receipt = await transact(app, {
-      what: "Undelegate", contract: "OperatorRegistry", functionName: "undelegate", args: [ids],
+    await transact(app, {
+      what: "Undelegate", contract: "OperatorRegistry", functionName: "undelegate", args: [ids], selection: app.ui.owner.selected,
       done: () => `Took back ${licenseList(ids)}: free again`,
     });
-    if (receipt) app.ui.owner.selected.clear();
   } catch (err) {
     fail(app, err);
   }
