@@ -545,6 +545,8 @@ def test_mutated_commit_raises_only_comet_error(data):
         try:
             for k in path[:-1]:
                 parent = parent[k]
+            if not isinstance(parent, (dict, list)):
+                continue  # an earlier mutation replaced a container by a string (which indexes too)
             old = parent[path[-1]]
         except (KeyError, IndexError, TypeError):
             continue  # an earlier mutation removed or replaced this part
