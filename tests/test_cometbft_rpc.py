@@ -39,6 +39,7 @@ from alignment_node.cometbft import (
     verify_signature,
     vote_sign_bytes,
 )
+from test_cometbft_vectors import header_json as vectors_header_json  # a sibling test module
 
 REPO = Path(__file__).resolve().parents[1]
 _VECTORS = next(
@@ -53,22 +54,7 @@ HEIGHT = int(FIXTURE["commit"]["height"])
 
 
 def header_json(height: str) -> dict:
-    return {
-        "version": {"block": "11", "app": "1"},
-        "chain_id": CHAIN_ID,
-        "height": height,
-        "time": "2024-06-01T12:00:00Z",
-        "last_block_id": {"hash": "", "parts": {"total": 0, "hash": ""}},
-        "last_commit_hash": "",
-        "data_hash": "",
-        "validators_hash": "",
-        "next_validators_hash": "",
-        "consensus_hash": "",
-        "app_hash": "",
-        "last_results_hash": "",
-        "evidence_hash": "",
-        "proposer_address": "",
-    }
+    return vectors_header_json(CHAIN_ID, height)
 
 
 def commit_result(commit_json: dict | None = None) -> dict:

@@ -60,7 +60,7 @@ from ..cometbft import types as T
 from ..cometbft import verify as V
 from ..protocol import FAULT, KIND_COMETBFT, KIND_NAMES, OK, UNREACHABLE, VERDICT_NAMES
 from . import AuditResult, EpochContext, Target
-from .http import GARBAGE, AuditHttpClient, classify_envelope, describe, last_attempts
+from .http import GARBAGE, AuditHttpClient, classify_envelope, describe, epoch_client, last_attempts
 
 __all__ = ["CometAuditor", "CometPolicy", "comet_identity", "parse_comet_identity", "evaluate"]
 
@@ -195,9 +195,7 @@ class CometAuditor:
         pol = self.policy
         t0 = time.monotonic()
         end = t0 + deadline_s * 0.95
-        client = AuditHttpClient(request_deadline_s=pol.request_deadline_ms / 1000,
-                                 max_response_bytes=pol.max_response_bytes, max_connections=pol.max_connections,
-                                 origin=t0)
+        client = epoch_client(pol, t0)
         by_chain: dict[str, list[tuple[Target, bytes | None]]] = {}
         for t in assigned:
             try:

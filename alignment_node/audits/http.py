@@ -40,6 +40,7 @@ from ..chain.rpc import _Endpoint as Endpoint  # URL parsing shared with the nod
 __all__ = [
     "AuditHttpClient",
     "classify_envelope",
+    "epoch_client",
     "Session",
     "STATUSES",
     "TRANSIENT",
@@ -514,3 +515,11 @@ async def call_with_retry(session: Session, record: list, values: dict, call: st
             return False
         await asyncio.sleep(pause)
     return False  # pragma: no cover
+
+
+def epoch_client(policy: Any, origin: float) -> AuditHttpClient:
+    """The client of one epoch's audits from a plug-in policy with ``request_deadline_ms``,
+    ``max_response_bytes`` and ``max_connections``; observation times count from ``origin``."""
+    return AuditHttpClient(request_deadline_s=policy.request_deadline_ms / 1000,
+                           max_response_bytes=policy.max_response_bytes, max_connections=policy.max_connections,
+                           origin=origin)

@@ -64,7 +64,7 @@ from ..zgs import merkle
 from ..zgs.flow import SubmissionIndex, parse_flow_identity
 from ..zgs.rpc import parse_file_info, parse_shard_config, parse_status, segment_extractor
 from . import BUNDLE_VERSION, AuditResult, EpochContext, Target, bounded_each
-from .http import GARBAGE, AuditHttpClient, Session, call_with_retry, describe, last_attempts
+from .http import GARBAGE, AuditHttpClient, Session, call_with_retry, describe, epoch_client, last_attempts
 
 __all__ = ["ZgsAuditor", "ZgsPolicy", "evaluate", "draw", "CHECKS", "parse_status", "parse_shard_config",
            "parse_file_info", "segment_extractor"]
@@ -351,9 +351,7 @@ class ZgsAuditor:
         t0_unix_ms = time.time_ns() // 1_000_000
         end = t0 + deadline_s * 0.95
         status_end = t0 + deadline_s * pol.status_round_pct / 100
-        client = AuditHttpClient(request_deadline_s=pol.request_deadline_ms / 1000,
-                                 max_response_bytes=pol.max_response_bytes, max_connections=pol.max_connections,
-                                 origin=t0)
+        client = epoch_client(pol, t0)
         seed = context.seed if context is not None else bytes(32)
         judged_policy = pol.judged(int(deadline_s * 1000))
 
