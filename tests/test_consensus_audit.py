@@ -150,3 +150,42 @@ def test_the_window_moves_on_each_height_fetched_once(chain):
     assert w1[1] - w1[0] + 1 == 20 and w2[1] > w1[1] and w2[1] - w2[0] + 1 == 20
     blocks = [o for o in second["observations"] if o["call"].startswith("block:")]
     assert blocks and min(int(o["call"].split(":")[1]) for o in blocks) > w1[1]
+
+
+def test_an_endpoint_claiming_a_far_height_neither_moves_the_window_nor_blinds_the_auditor(chain):
+    import threading
+    import urllib.request
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    honest = chain.endpoint_url("rpc0")
+
+    class Liar(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (stdlib name)
+            with urllib.request.urlopen(honest + self.path, timeout=5) as r:
+                body = json.load(r)
+            if self.path.startswith("/status"):
+                body["result"]["sync_info"]["latest_block_height"] = "999999999"
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Liar)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        liar = f"http://127.0.0.1:{server.server_address[1]}"
+        auditor = CometAuditor(window=30)
+        targets = targets_of(chain, [(2, "rpc0"), (None, "rpc1"), (None, liar)])
+        first = run(auditor, targets)
+        second = run(auditor, targets)
+    finally:
+        server.shutdown()
+    for results in (first, second):
+        window = results[1].bundle["chain"]["window"]
+        assert window[1] < 10_000 and window[1] - window[0] + 1 == 30
+        assert results[1].verdict == FAULT and failed(results[1]) == {"uptime"}  # still judged: offline
+        assert results[2].verdict == OK

@@ -169,6 +169,7 @@ class _ChainView:
         self.sig_ok: dict[tuple, bool] = {}
         self.halted = False
         self.now_ms = 0
+        self.last_accepted: int | None = None
 
 
 class CometAuditor:
@@ -258,8 +259,12 @@ class CometAuditor:
         view.now_ms = time.time_ns() // 1_000_000
         if not good:
             return view
-        view.latest_height = max(ep.status.latest_height for ep in good)
-        view.latest_time = max((ep.status.latest_block_time for ep in good), key=lambda ts: (ts.seconds, ts.nanos))
+        # The median of what the endpoints report (the lower one of an even count): one endpoint claiming a far
+        # future height or a fresh time on a halted chain cannot move the window or hide the halt.
+        heights = sorted(ep.status.latest_height for ep in good)
+        times = sorted((ep.status.latest_block_time for ep in good), key=lambda ts: (ts.seconds, ts.nanos))
+        view.latest_height = heights[(len(heights) - 1) // 2]
+        view.latest_time = times[(len(times) - 1) // 2]
         age_s = view.now_ms / 1000 - (view.latest_time.seconds + view.latest_time.nanos / 1e9)
         view.halted = age_s > pol.halt_after_s
         to = view.latest_height - 1
@@ -281,7 +286,8 @@ class CometAuditor:
             for ep in good:
                 for h in [k for k in ep.blocks if k <= hi]:
                     del ep.blocks[h]
-        self._last[chain_id] = to
+        if view.last_accepted is not None:  # heights no commit could be verified for are tried again next epoch
+            self._last[chain_id] = view.last_accepted
         return view
 
     def _window_members(self, view: _ChainView) -> None:
@@ -406,6 +412,7 @@ class CometAuditor:
                                              "accepted": _block_id_json(chosen)})
         ep, b, commit, validators = next(x for x in verified if x[1].block_id == chosen)
         view.accepted += 1
+        view.last_accepted = max(h, view.last_accepted or h)
         keys = self._keys.setdefault(view.chain_id, {})
         if len(keys) > 10_000:
             keys.clear()
