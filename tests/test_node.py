@@ -44,7 +44,7 @@ def wait_until(predicate, timeout: float = 30.0, what: str = "condition"):
         if value:
             return value
         time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 @pytest.fixture

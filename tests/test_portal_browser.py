@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -26,6 +25,7 @@ from alignment_node.chain.tx import LocalSigner
 from alignment_node.devnet.anvil import AnvilError, find_anvil, free_port
 from alignment_node.devnet.network import Devnet, OperatorProc, Plan
 from alignment_node.keys import save_key
+from test_node import wait_until  # a sibling test module
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -124,16 +124,6 @@ class ChainReader:
                                                        "fromBlock": hex(int(self.net.manifest["deployBlock"]))}])
         return [ev.decode([bytes.fromhex(t[2:]) for t in log["topics"]], bytes.fromhex(log["data"][2:]))
                 for log in logs if log["topics"][0] == topic]
-
-
-def wait_until(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def http_get(url: str) -> tuple[int | None, dict, bytes]:
