@@ -13,16 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .errors import CliError
 
 log = logging.getLogger("alignment_node.cli")
 
 
-class CliError(Exception):
-    """A failure to report as one line (and as {"error": ...} with --json)."""
-
-    def __init__(self, message: str, error_name: str | None = None):
-        super().__init__(message)
-        self.error_name = error_name
 
 
 # ------------------------------------------------------------------------------------------ output
@@ -147,7 +142,7 @@ class ChainContext:
 
     def __init__(self, args: argparse.Namespace):
         from .config import ConfigError, load_config
-        from .node.runtime import load_manifest
+        from .chain.manifest import load_manifest
 
         self.cfg = None
         if getattr(args, "config", None):
@@ -171,7 +166,7 @@ class ChainContext:
 
     async def __aenter__(self):
         from .chain.rpc import RpcClient
-        from .node.runtime import manifest_contracts
+        from .chain.manifest import manifest_contracts
 
         timeout = self.cfg.chain.request_timeout if self.cfg else 10.0
         self.rpc = RpcClient(self.urls, timeout=timeout)
@@ -360,7 +355,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_validate_config(args: argparse.Namespace) -> int:
     from .config import ConfigError, load_config
     from .keys import KeystoreError, list_addresses, read_password
-    from .node.runtime import load_manifest
+    from .chain.manifest import load_manifest
 
     problems: list[str] = []
     try:
@@ -397,7 +392,8 @@ def cmd_validate_config(args: argparse.Namespace) -> int:
 def cmd_start(args: argparse.Namespace) -> int:
     from .config import ConfigError, load_config
     from .logs import setup_logging
-    from .node.runtime import Node, load_manifest
+    from .chain.manifest import load_manifest
+    from .node.runtime import Node
 
     try:
         cfg = load_config(args.config)
@@ -455,12 +451,14 @@ def cmd_verify_evidence(args: argparse.Namespace) -> int:
     except ValueError:
         raise CliError("the evidence is not JSON") from None
     claimed = bundle.get("verdict") if isinstance(bundle, dict) else None
-    judge = _judge_for(bundle, args.source)
-    if judge is None:
+    from .audits import plugin_for_bundle
+
+    plugin = plugin_for_bundle(bundle)
+    if plugin is None:
         raise CliError(f"no judge for this bundle (kind {bundle.get('kind') if isinstance(bundle, dict) else None!r}):"
                        " it carries no observations to re-check")
     try:
-        recomputed = VERDICT_NAMES[judge(bundle)]
+        recomputed = VERDICT_NAMES[plugin.judge(bundle, args.source)]
     except (ValueError, KeyError, TypeError) as exc:
         raise CliError(f"the bundle cannot be re-judged: {exc}") from None
     agrees = hash_ok and recomputed == claimed
@@ -474,27 +472,6 @@ def cmd_verify_evidence(args: argparse.Namespace) -> int:
 
 
 MAX_EVIDENCE_BYTES = 16 << 20
-
-
-def _judge_for(bundle, source: str = ""):
-    if not isinstance(bundle, dict):
-        return None
-    if bundle.get("kind") == "EVM_RPC":
-        from .audits.evm import EvmAuditor
-
-        return EvmAuditor().judge
-    if bundle.get("kind") == "ZGS_STORAGE":
-        from .audits.storage import evaluate
-
-        return lambda b: evaluate(b)[0]
-    if bundle.get("kind") == "MODEL":
-        import tempfile
-
-        from .audits.model import ModelAuditor
-
-        # the baseline comes from the same node (it serves the baselines it audited against), checked by hash
-        return ModelAuditor([source.rstrip("/") + "/baselines"], tempfile.mkdtemp(prefix="baselines-")).judge
-    return None
 
 
 # ------------------------------------------------------------------------------------------ devnet

@@ -25,7 +25,7 @@ from alignment_node.chain.rpc import RpcClient
 from alignment_node.chain.tx import LocalSigner
 from alignment_node.devnet.faultproxy import FaultProxyProcess
 from alignment_node.devnet.network import Devnet, Plan
-from alignment_node.node.runtime import manifest_contracts
+from alignment_node.chain.manifest import manifest_contracts
 from alignment_node.zgs.flow import flow_identity
 
 BUDGET_KB = 64 * 1024

@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alignment_node.audits import Target  # noqa: E402
-from alignment_node.audits.consensus import CometAuditor, comet_identity  # noqa: E402
+from alignment_node.audits.base import Target  # noqa: E402
+from alignment_node.audits.cometbft import CometAuditor, comet_identity  # noqa: E402
 from alignment_node.devnet.cometsim import CometSimProcess  # noqa: E402
 from alignment_node.protocol import KIND_COMETBFT  # noqa: E402
 

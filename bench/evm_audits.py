@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alignment_node.audits import Target  # noqa: E402
+from alignment_node.audits.base import Target  # noqa: E402
 from alignment_node.audits.evm import EvmAuditor, evm_identity  # noqa: E402
 from alignment_node.devnet.anvil import Anvil  # noqa: E402
 from alignment_node.devnet.faultproxy import FaultProxyProcess  # noqa: E402

@@ -22,8 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from alignment_node.audits import EpochContext, Target
-from alignment_node.audits.storage import ZgsAuditor, ZgsPolicy
+from alignment_node.audits.base import EpochContext, Target
+from alignment_node.audits.zgs import ZgsAuditor, ZgsPolicy
 from alignment_node.chain.contracts import TxOptions, build_transaction
 from alignment_node.chain.rpc import RpcClient
 from alignment_node.chain.tx import LocalSigner

@@ -15,10 +15,9 @@ from eth_abi import encode as abi_encode
 from alignment_node.chain.abi import (
     AbiArgumentError,
     EventRegistry,
-    decode_revert,
     function_selector,
 )
-from alignment_node.chain.artifacts import load_artifact
+from alignment_node.chain.artifacts import decode_revert, load_artifact
 from alignment_node.chain.contracts import Contract, ContractRevert, deploy_contract
 from alignment_node.chain.keccak import keccak256, to_checksum_address
 from alignment_node.chain.rpc import (
@@ -458,8 +457,8 @@ def test_anvil_stop_leaves_no_process():
 def test_chain_modules_import_lean():
     code = (
         "import sys\n"
-        "import alignment_node.chain.contracts, alignment_node.chain.rpc, alignment_node.chain.abi\n"
-        "alignment_node.chain.abi.default_error_registry()\n"
+        "import alignment_node.chain.contracts, alignment_node.chain.rpc, alignment_node.chain.abi, alignment_node.chain.artifacts\n"
+        "alignment_node.chain.artifacts.default_error_registry()\n"
         "bad = [m for m in ('web3', 'requests', 'aiohttp', 'pydantic', 'eth_account') if m in sys.modules]\n"
         # VmHWM is this process's own peak (ru_maxrss would include the forked pytest's)
         "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"

@@ -13,7 +13,7 @@ import pytest
 
 from alignment_node.chain.rpc import RpcClient
 from alignment_node.devnet.network import Devnet, Plan
-from alignment_node.node.runtime import manifest_contracts
+from alignment_node.chain.manifest import manifest_contracts
 from alignment_node.protocol import keccak
 
 CLI = [sys.executable, "-m", "alignment_node.cli"]

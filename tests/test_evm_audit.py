@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from alignment_node.audits import Target
+from alignment_node.audits.base import Target
 from alignment_node.audits import http as audit_http
 from alignment_node.audits.evm import CHECKS, EvmAuditor, evaluate, evm_identity, parse_evm_identity
 from alignment_node.devnet.anvil import Anvil, AnvilError, find_anvil

@@ -12,7 +12,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alignment_node.audits import Target
+from alignment_node.audits.base import Target
 from alignment_node.audits.evm import EvmAuditor, evm_identity, parse_block, parse_block_or_none, parse_quantity
 from alignment_node.audits.http import STATUSES, AuditHttpClient, ResponseError, classify_body, read_response
 from alignment_node.protocol import FAULT, KIND_EVM_RPC, UNREACHABLE

@@ -22,7 +22,7 @@ from alignment_node.chain.rpc import RpcClient
 from alignment_node.chain.tx import LocalSigner
 from alignment_node.devnet.anvil import free_port
 from alignment_node.devnet.network import Devnet, Plan
-from alignment_node.node.runtime import manifest_contracts
+from alignment_node.chain.manifest import manifest_contracts
 
 CLI = [sys.executable, "-m", "alignment_node.cli"]
 

@@ -26,7 +26,7 @@ from alignment_node.chain.tx import LocalSigner
 from alignment_node.devnet.anvil import Anvil, AnvilError, find_anvil
 from alignment_node.devnet.deploy import deploy_async
 from alignment_node.devnet.params import default_params
-from alignment_node.node.runtime import manifest_contracts
+from alignment_node.chain.manifest import manifest_contracts
 
 ETHER = 10**18
 EPOCH_LENGTH = 10

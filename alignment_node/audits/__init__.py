@@ -1,89 +1,79 @@
-"""Audit plug-ins: one module per target kind. Each turns a target and a deadline into a verdict with evidence.
+"""The audit plug-ins: one module per target kind, and ``AUDITORS``, the one table from a kind to its plug-in.
 
-Every audit has two halves, so that anyone can re-check a verdict without trusting the auditor:
-- ``observe``: the network part: ask the target (and, where the check compares targets, its peers) and
-  record what was asked, what came back (or its hash and size), when and how long it took;
-- ``judge``: a pure function of the recorded observations and the target's registered identity that returns
-  the verdict and the checks, passed or failed, with reasons.
-The evidence bundle is the observations plus the judgement, as canonical JSON (``protocol.canonical_json``);
-its keccak256 is the evidence root committed on chain. ``alignment-node verify-evidence`` runs ``judge`` again
-on a bundle fetched from any node and compares verdicts.
+The node builds its auditors from this table (``PlugIn.build``) and ``alignment-node verify-evidence``
+re-judges a bundle through it (``plugin_for_bundle(bundle).judge``): a kind added here is audited and can be
+re-checked, and a kind missing here is neither. The plug-ins' shared types are in ``base.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Callable
 
-from ..protocol import FAULT, OK, UNREACHABLE, VERDICT_NAMES, evidence_root
-
-BUNDLE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class Target:
-    """A registered target as TargetRegistry stores it."""
-
-    id: int
-    kind: int
-    endpoint: str
-    identity: bytes
-
-
-@dataclass
-class AuditResult:
-    verdict: int  # OK, FAULT or UNREACHABLE
-    bundle: dict[str, Any] = field(default_factory=dict)
-    stored_root: bytes | None = None  # set when the bundle was already stored (and dropped) by a sink
-
-    @property
-    def root(self) -> bytes:
-        return self.stored_root if self.stored_root is not None else evidence_root(self.bundle)
-
-    @property
-    def verdict_name(self) -> str:
-        return VERDICT_NAMES[self.verdict]
+from .. import protocol as P
+from .base import AuditEnv, Auditor
+from .cometbft import CometAuditor
+from .evm import EvmAuditor
+from .model import ModelAuditor
+from .zgs import ZgsAuditor
 
 
 @dataclass(frozen=True)
-class EpochContext:
-    """What the audit service knows of an epoch that a plug-in may use: the epoch's seed, and for each
-    assigned target the licenses of this node assigned to it (e.g. to seed challenges others can repeat)."""
-
-    seed: bytes = bytes(32)
-    licenses: dict[int, list[int]] = field(default_factory=dict)
-    # A plug-in may hand each result to ``sink(target_id, result)`` as soon as it is made; the sink stores the
-    # bundle and returns a light result (verdict + stored_root) to return instead, so an epoch's thousand
-    # bundles never sit in memory together.
-    sink: Callable[[int, AuditResult], AuditResult] | None = None
-
-
-class Auditor(Protocol):
-    """What the node's audit service needs from a plug-in for one target kind."""
-
+class PlugIn:
     kind: int
+    # the node's auditor of this kind, from the node config (``config.Config``) and what the node provides
+    build: Callable[[Any, AuditEnv], Auditor]
+    # the verdict a bundle supports, re-judged with nothing but the bundle and the evidence server's URL
+    # (a MODEL bundle's baseline is fetched from that server's /baselines and checked by its hash)
+    judge: Callable[[dict[str, Any], str], int]
 
-    async def audit_epoch(self, epoch: int, assigned: list[Target], peers: list[Target],
-                          deadline_s: float, context: EpochContext | None = None) -> dict[int, AuditResult]:
-        """Audit every ``assigned`` target (``peers`` = every enabled target of this kind, for comparisons);
-        return a result for each assigned target id, within ``deadline_s`` seconds."""
-        ...
-
-    def judge(self, bundle: dict[str, Any]) -> int:
-        """The verdict a bundle's recorded observations support (pure; no network)."""
-        ...
-
-
-async def bounded_each(items: list, work, workers: int) -> None:
-    """``await work(item)`` for every item, at most ``workers`` at a time (a few tasks, not one per item)."""
-    pending = iter(items)
-
-    async def worker() -> None:
-        for item in pending:
-            await work(item)
-
-    await asyncio.gather(*(worker() for _ in range(min(workers, len(items)))))
+    @property
+    def name(self) -> str:
+        return P.KIND_NAMES[self.kind]
 
 
-__all__ = ["bounded_each", "Target", "AuditResult", "Auditor", "EpochContext", "OK", "FAULT", "UNREACHABLE", "BUNDLE_VERSION"]
+def _evm(cfg, env: AuditEnv) -> EvmAuditor:
+    return EvmAuditor(max_connections=cfg.audit.max_connections, max_response_bytes=cfg.audit.max_response_bytes)
+
+
+def _zgs(cfg, env: AuditEnv) -> ZgsAuditor:
+    return ZgsAuditor(env.rpc_for, from_block=cfg.audit.storage_from_block,
+                      max_connections=cfg.audit.max_connections, challenges=cfg.audit.storage_challenges)
+
+
+def _cometbft(cfg, env: AuditEnv) -> CometAuditor:
+    return CometAuditor(cfg.audit.cometbft_rpc_urls, max_connections=cfg.audit.max_connections,
+                        window=cfg.audit.cometbft_window, halt_after_s=cfg.audit.cometbft_halt_after_s)
+
+
+def _model(cfg, env: AuditEnv) -> ModelAuditor:
+    return ModelAuditor(cfg.audit.model_baseline_sources, env.data_dir, {"queries": cfg.audit.model_queries})
+
+
+def _judge_model(bundle: dict[str, Any], source: str) -> int:
+    with tempfile.TemporaryDirectory(prefix="baselines-") as scratch:
+        return ModelAuditor([source.rstrip("/") + "/baselines"], scratch).judge(bundle)
+
+
+AUDITORS: dict[int, PlugIn] = {
+    P.KIND_EVM_RPC: PlugIn(P.KIND_EVM_RPC, _evm, lambda b, _src: EvmAuditor().judge(b)),
+    P.KIND_COMETBFT: PlugIn(P.KIND_COMETBFT, _cometbft, lambda b, _src: CometAuditor().judge(b)),
+    P.KIND_ZGS_STORAGE: PlugIn(P.KIND_ZGS_STORAGE, _zgs, lambda b, _src: ZgsAuditor(lambda _chain: None).judge(b)),
+    P.KIND_MODEL: PlugIn(P.KIND_MODEL, _model, _judge_model),
+}
+
+
+def build_auditors(cfg, env: AuditEnv) -> dict[int, Auditor]:
+    """The node's auditors, one per kind of ``AUDITORS``."""
+    return {kind: plugin.build(cfg, env) for kind, plugin in AUDITORS.items()}
+
+
+def plugin_for_bundle(bundle: Any) -> PlugIn | None:
+    """The plug-in whose bundles carry this ``kind`` name (None for anything else)."""
+    if not isinstance(bundle, dict):
+        return None
+    return next((p for p in AUDITORS.values() if p.name == bundle.get("kind")), None)
+
+
+__all__ = ["AUDITORS", "PlugIn", "build_auditors", "plugin_for_bundle"]

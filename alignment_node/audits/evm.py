@@ -59,7 +59,7 @@ from typing import Any
 from eth_abi import encode
 
 from ..protocol import FAULT, KIND_EVM_RPC, KIND_NAMES, OK, UNREACHABLE, VERDICT_NAMES
-from . import BUNDLE_VERSION, AuditResult, EpochContext, Target, bounded_each as _each
+from .base import BUNDLE_VERSION, UNANSWERED, AuditResult, EpochContext, Target, bounded_each as _each
 from .http import GARBAGE, AuditHttpClient, Session, call_with_retry, describe, last_attempts
 
 __all__ = [
@@ -76,7 +76,6 @@ __all__ = [
 ]
 
 CHECKS = ("reachable", "well_formed", "chain_id", "genesis", "lag", "halted", "fork", "timestamp")
-UNANSWERED = frozenset({"timeout", "refused", "reset", "http_error"})
 MAX_QUANTITY_DIGITS = 64  # a uint256
 
 

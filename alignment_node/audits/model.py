@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol import KIND_MODEL
-from . import AuditResult, EpochContext, Target
+from .base import AuditResult, EpochContext, Target
 
 __all__ = ["ModelAuditor"]
 

@@ -10,7 +10,6 @@ structs.
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
@@ -33,10 +32,6 @@ __all__ = [
     "EventRegistry",
     "function_selector",
     "canonical_type",
-    "decode_revert",
-    "decode_log",
-    "default_error_registry",
-    "default_event_registry",
     "format_value",
     "PANIC_CODES",
 ]
@@ -531,32 +526,3 @@ class EventRegistry:
             log.get("transactionHash"),
             int(li, 16) if isinstance(li, str) else li,
         )
-
-
-@functools.cache
-def default_error_registry() -> ErrorRegistry:
-    """Every custom error of every committed artifact (built once)."""
-    return _registry_of_all_artifacts(ErrorRegistry())
-
-
-@functools.cache
-def default_event_registry() -> EventRegistry:
-    """Every event of every committed artifact (built once)."""
-    return _registry_of_all_artifacts(EventRegistry())
-
-
-def _registry_of_all_artifacts(reg):
-    from .artifacts import load_all_abis
-
-    for abi in load_all_abis().values():
-        reg.add_abi(abi)
-    return reg
-
-
-def decode_revert(data: bytes | str | None, registry: ErrorRegistry | None = None) -> DecodedError | None:
-    """Decode revert data with every artifact's errors: ``str(result)`` is ``"ErrorName(arg=..)"``."""
-    return (registry or default_error_registry()).decode(data)
-
-
-def decode_log(log: Mapping[str, Any], registry: EventRegistry | None = None) -> DecodedEvent | None:
-    return (registry or default_event_registry()).decode(log)

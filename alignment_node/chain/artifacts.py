@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+import functools
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-__all__ = ["ARTIFACTS_DIR", "DEPLOYABLE", "Artifact", "load_artifact", "artifact_names", "load_all_abis"]
+from .abi import ContractAbi, DecodedError, DecodedEvent, ErrorRegistry, EventRegistry
+
+__all__ = ["ARTIFACTS_DIR", "DEPLOYABLE", "Artifact", "load_artifact", "artifact_names", "load_all_abis",
+           "default_error_registry", "default_event_registry", "decode_revert", "decode_log"]
 
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 
@@ -44,8 +48,6 @@ class Artifact:
 
     @property
     def contract_abi(self):
-        from .abi import ContractAbi
-
         return ContractAbi(self.abi, self.name)
 
 
@@ -97,3 +99,30 @@ def artifact_names(directory: str | Path | None = None) -> list[str]:
 def load_all_abis(directory: str | Path | None = None) -> dict[str, tuple]:
     """ABI of every artifact, by contract name."""
     return {n: load_artifact(n, directory).abi for n in artifact_names(directory)}
+
+
+@functools.cache
+def default_error_registry() -> ErrorRegistry:
+    """Every custom error of every committed artifact (built once)."""
+    return _registry_of_all_artifacts(ErrorRegistry())
+
+
+@functools.cache
+def default_event_registry() -> EventRegistry:
+    """Every event of every committed artifact (built once)."""
+    return _registry_of_all_artifacts(EventRegistry())
+
+
+def _registry_of_all_artifacts(reg):
+    for abi in load_all_abis().values():
+        reg.add_abi(abi)
+    return reg
+
+
+def decode_revert(data: bytes | str | None, registry: ErrorRegistry | None = None) -> DecodedError | None:
+    """Decode revert data with every artifact's errors: ``str(result)`` is ``"ErrorName(arg=..)"``."""
+    return (registry or default_error_registry()).decode(data)
+
+
+def decode_log(log: Mapping[str, Any], registry: EventRegistry | None = None) -> DecodedEvent | None:
+    return (registry or default_event_registry()).decode(log)

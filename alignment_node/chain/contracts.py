@@ -19,10 +19,8 @@ from .abi import (
     DecodedEvent,
     ErrorRegistry,
     EventRegistry,
-    decode_revert,
-    default_event_registry,
 )
-from .artifacts import Artifact, load_artifact
+from .artifacts import Artifact, decode_revert, default_event_registry, load_artifact
 from .keccak import normalize_address
 from .rpc import RpcClient, RpcError, hex_int
 from .tx import Eip1559Tx, LocalSigner, SignedTx, contract_address

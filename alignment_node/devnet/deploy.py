@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..chain.abi import ContractAbi, decode_revert
+from ..chain.abi import ContractAbi
+from ..chain.artifacts import decode_revert
 from ..chain.artifacts import ARTIFACTS_DIR, load_artifact
 from ..chain.contracts import (
     ContractError,

@@ -28,7 +28,7 @@ from ..chain.contracts import Contract
 from ..chain.rpc import RpcClient
 from ..chain.tx import LocalSigner
 from ..keys import save_key
-from ..node.runtime import manifest_contracts
+from ..chain.manifest import manifest_contracts
 from .anvil import Anvil, _die_with_parent, free_port, stop_process
 from .deploy import deploy_async
 from .params import default_params
@@ -392,7 +392,7 @@ class Devnet:
     async def setup_consensus(self, keeper: LocalSigner) -> None:
         """One chain simulator process per chain of CONSENSUS_CHAINS and its targets (COMETBFT, identity
         ``<chain id>/<validator address>`` or ``<chain id>`` for an RPC endpoint), registered by the keeper."""
-        from ..audits.consensus import comet_identity
+        from ..audits.cometbft import comet_identity
         from .cometsim import CometSimProcess
 
         sims = {chain: CometSimProcess(chain_id=chain, **cfg) for chain, cfg in CONSENSUS_CHAINS.items()}
@@ -710,7 +710,7 @@ def _workdir(args) -> tuple[Path, bool]:
 
 def plan_from_args(args) -> Plan:
     if not 1 <= args.operators <= 20 or not 1 <= args.owners or not 1 <= args.licenses_per_owner <= 50:
-        from ..cli import CliError
+        from ..errors import CliError
 
         raise CliError("need 1-20 operators, at least 1 owner and 1-50 licenses per owner")
     base = (500, 1000, 2500)

@@ -43,6 +43,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..audits.base import UNANSWERED
 from ..audits.http import GARBAGE, AuditHttpClient, call_with_retry, describe, last_attempts
 from ..chain.keccak import keccak256
 from ..protocol import FAULT, OK, UNREACHABLE, VERDICT_NAMES
@@ -51,7 +52,6 @@ from . import baseline as B
 __all__ = ["ModelPolicy", "audit_target", "evaluate", "choose_probes", "completions_extractor",
            "embeddings_extractor", "fresh_prompts", "logprob_gap"]
 
-UNANSWERED = frozenset({"timeout", "refused", "reset", "http_error"})
 MAX_CHOICES = 64
 
 

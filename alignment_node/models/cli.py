@@ -15,7 +15,7 @@ __all__ = ["add_model_args"]
 
 
 def cmd_model(args) -> int:
-    from ..cli import CliError
+    from ..errors import CliError
     from . import baseline as B
 
     if args.model_cmd != "baseline":  # pragma: no cover - argparse requires a subcommand

@@ -22,7 +22,7 @@ import time
 
 from .. import protocol as P
 from .alerts import AlertEngine, Condition
-from .runtime import LOG_CHUNK_BLOCKS
+from ..chain.manifest import LOG_CHUNK_BLOCKS
 
 log = logging.getLogger("alignment_node.alerts")
 

@@ -21,7 +21,8 @@ import time
 from typing import Any
 
 from .. import protocol as P
-from ..audits import AuditResult, EpochContext, Target
+from ..audits import build_auditors
+from ..audits.base import AuditEnv, AuditResult, EpochContext, Target
 from ..chain.contracts import ContractRevert
 
 log = logging.getLogger("alignment_node.audit")
@@ -61,32 +62,6 @@ def _reveal_batches(openings: list[dict]) -> list[list[dict]]:
     return batches
 
 
-def load_auditors(cfg, node=None) -> dict[int, Any]:
-    """The plug-ins this build has, by target kind. Storage audits read the flow's chain: the node's own
-    (``node.rpc``) unless ``audit.storage_rpc_urls`` names another."""
-    from ..audits.evm import EvmAuditor
-    from ..audits.storage import ZgsAuditor
-
-    auditors: dict[int, Any] = {
-        P.KIND_EVM_RPC: EvmAuditor(max_connections=cfg.audit.max_connections,
-                                   max_response_bytes=cfg.audit.max_response_bytes),
-    }
-    if node is not None:
-        auditors[P.KIND_ZGS_STORAGE] = ZgsAuditor(StorageChains(cfg, node), from_block=cfg.audit.storage_from_block,
-                                                  max_connections=cfg.audit.max_connections,
-                                                  challenges=cfg.audit.storage_challenges)
-        from ..audits.model import ModelAuditor
-
-        auditors[P.KIND_MODEL] = ModelAuditor(cfg.audit.model_baseline_sources, node.data_dir,
-                                              {"queries": cfg.audit.model_queries})
-    from ..audits.consensus import CometAuditor
-
-    auditors[P.KIND_COMETBFT] = CometAuditor(cfg.audit.cometbft_rpc_urls, max_connections=cfg.audit.max_connections,
-                                             window=cfg.audit.cometbft_window,
-                                             halt_after_s=cfg.audit.cometbft_halt_after_s)
-    return auditors
-
-
 class StorageChains:
     """``await rpc_for(chain_id)`` of the storage auditor: the configured storage chain (its chain id checked on
     first use), or the node's own chain when none is configured; None for any other chain."""
@@ -120,7 +95,7 @@ class AuditService:
         self.cfg = node.cfg
         self.store = node.store
         self.c = node.c
-        self.auditors = load_auditors(node.cfg, node)
+        self.auditors = build_auditors(node.cfg, AuditEnv(node.data_dir, StorageChains(node.cfg, node)))
         self._targets: dict[int, Target] = {}
         self._params: tuple | None = None
         self.recent: list[dict] = []  # what /verdicts shows (published by replacing the list)

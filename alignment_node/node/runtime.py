@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ..api.server import ApiServer, json_response
-from ..chain.contracts import Contract, ContractRevert, TransactionFailed
+from ..chain.contracts import ContractRevert, TransactionFailed
+from ..chain.manifest import LOG_CHUNK_BLOCKS, manifest_contracts
 from ..chain.rpc import RpcClient, RpcException
 from ..chain.tx import LocalSigner
 from ..config import Config
@@ -33,7 +34,6 @@ from .txsender import OutOfGasMoney, TxSender
 log = logging.getLogger("alignment_node.node")
 
 REORG_REREAD_BLOCKS = 12  # blocks of license events read again on every refresh
-LOG_CHUNK_BLOCKS = 5000  # eth_getLogs range per request
 HEARTBEAT_BATCH = 200
 STATE_REFRESH_S = 30.0  # licenses per heartbeat transaction (keeps one transaction well under a block's gas)
 STATE_NAMES = {0: "free", 1: "pending", 2: "delegated"}
@@ -77,26 +77,6 @@ class Snapshot:
     endpoints: list[dict] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
     journal: dict[str, int] = field(default_factory=dict)
-
-
-def manifest_contracts(rpc: RpcClient, manifest: dict) -> dict[str, Contract]:
-    """Bind every contract of a deployment manifest."""
-    addresses = manifest["contracts"]
-    return {name: Contract.from_artifact(rpc, name, address) for name, address in addresses.items()
-            if name != "Timelock"}
-
-
-def load_manifest(path: Path) -> dict:
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"deployment manifest {path} does not exist") from None
-    except ValueError:
-        raise ValueError(f"deployment manifest {path} is not valid JSON") from None
-    missing = [k for k in ("chainId", "contracts", "deployBlock") if k not in manifest]
-    if missing:
-        raise ValueError(f"deployment manifest {path} lacks {', '.join(missing)}")
-    return manifest
 
 
 class Node:

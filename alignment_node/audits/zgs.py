@@ -63,7 +63,7 @@ from ..protocol import FAULT, KIND_NAMES, KIND_ZGS_STORAGE, OK, UNREACHABLE, VER
 from ..zgs import merkle
 from ..zgs.flow import SubmissionIndex, parse_flow_identity
 from ..zgs.rpc import parse_file_info, parse_shard_config, parse_status, segment_extractor
-from . import BUNDLE_VERSION, AuditResult, EpochContext, Target, bounded_each
+from .base import BUNDLE_VERSION, UNANSWERED, AuditResult, EpochContext, Target, bounded_each
 from .http import GARBAGE, AuditHttpClient, Session, call_with_retry, describe, epoch_client, last_attempts
 
 __all__ = ["ZgsAuditor", "ZgsPolicy", "evaluate", "draw", "CHECKS", "parse_status", "parse_shard_config",
@@ -72,7 +72,6 @@ __all__ = ["ZgsAuditor", "ZgsPolicy", "evaluate", "draw", "CHECKS", "parse_statu
 log = logging.getLogger("alignment_node.audit.storage")
 
 CHECKS = ("reachable", "well_formed", "identity", "log_sync", "file_info", "custody", "segment", "proof")
-UNANSWERED = frozenset({"timeout", "refused", "reset", "http_error"})
 BLOCK_HASH_CACHE = 4096
 
 

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from alignment_node.audits import EpochContext, Target
-from alignment_node.audits.storage import ZgsAuditor, draw, evaluate
+from alignment_node.audits.base import EpochContext, Target
+from alignment_node.audits.zgs import ZgsAuditor, draw, evaluate
 from alignment_node.chain.rpc import RpcClient
 from alignment_node.chain.tx import LocalSigner
 from alignment_node.devnet.anvil import Anvil

@@ -59,14 +59,13 @@ from ..cometbft import rpc as R
 from ..cometbft import types as T
 from ..cometbft import verify as V
 from ..protocol import FAULT, KIND_COMETBFT, KIND_NAMES, OK, UNREACHABLE, VERDICT_NAMES
-from . import AuditResult, EpochContext, Target
+from .base import UNANSWERED, AuditResult, EpochContext, Target
 from .http import GARBAGE, AuditHttpClient, classify_envelope, describe, epoch_client, last_attempts
 
 __all__ = ["CometAuditor", "CometPolicy", "comet_identity", "parse_comet_identity", "evaluate"]
 
-log = logging.getLogger("alignment_node.audits.consensus")
+log = logging.getLogger("alignment_node.audits.cometbft")
 
-UNANSWERED = frozenset({"timeout", "refused", "reset", "http_error"})
 KEPT = 10  # bad signatures / disagreements recorded in full per target (the rest counted)
 SIG_CACHE = 50_000
 

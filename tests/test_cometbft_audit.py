@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from alignment_node.audits import Target
-from alignment_node.audits.consensus import CometAuditor, comet_identity, evaluate, parse_comet_identity
+from alignment_node.audits.base import Target
+from alignment_node.audits.cometbft import CometAuditor, comet_identity, evaluate, parse_comet_identity
 from alignment_node.devnet.anvil import free_port
 from alignment_node.devnet.cometsim import CometSimProcess
 from alignment_node.protocol import FAULT, KIND_COMETBFT, OK, UNREACHABLE, canonical_json
