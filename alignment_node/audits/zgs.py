@@ -39,7 +39,7 @@ Judgement (``evaluate``, pure), checks in order:
   length and the data has the segment's size;
 - ``proof``: ``lemma[0]`` is the segment root rebuilt from the bytes, the path hashes to the lemma's root,
   that root is the data root folded from the on-chain submission nodes, and the path leads to the segment's
-  index (ZGS.md). The failing step is named.
+  index (docs/spec/ZGS.md). The failing step is named.
 
 Verdict: FAULT if any check after ``reachable`` failed, else UNREACHABLE if ``reachable`` failed, else OK.
 An UNREACHABLE that rests on a call this auditor's own time budget cut short (allowed less than ``min_call_ms``)

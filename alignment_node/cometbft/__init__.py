@@ -1,6 +1,6 @@
 """CometBFT commit audits: vote sign bytes, strict RPC JSON parsers and commit verification.
 
-Spec: ../shared/COMETBFT.md. Modules: ``types`` (times, block ids, votes, sign bytes, Ed25519),
+Spec: docs/spec/COMETBFT.md. Modules: ``types`` (times, block ids, votes, sign bytes, Ed25519),
 ``rpc`` (parsers of the ``result`` of /status, /validators, /commit, /block) and ``verify``
 (VerifyCommit, VerifyCommitLight(AllSignatures), VerifyCommitLightTrusting, duplicate votes).
 """

@@ -1,6 +1,6 @@
 """Strict parsers of CometBFT RPC JSON (cmtjson), one per route, taking the ``result`` object.
 
-Rules (spec: ../shared/COMETBFT.md "RPC JSON"):
+Rules (spec: docs/spec/COMETBFT.md "RPC JSON"):
 
 - 64-bit integers (height, voting_power, proposer_priority, count, total) are decimal strings; a JSON
   number there is an error. 32-bit ones (round, block_id_flag, validator_index, parts.total, vote type)

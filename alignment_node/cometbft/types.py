@@ -1,4 +1,4 @@
-"""CometBFT votes, their sign bytes, validator addresses and Ed25519 checks (spec: ../shared/COMETBFT.md).
+"""CometBFT votes, their sign bytes, validator addresses and Ed25519 checks (spec: docs/spec/COMETBFT.md).
 
 Sign bytes of a vote are ``uvarint(len(body)) || body`` where ``body`` is a protobuf ``CanonicalVote``:
 

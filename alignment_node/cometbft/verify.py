@@ -1,4 +1,4 @@
-"""CometBFT's commit verification rules, restated (spec: ../shared/COMETBFT.md "Verifying a commit").
+"""CometBFT's commit verification rules, restated (spec: docs/spec/COMETBFT.md "Verifying a commit").
 
 Signature i of a commit for height H belongs to validator i of the set at H. A COMMIT (flag 2) signature
 signs {type precommit, H, commit round, commit block id, its own timestamp, chain id}; a NIL (flag 3) one

@@ -5,7 +5,7 @@
 
 One process is one chain. Its RPC endpoints are URL prefixes on the port: ``http://H:P/<name>/status``
 (also ``/<name>/v1/status``), ``/validators?height=&page=&per_page=``, ``/commit?height=``,
-``/block?height=``, answered as cmtjson exactly as ../shared/COMETBFT.md ("RPC JSON") describes. Errors
+``/block?height=``, answered as cmtjson exactly as docs/spec/COMETBFT.md ("RPC JSON") describes. Errors
 are CometBFT's JSON-RPC envelopes with id -1 and HTTP 500 (``-32603 Internal error`` with e.g. data
 ``height 9 is not available, lowest height is 10``; ``-32602 Invalid params`` for unreadable ones).
 

@@ -237,7 +237,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
 # ------------------------------------------------------------------------------------ loading
 
 def default_params() -> dict:
-    """The devnet defaults (PROTOCOL.md section 10), unvalidated raw JSON."""
+    """The devnet defaults (docs/spec/PROTOCOL.md section 10), unvalidated raw JSON."""
     return json.loads(DEFAULT_PARAMS_PATH.read_text())
 
 

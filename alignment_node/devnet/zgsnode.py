@@ -1,4 +1,4 @@
-"""A reference 0G Storage node for the devnet: serves ZGS.md's JSON-RPC from files it was given, with faults.
+"""A reference 0G Storage node for the devnet: serves docs/spec/ZGS.md's JSON-RPC from files it was given, with faults.
 
     python -m alignment_node.devnet.zgsnode --rpc URL --flow ADDR --files DIR --port P --mode MODE \\
         [--shard-id I --num-shard N] [--lag BLOCKS] [--delay S] [--fraction F] [--host H]

@@ -1,4 +1,4 @@
-"""PROTOCOL.md as pure functions, mirroring the contracts line by line (see docs/protocol.md).
+"""docs/spec/PROTOCOL.md as pure functions, mirroring the contracts line by line (see docs/protocol.md).
 
 Each function states one rule. Amounts are integers in wei of the reward token, epochs and blocks are
 integers, hashes are 32-byte ``bytes``. Differential tests hold these against the deployed contracts.

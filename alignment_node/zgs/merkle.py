@@ -1,4 +1,4 @@
-"""0G Storage Merkle rules (../shared/ZGS.md): chunk leaves, flow padding, promote-odd trees, submission nodes
+"""0G Storage Merkle rules (docs/spec/ZGS.md): chunk leaves, flow padding, promote-odd trees, submission nodes
 and their right fold, segment roots, segment proofs and their verification with the position check.
 
 Sizes: a chunk (entry) is 256 bytes, a segment 1,024 chunks (256 KiB). Hash: keccak256, no domain prefixes.

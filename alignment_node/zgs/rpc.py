@@ -1,4 +1,4 @@
-"""0G Storage node JSON-RPC (ZGS.md), strictly parsed: every method's result shape, and a small client.
+"""0G Storage node JSON-RPC (docs/spec/ZGS.md), strictly parsed: every method's result shape, and a small client.
 
 A storage node's answers are evidence. Each ``parse_*`` function takes a JSON-RPC ``result`` and returns what
 an audit keeps of it, or raises ValueError naming the first field that is missing or mistyped (numbers must
@@ -7,7 +7,7 @@ the ``extract`` of ``audits.http.Session.call``, such an answer becomes a ``malf
 crash. Segment data is decoded (strict base64, at most 256 KiB) and reduced to its size, SHA-256 and segment
 root as it is parsed, so nothing keeps the bytes.
 
-``ZgsClient(session)`` calls each method of ZGS.md with its parser and returns the observation.
+``ZgsClient(session)`` calls each method of docs/spec/ZGS.md with its parser and returns the observation.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def parse_segment(r: Any) -> dict[str, Any] | None:
 
 
 class ZgsClient:
-    """The methods of ZGS.md over one ``audits.http.Session``; each returns the call's observation."""
+    """The methods of docs/spec/ZGS.md over one ``audits.http.Session``; each returns the call's observation."""
 
     def __init__(self, session, deadline_at: float | None = None):
         self.session = session
