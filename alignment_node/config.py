@@ -66,10 +66,21 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-from .node.alerts import DEFAULT_SEVERITY, SEVERITIES, WEBHOOK_KINDS, redact_url
+from .logs import redact_url
 
 ENV_PREFIX = "ZG_ALIGNMENT_NODE_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# The [alerts] vocabulary: alert kinds with their default severity, severities, webhook kinds.
+SEVERITIES = ("critical", "warning", "info")
+DEFAULT_SEVERITY = {
+    "license_penalized": "warning",
+    "license_suspended": "critical",
+    "missed_reveal": "critical",
+    "low_balance": "critical",
+    "rpc_failover": "warning",
+    "target_flagged": "info",
+}
+WEBHOOK_KINDS = ("discord", "slack", "telegram", "json")
 
 
 class ConfigError(ValueError):

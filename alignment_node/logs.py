@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .chain.keccak import keccak256
 
@@ -52,3 +53,11 @@ def setup_logging(level: str, logfile: Path | None = None, secret_guard=None) ->
         if guard:
             h.addFilter(guard)
         root.addHandler(h)
+
+
+def redact_url(url: str) -> str:
+    """What a log may show of a URL whose path or query is a secret: scheme://host[:port]/..."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}/..."

@@ -35,21 +35,15 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Iterable
 from urllib.parse import urlsplit
 
+from ..config import DEFAULT_SEVERITY
+from ..logs import redact_url
+
 if TYPE_CHECKING:
     from ..config import AlertsConfig, WebhookConfig
     from .store import Store
 
 log = logging.getLogger("alignment_node.alerts")
 
-SEVERITIES = ("critical", "warning", "info")
-DEFAULT_SEVERITY = {
-    "license_penalized": "warning",
-    "license_suspended": "critical",
-    "missed_reveal": "critical",
-    "low_balance": "critical",
-    "rpc_failover": "warning",
-    "target_flagged": "info",
-}
 TITLES = {
     "license_penalized": "License penalized",
     "license_suspended": "License suspended",
@@ -58,7 +52,6 @@ TITLES = {
     "rpc_failover": "RPC failover",
     "target_flagged": "Target flagged",
 }
-WEBHOOK_KINDS = ("discord", "slack", "telegram", "json")
 RETRY_BASE_S = 2.0  # first retry after this, doubling per attempt
 RETRY_MAX_S = 600.0
 OUTBOX_MAX_PER_WEBHOOK = 500  # beyond this the oldest undelivered notifications are dropped
@@ -80,14 +73,6 @@ CREATE TABLE IF NOT EXISTS alert_outbox (
 );
 CREATE INDEX IF NOT EXISTS alert_outbox_webhook ON alert_outbox(webhook, id);
 """
-
-
-def redact_url(url: str) -> str:
-    """What a log may show of a URL whose path or query is a secret: scheme://host[:port]/..."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}/..."
 
 
 # ----------------------------------------------------------------------------------- the state machine

@@ -24,6 +24,9 @@ VERDICT_NAMES = {OK: "OK", FAULT: "FAULT", UNREACHABLE: "UNREACHABLE", INCONCLUS
 PENALTY_MISS = 1
 PENALTY_DISAGREE = 2
 PENALTY_TRAP = 3
+PENALTY_NAMES = {PENALTY_MISS: "miss", PENALTY_DISAGREE: "disagree", PENALTY_TRAP: "trap"}  # RewardVault.PENALTY_*
+
+DELEGATION_STATE_NAMES = {0: "free", 1: "pending", 2: "delegated"}  # OperatorRegistry delegation states
 
 KIND_EVM_RPC = 1
 KIND_COMETBFT = 2
