@@ -299,7 +299,7 @@ def cmd_claim_commission(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     async def go(ctx: ChainContext):
-        from .node.runtime import STATE_NAMES
+        from .protocol import DELEGATION_STATE_NAMES as STATE_NAMES
 
         if args.keystore:
             who = ctx.signer().address

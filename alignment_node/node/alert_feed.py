@@ -22,14 +22,13 @@ import time
 
 from .. import protocol as P
 from .alerts import AlertEngine, Condition
-from ..chain.manifest import LOG_CHUNK_BLOCKS
+from ..chain.manifest import LOG_CHUNK_BLOCKS, scan_logs
 
 log = logging.getLogger("alignment_node.alerts")
 
 SCAN_INTERVAL_S = 15.0
 FAILOVER_ACTIVE_S = 300.0
 FLAG_STALE_EPOCHS = 10
-PENALTY_KINDS = {1: "miss", 2: "disagree", 3: "trap"}  # RewardVault.PENALTY_*
 SCAN_STATE_KEY = "alerts.scan"
 
 
@@ -83,16 +82,15 @@ class AlertFeed:
             recent = await protocol.call("epochStartBlock", max(0, epoch - 2))
             start = recent if start is None else max(start, recent)
         mine = set(self.node.snapshot.licenses)
-        for lo in range(start, head + 1, LOG_CHUNK_BLOCKS):
-            hi = min(head, lo + LOG_CHUNK_BLOCKS - 1)
-            for entry in await rpc.get_logs(vault.address, [penalized.topic], lo, hi):
+        async for entries in scan_logs(rpc, vault.address, [penalized.topic], start, head):
+            for entry in entries:
                 ev = _decode(penalized, entry)
                 if ev["tokenId"] in mine:
                     self._penalties[ev["tokenId"]] = {"seen": epoch, "details": {
                         "license": ev["tokenId"], "epoch": ev["epoch"],
-                        "penalty": PENALTY_KINDS.get(ev["kind"], str(ev["kind"])),
+                        "penalty": P.PENALTY_NAMES.get(ev["kind"], str(ev["kind"])),
                         "amount_wei": str(ev["amount"]), "forfeited_wei": str(ev["forfeited"])}}
-            entries = await rpc.get_logs(protocol.address, [[flagged.topic, settled.topic]], lo, hi)
+        async for entries in scan_logs(rpc, protocol.address, [[flagged.topic, settled.topic]], start, head):
             for entry in sorted(entries, key=_log_order):
                 topic = bytes.fromhex(entry["topics"][0][2:])
                 ev = _decode(flagged if topic == flagged.topic else settled, entry)
@@ -105,7 +103,8 @@ class AlertFeed:
                         "evidence_root": "0x" + bytes(ev["evidenceRoot"]).hex()}}
                 elif ev["outcome"] == P.OK:
                     self._flagged.pop(target, None)
-            self._scanned_to = hi
+        # Both scans are idempotent: a failure above leaves the position, and the next read repeats them.
+        self._scanned_to = max(start - 1, head)
         self.node.store.put(SCAN_STATE_KEY, {"to": self._scanned_to, "penalties": self._penalties,
                                              "flagged": self._flagged})
         self._scan_epoch, self._scan_time = epoch, time.monotonic()

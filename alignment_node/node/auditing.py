@@ -24,6 +24,7 @@ from .. import protocol as P
 from ..audits import build_auditors
 from ..audits.base import AuditEnv, AuditResult, EpochContext, Target
 from ..chain.contracts import ContractRevert
+from ..chain.manifest import scan_logs, topic_uint
 
 log = logging.getLogger("alignment_node.audit")
 
@@ -36,8 +37,8 @@ SETTLE_LOOKBACK = 8  # epochs whose settlement and misses are still worth pursui
 GAS_PER_VERDICT_UNSEEN = 30_000
 GAS_PER_LICENSE_UNSEEN = 5_000
 SETTLE_GAS_UNSEEN = 25_000
-SETTLE_GRACE_BLOCKS = 6
-SETTLE_PARALLEL = 64  # blocks a designated settler gets before the other revealers settle in its place
+SETTLE_GRACE_BLOCKS = 6  # blocks a designated settler gets before the other revealers settle in its place
+SETTLE_PARALLEL = 64  # settle transactions in flight at once
 REVEALED_MARKER = "0x" + "00" * 31 + "01"  # AuditProtocol.REVEALED: what a revealed commitment slot holds
 
 
@@ -361,12 +362,15 @@ class AuditService:
             return
         protocol, vault = self.c["AuditProtocol"], self.c["RewardVault"]
         ev = vault.abi.event("Heartbeats")
-        logs = await self.node.rpc.get_logs(vault.address, [ev.topic, "0x" + epoch.to_bytes(32, "big").hex()],
-                                            int(self.node.manifest["deployBlock"]), "latest")
+        # Heartbeats of an epoch are only accepted during it: read that epoch's blocks, not the whole chain.
+        first = await protocol.call("epochStartBlock", epoch)
+        last = await protocol.call("epochStartBlock", epoch + 1) - 1
         active: set[int] = set()
-        for entry in logs:
-            decoded = ev.decode([bytes.fromhex(t[2:]) for t in entry["topics"]], bytes.fromhex(entry["data"][2:]))
-            active.update(decoded["tokenIds"])
+        async for logs in scan_logs(self.node.rpc, vault.address, [ev.topic, topic_uint(epoch)], first, last):
+            for entry in logs:
+                decoded = ev.decode([bytes.fromhex(t[2:]) for t in entry["topics"]],
+                                    bytes.fromhex(entry["data"][2:]))
+                active.update(decoded["tokenIds"])
         if not active:
             return
         seed = await protocol.call("seed", epoch)

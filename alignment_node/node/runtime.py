@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import protocol as P
 from ..api.server import ApiServer, json_response
 from ..chain.contracts import ContractRevert, TransactionFailed
-from ..chain.manifest import LOG_CHUNK_BLOCKS, manifest_contracts
+from ..chain.manifest import manifest_contracts, scan_logs, topic_address
 from ..chain.rpc import RpcClient, RpcException
 from ..chain.tx import LocalSigner
 from ..config import Config
@@ -34,9 +35,8 @@ from .txsender import OutOfGasMoney, TxSender
 log = logging.getLogger("alignment_node.node")
 
 REORG_REREAD_BLOCKS = 12  # blocks of license events read again on every refresh
-HEARTBEAT_BATCH = 200
-STATE_REFRESH_S = 30.0  # licenses per heartbeat transaction (keeps one transaction well under a block's gas)
-STATE_NAMES = {0: "free", 1: "pending", 2: "delegated"}
+HEARTBEAT_BATCH = 200  # licenses per heartbeat transaction (keeps one transaction well under a block's gas)
+STATE_REFRESH_S = 30.0  # seconds between re-reads of every license's state (suspensions, transfers)
 
 
 class MeteredRpcClient(RpcClient):
@@ -192,7 +192,7 @@ class Node:
         then their authoritative state with eth_calls (so a reorg can only delay, never mislead, us)."""
         registry = self.c["OperatorRegistry"]
         ev = registry.abi.event("LicenseStateChanged")
-        me_topic = "0x" + bytes(12).hex() + self.signer.address[2:].lower()
+        me_topic = topic_address(self.signer.address)
         deploy_block = int(self.manifest["deployBlock"])
         # Re-read a few blocks every time: logs of blocks that were reorganised away reappear or vanish.
         start = max(deploy_block, self._scanned_to - REORG_REREAD_BLOCKS)
@@ -206,9 +206,8 @@ class Node:
                 start = deploy_block
         changed = start == deploy_block and self._licenses_epoch is not None
         if head >= start:
-            for lo in range(start, head + 1, LOG_CHUNK_BLOCKS):
-                hi = min(head, lo + LOG_CHUNK_BLOCKS - 1)
-                for entry in await self.rpc.get_logs(registry.address, [ev.topic, None, me_topic], lo, hi):
+            async for entries in scan_logs(self.rpc, registry.address, [ev.topic, None, me_topic], start, head):
+                for entry in entries:
                     self._known_ids.add(int(entry["topics"][1], 16))
                     changed = changed or int(entry["blockNumber"], 16) > self._state_block
             # Remember the hash of the block before the head (the head itself may still be sealing on some
@@ -234,7 +233,7 @@ class Node:
             account = await vault.call("accounts", token_id)
             last_active = presence[0] - 1 if presence[0] else None
             licenses[token_id] = {
-                "state": STATE_NAMES[state],
+                "state": P.DELEGATION_STATE_NAMES[state],
                 "active_epoch": last_active,
                 "active_now": last_active == epoch,
                 "suspended_until": account[1] if account[1] > epoch else None,

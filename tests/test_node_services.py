@@ -1,0 +1,284 @@
+"""The audit service's chain duties without a chain: reveal batching, settlement choice and miss reports.
+
+The contracts are the real ABIs (calldata is encoded and decoded exactly as on chain); only their view calls
+are answered from a table, and the transaction sender records what it is asked to send (or reverts with a
+named error, as a contract would). Every test asserts on the transactions the service decides to send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+from eth_abi import decode as abi_decode
+
+from alignment_node import protocol as P
+from alignment_node.chain.abi import DecodedError, canonical_type
+from alignment_node.chain.contracts import Contract, ContractRevert
+from alignment_node.chain.manifest import topic_address, topic_uint
+from alignment_node.config import Config
+from alignment_node.node import auditing as A
+from alignment_node.node.metrics import NodeMetrics
+from alignment_node.node.store import Store
+
+PROTOCOL_ADDR = "0x" + "11" * 20
+VAULT_ADDR = "0x" + "22" * 20
+OPERATOR = "0x" + "33" * 20
+
+
+class FakeContract(Contract):
+    """A contract of the real ABI whose view calls are answered by ``answers[fn](*args)``."""
+
+    def __init__(self, name: str, address: str, answers: dict):
+        art = Contract.from_artifact(None, name, address)
+        super().__init__(None, address, art.abi, name)
+        self.answers = answers
+        self.calls: list[tuple] = []
+
+    async def call(self, fn, *args, **_kw):
+        self.calls.append((fn, *args))
+        answer = self.answers[fn]
+        return answer(*args) if callable(answer) else answer
+
+
+def decode_call(contract: Contract, data: bytes) -> tuple[str, tuple]:
+    for f in contract.abi.raw:
+        if f.get("type") != "function":
+            continue
+        fn = contract.abi.function(f["name"], len(f.get("inputs", ())))
+        if bytes(data[:4]) == fn.selector:
+            return fn.name, tuple(abi_decode([canonical_type(i) for i in f["inputs"]], bytes(data[4:])))
+    raise AssertionError(f"calldata of no function: {data[:4].hex()}")
+
+
+class FakeSender:
+    """Records (purpose, function, args, epoch); ``revert[purpose]`` = an error name to revert with, or a
+    function of the decoded args returning one (None: the transaction goes through)."""
+
+    def __init__(self, protocol: Contract):
+        self.protocol = protocol
+        self.sent: list[tuple] = []
+        self.revert: dict = {}
+
+    async def send(self, purpose, to, data, *, epoch=None, meta=None, gas=None, expected_errors=(), gas_extra=0,
+                   urgent=True):
+        assert to == self.protocol.address
+        fn, args = decode_call(self.protocol, data)
+        rule = self.revert.get(purpose)
+        name = rule(args) if callable(rule) else rule
+        if name:
+            raise ContractRevert(f"AuditProtocol.{fn}", DecodedError(name, f"{name}()", (), b""), b"")
+        self.sent.append((purpose, fn, args, epoch))
+        return {"transactionHash": "0x" + "ab" * 32, "blockNumber": "0x1", "status": "0x1"}
+
+
+class FakeRpc:
+    def __init__(self, logs: list[dict]):
+        self.logs = logs
+        self.ranges: list[tuple] = []
+
+    async def get_logs(self, address, topics, lo, hi):
+        self.ranges.append((lo, hi))
+        want = [t if t is None or isinstance(t, str) else "0x" + bytes(t).hex() for t in topics]
+        return [entry for entry in self.logs if lo <= int(entry["blockNumber"], 16) <= hi
+                and all(t is None or t == entry["topics"][i] for i, t in enumerate(want))]
+
+
+def heartbeats_log(vault: Contract, epoch: int, block: int, token_ids: list[int]) -> dict:
+    from eth_abi import encode
+
+    ev = vault.abi.event("Heartbeats")
+    return {"address": VAULT_ADDR, "blockNumber": hex(block), "logIndex": "0x0",
+            "topics": ["0x" + ev.topic.hex(), topic_uint(epoch), topic_address(OPERATOR)],
+            "data": "0x" + encode(["uint256[]"], [token_ids]).hex()}
+
+
+@pytest.fixture
+def world(tmp_path):
+    answers: dict = {}
+    protocol = FakeContract("AuditProtocol", PROTOCOL_ADDR, answers)
+    vault = FakeContract("RewardVault", VAULT_ADDR, {})
+    store = Store(tmp_path / "node.sqlite")
+    rpc = FakeRpc([])
+    sender = FakeSender(protocol)
+    node = SimpleNamespace(cfg=Config(), store=store, c={"AuditProtocol": protocol, "RewardVault": vault},
+                           sender=sender, metrics=NodeMetrics(), rpc=rpc, data_dir=tmp_path,
+                           manifest={"chainId": 31337, "deployBlock": 0})
+    service = A.AuditService(node)
+    yield SimpleNamespace(service=service, answers=answers, protocol=protocol, vault=vault, store=store, rpc=rpc,
+                          sender=sender)
+    store.close()
+
+
+def open_commitments(store: Store, epoch: int, spec: dict[int, int]) -> dict[int, str]:
+    """Store committed openings: license -> number of verdicts; returns license -> commitment."""
+    out = {}
+    for lic, n in spec.items():
+        commitment = "0x" + (lic.to_bytes(2, "big") * 16).hex()
+        store.put_opening(epoch, lic, "0x" + "00" * 32, list(range(1, n + 1)), [P.OK] * n, ["0x" + "cd" * 32] * n,
+                          commitment)
+        store.set_opening_state(epoch, [lic], "committed")
+        out[lic] = commitment
+    return out
+
+
+def states(store: Store, epoch: int) -> dict[int, tuple]:
+    return {o["license"]: (o["state"], o.get("reason")) for o in store.openings(epoch)}
+
+
+# ----------------------------------------------------------------------------------------------- reveal
+
+
+def test_reveal_batches_never_split_a_license_and_respect_the_verdict_cap():
+    openings = [{"license": i, "targets": list(range(n))} for i, n in enumerate([100, 100, 60, 1, 249, 250, 3])]
+    batches = A._reveal_batches(openings)
+    assert [[o["license"] for o in b] for b in batches] == [[0, 1], [2, 3], [4], [5], [6]]
+    assert all(sum(len(o["targets"]) for o in b) <= A.REVEAL_MAX_VERDICTS for b in batches)
+    # one license above the cap still gets its own batch rather than none
+    assert A._reveal_batches([{"license": 9, "targets": list(range(400))}]) == [[{"license": 9,
+                                                                                  "targets": list(range(400))}]]
+    assert A._reveal_batches([]) == []
+
+
+def test_reveal_waits_for_the_window_then_reveals_every_committed_license_in_batches(world):
+    commitments = open_commitments(world.store, 4, {1: 200, 2: 100, 3: 10})
+    world.answers["revealWindow"] = (100, 110)
+    world.answers["commitmentOf"] = lambda lic, e: bytes.fromhex(commitments[lic][2:])
+    asyncio.run(world.service.reveal(4, 98))  # head + 1 < start: not yet
+    assert world.sender.sent == [] and {s for s, _ in states(world.store, 4).values()} == {"committed"}
+    asyncio.run(world.service.reveal(4, 99))
+    sent = [(purpose, fn, [r[0] for r in args[1]]) for purpose, fn, args, _e in world.sender.sent]
+    assert sent == [("reveal", "revealMany", [1]), ("reveal", "revealMany", [2, 3])]
+    # the reveal carries the stored opening exactly
+    _p, _f, (epoch, reveals), _e = world.sender.sent[1]
+    assert epoch == 4 and list(reveals[1][1]) == list(range(1, 11)) and list(reveals[1][2]) == [P.OK] * 10
+    assert {lic: s for lic, (s, _r) in states(world.store, 4).items()} == {1: "revealed", 2: "revealed",
+                                                                          3: "revealed"}
+
+
+def test_reveal_marks_misses_with_their_reason(world):
+    commitments = open_commitments(world.store, 5, {1: 2, 2: 2, 3: 2, 4: 2})
+    onchain = {1: bytes.fromhex(commitments[1][2:]), 2: bytes.fromhex(A.REVEALED_MARKER[2:]), 3: bytes(32),
+               4: bytes.fromhex(commitments[4][2:])}
+    world.answers["revealWindow"] = (100, 110)
+    world.answers["commitmentOf"] = lambda lic, e: onchain[lic]
+    world.sender.revert["reveal"] = lambda args: "AlreadyRevealed" if 4 in [r[0] for r in args[1]] else None
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(A, "REVEAL_MAX_VERDICTS", 2)  # one license per batch
+        asyncio.run(world.service.reveal(5, 105))
+    got = states(world.store, 5)
+    assert got[1] == ("revealed", None)
+    assert got[2][0] == "revealed"  # already revealed on chain (a crash after sending)
+    assert got[3] == ("missed", "commitment never reached the chain")
+    assert got[4][0] == "missed" and "AlreadyRevealed" in got[4][1]
+    assert [[r[0] for r in args[1]] for _p, _f, args, _e in world.sender.sent] == [[1]]
+
+
+def test_a_reveal_after_the_window_is_a_miss_and_nothing_is_sent(world):
+    open_commitments(world.store, 6, {7: 3})
+    world.answers["revealWindow"] = (100, 110)
+    asyncio.run(world.service.reveal(6, 109))  # head + 1 >= end
+    assert world.sender.sent == []
+    state, reason = states(world.store, 6)[7]
+    assert state == "missed" and "[100, 110)" in reason and "109" in reason
+
+
+# ------------------------------------------------------------------------------------------ settlement
+
+
+def settle_world(world, epoch: int, mine: dict[int, list[int]], revealers: dict[int, list[int]],
+                 settled: set[int] = frozenset()):
+    """Our revealed openings (license -> targets) and every target's revealers on chain."""
+    for lic, targets in mine.items():
+        world.store.put_opening(epoch, lic, "0x" + "00" * 32, targets, [P.OK] * len(targets),
+                                ["0x" + "cd" * 32] * len(targets), "0x" + "ee" * 32)
+        world.store.set_opening_state(epoch, [lic], "revealed")
+    world.answers["revealWindow"] = (100, 110)
+    world.answers["tally"] = lambda e, t: (0, 0, 0, 2 if t in settled else 0)
+    world.answers["revealers"] = lambda e, t: (revealers[t], [P.OK] * len(revealers[t]))
+    world.answers["epochStartBlock"] = lambda e: 100 * e
+    world.answers["seed"] = b"\x07" * 32
+    world.answers["threshold"] = P.UINT256_MAX
+    world.answers["params"] = (10, 5, 3, 16)
+
+
+def settles(world) -> list[tuple]:
+    return [args for purpose, _fn, args, _e in world.sender.sent if purpose == "settle"]
+
+
+def test_the_lowest_revealer_settles_and_the_others_wait_for_the_grace_period(world):
+    # targets 1 and 2: our license 3 is the lowest revealer; target 4: license 1 (another node's) is lower
+    settle_world(world, 2, {3: [1, 2, 4], 8: [4]}, {1: [3, 9], 2: [5, 3], 4: [1, 3, 8]}, settled={2})
+    world.service.report_misses = _no_misses
+    asyncio.run(world.service.settle_and_report(110, 3))  # just after the window: not late
+    assert settles(world) == [(2, 1)]  # target 2 is settled already; target 4 is not ours to settle yet
+    assert not world.store.get("settled.2")  # target 4 is still pending
+    world.sender.sent.clear()
+    asyncio.run(world.service.settle_and_report(110 + A.SETTLE_GRACE_BLOCKS, 3))
+    assert sorted(settles(world)) == [(2, 1), (2, 4)]  # late: every unsettled target of ours
+    assert world.store.get("settled.2") is True
+    world.sender.sent.clear()
+    asyncio.run(world.service.settle_and_report(200, 3))
+    assert world.sender.sent == []  # the epoch is done
+
+
+def test_settling_before_the_window_closes_sends_nothing(world):
+    settle_world(world, 2, {3: [1]}, {1: [3]})
+    asyncio.run(world.service.settle_and_report(109, 3))
+    assert world.sender.sent == [] and not world.store.get("settled.2")
+
+
+def test_a_lost_settle_race_is_quiet_and_reports_no_misses(world):
+    settle_world(world, 2, {3: [1]}, {1: [3]})
+    world.sender.revert["settle"] = "AlreadySettled"
+    reported: list = []
+
+    async def record(epoch, targets, mine):
+        reported.append((epoch, targets, mine))
+
+    world.service.report_misses = record
+    asyncio.run(world.service.settle_and_report(110, 3))
+    assert settles(world) == [] and reported == [(2, [], {3})]
+    assert world.store.get("settled.2") is True
+
+
+async def _no_misses(*_a):
+    return None
+
+
+# -------------------------------------------------------------------------------------------- misses
+
+
+def test_misses_are_reported_for_assigned_active_licenses_that_did_not_reveal(world):
+    epoch = 3
+    settle_world(world, epoch, {}, {1: [2, 5], 2: [2]})
+    # active in epoch 3: 2, 5, 6, 7 (heartbeats in its blocks [300, 399]), and 9 only in epoch 2's blocks
+    world.rpc.logs = [heartbeats_log(world.vault, 3, 305, [2, 5, 6]), heartbeats_log(world.vault, 3, 399, [7]),
+                      heartbeats_log(world.vault, 2, 250, [9])]
+    seed = b"\x07" * 32
+    threshold = P.threshold(40, 5)  # a real lottery: not everyone is assigned
+    world.answers["threshold"] = threshold
+    asyncio.run(world.service.report_misses(epoch, [1, 2], mine={6}))
+    reported = [args for purpose, fn, args, _e in world.sender.sent if fn == "reportMiss"]
+    expected = [(epoch, lic, t) for t in (1, 2) for lic in sorted({2, 5, 6, 7} - {6} - set({1: [2, 5], 2: [2]}[t]))
+                if P.is_assigned(seed, t, lic, threshold)]
+    assert reported == expected
+    # only epoch 3's blocks were read
+    assert world.rpc.ranges and all(300 <= lo <= hi <= 399 for lo, hi in world.rpc.ranges)
+
+
+def test_everyone_assigned_everyone_missing_is_reported_except_ours_and_full_committees(world):
+    settle_world(world, 3, {}, {1: [2], 2: list(range(100, 116))})
+    world.rpc.logs = [heartbeats_log(world.vault, 3, 310, [2, 4, 5, 6])]
+    world.sender.revert["report_miss"] = lambda args: "MissAlreadyReported" if args[1] == 5 else None
+    asyncio.run(world.service.report_misses(3, [1, 2], mine={6}))
+    reported = [(args[1], args[2]) for _p, fn, args, _e in world.sender.sent if fn == "reportMiss"]
+    # target 2 has 16 revealers (maxCommittee): nothing can be reported; license 5's report was a lost race
+    assert reported == [(4, 1)]
+
+
+def test_no_heartbeats_no_reports(world):
+    settle_world(world, 3, {}, {1: []})
+    asyncio.run(world.service.report_misses(3, [1], mine=set()))
+    assert world.sender.sent == []
