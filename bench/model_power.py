@@ -39,7 +39,7 @@ Protocol (issue 6, "Benchmark"):
   87 % one thread with the trial's 100 rows in one batch, 10 % two threads with one batch per request, 3 %
   batch size 1. Rejection rates at alpha 0.05 and 0.01 with one-sided 95 % Clopper-Pearson upper bounds.
 - Drift: streams of audits of 100 completions (probes drawn as above): 5 honest epochs, then the finetuned
-  checkpoint; the CUSUM the audit carries across epochs (``drift.DriftMonitor("cusum")`` on
+  checkpoint; the CUSUM the audit carries across epochs (``drift.CUSUM()`` on
   ``normal_scores(rank_scores(...))``) and river's PageHinkley (defaults, and delta 0.5 / threshold 25) and
   ADWIN (defaults) on the same values. Delay in completions after the switch; false alarms on honest streams
   of 50 epochs. The honest epochs are drawn from the null trials' completions (each reused about 2.5 times).
@@ -411,10 +411,10 @@ def stream_values(groups, baseline, epochs: int, rng, label) -> np.ndarray:
 def detectors():
     from alignment_node.models import drift as D
 
-    return {"cusum": lambda: D.DriftMonitor("cusum"),
-            "page_hinkley": lambda: D.DriftMonitor("page_hinkley"),
-            "page_hinkley(0.5,25)": lambda: D.DriftMonitor("page_hinkley", delta=0.5, threshold=25.0),
-            "adwin": lambda: D.DriftMonitor("adwin")}
+    return {"cusum": D.CUSUM,
+            "page_hinkley": D.PageHinkley,
+            "page_hinkley(0.5,25)": lambda: D.PageHinkley(delta=0.5, threshold=25.0),
+            "adwin": D.ADWIN}
 
 
 def first_alarms(values: np.ndarray, make) -> list[int]:

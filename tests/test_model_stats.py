@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from alignment_node.models import drift
-from alignment_node.models.drift import DriftMonitor
+from alignment_node.models.drift import ADWIN, CUSUM, DETECTORS, KSWIN, DriftDetector, PageHinkley
 from alignment_node.models.stats import (StatResult, calibrate_tolerance, clopper_pearson, combine, embedding_test,
                                          mean_logprob_test, mmd_hamming_test, rank_scores, rank_uniformity_test,
                                          rate_test)
@@ -425,9 +425,9 @@ def test_cusum_simulation_matches_siegmund_and_the_monitor():
     # the monitor is the simulated detector: same values, same first alarm
     rng = np.random.default_rng(1)
     values = rng.standard_normal((5000, 8))
-    monitor = DriftMonitor("cusum", k=0.5, h=4.0)
+    monitor = CUSUM(k=0.5, h=4.0)
     for column in values.T:
-        m = DriftMonitor.from_state(monitor.state(fresh=True))
+        m = CUSUM.from_state(monitor.state(fresh=True))
         alarms = m.update_many(column.tolist())
         s_up = s_down = 0.0
         expected = None
@@ -440,7 +440,7 @@ def test_cusum_simulation_matches_siegmund_and_the_monitor():
 
 
 def test_cusum_default_false_alarms_over_a_long_horizon():
-    monitor = DriftMonitor()  # the defaults: k = 0.3, ARL0 = 4e6
+    monitor = CUSUM()  # the defaults: k = 0.3, ARL0 = 4e6
     assert monitor.params["h"] == pytest.approx(drift.cusum_threshold(drift.DEFAULT_K, drift.DEFAULT_ARL0))
     trials, horizon, bound = 2000, 25_000, 0.01
     lengths = drift.simulate_cusum(monitor.params["k"], monitor.params["h"], horizon=horizon, trials=trials, seed=5)
@@ -448,7 +448,7 @@ def test_cusum_default_false_alarms_over_a_long_horizon():
 
 
 def test_cusum_alarms_soon_after_a_shift():
-    k, h = drift.DEFAULT_K, DriftMonitor().params["h"]
+    k, h = drift.DEFAULT_K, CUSUM().params["h"]
     for shift, within_100 in ((1.0, 1.0), (0.75, 0.97)):
         lengths = drift.simulate_cusum(k, h, horizon=2000, trials=1000, seed=6, shift=shift, change_at=0)
         assert np.mean((lengths > 0) & (lengths <= 100)) >= within_100
@@ -464,7 +464,7 @@ def test_drift_on_a_synthetic_model_switch():
     moved = BASE.towards(OTHER, 0.6)
     delays, false_alarms = [], 0
     for trial in range(10):
-        monitor = DriftMonitor()
+        monitor = CUSUM()
         honest = [(p, s[1]) for p, s in scored(draw(BASE, 250, rng), per_token=True)]
         switched = [(p, s[1]) for p, s in scored(draw(moved, 50, rng), per_token=True)]
         order = rng.permutation(len(switched))
@@ -484,17 +484,37 @@ def test_drift_on_a_synthetic_model_switch():
 def test_drift_state_round_trip(kind, params):
     rng = np.random.default_rng(70)
     stream = np.concatenate([rng.standard_normal(300), rng.standard_normal(300) + 1.5]).tolist()
-    live = DriftMonitor(kind, **params)
+    live = DETECTORS[kind](**params)
+    assert live.kind == kind
     live.update_many(stream[:250])
-    restored = DriftMonitor.from_state(json.loads(json.dumps(live.state())))
+    restored = DriftDetector.from_state(json.loads(json.dumps(live.state())))
+    assert type(restored) is type(live)
     assert restored.state() == live.state()
     assert live.update_many(stream[250:]) == restored.update_many(stream[250:])
     assert live.alarms >= 1 and restored.state() == live.state()
 
 
+def test_drift_state_json_is_the_stored_format():
+    """Evidence bundles hold ``json.dumps(state, sort_keys=True)``: these bytes were written by the single
+    ``DriftMonitor`` class the detectors replaced, and must stay the same (an old bundle must re-judge the same)."""
+    cusum = CUSUM()
+    cusum.update_many([1.0, 0.7, -2.0])
+    stored = ('{"alarms": 0, "kind": "cusum", "last_alarm": 0, "n": 3, "params": {"h": 22.467607022128874, '
+              '"k": 0.3, "sides": "both"}, "s_down": 1.7, "s_up": 0.0}')
+    assert json.dumps(cusum.state(), sort_keys=True) == stored
+    assert json.dumps(DriftDetector.from_state(json.loads(stored)).state(), sort_keys=True) == stored
+    ph = PageHinkley(delta=0.5, threshold=25.0, max_history=10)
+    ph.update_many([0.5, 1.5])
+    stored = ('{"alarms": 0, "history": [0.5, 1.5], "kind": "page_hinkley", "last_alarm": 0, "n": 2, "params": '
+              '{"alpha": 0.9999, "delta": 0.5, "max_history": 10, "min_instances": 30, "mode": "both", '
+              '"threshold": 25.0}}')
+    assert json.dumps(ph.state(), sort_keys=True) == stored
+    assert json.dumps(DriftDetector.from_state(json.loads(stored)).state(), sort_keys=True) == stored
+
+
 def test_river_adwin_detects_a_shift():
     rng = np.random.default_rng(71)
-    monitor = DriftMonitor("adwin")
+    monitor = ADWIN()
     assert monitor.update_many(rng.standard_normal(1000).tolist()) == []
     alarms = monitor.update_many((rng.standard_normal(300) + 1.0).tolist())
     assert alarms and alarms[0] - 1000 <= 150
@@ -502,21 +522,27 @@ def test_river_adwin_detects_a_shift():
 
 def test_drift_bad_input():
     with pytest.raises(ValueError, match="unknown drift detector"):
-        DriftMonitor("ewma")
-    with pytest.raises(ValueError, match="unknown cusum parameter"):
-        DriftMonitor("cusum", threshold=3)
+        DriftDetector.from_state({"kind": "ewma", "params": {}})
+    with pytest.raises(TypeError, match="threshold"):
+        CUSUM(threshold=3)
+    with pytest.raises(ValueError, match="bad cusum parameters"):
+        DriftDetector.from_state({"kind": "cusum", "params": {"threshold": 3}})
     with pytest.raises(ValueError, match="integer seed"):
-        DriftMonitor("kswin")
-    with pytest.raises(ValueError, match="unknown adwin parameter"):
-        DriftMonitor("adwin", window=3)
-    monitor = DriftMonitor()
+        KSWIN()
+    with pytest.raises(TypeError, match="window"):
+        ADWIN(window=3)
+    with pytest.raises(ValueError, match="bad page_hinkley parameters"):
+        PageHinkley(mode="sideways")
+    with pytest.raises(ValueError, match="not a CUSUM state"):
+        CUSUM.from_state(ADWIN().state())
+    monitor = CUSUM()
     for bad in (math.nan, math.inf, "1.0", None):
         with pytest.raises(ValueError, match="drift values must be"):
             monitor.update(bad)
     for state in (None, {"kind": "cusum"}, {"kind": "cusum", "params": {}, "s_up": -1.0},
                   {"kind": "adwin", "params": {}, "history": [1.0, "x"]}, {"kind": "x", "params": {}}):
         with pytest.raises(ValueError):
-            DriftMonitor.from_state(state)
+            DriftDetector.from_state(state)
     with pytest.raises(ValueError, match="ranks must be"):
         drift.normal_scores([0.5, 1.5])
     with pytest.raises(ValueError, match="p-values must be"):
@@ -527,6 +553,6 @@ def test_p_value_stream():
     rng = np.random.default_rng(72)
     z = drift.p_value_scores(rng.random(20_000))
     assert abs(z.mean()) < 0.05 and abs(z.std() - 1) < 0.05
-    monitor = DriftMonitor(sides="up", arl0=1e4)
+    monitor = CUSUM(sides="up", arl0=1e4)
     assert monitor.update_many(drift.p_value_scores([0.5] * 200).tolist()) == []
     assert monitor.update_many(drift.p_value_scores([0.001] * 20).tolist())  # repeated small p-values

@@ -48,6 +48,20 @@ def test_size_and_corpus():
     assert lm.corpus_sha256() == lm.corpus_sha256()
 
 
+def test_corpus_ignores_methods_other_packages_add(monkeypatch):
+    """transformers adds ``logging.Logger.warning_once``: a process that imported it first must train (and look
+    up in the cache) the same model."""
+    import logging
+
+    before = lm._module_docs("logging")
+
+    def warning_once(self, *args):
+        """A method another package added to a standard-library class."""
+
+    monkeypatch.setattr(logging.Logger, "warning_once", warning_once, raising=False)
+    assert lm._module_docs("logging") == before
+
+
 def test_training_is_deterministic_and_depends_on_the_seed():
     a, b, c = lm.train(3, steps=3), lm.train(3, steps=3), lm.train(4, steps=3)
     assert lm.weights_hash(a) == lm.weights_hash(b)

@@ -90,7 +90,7 @@ def test_help_lists_every_command():
     assert "up" in devnet_help and "scenario" in devnet_help
     scenario_help = subprocess.run(CLI + ["devnet", "scenario", "--help"], capture_output=True, text=True,
                                    check=True).stdout  # scenario descriptions go through argparse's % formatting
-    from alignment_node.devnet.network import SCENARIOS
+    from alignment_node.devnet.scenarios import SCENARIOS
 
     assert all(name in scenario_help for name in SCENARIOS)
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
 
-from ..protocol import FAULT, OK, UNREACHABLE, VERDICT_NAMES, evidence_root
+from ..protocol import FAULT, KIND_NAMES, OK, UNREACHABLE, VERDICT_NAMES, evidence_root
+from .http import GARBAGE, describe
 
 BUNDLE_VERSION = 1
 # error kinds of ``audits.http`` that mean the target gave no answer at all (UNREACHABLE rather than FAULT)
@@ -98,4 +99,34 @@ async def bounded_each(items: list, work, workers: int) -> None:
     await asyncio.gather(*(worker() for _ in range(min(workers, len(items)))))
 
 
-__all__ = ["bounded_each", "Target", "AuditResult", "Auditor", "AuditEnv", "EpochContext", "UNANSWERED", "OK", "FAULT", "UNREACHABLE", "BUNDLE_VERSION"]
+def make_policy(cls: Callable[..., Any], policy: Any, overrides: dict[str, int]) -> Any:
+    """An auditor's policy: ``policy``, or a ``cls`` made of the keyword ``overrides`` (not both)."""
+    if policy is not None and overrides:
+        raise ValueError("give a policy or keyword overrides, not both")
+    return policy if policy is not None else cls(**overrides)
+
+
+def evaluate_bundle(bundle: dict[str, Any], kind: int,
+                    judge: Callable[[dict[str, Any]], tuple[int, list[dict[str, Any]]]]) -> tuple[int, list[dict[str, Any]]]:
+    """``judge(bundle)`` for a bundle of ``kind``: any sign that the bundle is not a well-formed one of that kind
+    (wrong kind, missing or mistyped field) becomes one ValueError naming the kind."""
+    name = KIND_NAMES[kind]
+    try:
+        if bundle.get("kind") != name:
+            raise ValueError(f"kind {bundle.get('kind')!r} is not {name}")
+        return judge(bundle)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise ValueError(f"not a well-formed {name} evidence bundle: {type(exc).__name__}: {exc}") from None
+
+
+def answer_checks(final: dict[str, dict[str, Any]], check: Callable[[str, bool | None, str], None]) -> None:
+    """The ``reachable`` and ``well_formed`` checks of the last attempts ``final`` of a JSON-RPC audit's calls:
+    unanswered calls fail the first; garbage and JSON-RPC errors the second (None when no call was made)."""
+    unanswered = [describe(o) for o in final.values() if o["status"] in UNANSWERED]
+    bad = [describe(o) for o in final.values() if o["status"] in GARBAGE or o["status"] == "rpc_error"]
+    check("reachable", not unanswered if final else False,
+          "; ".join(unanswered) or (f"{len(final)} calls answered" if final else "no call was made"))
+    check("well_formed", not bad if final else None, "; ".join(bad) or "every answer well-formed")
+
+
+__all__ = ["bounded_each", "make_policy", "evaluate_bundle", "answer_checks", "Target", "AuditResult", "Auditor", "AuditEnv", "EpochContext", "UNANSWERED", "OK", "FAULT", "UNREACHABLE", "BUNDLE_VERSION"]

@@ -59,7 +59,7 @@ from ..cometbft import rpc as R
 from ..cometbft import types as T
 from ..cometbft import verify as V
 from ..protocol import FAULT, KIND_COMETBFT, KIND_NAMES, OK, UNREACHABLE, VERDICT_NAMES
-from .base import UNANSWERED, AuditResult, EpochContext, Target
+from .base import UNANSWERED, AuditResult, EpochContext, Target, make_policy
 from .http import GARBAGE, AuditHttpClient, classify_envelope, describe, epoch_client, last_attempts
 
 __all__ = ["CometAuditor", "CometPolicy", "comet_identity", "parse_comet_identity", "evaluate"]
@@ -178,9 +178,7 @@ class CometAuditor:
     kind = KIND_COMETBFT
 
     def __init__(self, extra_urls: list[str] | None = None, policy: CometPolicy | None = None, **overrides: int):
-        if policy is not None and overrides:
-            raise ValueError("give a policy or keyword overrides, not both")
-        self.policy = policy if policy is not None else CometPolicy(**overrides)
+        self.policy = make_policy(CometPolicy, policy, overrides)
         self.extra_urls = list(extra_urls or [])
         self._last: dict[str, int] = {}  # chain id -> last height audited
         self._history: dict[str, dict[int, dict[bytes, int]]] = {}  # chain -> height -> address -> flag

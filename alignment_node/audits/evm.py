@@ -59,8 +59,9 @@ from typing import Any
 from eth_abi import encode
 
 from ..protocol import FAULT, KIND_EVM_RPC, KIND_NAMES, OK, UNREACHABLE, VERDICT_NAMES
-from .base import BUNDLE_VERSION, UNANSWERED, AuditResult, EpochContext, Target, bounded_each as _each
-from .http import GARBAGE, AuditHttpClient, Session, call_with_retry, describe, last_attempts
+from .base import BUNDLE_VERSION, AuditResult, EpochContext, Target, answer_checks, evaluate_bundle, make_policy
+from .base import bounded_each as _each
+from .http import AuditHttpClient, Session, call_with_retry, last_attempts
 
 __all__ = [
     "EvmAuditor",
@@ -198,15 +199,10 @@ def _stuck_since(readings: list[tuple[int, int]]) -> tuple[int, int] | None:
 
 def evaluate(bundle: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
     """(verdict, checks) that an EVM_RPC bundle's observations support. Pure; ValueError on a malformed bundle."""
-    try:
-        return _evaluate(bundle)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        raise ValueError(f"not a well-formed EVM_RPC evidence bundle: {type(exc).__name__}: {exc}") from None
+    return evaluate_bundle(bundle, KIND_EVM_RPC, _evaluate)
 
 
 def _evaluate(bundle: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
-    if bundle.get("kind") != KIND_NAMES[KIND_EVM_RPC]:
-        raise ValueError(f"kind {bundle.get('kind')!r} is not EVM_RPC")
     policy = bundle["policy"]
     observations = bundle["observations"]
     final = last_attempts(observations)
@@ -215,14 +211,7 @@ def _evaluate(bundle: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
     def check(name: str, ok: bool | None, detail: str) -> None:
         checks.append({"name": name, "ok": ok, "detail": detail})
 
-    # reachable / well_formed
-    unanswered = [describe(o) for o in final.values() if o["status"] in UNANSWERED]
-    bad = [describe(o) for o in final.values() if o["status"] in GARBAGE or o["status"] == "rpc_error"]
-    if not final:
-        check("reachable", False, "no call was made")
-    else:
-        check("reachable", not unanswered, "; ".join(unanswered) or f"{len(final)} calls answered")
-    check("well_formed", not bad if final else None, "; ".join(bad) or "every answer well-formed")
+    answer_checks(final, check)  # reachable / well_formed
 
     # chain_id / genesis
     try:
@@ -343,9 +332,7 @@ class EvmAuditor:
     kind = KIND_EVM_RPC
 
     def __init__(self, policy: EvmPolicy | None = None, **overrides: int):
-        if policy is not None and overrides:
-            raise ValueError("give a policy or keyword overrides, not both")
-        self.policy = policy if policy is not None else EvmPolicy(**overrides)
+        self.policy = make_policy(EvmPolicy, policy, overrides)
         # target id -> (endpoint, epoch, wall-clock ms, head) of the earliest reading of its current head
         self._since: dict[int, tuple[str, int, int, int]] = {}
 

@@ -34,8 +34,8 @@ import json
 import time
 from typing import Any, Callable
 
-from .. import safejson
-from ..chain.rpc import _Endpoint as Endpoint  # URL parsing shared with the node's own RPC client
+from .. import http1, safejson
+from ..http1 import Endpoint, ResponseError  # shared with the node's own RPC client (chain.rpc)
 
 __all__ = [
     "AuditHttpClient",
@@ -59,23 +59,12 @@ TRANSIENT = frozenset({"timeout", "refused", "reset", "http_error", "rpc_error"}
 GARBAGE = frozenset({"malformed", "bad_utf8", "oversized"})  # no correct node sends these: never retried
 
 DEFAULT_MAX_RESPONSE = 1 << 20
-SMALL_BODY_BYTES = 32 * 1024
+SMALL_BODY_BYTES = http1.SMALL_BODY_BYTES
 HEADER_LIMIT = 16 * 1024  # the stream reader's buffer limit and the largest header block accepted
 KEPT_RESULT_BYTES = 256  # a result without an extract function is kept verbatim up to this size
 ERROR_TEXT_CHARS = 200
 
 Extract = Callable[[Any], Any]
-
-
-class ResponseError(Exception):
-    """A response that is not a usable HTTP answer; ``status`` is its Observation status."""
-
-    def __init__(self, status: str, error: str, size: int = 0, sha256: str | None = None):
-        super().__init__(error)
-        self.status = status
-        self.error = error
-        self.size = size
-        self.sha256 = sha256
 
 
 def _ms(seconds: float) -> int:
@@ -86,130 +75,13 @@ def _short(text: str) -> str:
     return text if len(text) <= ERROR_TEXT_CHARS else text[:ERROR_TEXT_CHARS] + "..."
 
 
-class _Body:
-    """A response body read so far: hashed as it arrives, buffered only up to the cap."""
-
-    __slots__ = ("cap", "data", "digest", "size", "keep")
-
-    def __init__(self, cap: int):
-        self.cap = cap
-        self.data = bytearray()
-        self.digest = hashlib.sha256()
-        self.size = 0
-        self.keep = True
-
-    def add(self, piece: bytes) -> None:
-        self.digest.update(piece)
-        self.size += len(piece)
-        if self.keep:
-            if self.size > self.cap:
-                raise self.oversized(f"response body larger than {self.cap} bytes (stopped after {self.size})")
-            self.data += piece
-
-    def oversized(self, error: str) -> ResponseError:
-        return ResponseError("oversized", error, self.size, self.digest.hexdigest())
-
-    def malformed(self, error: str) -> ResponseError:
-        return ResponseError("malformed", error, self.size, self.digest.hexdigest())
-
-
 async def read_response(reader: asyncio.StreamReader, max_bytes: int = DEFAULT_MAX_RESPONSE,
                         large: asyncio.Semaphore | None = None) -> tuple[int, bool, bytes]:
     """Read one HTTP/1.x response: (HTTP status, keep-alive, body). Raises ResponseError (status ``reset`` if
-    the connection closed before any byte, else ``malformed``/``oversized``); bodies larger than
-    SMALL_BODY_BYTES are only buffered while holding a ``large`` slot."""
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.IncompleteReadError as exc:
-        if not exc.partial:
-            raise ResponseError("reset", "connection closed before a response") from None
-        raise ResponseError("malformed", f"connection closed inside the HTTP header ({len(exc.partial)} bytes)",
-                            len(exc.partial), hashlib.sha256(exc.partial).hexdigest()) from None
-    except (asyncio.LimitOverrunError, ValueError):
-        raise ResponseError("malformed", f"HTTP header larger than {HEADER_LIMIT} bytes") from None
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(None, 2)
-    if len(parts) < 2 or parts[0] not in (b"HTTP/1.1", b"HTTP/1.0") or not (len(parts[1]) == 3 and parts[1].isdigit()):
-        raise ResponseError("malformed", f"malformed HTTP status line {bytes(lines[0][:60])!r}",
-                            len(head), hashlib.sha256(head).hexdigest())
-    status = int(parts[1])
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        if not line:
-            continue
-        name, sep, value = line.decode("latin-1").partition(":")
-        if not sep or not name.strip():
-            raise ResponseError("malformed", f"malformed HTTP header line {bytes(line[:60])!r}",
-                                len(head), hashlib.sha256(head).hexdigest())
-        headers[name.strip().lower()] = value.strip()
-    keep_alive = parts[0] == b"HTTP/1.1" and "close" not in headers.get("connection", "").lower()
-    body = _Body(max_bytes)
-    holding_large = False
-    try:
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            while True:
-                size_line = await reader.readuntil(b"\r\n")
-                try:
-                    n = int(size_line.split(b";")[0].strip(), 16)
-                except ValueError:
-                    raise body.malformed(f"malformed chunk size {bytes(size_line[:40])!r}") from None
-                if n < 0:
-                    raise body.malformed("negative chunk size")
-                if n == 0:
-                    while (await reader.readuntil(b"\r\n")) != b"\r\n":
-                        pass
-                    break
-                while n:
-                    if not holding_large and body.size + n > SMALL_BODY_BYTES and large is not None:
-                        await large.acquire()
-                        holding_large = True
-                    piece = await reader.read(min(n, 65536))
-                    if not piece:
-                        raise body.malformed("connection closed inside a chunk")
-                    body.add(piece)
-                    n -= len(piece)
-                if await reader.readexactly(2) != b"\r\n":
-                    raise body.malformed("chunk not followed by CRLF")
-        elif "content-length" in headers:
-            text = headers["content-length"]
-            if not text.isdigit() or len(text) > 18:
-                raise body.malformed(f"malformed Content-Length {text[:40]!r}")
-            remaining = int(text)
-            if remaining > max_bytes:  # hash (without keeping) what fits under the cap, as evidence
-                body.keep = False
-                while body.size <= max_bytes:
-                    piece = await reader.read(65536)
-                    if not piece:
-                        break
-                    body.add(piece)
-                raise body.oversized(f"Content-Length {remaining} is larger than {max_bytes} bytes (read {body.size})")
-            if remaining > SMALL_BODY_BYTES and large is not None:
-                await large.acquire()
-                holding_large = True
-            while remaining:
-                piece = await reader.read(min(remaining, 65536))
-                if not piece:
-                    raise body.malformed(f"connection closed {remaining} bytes before the end of the body")
-                body.add(piece)
-                remaining -= len(piece)
-        else:  # no length: the body runs to the end of the connection
-            keep_alive = False
-            while True:
-                if not holding_large and body.size >= SMALL_BODY_BYTES and large is not None:
-                    await large.acquire()
-                    holding_large = True
-                piece = await reader.read(65536)
-                if not piece:
-                    break
-                body.add(piece)
-        return status, keep_alive, bytes(body.data)
-    except asyncio.IncompleteReadError:
-        raise body.malformed("connection closed inside the body") from None
-    except (asyncio.LimitOverrunError, ValueError):
-        raise body.malformed(f"chunk header line longer than {HEADER_LIMIT} bytes") from None
-    finally:
-        if holding_large:
-            large.release()
+    the connection closed before any byte, else ``malformed``/``oversized``, with the size and SHA-256 of what
+    was read); bodies larger than SMALL_BODY_BYTES are only buffered while holding a ``large`` slot."""
+    return await http1.read_response(reader, max_bytes, large, header_limit=HEADER_LIMIT,
+                                     small_body_bytes=SMALL_BODY_BYTES)
 
 
 def classify_body(http_status: int, body: bytes, req_id: int, extract: Extract | None = None) -> dict[str, Any]:

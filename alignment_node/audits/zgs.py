@@ -63,8 +63,9 @@ from ..protocol import FAULT, KIND_NAMES, KIND_ZGS_STORAGE, OK, UNREACHABLE, VER
 from ..zgs import merkle
 from ..zgs.flow import SubmissionIndex, parse_flow_identity
 from ..zgs.rpc import parse_file_info, parse_shard_config, parse_status, segment_extractor
-from .base import BUNDLE_VERSION, UNANSWERED, AuditResult, EpochContext, Target, bounded_each
-from .http import GARBAGE, AuditHttpClient, Session, call_with_retry, describe, epoch_client, last_attempts
+from .base import (BUNDLE_VERSION, AuditResult, EpochContext, Target, answer_checks, bounded_each, evaluate_bundle,
+                   make_policy)
+from .http import AuditHttpClient, Session, call_with_retry, epoch_client, last_attempts
 
 __all__ = ["ZgsAuditor", "ZgsPolicy", "evaluate", "draw", "CHECKS", "parse_status", "parse_shard_config",
            "parse_file_info", "segment_extractor"]
@@ -127,15 +128,10 @@ def _ok(final: dict[str, dict[str, Any]], call: str) -> tuple[bool, Any]:
 def evaluate(bundle: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
     """(verdict, checks) a ZGS_STORAGE bundle's observations support. Pure; ValueError on a malformed bundle
     (including draws that do not follow the rule)."""
-    try:
-        return _evaluate(bundle)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        raise ValueError(f"not a well-formed ZGS_STORAGE evidence bundle: {type(exc).__name__}: {exc}") from None
+    return evaluate_bundle(bundle, KIND_ZGS_STORAGE, _evaluate)
 
 
 def _evaluate(bundle: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
-    if bundle.get("kind") != KIND_NAMES[KIND_ZGS_STORAGE]:
-        raise ValueError(f"kind {bundle.get('kind')!r} is not ZGS_STORAGE")
     policy = bundle["policy"]
     final = last_attempts(bundle["observations"])
     chain = bundle["chain"]
@@ -144,11 +140,7 @@ def _evaluate(bundle: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
     def check(name: str, ok: bool | None, detail: str) -> None:
         checks.append({"name": name, "ok": ok, "detail": detail})
 
-    unanswered = [describe(o) for o in final.values() if o["status"] in UNANSWERED]
-    bad = [describe(o) for o in final.values() if o["status"] in GARBAGE or o["status"] == "rpc_error"]
-    check("reachable", not unanswered if final else False,
-          "; ".join(unanswered) or (f"{len(final)} calls answered" if final else "no call was made"))
-    check("well_formed", not bad if final else None, "; ".join(bad) or "every answer well-formed")
+    answer_checks(final, check)  # reachable / well_formed
 
     chain_id, flow = parse_flow_identity(bytes.fromhex(bundle["target"]["identity"].removeprefix("0x")))
     got_status, status = _ok(final, "status")
@@ -333,9 +325,7 @@ class ZgsAuditor:
 
     def __init__(self, rpc_for: Callable[[int], Any], policy: ZgsPolicy | None = None, from_block: int = 0,
                  **overrides: int):
-        if policy is not None and overrides:
-            raise ValueError("give a policy or keyword overrides, not both")
-        self.policy = policy if policy is not None else ZgsPolicy(**overrides)
+        self.policy = make_policy(ZgsPolicy, policy, overrides)
         self.rpc_for = rpc_for
         self.from_block = from_block
         self._flows: dict[tuple[int, str], _Flow] = {}

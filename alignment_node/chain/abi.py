@@ -236,14 +236,6 @@ class AbiFunction:
             return {o["name"]: v for o, v in zip(self.outputs, values)}
         return tuple(values)
 
-    def decode_input(self, calldata: bytes, named: bool = False) -> Any:
-        if bytes(calldata[:4]) != self.selector:
-            raise AbiDecodeError(f"calldata is not a call to {self.signature}")
-        values = decode_params(self.inputs, calldata[4:], self.signature, named)
-        if named:
-            return {p.get("name") or str(i): v for i, (p, v) in enumerate(zip(self.inputs, values))}
-        return values
-
 
 @dataclass(frozen=True)
 class AbiError:
@@ -445,11 +437,6 @@ class ContractAbi:
 
     def encode_constructor(self, *args: Any) -> bytes:
         return encode_params(self.constructor_inputs, args, f"{self.name} constructor")
-
-    def error_registry(self) -> ErrorRegistry:
-        reg = ErrorRegistry()
-        reg.add_abi(self.raw)
-        return reg
 
 
 # ------------------------------------------------------------------------------- registries

@@ -8,8 +8,9 @@ __all__ = ["keccak256", "to_checksum_address", "normalize_address", "is_address"
 
 
 def keccak256(data: bytes | bytearray | memoryview) -> bytes:
-    """Keccak-256 digest of `data` (32 bytes)."""
-    return sha3.keccak_256(bytes(data)).digest()
+    """Keccak-256 digest of `data` (32 bytes): any C-contiguous buffer, hashed without a copy. The one
+    implementation: ``protocol.keccak`` and ``zgs.merkle.keccak`` are this function."""
+    return sha3.keccak_256(data).digest()
 
 
 _HEX = frozenset("0123456789abcdefABCDEF")

@@ -1,4 +1,5 @@
-"""A small asyncio JSON-RPC client over HTTP/1.1 (stdlib only: asyncio streams).
+"""A small asyncio JSON-RPC client over HTTP/1.1 (stdlib only: asyncio streams; responses are read by the
+strict HTTP/1.1 reader shared with the audits, ``alignment_node.http1``).
 
 - several endpoints, tried in turn: a connection error, timeout, HTTP failure or malformed/oversized
   answer moves to the next one (and the one that answers becomes the preferred endpoint);
@@ -16,11 +17,10 @@ import asyncio
 import itertools
 import json
 import time
-from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
-from urllib.parse import urlsplit
 
-from .. import safejson
+from .. import http1, safejson
+from ..http1 import Endpoint
 
 __all__ = [
     "RpcClient",
@@ -106,32 +106,6 @@ class _ConnectionClosed(Exception):
     """A reused connection was closed by the server before any reply (safe to retry)."""
 
 
-@dataclass(frozen=True)
-class _Endpoint:
-    url: str
-    scheme: str
-    host: str
-    port: int
-    target: str
-    host_header: str
-    label: str
-
-    @classmethod
-    def parse(cls, url: str) -> _Endpoint:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {parts.scheme}://{parts.hostname or ''}")
-        if parts.username or parts.password:
-            raise ValueError("credentials in the URL userinfo are not supported")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        host = parts.hostname
-        host_header = f"[{host}]" if ":" in host else host
-        if parts.port:
-            host_header += f":{port}"
-        return cls(url, parts.scheme, host, port, target, host_header, f"{parts.scheme}://{host_header}")
-
-
 class _Conn:
     __slots__ = ("reader", "writer")
 
@@ -159,7 +133,7 @@ class RpcClient:
             urls = [urls]
         if not urls:
             raise ValueError("at least one RPC endpoint is needed")
-        self.endpoints = [_Endpoint.parse(u) for u in urls]
+        self.endpoints = [Endpoint.parse(u) for u in urls]
         self.timeout = timeout
         self.max_response_bytes = max_response_bytes
         self._preferred = 0
@@ -238,7 +212,7 @@ class RpcClient:
             raise RpcBadResponse("JSON-RPC response has neither result nor error")
         return msg["result"]
 
-    async def _open(self, ep: _Endpoint) -> _Conn:
+    async def _open(self, ep: Endpoint) -> _Conn:
         ssl_ctx = None
         if ep.scheme == "https":
             if self._ssl is None:
@@ -251,7 +225,7 @@ class RpcClient:
         )
         return _Conn(reader, writer)
 
-    async def _exchange(self, idx: int, ep: _Endpoint, body: bytes) -> tuple[int, bytes]:
+    async def _exchange(self, idx: int, ep: Endpoint, body: bytes) -> tuple[int, bytes]:
         idle = self._idle[idx]
         if idle:
             conn = idle.pop()
@@ -262,7 +236,7 @@ class RpcClient:
         conn = await self._open(ep)
         return await self._roundtrip(idx, conn, ep, body, reused=False)
 
-    async def _roundtrip(self, idx: int, conn: _Conn, ep: _Endpoint, body: bytes, reused: bool) -> tuple[int, bytes]:
+    async def _roundtrip(self, idx: int, conn: _Conn, ep: Endpoint, body: bytes, reused: bool) -> tuple[int, bytes]:
         ok = False
         try:
             head = (
@@ -273,90 +247,30 @@ class RpcClient:
             try:
                 conn.writer.write(head + body)
                 await conn.writer.drain()
-                status_line = await conn.reader.readline()
+                status, keep_alive, payload = await http1.read_response(
+                    conn.reader, self.max_response_bytes, header_limit=_MAX_HEADER_BYTES, evidence=False
+                )
             except (ConnectionError, OSError):
                 if reused:
                     raise _ConnectionClosed() from None
                 raise
-            if not status_line:
-                if reused:
-                    raise _ConnectionClosed()
-                raise ConnectionError("connection closed before a response")
-            status, keep_alive, payload = await self._read_response(conn.reader, status_line)
+            except http1.ResponseError as exc:
+                if exc.status == "reset":
+                    if reused:
+                        raise _ConnectionClosed() from None
+                    raise ConnectionError("connection closed before a response") from None
+                if exc.truncated:
+                    raise ConnectionError(exc.error) from None
+                if exc.status == "oversized":
+                    raise RpcBadResponse(exc.error) from None
+                raise RpcBadResponse(f"malformed HTTP response: {exc.error}") from None
             ok = keep_alive
             return status, payload
-        except (ValueError, asyncio.LimitOverrunError) as exc:
-            # StreamReader raises ValueError for a line longer than its limit.
-            raise RpcBadResponse(f"malformed HTTP response: {exc}") from None
         finally:
             if ok and len(self._idle[idx]) < _IDLE_PER_ENDPOINT:
                 self._idle[idx].append(conn)
             else:
                 conn.close()
-
-    async def _read_response(self, reader: asyncio.StreamReader, status_line: bytes) -> tuple[int, bool, bytes]:
-        parts = status_line.split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-            raise RpcBadResponse(f"malformed HTTP status line {status_line[:60]!r}")
-        status = int(parts[1])
-        http10 = parts[0] == b"HTTP/1.0"
-        headers: dict[str, str] = {}
-        total = len(status_line)
-        while True:
-            line = await reader.readline()
-            total += len(line)
-            if total > _MAX_HEADER_BYTES:
-                raise RpcBadResponse("HTTP headers too large")
-            if not line:
-                raise RpcBadResponse("connection closed inside the HTTP headers")
-            if line in (b"\r\n", b"\n"):
-                break
-            name, sep, value = line.decode("latin-1").partition(":")
-            if not sep:
-                raise RpcBadResponse(f"malformed HTTP header {line[:60]!r}")
-            headers[name.strip().lower()] = value.strip()
-        conn_hdr = headers.get("connection", "").lower()
-        keep_alive = not http10 and "close" not in conn_hdr
-        cap = self.max_response_bytes
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            chunks = []
-            size = 0
-            while True:
-                size_line = await reader.readline()
-                try:
-                    n = int(size_line.split(b";")[0].strip(), 16)
-                except ValueError:
-                    raise RpcBadResponse(f"malformed chunk size {size_line[:40]!r}") from None
-                if n == 0:
-                    while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                size += n
-                if size > cap:
-                    raise RpcBadResponse(f"response larger than {cap} bytes")
-                chunks.append(await reader.readexactly(n))
-                await reader.readexactly(2)
-            return status, keep_alive, b"".join(chunks)
-        if "content-length" in headers:
-            try:
-                n = int(headers["content-length"])
-            except ValueError:
-                raise RpcBadResponse("malformed Content-Length") from None
-            if n < 0:
-                raise RpcBadResponse("malformed Content-Length")
-            if n > cap:
-                raise RpcBadResponse(f"response of {n} bytes is larger than {cap} bytes")
-            return status, keep_alive, await reader.readexactly(n)
-        # No length: the body runs to the end of the connection.
-        data = bytearray()
-        while True:
-            piece = await reader.read(65536)
-            if not piece:
-                break
-            data += piece
-            if len(data) > cap:
-                raise RpcBadResponse(f"response larger than {cap} bytes")
-        return status, False, bytes(data)
 
     # ---------------------------------------------------------------------------------- methods
 
@@ -392,13 +306,6 @@ class RpcClient:
 
     async def send_raw_transaction(self, raw: bytes) -> str:
         return await self.request("eth_sendRawTransaction", [to_hex(raw)])
-
-    async def send_raw_transaction_sync(self, raw: bytes, timeout_ms: int | None = None) -> dict:
-        """EIP-7966 ``eth_sendRawTransactionSync``: the receipt, in one call (anvil supports it)."""
-        params: list[Any] = [to_hex(raw)]
-        if timeout_ms is not None:
-            params.append(timeout_ms)
-        return await self.request("eth_sendRawTransactionSync", params)
 
     async def get_transaction_receipt(self, tx_hash: str) -> dict | None:
         return await self.request("eth_getTransactionReceipt", [tx_hash])

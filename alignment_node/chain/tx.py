@@ -112,10 +112,6 @@ class SignedTx:
     r: int
     s: int
 
-    @property
-    def raw_hex(self) -> str:
-        return "0x" + self.raw.hex()
-
 
 class LocalSigner:
     """A private key held in memory. Its repr shows only the address."""

@@ -89,34 +89,29 @@ def _get(obj: dict, key: str, where: str) -> Any:
         raise CometError(f"{where}.{key}: missing") from None
 
 
-def _obj(obj: dict, key: str, where: str) -> dict:
+def _typed(obj: dict, key: str, where: str, kind: type, want: str) -> Any:
     value = _get(obj, key, where)
-    if not isinstance(value, dict):
-        raise CometError(f"{where}.{key}: {_describe(value)}, want an object")
+    if not isinstance(value, kind):
+        raise CometError(f"{where}.{key}: {_describe(value)}, want {want}")
     return value
+
+
+def _obj(obj: dict, key: str, where: str) -> dict:
+    return _typed(obj, key, where, dict, "an object")
 
 
 def _list(obj: dict, key: str, where: str, nullable: bool = False) -> list:
-    value = _get(obj, key, where)
-    if value is None and nullable:
+    if nullable and _get(obj, key, where) is None:
         return []
-    if not isinstance(value, list):
-        raise CometError(f"{where}.{key}: {_describe(value)}, want a list")
-    return value
+    return _typed(obj, key, where, list, "a list")
 
 
 def _str(obj: dict, key: str, where: str) -> str:
-    value = _get(obj, key, where)
-    if not isinstance(value, str):
-        raise CometError(f"{where}.{key}: {_describe(value)}, want a string")
-    return value
+    return _typed(obj, key, where, str, "a string")
 
 
 def _bool(obj: dict, key: str, where: str) -> bool:
-    value = _get(obj, key, where)
-    if not isinstance(value, bool):
-        raise CometError(f"{where}.{key}: {_describe(value)}, want true or false")
-    return value
+    return _typed(obj, key, where, bool, "true or false")
 
 
 def _int64(obj: dict, key: str, where: str, minimum: int = _INT64_MIN) -> int:

@@ -65,7 +65,7 @@ from urllib.parse import parse_qs, urlsplit
 from nacl.signing import SigningKey
 
 from ..cometbft import ZERO_BLOCK_ID, BlockID, Timestamp, address_of, format_time, vote_sign_bytes
-from .procs import ServerProcess
+from .processes import ServerProcess
 
 __all__ = ["MODES", "GARBAGE_KINDS", "FAULT_KINDS", "POWER_CHANGE_EVERY", "Fault", "parse_fault", "parse_endpoint",
            "validator_keys", "validator_addresses", "ValidatorSet", "Chain", "RpcService", "CometSimProcess"]

@@ -26,7 +26,7 @@ import json
 
 from ..chain.keccak import keccak256
 from ..chain.rpc import RpcClient, RpcError, RpcException, hex_int
-from .procs import ServerProcess
+from .processes import ServerProcess
 
 __all__ = ["MODES", "FaultProxy", "FaultProxyProcess", "OVERSIZED_BYTES"]
 

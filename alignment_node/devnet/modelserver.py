@@ -54,7 +54,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .procs import ServerProcess
+from .processes import ServerProcess
 
 __all__ = ["BAD_MODES", "EMBED_MODES", "EMBED_ID", "HUGE_TOKENS", "LM_ID", "MAX_REQUEST_BYTES", "ModelServerProcess",
            "ModelService", "is_mode", "modes"]

@@ -50,7 +50,7 @@ from .. import safejson
 from ..chain.rpc import RpcClient, RpcException, hex_int
 from ..zgs import merkle
 from ..zgs.flow import Submission, SubmissionIndex
-from .procs import ServerProcess
+from .processes import ServerProcess
 
 __all__ = ["MODES", "DEFAULT_LAG", "ZgsNode", "ZgsNodeProcess", "RpcFault", "GARBAGE_KINDS"]
 

@@ -1,38 +1,12 @@
 """MODEL audit: is the target serving the model its baseline registers, and has its behaviour drifted?
 
-Runs in the model-audit worker process (``models.worker``), never in the core node (numpy, scipy and torch do
-not fit its 64 MB budget). One audit of one target, given its baseline bundle (already checked against the
-target's registered hash) and the reference model rebuilt locally (its ``weights_sha256`` checked):
-
-1. queries: ``queries`` completions of the baseline's probe prompts, ``per_request`` per request
-   (``POST /v1/completions`` with the baseline's temperature and ``max_tokens``); the probe of request ``j``
-   is drawn from ``keccak(seed, target, license, j)``, so anyone can repeat the choice; each asks for
-   ``logprobs`` (the served model's log-probability of each byte it returned);
-2. fresh prompts: ``fresh`` requests of one completion each, of prompts no one has seen before: text the
-   reference model writes itself (seeded by ``keccak(seed, target, license, "fresh", j)``), so a provider
-   cannot tell them from its users' traffic and serve the registered model to the audit only;
-3. embeddings: ``POST /v1/embeddings`` of the baseline's fixed inputs, when the baseline has them;
-4. scores: each completion's log-probability under the reference model, byte by byte (the auditor's
-   computation, recorded, so a verifier with the model can redo it and one without can still re-run every
-   test).
-
-Judgement (``evaluate``; pure given the bundle and the baseline):
-- ``reachable``/``well_formed``: every request answered, with the right shape (choices of latin-1 text of
-  ``max_tokens`` bytes, vectors of the right size);
-- ``substitution``: Holm's combination, at the baseline's alpha, of the MMD two-sample test with a Hamming kernel
-  (completions vs the baseline's reference samples of the same probes), the rank-uniformity test and the
-  mean log-probability test (scores vs the reference samples' scores), and the behavioural rate tests of the
-  checks whose probe was queried;
-- ``logprobs``: every served per-token log-probability (probe and fresh completions) within the baseline's
-  calibrated tolerance of the reference model's for the same bytes: a deterministic check, as sensitive as
-  the weights are different (int8, 4-bit, 0.1 % noise: 1e-3 and up; benign thread and batch changes: about
-  5e-6). A provider could pass it only by scoring with the registered model anyway, and the distribution
-  tests above still judge what it samples;
-- ``embeddings``: the largest cosine distance to the reference vectors within the baseline's calibrated
-  tolerance;
-- ``drift``: a CUSUM over the per-completion normal scores of the randomized ranks, carried across epochs
-  (state before this audit recorded; its false-alarm rate is bounded by its in-control run length).
-Verdict: FAULT if a check failed, UNREACHABLE if nothing was answered, else OK.
+Runs in the model-audit worker process (``models.worker``), never in the core node. ``audit_target`` observes
+one target (probe completions with their served log-probabilities, fresh prompts, embeddings), scores the
+completions with the reference model and returns the judged evidence bundle; ``evaluate(bundle, baseline) ->
+(verdict, checks, drift state after)`` is the judgement, pure given the bundle and the baseline (checks
+``reachable``, ``well_formed``, ``substitution``, ``logprobs``, ``embeddings``, ``drift``). Helpers:
+``ModelPolicy``, ``choose_probes``, ``fresh_prompts``, ``completions_extractor``, ``embeddings_extractor``,
+``logprob_gap``. The audit's steps and checks, and why: docs/models.md.
 """
 
 from __future__ import annotations
@@ -305,10 +279,10 @@ def evaluate(bundle: dict[str, Any], baseline: dict[str, Any]) -> tuple[int, lis
               tests=[t.to_evidence() for t in tests], joint=joint.to_evidence())
         if bundle["scores"]:
             u = S.rank_scores(provider, ref_scores, seed=seed)
-            monitor = (D.DriftMonitor.from_state(json.loads(bundle["drift_before"])) if bundle.get("drift_before")
-                       else D.DriftMonitor("cusum"))
-            alarms = monitor.update_many(D.normal_scores(np.asarray(u).reshape(-1)).tolist())
-            drift_after = monitor.state()
+            detector = (D.DriftDetector.from_state(json.loads(bundle["drift_before"])) if bundle.get("drift_before")
+                        else D.CUSUM())
+            alarms = detector.update_many(D.normal_scores(np.asarray(u).reshape(-1)).tolist())
+            drift_after = detector.state()
             check("drift", not alarms,
                   f"CUSUM over {len(u)} completions: " + (f"alarm at completion {alarms[0]}" if alarms
                                                            else "no alarm"))

@@ -1,29 +1,11 @@
 """A MODEL target's baseline bundle: what the registered model is and how it behaves, as canonical JSON whose
 keccak256 is the target's on-chain identity.
 
-``alignment-node model baseline --out DIR`` makes one from a local copy of the model (the devnet's TinyLM and
-the MiniLM embedding model) and writes ``DIR/0x<hash>.json``; only the hash goes on chain. An auditor fetches
-the bundle by its hash from any source (``fetch``), checks the hash and refuses a bundle that does not match.
-
-Contents (every float as its ``repr`` string, so the bytes are canonical and round-trip exactly)::
-
-    {"version": 1, "kind": "MODEL_BASELINE",
-     "model": {"family": "alignment-tinylm", "seed", "steps", "weights_sha256", "params"},
-     "sampling": {"temperature": "1.0", "max_tokens": 32},
-     "probes": [{"id", "prompt" (latin-1 text of the prompt bytes)}, ...],
-     "reference": {"samples_per_probe": m, "completions": {id: [hex, ...]}, "scores": {id: ["-41.2", ...]}},
-     "embedding": {"model", "inputs": [...], "vectors": [["0.01", ...], ...], "tolerance", "benign_max"},
-     "logprobs": {"tolerance", "benign_max", "settings": [...]},
-     "behaviour": {"checks": [{"id", "probe", "kind", "arg"}], "rates": {id: [successes, n]}},
-     "alpha": "0.01"}
-
-``reference.completions`` are the reference model's own samples (for the MMD test) and ``reference.scores``
-their log-probabilities under the model at temperature 1 (for the rank test); behaviour rates are counted on
-the same samples. ``logprobs.tolerance`` bounds how far a served per-token log-probability (the API's
-``logprobs``) may be from the reference model's own for the same bytes; it is calibrated like the embedding
-tolerance, on benign nondeterminism (thread count, batch size, the sampler's key/value cache against a plain
-forward pass). Prompts and completions are bytes: the OpenAI-compatible API carries them as latin-1 text
-(each byte one code point), the convention of the devnet's model server.
+``make_baseline`` builds one from the local devnet models (``alignment-node model baseline --out DIR``
+writes ``DIR/0x<hash>.json``); ``baseline_hash``, ``save``; ``load`` and ``fetch`` (from a cache, directories
+or http(s) sources) refuse bytes that do not hash to the expected identity (``BaselineError``);
+``check_kind``; ``probe_bytes`` and ``completion_ok`` (the behavioural checks ``BEHAVIOUR`` on ``PROBES``).
+The bundle's format and how its tolerances are calibrated: docs/models.md.
 """
 
 from __future__ import annotations
@@ -72,11 +54,23 @@ class BaselineError(ValueError):
 
 
 def probe_bytes(text: str) -> bytes:
+    """A prompt's bytes from its latin-1 text (each code point one byte, the API's convention).
+
+    >>> probe_bytes("Return the ")
+    b'Return the '
+    >>> probe_bytes("caf\\xe9")
+    b'caf\\xe9'
+    """
     return text.encode("latin-1")
 
 
 def completion_ok(kind: str, arg: str, completion: bytes) -> bool:
-    """Whether a completion passes a behavioural check."""
+    """Whether a completion passes a behavioural check.
+
+    >>> completion_ok("prefix", "number", b"number of items")
+    True
+    >>> completion_ok("contains", "Error", b"a ValueError if"), completion_ok("printable", "", b"tab\\tok\\x00")
+    (True, False)"""
     if kind == "prefix":
         return completion.startswith(arg.encode("latin-1"))
     if kind == "contains":
@@ -184,7 +178,12 @@ def _embedding_section() -> dict:
 
 
 def baseline_hash(bundle: dict) -> str:
-    """0x-prefixed keccak256 of the bundle's canonical bytes: the MODEL target's on-chain identity."""
+    """0x-prefixed keccak256 of the bundle's canonical bytes: the MODEL target's on-chain identity.
+
+    >>> baseline_hash({"kind": "MODEL_BASELINE"})
+    '0x751a80886ab2e4e219c9eef292a877910bd7b9ccc2661a00d913c747cebc53b6'
+    >>> baseline_hash({"b": 1, "a": 2}) == baseline_hash({"a": 2, "b": 1})  # canonical: key order does not count
+    True"""
     return "0x" + keccak(canonical_json(bundle)).hex()
 
 
@@ -199,6 +198,13 @@ def save(bundle: dict, directory: str | Path) -> tuple[str, Path]:
 
 
 def check_kind(bundle: Any) -> dict:
+    """``bundle`` if it has the shape of a version-1 baseline; BaselineError otherwise.
+
+    >>> check_kind({"version": 1, "kind": "MODEL_BASELINE"})
+    Traceback (most recent call last):
+    ...
+    alignment_node.models.baseline.BaselineError: baseline bundle without 'model'
+    """
     if not isinstance(bundle, dict) or bundle.get("kind") != "MODEL_BASELINE" or bundle.get("version") != 1:
         raise BaselineError("not a version-1 MODEL_BASELINE bundle")
     for key in ("model", "sampling", "probes", "reference", "behaviour", "alpha"):
@@ -208,7 +214,16 @@ def check_kind(bundle: Any) -> dict:
 
 
 def load(data: bytes, expected_hash: str) -> dict:
-    """The bundle in ``data`` if its keccak256 is ``expected_hash``; BaselineError otherwise."""
+    """The bundle in ``data`` if its keccak256 is ``expected_hash``; BaselineError otherwise.
+
+    >>> bundle = {"version": 1, "kind": "MODEL_BASELINE", "model": {}, "sampling": {}, "probes": [],
+    ...           "reference": {}, "behaviour": {}, "alpha": "0.01"}
+    >>> load(canonical_json(bundle), baseline_hash(bundle)) == bundle
+    True
+    >>> load(canonical_json(bundle), "0x" + "00" * 32)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    alignment_node.models.baseline.BaselineError: baseline bytes hash to 0x..., the target registered 0x00..."""
     got = "0x" + keccak(data).hex()
     if got != expected_hash.lower():
         raise BaselineError(f"baseline bytes hash to {got}, the target registered {expected_hash}: refusing to "

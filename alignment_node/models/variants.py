@@ -2,37 +2,11 @@
 registered, each wrapped in ``Served`` (the sampling API of ``lm``, bound to one model and serving policy).
 
 ``make_variant(name, base)`` with ``base`` a trained ``TinyLM`` (``lm.load_or_train``); ``VARIANTS`` lists the
-names (``route-<q>`` takes any q in [0, 1]):
-
-- ``honest``: the base model itself (same object, same weights hash);
-- ``int8``: ``torch.ao.quantization.quantize_dynamic`` of every ``nn.Linear`` (int8 weights per tensor,
-  activations quantized per batch at run time); embeddings and layer norms stay float;
-- ``4bit``: every ``nn.Linear`` weight rounded to the nearest of 16 levels per output channel (symmetric,
-  scale = max |w| / 7, levels -8..7), stored back as float;
-- ``noise-0.1`` / ``noise-1``: every floating tensor with more than one element plus Gaussian noise of 0.1 % /
-  1 % of that tensor's standard deviation, drawn in parameter-name order from a generator seeded with 1;
-- ``finetuned``: 10 AdamW steps (lr 1e-3, constant, batches of 16 windows) on different text, the source code
-  of ``FINETUNE_MODULES`` (Python, where the base saw prose), seed 1; cached like the base;
-- ``seed``: the model trained the same way with seed ``base.seed + 1`` (cached; a first use trains it);
-- ``temp-0.7``: the base model, but every request's temperature is multiplied by 0.7 (1.0 becomes 0.7);
-- ``route-<q>``: each call (one HTTP request of the model server) is served by the substitute (default
-  ``finetuned``) with probability q, else by the base; decisions come from a ``random.Random`` seeded with
-  ``route_seed``, so a sequence of calls is reproducible;
-- ``evasive``: serves the base on prompts that look like an audit's, the substitute (default ``finetuned``)
-  on the others. A prompt looks like an audit's when it is in ``probes`` (e.g. the probe prompts of the
-  public baseline bundle), or when this exact prompt has been asked at least ``repeats`` times before (default
-  1: auditors sample each probe prompt many times, users rarely repeat themselves exactly), counted per prompt
-  in this process (with a batch counted in order). A first-time prompt gets the substitute.
-
-Strength, as the mean of log p_base - log p_variant over 200 honest 32-byte completions of 8 prompts (an
-estimate of KL(base || variant) per completion, in nats): ``finetuned`` 13.7, ``seed`` 9.7, ``4bit`` 0.93,
-``int8`` 0.12, ``noise-1`` and ``noise-0.1`` within the estimate's own noise (|x| < 0.02: the same seed gives
-the same completion 28 % / 72 % of the time, against 5 % for int8). ``temp-0.7``, ``route-<q>`` and
-``evasive`` change how the weights are used, not the weights.
-
-``Served`` methods: ``sample``, ``sample_batch`` (as ``lm``'s, without the model argument), ``token_logprobs_batch``
-and ``logprob`` (of the model that would serve a non-probe call: the substitute's for ``route``/``evasive``,
-always at temperature 1), ``weights_hash()``. Substituted weights are built once per ``make_variant`` call.
+names (``route-<q>`` takes any q in [0, 1]). ``Served`` methods: ``sample``, ``sample_batch`` (as ``lm``'s,
+without the model argument), ``token_logprobs_batch`` and ``logprob`` (of the model that would serve a
+non-probe call, at temperature 1), ``weights_hash()``; ``Routed`` and ``Evasive`` serve per call. Builders:
+``quantize_int8``, ``quantize_4bit``, ``add_noise``, ``finetuned``; ``parse_route``. What each mode does:
+docs/models.md; how detectable each is: bench/README.md.
 """
 
 from __future__ import annotations
@@ -219,7 +193,7 @@ def parse_route(name: str) -> float | None:
 
 def make_variant(name: str, base: lm.TinyLM, *, substitute: str = "finetuned", route_seed: int = 0,
                  repeats: int = 1, probes: set[bytes] | frozenset[bytes] = frozenset()) -> Served:
-    """The served model of substitution mode ``name`` built from ``base`` (see the module docstring)."""
+    """The served model of substitution mode ``name`` built from ``base`` (docs/models.md)."""
     honest = Served("honest", base)
     if name == "honest":
         return honest

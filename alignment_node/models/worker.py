@@ -1,19 +1,14 @@
-"""The model-audit worker: a separate process that does the MODEL audits of one node.
+"""The model-audit worker: a separate process that does the MODEL audits of one node (the core node starts it
+and talks to it through pipes, ``audits.model.ModelAuditor``; why: docs/models.md).
 
     python -m alignment_node.models.worker        (JSON lines: a request on stdin, its answer on stdout)
 
-The core node stays small (64 MB): it starts this worker only when MODEL targets are assigned to it and
-talks to it through pipes (``audits.model.ModelAuditor``). The worker holds what is heavy: numpy, scipy,
-torch, the reference models (rebuilt locally from the baseline's family, seed and steps, and checked against its
-``weights_sha256``) and the baselines it fetched (by hash, checked).
-
 Request: ``{"epoch", "seed": "0x..", "deadline_s", "targets": [{"id", "endpoint", "identity": "0x..",
 "license"}], "sources": [dir or URL, ...], "cache_dir", "state_dir", "policy": {...}}``.
-Answer (``Worker.handle``): ``{"results": [{"id", "verdict", "bundle"}], "skipped": [{"id", "reason"}]}``, written
-as one line per item, ``{"result": {...}}`` or ``{"skipped": {...}}``, then ``{"done": true}`` (or one
-``{"error": "..."}`` line), so the node parses and stores one bundle at a time. A target whose
-baseline cannot be had, or does not hash to its identity, is skipped with the reason: the worker refuses to
-audit against a baseline it cannot verify. Per-target drift state lives in ``state_dir/drift-<id>.json``.
+Answer (``Worker.handle``): ``{"results": [{"id", "verdict", "bundle"}], "skipped": [{"id", "reason"}]}``,
+written as one line per item, ``{"result": {...}}`` or ``{"skipped": {...}}``, then ``{"done": true}`` (or one
+``{"error": "..."}`` line). A target whose baseline cannot be had or verified is skipped with the reason.
+Per-target drift state lives in ``state_dir/drift-<id>-<identity prefix>.json``.
 """
 
 from __future__ import annotations

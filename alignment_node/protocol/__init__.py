@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
-import sha3
 from eth_abi import encode
+
+from ..chain.keccak import keccak256 as keccak  # keccak256 of bytes (Ethereum's, not NIST SHA3-256)
 
 UINT256_MAX = 2**256 - 1
 BPS = 10_000
@@ -40,11 +41,6 @@ KIND_NAMES = {
     KIND_DA_SIGNER: "DA_SIGNER",
     KIND_MODEL: "MODEL",
 }
-
-
-def keccak(data: bytes) -> bytes:
-    """keccak256 of ``data`` (Ethereum's, not NIST SHA3-256)."""
-    return sha3.keccak_256(data).digest()
 
 
 # ------------------------------------------------------------------------------------------ epochs

@@ -20,11 +20,8 @@ import os
 import stat
 import sys
 
+from ..errors import CliError
 from . import merkle
-
-
-class ZgsCliError(Exception):
-    """A failure to report as one line (and as {"error": ...} with --json, as alignment_node.cli does)."""
 
 
 def add_zgs_args(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -40,25 +37,25 @@ def add_zgs_args(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def file_summary(path: str) -> dict:
-    """The data root of the file at ``path`` and what it is made of; ZgsCliError when there is none."""
+    """The data root of the file at ``path`` and what it is made of; CliError when there is none."""
     try:
         st = os.stat(path)
     except OSError as exc:
-        raise ZgsCliError(f"{path}: {exc.strerror or exc}") from None
+        raise CliError(f"{path}: {exc.strerror or exc}") from None
     if stat.S_ISDIR(st.st_mode):
-        raise ZgsCliError(f"{path} is a directory, not a file")
+        raise CliError(f"{path} is a directory, not a file")
     if not stat.S_ISREG(st.st_mode):
-        raise ZgsCliError(f"{path} is not a regular file")
+        raise CliError(f"{path} is not a regular file")
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             if size == 0:
-                raise ZgsCliError(f"{path} is empty: 0G Storage stores no empty file, so it has no data root")
+                raise CliError(f"{path} is empty: 0G Storage stores no empty file, so it has no data root")
             nodes = merkle.submission_nodes(f, size)
     except OSError as exc:
-        raise ZgsCliError(f"{path}: {exc.strerror or exc}") from None
+        raise CliError(f"{path}: {exc.strerror or exc}") from None
     except ValueError as exc:  # the file shrank while it was read
-        raise ZgsCliError(f"{path}: {exc}") from None
+        raise CliError(f"{path}: {exc}") from None
     return {
         "root": "0x" + merkle.fold_nodes([r for _, r in nodes]).hex(),
         "size": size,
@@ -76,10 +73,10 @@ def cmd_zgs(args: argparse.Namespace) -> int:
             summary = file_summary(args.file)
             print(json.dumps(summary, sort_keys=True) if args.json else summary["root"])
             return 0
-        raise ZgsCliError(f"unknown zgs command {args.zgs_cmd!r}")
-    except ZgsCliError as exc:
+        raise CliError(f"unknown zgs command {args.zgs_cmd!r}")
+    except CliError as exc:  # reported here as alignment_node.cli's main does, for callers of the handler alone
         if getattr(args, "json", False):
-            print(json.dumps({"error": str(exc), "error_name": None}, sort_keys=True))
+            print(json.dumps({"error": str(exc), "error_name": exc.error_name}, sort_keys=True))
         else:
             print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -71,9 +71,6 @@ class Submission:
         """Segments that hold file data (the ones a storage node can be challenged on)."""
         return -(-merkle.num_chunks(self.length) // merkle.SEGMENT_CHUNKS)
 
-    def flow_segment(self, file_segment: int) -> int:
-        return self.start_pos // merkle.SEGMENT_CHUNKS + file_segment
-
     def as_json(self) -> dict[str, Any]:
         return {"index": self.index, "startPos": self.start_pos, "length": self.length, "block": self.block,
                 "root": "0x" + self.root.hex(),

@@ -1,4 +1,4 @@
-"""0G Storage node JSON-RPC (docs/spec/ZGS.md), strictly parsed: every method's result shape, and a small client.
+"""0G Storage node JSON-RPC (docs/spec/ZGS.md), strictly parsed: the result shapes the storage audit reads.
 
 A storage node's answers are evidence. Each ``parse_*`` function takes a JSON-RPC ``result`` and returns what
 an audit keeps of it, or raises ValueError naming the first field that is missing or mistyped (numbers must
@@ -6,8 +6,6 @@ be JSON integers in uint64, not strings or floats; hashes ``0x`` + 64 hex digits
 the ``extract`` of ``audits.http.Session.call``, such an answer becomes a ``malformed`` observation, never a
 crash. Segment data is decoded (strict base64, at most 256 KiB) and reduced to its size, SHA-256 and segment
 root as it is parsed, so nothing keeps the bytes.
-
-``ZgsClient(session)`` calls each method of docs/spec/ZGS.md with its parser and returns the observation.
 """
 
 from __future__ import annotations
@@ -17,11 +15,9 @@ from typing import Any, Callable
 
 from . import merkle
 
-__all__ = ["parse_status", "parse_shard_config", "parse_file_info", "parse_finalized", "parse_flow_context",
-           "parse_segment", "segment_extractor", "ZgsClient", "MAX_UINT64"]
+__all__ = ["parse_status", "parse_shard_config", "parse_file_info", "segment_extractor", "MAX_UINT64"]
 
 MAX_UINT64 = (1 << 64) - 1
-
 
 
 def _int(value: Any, what: str) -> int:
@@ -37,24 +33,23 @@ def _bool(value: Any, what: str) -> bool:
     return value
 
 
-def _hash(value: Any, what: str) -> str:
-    if not isinstance(value, str) or len(value) != 66 or value[:2] != "0x":
-        raise ValueError(f"{what} is {str(value)[:80]!r}, not 0x + 64 hex digits")
+def _hex(value: Any, what: str, length: int, kind: str) -> str:
+    """``value`` lower-cased if it is a ``0x`` string of ``length`` characters of hex, else ValueError."""
+    if not isinstance(value, str) or len(value) != length or value[:2] != "0x":
+        raise ValueError(f"{what} is {str(value)[:80]!r}, not {kind}")
     try:
         bytes.fromhex(value[2:])
     except ValueError:
-        raise ValueError(f"{what} is {value!r}, not 0x + 64 hex digits") from None
+        raise ValueError(f"{what} is {value!r}, not {kind}") from None
     return value.lower()
+
+
+def _hash(value: Any, what: str) -> str:
+    return _hex(value, what, 66, "0x + 64 hex digits")
 
 
 def _address(value: Any, what: str) -> str:
-    if not isinstance(value, str) or len(value) != 42 or value[:2] != "0x":
-        raise ValueError(f"{what} is {str(value)[:80]!r}, not an address")
-    try:
-        bytes.fromhex(value[2:])
-    except ValueError:
-        raise ValueError(f"{what} is {value!r}, not an address") from None
-    return value.lower()
+    return _hex(value, what, 42, "an address")
 
 
 def _object(value: Any, what: str) -> dict:
@@ -136,60 +131,3 @@ def segment_extractor(size: int, index: int) -> Callable[[Any], dict[str, Any] |
         return kept
 
     return extract
-
-
-def parse_finalized(r: Any) -> bool | None:
-    """``zgs_checkFileFinalized``: true, false, or null (unknown file)."""
-    return None if r is None else _bool(r, "finalized")
-
-
-def parse_flow_context(r: Any) -> dict[str, Any]:
-    """``zgs_getFlowContext``: [flowRoot, flowLength]."""
-    if not isinstance(r, list) or len(r) != 2:
-        raise ValueError("flow context is not [flowRoot, flowLength]")
-    return {"flowRoot": _hash(r[0], "flowRoot"), "flowLength": _int(r[1], "flowLength")}
-
-
-def parse_segment(r: Any) -> dict[str, Any] | None:
-    """``zgs_downloadSegment``: base64 bytes (at most one segment) or null, kept as size and SHA-256."""
-    if r is None:
-        return None
-    data = merkle.decode_base64(r, merkle.SEGMENT)
-    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-
-
-class ZgsClient:
-    """The methods of docs/spec/ZGS.md over one ``audits.http.Session``; each returns the call's observation."""
-
-    def __init__(self, session, deadline_at: float | None = None):
-        self.session = session
-        self.deadline_at = deadline_at
-
-    async def _call(self, method: str, params: list, extract: Callable[[Any], Any]) -> dict[str, Any]:
-        return await self.session.call(method, params, extract, self.deadline_at)
-
-    async def get_status(self) -> dict[str, Any]:
-        return await self._call("zgs_getStatus", [], parse_status)
-
-    async def get_shard_config(self) -> dict[str, Any]:
-        return await self._call("zgs_getShardConfig", [], parse_shard_config)
-
-    async def get_file_info(self, root: str, need_available: bool = False) -> dict[str, Any]:
-        return await self._call("zgs_getFileInfo", [root, need_available], parse_file_info)
-
-    async def get_file_info_by_tx_seq(self, seq: int) -> dict[str, Any]:
-        return await self._call("zgs_getFileInfoByTxSeq", [seq], parse_file_info)
-
-    async def check_file_finalized(self, seq_or_root: int | str) -> dict[str, Any]:
-        return await self._call("zgs_checkFileFinalized", [seq_or_root], parse_finalized)
-
-    async def download_segment(self, root: str, start_chunk: int, end_chunk: int) -> dict[str, Any]:
-        if not 0 < end_chunk - start_chunk <= merkle.SEGMENT_CHUNKS:
-            raise ValueError("a download spans 1 to 1024 chunks")
-        return await self._call("zgs_downloadSegment", [root, start_chunk, end_chunk], parse_segment)
-
-    async def download_segment_with_proof(self, root: str, index: int, file_size: int) -> dict[str, Any]:
-        return await self._call("zgs_downloadSegmentWithProof", [root, index], segment_extractor(file_size, index))
-
-    async def get_flow_context(self) -> dict[str, Any]:
-        return await self._call("zgs_getFlowContext", [], parse_flow_context)

@@ -1,0 +1,151 @@
+"""The scenario report: what a devnet run did, read from the chain (events, transactions) rather than from the
+nodes: per target its outcomes and first flag, per license its credits and penalties, per operator its
+reveals, duplicate and reverted transactions, gas and peak memory."""
+
+from __future__ import annotations
+
+from ..chain.abi import EventRegistry
+from ..chain.contracts import Contract
+from ..chain.manifest import manifest_contracts, scan_logs
+from ..chain.rpc import RpcClient
+from .model_targets import MODEL_UNDETECTABLE
+from .processes import OperatorProc
+
+__all__ = ["chain_events", "report"]
+
+
+async def chain_events(contract: Contract, name: str, start: int) -> list:
+    """The decoded ``name`` events of ``contract`` from block ``start`` to the head, read with scan_logs."""
+    registry = EventRegistry()
+    registry.add_abi(contract.abi.raw)
+    topic = contract.abi.event(name).topic
+    head = await contract.rpc.block_number()
+    found = []
+    async for logs in scan_logs(contract.rpc, contract.address, [topic], start, head):
+        found.extend(d for d in map(registry.decode, logs) if d is not None and d.name == name)
+    return found
+
+
+async def report(net, rpc: RpcClient, scenario: str, epochs: list[int]) -> dict:
+    """The scenario report of the Devnet ``net``, read from the chain (events, transactions), not from
+    the nodes."""
+    from ..protocol import VERDICT_NAMES
+
+    c = manifest_contracts(rpc, net.manifest)
+    vault, protocol = c["RewardVault"], c["AuditProtocol"]
+    start = int(net.manifest["deployBlock"])
+    all_ids = sorted(net.license_owner)
+    credited: dict[int, dict[int, int]] = {i: {} for i in all_ids}
+    commission: dict[str, int] = {}
+    for ev in await chain_events(vault, "Credited", start):
+        credited.setdefault(ev["tokenId"], {})[ev["epoch"]] = ev["toLicense"]
+        commission[ev["operator"].lower()] = commission.get(ev["operator"].lower(), 0) + ev["commission"]
+    penalties: dict[int, list] = {i: [] for i in all_ids}
+    for ev in await chain_events(vault, "Penalized", start):
+        penalties.setdefault(ev["tokenId"], []).append(ev)
+    heartbeats: dict[str, int] = {}
+    hb_per_epoch: dict[tuple[str, int], int] = {}
+    for ev in await chain_events(protocol, "Heartbeat", start):
+        heartbeats[ev["operator"].lower()] = heartbeats.get(ev["operator"].lower(), 0) + 1
+        key = (ev["operator"].lower(), ev["epoch"])
+        hb_per_epoch[key] = hb_per_epoch.get(key, 0) + 1
+    # Targets: outcome per epoch, first flag, seconds from the fault's start to its first flag.
+    outcomes: dict[int, dict[int, str]] = {}
+    for ev in await chain_events(protocol, "TargetSettled", start):
+        outcomes.setdefault(ev["targetId"], {})[ev["epoch"]] = VERDICT_NAMES.get(ev["outcome"], str(ev["outcome"]))
+    first_flag: dict[int, tuple[int, int]] = {}
+    for ev in await chain_events(protocol, "ViolationFlagged", start):
+        if ev["targetId"] not in first_flag:
+            block = await rpc.get_block(ev.block_number)
+            first_flag[ev["targetId"]] = (ev["epoch"], int(block["timestamp"], 16))
+    targets = []
+    for t in sorted(net.targets, key=lambda t: t.id):
+        flagged = first_flag.get(t.id)
+        targets.append({
+            "id": t.id, "kind": t.kind, "mode": t.mode, "fault": t.fault, "trap": t.trap,
+            **({"shard": list(t.shard)} if t.kind == "ZGS_STORAGE" else {}),
+            "detectable": not (t.kind == "MODEL" and t.mode in MODEL_UNDETECTABLE),
+            "outcomes": {str(e): o for e, o in sorted(outcomes.get(t.id, {}).items())},
+            "first_flagged_epoch": flagged[0] if flagged else None,
+            "seconds_to_flag": (flagged[1] - int(t.fault_started)) if flagged and t.fault_started else None,
+        })
+    missed_faults = [t["id"] for t in targets if t["fault"] and t["detectable"] and t["first_flagged_epoch"] is None]
+    false_flags = [t["id"] for t in targets if not t["fault"] and t["first_flagged_epoch"] is not None]
+    # Reveals and duplicates, per operator, from the chain.
+    committed: dict[tuple[int, int], int] = {}
+    for ev in await chain_events(protocol, "Committed", start):
+        committed[(ev["epoch"], ev["license"])] = committed.get((ev["epoch"], ev["license"]), 0) + 1
+    revealed = {(ev["epoch"], ev["license"]) for ev in await chain_events(protocol, "Revealed", start)}
+    last_closed = await protocol.call("currentEpoch") - 2  # reveal windows of older epochs are over
+    first_block = await protocol.call("epochStartBlock", epochs[0])
+    last_block = await protocol.call("epochStartBlock", epochs[-1] + 1)
+    reverted, gas = await _operator_txs(net.operators, rpc, start, range(first_block, last_block))
+    licenses = []
+    for op in net.operators:
+        for token_id in sorted(op.licenses):
+            got = credited.get(token_id, {})
+            pens = penalties.get(token_id, [])
+            penalized = sum(p["amount"] for p in pens)
+            total = sum(got.get(e, 0) for e in epochs)
+            licenses.append({
+                "id": token_id, "operator": op.address, "owner": net.license_owner[token_id],
+                "credited": str(total), "credited_epochs": sorted(e for e in got if e in epochs),
+                "missing_epochs": [e for e in epochs if e not in got],
+                "penalties": len(pens), "penalized_wei": str(penalized), "net_wei": str(total - penalized),
+                "penalty_kinds": sorted({p["kind"] for p in pens}),
+            })
+    operators = []
+    for op in net.operators:
+        mine = set(op.licenses)
+        missed = sorted({e for (e, lic) in committed if lic in mine and e <= last_closed
+                         and (e, lic) not in revealed})
+        dups = sum(n - 1 for (e, lic), n in committed.items() if lic in mine and n > 1)
+        dups += sum(n - 1 for (who, _e), n in hb_per_epoch.items() if who == op.address.lower() and n > 1)
+        dups += reverted.get(op.address.lower(), 0)
+        operators.append({
+            "address": op.address, "commission_bps": op.commission_bps, "licenses": len(op.licenses),
+            "lazy": op.lazy, "kills": op.kills,
+            "heartbeats": heartbeats.get(op.address.lower(), 0),
+            "commission_wei": str(commission.get(op.address.lower(), 0)),
+            "commission_claimable_wei": str(await vault.call("commissionOf", op.address)),
+            "missed_reveals": sum(1 for (e, lic) in committed if lic in mine and e <= last_closed
+                                  and (e, lic) not in revealed),
+            "missed_reveal_epochs": missed,
+            "duplicate_txs": dups,
+            "reverted_txs": reverted.get(op.address.lower(), 0),
+            "gas_used": gas.get(op.address.lower(), 0),
+            "gas_per_license_epoch": gas.get(op.address.lower(), 0) // max(1, len(op.licenses) * len(epochs)),
+            "rss_kb_max": op.rss_kb_max,
+        })
+    return {
+        "scenario": scenario,
+        "epochs": epochs,
+        "targets": targets,
+        "licenses": licenses,
+        "operators": operators,
+        "files_uploaded": len(net.uploads),
+        "missed_faults": missed_faults,
+        "false_flags": false_flags,
+        "all_credited": all(not entry["missing_epochs"] for entry in licenses),
+    }
+
+
+async def _operator_txs(operators: list[OperatorProc], rpc: RpcClient, start: int,
+                        gas_blocks: range) -> tuple[dict, dict]:
+    """Per operator address: reverted transactions since deployment, and gas used in ``gas_blocks`` (the
+    scenario's epochs: each holds one heartbeat, commit, reveal of the epoch before, settlements)."""
+    ops = {op.address.lower() for op in operators}
+    reverted: dict[str, int] = {}
+    gas: dict[str, int] = {}
+    head = await rpc.block_number()
+    for number in range(start, head + 1):
+        block = await rpc.get_block(number, True)
+        for tx in block["transactions"] if block else []:
+            sender = tx["from"].lower()
+            if sender in ops:
+                receipt = await rpc.get_transaction_receipt(tx["hash"])
+                if receipt and int(receipt["status"], 16) == 0:
+                    reverted[sender] = reverted.get(sender, 0) + 1
+                if receipt and number in gas_blocks:
+                    gas[sender] = gas.get(sender, 0) + int(receipt["gasUsed"], 16)
+    return reverted, gas
