@@ -393,7 +393,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     from .config import ConfigError, load_config
     from .logs import setup_logging
     from .chain.manifest import load_manifest
-    from .node.runtime import Node
+    from .node.node import Node
 
     try:
         cfg = load_config(args.config)
@@ -478,11 +478,11 @@ MAX_EVIDENCE_BYTES = 16 << 20
 
 
 def cmd_devnet(args: argparse.Namespace) -> int:
-    from .devnet import network
+    from .devnet import scenarios
 
     if args.devnet_cmd == "up":
-        return network.up(args)
-    return network.scenario(args)
+        return scenarios.up(args)
+    return scenarios.scenario(args)
 
 
 # ------------------------------------------------------------------------------------------ parser
@@ -575,7 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     devnet = sub.add_parser("devnet", help="a local network with running nodes")
     ds = devnet.add_subparsers(dest="devnet_cmd", required=True)
-    from .devnet.network import add_devnet_args
+    from .devnet.scenarios import add_devnet_args
 
     add_devnet_args(ds)
     devnet.set_defaults(func=cmd_devnet)

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from alignment_node.config import AlertsConfig, ConfigError, WebhookConfig, load_config
-from alignment_node.node.alerts import AlertEngine, Condition
+from alignment_node.node.alert_delivery import AlertEngine, Condition
 from alignment_node.node.store import Store
 
 SECRET = "T000/B000/s3cr3t-t0k3n"
@@ -340,7 +340,7 @@ def test_a_node_on_a_devnet_alerts_a_flagged_target_a_failover_and_low_gas_money
     from alignment_node.devnet.anvil import AnvilError, find_anvil, free_port
     from alignment_node.devnet.network import Devnet, Plan
     from alignment_node.keys import load_signer
-    from alignment_node.node.runtime import Node
+    from alignment_node.node.node import Node
 
     try:
         find_anvil()

@@ -1,4 +1,5 @@
-"""The audit service's chain duties without a chain: reveal batching, settlement choice and miss reports.
+"""The node's chain duties without a chain: reveal batching, settlement choice, miss reports and the tick's
+order of services.
 
 The contracts are the real ABIs (calldata is encoded and decoded exactly as on chain); only their view calls
 are answered from a table, and the transaction sender records what it is asked to send (or reverts with a
@@ -18,7 +19,9 @@ from alignment_node.chain.abi import DecodedError, canonical_type
 from alignment_node.chain.contracts import Contract, ContractRevert
 from alignment_node.chain.manifest import topic_address, topic_uint
 from alignment_node.config import Config
-from alignment_node.node import auditing as A
+from alignment_node.node import reveal as R
+from alignment_node.node import settlement as S
+from alignment_node.node.duties import Duties
 from alignment_node.node.metrics import NodeMetrics
 from alignment_node.node.store import Store
 
@@ -105,8 +108,7 @@ def world(tmp_path):
     node = SimpleNamespace(cfg=Config(), store=store, c={"AuditProtocol": protocol, "RewardVault": vault},
                            sender=sender, metrics=NodeMetrics(), rpc=rpc, data_dir=tmp_path,
                            manifest={"chainId": 31337, "deployBlock": 0})
-    service = A.AuditService(node)
-    yield SimpleNamespace(service=service, answers=answers, protocol=protocol, vault=vault, store=store, rpc=rpc,
+    yield SimpleNamespace(reveal=R.RevealService(node), settle=S.SettlementService(node, Duties(node)), answers=answers, protocol=protocol, vault=vault, store=store, rpc=rpc,
                           sender=sender)
     store.close()
 
@@ -132,22 +134,22 @@ def states(store: Store, epoch: int) -> dict[int, tuple]:
 
 def test_reveal_batches_never_split_a_license_and_respect_the_verdict_cap():
     openings = [{"license": i, "targets": list(range(n))} for i, n in enumerate([100, 100, 60, 1, 249, 250, 3])]
-    batches = A._reveal_batches(openings)
+    batches = R.reveal_batches(openings)
     assert [[o["license"] for o in b] for b in batches] == [[0, 1], [2, 3], [4], [5], [6]]
-    assert all(sum(len(o["targets"]) for o in b) <= A.REVEAL_MAX_VERDICTS for b in batches)
+    assert all(sum(len(o["targets"]) for o in b) <= R.REVEAL_MAX_VERDICTS for b in batches)
     # one license above the cap still gets its own batch rather than none
-    assert A._reveal_batches([{"license": 9, "targets": list(range(400))}]) == [[{"license": 9,
+    assert R.reveal_batches([{"license": 9, "targets": list(range(400))}]) == [[{"license": 9,
                                                                                   "targets": list(range(400))}]]
-    assert A._reveal_batches([]) == []
+    assert R.reveal_batches([]) == []
 
 
 def test_reveal_waits_for_the_window_then_reveals_every_committed_license_in_batches(world):
     commitments = open_commitments(world.store, 4, {1: 200, 2: 100, 3: 10})
     world.answers["revealWindow"] = (100, 110)
     world.answers["commitmentOf"] = lambda lic, e: bytes.fromhex(commitments[lic][2:])
-    asyncio.run(world.service.reveal(4, 98))  # head + 1 < start: not yet
+    asyncio.run(world.reveal.reveal(4, 98))  # head + 1 < start: not yet
     assert world.sender.sent == [] and {s for s, _ in states(world.store, 4).values()} == {"committed"}
-    asyncio.run(world.service.reveal(4, 99))
+    asyncio.run(world.reveal.reveal(4, 99))
     sent = [(purpose, fn, [r[0] for r in args[1]]) for purpose, fn, args, _e in world.sender.sent]
     assert sent == [("reveal", "revealMany", [1]), ("reveal", "revealMany", [2, 3])]
     # the reveal carries the stored opening exactly
@@ -159,14 +161,14 @@ def test_reveal_waits_for_the_window_then_reveals_every_committed_license_in_bat
 
 def test_reveal_marks_misses_with_their_reason(world):
     commitments = open_commitments(world.store, 5, {1: 2, 2: 2, 3: 2, 4: 2})
-    onchain = {1: bytes.fromhex(commitments[1][2:]), 2: bytes.fromhex(A.REVEALED_MARKER[2:]), 3: bytes(32),
+    onchain = {1: bytes.fromhex(commitments[1][2:]), 2: bytes.fromhex(R.REVEALED_MARKER[2:]), 3: bytes(32),
                4: bytes.fromhex(commitments[4][2:])}
     world.answers["revealWindow"] = (100, 110)
     world.answers["commitmentOf"] = lambda lic, e: onchain[lic]
     world.sender.revert["reveal"] = lambda args: "AlreadyRevealed" if 4 in [r[0] for r in args[1]] else None
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(A, "REVEAL_MAX_VERDICTS", 2)  # one license per batch
-        asyncio.run(world.service.reveal(5, 105))
+        mp.setattr(R, "REVEAL_MAX_VERDICTS", 2)  # one license per batch
+        asyncio.run(world.reveal.reveal(5, 105))
     got = states(world.store, 5)
     assert got[1] == ("revealed", None)
     assert got[2][0] == "revealed"  # already revealed on chain (a crash after sending)
@@ -178,7 +180,7 @@ def test_reveal_marks_misses_with_their_reason(world):
 def test_a_reveal_after_the_window_is_a_miss_and_nothing_is_sent(world):
     open_commitments(world.store, 6, {7: 3})
     world.answers["revealWindow"] = (100, 110)
-    asyncio.run(world.service.reveal(6, 109))  # head + 1 >= end
+    asyncio.run(world.reveal.reveal(6, 109))  # head + 1 >= end
     assert world.sender.sent == []
     state, reason = states(world.store, 6)[7]
     assert state == "missed" and "[100, 110)" in reason and "109" in reason
@@ -210,22 +212,22 @@ def settles(world) -> list[tuple]:
 def test_the_lowest_revealer_settles_and_the_others_wait_for_the_grace_period(world):
     # targets 1 and 2: our license 3 is the lowest revealer; target 4: license 1 (another node's) is lower
     settle_world(world, 2, {3: [1, 2, 4], 8: [4]}, {1: [3, 9], 2: [5, 3], 4: [1, 3, 8]}, settled={2})
-    world.service.report_misses = _no_misses
-    asyncio.run(world.service.settle_and_report(110, 3))  # just after the window: not late
+    world.settle.report_misses = _no_misses
+    asyncio.run(world.settle.settle_and_report(110, 3))  # just after the window: not late
     assert settles(world) == [(2, 1)]  # target 2 is settled already; target 4 is not ours to settle yet
     assert not world.store.get("settled.2")  # target 4 is still pending
     world.sender.sent.clear()
-    asyncio.run(world.service.settle_and_report(110 + A.SETTLE_GRACE_BLOCKS, 3))
+    asyncio.run(world.settle.settle_and_report(110 + S.SETTLE_GRACE_BLOCKS, 3))
     assert sorted(settles(world)) == [(2, 1), (2, 4)]  # late: every unsettled target of ours
     assert world.store.get("settled.2") is True
     world.sender.sent.clear()
-    asyncio.run(world.service.settle_and_report(200, 3))
+    asyncio.run(world.settle.settle_and_report(200, 3))
     assert world.sender.sent == []  # the epoch is done
 
 
 def test_settling_before_the_window_closes_sends_nothing(world):
     settle_world(world, 2, {3: [1]}, {1: [3]})
-    asyncio.run(world.service.settle_and_report(109, 3))
+    asyncio.run(world.settle.settle_and_report(109, 3))
     assert world.sender.sent == [] and not world.store.get("settled.2")
 
 
@@ -237,8 +239,8 @@ def test_a_lost_settle_race_is_quiet_and_reports_no_misses(world):
     async def record(epoch, targets, mine):
         reported.append((epoch, targets, mine))
 
-    world.service.report_misses = record
-    asyncio.run(world.service.settle_and_report(110, 3))
+    world.settle.report_misses = record
+    asyncio.run(world.settle.settle_and_report(110, 3))
     assert settles(world) == [] and reported == [(2, [], {3})]
     assert world.store.get("settled.2") is True
 
@@ -259,7 +261,7 @@ def test_misses_are_reported_for_assigned_active_licenses_that_did_not_reveal(wo
     seed = b"\x07" * 32
     threshold = P.threshold(40, 5)  # a real lottery: not everyone is assigned
     world.answers["threshold"] = threshold
-    asyncio.run(world.service.report_misses(epoch, [1, 2], mine={6}))
+    asyncio.run(world.settle.report_misses(epoch, [1, 2], mine={6}))
     reported = [args for purpose, fn, args, _e in world.sender.sent if fn == "reportMiss"]
     expected = [(epoch, lic, t) for t in (1, 2) for lic in sorted({2, 5, 6, 7} - {6} - set({1: [2, 5], 2: [2]}[t]))
                 if P.is_assigned(seed, t, lic, threshold)]
@@ -272,7 +274,7 @@ def test_everyone_assigned_everyone_missing_is_reported_except_ours_and_full_com
     settle_world(world, 3, {}, {1: [2], 2: list(range(100, 116))})
     world.rpc.logs = [heartbeats_log(world.vault, 3, 310, [2, 4, 5, 6])]
     world.sender.revert["report_miss"] = lambda args: "MissAlreadyReported" if args[1] == 5 else None
-    asyncio.run(world.service.report_misses(3, [1, 2], mine={6}))
+    asyncio.run(world.settle.report_misses(3, [1, 2], mine={6}))
     reported = [(args[1], args[2]) for _p, fn, args, _e in world.sender.sent if fn == "reportMiss"]
     # target 2 has 16 revealers (maxCommittee): nothing can be reported; license 5's report was a lost race
     assert reported == [(4, 1)]
@@ -280,5 +282,105 @@ def test_everyone_assigned_everyone_missing_is_reported_except_ours_and_full_com
 
 def test_no_heartbeats_no_reports(world):
     settle_world(world, 3, {}, {1: []})
-    asyncio.run(world.service.report_misses(3, [1], mine=set()))
+    asyncio.run(world.settle.report_misses(3, [1], mine=set()))
     assert world.sender.sent == []
+
+
+# ------------------------------------------------------------------------------------------ the tick
+
+
+class RecordingService:
+    def __init__(self, name: str, log: list, fail: Exception | None = None):
+        self.name, self.log, self.fail = name, log, fail
+
+    async def tick(self, view=None):
+        self.log.append((self.name, None if view is None else (view.head, view.epoch, view.active_licenses())))
+        if self.fail is not None:
+            raise self.fail
+
+
+def tick_node(tmp_path, services: list, head: int = 50, epoch: int = 4):
+    from alignment_node.node.node import Node
+    from alignment_node.node.parts import Snapshot, TickView
+
+    store = Store(tmp_path / "node.sqlite")
+    snapshot = Snapshot(operator=OPERATOR)
+    order: list = []
+
+    class Licenses:
+        async def tick(self, h, e):
+            order.append(("licenses", (h, e)))
+            snapshot.licenses = {7: {"active_epoch": e}, 3: {"active_epoch": e - 1}, 1: {"active_epoch": e}}
+            return TickView(h, e, snapshot)
+
+    class Rpc:
+        async def block_number(self):
+            return head
+
+    node = Node.__new__(Node)
+    node.parts = SimpleNamespace(rpc=Rpc(), snapshot=snapshot, metrics=NodeMetrics(), store=store,
+                                 c={"AuditProtocol": FakeContract("AuditProtocol", PROTOCOL_ADDR,
+                                                                  {"currentEpoch": epoch})})
+    node.licenses, node.health, node.services = Licenses(), RecordingService("health", order), services
+    return node, order, store
+
+
+def test_the_tick_runs_every_service_in_order_with_the_licenses_view(tmp_path):
+    names = ["heartbeat", "reveal", "verdicts", "settlement", "rewards", "health", "alerts"]
+    node, order, store = tick_node(tmp_path, [])
+    node.services = [RecordingService(n, order) for n in names]
+    asyncio.run(node.tick())
+    assert order == [("licenses", (50, 4))] + [(n, (50, 4, [1, 7])) for n in names]
+    assert node.parts.snapshot.last_tick is not None and node.parts.snapshot.head_block == 50
+    order.clear()
+    asyncio.run(node.tick())  # the same head again: only the endpoints are probed
+    assert order == [("health", None)]
+    store.close()
+
+
+def test_a_failed_transaction_in_one_service_does_not_stop_the_others_and_the_first_is_raised(tmp_path):
+    from alignment_node.chain.contracts import TransactionFailed
+    from alignment_node.node.txsender import OutOfGasMoney
+
+    node, order, store = tick_node(tmp_path, [])
+    first, second = TransactionFailed("heartbeat dropped"), OutOfGasMoney("no gas money")
+    node.services = [RecordingService("heartbeat", order, first), RecordingService("reveal", order),
+                     RecordingService("verdicts", order, second), RecordingService("rewards", order)]
+    with pytest.raises(TransactionFailed) as err:
+        asyncio.run(node.tick())
+    assert err.value is first
+    assert [n for n, _ in order] == ["licenses", "heartbeat", "reveal", "verdicts", "rewards"]
+    assert node.parts.snapshot.last_tick is not None  # the tick was booked before the failure was raised
+    store.close()
+
+
+def test_a_bug_in_a_service_is_not_swallowed_by_the_tick(tmp_path):
+    node, order, store = tick_node(tmp_path, [])
+    node.services = [RecordingService("reveal", order, KeyError("bug")), RecordingService("rewards", order)]
+    with pytest.raises(KeyError):
+        asyncio.run(node.tick())
+    assert [n for n, _ in order] == ["licenses", "reveal"]
+    store.close()
+
+
+def test_a_real_node_orders_its_services_heartbeat_reveal_verdicts_settlement_rewards_health_alerts(tmp_path):
+    """Presence before anything that needs it; the previous epoch's reveal before this epoch's audits (its window
+    is short); settlement after both; reads and alerts last."""
+    import secrets
+
+    from alignment_node.chain.tx import LocalSigner
+    from alignment_node.node.node import Node
+
+    cfg = Config()
+    cfg.data_dir = str(tmp_path / "data")
+    names = ("AuditProtocol", "RewardVault", "RewardToken", "OperatorRegistry", "TargetRegistry")
+    manifest = {"chainId": 31337, "deployBlock": 0,
+                "contracts": {n: "0x" + f"{i + 1:040x}" for i, n in enumerate(names)}}
+    node = Node(cfg, LocalSigner(secrets.token_bytes(32)), manifest)
+    try:
+        assert [type(s).__name__ for s in node.services] == [
+            "HeartbeatService", "RevealService", "VerdictService", "SettlementService", "RewardsService",
+            "HealthService", "AlertConditions"]
+        assert node.services[2] is node.verdicts and node.services[3].duties is node.verdicts.duties
+    finally:
+        node.store.close()

@@ -1,7 +1,6 @@
-"""The node's HTTP API on loopback: GET /health, /status, /metrics (and more routes later issues add).
-
-A stdlib threaded HTTP server in a daemon thread; handlers only read a snapshot the node's services publish,
-so a slow client never blocks the audit loop.
+"""The HTTP server of the node's API on loopback: a stdlib threaded server in a daemon thread serving a table
+of routes (api/routes.py), each an exact path or a prefix ending in '/', plus /metrics from a Prometheus
+registry. A route that raises answers 500 and the server keeps serving.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tx_journal (
@@ -122,11 +122,9 @@ class Store:
             raise
         self.db.execute("COMMIT")
 
-    def reader(self) -> sqlite3.Connection:
-        """A separate read-only connection (for the API thread; WAL lets it read while the node writes)."""
-        con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
-        con.row_factory = sqlite3.Row
-        return con
+    def reader(self) -> "StoreReader":
+        """A separate read-only view (for the API's threads; WAL lets it read while the node writes)."""
+        return StoreReader(self.path)
 
     # ------------------------------------------------------------------------------------- journal
 
@@ -167,21 +165,6 @@ class Store:
         ).fetchall()
         return [JournalEntry.from_row(r) for r in rows]
 
-    def entries(self, purpose: str | None = None, epoch: int | None = None, limit: int = 1000) -> list[JournalEntry]:
-        sql = "SELECT * FROM tx_journal"
-        clauses, args = [], []
-        if purpose is not None:
-            clauses.append("purpose = ?")
-            args.append(purpose)
-        if epoch is not None:
-            clauses.append("epoch = ?")
-            args.append(epoch)
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY id DESC LIMIT ?"
-        args.append(limit)
-        return [JournalEntry.from_row(r) for r in self.db.execute(sql, args).fetchall()]
-
     def live_for(self, purpose: str, epoch: int) -> list[JournalEntry]:
         """Transactions for (purpose, epoch) that are pending or mined: what must not be sent again."""
         rows = self.db.execute(
@@ -207,16 +190,6 @@ class Store:
             "INSERT OR IGNORE INTO evidence (root, epoch, target, verdict, bundle, created) VALUES (?, ?, ?, ?, ?, ?)",
             (root, epoch, target, verdict, bundle, time.time()),
         )
-
-    def evidence(self, root: str) -> bytes | None:
-        row = self.db.execute("SELECT bundle FROM evidence WHERE root = ?", (root,)).fetchone()
-        return None if row is None else bytes(row["bundle"])
-
-    def recent_evidence(self, limit: int = 200) -> list[dict]:
-        rows = self.db.execute(
-            "SELECT root, epoch, target, verdict, created FROM evidence ORDER BY created DESC LIMIT ?", (limit,)
-        ).fetchall()
-        return [dict(r) for r in rows]
 
     # ------------------------------------------------------------------------------------- openings
 
@@ -264,6 +237,27 @@ class Store:
             (key, json.dumps(value, sort_keys=True)),
         )
 
-    def items(self, prefix: str) -> Iterator[tuple[str, Any]]:
-        for row in self.db.execute("SELECT key, value FROM kv WHERE key LIKE ? ORDER BY key", (prefix + "%",)):
-            yield row["key"], json.loads(row["value"])
+
+TX_COLUMNS = ("purpose", "epoch", "nonce", "tx_hash", "state", "block", "gas_used", "error", "created")
+
+
+class StoreReader:
+    """Read-only queries of a Store's file on a connection of its own (one per API thread)."""
+
+    def __init__(self, path: Path):
+        self.con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        self.con.row_factory = sqlite3.Row
+
+    def evidence(self, root: str) -> bytes | None:
+        """The exact bytes of the bundle stored under ``root`` (0x + 64 lowercase hex), or None."""
+        row = self.con.execute("SELECT bundle FROM evidence WHERE root = ?", (root,)).fetchone()
+        return None if row is None else bytes(row["bundle"])
+
+    def recent_transactions(self, limit: int = 20) -> list[dict]:
+        """The journal's last ``limit`` transactions, newest first."""
+        rows = self.con.execute(f"SELECT {', '.join(TX_COLUMNS)} FROM tx_journal ORDER BY id DESC LIMIT ?",
+                                (limit,)).fetchall()
+        return [{k: r[k] for k in TX_COLUMNS} for r in rows]
+
+    def close(self) -> None:
+        self.con.close()

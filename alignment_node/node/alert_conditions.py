@@ -1,9 +1,9 @@
-"""The node's alert conditions, reported to the AlertEngine (alerts.py) on every tick.
+"""The node's alert conditions, reported to the AlertEngine (alert_delivery.py) on every tick.
 
 - license_penalized: a ``Penalized`` event of RewardVault for a license of this operator, seen this epoch or
   the one before (the alert clears once the penalties stop);
 - license_suspended: the node's license view says the license is suspended;
-- missed_reveal: the latest epoch whose reveals are decided has missed ones (auditing.py records them);
+- missed_reveal: the latest epoch whose reveals are decided has missed ones (reveal.py records them);
 - low_balance: the operator's gas balance is below ``gas.min_balance_wei``;
 - rpc_failover: the node's RPC client moved to another endpoint within the last FAILOVER_ACTIVE_S seconds;
 - target_flagged: a ``ViolationFlagged`` event for any target, until a later epoch of it settles OK
@@ -21,8 +21,9 @@ import logging
 import time
 
 from .. import protocol as P
-from .alerts import AlertEngine, Condition
 from ..chain.manifest import LOG_CHUNK_BLOCKS, scan_logs
+from .alert_delivery import AlertEngine, Condition
+from .parts import NodeParts, TickView
 
 log = logging.getLogger("alignment_node.alerts")
 
@@ -40,19 +41,22 @@ def _log_order(entry: dict) -> tuple[int, int]:
     return int(entry["blockNumber"], 16), int(entry["logIndex"], 16)
 
 
-class AlertFeed:
+class AlertConditions:
     """Watches one node (its snapshot, store, RPC client and contracts) and reports to its AlertEngine."""
 
-    def __init__(self, node):
-        self.node = node
-        cfg = node.cfg.alerts
-        self.engine = AlertEngine(cfg, node.store, cfg.node_name or node.signer.address)
-        state = node.store.get(SCAN_STATE_KEY, {}) if self.engine.active else {}
+    def __init__(self, parts: NodeParts):
+        self.node = parts
+        cfg = parts.cfg.alerts
+        self.engine = AlertEngine(cfg, parts.store, cfg.node_name or parts.signer.address)
+        state = parts.store.get(SCAN_STATE_KEY, {}) if self.engine.active else {}
         self._scanned_to: int | None = state.get("to")
         self._penalties = {int(k): v for k, v in state.get("penalties", {}).items()}  # license: {seen, details}
         self._flagged = {int(k): v for k, v in state.get("flagged", {}).items()}  # target: {seen, details}
         self._scan_epoch: int | None = None
         self._scan_time = 0.0
+
+    async def tick(self, view: TickView) -> None:
+        await self.evaluate(view.head, view.epoch)
 
     async def evaluate(self, head: int, epoch: int) -> None:
         """Read new events if due, then report every kind of condition (a no-op without webhooks)."""

@@ -1,0 +1,138 @@
+"""The running node: one operator key, all the licenses delegated to it, one service per duty on one event loop.
+
+On every new chain head the licenses service builds the tick's view, then each service's ``tick(view)`` runs in
+this order:
+- heartbeat (heartbeat.py): presence, once per epoch, for every delegated, unsuspended license;
+- reveal (reveal.py): the previous epoch's openings, inside its reveal window;
+- verdicts (verdicts.py): audit the targets the active licenses are assigned (duties.py) and commit;
+- settlement (settlement.py): settle decided targets and report misses, as a task beside the next ticks;
+- rewards (rewards.py): balances, claimable credit and commission;
+- health (health.py): probe every RPC endpoint so /health can name the dead ones;
+- alert conditions (alert_conditions.py) to webhooks (alert_delivery.py).
+A transaction that fails in one service does not stop the others; the first such failure is raised once they
+have all run. The HTTP API (api/routes.py) runs in threads and only reads the snapshot and the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from ..api.routes import NodeRoutes
+from ..api.server import ApiServer
+from ..chain.contracts import ContractRevert, TransactionFailed
+from ..chain.manifest import manifest_contracts
+from ..chain.rpc import RpcException
+from ..chain.tx import LocalSigner
+from ..config import Config
+from .alert_conditions import AlertConditions
+from .duties import Duties
+from .health import HealthService
+from .heartbeat import HeartbeatService
+from .licenses import LicenseService
+from .metrics import NodeMetrics
+from .parts import MeteredRpcClient, NodeParts, Snapshot
+from .reveal import RevealService
+from .rewards import RewardsService
+from .settlement import SettlementService
+from .store import Store
+from .txsender import OutOfGasMoney, TxSender
+from .verdicts import VerdictService
+
+log = logging.getLogger("alignment_node.node")
+
+# what one service's failed transaction raises; the tick goes on with the next service
+SERVICE_FAILURES = (TransactionFailed, ContractRevert, OutOfGasMoney)
+
+
+def build_parts(cfg: Config, signer: LocalSigner, manifest: dict) -> NodeParts:
+    data_dir = cfg.resolve(cfg.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(data_dir / "node.sqlite")
+    metrics = NodeMetrics()
+    rpc = MeteredRpcClient(cfg.chain.rpc_urls, cfg.chain.request_timeout, metrics)
+    sender = TxSender(rpc, signer, store, max_fee_gwei=cfg.gas.max_fee_gwei,
+                      priority_fee_gwei=cfg.gas.priority_fee_gwei, metrics=metrics)
+    return NodeParts(cfg, signer, manifest, data_dir, store, metrics, rpc, manifest_contracts(rpc, manifest), sender,
+                     Snapshot(operator=signer.address))
+
+
+class Node:
+    def __init__(self, cfg: Config, signer: LocalSigner, manifest: dict):
+        self.parts = p = build_parts(cfg, signer, manifest)
+        self.cfg, self.store, self.snapshot = cfg, p.store, p.snapshot
+        self.licenses = LicenseService(p)
+        self.duties = Duties(p)
+        self.health = HealthService(p)
+        self.verdicts = VerdictService(p, self.duties)
+        self.alerts = AlertConditions(p)
+        self.services = [HeartbeatService(p), RevealService(p), self.verdicts, SettlementService(p, self.duties),
+                         RewardsService(p), self.health, self.alerts]
+        self.api: ApiServer | None = None
+
+    def start_api(self) -> ApiServer:
+        from ..api.portal import portal_routes
+
+        p = self.parts
+        routes = NodeRoutes(lambda: p.snapshot, self.health.health, p.store, p.data_dir).table()
+        portal = portal_routes(p.manifest, p.cfg.chain.rpc_urls, p.signer.address, p.cfg.chain.poll_interval)
+        self.api = ApiServer(p.cfg.service.host, p.cfg.service.port, {**routes, **portal},
+                             registry=p.metrics.registry).start()
+        log.info("API on http://%s:%d (portal: /portal)", p.cfg.service.host, self.api.port)
+        return self.api
+
+    async def run(self, stop: asyncio.Event) -> None:
+        p = self.parts
+        self.start_api()
+        self.alerts.engine.start()
+        chain_id = None
+        while not stop.is_set():
+            try:
+                if chain_id is None:
+                    chain_id = await p.rpc.chain_id()
+                    if chain_id != int(p.manifest["chainId"]):
+                        raise SystemExit(f"chain id {chain_id} differs from the manifest's {p.manifest['chainId']}")
+                    p.snapshot.chain_id = chain_id
+                    await p.sender.recover()
+                await self.tick()
+                p.snapshot.last_error = None
+            except (RpcException, *SERVICE_FAILURES) as exc:
+                p.snapshot.last_error = str(exc)
+                log.error("tick failed: %s", exc)
+            except Exception as exc:  # keep serving: a bug in one tick must not stop the node
+                p.snapshot.last_error = f"{exc.__class__.__name__}: {exc}"
+                log.exception("tick failed unexpectedly")
+            try:
+                await asyncio.wait_for(stop.wait(), p.cfg.chain.poll_interval)
+            except TimeoutError:
+                pass
+        await self.alerts.engine.stop()
+        self.verdicts.stop()
+        await p.rpc.close()
+        if self.api:
+            self.api.stop()
+        p.store.close()
+
+    async def tick(self) -> None:
+        p = self.parts
+        head = await p.rpc.block_number()
+        if head == p.snapshot.head_block:
+            await self.health.tick()
+            return
+        epoch = await p.c["AuditProtocol"].call("currentEpoch")
+        p.snapshot.head_block, p.snapshot.epoch = head, epoch
+        p.metrics.head_block.set(head)
+        p.metrics.epoch.set(epoch)
+        view = await self.licenses.tick(head, epoch)
+        failure: Exception | None = None
+        for service in self.services:
+            try:
+                await service.tick(view)
+            except SERVICE_FAILURES as exc:
+                log.error("%s: %s", type(service).__name__, exc)
+                failure = failure or exc
+        p.snapshot.journal = p.store.counts()
+        p.snapshot.last_tick = time.time()
+        if failure is not None:
+            raise failure

@@ -1,0 +1,121 @@
+"""Settlement and misses (sections 8-9): after an epoch's reveal window, settle the targets this node voted on
+(the node holding a target's lowest revealing license does; the others step in SETTLE_GRACE_BLOCKS later), and
+report every license assigned one of those targets that did not reveal it, for the bounty. Not time-critical
+and possibly many transactions: it runs as a task beside the next ticks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from .. import protocol as P
+from ..chain.contracts import ContractRevert
+from ..chain.manifest import scan_logs, topic_uint
+from .duties import Duties
+from .parts import NodeParts, TickView
+
+log = logging.getLogger("alignment_node.audit")
+
+SETTLE_LOOKBACK = 8  # epochs whose settlement and misses are still worth pursuing
+SETTLE_GAS_UNSEEN = 25_000  # storage another node's same-block transaction may have written first
+SETTLE_GRACE_BLOCKS = 6  # blocks a designated settler gets before the other revealers settle in its place
+SETTLE_PARALLEL = 64  # settle transactions in flight at once
+
+
+class SettlementService:
+    def __init__(self, parts: NodeParts, duties: Duties):
+        self.p = parts
+        self.duties = duties
+        self._task: asyncio.Task | None = None
+
+    async def tick(self, view: TickView) -> None:
+        """Start a settlement pass unless one is still running (a failed one is logged)."""
+        if self._task is not None and not self._task.done():
+            return
+        if self._task is not None and not self._task.cancelled() and self._task.exception():
+            log.error("settlement failed: %s", self._task.exception())
+        self._task = asyncio.create_task(self.settle_and_report(view.head, view.epoch))
+
+    async def settle_and_report(self, head: int, epoch: int) -> None:
+        p = self.p
+        protocol = p.c["AuditProtocol"]
+        for e in range(max(0, epoch - SETTLE_LOOKBACK), epoch):
+            if p.store.get(f"settled.{e}"):
+                continue
+            openings = [o for o in p.store.openings(e) if o["state"] == "revealed"]
+            if not openings:
+                continue
+            _start, end = await protocol.call("revealWindow", e)
+            if head < end:
+                continue
+            mine = {o["license"] for o in openings}
+            targets = sorted({t for o in openings for t in o["targets"]})
+            late = head >= end + SETTLE_GRACE_BLOCKS
+            pending = False
+            mine_to_settle = []
+            for t in targets:
+                *_, outcome = await protocol.call("tally", e, t)
+                if outcome != 0:
+                    continue
+                revealed, _ = await protocol.call("revealers", e, t)
+                if not late and (not revealed or min(revealed) not in mine):
+                    pending = True
+                    continue
+                mine_to_settle.append(t)
+            # Pipelined: up to SETTLE_PARALLEL transactions in flight (nonces in order, receipts awaited together).
+            for i in range(0, len(mine_to_settle), SETTLE_PARALLEL):
+                chunk = mine_to_settle[i:i + SETTLE_PARALLEL]
+                sent = await asyncio.gather(*(self._send_quietly("settle", protocol.encode("settle", e, t), e,
+                                                                 ("AlreadySettled",)) for t in chunk))
+                p.metrics.settled.inc(sum(sent))
+                await self.report_misses(e, [t for t, ok in zip(chunk, sent) if ok], mine)
+            if late or not pending:
+                p.store.put(f"settled.{e}", True)
+
+    async def report_misses(self, epoch: int, targets: list[int], mine: set[int]) -> None:
+        """Report every license assigned one of ``targets`` in ``epoch`` that did not reveal it."""
+        if not targets:
+            return
+        p = self.p
+        protocol, vault = p.c["AuditProtocol"], p.c["RewardVault"]
+        ev = vault.abi.event("Heartbeats")
+        # Heartbeats of an epoch are only accepted during it: read that epoch's blocks, not the whole chain.
+        first = await protocol.call("epochStartBlock", epoch)
+        last = await protocol.call("epochStartBlock", epoch + 1) - 1
+        active: set[int] = set()
+        async for logs in scan_logs(p.rpc, vault.address, [ev.topic, topic_uint(epoch)], first, last):
+            for entry in logs:
+                decoded = ev.decode([bytes.fromhex(t[2:]) for t in entry["topics"]],
+                                    bytes.fromhex(entry["data"][2:]))
+                active.update(decoded["tokenIds"])
+        if not active:
+            return
+        seed = await protocol.call("seed", epoch)
+        threshold = await protocol.call("threshold", epoch)
+        _, _, max_committee = await self.duties.params()
+        for t in targets:
+            revealed, _verdicts = await protocol.call("revealers", epoch, t)
+            if len(revealed) >= max_committee:
+                continue
+            missing = [lic for lic in sorted(active - set(revealed) - mine) if P.is_assigned(seed, t, lic, threshold)]
+            for lic in missing:
+                ok = await self._send_quietly("report_miss", protocol.encode("reportMiss", epoch, lic, t), epoch,
+                                              ("MissAlreadyReported", "NotAssigned", "NotMissed"))
+                if ok:
+                    p.metrics.misses_reported.inc()
+                    log.info("reported miss: license %d did not reveal target %d in epoch %d", lic, t, epoch)
+
+    async def _send_quietly(self, purpose: str, data: bytes, epoch: int, expected: tuple[str, ...],
+                            gas_extra: int = SETTLE_GAS_UNSEEN) -> bool:
+        """Send a transaction another node may have made pointless; an expected revert is not an error."""
+        protocol = self.p.c["AuditProtocol"]
+        try:
+            await self.p.sender.send(purpose, protocol.address, data, epoch=epoch, expected_errors=expected,
+                                     gas_extra=gas_extra, urgent=False)
+            return True
+        except ContractRevert as exc:
+            if exc.error_name in expected or exc.error_name is None:
+                # None: mined but reverted, i.e. another node's transaction in the same block got there first.
+                log.debug("%s not needed: %s", purpose, exc.error_name or "lost a same-block race")
+                return False
+            raise

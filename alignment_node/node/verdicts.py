@@ -1,0 +1,195 @@
+"""Audit and commit (sections 6-7): every target assigned to this operator's active licenses is audited once
+(the licenses assigned to it share the result) by its kind's plug-in, concurrently under a deadline; every
+evidence bundle is stored by its root before anything is sent; then one commitment per license, whose opening
+(salt, verdicts, roots) is stored in SQLite before the commit transaction is sent, so a crash and restart still
+reveals it."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+
+from .. import protocol as P
+from ..audits import build_auditors
+from ..audits.base import AuditEnv, AuditResult, EpochContext, Target
+from .duties import Duties
+from .parts import NodeParts, TickView
+
+log = logging.getLogger("alignment_node.audit")
+
+COMMIT_BATCH = 100
+MIN_BLOCKS_LEFT_TO_COMMIT = 3  # do not start an epoch's audits when fewer blocks remain
+# Storage the gas estimate may see already written by another node's transaction of the same block (a
+# license's commitment slot): allowed for per license so a race never runs out of gas.
+GAS_PER_LICENSE_UNSEEN = 5_000
+RECENT_VERDICTS = 500  # what /verdicts shows
+
+
+def hex0x(b: bytes) -> str:
+    return "0x" + b.hex()
+
+
+class StorageChains:
+    """``await rpc_for(chain_id)`` of the storage auditor: the configured storage chain (its chain id checked on
+    first use), or the node's own chain when none is configured; None for any other chain."""
+
+    def __init__(self, parts: NodeParts):
+        self.p = parts
+        self.urls = list(parts.cfg.audit.storage_rpc_urls)
+        self.timeout = parts.cfg.chain.request_timeout
+        self._client = None
+        self._chain_id: int | None = None
+
+    async def __call__(self, chain_id: int):
+        if not self.urls:
+            return self.p.rpc if chain_id == int(self.p.manifest["chainId"]) else None
+        if self._client is None:
+            from ..chain.rpc import RpcClient
+
+            self._client = RpcClient(self.urls, timeout=self.timeout)
+        if self._chain_id is None:
+            try:
+                self._chain_id = await self._client.chain_id()
+            except Exception as exc:
+                log.error("audit.storage_rpc_urls: cannot read the chain id: %s", exc)
+                return None
+        return self._client if self._chain_id == chain_id else None
+
+
+class VerdictService:
+    def __init__(self, parts: NodeParts, duties: Duties):
+        self.p = parts
+        self.duties = duties
+        self.auditors = build_auditors(parts.cfg, AuditEnv(parts.data_dir, StorageChains(parts)))
+
+    async def tick(self, view: TickView) -> None:
+        active = view.active_licenses()
+        if active:
+            await self.audit_and_commit(view.epoch, view.head, active)
+
+    async def audit_and_commit(self, epoch: int, head: int, licenses: list[int]) -> None:
+        store = self.p.store
+        done = {o["license"] for o in store.openings(epoch)}
+        prepared = store.openings(epoch, "prepared")
+        if prepared:
+            await self.commit(epoch, prepared)  # a previous run stored them; the commitment is the same
+            return
+        todo = [lic for lic in licenses if lic not in done]
+        if not todo:
+            return
+        next_start = await self.p.c["AuditProtocol"].call("epochStartBlock", epoch + 1)
+        if next_start - head < MIN_BLOCKS_LEFT_TO_COMMIT:
+            log.warning("epoch %d: only %d blocks left, too late to audit and commit", epoch, next_start - head)
+            return
+        duties, enabled = await self.duties.of_epoch(epoch, todo)
+        # A license with no duty this epoch has nothing to commit (and nothing anyone could report missing).
+        duties = {lic: ts for lic, ts in duties.items() if ts}
+        if not duties:
+            return
+        todo = [lic for lic in todo if lic in duties]
+        assigned_ids = sorted({t for ts in duties.values() for t in ts})
+        results = await self.audit(epoch, assigned_ids, enabled, duties)
+        with store.transaction():
+            self._prepare_openings(epoch, todo, duties, results)
+        self.p.metrics.audits_epoch.set(len(assigned_ids))
+        await self.commit(epoch, store.openings(epoch, "prepared"))
+
+    def _prepare_openings(self, epoch: int, todo: list[int], duties: dict, results: dict) -> None:
+        for lic in todo:
+            targets = [t for t in duties[lic] if t in results]
+            skipped = [t for t in duties[lic] if t not in results]
+            if skipped:
+                log.error("epoch %d license %d: no audit plug-in for targets %s: they will count as misses",
+                          epoch, lic, skipped)
+            verdicts = [results[t].verdict for t in targets]
+            roots = [results[t].root for t in targets]
+            salt = secrets.token_bytes(32)
+            commitment = P.commitment(epoch, lic, targets, verdicts, roots, salt)
+            self.p.store.put_opening(epoch, lic, hex0x(salt), targets, verdicts, [hex0x(r) for r in roots],
+                                     hex0x(commitment))
+
+    async def audit(self, epoch: int, target_ids: list[int], enabled: list[int],
+                    duties: dict[int, list[int]] | None = None) -> dict[int, AuditResult]:
+        """Audit each target once; store every bundle by its root. Lazy mode skips the audits (drills)."""
+        p = self.p
+        assigned_to: dict[int, list[int]] = {}
+        for lic, ts in sorted((duties or {}).items()):
+            for t in ts:
+                assigned_to.setdefault(t, []).append(lic)
+
+        def sink(tid: int, res: AuditResult) -> AuditResult:
+            with p.store.transaction():
+                [(_, _, root)] = self._store_bundles(epoch, {tid: res})
+            return AuditResult(res.verdict, {}, stored_root=bytes.fromhex(root[2:]))
+
+        context = EpochContext(self.duties.seed(epoch), assigned_to, sink)
+        targets = [await self.duties.target(t) for t in target_ids]
+        results: dict[int, AuditResult] = {}
+        if p.cfg.audit.lazy:
+            for t in targets:
+                results[t.id] = AuditResult(P.OK, {"version": 1, "lazy": True, "epoch": epoch, "target": t.id})
+        else:
+            by_kind: dict[int, list[Target]] = {}
+            for t in targets:
+                by_kind.setdefault(t.kind, []).append(t)
+            for kind, assigned in by_kind.items():
+                auditor = self.auditors.get(kind)
+                if auditor is None:
+                    continue
+                peers = [await self.duties.target(t) for t in enabled]
+                peers = [t for t in peers if t.kind == kind]
+                started = time.monotonic()
+                out = await auditor.audit_epoch(epoch, assigned, peers, p.cfg.audit.deadline_s, context=context)
+                p.metrics.audit_seconds.observe(time.monotonic() - started)
+                results.update(out)
+        recent = []
+        with p.store.transaction():
+            stored = self._store_bundles(epoch, results)
+        for tid, res, root in stored:
+            p.metrics.audits.labels(P.KIND_NAMES.get(self.duties.known(tid).kind, "?"),
+                                    P.VERDICT_NAMES[res.verdict]).inc()
+            recent.append({"epoch": epoch, "target": tid, "verdict": P.VERDICT_NAMES[res.verdict], "root": root})
+            if res.verdict != P.OK:
+                log.warning("epoch %d target %d: %s (evidence %s)", epoch, tid, P.VERDICT_NAMES[res.verdict], root)
+        p.snapshot.verdicts = (recent + p.snapshot.verdicts)[:RECENT_VERDICTS]
+        return results
+
+    def _store_bundles(self, epoch: int, results: dict[int, AuditResult]) -> list[tuple[int, AuditResult, str]]:
+        out = []
+        for tid, res in results.items():
+            if res.stored_root is not None:  # a sink stored it already
+                out.append((tid, res, hex0x(res.stored_root)))
+                continue
+            body = P.canonical_json(res.bundle)
+            root = hex0x(P.keccak(body))
+            self.p.store.put_evidence(root, epoch, tid, res.verdict, body)
+            out.append((tid, res, root))
+        return out
+
+    async def commit(self, epoch: int, openings: list[dict]) -> None:
+        p = self.p
+        protocol = p.c["AuditProtocol"]
+        # A crash after the commit was mined but before we noted it: the chain already holds it.
+        pending = []
+        for o in openings:
+            onchain = await protocol.call("commitmentOf", o["license"], epoch)
+            if hex0x(onchain) == o["commitment"]:
+                p.store.set_opening_state(epoch, [o["license"]], "committed")
+            else:
+                pending.append(o)
+        for i in range(0, len(pending), COMMIT_BATCH):
+            batch = pending[i:i + COMMIT_BATCH]
+            entries = [(o["license"], bytes.fromhex(o["commitment"][2:])) for o in batch]
+            await p.sender.send("commit", protocol.address, protocol.encode("commit", epoch, entries),
+                                epoch=epoch, meta={"licenses": [o["license"] for o in batch]},
+                                gas_extra=GAS_PER_LICENSE_UNSEEN * len(batch))
+            p.store.set_opening_state(epoch, [o["license"] for o in batch], "committed")
+            p.metrics.commits.inc(len(batch))
+            log.info("epoch %d: committed %d licenses", epoch, len(batch))
+
+    def stop(self) -> None:
+        for auditor in self.auditors.values():
+            stop = getattr(auditor, "stop", None)
+            if stop is not None:
+                stop()
