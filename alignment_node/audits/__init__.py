@@ -14,6 +14,7 @@ from typing import Any, Callable
 from .. import protocol as P
 from .base import AuditEnv, Auditor
 from .cometbft import CometAuditor
+from .da import DaAuditor
 from .evm import EvmAuditor
 from .model import ModelAuditor
 from .zgs import ZgsAuditor
@@ -51,6 +52,12 @@ def _model(cfg, env: AuditEnv) -> ModelAuditor:
     return ModelAuditor(cfg.audit.model_baseline_sources, env.data_dir, {"queries": cfg.audit.model_queries})
 
 
+def _da(cfg, env: AuditEnv) -> DaAuditor:
+    # No chain reader of DASigners/DAEntrance yet: the node's DA_SIGNER targets get no verdict (a logged, visible
+    # miss), while verify-evidence re-judges DA_SIGNER bundles in full.
+    return DaAuditor(max_targets_at_once=cfg.audit.max_connections)
+
+
 def _judge_model(bundle: dict[str, Any], source: str) -> int:
     with tempfile.TemporaryDirectory(prefix="baselines-") as scratch:
         return ModelAuditor([source.rstrip("/") + "/baselines"], scratch).judge(bundle)
@@ -60,6 +67,7 @@ AUDITORS: dict[int, PlugIn] = {
     P.KIND_EVM_RPC: PlugIn(P.KIND_EVM_RPC, _evm, lambda b, _src: EvmAuditor().judge(b)),
     P.KIND_COMETBFT: PlugIn(P.KIND_COMETBFT, _cometbft, lambda b, _src: CometAuditor().judge(b)),
     P.KIND_ZGS_STORAGE: PlugIn(P.KIND_ZGS_STORAGE, _zgs, lambda b, _src: ZgsAuditor(lambda _chain: None).judge(b)),
+    P.KIND_DA_SIGNER: PlugIn(P.KIND_DA_SIGNER, _da, lambda b, _src: DaAuditor().judge(b)),
     P.KIND_MODEL: PlugIn(P.KIND_MODEL, _model, _judge_model),
 }
 

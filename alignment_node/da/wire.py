@@ -22,7 +22,8 @@ from .proto import signer_pb2 as pb
 __all__ = [
     "WireLimits", "DEFAULT_LIMITS", "SignItem", "RetrieveItem", "StatusInfo", "SliceInfo",
     "encode_commitment", "decode_commitment", "build_batch_sign_request", "build_batch_retrieve_request",
-    "parse_batch_sign_reply", "parse_batch_retrieve_reply", "parse_status_reply", "parse_encoded_slice",
+    "parse_batch_sign_reply", "parse_batch_retrieve_reply", "parse_retrieved_rows", "parse_status_reply",
+    "parse_encoded_slice",
     "build_encoded_slice",
     "METHOD_BATCH_SIGN", "METHOD_BATCH_RETRIEVE", "METHOD_GET_STATUS",
 ]
@@ -228,6 +229,30 @@ def parse_batch_retrieve_reply(data: Union[bytes, Message], requests: Sequence[R
                 raise DaError(f"slice for row {info.index}, expected row {row}", f)
             parsed.append(info)
         out.append(parsed)
+    return out
+
+
+def parse_retrieved_rows(data: Union[bytes, Message], requests: Sequence[RetrieveItem],
+                         limits: WireLimits = DEFAULT_LIMITS) -> list[list[bytes]]:
+    """The raw encoded slices of a BatchRetrieveReply, one list per request with one slice per distinct
+    requested row in ascending order; the slices' own format is left to the caller's row check (the devnet's
+    rows are not 0G's EncodedSlice: ``da.rows``)."""
+    if len(requests) > limits.max_requests:
+        raise DaError("too many requests", "requests")
+    msg = _parse(pb.BatchRetrieveReply, data, limits, "BatchRetrieveReply")
+    if len(msg.encoded_slice) != len(requests):
+        raise DaError(f"{len(msg.encoded_slice)} slice lists for {len(requests)} requests", "encoded_slice")
+    out = []
+    for i, (req, slices) in enumerate(zip(requests, msg.encoded_slice)):
+        rows = sorted(set(req.row_indexes))
+        got = [bytes(raw) for raw in slices.encoded_slice]
+        if len(got) != len(rows):
+            raise DaError(f"{len(got)} slices for {len(rows)} distinct rows", f"encoded_slice[{i}]")
+        for j, raw in enumerate(got):
+            if len(raw) > limits.max_slice_bytes:
+                raise DaError(f"{len(raw)} bytes exceeds the {limits.max_slice_bytes}-byte slice limit",
+                              f"encoded_slice[{i}][{j}]")
+        out.append(got)
     return out
 
 
