@@ -210,19 +210,10 @@ def parse_batch_retrieve_reply(data: Union[bytes, Message], requests: Sequence[R
     """Slices of a BatchRetrieveReply matched against `requests`: one Slices per request, and within
     it one slice per distinct requested row in ascending order (0g-da-node sorts and de-duplicates
     row_indexes), each a well-formed EncodedSlice whose index is that row."""
-    if len(requests) > limits.max_requests:
-        raise DaError("too many requests", "requests")
-    msg = _parse(pb.BatchRetrieveReply, data, limits, "BatchRetrieveReply")
-    if len(msg.encoded_slice) != len(requests):
-        raise DaError(f"{len(msg.encoded_slice)} slice lists for {len(requests)} requests", "encoded_slice")
     out = []
-    for i, (req, slices) in enumerate(zip(requests, msg.encoded_slice)):
-        rows = sorted(set(req.row_indexes))
-        got = slices.encoded_slice
-        if len(got) != len(rows):
-            raise DaError(f"{len(got)} slices for {len(rows)} distinct rows", f"encoded_slice[{i}]")
+    for i, (req, got) in enumerate(zip(requests, parse_retrieved_rows(data, requests, limits))):
         parsed = []
-        for j, (row, raw) in enumerate(zip(rows, got)):
+        for j, (row, raw) in enumerate(zip(sorted(set(req.row_indexes)), got)):
             f = f"encoded_slice[{i}][{j}]"
             info = parse_encoded_slice(raw, f, limits)
             if info.index != row:
