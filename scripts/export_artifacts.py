@@ -38,6 +38,8 @@ CONTRACT_NAMES = (
     "Timelock",
     "RewardToken",
     "DevnetFlow",
+    "DevnetDASigners",
+    "DevnetDAEntrance",
 )
 
 

@@ -32,6 +32,8 @@ DEPLOYABLE = (
     "AuditProtocol",
     "NodeSale",
     "DevnetFlow",
+    "DevnetDASigners",
+    "DevnetDAEntrance",
 )
 
 
