@@ -37,6 +37,15 @@ Keys (TOML section.key; environment name in parentheses):
   Default 100.
 - ``audit.cometbft_halt_after_s`` (..._AUDIT_COMETBFT_HALT_AFTER_S): a chain without a new height for longer is
   reported halted (its validators UNREACHABLE). Default 30.
+- ``audit.da_rpc_urls`` (..._AUDIT_DA_RPC_URLS, comma separated): JSON-RPC endpoints of the chain the DA signers
+  are registered on (0G's chain: the DASigners precompile and the DAEntrance contracts). Default: the node's own
+  chain (``chain.rpc_urls``).
+- ``audit.da_lookback_blocks`` (..._AUDIT_DA_LOOKBACK_BLOCKS): on first use, verified blobs are read from this
+  many blocks before the head (then incrementally). Default 20000.
+- ``audit.da_window_blobs`` (..._AUDIT_DA_WINDOW_BLOBS): the newest verified blobs of a DAEntrance a signer's
+  participation and custody are judged over. Default 64.
+- ``audit.da_min_share_pct`` (..._AUDIT_DA_MIN_SHARE_PCT): the least share of its blobs a DA signer must be
+  counted in. Default 50.
 - ``[[alerts.webhooks]]`` (file only): where alerts go; none (the default) turns alerting off. Each has ``kind``
   (discord, slack, telegram or json) and ``url`` or ``url_env`` (the name of an environment variable holding
   the URL, which keeps its token out of the file); a telegram webhook's URL is the bot API base with the token,
@@ -139,6 +148,10 @@ class AuditConfig:
     cometbft_rpc_urls: list[str] = field(default_factory=list)
     cometbft_window: int = 100
     cometbft_halt_after_s: int = 30
+    da_rpc_urls: list[str] = field(default_factory=list)  # the DA signers' chain; empty: the node's own chain
+    da_lookback_blocks: int = 20_000
+    da_window_blobs: int = 64
+    da_min_share_pct: int = 50
 
 
 @dataclass
@@ -361,7 +374,11 @@ def _validate(cfg: Config) -> list[str]:
         problems.append("gas.priority_fee_gwei: must not exceed gas.max_fee_gwei")
     if cfg.audit.deadline_s <= 0 or cfg.audit.max_connections < 1 or cfg.audit.max_response_bytes < 1024:
         problems.append("audit: deadline_s > 0, max_connections >= 1 and max_response_bytes >= 1024 are needed")
-    for key in ("storage_rpc_urls", "cometbft_rpc_urls"):
+    if cfg.audit.da_lookback_blocks < 1 or not 1 <= cfg.audit.da_window_blobs <= 4096:
+        problems.append("audit: da_lookback_blocks >= 1 and 1 <= da_window_blobs <= 4096 are needed")
+    if not 1 <= cfg.audit.da_min_share_pct <= 100:
+        problems.append("audit.da_min_share_pct: between 1 and 100")
+    for key in ("storage_rpc_urls", "cometbft_rpc_urls", "da_rpc_urls"):
         for url in getattr(cfg.audit, key):
             if not (url.startswith("http://") or url.startswith("https://")):
                 problems.append(f"audit.{key}: {url!r} is not an http(s) URL")

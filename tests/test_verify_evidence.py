@@ -70,11 +70,9 @@ def audit_one(kind: int, target: Target, env: AuditEnv, cfg: Config | None = Non
         try:
             return await auditor.audit_epoch(1, [target], [target], deadline, context=context)
         finally:
-            proc = getattr(auditor, "_proc", None)  # the MODEL plug-in's worker process
-            if hasattr(auditor, "stop"):
-                auditor.stop()
-            if proc is not None:
-                await proc.wait()
+            worker = getattr(auditor, "worker", None)  # the plug-in's worker process (MODEL, DA_SIGNER)
+            if worker is not None:
+                await worker.close()
 
     return asyncio.run(go())[target.id].bundle
 

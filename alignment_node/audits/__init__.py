@@ -14,7 +14,7 @@ from typing import Any, Callable
 from .. import protocol as P
 from .base import AuditEnv, Auditor
 from .cometbft import CometAuditor
-from .da import DaAuditor
+from .da import DaAuditor, DaPolicy, DaWorkerAuditor
 from .evm import EvmAuditor
 from .model import ModelAuditor
 from .zgs import ZgsAuditor
@@ -52,10 +52,11 @@ def _model(cfg, env: AuditEnv) -> ModelAuditor:
     return ModelAuditor(cfg.audit.model_baseline_sources, env.data_dir, {"queries": cfg.audit.model_queries})
 
 
-def _da(cfg, env: AuditEnv) -> DaAuditor:
-    # No chain reader of DASigners/DAEntrance yet: the node's DA_SIGNER targets get no verdict (a logged, visible
-    # miss), while verify-evidence re-judges DA_SIGNER bundles in full.
-    return DaAuditor(max_targets_at_once=cfg.audit.max_connections)
+def _da(cfg, env: AuditEnv) -> DaWorkerAuditor:
+    policy = DaPolicy(min_share_pct=cfg.audit.da_min_share_pct, window_blobs=cfg.audit.da_window_blobs,
+                      max_targets_at_once=min(cfg.audit.max_connections, 64))
+    return DaWorkerAuditor(cfg.audit.da_rpc_urls or cfg.chain.rpc_urls, cfg.chain.request_timeout, policy,
+                           cfg.audit.da_lookback_blocks)
 
 
 def _judge_model(bundle: dict[str, Any], source: str) -> int:

@@ -45,8 +45,9 @@ from ..chain.keccak import keccak256 as keccak
 from ..protocol import FAULT, KIND_DA_SIGNER, OK, UNREACHABLE, VERDICT_NAMES
 from .base import BUNDLE_VERSION, UNANSWERED, AuditResult, EpochContext, Target, evaluate_bundle, make_policy
 from .http import GARBAGE, describe
+from .worker import WorkerClient, target_lines
 
-__all__ = ["DaAuditor", "DaPolicy", "DaChainFacts", "da_identity", "parse_da_identity", "evaluate", "draw",
+__all__ = ["DaAuditor", "DaWorkerAuditor", "DaPolicy", "DaChainFacts", "da_identity", "parse_da_identity", "evaluate", "draw",
            "CHECKS"]
 
 log = logging.getLogger("alignment_node.audit.da")
@@ -284,6 +285,32 @@ class DaClient:
         await self.channel.close()
 
 
+class DaWorkerAuditor:
+    """The node's DA_SIGNER plug-in: hands the epoch's DA targets to the DA audit worker (``da.worker``), which
+    reads the chain (``da.chain.DaChainReader`` over ``rpc_urls``) and the signers (gRPC) and judges them. grpcio
+    and the pairing library alone take about 20 MB, so they stay out of the node's 64 MB (``audits.worker``)."""
+
+    kind = KIND_DA_SIGNER
+    STARTUP_S = 60.0
+
+    def __init__(self, rpc_urls: list[str], request_timeout: float, policy: DaPolicy, lookback_blocks: int):
+        self.rpc_urls, self.request_timeout = list(rpc_urls), request_timeout
+        self.policy, self.lookback_blocks = policy, lookback_blocks
+        self.worker = WorkerClient("alignment_node.da.worker", "DA audit", self.STARTUP_S)
+
+    def judge(self, bundle: dict[str, Any]) -> int:
+        return evaluate(bundle)[0]
+
+    async def audit_epoch(self, epoch: int, assigned: list[Target], peers: list[Target], deadline_s: float,
+                          context: EpochContext | None = None) -> dict[int, AuditResult]:
+        seed = context.seed if context is not None else bytes(32)
+        req = {"epoch": epoch, "seed": "0x" + seed.hex(), "deadline_s": deadline_s,
+               "targets": target_lines(assigned, context), "rpc_urls": self.rpc_urls,
+               "request_timeout": self.request_timeout, "lookback_blocks": self.lookback_blocks,
+               "policy": asdict(self.policy)}
+        return await self.worker.run(epoch, req, deadline_s, context)
+
+
 ChainFactsFor = Callable[[Target, int, str, str], Awaitable["DaChainFacts | None"]]
 
 
@@ -332,7 +359,11 @@ class DaAuditor:
             chain_id, signer, entrance = parse_da_identity(t.identity)
         except ValueError:
             return None
-        facts = await self.chain_facts(t, chain_id, signer, entrance) if self.chain_facts else None
+        try:
+            facts = await self.chain_facts(t, chain_id, signer, entrance) if self.chain_facts else None
+        except Exception as exc:  # a chain that cannot be read now: no verdict rather than a guessed one
+            log.error("epoch %d target %d: the DA chain facts could not be read: %s", epoch, t.id, exc)
+            return None
         if facts is None:
             return None
         policy = self.policy.judged()

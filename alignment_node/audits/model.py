@@ -12,21 +12,18 @@ the configured sources, in the calling process.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 from ..protocol import KIND_MODEL
 from .base import AuditResult, EpochContext, Target
+from .worker import WorkerClient, target_lines
 
 __all__ = ["ModelAuditor"]
 
 log = logging.getLogger("alignment_node.audit.model")
 STARTUP_S = 120.0  # importing torch and loading (or, the first time, training) the reference model
-LINE_LIMIT = 256 << 20
 
 
 class ModelAuditor:
@@ -36,63 +33,18 @@ class ModelAuditor:
         self.sources = list(sources)
         self.data_dir = Path(data_dir)
         self.policy = dict(policy or {})
-        self._proc: asyncio.subprocess.Process | None = None
-        self._lock = asyncio.Lock()
-
-    async def _worker(self) -> asyncio.subprocess.Process:
-        if self._proc is not None and self._proc.returncode is None:
-            return self._proc
-        log.info("starting the model-audit worker")
-        self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "alignment_node.models.worker", stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=None, limit=LINE_LIMIT)
-        line = await asyncio.wait_for(self._proc.stdout.readline(), STARTUP_S)
-        if not line.startswith(b'{"ready"'):
-            raise RuntimeError("the model-audit worker did not start")
-        return self._proc
+        self.worker = WorkerClient("alignment_node.models.worker", "model-audit", STARTUP_S)
 
     async def audit_epoch(self, epoch: int, assigned: list[Target], peers: list[Target], deadline_s: float,
                           context: EpochContext | None = None) -> dict[int, AuditResult]:
         seed = context.seed if context is not None else bytes(32)
         req = {
             "epoch": epoch, "seed": "0x" + seed.hex(), "deadline_s": deadline_s,
-            "targets": [{"id": t.id, "endpoint": t.endpoint, "identity": "0x" + t.identity.hex(),
-                         "license": min(context.licenses.get(t.id, [0])) if context else 0} for t in assigned],
+            "targets": target_lines(assigned, context),
             "sources": self.sources, "cache_dir": str(self.data_dir / "baselines"),
             "state_dir": str(self.data_dir / "model-state"), "policy": self.policy,
         }
-        out: dict[int, AuditResult] = {}
-        async with self._lock:
-            try:
-                proc = await self._worker()
-                proc.stdin.write(json.dumps(req).encode() + b"\n")
-                await proc.stdin.drain()
-                end = asyncio.get_running_loop().time() + deadline_s + 30
-                while True:  # one line per bundle: each parsed and stored before the next is read
-                    line = await asyncio.wait_for(proc.stdout.readline(),
-                                                  max(0.0, end - asyncio.get_running_loop().time()))
-                    item = json.loads(line)
-                    if "done" in item:
-                        break
-                    if "error" in item:
-                        log.error("epoch %d: model audits failed: %s", epoch, item["error"])
-                        break
-                    if "skipped" in item:
-                        s = item["skipped"]
-                        log.error("epoch %d target %d: not audited: %s", epoch, s["id"], s["reason"])
-                        continue
-                    r = item["result"]
-                    res = AuditResult(int(r["verdict"]), r["bundle"])
-                    del item, r
-                    tid = int(res.bundle["target"]["id"])
-                    if context is not None and context.sink is not None:
-                        res = context.sink(tid, res)
-                    out[tid] = res
-            except (OSError, RuntimeError, ValueError, KeyError, asyncio.TimeoutError) as exc:
-                log.error("epoch %d: the model-audit worker failed (%s): MODEL targets without a bundle get no "
-                          "verdict", epoch, exc)
-                self.stop()
-        return out
+        return await self.worker.run(epoch, req, deadline_s, context)
 
     def judge(self, bundle: dict[str, Any]) -> int:
         from ..models import baseline as B
@@ -102,6 +54,4 @@ class ModelAuditor:
         return evaluate(bundle, base)[0]
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.returncode is None:
-            self._proc.kill()
-        self._proc = None
+        self.worker.stop()

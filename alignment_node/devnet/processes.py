@@ -143,6 +143,8 @@ class OperatorProc:
     rss_kb_max: int | None = None
     lazy: bool = False
     kills: int = 0
+    # peak RSS (kB) of the node's audit workers, by name ("model", "da"), sampled with the node's
+    worker_rss_kb_max: dict[str, int] = field(default_factory=dict)
 
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -157,6 +159,39 @@ def vm_hwm_kb(pid: int) -> int | None:
     except OSError:
         return None
     return None
+
+
+WORKERS = {"model": "alignment_node.models.worker", "da": "alignment_node.da.worker"}
+
+
+def worker_pids(pid: int) -> dict[str, int]:
+    """The audit workers (``WORKERS``) among the children of process ``pid``, by name."""
+    out: dict[str, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) != pid:
+                continue
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        for name, module in WORKERS.items():
+            if module.encode() in argv:
+                out[name] = int(entry.name)
+    return out
+
+
+def _sample(op: OperatorProc) -> None:
+    """Fold the live node's and its workers' peak RSS into ``op``."""
+    rss = vm_hwm_kb(op.process.pid)
+    if rss:
+        op.rss_kb_max = max(op.rss_kb_max or 0, rss)
+    for name, pid in worker_pids(op.process.pid).items():
+        rss = vm_hwm_kb(pid)
+        if rss:
+            op.worker_rss_kb_max[name] = max(op.worker_rss_kb_max.get(name, 0), rss)
 
 
 def start_node(op: OperatorProc, config: str) -> None:
@@ -174,7 +209,7 @@ def start_node(op: OperatorProc, config: str) -> None:
 def kill_node(op: OperatorProc) -> None:
     """SIGKILL a node (crash drill), keeping its peak memory reading."""
     if op.process and op.process.poll() is None:
-        op.rss_kb_max = max(op.rss_kb_max or 0, vm_hwm_kb(op.process.pid) or 0)
+        _sample(op)
         op.process.send_signal(signal.SIGKILL)
         op.process.wait()
         op.kills += 1
@@ -198,7 +233,7 @@ def stop_nodes(operators: list[OperatorProc]) -> None:
         if proc is None:
             continue
         if proc.poll() is None:
-            op.rss_kb_max = max(op.rss_kb_max or 0, vm_hwm_kb(proc.pid) or 0) or None
+            _sample(op)
             proc.terminate()
     for op in operators:
         proc = op.process
@@ -214,6 +249,4 @@ def stop_nodes(operators: list[OperatorProc]) -> None:
 def sample_rss(operators: list[OperatorProc]) -> None:
     for op in operators:
         if op.process and op.process.poll() is None:
-            rss = vm_hwm_kb(op.process.pid)
-            if rss:
-                op.rss_kb_max = max(op.rss_kb_max or 0, rss)
+            _sample(op)

@@ -116,6 +116,8 @@ async def report(net, rpc: RpcClient, scenario: str, epochs: list[int]) -> dict:
             "gas_used": gas.get(op.address.lower(), 0),
             "gas_per_license_epoch": gas.get(op.address.lower(), 0) // max(1, len(op.licenses) * len(epochs)),
             "rss_kb_max": op.rss_kb_max,
+            "model_worker_rss_kb_max": op.worker_rss_kb_max.get("model"),
+            "da_worker_rss_kb_max": op.worker_rss_kb_max.get("da"),
         })
     return {
         "scenario": scenario,

@@ -7,7 +7,7 @@ Request: ``{"epoch", "seed": "0x..", "deadline_s", "targets": [{"id", "endpoint"
 "license"}], "sources": [dir or URL, ...], "cache_dir", "state_dir", "policy": {...}}``.
 Answer (``Worker.handle``): ``{"results": [{"id", "verdict", "bundle"}], "skipped": [{"id", "reason"}]}``,
 written as one line per item, ``{"result": {...}}`` or ``{"skipped": {...}}``, then ``{"done": true}`` (or one
-``{"error": "..."}`` line). A target whose baseline cannot be had or verified is skipped with the reason.
+``{"error": "..."}`` line): the protocol of ``audits.worker``. A target whose baseline cannot be had or verified is skipped with the reason.
 Per-target drift state lives in ``state_dir/drift-<id>-<identity prefix>.json``.
 """
 
@@ -81,28 +81,23 @@ class Worker:
         return {"results": results, "skipped": skipped}
 
 
+async def _answers(worker: Worker, req: dict[str, Any]):
+    answer = await worker.handle(req)
+    for s in answer["skipped"]:
+        yield {"skipped": s}
+    for r in answer["results"]:
+        yield {"result": r}
+
+
 def main() -> int:
     import torch
+
+    from ..audits.worker import serve
 
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     worker = Worker()
-    print(json.dumps({"ready": True}), flush=True)
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        try:
-            answer = asyncio.run(worker.handle(json.loads(line)))
-        except Exception as exc:  # one bad request must not kill the worker
-            log.exception("request failed")
-            lines = [{"error": f"{type(exc).__name__}: {exc}"}]
-        else:
-            lines = ([{"skipped": s} for s in answer["skipped"]] + [{"result": r} for r in answer["results"]]
-                     + [{"done": True}])
-        for item in lines:
-            sys.stdout.write(json.dumps(item, separators=(",", ":")) + "\n")
-        sys.stdout.flush()
-    return 0
+    return asyncio.run(serve(lambda req: _answers(worker, req)))
 
 
 if __name__ == "__main__":
