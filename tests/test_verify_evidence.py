@@ -221,22 +221,21 @@ def test_model(tmp_path):
 
 @case(P.KIND_DA_SIGNER)
 def test_da_signer():
-    """A reference DA signer that corrupts the rows it was given; the chain facts are given as the chain reader
-    records them (that reader is not built yet: audits/__init__.py)."""
+    """A reference DA signer that corrupts the rows it was given, audited by the DA auditor the node's worker runs,
+    with the chain facts given as the chain reader records them (the reader on a real chain: test_da_chain.py)."""
     from test_da_audit import MY_ROWS, SIGNER, disperse, facts  # a sibling test module
 
-    from alignment_node.audits.da import da_identity
+    from alignment_node.audits.da import DaAuditor, da_identity
     from alignment_node.devnet.dasigner import DaSignerServer
 
     with DaSignerServer(0x5A17E5, "corrupts-rows", "0x" + "ab" * 20) as server:
         disperse(server)
-        auditor = AUDITORS[P.KIND_DA_SIGNER].build(Config(), AuditEnv(Path(".")))
         chain = facts(server.target)
 
         async def chain_facts(*_a):
             return chain
 
-        auditor.chain_facts = chain_facts
+        auditor = DaAuditor(chain_facts)
         target = Target(1, P.KIND_DA_SIGNER, server.target, da_identity(31337, SIGNER, "0x" + "ab" * 20))
         results = asyncio.run(auditor.audit_epoch(1, [target], [target], 10.0, context=EpochContext(SEED, {1: [3]})))
         assert MY_ROWS

@@ -126,7 +126,7 @@ class DaChainReader:
                 await self._scan(entrance.lower(), head)
 
     async def _scan(self, entrance: str, head: int) -> None:
-        state = self._entrances.setdefault(entrance, _EntranceState(deque(maxlen=self.window_blobs)))
+        state = self._entrances.setdefault(entrance, _EntranceState(blobs=deque(maxlen=self.window_blobs)))
         start = state.scanned_to + 1 if state.scanned_to >= 0 else max(0, head - self.lookback_blocks)
         if start > head:
             return
