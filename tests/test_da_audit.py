@@ -185,3 +185,50 @@ def test_an_offline_signer_is_unreachable_not_a_fault(signer):
     endpoint = f"127.0.0.1:{free_port()}"
     verdict, bundle = audit(endpoint, facts(endpoint), request_deadline_ms=1500)
     assert verdict == P.UNREACHABLE and failed(bundle) == {"reachable"}, bundle["checks"]
+
+
+class _Misbehaving:
+    """A signer whose GetStatus is honest and whose BatchRetrieve answers ``retrieve(raw request)`` (raw bytes),
+    over a real grpcio server."""
+
+    def __init__(self, retrieve):
+        from concurrent import futures
+
+        status = wire.pb.StatusReply(status_code=200, entrance_contract=ENTRANCE[2:]).SerializeToString()
+        handlers = grpc.method_handlers_generic_handler("signer.Signer", {
+            "GetStatus": grpc.unary_unary_rpc_method_handler(lambda raw, ctx: status),
+            "BatchRetrieve": grpc.unary_unary_rpc_method_handler(lambda raw, ctx: retrieve(raw)),
+        })
+        self.server = grpc.server(futures.ThreadPoolExecutor(4), options=[
+            ("grpc.max_send_message_length", 64 << 20), ("grpc.so_reuseport", 0)])
+        self.server.add_generic_rpc_handlers((handlers,))
+        self.target = f"127.0.0.1:{self.server.add_insecure_port('127.0.0.1:0')}"
+        self.server.start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_exc):
+        self.server.stop(0)
+
+
+def test_a_huge_reply_is_a_well_formed_fault_with_evidence():
+    with _Misbehaving(lambda raw: b"\x0a" + b"\xff" * (9 << 20)) as s:
+        verdict, bundle = audit(s.target, facts(s.target))
+    assert verdict == P.FAULT and "well_formed" in failed(bundle), bundle["checks"]
+    assert {r["status"] for r in bundle["observations"]["retrieve"]} == {"oversized"}
+
+
+def test_a_slow_reply_is_unreachable_within_the_deadline():
+    import time
+
+    def slow(raw):
+        time.sleep(3)
+        return b""
+
+    with _Misbehaving(slow) as s:
+        started = time.monotonic()
+        verdict, bundle = audit(s.target, facts(s.target), request_deadline_ms=800)
+        took = time.monotonic() - started
+    assert verdict == P.UNREACHABLE and failed(bundle) == {"reachable"}, bundle["checks"]
+    assert {r["status"] for r in bundle["observations"]["retrieve"]} == {"timeout"} and took < 2.5

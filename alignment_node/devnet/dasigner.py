@@ -34,6 +34,10 @@ Modes (what an auditor must catch, or must not flag):
   (`GARBAGE_KINDS`): not protobuf; a reply with an unknown field; the wrong number of entries; (BatchSign
   only) a signature that is not a curve point. GetStatus stays honest.
 
+``pool=True`` (benches): one server holds the rows of many signers that share its key (each registered with its
+socket): every BatchSign's rows are accepted as that call's signer's, and the server's rows of a (epoch,
+quorum_id) are the union of them all.
+
 Python API: ``s = DaSignerServer(sk, "honest", entrance); port = s.start(); ...; s.stop()`` (in-process), or
 ``with DaSignerProcess(sk_file, "honest", entrance) as p: p.port`` (a child process, like zgsnode).
 """
@@ -111,7 +115,7 @@ class DaSignerServer:
     def __init__(self, sk: int, mode: str = "honest", entrance_address: str = "0x" + "00" * 20,
                  host: str = "127.0.0.1", port: int = 0, *, prune_seconds: float = DEFAULT_PRUNE_SECONDS,
                  hang_seconds: Optional[float] = None, delay: float = 0.0, drop_style: str = "internal",
-                 max_inflight: int = DEFAULT_MAX_INFLIGHT, workers: Optional[int] = None):
+                 max_inflight: int = DEFAULT_MAX_INFLIGHT, workers: Optional[int] = None, pool: bool = False):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}: one of {', '.join(MODES)}")
         if not 0 < sk < bls.R:
@@ -123,6 +127,7 @@ class DaSignerServer:
         self.prune_seconds, self.hang_seconds, self.delay = prune_seconds, hang_seconds, delay
         self.drop_style, self.max_inflight = drop_style, max_inflight
         self.workers = workers or max_inflight + 6
+        self.pool = pool
         self.pk_g1, self.pk_g2 = bls.keypair(sk)
         self.port: Optional[int] = None
         self._server: Optional[grpc.Server] = None
@@ -172,7 +177,7 @@ class DaSignerServer:
         except DaError as exc:
             raise _invalid(str(exc)) from None
         with self._lock:
-            assigned = self._assigned.get((req.epoch, req.quorum_id))
+            assigned = None if self.pool else self._assigned.get((req.epoch, req.quorum_id))
         slices = list(req.encoded_slice)
         if assigned is None:  # adopt the call's order as this signer's rows
             try:
@@ -227,7 +232,10 @@ class DaSignerServer:
             with self._lock:
                 now = time.monotonic()
                 for blob, slices, _, assigned in checked:
-                    self._assigned.setdefault(blob[:2], assigned)
+                    if self.pool:
+                        self._assigned[blob[:2]] = tuple(sorted(set(self._assigned.get(blob[:2], ())) | set(assigned)))
+                    else:
+                        self._assigned.setdefault(blob[:2], assigned)
                     if self.mode == "drops-rows":
                         continue
                     for row, s in slices:
