@@ -113,3 +113,18 @@ def test_consensus_faults_every_faulty_validator_and_rpc_is_flagged_and_no_hones
                                                         "wrong-chain", "halt"}
     assert {t["mode"] for t in comet if not t["fault"]} == {"honest", "few-misses", "rpc-honest"}
     assert_faults_flagged_and_honest_spared(report, comet, penalties=False)
+
+
+def test_da_faults_every_faulty_signer_is_flagged_and_no_honest_one():
+    report = run_scenario("da-faults", "--epochs", "6")
+    da = [t for t in report["targets"] if t["kind"] == "DA_SIGNER"]
+    assert {t["mode"] for t in da if t["fault"]} == {"offline", "not-enrolled", "wrong-socket", "never-signs",
+                                                      "drops-rows", "corrupts-rows", "prunes-early",
+                                                      "invalid-signatures", "garbage"}
+    assert [t["mode"] for t in da if not t["fault"]] == ["honest"] * 3
+    assert report["da_blobs"]["verified"] > 10 and report["da_blobs"]["failed"] == 0  # blobs kept arriving
+    assert report["missed_faults"] == []
+    assert report["false_flags"] == []
+    for op in report["operators"]:
+        assert op["rss_kb_max"] is not None and op["rss_kb_max"] <= 65536, op
+    assert_faults_flagged_and_honest_spared(report, da, penalties=False, sampled=("prunes-early",))

@@ -127,3 +127,18 @@ def test_no_import_cycles():
 def test_node_modules_are_small(path: Path):
     lines = len(path.read_text(encoding="utf-8").splitlines())
     assert lines <= NODE_MODULE_MAX_LINES, f"{path.name} has {lines} lines (at most {NODE_MODULE_MAX_LINES})"
+
+
+def test_the_running_node_does_not_import_what_its_workers_carry():
+    """`alignment-node start` builds the whole command line (devnet commands included) and the node: none of the
+    heavy libraries the audit workers and the devnet use may come along (the node has 64 MB)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, alignment_node.cli as c; c.build_parser(); import alignment_node.node.node; "
+            "from alignment_node.audits import build_auditors; "
+            "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                cwd=ROOT.parent).stdout.split())
+    heavy = {"grpc", "google", "torch", "numpy", "scipy", "mcl", "mclbn256", "py_ecc", "tokenizers", "web3"}
+    assert loaded & heavy == set()

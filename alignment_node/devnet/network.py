@@ -64,6 +64,7 @@ class Plan:
     models: tuple[str, ...] = ()  # devnet model servers (modes of devnet/modelserver.py), one MODEL target each
     model_queries: int = 50
     consensus: bool = False  # the simulated CometBFT chains of CONSENSUS_* and their targets
+    da_signers: tuple[str, ...] = ()  # reference 0G DA signers (modes of devnet/dasigner.py), one DA_SIGNER target each
 
 
 class Devnet:
@@ -87,6 +88,8 @@ class Devnet:
         self.uploads: list = []  # zgs.flow.Submission of every uploaded file
         self.next_upload_block = 0  # the block at which upload_tick uploads the next file
         self.comet_sims: list = []  # CometBFT chain simulators (the consensus scenario)
+        self.disperser = None  # the DA disperser (devnet/disperser.py), when there are DA signer targets
+        self.da_entrance: str | None = None  # the DevnetDAEntrance address, likewise
 
     # ---------------------------------------------------------------------------------- setup
 
@@ -170,6 +173,10 @@ class Devnet:
             await setup_models(self, deployer)
         if p.consensus:
             await setup_consensus(self, deployer)
+        if p.da_signers:  # last: its disperser keeps sending blobs from here on
+            from .da_targets import setup_da  # grpcio, protobuf, BN254: not for the node, which imports this module
+
+            await setup_da(self, deployer)
 
     # ------------------------------------------------------------------------------------ nodes
 
@@ -202,8 +209,10 @@ class Devnet:
         processes.sample_rss(self.operators)
 
     def stop(self) -> None:
-        """Stop the nodes, the target processes and servers, the chain simulators and anvil."""
+        """Stop the nodes, the DA disperser, the target processes and servers, the chain simulators and anvil."""
         self.stop_nodes()
+        if self.disperser is not None:
+            self.disperser.stop()
         for t in self.targets:
             if t.process:
                 stop_process(t.process)

@@ -68,6 +68,14 @@ SCENARIOS = {
                     "missing a few blocks), one mostly offline, one double-signing (then jailed), two honest RPC "
                     "endpoints, one forging signatures, one serving other block ids, one garbage, one for "
                     "another chain; a second chain that halts. Every fault flagged, no honest target"),
+    "da-faults": Scenario(
+        6, {"targets": (), "da_signers": ("honest",) * 3 + ("offline", "not-enrolled", "wrong-socket", "never-signs",
+                                                           "drops-rows", "corrupts-rows", "prunes-early",
+                                                           "invalid-signatures", "garbage"),
+            "audit_deadline_s": 4.0},
+        description="0G DA signers while blobs keep arriving: 3 honest, one offline, one not enrolled, one registered "
+                    "at a wrong socket, one never signing, three signing but dropping, corrupting or pruning rows "
+                    "early, one signing invalidly, one answering garbage; every fault flagged, no honest signer"),
     "crash": Scenario(
         8, {"targets": ("honest",) * 4 + ("down", "lagging")}, crash_operator=1,
         description="one node is SIGKILLed at random points and restarted; no reveal lost, no tx sent twice"),
@@ -190,6 +198,8 @@ def _run_scenario(net: Devnet, name: str, spec: Scenario, epochs_n: int) -> dict
             deployer = LocalSigner(net.anvil.private_keys[0])
             await vault.transact("settleLicenses", sorted(net.license_owner), signer=deployer)
             report = await net.report(rpc, name, epochs)
+            if net.disperser is not None:  # DA blobs dispersed while the scenario ran
+                report["da_blobs"] = {k: net.disperser.counts[k] for k in ("verified", "skipped", "failed", "epochs")}
         report["timing"] = {"setup_seconds": round(setup_s, 2),
                             "first_credit_seconds": round(first_credit_s, 2) if first_credit_s else None,
                             "total_seconds": round(time.monotonic() - t0, 2)}
@@ -204,11 +214,13 @@ def _run_scenario(net: Devnet, name: str, spec: Scenario, epochs_n: int) -> dict
         return None
 
 
-# What `devnet up` audits: a mix of honest and faulty EVM targets and one sealed trap, revealed after 2 epochs.
+# What `devnet up` audits: a mix of honest and faulty EVM targets and one sealed trap, revealed after 2 epochs,
+# storage nodes, the simulated CometBFT chains and DA signers.
 UP_TARGETS = {"targets": ("honest",) * 5 + ("down", "lagging", "forked", "garbage"), "trap_mode": "wrong-chain",
               "reveal_trap_after_epochs": 2,
               "storage": ("honest", "honest:0/2", "honest:1/2", "behind", "drop:0/2", "corrupt", "lying-lag"),
               "consensus": True,
+              "da_signers": ("honest", "honest", "drops-rows", "corrupts-rows", "never-signs", "wrong-socket"),
               "audit_deadline_s": 3.0}
 
 
@@ -304,6 +316,10 @@ def _live(net: Devnet) -> int:
                 for token_id in net.license_owner:
                     owners_total += await vault.call("claimable", token_id)
                 lines.append(f"licenses' claimable total {owners_total / ETHER:,.2f}")
+                if net.disperser is not None:
+                    da = net.disperser.counts
+                    lines.append(f"DA blobs: {da['verified']} verified, {da['skipped']} skipped, {da['failed']} failed; "
+                                 f"{da['epochs']} DA epochs opened")
                 lines.extend(await _targets_view(net, rpc, c))
                 lines.append("(Ctrl-C stops everything)")
                 if sys.stdout.isatty():
