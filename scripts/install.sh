@@ -58,8 +58,19 @@ log "training (or loading from .cache/models) the devnet's tiny language models,
 lm0=$!
 .venv/bin/python -m alignment_node.models.lm --seed 1 >/dev/null
 wait "$lm0"
+# The token-level chat models (models/tokenlm.py, served by devnet/llmserver.py): base seeds 0 and 1 (about 2-3
+# minutes each on one core) and small seed 0 (about 1 minute), trained in the background while the contracts build.
+log "training (or loading) the devnet's token-level chat models in the background: base seeds 0 and 1, small seed 0"
+{ .venv/bin/python -m alignment_node.models.tokenlm --seed 0 --size base >/dev/null &&
+  .venv/bin/python -m alignment_node.models.tokenlm --seed 0 --size small >/dev/null; } &
+tok0=$!
+.venv/bin/python -m alignment_node.models.tokenlm --seed 1 --size base >/dev/null &
+tok1=$!
 
 log "building the contracts (forge via solcjs)"
 (cd contracts && node_modules/.bin/forge build --quiet)
 .venv/bin/python scripts/export_artifacts.py
+log "waiting for the token-level chat models"
+wait "$tok0"
+wait "$tok1"
 log "done"
