@@ -1,4 +1,4 @@
-"""The examples in the docstrings of the models' pure modules (stats, drift, baseline) run and hold."""
+"""The examples in the docstrings of the models' pure modules (stats, drift, baseline, blackbox) run and hold."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import importlib
 
 import pytest
 
-MODULES = ("alignment_node.models.stats", "alignment_node.models.drift", "alignment_node.models.baseline")
+MODULES = ("alignment_node.models.stats", "alignment_node.models.drift", "alignment_node.models.baseline",
+           "alignment_node.models.blackbox")
 
 
 @pytest.mark.parametrize("name", MODULES)
