@@ -270,6 +270,12 @@ class Session:
         return await self._request(obs, path, body, lambda status, data: classify_json(status, data, extract),
                                    deadline_at)
 
+    async def post_body(self, path: str, body: bytes, classify, deadline_at: float | None = None) -> dict[str, Any]:
+        """One POST of exactly ``body`` (JSON) to ``path`` as an Observation; ``classify(http_status, body)`` gives
+        its status and kept result (a signed exchange needs the exact bytes sent and received)."""
+        obs: dict[str, Any] = {"method": "POST " + path}
+        return await self._request(obs, path, body, classify, deadline_at)
+
     async def get(self, path: str, classify, deadline_at: float | None = None) -> dict[str, Any]:
         """One GET of ``path`` (with its query string) as an Observation; ``classify(http_status, body)`` gives
         its status and kept result (e.g. ``classify_envelope`` for a URI-style JSON-RPC server)."""

@@ -48,9 +48,14 @@ class ModelAuditor:
 
     def judge(self, bundle: dict[str, Any]) -> int:
         from ..models import baseline as B
-        from ..models.audit import evaluate
 
         base = B.fetch(bundle["baseline"], self.sources, self.data_dir / "baselines")
+        if B.is_served(base):  # version 2: a served model audited without the weights
+            from ..models.served_audit import evaluate_served
+
+            return evaluate_served(bundle, base)[0]
+        from ..models.audit import evaluate
+
         return evaluate(bundle, base)[0]
 
     def stop(self) -> None:

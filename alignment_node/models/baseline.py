@@ -19,7 +19,7 @@ from typing import Any
 from ..protocol import canonical_json, keccak
 
 __all__ = ["PROBES", "EMBED_INPUTS", "BEHAVIOUR", "make_baseline", "baseline_hash", "save", "load", "fetch",
-           "BaselineError", "check_kind", "probe_bytes", "completion_ok"]
+           "BaselineError", "check_kind", "probe_bytes", "completion_ok", "SERVED_KIND", "SERVED_VERSION", "is_served"]
 
 MAX_BASELINE_BYTES = 16 << 20
 
@@ -197,14 +197,30 @@ def save(bundle: dict, directory: str | Path) -> tuple[str, Path]:
     return h, path
 
 
+SERVED_KIND = "MODEL_BASELINE_SERVED"  # version 2: for auditors without the weights (``models.keeper``)
+SERVED_VERSION = 2
+SERVED_KEYS = ("model", "sampling", "lt", "families", "reference", "consistency", "identity", "alpha")
+
+
+def is_served(bundle: Any) -> bool:
+    """Is ``bundle`` a version-2 (served-model, weights-free) baseline?"""
+    return isinstance(bundle, dict) and bundle.get("kind") == SERVED_KIND and bundle.get("version") == SERVED_VERSION
+
+
 def check_kind(bundle: Any) -> dict:
-    """``bundle`` if it has the shape of a version-1 baseline; BaselineError otherwise.
+    """``bundle`` if it has the shape of a version-1 baseline (or of a version-2 ``MODEL_BASELINE_SERVED`` one,
+    ``models.keeper``); BaselineError otherwise.
 
     >>> check_kind({"version": 1, "kind": "MODEL_BASELINE"})
     Traceback (most recent call last):
     ...
     alignment_node.models.baseline.BaselineError: baseline bundle without 'model'
     """
+    if is_served(bundle):
+        for key in SERVED_KEYS:
+            if key not in bundle:
+                raise BaselineError(f"served baseline bundle without {key!r}")
+        return bundle
     if not isinstance(bundle, dict) or bundle.get("kind") != "MODEL_BASELINE" or bundle.get("version") != 1:
         raise BaselineError("not a version-1 MODEL_BASELINE bundle")
     for key in ("model", "sampling", "probes", "reference", "behaviour", "alpha"):

@@ -30,9 +30,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy import special, stats as sps
+from scipy import special
 
-from .stats import (StatResult, _check_alpha, _check_int, _check_seed, _permutation_p, _rank_statistic,
+from .stats import (StatResult, _sps, _check_alpha, _check_int, _check_seed, _permutation_p, _rank_statistic,
                     clopper_pearson, combine, mmd_hamming_test, rank_uniformity_test)
 
 __all__ = ["Fingerprint", "lt_fingerprint", "lt_distance", "LTCalibration", "lt_calibrate", "lt_test",
@@ -410,7 +410,7 @@ def border_test(snapshot_tokens: Sequence[str], current_tokens: Sequence[str], b
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= float(rate) < 1.0:
             raise ValueError(f"benign_flip_rate must be border_calibrate's result, a rate in [0, 1) or "
                              f"per-prompt rates, got {rate!r}")
-        p = float(sps.binom.sf(x - 1, n, float(rate))) if x > 0 else 1.0
+        p = float(_sps().binom.sf(x - 1, n, float(rate))) if x > 0 else 1.0
         method = "binomial"
         params["benign_flip_rate"] = float(rate)
     p = min(1.0, p)

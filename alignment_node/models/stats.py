@@ -21,7 +21,15 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
-from scipy import special, stats as sps
+from scipy import special
+
+
+def _sps():
+    """scipy.stats, imported on first use: about 46 MB that the weights-free MODEL worker does not need (only
+    the Clopper-Pearson interval and the rate tests use it)."""
+    from scipy import stats
+
+    return stats
 
 __all__ = ["StatResult", "mmd_hamming_test", "rank_scores", "rank_uniformity_test", "mean_logprob_test",
            "combine", "embedding_test", "calibrate_tolerance", "rate_test", "clopper_pearson", "PAD",
@@ -587,6 +595,7 @@ def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
     tail = (1.0 - confidence) / 2.0
+    sps = _sps()
     lo = 0.0 if k == 0 else float(sps.beta.ppf(tail, k, n - k + 1))
     hi = 1.0 if k == n else float(sps.beta.ppf(1.0 - tail, k + 1, n - k))
     return lo, hi
@@ -613,6 +622,7 @@ def rate_test(successes: int, n: int, baseline_rate: float, baseline_n: int | No
             or not 0.0 <= baseline_rate <= 1.0):
         raise ValueError(f"baseline_rate must be in [0, 1], got {baseline_rate!r}")
     rate = successes / n
+    sps = _sps()
     details: dict[str, Any] = {"rate": rate, "interval": list(clopper_pearson(successes, n, 1 - alpha))}
     if baseline_n is None:
         p = float(sps.binomtest(successes, n, float(baseline_rate)).pvalue)

@@ -29,6 +29,7 @@ import secrets
 
 import coincurve
 
+from .. import safejson
 from ..chain.keccak import is_address, keccak256
 
 __all__ = [
@@ -166,7 +167,8 @@ def parse_signature_json(signature_json) -> tuple[dict | None, str | None]:
         if not signature_json.strip():
             return None, "unsigned: the signature answer is empty"
         try:
-            record = json.loads(signature_json)
+            record = safejson.loads(bytes(signature_json) if isinstance(signature_json, (bytes, bytearray)) else
+                                    signature_json.encode())
         except (ValueError, RecursionError):
             return None, "the signature answer is not JSON"
     if not isinstance(record, dict):
@@ -306,7 +308,7 @@ def _load_report(report) -> tuple[dict | None, str | None]:
         if len(report) > MAX_REPORT_BYTES:
             return None, f"the attestation report is over {MAX_REPORT_BYTES} bytes"
         try:
-            report = json.loads(report)
+            report = safejson.loads(bytes(report) if isinstance(report, (bytes, bytearray)) else report.encode())
         except (ValueError, RecursionError):
             return None, "the attestation report is not JSON"
     if not isinstance(report, dict):

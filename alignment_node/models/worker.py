@@ -9,6 +9,11 @@ Answer (``Worker.handle``): ``{"results": [{"id", "verdict", "bundle"}], "skippe
 written as one line per item, ``{"result": {...}}`` or ``{"skipped": {...}}``, then ``{"done": true}`` (or one
 ``{"error": "..."}`` line): the protocol of ``audits.worker``. A target whose baseline cannot be had or verified is skipped with the reason.
 Per-target drift state lives in ``state_dir/drift-<id>-<identity prefix>.json``.
+
+A version-2 baseline (``baseline.is_served``: a served chat model, ``models.keeper``) is audited by
+``served_audit.audit_served`` without weights; its per-target state (the provider's LT snapshot) lives in
+``state_dir/served-<id>-<identity prefix>.json``. torch is imported only when a version-1 baseline needs the
+reference model, so a worker that audits only version-2 targets never loads it.
 """
 
 from __future__ import annotations
@@ -28,7 +33,11 @@ class Worker:
         self.models: dict[tuple[int, int], Any] = {}
 
     def reference_model(self, baseline: dict):
+        import torch  # only here: a version-1 baseline needs the reference model; version 2 never loads torch
+
         from . import lm
+
+        torch.set_num_threads(1)
 
         m = baseline["model"]
         if m.get("family") != "alignment-tinylm":
@@ -46,7 +55,8 @@ class Worker:
         from . import baseline as B
         from .audit import ModelPolicy, audit_target
 
-        policy = ModelPolicy(**req.get("policy", {}))
+        known = set(ModelPolicy.__dataclass_fields__)
+        policy = ModelPolicy(**{k: v for k, v in req.get("policy", {}).items() if k in known})
         seed = bytes.fromhex(req["seed"].removeprefix("0x"))
         state_dir = Path(req["state_dir"])
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -58,6 +68,11 @@ class Worker:
             except B.BaselineError as exc:
                 skipped.append({"id": t["id"], "reason": str(exc)})
                 continue
+            if B.is_served(baseline):
+                state_file = state_dir / f"served-{t['id']}-{t['identity'][2:18]}.json"
+                state = json.loads(state_file.read_text()) if state_file.is_file() else None
+                jobs.append((t, baseline, None, state, state_file))
+                continue
             model, why = self.reference_model(baseline)
             if why:
                 log.warning("target %d: %s; rank and likelihood tests are left out", t["id"], why)
@@ -67,6 +82,15 @@ class Worker:
 
         async def one(job):
             t, baseline, model, state, state_file = job
+            if B.is_served(baseline):
+                from .served_audit import ServedPolicy, audit_served
+
+                bundle = await audit_served(t, baseline, seed, int(t.get("license", 0)),
+                                            ServedPolicy.from_dict(req.get("policy")), float(req["deadline_s"]),
+                                            state, int(req["epoch"]))
+                if bundle.get("state_after"):
+                    state_file.write_text(bundle["state_after"])
+                return t["id"], bundle
             bundle = await audit_target(t, baseline, t["identity"], model, seed, int(t.get("license", 0)), policy,
                                         float(req["deadline_s"]), state, int(req["epoch"]))
             if bundle.get("drift_after"):
@@ -90,11 +114,8 @@ async def _answers(worker: Worker, req: dict[str, Any]):
 
 
 def main() -> int:
-    import torch
-
     from ..audits.worker import serve
 
-    torch.set_num_threads(1)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     worker = Worker()
     return asyncio.run(serve(lambda req: _answers(worker, req)))

@@ -1,0 +1,134 @@
+"""MODEL audits of served chat models by an auditor that holds no weights (version-2 baselines): the keeper's
+bundle (``models.keeper``), LLM servers in benign and substituted setups and behind a TEE broker, the model-audit
+worker process end to end (``audits.model.ModelAuditor``), each bundle re-judged from the evidence alone, and
+the worker's peak RSS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+
+import pytest
+
+pytest.importorskip("torch", reason="the keeper and the devnet LLM servers need the 'models' extra")
+
+from alignment_node.audits.base import EpochContext, Target  # noqa: E402
+from alignment_node.audits.model import ModelAuditor  # noqa: E402
+from alignment_node.devnet.llmserver import LLMServerProcess  # noqa: E402
+from alignment_node.devnet.teeproxy import TeeProxyProcess  # noqa: E402
+from alignment_node.models import baseline as B  # noqa: E402
+from alignment_node.models import keeper, tee  # noqa: E402
+from alignment_node.models.served_audit import decode_position  # noqa: E402
+from alignment_node.protocol import FAULT, KIND_MODEL, OK, UNREACHABLE, canonical_json  # noqa: E402
+
+RSS_BUDGET_KB = 128 * 1024
+# target id -> (what serves it, expected verdict, a check that must fail)
+PLAN = {
+    1: ("fp32", OK, None),
+    2: ("bf16", OK, None),  # benign: same weights in bfloat16
+    3: ("temp-0.7", FAULT, "sampling"),
+    4: ("small", FAULT, "lt_reference"),
+    5: ("tee:honest", OK, None),
+    6: ("tee:tee-forged", FAULT, "tee"),
+    7: ("garbage", FAULT, "well_formed"),
+}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    d = tmp_path_factory.mktemp("served")
+    tee_key, root_key = secrets.token_bytes(32), secrets.token_bytes(32)
+    (d / "tee.key").write_text(tee_key.hex() + "\n")
+    (d / "root.key").write_text(root_key.hex() + "\n")
+    measurement = secrets.token_hex(48)
+    plain = keeper.cached_served_baseline(0)  # built once (about 6 s), then cached with the models
+    claimed = keeper.with_tee(plain, {"signer": tee.address_of(tee_key), "measurement": measurement,
+                                      "roots": [tee.address_of(root_key)]})
+    src = d / "baselines"
+    h_plain, _ = B.save(plain, src)
+    h_tee, _ = B.save(claimed, src)
+    procs = {m: LLMServerProcess(m, embeddings=False, startup_timeout=120)
+             for m in ("fp32", "bf16", "temp-0.7", "small", "garbage")}
+    try:
+        for p in procs.values():
+            p.start()
+        for m in ("honest", "tee-forged"):
+            procs["tee:" + m] = TeeProxyProcess(procs["fp32"].url, m, key_file=str(d / "tee.key"),
+                                                root_key_file=str(d / "root.key"), measurement=measurement)
+            procs["tee:" + m].start()
+        yield {"dir": d, "src": src, "procs": procs, "baselines": {h_plain: plain, h_tee: claimed},
+               "hash": {"plain": h_plain, "tee": h_tee}}
+    finally:
+        for p in procs.values():
+            p.stop()
+
+
+@pytest.fixture(scope="module")
+def epoch(world):
+    """One epoch of every planned target through the worker process; its results and the worker's peak RSS."""
+    targets = [Target(i, KIND_MODEL, world["procs"][name].url,
+                      bytes.fromhex(world["hash"]["tee" if name.startswith("tee:") else "plain"][2:]))
+               for i, (name, _, _) in PLAN.items()]
+    auditor = ModelAuditor([str(world["src"])], world["dir"] / "node")
+    context = EpochContext(seed=bytes.fromhex("5a" * 32), licenses={t.id: [3] for t in targets})
+
+    async def run():
+        try:
+            out = await auditor.audit_epoch(1, targets, [], 120.0, context)
+            with open(f"/proc/{auditor.worker.pid}/status") as f:
+                hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+            return out, hwm
+        finally:
+            auditor.stop()
+
+    results, hwm = asyncio.run(run())
+    return {"results": results, "rss_kb": hwm, "auditor": auditor}
+
+
+def _failed(bundle):
+    return {c["name"]: c["detail"] for c in bundle["checks"] if c["ok"] is False}
+
+
+@pytest.mark.parametrize("tid", sorted(PLAN))
+def test_verdict_per_mode_and_the_judgement_repeats(world, epoch, tid):
+    name, want, check = PLAN[tid]
+    r = epoch["results"][tid]
+    bundle = r.bundle
+    assert bundle["version"] == 2 and bundle["kind"] == "MODEL_SERVED"
+    assert r.verdict == want, (name, _failed(bundle))
+    if check:
+        assert check in _failed(bundle), (name, _failed(bundle))
+    # verify-evidence: the canonical bytes re-judged against the baseline fetched by hash
+    again = json.loads(canonical_json(bundle))
+    assert ModelAuditor([str(world["src"])], world["dir"] / "judge").judge(again) == want
+
+
+def test_honest_bundle_holds_the_reduced_observations(world, epoch):
+    b = epoch["results"][1].bundle
+    assert len(b["completions"]) == 100 and len(b["lt"]) == len(world["baselines"][b["baseline"]]["lt"]["prompts"])
+    assert {c["family"] for c in b["completions"]} == {"doc", "howto", "explain"}
+    token, lp, top = decode_position(b["completions"][0]["positions"][0])
+    assert len(top) == 20 and lp <= 0
+    assert all("sha256" in o and "size" in o for o in b["observations"])
+    checks = {c["name"]: c["ok"] for c in b["checks"]}
+    assert checks["lt_drift"] is None and b["state_after"]  # the first audit stores the provider's snapshot
+    assert (world["dir"] / "node" / "model-state").glob("served-1-*.json")
+    t = epoch["results"][5].bundle
+    assert all(c["tee"]["reason"] is None for c in t["completions"]) and t["tee_report"]["report"]
+
+
+def test_tee_forgery_is_named(epoch):
+    detail = _failed(epoch["results"][6].bundle)["tee"]
+    assert "not by the registered TEE signer" in detail
+
+
+def test_bad_answers_keep_evidence(epoch):
+    b = epoch["results"][7].bundle
+    assert epoch["results"][7].verdict in (FAULT, UNREACHABLE)
+    assert any(o["status"] != "ok" and o.get("sha256") for o in b["observations"])
+
+
+def test_worker_peak_rss_is_within_budget(epoch):
+    print(f"model worker peak RSS (VmHWM): {epoch['rss_kb']} kB for {len(PLAN)} targets")
+    assert 0 < epoch["rss_kb"] < RSS_BUDGET_KB, f"worker peak RSS {epoch['rss_kb']} kB"
