@@ -11,6 +11,7 @@ import pytest
 pytest.importorskip("torch", reason="MODEL audits need the 'models' extra (scripts/install.sh installs it)")
 
 from alignment_node.devnet.modelserver import ModelServerProcess  # noqa: E402
+from alignment_node.devnet.processes import start_all  # noqa: E402
 from alignment_node.models import baseline as B  # noqa: E402
 from alignment_node.models.audit import evaluate  # noqa: E402
 from alignment_node.models.worker import Worker  # noqa: E402
@@ -26,8 +27,7 @@ def world(tmp_path_factory):
     h, _ = B.save(bundle, d)
     servers = {m: ModelServerProcess(m, startup_timeout=120) for m in MODES}
     try:
-        for s in servers.values():
-            s.start()
+        start_all(servers.values())
         yield {"hash": h, "dir": d, "baseline": bundle, "servers": servers,
                "state": tmp_path_factory.mktemp("state")}
     finally:

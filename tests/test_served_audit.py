@@ -16,6 +16,7 @@ pytest.importorskip("torch", reason="the keeper and the devnet LLM servers need 
 from alignment_node.audits.base import EpochContext, Target  # noqa: E402
 from alignment_node.audits.model import ModelAuditor  # noqa: E402
 from alignment_node.devnet.llmserver import LLMServerProcess  # noqa: E402
+from alignment_node.devnet.processes import start_all  # noqa: E402
 from alignment_node.devnet.teeproxy import TeeProxyProcess  # noqa: E402
 from alignment_node.models import baseline as B  # noqa: E402
 from alignment_node.models import keeper, tee  # noqa: E402
@@ -51,12 +52,11 @@ def world(tmp_path_factory):
     procs = {m: LLMServerProcess(m, embeddings=False, startup_timeout=120)
              for m in ("fp32", "bf16", "temp-0.7", "small", "garbage")}
     try:
-        for p in procs.values():
-            p.start()
+        start_all(procs.values())
         for m in ("honest", "tee-forged"):
             procs["tee:" + m] = TeeProxyProcess(procs["fp32"].url, m, key_file=str(d / "tee.key"),
                                                 root_key_file=str(d / "root.key"), measurement=measurement)
-            procs["tee:" + m].start()
+        start_all([procs["tee:honest"], procs["tee:tee-forged"]])
         yield {"dir": d, "src": src, "procs": procs, "baselines": {h_plain: plain, h_tee: claimed},
                "hash": {"plain": h_plain, "tee": h_tee}}
     finally:

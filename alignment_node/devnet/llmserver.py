@@ -47,15 +47,14 @@ serialized. Python API: ``with LLMServerProcess("bf16") as server: server.url``.
 from __future__ import annotations
 
 import argparse
-import base64
-import json
 import secrets
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
-from .modelserver import EMBED_ID, BadRequest, _error, _int, _number
-from .processes import ServerProcess
+from .modelserver import (EMBED_ID, BadRequest, OpenAIHandler, _error, _int, _number, embeddings_answer,
+                          load_probes)
+from .processes import ServerProcess, serve
 
 __all__ = ["BAD_MODES", "LLM_ID", "LLMServerProcess", "LLMService", "MAX_REQUEST_BYTES", "is_mode", "modes"]
 
@@ -66,7 +65,6 @@ DEFAULT_COMPLETION_TOKENS = 16
 MAX_PROMPTS = 64
 MAX_N = 128
 MAX_CHOICES = 512
-MAX_INPUTS = 256
 MAX_CHARS = 8192
 MAX_MESSAGES = 64
 LOGPROB_FLOOR = -9999.0
@@ -252,23 +250,7 @@ class LLMService:
     # ------------------------------------------------------------------------------------- embeddings
 
     def embeddings(self, body: dict) -> dict:
-        if self.embedder is None:
-            raise BadRequest("this server has no embedding model", "model", 404)
-        texts = _strings(body.get("input"), "input", MAX_INPUTS)
-        fmt = body.get("encoding_format") or "float"
-        if fmt not in ("float", "base64"):
-            raise BadRequest("encoding_format must be float or base64", "encoding_format")
-        dims = body.get("dimensions")
-        if dims is not None and dims != 384:
-            raise BadRequest("dimensions must be 384 (or left out)", "dimensions")
-        vectors = self.embedder.embed(texts)
-        data = []
-        for i, v in enumerate(vectors):
-            value = base64.b64encode(v.astype("<f4").tobytes()).decode() if fmt == "base64" else v.tolist()
-            data.append({"object": "embedding", "index": i, "embedding": value})
-        used = sum(len(t.encode()) for t in texts)
-        return {"object": "list", "data": data, "model": EMBED_ID,
-                "usage": {"prompt_tokens": used, "total_tokens": used}}
+        return embeddings_answer(self.embedder, body)
 
 
 def models_answer(ctx: int) -> dict:
@@ -279,73 +261,21 @@ def models_answer(ctx: int) -> dict:
 
 # -------------------------------------------------------------------------------------------------- HTTP
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(OpenAIHandler):
     server_version = "llmserver"
-    timeout = 60
 
-    def log_message(self, *args) -> None:  # quiet
-        pass
+    def _bad(self, path: str) -> bool:
+        if self.server.mode != "garbage":
+            return False
+        self._send(200, GARBAGE)
+        return True
 
-    def _send(self, status: int, payload) -> None:
-        body = payload if isinstance(payload, bytes) else json.dumps(payload, separators=(",", ":")).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    def _models(self) -> dict:
+        return models_answer(self.server.service.ctx if self.server.service else 128)
 
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0].rstrip("/")
-        if path.startswith("/v1/") and self.server.mode == "garbage":
-            self._send(200, GARBAGE)
-        elif path == "/v1/models":
-            self._send(200, models_answer(self.server.service.ctx if self.server.service else 128))
-        else:
-            self._send(404, _error(f"no route GET {path}", kind="not_found"))
-
-    def do_POST(self) -> None:
-        path = self.path.split("?", 1)[0].rstrip("/")
-        length_text = self.headers.get("Content-Length")
-        if length_text is None or not length_text.strip().isdigit():
-            self.close_connection = True
-            self._send(411, _error("a Content-Length header is required"))
-            return
-        length = int(length_text)
-        if length > MAX_REQUEST_BYTES:
-            self.close_connection = True
-            self._send(413, _error(f"request bodies are at most {MAX_REQUEST_BYTES} bytes"))
-            return
-        raw = self.rfile.read(length)
-        if path.startswith("/v1/") and self.server.mode == "garbage":
-            self._send(200, GARBAGE)
-            return
-        handler = {"/v1/completions": "completions", "/v1/chat/completions": "chat",
-                   "/v1/embeddings": "embeddings"}.get(path)
-        if handler is None:
-            self._send(404 if path != "/v1/models" else 405, _error(f"no route POST {path}", kind="not_found"))
-            return
-        try:
-            body = json.loads(raw)
-        except (ValueError, RecursionError):
-            self._send(400, _error("the body is not JSON"))
-            return
-        if not isinstance(body, dict):
-            self._send(400, _error("the body must be a JSON object"))
-            return
-        model = body.get("model")
-        if model is not None and model != (EMBED_ID if handler == "embeddings" else LLM_ID):
-            self._send(404, _error(f"The model `{model}` does not exist.", "model", kind="not_found"))
-            return
-        try:
-            answer = getattr(self.server.service, handler)(body)
-        except BadRequest as exc:
-            self._send(exc.status, _error(exc.message, exc.param))
-            return
-        except (ValueError, TypeError) as exc:
-            self._send(400, _error(str(exc)))
-            return
-        self._send(200, answer)
+    def _unknown_model(self, model, handler: str) -> str | None:
+        served = EMBED_ID if handler == "embeddings" else LLM_ID
+        return None if model is None or model == served else f"The model `{model}` does not exist."
 
 
 class _Server(ThreadingHTTPServer):
@@ -377,15 +307,7 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"unknown mode {args.mode!r}")
     if args.threads < 1 or args.repeats < 1:
         p.error("--threads and --repeats must be >= 1")
-    probes: list = []
-    if args.probes:
-        try:
-            with open(args.probes, encoding="utf-8") as f:
-                probes = json.load(f)
-        except (OSError, ValueError) as exc:
-            p.error(f"--probes: {exc}")
-        if not isinstance(probes, list) or not all(isinstance(x, (str, list)) for x in probes):
-            p.error("--probes: the file must hold a JSON list of strings or message lists")
+    probes = load_probes(p, args.probes, (str, list))
     service = None
     if args.mode not in BAD_MODES:
         import torch
@@ -394,11 +316,7 @@ def main(argv: list[str] | None = None) -> None:
                              embeddings=not args.no_embeddings)
     server = _Server((args.host, args.port), args.mode, service)
     detail = f" weights={service.served.weights_hash()[:16]}" if service else ""
-    print(f"llmserver mode={args.mode} listening on {args.host}:{args.port}{detail}", flush=True)
-    try:
-        server.serve_forever(poll_interval=0.5)
-    except KeyboardInterrupt:
-        pass
+    serve(server, f"llmserver mode={args.mode} listening on {args.host}:{args.port}{detail}")
 
 
 # ------------------------------------------------------------------------------------------ process API

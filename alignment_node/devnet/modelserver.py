@@ -54,7 +54,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .processes import ServerProcess
+from .processes import ServerProcess, serve
 
 __all__ = ["BAD_MODES", "EMBED_MODES", "EMBED_ID", "HUGE_TOKENS", "LM_ID", "MAX_REQUEST_BYTES", "ModelServerProcess",
            "ModelService", "is_mode", "modes"]
@@ -244,23 +244,7 @@ class ModelService:
                 "model": LM_ID, "choices": choices, "usage": self._usage(prompts, n, done)}
 
     def embeddings(self, body: dict) -> dict:
-        if self.embedder is None:
-            raise BadRequest("this server has no embedding model", "model", 404)
-        texts = _strings(body.get("input"), "input", MAX_INPUTS)
-        fmt = body.get("encoding_format") or "float"
-        if fmt not in ("float", "base64"):
-            raise BadRequest("encoding_format must be float or base64", "encoding_format")
-        dims = body.get("dimensions")
-        if dims is not None and dims != 384:
-            raise BadRequest("dimensions must be 384 (or left out)", "dimensions")
-        vectors = self.embedder.embed(texts)
-        data = []
-        for i, v in enumerate(vectors):
-            value = base64.b64encode(v.astype("<f4").tobytes()).decode() if fmt == "base64" else v.tolist()
-            data.append({"object": "embedding", "index": i, "embedding": value})
-        used = sum(len(_text_bytes(t)) for t in texts)
-        return {"object": "list", "data": data, "model": EMBED_ID,
-                "usage": {"prompt_tokens": used, "total_tokens": used}}
+        return embeddings_answer(self.embedder, body)
 
 
 def models_answer() -> dict:
@@ -299,9 +283,35 @@ def _huge_parts(path: str):
 
 # -------------------------------------------------------------------------------------------------- HTTP
 
-class _Handler(BaseHTTPRequestHandler):
+
+def embeddings_answer(embedder, body: dict) -> dict:
+    """The /v1/embeddings answer of ``embedder`` (``models.embed.Embedder``, None: this server has none)."""
+    if embedder is None:
+        raise BadRequest("this server has no embedding model", "model", 404)
+    texts = _strings(body.get("input"), "input", MAX_INPUTS)
+    fmt = body.get("encoding_format") or "float"
+    if fmt not in ("float", "base64"):
+        raise BadRequest("encoding_format must be float or base64", "encoding_format")
+    dims = body.get("dimensions")
+    if dims is not None and dims != 384:
+        raise BadRequest("dimensions must be 384 (or left out)", "dimensions")
+    vectors = embedder.embed(texts)
+    data = []
+    for i, v in enumerate(vectors):
+        value = base64.b64encode(v.astype("<f4").tobytes()).decode() if fmt == "base64" else v.tolist()
+        data.append({"object": "embedding", "index": i, "embedding": value})
+    used = sum(len(_text_bytes(t)) for t in texts)
+    return {"object": "list", "data": data, "model": EMBED_ID, "usage": {"prompt_tokens": used, "total_tokens": used}}
+
+
+class OpenAIHandler(BaseHTTPRequestHandler):
+    """The HTTP side both devnet model servers share (this one and ``llmserver``): request size limits, JSON
+    bodies, the OpenAI routes and error shapes. A subclass names itself (``server_version``) and gives
+    ``_models()`` (the /v1/models answer), ``_unknown_model(model, handler)`` (why a named model is not served, or
+    None) and, for its bad modes, ``_bad(path)``; its server has ``mode`` and ``service`` (whose ``completions``,
+    ``chat`` and ``embeddings`` take the parsed body and return the answer or raise BadRequest)."""
+
     protocol_version = "HTTP/1.1"
-    server_version = "modelserver"
     timeout = 60
 
     def log_message(self, *args) -> None:  # quiet
@@ -316,6 +326,79 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(body)
+
+    def _bad(self, path: str) -> bool:
+        """Answer as a bad mode would; False when the server's mode is not a bad one."""
+        return False
+
+    def _models(self) -> dict:
+        raise NotImplementedError
+
+    def _unknown_model(self, model, handler: str) -> str | None:
+        raise NotImplementedError
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0].rstrip("/")
+        if path.startswith("/v1/") and self._bad(path):
+            return
+        if path == "/v1/models":
+            self._send(200, self._models())
+        else:
+            self._send(404, _error(f"no route GET {path}", kind="not_found"))
+
+    def do_POST(self) -> None:
+        path = self.path.split("?", 1)[0].rstrip("/")
+        length_text = self.headers.get("Content-Length")
+        if length_text is None or not length_text.strip().isdigit():
+            self.close_connection = True
+            self._send(411, _error("a Content-Length header is required"))
+            return
+        length = int(length_text)
+        if length > MAX_REQUEST_BYTES:
+            self.close_connection = True
+            self._send(413, _error(f"request bodies are at most {MAX_REQUEST_BYTES} bytes"))
+            return
+        raw = self.rfile.read(length)
+        if path.startswith("/v1/") and self._bad(path):
+            return
+        handler = {"/v1/completions": "completions", "/v1/chat/completions": "chat",
+                   "/v1/embeddings": "embeddings"}.get(path)
+        if handler is None:
+            self._send(404 if path != "/v1/models" else 405, _error(f"no route POST {path}", kind="not_found"))
+            return
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
+            self._send(400, _error("the body is not JSON"))
+            return
+        if not isinstance(body, dict):
+            self._send(400, _error("the body must be a JSON object"))
+            return
+        unknown = self._unknown_model(body.get("model"), handler)
+        if unknown:
+            self._send(404, _error(unknown, "model", kind="not_found"))
+            return
+        try:
+            answer = getattr(self.server.service, handler)(body)
+        except BadRequest as exc:
+            self._send(exc.status, _error(exc.message, exc.param))
+            return
+        except (ValueError, TypeError) as exc:
+            self._send(400, _error(str(exc)))
+            return
+        self._send(200, answer)
+
+
+
+
+class _Handler(OpenAIHandler):
+    server_version = "modelserver"
+
+    def _models(self) -> dict:
+        return models_answer()
+
+    def _unknown_model(self, model, handler: str) -> str | None:
+        return None if model is None or model in (LM_ID, EMBED_ID) else f"the model {model!r} does not exist"
 
     def _bad(self, path: str) -> bool:
         """Answer in a bad mode; False if the mode is not a bad one."""
@@ -359,57 +442,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         return True
 
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0].rstrip("/")
-        if path.startswith("/v1/") and self._bad(path):
-            return
-        if path == "/v1/models":
-            self._send(200, models_answer())
-        else:
-            self._send(404, _error(f"no route GET {path}", kind="not_found"))
-
-    def do_POST(self) -> None:
-        path = self.path.split("?", 1)[0].rstrip("/")
-        length_text = self.headers.get("Content-Length")
-        if length_text is None or not length_text.strip().isdigit():
-            self.close_connection = True
-            self._send(411, _error("a Content-Length header is required"))
-            return
-        length = int(length_text)
-        if length > MAX_REQUEST_BYTES:
-            self.close_connection = True
-            self._send(413, _error(f"request bodies are at most {MAX_REQUEST_BYTES} bytes"))
-            return
-        raw = self.rfile.read(length)
-        if path.startswith("/v1/") and self._bad(path):
-            return
-        handler = {"/v1/completions": "completions", "/v1/chat/completions": "chat",
-                   "/v1/embeddings": "embeddings"}.get(path)
-        if handler is None:
-            self._send(404 if path != "/v1/models" else 405, _error(f"no route POST {path}", kind="not_found"))
-            return
-        try:
-            body = json.loads(raw)
-        except (ValueError, RecursionError):
-            self._send(400, _error("the body is not JSON"))
-            return
-        if not isinstance(body, dict):
-            self._send(400, _error("the body must be a JSON object"))
-            return
-        model = body.get("model")
-        if model is not None and model not in (LM_ID, EMBED_ID):
-            self._send(404, _error(f"the model {model!r} does not exist", "model", kind="not_found"))
-            return
-        try:
-            answer = getattr(self.server.service, handler)(body)
-        except BadRequest as exc:
-            self._send(exc.status, _error(exc.message, exc.param))
-            return
-        except (ValueError, TypeError) as exc:
-            self._send(400, _error(str(exc)))
-            return
-        self._send(200, answer)
-
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
@@ -421,6 +453,21 @@ class _Server(ThreadingHTTPServer):
         self.service = service
         self.count = 0
         self.count_lock = threading.Lock()
+
+
+def load_probes(p: argparse.ArgumentParser, path: str | None, kinds: tuple[type, ...]) -> list:
+    """The ``--probes`` file: a JSON list whose items are of ``kinds`` (an argument error otherwise)."""
+    if not path:
+        return []
+    try:
+        with open(path, encoding="utf-8") as f:
+            probes = json.load(f)
+    except (OSError, ValueError) as exc:
+        p.error(f"--probes: {exc}")
+    if not isinstance(probes, list) or not all(isinstance(x, kinds) for x in probes):
+        p.error("--probes: the file must hold a JSON list of " + " or ".join(
+            {"str": "strings", "list": "message lists"}[k.__name__] for k in kinds))
+    return probes
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -444,15 +491,7 @@ def main(argv: list[str] | None = None) -> None:
         p.error("--route-q must be in [0, 1]")
     if args.threads < 1 or args.repeats < 1:
         p.error("--threads and --repeats must be >= 1")
-    probes: list[str] = []
-    if args.probes:
-        try:
-            with open(args.probes, encoding="utf-8") as f:
-                probes = json.load(f)
-        except (OSError, ValueError) as exc:
-            p.error(f"--probes: {exc}")
-        if not isinstance(probes, list) or not all(isinstance(x, str) for x in probes):
-            p.error("--probes: the file must hold a JSON list of strings")
+    probes = load_probes(p, args.probes, (str,))
     service = None
     if args.mode not in BAD_MODES:
         import torch
@@ -461,11 +500,7 @@ def main(argv: list[str] | None = None) -> None:
                                probes=probes, embeddings=not args.no_embeddings)
     server = _Server((args.host, args.port), args.mode, service)
     detail = f" weights={service.served.weights_hash()[:16]}" if service else ""
-    print(f"modelserver mode={args.mode} listening on {args.host}:{args.port}{detail}", flush=True)
-    try:
-        server.serve_forever(poll_interval=0.5)
-    except KeyboardInterrupt:
-        pass
+    serve(server, f"modelserver mode={args.mode} listening on {args.host}:{args.port}{detail}")
 
 
 # ------------------------------------------------------------------------------------------ process API

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .anvil import _die_with_parent, free_port, stop_process
 
-__all__ = ["OperatorProc", "ServerProcess", "kill_node", "node_health", "sample_rss", "spawn", "start_node",
+__all__ = ["OperatorProc", "ServerProcess", "kill_node", "node_health", "sample_rss", "serve", "spawn", "start_all", "start_node",
            "stop_nodes", "vm_hwm_kb"]
 
 _running: set[ServerProcess] = set()
@@ -124,6 +124,31 @@ class ServerProcess:
         self.process = None
         self.port = None
         _running.discard(self)
+
+
+def start_all(servers) -> None:
+    """Start ``ServerProcess``es at once (each waits for its own ready line in a thread); if one fails, every one
+    is stopped and the first error raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    servers = list(servers)
+    with ThreadPoolExecutor(max(1, len(servers))) as pool:
+        outcomes = [f.exception() for f in [pool.submit(s.start) for s in servers]]
+    failed = [e for e in outcomes if e is not None]
+    if failed:
+        for s in servers:
+            s.stop()
+        raise failed[0]
+
+
+def serve(server, ready_line: str) -> None:
+    """A server process's main loop: print its ready line (what ``ServerProcess`` waits for), then serve until
+    interrupted."""
+    print(ready_line, flush=True)
+    try:
+        server.serve_forever(poll_interval=0.5)
+    except KeyboardInterrupt:
+        pass
 
 
 def spawn(module: str, args: list[str], stderr: Path) -> subprocess.Popen:

@@ -45,7 +45,7 @@ from collections import OrderedDict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from ..models import tee
-from .processes import ServerProcess
+from .processes import ServerProcess, serve
 
 __all__ = ["MAX_RESPONSE_BYTES", "MODES", "SignatureStore", "TeeProxyProcess", "main", "read_key_file"]
 
@@ -308,12 +308,8 @@ def main(argv: list[str] | None = None) -> None:
                          args.signature_ttl)
     except ValueError as exc:
         p.error(str(exc))
-    print(f"teeproxy mode={args.mode} listening on {args.host}:{args.port} signer={tee.address_of(key)} "
-          f"root={tee.address_of(root_key)} upstream={args.upstream}", flush=True)
-    try:
-        server.serve_forever(poll_interval=0.5)
-    except KeyboardInterrupt:
-        pass
+    serve(server, f"teeproxy mode={args.mode} listening on {args.host}:{args.port} signer={tee.address_of(key)} "
+                  f"root={tee.address_of(root_key)} upstream={args.upstream}")
 
 
 # ------------------------------------------------------------------------------------------ process API
