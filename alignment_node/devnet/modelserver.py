@@ -304,6 +304,22 @@ def embeddings_answer(embedder, body: dict) -> dict:
     return {"object": "list", "data": data, "model": EMBED_ID, "usage": {"prompt_tokens": used, "total_tokens": used}}
 
 
+def read_body(handler: BaseHTTPRequestHandler, limit: int) -> bytes | None:
+    """A request's body (a Content-Length is required, at most ``limit`` bytes); None once 411 or 413 has been
+    answered through ``handler._send(status, payload)``."""
+    length_text = handler.headers.get("Content-Length")
+    if length_text is None or not length_text.strip().isdigit():
+        handler.close_connection = True
+        handler._send(411, _error("a Content-Length header is required"))
+        return None
+    length = int(length_text)
+    if length > limit:
+        handler.close_connection = True
+        handler._send(413, _error(f"request bodies are at most {limit} bytes"))
+        return None
+    return handler.rfile.read(length)
+
+
 class OpenAIHandler(BaseHTTPRequestHandler):
     """The HTTP side both devnet model servers share (this one and ``llmserver``): request size limits, JSON
     bodies, the OpenAI routes and error shapes. A subclass names itself (``server_version``) and gives
@@ -348,17 +364,9 @@ class OpenAIHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = self.path.split("?", 1)[0].rstrip("/")
-        length_text = self.headers.get("Content-Length")
-        if length_text is None or not length_text.strip().isdigit():
-            self.close_connection = True
-            self._send(411, _error("a Content-Length header is required"))
+        raw = read_body(self, MAX_REQUEST_BYTES)
+        if raw is None:
             return
-        length = int(length_text)
-        if length > MAX_REQUEST_BYTES:
-            self.close_connection = True
-            self._send(413, _error(f"request bodies are at most {MAX_REQUEST_BYTES} bytes"))
-            return
-        raw = self.rfile.read(length)
         if path.startswith("/v1/") and self._bad(path):
             return
         handler = {"/v1/completions": "completions", "/v1/chat/completions": "chat",

@@ -45,6 +45,7 @@ from collections import OrderedDict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from ..models import tee
+from .modelserver import read_body
 from .processes import ServerProcess, serve
 
 __all__ = ["MAX_RESPONSE_BYTES", "MODES", "SignatureStore", "TeeProxyProcess", "main", "read_key_file"]
@@ -220,17 +221,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path, query = self._route()
-        length_text = self.headers.get("Content-Length")
-        if length_text is None or not length_text.strip().isdigit():
-            self.close_connection = True
-            self._send(411, _error("a Content-Length header is required"))
+        body = read_body(self, MAX_REQUEST_BYTES)
+        if body is None:
             return
-        length = int(length_text)
-        if length > MAX_REQUEST_BYTES:
-            self.close_connection = True
-            self._send(413, _error(f"request bodies are at most {MAX_REQUEST_BYTES} bytes"))
-            return
-        body = self.rfile.read(length)
         if path not in FORWARD_POST:
             self._send(404, _error(f"no route POST {path}", "not_found"))
             return
