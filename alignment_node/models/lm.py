@@ -298,15 +298,16 @@ def _cache_key(kind: str, seed: int, steps: int, config: Config, extra: str = ""
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def cached(name: str, build, config: Config = Config()) -> TinyLM:
-    """The model cached as ``<cache_dir>/<name>.pt``, else ``build()`` (under a file lock), saved, returned."""
+def cached(name: str, build, config=Config(), make=None):
+    """The model cached as ``<cache_dir>/<name>.pt``, else ``build()`` (under a file lock), saved, returned;
+    ``make(config)`` is the empty model the cached weights load into (default ``TinyLM``)."""
     directory = cache_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.pt"
     with open(directory / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if path.exists():
-            model = TinyLM(config)
+            model = (make or TinyLM)(config)
             try:
                 model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
                 return model.eval()

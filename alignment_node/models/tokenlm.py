@@ -374,24 +374,8 @@ def _cache_key(kind: str, seed: int, steps: int, config: Config, extra: str = ""
 
 
 def cached(name: str, build, config: Config) -> TokenLM:
-    """The model cached as ``<cache_dir>/<name>.pt``, else ``build()`` (under a file lock), saved, returned."""
-    directory = lm.cache_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{name}.pt"
-    with open(directory / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if path.exists():
-            model = TokenLM(config)
-            try:
-                model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-                return model.eval()
-            except Exception:  # a corrupt or foreign file: rebuild it
-                path.unlink()
-        model = build()
-        tmp = path.with_suffix(".tmp")
-        torch.save(model.state_dict(), tmp)
-        os.replace(tmp, path)
-        return model
+    """The model cached as ``<cache_dir>/<name>.pt``, else ``build()`` (under a file lock): ``lm.cached``."""
+    return lm.cached(name, build, config, make=TokenLM)
 
 
 def cache_path(seed: int = 0, size: str = "base", steps: int | None = None):
