@@ -94,14 +94,14 @@ class TinyLM(nn.Module):
     ``cache`` is the previous call's second result (or None). Logits are (B, T, 256) float32.
     """
 
-    def __init__(self, config: Config = Config()):
-        super().__init__()
+    def __init__(self, config: Config = Config(), vocab_in: int = 257, vocab_out: int = 256):
+        super().__init__()  # vocab: 256 bytes and the start token in, 256 bytes out (``tokenlm`` sets its own)
         self.config = config
-        self.embed = nn.Embedding(257, config.width)
+        self.embed = nn.Embedding(vocab_in, config.width)
         self.pos = nn.Embedding(config.ctx, config.width)
         self.blocks = nn.ModuleList(_Block(config.width, config.heads) for _ in range(config.layers))
         self.ln = nn.LayerNorm(config.width)
-        self.head = nn.Linear(config.width, 256, bias=False)
+        self.head = nn.Linear(config.width, vocab_out, bias=False)
         for name, p in self.named_parameters():  # GPT-2 style: small normal weights, zero biases
             if p.dim() == 2:
                 std = 0.02 / math.sqrt(2 * config.layers) if name.endswith(("proj.weight", "out.weight")) else 0.02

@@ -253,46 +253,16 @@ def _chat_ids(conv: list[dict]) -> list[int]:
 
 # ----------------------------------------------------------------------------------------------- model
 
-class TokenLM(nn.Module):
-    """Decoder-only transformer over the BPE tokens (pre-norm blocks of ``lm``, learned positions, untied
-    output layer). ``forward(tokens, positions, valid, cache)`` -> (logits (B, T, vocab), cache), with the
-    arguments of ``lm.TinyLM.forward``."""
+class TokenLM(lm.TinyLM):
+    """Decoder-only transformer over the BPE tokens: ``lm.TinyLM`` (pre-norm blocks, learned positions, untied
+    output layer, the same ``forward(tokens, positions, valid, cache)`` -> (logits (B, T, vocab), cache)) with the
+    tokenizer's vocabulary in and out."""
 
     def __init__(self, config: Config = Config()):
-        super().__init__()
-        self.config = config
-        self.embed = nn.Embedding(config.vocab, config.width)
-        self.pos = nn.Embedding(config.ctx, config.width)
-        self.blocks = nn.ModuleList(lm._Block(config.width, config.heads) for _ in range(config.layers))
-        self.ln = nn.LayerNorm(config.width)
-        self.head = nn.Linear(config.width, config.vocab, bias=False)
-        for name, p in self.named_parameters():
-            if p.dim() == 2:
-                std = 0.02 / math.sqrt(2 * config.layers) if name.endswith(("proj.weight", "out.weight")) else 0.02
-                nn.init.normal_(p, 0.0, std)
-            elif name.endswith("bias"):
-                nn.init.zeros_(p)
-
-    def forward(self, tokens, positions=None, valid=None, cache=None):
-        b, t = tokens.shape
-        past = 0 if cache is None else cache[0][0].shape[2]
-        if positions is None:
-            positions = torch.arange(past, past + t).expand(b, t)
-        if valid is None:
-            valid = torch.ones(b, past + t, dtype=torch.bool)
-        j = torch.arange(past + t)
-        i = torch.arange(past, past + t)[:, None]
-        mask = (((j <= i) & valid[:, None, :]) | (j == i))[:, None, :, :]
-        x = self.embed(tokens) + self.pos(positions)
-        new = []
-        for n, block in enumerate(self.blocks):
-            x, kv = block(x, mask, None if cache is None else cache[n])
-            new.append(kv)
-        return self.head(self.ln(x)), new
+        super().__init__(config, config.vocab, config.vocab)
 
 
-def n_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+n_parameters = lm.n_parameters
 
 
 def weights_hash(model: nn.Module) -> str:
