@@ -45,7 +45,6 @@ import hashlib
 import inspect
 import importlib
 import math
-import random
 import threading
 
 import torch
@@ -142,23 +141,15 @@ class TokenServed:
         return f"TokenServed({self.name!r})"
 
 
-class Routed(TokenServed):
+class Routed(variants.Routing, TokenServed):
     """Each request goes to ``substitute`` with probability ``q``, else to ``base``."""
 
     def __init__(self, name: str, base: TokenServed, substitute: TokenServed, q: float, route_seed: int = 0):
-        if not 0.0 <= q <= 1.0:
-            raise ValueError("the routed fraction q must be in [0, 1]")
         super().__init__(name, substitute.model)
-        self.base, self.substitute, self.q = base, substitute, q
-        self._rng = random.Random(route_seed)
-        self._lock = threading.Lock()
-        self.calls = {"base": 0, "substitute": 0}
+        self._init_routing(base, substitute, q, route_seed)
 
     def _pick(self, prompts, max_tokens, top_logprobs):
-        with self._lock:
-            sub = self._rng.random() < self.q
-            self.calls["substitute" if sub else "base"] += 1
-        return self.substitute if sub else self.base
+        return self._route()
 
     def scorer(self) -> TokenServed:
         return self.substitute

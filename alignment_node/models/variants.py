@@ -80,23 +80,34 @@ class Served:
         return f"Served({self.name!r})"
 
 
-class Routed(Served):
-    """Each call goes to ``substitute`` with probability ``q``, else to ``base``."""
+class Routing:
+    """The choice a routing provider makes per call: ``substitute`` with probability ``q`` (seeded), else
+    ``base``; ``calls`` counts each. Shared by the byte and the token models' ``Routed``."""
 
-    def __init__(self, name: str, base: Served, substitute: Served, q: float, route_seed: int = 0):
+    def _init_routing(self, base, substitute, q: float, route_seed: int) -> None:
         if not 0.0 <= q <= 1.0:
             raise ValueError("the routed fraction q must be in [0, 1]")
-        super().__init__(name, substitute.model)
         self.base, self.substitute, self.q = base, substitute, q
         self._rng = random.Random(route_seed)
         self._lock = threading.Lock()
         self.calls = {"base": 0, "substitute": 0}
 
-    def _pick(self, prompts):
+    def _route(self):
         with self._lock:
             sub = self._rng.random() < self.q
             self.calls["substitute" if sub else "base"] += 1
         return self.substitute if sub else self.base
+
+
+class Routed(Routing, Served):
+    """Each call goes to ``substitute`` with probability ``q``, else to ``base``."""
+
+    def __init__(self, name: str, base: Served, substitute: Served, q: float, route_seed: int = 0):
+        super().__init__(name, substitute.model)
+        self._init_routing(base, substitute, q, route_seed)
+
+    def _pick(self, prompts):
+        return self._route()
 
 
 class Evasive(Served):
