@@ -37,8 +37,8 @@ import time
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from ..audits.base import UNANSWERED
-from ..audits.http import GARBAGE, AuditHttpClient, classify_json, describe, last_attempts
+from ..audits.base import answer_checks
+from ..audits.http import GARBAGE, AuditHttpClient, classify_json, last_attempts
 from ..chain.keccak import keccak256
 from ..protocol import FAULT, OK, UNREACHABLE, VERDICT_NAMES
 
@@ -352,10 +352,7 @@ def evaluate_served(bundle: dict[str, Any], baseline: dict[str, Any]) -> tuple[i
     def check(name: str, ok: bool | None, detail: str, **extra: Any) -> None:
         checks.append({"name": name, "ok": ok, "detail": detail, **extra})
 
-    unanswered = [describe(o) for o in final.values() if o["status"] in UNANSWERED]
-    bad = [describe(o) for o in final.values() if o["status"] in GARBAGE or o["status"] == "rpc_error"]
-    check("reachable", bool(final) and not unanswered, "; ".join(unanswered[:5]) or f"{len(final)} requests answered")
-    check("well_formed", not bad if final else None, "; ".join(bad[:5]) or "every answer well-formed")
+    answer_checks(final, check)
 
     rows = bundle["completions"]
     seed = int(bundle["seed"], 16) % (1 << 63)
