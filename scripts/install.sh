@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Installs everything alignment-node needs from a fresh clone: the Python venv at .venv/ (with the package in
 # editable mode), the npm packages of contracts/ (forge, anvil, solcjs, OpenZeppelin) and of tests/zgs_oracle/
-# (0G's storage SDK, a test oracle), the contract build, the portal's bundle (portal/, esbuild) and Debian's
-# chromium for the browser tests.
+# (0G's storage SDK, a test oracle), the portal's bundle (portal/, esbuild), Debian's chromium for the browser
+# tests, and the devnet's small language models (trained once, cached in .cache/models).
+# The contracts are not compiled here: the node and the devnet use the committed artifacts
+# (alignment_node/chain/artifacts); scripts/test.sh compiles them (scripts/build_contracts.sh) and checks that
+# the committed artifacts are those of the sources.
+#   --deps-only   stop before training the models
 # Safe to run again: each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+deps_only=0
+[ "${1:-}" = "--deps-only" ] && deps_only=1
 
 log() { printf '[install] %s\n' "$*" >&2; }
 
@@ -53,23 +59,21 @@ if [ ! -x /usr/bin/chromium ]; then
   fi
 fi
 
+[ "$deps_only" -eq 1 ] && exit 0
+
 log "training (or loading from .cache/models) the devnet's tiny language models, seeds 0 and 1"
 .venv/bin/python -m alignment_node.models.lm --seed 0 >/dev/null &
 lm0=$!
 .venv/bin/python -m alignment_node.models.lm --seed 1 >/dev/null
 wait "$lm0"
 # The token-level chat models (models/tokenlm.py, served by devnet/llmserver.py): base seeds 0 and 1 (about 2-3
-# minutes each on one core) and small seed 0 (about 1 minute), trained in the background while the contracts build.
-log "training (or loading) the devnet's token-level chat models in the background: base seeds 0 and 1, small seed 0"
+# minutes each on one core) and small seed 0 (about 1 minute), two at a time.
+log "training (or loading) the devnet's token-level chat models: base seeds 0 and 1, small seed 0"
 { .venv/bin/python -m alignment_node.models.tokenlm --seed 0 --size base >/dev/null &&
   .venv/bin/python -m alignment_node.models.tokenlm --seed 0 --size small >/dev/null; } &
 tok0=$!
 .venv/bin/python -m alignment_node.models.tokenlm --seed 1 --size base >/dev/null &
 tok1=$!
-
-log "building the contracts (forge via solcjs)"
-(cd contracts && node_modules/.bin/forge build --quiet)
-.venv/bin/python scripts/export_artifacts.py
 log "waiting for the token-level chat models"
 wait "$tok0"
 wait "$tok1"

@@ -97,13 +97,17 @@ def test_storage_faults_are_all_flagged_and_no_honest_storage_node_is():
     assert_faults_flagged_and_honest_spared(report, storage, penalties=False, sampled=("drop",))
 
 
-def test_model_faults_detectable_substitutions_are_flagged_and_no_honest_provider_is():
+def test_model_faults_served_llms_are_judged_without_weights():
+    """Served chat LLMs audited by nodes that hold no weights: every detectable substitution and TEE fault is
+    flagged, no benign serving setup is, and the model worker stays under its 128 MB."""
     report = run_scenario("model-faults")
     models = [t for t in report["targets"] if t["kind"] == "MODEL"]
-    assert {t["mode"] for t in models if t["fault"] and t["detectable"]} >= {
-        "temp-0.7", "int8", "noise-0.1", "evasive", "embed-other", "garbage"}
-    assert_faults_flagged_and_honest_spared(report, models, penalties=False,
-                                           sampled=("temp-0.7", "seed", "finetuned", "4bit", "route-0.5"))
+    assert {t["mode"] for t in models if not t["fault"]} == {"fp32", "bf16", "threads-2", "tee-honest"}
+    assert {t["mode"] for t in models if t["fault"]} >= {"small", "finetune-10", "4bit", "temp-0.7", "tee-forged",
+                                                         "tee-unsigned", "garbage"}
+    assert_faults_flagged_and_honest_spared(report, models, penalties=False)
+    for op in report["operators"]:
+        assert op["model_worker_rss_kb_max"] is not None and op["model_worker_rss_kb_max"] <= 128 * 1024, op
 
 
 def test_consensus_faults_every_faulty_validator_and_rpc_is_flagged_and_no_honest_one():

@@ -132,3 +132,25 @@ def test_bad_answers_keep_evidence(epoch):
 def test_worker_peak_rss_is_within_budget(epoch):
     print(f"model worker peak RSS (VmHWM): {epoch['rss_kb']} kB for {len(PLAN)} targets")
     assert 0 < epoch["rss_kb"] < RSS_BUDGET_KB, f"worker peak RSS {epoch['rss_kb']} kB"
+
+
+def test_a_signature_or_report_lost_in_transit_is_not_a_tee_fault(world, epoch):
+    """A TEE answer the auditor could not fetch (timeout, connection) leaves the TEE check unknown: the verdict
+    is not FAULT on its account; a signature the provider answered 404 for, after the wait, is a FAULT."""
+    from alignment_node.models.served_audit import evaluate_served
+
+    honest = epoch["results"][5].bundle
+    baseline = world["baselines"][honest["baseline"]]
+    lost = json.loads(canonical_json(honest))
+    lost["completions"][0]["tee"]["signature"] = None
+    lost["completions"][0]["tee"]["seen"] = {"status": "timeout", "tries": 1}
+    lost["tee_report"] = {**lost["tee_report"], "report": None, "status": "timeout"}
+    verdict, checks, _ = evaluate_served(lost, baseline)
+    tee_check = next(c for c in checks if c["name"] == "tee")
+    assert tee_check["ok"] is None and tee_check["unverified"] == 2, tee_check
+    assert verdict == OK
+    unsigned = json.loads(canonical_json(honest))
+    unsigned["completions"][0]["tee"]["signature"] = None
+    unsigned["completions"][0]["tee"]["seen"] = {"status": "http_error", "http_status": 404, "tries": 20}
+    verdict, checks, _ = evaluate_served(unsigned, baseline)
+    assert verdict == FAULT and "unsigned" in _failed({"checks": checks})["tee"]

@@ -1,5 +1,13 @@
-"""The devnet's MODEL targets: a baseline bundle of the devnet model (its hash is every MODEL target's
-identity) and one model server process per target. ``setup_models`` takes the Devnet (``net``)."""
+"""The devnet's MODEL targets, in two generations; each setup takes the Devnet (``net``) and its keeper.
+
+- ``setup_llms`` (plan ``llms``): served chat LLMs audited by nodes that hold no weights. The keeper makes the
+  version-2 baseline of the token-level chat model (``models.keeper``; a copy claiming TeeML for the TEE
+  targets, with a fresh TEE key, attestation root and measurement), and each target is one
+  ``devnet/llmserver.py`` process in its serving setup, or, for the ``tee-*`` and ``gateway-*`` modes, a
+  ``devnet/teeproxy.py`` broker in that mode in front of its own float32 server. Benign: ``LLM_HONEST``.
+- ``setup_models`` (plan ``models``): the byte-level model of version-1 baselines, which every auditor runs
+  itself (``devnet/modelserver.py``), kept for the ``byte-model-faults`` scenario.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +19,12 @@ from ..chain.rpc import RpcClient
 from ..chain.tx import LocalSigner
 from .targets import TargetProc, register_target
 
-__all__ = ["MODEL_UNDETECTABLE", "setup_models"]
+__all__ = ["LLM_HONEST", "MODEL_UNDETECTABLE", "setup_llms", "setup_models"]
+
+# The served-LLM modes that are not faults: the registered weights in a benign serving setup, and an honest
+# TeeML broker in front of them.
+LLM_HONEST = ("fp32", "bf16", "threads-2", "batch-8", "tee-honest")
+TEE_PREFIXES = ("tee-", "gateway-")
 
 # Model substitutions bench/model_power.py finds not reliably detectable (verdict power < 0.95 at alpha 0.01) at
 # the scenario budget of 50 queries: none since the log-probability check and the fresh prompts (before them:
@@ -39,3 +52,79 @@ async def setup_models(net, keeper: LocalSigner) -> None:
             net.targets.append(t)
     net.log(f"{len(servers)} model targets: " + ", ".join(f"{t.id}:{t.mode}" for t in net.targets
                                                            if t.kind == "MODEL"))
+
+
+class _Stack:
+    """A TEE broker and the float32 server behind it, stopped together."""
+
+    def __init__(self, proxy, upstream):
+        self.proxy, self.upstream = proxy, upstream
+
+    def stop(self) -> None:
+        self.proxy.stop()
+        self.upstream.stop()
+
+
+async def setup_llms(net, keeper_signer: LocalSigner) -> None:
+    """The version-2 baselines (plain and TeeML), one served-LLM target per mode of ``net.plan.llms``."""
+    import secrets
+
+    from ..models import baseline as B
+    from ..models import keeper, tee
+    from .llmserver import LLMServerProcess
+    from .processes import start_all
+    from .teeproxy import MODES as PROXY_MODES
+    from .teeproxy import TeeProxyProcess
+
+    modes = net.plan.llms
+    t0 = time.monotonic()
+    plain = await asyncio.to_thread(keeper.cached_served_baseline, 0)
+    h_plain, _ = B.save(plain, net.workdir / "baselines")
+    tee_dir = net.workdir / "tee"
+    tee_dir.mkdir(parents=True, exist_ok=True)
+    tee_key, root_key = secrets.token_bytes(32), secrets.token_bytes(32)
+    for name, key in (("tee.key", tee_key), ("root.key", root_key)):
+        (tee_dir / name).write_text(key.hex() + "\n")
+        (tee_dir / name).chmod(0o600)
+    measurement = secrets.token_hex(48)
+    claimed = keeper.with_tee(plain, {"signer": tee.address_of(tee_key), "measurement": measurement,
+                                      "roots": [tee.address_of(root_key)]})
+    h_tee, _ = B.save(claimed, net.workdir / "baselines")
+    del tee_key, root_key
+    net.log(f"served-LLM baselines {h_plain} (plain) and {h_tee} (TeeML) in {time.monotonic() - t0:.1f} s")
+
+    def proxied(mode: str) -> str | None:
+        if not mode.startswith(TEE_PREFIXES):
+            return None
+        inner = "honest" if mode == "tee-honest" else mode
+        if inner not in PROXY_MODES:
+            raise ValueError(f"unknown TEE target mode {mode!r}")
+        return inner
+
+    direct = {m: LLMServerProcess(m, embeddings=False, startup_timeout=300) for m in dict.fromkeys(modes)
+              if proxied(m) is None}
+    servers = [direct[m] if proxied(m) is None else None for m in modes]
+    upstreams = {i: LLMServerProcess("fp32", embeddings=False, startup_timeout=300)
+                 for i, m in enumerate(modes) if proxied(m) is not None}
+    start_all([*direct.values(), *upstreams.values()])
+    for i, upstream in upstreams.items():
+        proxy = TeeProxyProcess(upstream.url, proxied(modes[i]), key_file=str(tee_dir / "tee.key"),
+                                root_key_file=str(tee_dir / "root.key"), measurement=measurement)
+        servers[i] = _Stack(proxy, upstream)
+    start_all([servers[i].proxy for i in upstreams])
+    async with RpcClient(net.anvil.url) as rpc:
+        registry = manifest_contracts(rpc, net.manifest)["TargetRegistry"]
+        seen = set()
+        for mode, server in zip(modes, servers):
+            endpoint = (server.proxy if isinstance(server, _Stack) else server).url
+            identity = h_tee if isinstance(server, _Stack) else h_plain
+            tid = await register_target(registry, 5, endpoint, bytes.fromhex(identity[2:]), keeper_signer)
+            # a mode's first target owns its server (stopped once); TEE stacks each own their broker
+            owner = server if (isinstance(server, _Stack) or mode not in seen) else None
+            seen.add(mode)
+            t = TargetProc(tid, mode, int(endpoint.rsplit(":", 1)[1]), kind="MODEL", server=owner,
+                           honest=LLM_HONEST)
+            t.fault_started = time.time() if t.fault else None
+            net.targets.append(t)
+    net.log(f"{len(modes)} served-LLM targets in {time.monotonic() - t0:.1f} s: "
+            + ", ".join(f"{t.id}:{t.mode}" for t in net.targets if t.kind == "MODEL"))

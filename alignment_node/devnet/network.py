@@ -24,7 +24,7 @@ from .anvil import Anvil, free_port, stop_process
 from .cometbft_targets import CONSENSUS_HALT_AFTER_S, setup_consensus
 from .deploy import deploy_async
 from .evm_targets import setup_evm_targets
-from .model_targets import setup_models
+from .model_targets import setup_llms, setup_models
 from .params import default_params
 from .processes import OperatorProc
 from .report import report as scenario_report
@@ -61,8 +61,10 @@ class Plan:
     storage: tuple[str, ...] = ()  # reference storage nodes: "mode" or "mode:shardId/numShard"
     upload_every_blocks: int = 20  # while running, a new file is uploaded to the flow this often
     storage_file_sizes: tuple[int, ...] = ()  # files uploaded before the nodes start (default STORAGE_FILE_SIZES)
-    models: tuple[str, ...] = ()  # devnet model servers (modes of devnet/modelserver.py), one MODEL target each
+    models: tuple[str, ...] = ()  # byte-model servers (modes of devnet/modelserver.py), one MODEL target each
+    llms: tuple[str, ...] = ()  # served-LLM targets (modes of devnet/llmserver.py, or tee-*/gateway-* brokers)
     model_queries: int = 50
+    min_reveals: int | None = None  # the protocol's minReveals (default: default_params.json's)
     consensus: bool = False  # the simulated CometBFT chains of CONSENSUS_* and their targets
     da_signers: tuple[str, ...] = ()  # reference 0G DA signers (modes of devnet/dasigner.py), one DA_SIGNER target each
 
@@ -105,6 +107,8 @@ class Devnet:
         params["protocol"]["epochLength"] = p.epoch_length
         params["protocol"]["revealBlocks"] = p.reveal_blocks
         params["protocol"]["committeeSize"] = p.committee_size
+        if p.min_reveals is not None:
+            params["protocol"]["minReveals"] = p.min_reveals
         params["rewards"]["emissionPerEpoch"] = str(p.emission_per_epoch) + " wei"
         self.manifest = await deploy_async(url, deployer, params, out=self.workdir / "deployment.json")
         self.log(f"deployed at block {self.manifest['deployBlock']} on {url}")
@@ -171,6 +175,8 @@ class Devnet:
             await setup_storage(self, deployer)
         if p.models:
             await setup_models(self, deployer)
+        if p.llms:
+            await setup_llms(self, deployer)
         if p.consensus:
             await setup_consensus(self, deployer)
         if p.da_signers:  # last: its disperser keeps sending blobs from here on

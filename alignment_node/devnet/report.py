@@ -76,7 +76,10 @@ async def report(net, rpc: RpcClient, scenario: str, epochs: list[int]) -> dict:
     for ev in await chain_events(protocol, "Committed", start):
         committed[(ev["epoch"], ev["license"])] = committed.get((ev["epoch"], ev["license"]), 0) + 1
     revealed = {(ev["epoch"], ev["license"]) for ev in await chain_events(protocol, "Revealed", start)}
+    head = await rpc.block_number()
     last_closed = await protocol.call("currentEpoch") - 2  # reveal windows of older epochs are over
+    if head >= (await protocol.call("revealWindow", last_closed + 1))[1]:
+        last_closed += 1  # and the previous epoch's, once its window has ended
     first_block = await protocol.call("epochStartBlock", epochs[0])
     last_block = await protocol.call("epochStartBlock", epochs[-1] + 1)
     reverted, gas = await _operator_txs(net.operators, rpc, start, range(first_block, last_block))

@@ -55,10 +55,20 @@ SCENARIOS = {
         description="0G storage nodes: 5 honest (one slow, one behind and saying so), one of each fault; "
                     "every fault must be flagged, no honest node"),
     "model-faults": Scenario(
+        2, {"targets": (), "owners": 3, "licenses_per_owner": 1, "committee_size": 3, "min_reveals": 3,
+            "llms": ("fp32", "bf16", "tee-honest", "small", "finetune-10", "4bit", "temp-0.7", "tee-forged",
+                     "garbage"),
+            "model_queries": 100, "audit_deadline_s": 100.0, "block_time": 2.0, "epoch_length": 60,
+            "reveal_blocks": 10},
+        description="served chat LLMs audited by nodes without the weights (version-2 baselines): the registered "
+                    "weights in float32, in bfloat16 and behind an honest TeeML broker; a smaller, a 10-step "
+                    "fine-tuned and a 4-bit model, sampling at 0.7 for a claimed 1.0, forged TEE signatures, "
+                    "garbage; every fault flagged, no benign setup"),
+    "byte-model-faults": Scenario(
         4, {"targets": (), "models": ("honest", "honest", "temp-0.7", "int8", "noise-0.1", "evasive", "embed-other",
                                       "garbage"),
             "audit_deadline_s": 20.0, "block_time": 1.0},
-        description="AI model providers: 2 honest, substitutions (temperature 0.7, int8 weights, 0.1 % weight "
+        description="byte-level models (version-1 baselines, every auditor runs the model):  2 honest, substitutions (temperature 0.7, int8 weights, 0.1 % weight "
                     "noise, a fine-tuned checkpoint served except on audit-like prompts, another embedding model) and "
                     "garbage; every detectable one flagged (another seed and the fine-tuned checkpoint itself: "
                     "tests/test_model_audit.py)"),
@@ -190,8 +200,9 @@ def _run_scenario(net: Devnet, name: str, spec: Scenario, epochs_n: int) -> dict
                     net.start_node(victim)
                     next_kill = time.monotonic() + random.uniform(2.0, 6.0)
 
-            # Two more epochs: the last one's reveals and settlement happen in the next.
-            await net.wait_for_epoch(rpc, protocol, epochs[-1] + 2, tick=tick)
+            # The last epoch's reveals and settlement happen in the next one: wait for them (at most one epoch).
+            await net.wait_for_epoch(rpc, protocol, epochs[-1] + 1, tick=tick)
+            await _wait_settled(net, rpc, protocol, epochs[-1], tick)
             net.sample_rss()
             net.stop_nodes()
             # Book every ended epoch's credit (it is otherwise booked lazily) so events show all of it.
@@ -212,6 +223,30 @@ def _run_scenario(net: Devnet, name: str, spec: Scenario, epochs_n: int) -> dict
     except Exception as exc:  # one clear line; nothing left running
         _stderr(f"error: scenario {name} could not complete: {exc.__class__.__name__}: {exc}")
         return None
+
+
+async def _wait_settled(net: Devnet, rpc: RpcClient, protocol, epoch: int, tick) -> None:
+    """Until every target revealed in ``epoch`` is settled and a few blocks have passed for the miss reports
+    that follow settlement, or until the epoch after next begins."""
+    _start, end = await protocol.call("revealWindow", epoch)
+    settled_at = None
+    while await protocol.call("currentEpoch") < epoch + 2:
+        net.sample_rss()
+        if tick:
+            await tick()
+        head = await rpc.block_number()
+        if head >= end:
+            pending = False
+            for t in net.targets:
+                revealed, _ = await protocol.call("revealers", epoch, t.id)
+                if revealed and (await protocol.call("tally", epoch, t.id))[-1] == 0:
+                    pending = True
+                    break
+            if not pending:
+                settled_at = head if settled_at is None else settled_at
+                if head >= settled_at + 3:
+                    return
+        await asyncio.sleep(0.5)
 
 
 # What `devnet up` audits: a mix of honest and faulty EVM targets and one sealed trap, revealed after 2 epochs,

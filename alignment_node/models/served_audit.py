@@ -285,7 +285,7 @@ async def audit_served(target: dict, baseline: dict, seed: bytes, license_id: in
                 job = jobs.get_nowait()
                 await one(*job, session)
 
-    await asyncio.gather(*(runner() for _ in range(max(1, policy.concurrency))))
+    # the attestation report first: an audit that runs out of time must not lose it
     report = None
     if tee_claim:
         nonce = _h(seed, int(target["id"]).to_bytes(32, "big"), license_id.to_bytes(32, "big"), b"tee-nonce").hex()
@@ -297,10 +297,12 @@ async def audit_served(target: dict, baseline: dict, seed: bytes, license_id: in
 
         async with client.session(target["endpoint"]) as session:
             obs = await _with_retry(lambda: session.get(f"/v1/proxy/attestation/report?nonce={nonce}", keep_text, end),
-                                    [], "tee:report", end, pause)
+                                    observations, "tee:report", end, pause)
         text = obs.pop("result", None)
-        report = {"nonce": nonce, "status": obs["status"], "sha256": obs.get("sha256"), "size": obs.get("size"),
+        report = {"nonce": nonce, "status": obs["status"], "http_status": obs.get("http_status"),
+                  "sha256": obs.get("sha256"), "size": obs.get("size"),
                   "report": text if isinstance(text, str) and len(text) <= MAX_REPORT_CHARS else None}
+    await asyncio.gather(*(runner() for _ in range(max(1, policy.concurrency))))
     bundle = {
         "version": 2, "kind": "MODEL_SERVED", "epoch": epoch,
         "target": {"id": target["id"], "endpoint": target["endpoint"], "identity": target["identity"]},
@@ -320,6 +322,14 @@ async def audit_served(target: dict, baseline: dict, seed: bytes, license_id: in
     return bundle
 
 
+def _definitely_unsigned(seen) -> bool:
+    """Whether the provider answered the signature request and served none (a 404 after the wait, or an answer
+    that is not a signature record), rather than the request failing in transit."""
+    if not isinstance(seen, dict):
+        return True
+    return seen.get("status") == "ok" or seen.get("http_status") == 404 or seen.get("status") in GARBAGE
+
+
 def _tee_reason(row: dict, signer: str) -> str | None:
     """``tee.check_exchange`` of one completion from what the bundle keeps (the two SHA-256 and the signature)."""
     from . import tee as T
@@ -327,6 +337,8 @@ def _tee_reason(row: dict, signer: str) -> str | None:
     t = row.get("tee")
     if not isinstance(t, dict):
         return "no TEE evidence for the completion"
+    if t.get("signature") is None and not _definitely_unsigned(t.get("seen")):
+        return None  # not fetched (timeout, connection): unverified, not a fault (the call is in the observations)
     rec, why = T.parse_signature_json(t.get("signature"))
     if why:
         return why
@@ -362,17 +374,26 @@ def evaluate_served(bundle: dict[str, Any], baseline: dict[str, Any]) -> tuple[i
     if claim:
         problems = [f"completion {i}: {w}" for i, r in enumerate(rows) if (w := _tee_reason(r, claim["signer"]))]
         rep = bundle.get("tee_report") or {}
+        unverified = sum(1 for r in rows if isinstance(r.get("tee"), dict) and r["tee"].get("signature") is None
+                         and not _definitely_unsigned(r["tee"].get("seen")))
         if rep.get("report") is None:
-            problems.append(f"attestation report: {rep.get('status', 'not fetched')}")
+            if rep.get("status") in GARBAGE or rep.get("status") == "ok":
+                problems.append(f"attestation report: {rep.get('status')}")
+            elif rep.get("status") == "http_error" and rep.get("http_status") not in (None, 429, 502, 503, 504):
+                problems.append(f"attestation report: HTTP {rep.get('http_status')}")
+            else:  # not fetched (timeout, connection): the observations carry it, the verdict is not a TEE FAULT
+                unverified += 1
         else:
             why = T.verify_report(rep["report"], claim["signer"], claim["measurement"], claim["roots"],
                                   rep.get("nonce"))
             if why:
                 problems.append(f"attestation report: {why}")
-        tee_ok = not problems if (rows or problems) else None
+        tee_ok = False if problems else (None if unverified or not rows else True)
         check("tee", tee_ok, "; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else "")
-              or f"{len(rows)} signatures by {claim['signer']} and the attestation report verified",
-              failures=len(problems))
+              or (f"{unverified} signatures or the report not fetched (see the observations); the rest verified"
+                  if unverified else
+                  f"{len(rows)} signatures by {claim['signer']} and the attestation report verified"),
+              failures=len(problems), unverified=unverified)
     else:
         check("tee", None, "the baseline claims no TEE")
 
