@@ -152,10 +152,19 @@ def scenario(args) -> int:
     if epochs_n < 1:
         _stderr("error: --epochs must be at least 1")
         return 1
-    with _devnet(args, spec.plan) as net:
-        report = _run_scenario(net, args.name, spec, epochs_n)
-        if report is None:
-            return 1
+
+    def on_sigterm(_sig, _frame):  # stop what the scenario started (servers started off the main thread too)
+        raise KeyboardInterrupt("SIGTERM")
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        with _devnet(args, spec.plan) as net:
+            report = _run_scenario(net, args.name, spec, epochs_n)
+            if report is None:
+                return 1
+    except KeyboardInterrupt:
+        _stderr(f"scenario {args.name} interrupted; everything it started is stopped")
+        return 130
     report["leftover_processes"] = [p.process.pid for p in [*net.operators, *net.targets]
                                     if p.process and p.process.poll() is None]
     print(json.dumps(report, sort_keys=True))
