@@ -55,6 +55,9 @@ def test_evm_faults_are_all_flagged_and_no_honest_target_is():
     for t in report["targets"]:
         if t["fault"]:
             assert t["seconds_to_flag"] is not None
+        # one reason per INCONCLUSIVE epoch, read from the chain
+        assert sorted(t["inconclusive_reasons"]) == sorted(e for e, o in t["outcomes"].items() if o == "INCONCLUSIVE")
+        assert set(t["inconclusive_reasons"].values()) <= {"short-committee", "split", "missing-reveals", "other"}
 
 
 def test_lazy_auditor_is_penalized_and_earns_less_than_every_honest_operator():

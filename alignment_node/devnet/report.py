@@ -26,6 +26,38 @@ async def chain_events(contract: Contract, name: str, start: int) -> list:
     return found
 
 
+async def _inconclusive_reasons(rpc: RpcClient, protocol: Contract, vault: Contract, start: int,
+                                outcomes: dict[int, dict[int, str]]) -> dict[int, dict[str, str]]:
+    """Per target, per INCONCLUSIVE epoch, why: ``short-committee`` (fewer licenses active and assigned than
+    minReveals), ``missing-reveals`` (enough assigned, too few revealed), ``split`` (enough reveals, no 2/3
+    verdict) or ``other``. Read from the chain: the epoch's heartbeats, seed, threshold and reveals."""
+    from .. import protocol as P
+
+    wanted = {(e, t) for t, by in outcomes.items() for e, o in by.items() if o == "INCONCLUSIVE"}
+    if not wanted:
+        return {}
+    _reveal_blocks, _committee, min_reveals, _max = await protocol.call("params")
+    active: dict[int, set[int]] = {}
+    for ev in await chain_events(vault, "Heartbeats", start):
+        active.setdefault(ev["epoch"], set()).update(ev["tokenIds"])
+    out: dict[int, dict[str, str]] = {}
+    for e, t in sorted(wanted):
+        seed, threshold = await protocol.call("seed", e), await protocol.call("threshold", e)
+        assigned = [lic for lic in sorted(active.get(e, ())) if P.is_assigned(seed, t, lic, threshold)]
+        revealed, verdicts = await protocol.call("revealers", e, t)
+        votes = [sum(1 for v in verdicts if v == k) for k in (P.OK, P.FAULT, P.UNREACHABLE)]
+        if len(assigned) < min_reveals:
+            why = "short-committee"
+        elif len(revealed) < min_reveals:
+            why = "missing-reveals"
+        elif P.outcome(*votes, min_reveals) == P.INCONCLUSIVE:
+            why = "split"
+        else:
+            why = "other"
+        out.setdefault(t, {})[str(e)] = why
+    return out
+
+
 async def report(net, rpc: RpcClient, scenario: str, epochs: list[int]) -> dict:
     """The scenario report of the Devnet ``net``, read from the chain (events, transactions), not from
     the nodes."""
@@ -58,6 +90,7 @@ async def report(net, rpc: RpcClient, scenario: str, epochs: list[int]) -> dict:
         if ev["targetId"] not in first_flag:
             block = await rpc.get_block(ev.block_number)
             first_flag[ev["targetId"]] = (ev["epoch"], int(block["timestamp"], 16))
+    reasons = await _inconclusive_reasons(rpc, protocol, vault, start, outcomes)
     targets = []
     for t in sorted(net.targets, key=lambda t: t.id):
         flagged = first_flag.get(t.id)
@@ -67,6 +100,7 @@ async def report(net, rpc: RpcClient, scenario: str, epochs: list[int]) -> dict:
             "detectable": not (t.kind == "MODEL" and t.mode in MODEL_UNDETECTABLE),
             "outcomes": {str(e): o for e, o in sorted(outcomes.get(t.id, {}).items())},
             "first_flagged_epoch": flagged[0] if flagged else None,
+            "inconclusive_reasons": reasons.get(t.id, {}),
             "seconds_to_flag": (flagged[1] - int(t.fault_started)) if flagged and t.fault_started else None,
         })
     missed_faults = [t["id"] for t in targets if t["fault"] and t["detectable"] and t["first_flagged_epoch"] is None]
