@@ -158,7 +158,12 @@ def cached_served_baseline(seed: int = 0, **kwargs) -> dict:
     """``make_served_baseline`` cached in ``lm.cache_dir()`` under a key of its arguments and the weights hash."""
     from . import lm, tokenlm
 
-    path_key = json.dumps({"seed": seed, **kwargs, "v": SERVED_VERSION}, sort_keys=True, default=str)
+    import inspect
+
+    bound = inspect.signature(make_served_baseline).bind(seed, **kwargs)
+    bound.apply_defaults()  # the key holds every setting, defaults included: a changed default is a new bundle
+    settings = {k: v for k, v in bound.arguments.items() if k != "log"}
+    path_key = json.dumps({**settings, "v": SERVED_VERSION}, sort_keys=True, default=str)
     base_file = tokenlm.cache_path(seed, "base")
     h = hashlib.sha256((path_key + str(base_file) + str(os.path.getmtime(base_file) if os.path.exists(base_file)
                                                         else 0)).encode()).hexdigest()[:16]
