@@ -154,3 +154,29 @@ def test_a_signature_or_report_lost_in_transit_is_not_a_tee_fault(world, epoch):
     unsigned["completions"][0]["tee"]["seen"] = {"status": "http_error", "http_status": 404, "tries": 20}
     verdict, checks, _ = evaluate_served(unsigned, baseline)
     assert verdict == FAULT and "unsigned" in _failed({"checks": checks})["tee"]
+
+
+def test_requests_cut_by_the_auditors_own_budget_do_not_accuse_the_provider(world, epoch):
+    """Chat requests that timed out only because the audit's time ran out (given less than the per-request
+    deadline) are the auditor's shortfall: with at least half the completions in, the rest is judged; with fewer,
+    the audit is UNREACHABLE. A request that timed out with the full deadline still counts against the provider."""
+    from alignment_node.models.served_audit import evaluate_served
+
+    honest = epoch["results"][1].bundle
+    baseline = world["baselines"][honest["baseline"]]
+
+    def cut(n: int, allowed_ms: int) -> dict:
+        b = json.loads(canonical_json(honest))
+        gone = {f"chat:{i}" for i in range(100 - n, 100)}
+        b["completions"] = b["completions"][:100 - n]
+        b["observations"] = [o for o in b["observations"] if o["call"] not in gone] + [
+            {"call": c, "attempt": 1, "method": "POST /v1/chat/completions", "status": "timeout", "started_ms": 1,
+             "elapsed_ms": allowed_ms, "allowed_ms": allowed_ms, "error": "no complete answer"} for c in sorted(gone)]
+        return b
+
+    verdict, checks, _ = evaluate_served(cut(30, 2_000), baseline)
+    assert verdict == OK and checks[0]["cut_by_budget"] == 30, checks[0]
+    verdict, _, _ = evaluate_served(cut(60, 2_000), baseline)
+    assert verdict == UNREACHABLE
+    verdict, _, _ = evaluate_served(cut(5, honest["policy"]["request_deadline_ms"]), baseline)
+    assert verdict == UNREACHABLE

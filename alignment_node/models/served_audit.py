@@ -322,6 +322,17 @@ async def audit_served(target: dict, baseline: dict, seed: bytes, license_id: in
     return bundle
 
 
+def _cut_by_budget(final: dict[str, dict[str, Any]], policy: dict[str, Any], completions: int) -> set[str]:
+    """The chat calls that timed out only because the audit's own time budget ended (given less than the policy's
+    per-request deadline, or none): the auditor's shortfall, not the provider's, as long as at least half of the
+    policy's completions arrived (else they count, and the audit is UNREACHABLE)."""
+    full = int(policy.get("request_deadline_ms", 0))
+    if completions < max(10, int(policy.get("queries", 0)) // 2):
+        return set()
+    return {c for c, o in final.items() if c.startswith("chat:") and o["status"] == "timeout"
+            and int(o.get("allowed_ms", full)) < full * 0.99}
+
+
 def _definitely_unsigned(seen) -> bool:
     """Whether the provider answered the signature request and served none (a 404 after the wait, or an answer
     that is not a signature record), rather than the request failing in transit."""
@@ -364,9 +375,14 @@ def evaluate_served(bundle: dict[str, Any], baseline: dict[str, Any]) -> tuple[i
     def check(name: str, ok: bool | None, detail: str, **extra: Any) -> None:
         checks.append({"name": name, "ok": ok, "detail": detail, **extra})
 
-    answer_checks(final, check)
-
     rows = bundle["completions"]
+    cut = _cut_by_budget(final, bundle.get("policy") or {}, len(rows))
+    answer_checks({c: o for c, o in final.items() if c not in cut}, check)
+    if cut:
+        checks[0]["detail"] += (f"; {len(cut)} requests cut short by the audit's own time budget (not counted: "
+                                f"{len(rows)} completions judged)")
+        checks[0]["cut_by_budget"] = len(cut)
+
     seed = int(bundle["seed"], 16) % (1 << 63)
     # TEE: exact, alpha 0
     tee_ok = None
