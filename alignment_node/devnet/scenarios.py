@@ -56,14 +56,13 @@ SCENARIOS = {
                     "every fault must be flagged, no honest node"),
     "model-faults": Scenario(
         2, {"targets": (), "owners": 3, "licenses_per_owner": 1, "committee_size": 3, "min_reveals": 3,
-            "llms": ("fp32", "bf16", "tee-honest", "small", "finetune-10", "4bit", "temp-0.7", "tee-forged",
-                     "garbage"),
-            "model_queries": 100, "audit_deadline_s": 100.0, "block_time": 2.0, "epoch_length": 60,
+            "llms": ("fp32", "bf16", "tee-honest", "small", "4bit", "temp-0.7", "tee-forged", "garbage"),
+            "model_queries": 100, "audit_deadline_s": 115.0, "block_time": 2.0, "epoch_length": 70,
             "reveal_blocks": 10},
         description="served chat LLMs audited by nodes without the weights (version-2 baselines): the registered "
-                    "weights in float32, in bfloat16 and behind an honest TeeML broker; a smaller, a 10-step "
-                    "fine-tuned and a 4-bit model, sampling at 0.7 for a claimed 1.0, forged TEE signatures, "
-                    "garbage; every fault flagged, no benign setup"),
+                    "weights in float32, in bfloat16 and behind an honest TeeML broker; a smaller and a 4-bit "
+                    "model, sampling at 0.7 for a claimed 1.0, forged TEE signatures, garbage (the other "
+                    "substitutions: bench/served_power.py); every fault flagged, no benign setup"),
     "byte-model-faults": Scenario(
         4, {"targets": (), "models": ("honest", "honest", "temp-0.7", "int8", "noise-0.1", "evasive", "embed-other",
                                       "garbage"),
