@@ -474,6 +474,59 @@ def cmd_verify_evidence(args: argparse.Namespace) -> int:
 MAX_EVIDENCE_BYTES = 16 << 20
 
 
+# ------------------------------------------------------------------------------------------ referee
+
+
+def cmd_referee(args: argparse.Namespace) -> int:
+    """Re-score stored v2 evidence bundles with the registered weights (docs/protocol.md, the referee duty)."""
+    from .models import baseline as B
+
+    items, hashes = [], set()
+    for name in args.evidence:
+        try:
+            with open(name, "rb") as f:
+                body = f.read(MAX_EVIDENCE_BYTES + 1)
+        except OSError as exc:
+            raise CliError(f"cannot read {name}: {exc}") from None
+        if len(body) > MAX_EVIDENCE_BYTES:
+            raise CliError(f"{name} is larger than {MAX_EVIDENCE_BYTES} bytes")
+        try:
+            bundle = json.loads(body)
+        except ValueError:
+            raise CliError(f"{name} is not JSON") from None
+        items.append(body)
+        if isinstance(bundle, dict) and isinstance(bundle.get("baseline"), str):
+            hashes.add(bundle["baseline"].lower())
+    baselines, problems = {}, {}
+    for h in sorted(hashes):
+        try:
+            baselines[h] = B.fetch(h, list(args.baselines))
+        except (B.BaselineError, ValueError) as exc:
+            problems[h] = str(exc)
+    from .models import referee as R  # torch: only here
+
+    try:
+        verdicts = R.rescore_bundles(items, baselines, seed=args.seed, samples=args.samples,
+                                     log=None if args.json else (lambda m: print(m, file=sys.stderr)))
+    except R.RefereeError as exc:
+        raise CliError(str(exc)) from None
+    for v in verdicts:
+        if v.get("baseline") in problems:
+            v["reason"] = problems[v["baseline"]]
+    lines = []
+    for v in verdicts:
+        head = f"epoch {v['epoch']} target {v['target']}: {v['verdict']}"
+        if v["tests"]:
+            fired = [t["test"] for t in v["tests"] if t["reject"]]
+            head += (f" ({v['completions']} completions from {len(v['bundles'])} bundle(s); fired: "
+                     f"{', '.join(fired) or 'none'}; joint p {v['result']['p_value']})")
+        elif v.get("reason"):
+            head += f" ({v['reason']})"
+        lines.append(head + "".join(f"\n  skipped {s['root']}: {s['reason']}" for s in v["skipped"]))
+    emit(args, {"verdicts": verdicts}, "\n".join(lines) or "no bundles")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------ devnet
 
 
@@ -572,6 +625,17 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the bundle")
     ve.add_argument("--json", action="store_true", help="print JSON")
     ve.set_defaults(func=cmd_verify_evidence)
+
+    rf = sub.add_parser("referee", help="the referee duty: re-score served-model evidence with the weights")
+    rs = rf.add_subparsers(dest="referee_cmd", required=True)
+    rr = rs.add_parser("rescore", help="one verdict per (epoch, target) of the given evidence bundles")
+    rr.add_argument("evidence", nargs="+", help="evidence bundle files (the exact bytes, as GET /evidence/<root>)")
+    rr.add_argument("--baselines", action="append", required=True,
+                    help="a directory or base URL holding <hash>.json baselines (repeatable)")
+    rr.add_argument("--seed", type=int, default=0, help="the referee's sampling seed (default 0)")
+    rr.add_argument("--samples", type=int, default=20, help="fresh samples per completion for the rank test")
+    rr.add_argument("--json", action="store_true", help="print JSON")
+    rf.set_defaults(func=cmd_referee)
 
     devnet = sub.add_parser("devnet", help="a local network with running nodes")
     ds = devnet.add_subparsers(dest="devnet_cmd", required=True)
