@@ -747,6 +747,12 @@ def fmt_rate(k: int, n: int, ci: bool = False) -> str:
     return f"{k / n:.2f} [{lo:.2f}, {hi:.2f}]"
 
 
+def _loaded(r: dict) -> dict:
+    """An audit record read back from JSON lines: its budgets keyed by int again (JSON made them strings)."""
+    r["budgets"] = {int(k): v for k, v in r.get("budgets", {}).items()}
+    return r
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a small run (about 2 minutes) to check the script")
@@ -827,7 +833,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.json and Path(args.json + "l").exists():
         if args.resume:
-            results = [json.loads(line) for line in Path(args.json + "l").read_text().splitlines() if line.strip()]
+            results = [_loaded(json.loads(line)) for line in Path(args.json + "l").read_text().splitlines()
+                       if line.strip()]
             done = {(r["mode"], r["kind"], r["i"]) for r in results}
             tasks = [t for t in tasks if not all((t["mode"], t["kind"], i) in done for i in t["audits"])]
             notes.append(f"resumed: {len(results)} audits from an interrupted run kept")
@@ -1005,7 +1012,7 @@ def report(results, cfg, baseline, benign, power, tees, notes, wall, tmp, bl_pat
         pw = power_at(mode)
         best = [b for b in BUDGETS if b <= most and pw[b][1] and pw[b][0] / pw[b][1] >= goal]
         lines.append(f"- {mode}: power >= {goal} at N <= {most}: "
-                     + ("MET at N=" + str(best[0]) if best else "NOT MET") + " ("
+                     + ("goal met at N=" + str(best[0]) if best else "goal NOT MET") + " ("
                      + ", ".join(f"N={b} {fmt_rate(*pw[b], ci=True)}" for b in BUDGETS if pw[b][1]) + ")")
     if tees:
         bad = [t for t in tees if t != "honest"]

@@ -19,17 +19,19 @@ from ..chain.rpc import RpcClient
 from ..chain.tx import LocalSigner
 from .targets import TargetProc, register_target
 
-__all__ = ["LLM_HONEST", "MODEL_UNDETECTABLE", "setup_llms", "setup_models"]
+__all__ = ["LLM_HONEST", "LLM_UNDETECTABLE", "MODEL_UNDETECTABLE", "setup_llms", "setup_models"]
 
 # The served-LLM modes that are not faults: the registered weights in a benign serving setup, and an honest
 # TeeML broker in front of them.
 LLM_HONEST = ("fp32", "bf16", "threads-2", "batch-8", "tee-honest")
 TEE_PREFIXES = ("tee-", "gateway-")
 
-# Model substitutions bench/model_power.py finds not reliably detectable (verdict power < 0.95 at alpha 0.01) at
-# the scenario budget of 50 queries: none since the log-probability check and the fresh prompts (before them:
-# int8, 4bit, noise-0.1, noise-1 and evasive). A scenario would not count such modes as missed faults.
+# MODEL modes a scenario does not count as missed faults. Byte models (bench/model_power.py): none since the
+# log-probability check and the fresh prompts. Served LLMs audited without weights (bench/served_power.py): the
+# modes below 0.95 power at the default budget of 100 queries (an audit-aware provider, replay of the registered
+# model's own answers, routing a tenth of requests; bench/README.md).
 MODEL_UNDETECTABLE: tuple[str, ...] = ()
+LLM_UNDETECTABLE: tuple[str, ...] = ("evasive", "replay", "route-0.1")
 
 
 async def setup_models(net, keeper: LocalSigner) -> None:
@@ -123,7 +125,7 @@ async def setup_llms(net, keeper_signer: LocalSigner) -> None:
             owner = server if (isinstance(server, _Stack) or mode not in seen) else None
             seen.add(mode)
             t = TargetProc(tid, mode, int(endpoint.rsplit(":", 1)[1]), kind="MODEL", server=owner,
-                           honest=LLM_HONEST)
+                           honest=LLM_HONEST, detectable=mode not in LLM_UNDETECTABLE)
             t.fault_started = time.time() if t.fault else None
             net.targets.append(t)
     net.log(f"{len(modes)} served-LLM targets in {time.monotonic() - t0:.1f} s: "

@@ -97,7 +97,7 @@ async def report(net, rpc: RpcClient, scenario: str, epochs: list[int]) -> dict:
         targets.append({
             "id": t.id, "kind": t.kind, "mode": t.mode, "fault": t.fault, "trap": t.trap,
             **({"shard": list(t.shard)} if t.kind == "ZGS_STORAGE" else {}),
-            "detectable": not (t.kind == "MODEL" and t.mode in MODEL_UNDETECTABLE),
+            "detectable": t.detectable and not (t.kind == "MODEL" and t.mode in MODEL_UNDETECTABLE),
             "outcomes": {str(e): o for e, o in sorted(outcomes.get(t.id, {}).items())},
             "first_flagged_epoch": flagged[0] if flagged else None,
             "inconclusive_reasons": reasons.get(t.id, {}),

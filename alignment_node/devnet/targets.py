@@ -24,6 +24,7 @@ class TargetProc:
     shard: tuple[int, int] = (0, 1)
     server: Any = None  # a ServerProcess wrapper (model servers)
     honest: tuple[str, ...] = ("honest",)  # the modes of its kind that are not faults
+    detectable: bool = True  # False: a fault the scenario does not count as missed (measured undetectable)
 
     @property
     def fault(self) -> str | None:
