@@ -105,7 +105,7 @@ def test_model_faults_served_llms_are_judged_without_weights():
     flagged, no benign serving setup is, and the model worker stays under its 128 MB."""
     report = run_scenario("model-faults", "--epochs", "1")  # the default 2 adds a drift check, and 140 s
     models = [t for t in report["targets"] if t["kind"] == "MODEL"]
-    assert {t["mode"] for t in models if not t["fault"]} == {"fp32", "bf16", "threads-2", "tee-honest"}
+    assert {t["mode"] for t in models if not t["fault"]} == {"fp32", "bf16", "tee-honest"}
     assert {t["mode"] for t in models if t["fault"]} >= {"small", "4bit", "temp-0.7", "tee-forged", "garbage"}
     assert_faults_flagged_and_honest_spared(report, models, penalties=False)
     for op in report["operators"]:
