@@ -886,6 +886,7 @@ def report(results, cfg, baseline, benign, power, tees, notes, wall, tmp, bl_pat
         key = (r["mode"], r["kind"], r["i"])
         if key not in seen:
             seen.add(key)
+            r["budgets"] = {int(b): x for b, x in r["budgets"].items()}  # JSON keys are strings
             unique.append(r)
     results = unique
     has_referee = any("referee" in b["flags"] for r in results for b in r["budgets"].values())
@@ -1014,19 +1015,19 @@ def report(results, cfg, baseline, benign, power, tees, notes, wall, tmp, bl_pat
         lines.append(f"- {mode}: power >= {goal} at N <= {most}: "
                      + ("goal met at N=" + str(best[0]) if best else "goal NOT MET") + " ("
                      + ", ".join(f"N={b} {fmt_rate(*pw[b], ci=True)}" for b in BUDGETS if pw[b][1]) + ")")
-    if tees:
+    if any(r["kind"] == "tee" for r in results):
         bad = [t for t in tees if t != "honest"]
         caught = all(x["flags"]["tee"] for r in results if r["kind"] == "tee" and r["mode"] in bad
                      for x in r["budgets"].values())
         honest_ok = all(not x["flags"]["ours"] for r in results if r["kind"] == "tee" and r["mode"] == "honest"
                         for x in r["budgets"].values())
-        lines.append(f"- TEE faults caught 100 %: {'MET' if caught else 'NOT MET'}; honest TEE provider OK: "
+        lines.append(f"- TEE faults caught 100 %: {'goal met' if caught else 'goal NOT MET'}; honest TEE provider OK: "
                      f"{'yes' if honest_ok else 'NO'}")
-    if benign:
+    if benign and any(cell(m, FPR_BUDGET) for m in benign):
         rs = [x for m in benign for x in cell(m, FPR_BUDGET)]
         k = sum(x["flags"]["ours"] for x in rs)
         lines.append(f"- false positives <= 0.01 under benign drift: {k}/{len(rs)} = {k / len(rs):.4f}, 95 % upper "
-                     f"bound {cp_upper(k, len(rs)):.4f}: {'MET' if cp_upper(k, len(rs)) <= 0.01 else ('point estimate within, bound above' if k / len(rs) <= 0.01 else 'NOT MET')}")
+                     f"bound {cp_upper(k, len(rs)):.4f}: {'goal met' if cp_upper(k, len(rs)) <= 0.01 else ('point estimate within the goal, bound above it' if k / len(rs) <= 0.01 else 'goal NOT MET')}")
     undetected = [m for m in power if all(power_at(m)[b][1] and power_at(m)[b][0] / power_at(m)[b][1] < 0.5
                                           for b in BUDGETS)]
     lines.append(f"- below 0.5 power at every N (ours): {', '.join(undetected) or 'none'}")
