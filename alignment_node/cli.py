@@ -57,8 +57,8 @@ def parse_amount(text: str) -> int:
     return int(value)
 
 
-def parse_ids(text: str) -> list[int]:
-    """'1,2,5-8' -> [1, 2, 5, 6, 7, 8]."""
+def parse_ids(text: str, what: str = "license ids", lowest: int = 1) -> list[int]:
+    """'1,2,5-8' -> [1, 2, 5, 6, 7, 8] (license ids start at 1, target ids at 0)."""
     ids: list[int] = []
     try:
         for part in text.split(","):
@@ -69,9 +69,9 @@ def parse_ids(text: str) -> list[int]:
             elif part:
                 ids.append(int(part))
     except ValueError:
-        raise CliError(f"not a list of license ids: {text!r} (use e.g. 1,2,5-8)") from None
-    if not ids or any(i <= 0 for i in ids):
-        raise CliError(f"license ids are positive integers: {text!r}")
+        raise CliError(f"not a list of {what}: {text!r} (use e.g. 1,2,5-8)") from None
+    if not ids or any(i < lowest for i in ids):
+        raise CliError(f"{what} are integers from {lowest}: {text!r}")
     return ids
 
 
@@ -527,6 +527,78 @@ def cmd_referee(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_referee_chain(args: argparse.Namespace) -> int:
+    """The referee duty on chain: register (bond) for a baseline, bind MODEL targets, run the verdict loop."""
+    if args.referee_cmd == "register":
+        async def go(ctx: ChainContext):
+            signer = ctx.signer()
+            baseline = _hash32(args.baseline)
+            bond = parse_amount(args.bond) if args.bond else (await ctx.c["RefereeCourt"].call("params"))[0]
+            court = ctx.c["RefereeCourt"].address
+            if await ctx.c["RewardToken"].call("allowance", signer.address, court) < bond:
+                await ctx.transact("RewardToken", "approve", court, bond, signer=signer)
+            receipt = await ctx.transact("RefereeCourt", "register", baseline, bond, signer=signer)
+            return ({**receipt, "referee": signer.address, "baseline": args.baseline.lower(), "bond_wei": str(bond)},
+                    f"referee of {args.baseline.lower()} with a bond of {wei_to_str(bond)} (tx {receipt['tx']})")
+
+        return run_chain(args, go)
+    if args.referee_cmd == "bind":
+        async def go(ctx: ChainContext):
+            signer = ctx.signer()
+            ids = parse_ids(args.targets, "target ids", 0)
+            done = [(await ctx.transact("RefereeCourt", "bindTarget", t, signer=signer))["tx"] for t in ids]
+            return {"targets": ids, "txs": done}, f"bound {len(done)} target(s)"
+
+        return run_chain(args, go)
+    return _referee_run(args)
+
+
+def _hash32(text: str) -> bytes:
+    t = text.lower()
+    if not (t.startswith("0x") and len(t) == 66):
+        raise CliError(f"not a baseline hash: {text!r} (0x + 64 hex digits)")
+    return bytes.fromhex(t[2:])
+
+
+def _referee_run(args: argparse.Namespace) -> int:
+    """Judge, pass after pass, every (epoch, target) the referee is drawn for (models/referee_duty.py)."""
+    from .models import baseline as B
+    from .models.referee_duty import RefereeDuty
+
+    baselines = {}
+    for h in args.baseline:
+        _hash32(h)
+        try:
+            baselines[h.lower()] = B.fetch(h.lower(), list(args.baselines))
+        except (B.BaselineError, ValueError) as exc:
+            raise CliError(f"baseline {h}: {exc}") from None
+
+    async def go(ctx: ChainContext):
+        from .node.store import Store
+
+        signer = ctx.signer()
+        store_path = args.store or (str(Path(ctx.cfg.resolve(ctx.cfg.data_dir)) / "node.sqlite") if ctx.cfg else None)
+        store = Store(store_path) if store_path else None
+        duty = RefereeDuty(ctx, signer, baselines, sources=args.evidence_from or [], store=store, seed=args.seed,
+                           samples=args.samples)
+        rows: list[dict] = []
+        try:
+            while True:
+                rows += await duty.run_pass()
+                if args.once:
+                    break
+                await asyncio.sleep(args.interval)
+        finally:
+            if store is not None:
+                duty.reader.close()
+                store.close()
+        text = "\n".join(f"epoch {r['epoch']} target {r['target']}: {r['verdict']}"
+                         + (f" (tx {r['tx']})" if r.get("tx") else f" ({r.get('reason', '')})") for r in rows)
+        return {"judged": rows}, text or "nothing to judge now"
+
+    return run_chain(args, go)
+
+
 # ------------------------------------------------------------------------------------------ devnet
 
 
@@ -635,7 +707,29 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_argument("--seed", type=int, default=0, help="the referee's sampling seed (default 0)")
     rr.add_argument("--samples", type=int, default=20, help="fresh samples per completion for the rank test")
     rr.add_argument("--json", action="store_true", help="print JSON")
-    rf.set_defaults(func=cmd_referee)
+    rr.set_defaults(func=cmd_referee)
+    rg = rs.add_parser("register", help="bond yourself as a referee of a baseline (RefereeCourt.register)")
+    add_chain_args(rg)
+    rg.add_argument("baseline", help="the baseline hash (0x + 64 hex digits) whose weights you hold")
+    rg.add_argument("--bond", help="amount to bond (default: the court's minimum), e.g. '100 ether'")
+    rg.set_defaults(func=cmd_referee_chain)
+    rb = rs.add_parser("bind", help="bind MODEL targets to their baselines so they are refereed")
+    add_chain_args(rb)
+    rb.add_argument("targets", help="target ids, e.g. 3,5-7")
+    rb.set_defaults(func=cmd_referee_chain)
+    ru = rs.add_parser("run", help="judge every (epoch, target) you are drawn for, in its verdict window")
+    add_chain_args(ru)
+    ru.add_argument("--baseline", action="append", required=True, help="a baseline hash you referee (repeatable)")
+    ru.add_argument("--baselines", action="append", required=True,
+                    help="a directory or base URL holding <hash>.json baselines (repeatable)")
+    ru.add_argument("--evidence-from", action="append", help="a node API base URL serving /evidence/<root> (repeatable)")
+    ru.add_argument("--store", help="the node store (SQLite) to read evidence from and publish verdicts in "
+                                    "(default: the config's data_dir/node.sqlite)")
+    ru.add_argument("--seed", type=int, default=0, help="the referee's sampling seed")
+    ru.add_argument("--samples", type=int, default=20, help="fresh samples per completion for the rank test")
+    ru.add_argument("--once", action="store_true", help="one pass, then exit")
+    ru.add_argument("--interval", type=float, default=10.0, help="seconds between passes")
+    ru.set_defaults(func=cmd_referee_chain)
 
     devnet = sub.add_parser("devnet", help="a local network with running nodes")
     ds = devnet.add_subparsers(dest="devnet_cmd", required=True)

@@ -75,6 +75,7 @@ import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from mmd_peer import mmd_hamming_permutation  # noqa: E402  (bench/, the script's own directory)
 
 MODES = ("honest", "int8", "4bit", "noise-0.1", "noise-1", "finetuned", "seed", "temp-0.7", "route-0.5", "evasive")
 SIZES = (50, 100, 250, 500)
@@ -101,46 +102,13 @@ def seed_of(*parts) -> int:
 
 
 def peer_mmd_hamming(provider, reference, permutations: int, generator, length: int = MAX_TOKENS):
-    """``model_equality_testing``'s ``run_two_sample_test(sample=provider, other_sample=reference,
-    stat_type="mmd_hamming", pvalue_type="permutation_pvalue", b=permutations)``, computed faster.
-
-    The package pools the rows (prompt id + completion tokens), and for each of ``b`` permutations
-    ``torch.randperm`` (global generator) relabels the first ``len(provider)`` rows as the sample; its statistic
-    is the mean normalized Hamming kernel (fraction of equal positions, pad -1) over same-prompt pairs within
-    X (self-pairs left out), minus twice across, plus within Y, each normalized by its own pair count; ``p =
-    mean(null >= observed)``. Rows keep their prompt under permutation, so the kernel of the pooled rows is
-    fixed: here it is computed once per prompt and each permutation's sums are matrix products; the
-    permutations come from ``generator`` in the package's order. Returns (p, statistic)."""
-    import torch
-
+    """MET's MMD-Hamming permutation test (bench/mmd_peer.py) of byte completions (padded to ``length`` with -1):
+    (p, statistic)."""
     rows = list(provider) + list(reference)
-    n, total = len(provider), len(rows)
-    prompts = np.array([p for p, _ in rows])
-    arr = np.full((total, length), -1, dtype=np.int16)
+    arr = np.full((len(rows), length), -1, dtype=np.int16)
     for i, (_, c) in enumerate(rows):
         arr[i, :len(c[:length])] = np.frombuffer(c[:length], dtype=np.uint8)
-    perms = torch.stack([torch.randperm(total, generator=generator) for _ in range(permutations)]).numpy()
-    z = np.zeros((permutations + 1, total), dtype=np.float32)
-    z[0, :n] = 1.0
-    np.put_along_axis(z[1:], perms[:, :n], 1.0, axis=1)
-    sums = np.zeros((6, permutations + 1))  # s_xx, s_xy, s_yy, n_xx, n_xy, n_yy
-    for p in np.unique(prompts):
-        idx = np.nonzero(prompts == p)[0]
-        x = arr[idx]
-        g = np.zeros((len(idx), len(idx)), dtype=np.float32)  # integer counts <= 32 * rows^2: exact
-        for col in x.T:
-            g += col[:, None] == col[None, :]
-        np.fill_diagonal(g, 0.0)
-        zp = z[:, idx]
-        q = np.einsum("bj,bj->b", zp @ g, zp, dtype=np.float64)
-        lin = (zp @ g.sum(axis=1)).astype(np.float64)
-        c = zp.sum(axis=1, dtype=np.float64)
-        t = len(idx)
-        sums += [q, lin - q, float(g.sum(dtype=np.float64)) - 2 * lin + q, c * c - c, c * (t - c),
-                 (t - c) ** 2 - (t - c)]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        stat = (sums[0] / sums[3] - 2 * sums[1] / sums[4] + sums[2] / sums[5]) / length
-    return float(np.mean(stat[1:] >= stat[0])), float(stat[0])
+    return mmd_hamming_permutation(np.array([p for p, _ in rows]), arr, len(provider), permutations, generator)
 
 
 def _peer_package_call(provider, reference, b: int, torch_seed: int):

@@ -91,6 +91,7 @@ import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from mmd_peer import mmd_hamming_permutation  # noqa: E402  (bench/, the script's own directory)
 
 BUDGETS = (50, 100, 250)
 FPR_BUDGET = 100
@@ -127,44 +128,11 @@ def audit_seed(mode: str, i: int) -> bytes:
 
 def met_mmd(rows_a: list[tuple[int, np.ndarray]], rows_b: list[tuple[int, np.ndarray]], permutations: int,
             generator) -> tuple[float, float]:
-    """``model_equality_testing``'s ``run_two_sample_test(a, b, stat_type="mmd_hamming",
-    pvalue_type="permutation_pvalue", b=permutations)``: (p, statistic), computed faster.
-
-    The package pools the rows (prompt id, completion of L tokens padded with -1); each permutation (one
-    ``torch.randperm`` of the pooled rows, from ``generator`` here, the global generator there) relabels the first
-    ``len(a)`` rows as sample 1; the statistic is the mean Hamming kernel (fraction of equal positions) over
-    same-prompt pairs within sample 1 (self-pairs left out) minus twice across plus within sample 2, each by its
-    own pair count; ``p = mean(null >= observed)``. A row keeps its prompt under permutation, so the kernel of
-    the pooled rows is fixed: computed once per prompt, each permutation's sums are matrix products."""
-    import torch
-
+    """MET's MMD-Hamming permutation test (bench/mmd_peer.py) of rows (prompt id, L tokens padded with -1):
+    (p, statistic)."""
     rows = list(rows_a) + list(rows_b)
-    n, total = len(rows_a), len(rows)
-    length = rows[0][1].shape[0]
-    prompts = np.array([p for p, _ in rows])
-    arr = np.stack([c for _, c in rows])
-    perms = torch.stack([torch.randperm(total, generator=generator) for _ in range(permutations)]).numpy()
-    z = np.zeros((permutations + 1, total), dtype=np.float32)
-    z[0, :n] = 1.0
-    np.put_along_axis(z[1:], perms[:, :n], 1.0, axis=1)
-    sums = np.zeros((6, permutations + 1))
-    for p in np.unique(prompts):
-        idx = np.nonzero(prompts == p)[0]
-        x = arr[idx]
-        g = np.zeros((len(idx), len(idx)), dtype=np.float32)  # integer counts <= L: exact in float32
-        for col in x.T:
-            g += col[:, None] == col[None, :]
-        np.fill_diagonal(g, 0.0)
-        zp = z[:, idx]
-        q = np.einsum("bj,bj->b", zp @ g, zp, dtype=np.float64)
-        lin = (zp @ g.sum(axis=1)).astype(np.float64)
-        c = zp.sum(axis=1, dtype=np.float64)
-        t = len(idx)
-        sums += [q, lin - q, float(g.sum(dtype=np.float64)) - 2 * lin + q, c * c - c, c * (t - c),
-                 (t - c) ** 2 - (t - c)]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        stat = (sums[0] / sums[3] - 2 * sums[1] / sums[4] + sums[2] / sums[5]) / length
-    return float(np.mean(stat[1:] >= stat[0])), float(stat[0])
+    return mmd_hamming_permutation(np.array([p for p, _ in rows]), np.stack([c for _, c in rows]), len(rows_a),
+                                   permutations, generator)
 
 
 def met_package(rows_a, rows_b, b: int, torch_seed: int) -> tuple[float, float]:

@@ -32,6 +32,7 @@ CONTRACT_NAMES = (
     "OperatorRegistry",
     "TargetRegistry",
     "AuditProtocol",
+    "RefereeCourt",
     "RewardVault",
     "StakingVault",
     "AlignmentGovernor",

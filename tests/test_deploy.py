@@ -28,7 +28,7 @@ from alignment_node.devnet.params import (
 REPO = Path(__file__).resolve().parents[1]
 NAMES = {
     "RewardToken", "AlignmentLicense", "Timelock", "AlignmentGovernor", "OperatorRegistry",
-    "TargetRegistry", "StakingVault", "RewardVault", "AuditProtocol", "NodeSale",
+    "TargetRegistry", "StakingVault", "RewardVault", "AuditProtocol", "RefereeCourt", "NodeSale",
 }
 # devnet stand-ins deployed on their own: the storage flow, and 0G's DASigners precompile and DAEntrance
 DEVNET_STAND_INS = {"DevnetFlow", "DevnetDASigners", "DevnetDAEntrance"}

@@ -190,13 +190,14 @@ def test_a_reveal_after_the_window_is_a_miss_and_nothing_is_sent(world):
 
 
 def settle_world(world, epoch: int, mine: dict[int, list[int]], revealers: dict[int, list[int]],
-                 settled: set[int] = frozenset()):
+                 settled: set[int] = frozenset(), opens_later: dict[int, int] | None = None):
     """Our revealed openings (license -> targets) and every target's revealers on chain."""
     for lic, targets in mine.items():
         world.store.put_opening(epoch, lic, "0x" + "00" * 32, targets, [P.OK] * len(targets),
                                 ["0x" + "cd" * 32] * len(targets), "0x" + "ee" * 32)
         world.store.set_opening_state(epoch, [lic], "revealed")
     world.answers["revealWindow"] = (100, 110)
+    world.answers["settleOpensAt"] = lambda e, t: 110 + (opens_later or {}).get(t, 0)
     world.answers["tally"] = lambda e, t: (0, 0, 0, 2 if t in settled else 0)
     world.answers["revealers"] = lambda e, t: (revealers[t], [P.OK] * len(revealers[t]))
     world.answers["epochStartBlock"] = lambda e: 100 * e
@@ -229,6 +230,19 @@ def test_settling_before_the_window_closes_sends_nothing(world):
     settle_world(world, 2, {3: [1]}, {1: [3]})
     asyncio.run(world.settle.settle_and_report(109, 3))
     assert world.sender.sent == [] and not world.store.get("settled.2")
+
+
+def test_a_refereed_target_settles_after_the_referees_window(world):
+    # target 5 is a MODEL target whose baseline has referees: settleable 15 blocks after the reveal window
+    settled: set[int] = set()
+    settle_world(world, 2, {3: [1, 5]}, {1: [3], 5: [3]}, settled=settled, opens_later={5: 15})
+    world.settle.report_misses = _no_misses
+    asyncio.run(world.settle.settle_and_report(110 + S.SETTLE_GRACE_BLOCKS, 3))
+    assert settles(world) == [(2, 1)] and not world.store.get("settled.2")
+    settled.add(1)
+    world.sender.sent.clear()
+    asyncio.run(world.settle.settle_and_report(125, 3))
+    assert settles(world) == [(2, 5)] and world.store.get("settled.2") is True
 
 
 def test_a_lost_settle_race_is_quiet_and_reports_no_misses(world):

@@ -672,3 +672,83 @@ def test_trap_seal_opens_on_chain(fresh):
             assert await registry.call("trapOutcome", other) == 0
 
     run(go())
+
+
+# ----------------------------------------------------------------------------------------- 7. referees
+
+
+def test_referees_are_drawn_and_decide_settlement_as_python_says(fresh):
+    net = fresh
+    rng = random.Random(7)
+    L = net.licenses[:3]
+
+    async def go():
+        async with connect(net) as (rpc, c):
+            protocol, court, registry, token = c["AuditProtocol"], c["RefereeCourt"], c["TargetRegistry"], c["RewardToken"]
+            min_bond, referee_blocks, _unbond, committee = await court.call("params")
+            assert committee == 1 and min_bond > 0
+            baseline = rng.randbytes(32)
+            tids = []
+            for i in range(3):  # three MODEL targets of one baseline
+                receipt = await registry.transact("addTarget", P.KIND_MODEL, f"http://model-{i}.example", baseline,
+                                                  signer=net.deployer)
+                tids += [e["targetId"] for e in events(receipt, "TargetAdded")]
+                await court.transact("bindTarget", tids[-1], signer=net.deployer)
+            await expect_revert("NotAModelTarget", court.transact("bindTarget", 0, signer=net.deployer))
+            refs = {}
+            for i in range(3):
+                r = LocalSigner(net.anvil.private_keys[3 + i])
+                refs[r.address.lower()] = r
+                await token.transact("mint", r.address, min_bond, signer=net.deployer)
+                await token.transact("approve", court.address, min_bond, signer=r)
+                await court.transact("register", baseline, min_bond, signer=r)
+            listed = [a.lower() for a in await court.call("referees", baseline)]
+            assert sorted(listed) == sorted(refs)
+
+            # votes: target A OK, OK, FAULT (the referee says FAULT); B OK x3 (referee OK); C OK x3 (no verdict)
+            votes = {tids[0]: [P.OK, P.OK, P.FAULT], tids[1]: [P.OK] * 3, tids[2]: [P.OK] * 3}
+            referee_says = {tids[0]: P.FAULT, tids[1]: P.OK}
+            e = net.next_epoch()
+            net.goto(e, 1)
+            await heartbeat(c, net, L)
+            opens = {l: opening(rng, e, l, {t: vs[j] for t, vs in votes.items()}) for j, l in enumerate(L)}
+            await commit(c, net, e, {l: o.commitment for l, o in opens.items()})
+            net.goto(e + 1, 1)
+            await protocol.transact("revealMany", e, [opens[l].struct() for l in L], signer=net.deployer)
+            seed = await protocol.call("seed", e)
+            drawn = {t: P.referees_drawn(seed, t, listed, committee) for t in tids}
+            for t in tids:
+                for who in listed:
+                    assert await court.call("isAssigned", e, t, who) == (who in drawn[t]), (t, who)
+            net.goto(e + 1, REVEAL_BLOCKS)
+            _start, reveal_end = await protocol.call("revealWindow", e)
+            for t in tids:
+                assert await protocol.call("settleOpensAt", e, t) == reveal_end + referee_blocks
+            for t, verdict in referee_says.items():
+                (who,) = drawn[t]
+                outsider = next(r for r in listed if r not in drawn[t])
+                await expect_revert("NotAssignedReferee", court.transact("submitVerdict", e, t, verdict, ZERO32,
+                                                                       signer=refs[outsider]))
+                await court.transact("submitVerdict", e, t, verdict, rng.randbytes(32), signer=refs[who])
+            await expect_revert("RefereeWindowOpen", protocol.transact("settle", e, tids[0], signer=net.deployer))
+            net.goto(e + 1, REVEAL_BLOCKS + referee_blocks)
+            for t, vs in votes.items():
+                ok, fault, root = await court.call("votes", e, t)
+                ruling = P.referee_ruling(ok, fault)
+                assert ruling == referee_says.get(t, 0)
+                committee_outcome = P.outcome(vs.count(P.OK), vs.count(P.FAULT), 0, MIN_REVEALS)
+                want, by_referee = P.settled_with_referee(committee_outcome, ruling)
+                receipt = await protocol.transact("settle", e, t, signer=net.deployer)
+                (settled,) = events(receipt, "TargetSettled")
+                assert settled["outcome"] == want
+                assert bool(events(receipt, "RefereeDecided")) == by_referee
+                penalized = sorted(p["tokenId"] for p in events(receipt, "Penalized"))
+                want_penalized = [] if by_referee else sorted(
+                    l for j, l in enumerate(L) if P.disagrees(vs[j], want))
+                assert penalized == want_penalized, (t, vs)
+                if by_referee:
+                    assert [(x["outcome"], x["evidenceRoot"]) for x in events(receipt, "ViolationFlagged")] == \
+                        [(P.FAULT, root)]
+            assert (await protocol.call("tally", e, tids[0]))[4] == P.FAULT  # referee-decided, committee said OK
+
+    run(go())

@@ -30,6 +30,7 @@ DEPLOYABLE = (
     "StakingVault",
     "RewardVault",
     "AuditProtocol",
+    "RefereeCourt",
     "NodeSale",
     "DevnetFlow",
     "DevnetDASigners",

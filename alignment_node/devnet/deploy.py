@@ -54,7 +54,8 @@ ROLES = {
 }
 #: Contracts whose every setter ends up owned by the timelock (Deployed.sol). The RewardToken stays with
 #: the deployer (it mints the devnet's token); StakingVault and the governor have no owner.
-OWNED_BY_TIMELOCK = ("AlignmentLicense", "NodeSale", "OperatorRegistry", "TargetRegistry", "RewardVault", "AuditProtocol")
+OWNED_BY_TIMELOCK = ("AlignmentLicense", "NodeSale", "OperatorRegistry", "TargetRegistry", "RewardVault", "AuditProtocol",
+                     "RefereeCourt")
 
 GAS_MARGIN_NUM, GAS_MARGIN_DEN, GAS_MARGIN_MIN = 5, 4, 25_000
 
@@ -261,6 +262,15 @@ async def deploy_async(
             {k: pr[k] for k in ("revealBlocks", "committeeSize", "minReveals", "maxCommittee")},
             me,
         )
+        rf = r["referees"]
+        create(
+            "RefereeCourt",
+            addr["RewardToken"],
+            addr["TargetRegistry"],
+            addr["AuditProtocol"],
+            {k: rf[k] for k in ("minBond", "refereeBlocks", "unbondBlocks", "committee")},
+            addr["Timelock"],
+        )
         s = r["sale"]
         create(
             "NodeSale",
@@ -289,6 +299,7 @@ async def deploy_async(
             d.call("AlignmentLicense", addr["AlignmentLicense"], "setTransferHook", addr["OperatorRegistry"]),
             d.call("OperatorRegistry", addr["OperatorRegistry"], "setRewardVault", addr["RewardVault"]),
             d.call("RewardVault", addr["RewardVault"], "wire", addr["AuditProtocol"], addr["OperatorRegistry"]),
+            d.call("AuditProtocol", addr["AuditProtocol"], "setCourt", addr["RefereeCourt"]),
         ]
         for name in ("AlignmentLicense", "NodeSale", "OperatorRegistry", "TargetRegistry", "RewardVault", "AuditProtocol"):
             wave2.append(d.call(name, addr[name], "transferOwnership", tl))
@@ -332,6 +343,7 @@ async def _verify(rpc: RpcClient, d: _Deployer, addr: dict[str, str], r: dict, m
         ("OperatorRegistry.rewardVault", await read("OperatorRegistry", "rewardVault"), addr["RewardVault"]),
         ("RewardVault.protocol", await read("RewardVault", "protocol"), addr["AuditProtocol"]),
         ("RewardVault.registry", await read("RewardVault", "registry"), addr["OperatorRegistry"]),
+        ("AuditProtocol.court", await read("AuditProtocol", "court"), addr["RefereeCourt"]),
         ("TargetRegistry.trapKeeper", await read("TargetRegistry", "trapKeeper"), r["targets"]["trapKeeper"]),
         ("AlignmentGovernor.timelock", await read("AlignmentGovernor", "timelock"), tl),
     ]

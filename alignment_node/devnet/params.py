@@ -217,6 +217,12 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "minReveals": _uint(16),
         "maxCommittee": _uint(16, lo=1, hi=MAX_COMMITTEE_CAP),
     },
+    "referees": {  # RefereeCourt.Params (docs/protocol.md, the referee duty)
+        "minBond": _wei(128),
+        "refereeBlocks": _uint(32, lo=1),
+        "unbondBlocks": _uint(32),
+        "committee": _uint(8, lo=1, hi=3),
+    },
     "sale": {
         "treasury": _address(True),  # null: the deployer
         "tiers": lambda v: v,  # checked item by item below

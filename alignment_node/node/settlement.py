@@ -1,6 +1,7 @@
 """Settlement and misses (sections 8-9): after an epoch's reveal window, settle the targets this node voted on
 (the node holding a target's lowest revealing license does; the others step in SETTLE_GRACE_BLOCKS later), and
-report every license assigned one of those targets that did not reveal it, for the bounty. Not time-critical
+report every license assigned one of those targets that did not reveal it, for the bounty. A target settles from
+``AuditProtocol.settleOpensAt``: a MODEL target whose baseline has referees waits for their window too. Not time-critical
 and possibly many transactions: it runs as a task beside the next ticks."""
 
 from __future__ import annotations
@@ -50,14 +51,19 @@ class SettlementService:
                 continue
             mine = {o["license"] for o in openings}
             targets = sorted({t for o in openings for t in o["targets"]})
-            late = head >= end + SETTLE_GRACE_BLOCKS
             pending = False
             mine_to_settle = []
             for t in targets:
                 *_, outcome = await protocol.call("tally", e, t)
                 if outcome != 0:
                     continue
+                # A MODEL target whose baseline has referees settles after their window (RefereeCourt).
+                opens = await protocol.call("settleOpensAt", e, t)
+                if head < opens:
+                    pending = True
+                    continue
                 revealed, _ = await protocol.call("revealers", e, t)
+                late = head >= opens + SETTLE_GRACE_BLOCKS
                 if not late and (not revealed or min(revealed) not in mine):
                     pending = True
                     continue
@@ -69,7 +75,7 @@ class SettlementService:
                                                                  ("AlreadySettled",)) for t in chunk))
                 p.metrics.settled.inc(sum(sent))
                 await self.report_misses(e, [t for t, ok in zip(chunk, sent) if ok], mine)
-            if late or not pending:
+            if not pending:
                 p.store.put(f"settled.{e}", True)
 
     async def report_misses(self, epoch: int, targets: list[int], mine: set[int]) -> None:

@@ -143,6 +143,32 @@ def disagrees(verdict: int, settled: int) -> bool:
     return (verdict == OK) != (settled == OK)
 
 
+def referees_drawn(epoch_seed: bytes, target_id: int, referees: Sequence[str], committee: int) -> list[str]:
+    """The referees of (epoch, MODEL target) (RefereeCourt.isAssigned; docs/protocol.md, the referee duty):
+    ``min(committee, n)`` consecutive entries of the baseline's referee list (in its on-chain order), from
+    offset ``keccak256(abi.encode(seed, "referee", targetId)) mod n``."""
+    n = len(referees)
+    if n == 0 or epoch_seed == b"\x00" * 32:
+        return []
+    start = int.from_bytes(keccak(encode(["bytes32", "string", "uint256"], [epoch_seed, "referee", target_id])),
+                           "big") % n
+    return [referees[(start + i) % n] for i in range(min(committee, n))]
+
+
+def referee_ruling(ok_votes: int, fault_votes: int) -> int:
+    """The referees' verdict: the majority of their OK and FAULT verdicts; 0 for none or a tie."""
+    return FAULT if fault_votes > ok_votes else OK if ok_votes > fault_votes else 0
+
+
+def settled_with_referee(committee_outcome: int, referee_verdict: int, trap_outcome: int = 0) -> tuple[int, bool]:
+    """(outcome, referee-decided): a referee FAULT turns an OK or INCONCLUSIVE committee outcome into FAULT; a
+    referee OK never overturns a FAULT; a trap's truth stands. Nobody is penalized for disagreeing with a
+    referee-decided FAULT."""
+    if not trap_outcome and referee_verdict == FAULT and committee_outcome in (OK, INCONCLUSIVE):
+        return FAULT, True
+    return committee_outcome, False
+
+
 def trap_seal(target_id: int, trap_outcome: int, salt: bytes) -> bytes:
     """keccak256(abi.encode(t, outcome, salt)) sealed by the trap keeper (section 9)."""
     return keccak(encode(["uint256", "uint8", "bytes32"], [target_id, trap_outcome, salt]))

@@ -22,6 +22,14 @@ interface IPresenceVault {
     function requireActive(uint256[] calldata tokenIds, uint256 epoch) external view;
 }
 
+/// @dev The referee court of MODEL targets (RefereeCourt.sol), if governance set one.
+interface IRefereeCourt {
+    function ruling(uint256 epoch, uint256 targetId, uint256 revealEnd)
+        external
+        view
+        returns (uint256 opensAt, uint8 verdict, bytes32 root);
+}
+
 /// @title AuditProtocol
 /// @notice Epochs, seeds, heartbeats, sortition, commit/reveal of verdicts, settlement and misses
 ///         (PROTOCOL.md sections 5 to 7).
@@ -91,6 +99,8 @@ contract AuditProtocol is Ownable {
     ///         `clock.anchorBlock`; blocks before it use the older clocks).
     Clock public previousClock;
     Params public params;
+    /// @notice The referee court (zero: none); set by governance.
+    IRefereeCourt public court;
 
     /// @notice The most recently recorded seed (the genesis seed until epoch 0 is touched).
     bytes32 public lastSeed;
@@ -123,6 +133,7 @@ contract AuditProtocol is Ownable {
     error MissAlreadyReported(uint256 epoch, uint256 license, uint256 targetId);
     error NotMissed(uint256 epoch, uint256 license, uint256 targetId);
     error CommitteeFull(uint256 epoch, uint256 targetId);
+    error RefereeWindowOpen(uint256 epoch, uint256 targetId, uint256 opensAt);
 
     event ClockSet(uint256 anchorBlock, uint256 anchorEpoch, uint256 length);
     event ParamsSet(Params params);
@@ -135,6 +146,9 @@ contract AuditProtocol is Ownable {
     event VoteDropped(uint256 indexed epoch, uint256 indexed targetId, uint256 indexed license);
     event TargetSettled(uint256 indexed epoch, uint256 indexed targetId, uint8 outcome, uint8 ok, uint8 fault, uint8 unreachable);
     event ViolationFlagged(uint256 indexed epoch, uint256 indexed targetId, uint8 outcome, bytes32 evidenceRoot);
+    event CourtSet(address court);
+    /// @notice The referees' FAULT turned an OK or INCONCLUSIVE tally into FAULT (no disagreement penalties).
+    event RefereeDecided(uint256 indexed epoch, uint256 indexed targetId, bytes32 evidenceRoot);
     event MissReported(uint256 indexed epoch, uint256 indexed license, uint256 indexed targetId, address reporter);
 
     constructor(
@@ -289,38 +303,35 @@ contract AuditProtocol is Ownable {
         }
     }
 
-    /// @notice Decide `targetId`'s outcome in `epoch` after the reveal window (anyone), and debit the
-    ///         licenses that disagreed with it.
+    /// @notice Decide `targetId`'s outcome in `epoch` after the reveal window (and, for a MODEL target whose
+    ///         baseline has referees, after the referees' window) (anyone), and debit the licenses that disagreed
+    ///         with it. The committee's tally decides; a referee majority of FAULT turns an OK or INCONCLUSIVE
+    ///         tally into FAULT ("referee-decided": nobody is debited for disagreeing with it).
     function settle(uint256 epoch, uint256 targetId) external returns (uint8 outcome) {
         _touch();
         (, uint256 revealEnd) = revealWindow(epoch);
         if (block.number < revealEnd) revert RevealWindowOpen(epoch, revealEnd);
         if (targetId >= targets.targetCount()) revert UnknownTarget(targetId);
+        (uint8 refVerdict, bytes32 refRoot) = _refereeRuling(epoch, targetId, revealEnd);
         uint256 key = _key(epoch, targetId);
         uint256 head = _tallies[key][0];
         if (uint8(head >> 32) != 0) revert AlreadySettled(epoch, targetId);
-        uint256 ok = uint8(head);
-        uint256 fault = uint8(head >> 8);
-        uint256 unreachable = uint8(head >> 16);
-        uint256 n = uint8(head >> 24);
 
         uint8 trap = targets.trapOutcome(targetId);
-        if (trap != 0) {
-            outcome = trap;
-        } else if (n >= params.minReveals && n > 0) {
-            if (ok * 3 >= 2 * n) outcome = OK;
-            else if (fault * 3 >= 2 * n) outcome = FAULT;
-            else if (unreachable * 3 >= 2 * n) outcome = UNREACHABLE;
-            else outcome = INCONCLUSIVE;
-        } else {
-            outcome = INCONCLUSIVE;
-        }
+        outcome = trap != 0 ? trap : _tallyOutcome(head);
+        bool byReferee = trap == 0 && refVerdict == FAULT && (outcome == OK || outcome == INCONCLUSIVE);
+        if (byReferee) outcome = FAULT;
         _tallies[key][0] = head | (uint256(outcome) << 32);
-        emit TargetSettled(epoch, targetId, outcome, uint8(ok), uint8(fault), uint8(unreachable));
+        emit TargetSettled(epoch, targetId, outcome, uint8(head), uint8(head >> 8), uint8(head >> 16));
+        if (byReferee) {
+            emit RefereeDecided(epoch, targetId, refRoot);
+            emit ViolationFlagged(epoch, targetId, FAULT, refRoot);
+            return outcome;
+        }
         if (outcome == FAULT || outcome == UNREACHABLE) {
             emit ViolationFlagged(epoch, targetId, outcome, _evidence[key][outcome - FAULT]);
         }
-        if (outcome != INCONCLUSIVE) _penalizeDisagreement(epoch, key, n, outcome, trap != 0);
+        if (outcome != INCONCLUSIVE) _penalizeDisagreement(epoch, key, uint8(head >> 24), outcome, trap != 0);
     }
 
     /// @notice Report that `license` was assigned `targetId` in `epoch` and did not reveal it (anyone, after
@@ -378,6 +389,13 @@ contract AuditProtocol is Ownable {
         return _commitments[license][epoch & 1];
     }
 
+    /// @notice The first block in which (`epoch`, `targetId`) may be settled.
+    function settleOpensAt(uint256 epoch, uint256 targetId) external view returns (uint256 opensAt) {
+        (, opensAt) = revealWindow(epoch);
+        IRefereeCourt c = court;
+        if (address(c) != address(0)) (opensAt,,) = c.ruling(epoch, targetId, opensAt);
+    }
+
     /// @notice The first evidence root revealed for `verdict` (FAULT or UNREACHABLE) on (`epoch`, `targetId`).
     function evidenceRoot(uint256 epoch, uint256 targetId, uint8 verdict) external view returns (bytes32) {
         if (verdict != FAULT && verdict != UNREACHABLE) return bytes32(0);
@@ -388,6 +406,12 @@ contract AuditProtocol is Ownable {
 
     function setParams(Params calldata params_) external onlyOwner {
         _setParams(params_, clock.length);
+    }
+
+    /// @notice Set (or, with zero, remove) the referee court of MODEL targets.
+    function setCourt(IRefereeCourt court_) external onlyOwner {
+        court = court_;
+        emit CourtSet(address(court_));
     }
 
     /// @notice Change the epoch length from the next epoch boundary on. Epoch numbers stay continuous.
@@ -413,6 +437,32 @@ contract AuditProtocol is Ownable {
         ) revert InvalidParams();
         params = p;
         emit ParamsSet(p);
+    }
+
+    /// @dev The referees' verdict on (epoch, targetId) and its root; reverts while their window is open.
+    function _refereeRuling(uint256 epoch, uint256 targetId, uint256 revealEnd)
+        internal
+        view
+        returns (uint8 verdict, bytes32 root)
+    {
+        IRefereeCourt c = court;
+        if (address(c) == address(0)) return (0, bytes32(0));
+        uint256 opensAt;
+        (opensAt, verdict, root) = c.ruling(epoch, targetId, revealEnd);
+        if (block.number < opensAt) revert RefereeWindowOpen(epoch, targetId, opensAt);
+    }
+
+    /// @dev The committee's outcome from a tally head: >= 2/3 of >= minReveals votes (PROTOCOL.md section 7).
+    function _tallyOutcome(uint256 head) internal view returns (uint8) {
+        uint256 ok = uint8(head);
+        uint256 fault = uint8(head >> 8);
+        uint256 unreachable = uint8(head >> 16);
+        uint256 n = uint8(head >> 24);
+        if (n < params.minReveals || n == 0) return INCONCLUSIVE;
+        if (ok * 3 >= 2 * n) return OK;
+        if (fault * 3 >= 2 * n) return FAULT;
+        if (unreachable * 3 >= 2 * n) return UNREACHABLE;
+        return INCONCLUSIVE;
     }
 
     function _touch() internal returns (uint256 e) {

@@ -6,7 +6,8 @@ import {AlignmentLicense} from "../../src/AlignmentLicense.sol";
 import {NodeSale, ILicenseMinter} from "../../src/NodeSale.sol";
 import {OperatorRegistry, ILicenseOwners, IRewardSettle} from "../../src/OperatorRegistry.sol";
 import {TargetRegistry} from "../../src/TargetRegistry.sol";
-import {AuditProtocol, IDelegations, ITargets, IPresenceVault} from "../../src/AuditProtocol.sol";
+import {AuditProtocol, IDelegations, ITargets, IPresenceVault, IRefereeCourt} from "../../src/AuditProtocol.sol";
+import {RefereeCourt, ICourtProtocol} from "../../src/RefereeCourt.sol";
 import {RewardVault, ILicenseOwnersBatch} from "../../src/RewardVault.sol";
 import {StakingVault} from "../../src/StakingVault.sol";
 import {RewardToken} from "../../src/RewardToken.sol";
@@ -33,6 +34,7 @@ abstract contract Deployed is Test {
     StakingVault internal staking;
     RewardVault internal vault;
     AuditProtocol internal protocol;
+    RefereeCourt internal court;
     NodeSale internal sale;
 
     address internal treasury = makeAddr("treasury");
@@ -103,6 +105,13 @@ abstract contract Deployed is Test {
             _defaultProtocolParams(),
             address(this)
         );
+        court = new RefereeCourt(
+            IERC20(address(token)),
+            targets,
+            ICourtProtocol(address(protocol)),
+            RefereeCourt.Params({minBond: 100 ether, refereeBlocks: 15, unbondBlocks: 1000, committee: 1}),
+            address(timelock)
+        );
         sale = new NodeSale(
             ILicenseMinter(address(license)),
             _defaultTiers(),
@@ -120,6 +129,7 @@ abstract contract Deployed is Test {
         license.setTransferHook(address(registry));
         registry.setRewardVault(IRewardSettle(address(vault)));
         vault.wire(address(protocol), address(registry));
+        protocol.setCourt(IRefereeCourt(address(court)));
 
         license.transferOwnership(address(timelock));
         sale.transferOwnership(address(timelock));

@@ -1,0 +1,194 @@
+"""The referee duty on chain (docs/protocol.md, "The referee duty"): an operator who holds a baseline's registered
+weights, bonded to it in ``RefereeCourt``, judges the (epoch, MODEL target) pairs it is drawn for, after the
+committee's reveal window and within ``refereeBlocks``:
+
+1. the committee's evidence roots are read from the ``Revealed`` events of the epoch's reveal window;
+2. each bundle's exact bytes come from the referee's own node store or from the evidence sources (any node's
+   ``GET /evidence/<root>``), and must hash to their root;
+3. ``referee.rescore_bundles`` re-scores the pooled completions with the weights;
+4. the verdict is published as a ``REFEREE_VERDICT`` bundle (in the node store, so the node's API serves it) and
+   submitted with ``RefereeCourt.submitVerdict``; an INCONCLUSIVE result submits nothing.
+
+It runs in its own process (``alignment-node referee run``): it loads torch and the weights, which the node
+(64 MB) never does. What one pass did is returned, one row per (epoch, target)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import urllib.error
+import urllib.request
+from typing import Callable, Sequence
+
+from eth_abi import encode
+
+from .. import protocol as P
+from ..chain.manifest import scan_logs, topic_uint
+
+log = logging.getLogger("alignment_node.referee")
+
+LOOKBACK_EPOCHS = 4  # past epochs whose verdict window may still be open
+MAX_EVIDENCE_BYTES = 16 << 20
+FETCH_TIMEOUT = 10.0
+SAFETY_BLOCKS = 1  # do not start a verdict in the window's last block: it would land after the window
+
+
+def fetch_bundle(root: str, sources: Sequence[str], store=None, timeout: float = FETCH_TIMEOUT) -> tuple[bytes | None, str]:
+    """The bytes of evidence ``root`` (0x-hex) from ``store`` (a node ``Store`` or ``StoreReader``) or the first
+    source that serves bytes hashing to it; (None, why) when none does."""
+    problems = []
+    if store is not None:
+        body = store.evidence(root) if hasattr(store, "evidence") else None
+        if body is not None:
+            if "0x" + P.keccak(body).hex() == root:
+                return body, "store"
+            problems.append("store: bytes do not hash to the root")
+    for src in sources:
+        url = src.rstrip("/") + "/evidence/" + root
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                body = resp.read(MAX_EVIDENCE_BYTES + 1)
+        except urllib.error.HTTPError as exc:
+            problems.append(f"{src}: HTTP {exc.code}")
+            continue
+        except (urllib.error.URLError, OSError) as exc:
+            problems.append(f"{src}: {exc}")
+            continue
+        if len(body) > MAX_EVIDENCE_BYTES:
+            problems.append(f"{src}: larger than {MAX_EVIDENCE_BYTES} bytes")
+        elif "0x" + P.keccak(body).hex() != root:
+            problems.append(f"{src}: bytes do not hash to the root")
+        else:
+            return body, src
+    return None, "; ".join(problems) or "no evidence source"
+
+
+def verdict_bundle(v: dict, referee: str) -> bytes:
+    """The referee's public evidence: its verdict with the tests, parameters and committee roots it used."""
+    return P.canonical_json({
+        "kind": "REFEREE_VERDICT", "version": 1, "epoch": v["epoch"], "target": v["target"],
+        "baseline": v["baseline"], "referee": referee.lower(), "verdict": v["verdict"], "bundles": v["bundles"],
+        "skipped": v["skipped"], "completions": v["completions"], "tests": v["tests"],
+        "result": v.get("result"), "per_completion": v.get("per_completion"), "reason": v.get("reason")})
+
+
+class RefereeDuty:
+    """One referee account's duty. ``ctx``: a chain context with ``rpc``, ``c`` (contracts) and ``transact``;
+    ``baselines``: hash -> baseline bundle the referee holds the weights of."""
+
+    def __init__(self, ctx, signer, baselines: dict[str, dict], *, sources: Sequence[str] = (), store=None,
+                 seed: int = 0, samples: int = 20, rescore: Callable | None = None):
+        self.ctx, self.signer = ctx, signer
+        self.baselines = {h.lower(): b for h, b in baselines.items()}
+        self.sources, self.store = list(sources), store
+        self.reader = store.reader() if hasattr(store, "reader") else store
+        self.seed, self.samples = seed, samples
+        self._rescore = rescore
+        self._bound: dict[int, str] = {}
+        self._bound_to = 0
+
+    async def bound_targets(self, head: int) -> dict[int, str]:
+        """MODEL targets bound to the baselines held (``TargetBound`` events, read incrementally)."""
+        court = self.ctx.c["RefereeCourt"]
+        start = self._bound_to or int(self.ctx.manifest.get("deployBlock", 0))
+        if head >= start:
+            for ev in await court.events("TargetBound", start, head):
+                h = "0x" + bytes(ev["baseline"]).hex()
+                if h in self.baselines:
+                    self._bound[int(ev["targetId"])] = h
+            self._bound_to = head + 1
+        return self._bound
+
+    async def committee_roots(self, epoch: int, target: int) -> list[str]:
+        """The evidence roots the committee revealed for (epoch, target), in reveal order."""
+        protocol = self.ctx.c["AuditProtocol"]
+        start, end = await protocol.call("revealWindow", epoch)
+        ev = protocol.abi.event("Revealed")
+        roots = []
+        async for logs in scan_logs(self.ctx.rpc, protocol.address, [ev.topic, topic_uint(epoch)], start, end - 1):
+            for entry in logs:
+                d = ev.decode([bytes.fromhex(t[2:]) for t in entry["topics"]], bytes.fromhex(entry["data"][2:]))
+                for t, r in zip(d["targetIds"], d["evidenceRoots"]):
+                    if t == target:
+                        roots.append("0x" + bytes(r).hex())
+        return roots
+
+    async def run_pass(self) -> list[dict]:
+        """Judge every (epoch, target) this referee is drawn for whose verdict window is open now."""
+        rpc, c = self.ctx.rpc, self.ctx.c
+        protocol, court = c["AuditProtocol"], c["RefereeCourt"]
+        me = self.signer.address
+        head = await rpc.block_number()
+        _min_bond, referee_blocks, _unbond, _committee = await court.call("params")
+        held = [h for h in self.baselines if await court.call("bondOf", bytes.fromhex(h[2:]), me)]
+        bound = {t: h for t, h in (await self.bound_targets(head)).items() if h in held}
+        epoch = await protocol.call("currentEpoch")
+        done = []
+        for e in range(max(0, epoch - LOOKBACK_EPOCHS), epoch):
+            _start, reveal_end = await protocol.call("revealWindow", e)
+            if not reveal_end <= head + 1 < reveal_end + referee_blocks - SAFETY_BLOCKS:
+                continue  # a transaction sent now lands in block head + 1: outside the verdict window
+            todo = []
+            for t in sorted(bound):
+                if await court.call("judged", encode_judged_key(e, t, me)) or not await court.call("isAssigned", e, t, me):
+                    continue
+                todo.append(t)
+            if todo:
+                done += await self.judge(e, todo, bound)
+        return done
+
+    async def judge(self, epoch: int, targets: list[int], bound: dict[int, str]) -> list[dict]:
+        """Fetch, re-score (one batch for all targets of the epoch) and submit."""
+        items, rows = [], {}
+        for t in targets:
+            roots = await self.committee_roots(epoch, t)
+            rows[t] = {"epoch": epoch, "target": t, "roots": roots, "missing": {}, "verdict": None, "tx": None}
+            for root in roots:
+                body, where = await asyncio.to_thread(fetch_bundle, root, self.sources, self.reader)
+                if body is None:
+                    rows[t]["missing"][root] = where
+                else:
+                    items.append(body)
+        verdicts = {}
+        if items:
+            rescore = self._rescore or _default_rescore
+            out = await asyncio.to_thread(rescore, items, {h: self.baselines[h] for h in set(bound.values())},
+                                          self.seed, self.samples)
+            verdicts = {(v["epoch"], v["target"]): v for v in out}
+        for t in targets:
+            row = rows[t]
+            v = verdicts.get((epoch, t))
+            if v is None:
+                row["verdict"] = "INCONCLUSIVE"
+                row["reason"] = "no committee evidence could be fetched" if row["roots"] else "the committee revealed nothing"
+                log.warning("referee: epoch %d target %d: %s", epoch, t, row["reason"])
+                continue
+            row["verdict"] = v["verdict"]
+            if v["verdict"] not in ("OK", "FAULT"):
+                row["reason"] = v.get("reason") or "the test was inconclusive"
+                continue
+            body = verdict_bundle(v, self.signer.address)
+            root = "0x" + P.keccak(body).hex()
+            code = P.FAULT if v["verdict"] == "FAULT" else P.OK
+            if self.store is not None and hasattr(self.store, "put_evidence"):
+                self.store.put_evidence(root, epoch, t, code, body)
+            row["evidence_root"] = root
+            receipt = await self.ctx.transact("RefereeCourt", "submitVerdict", epoch, t, code, bytes.fromhex(root[2:]),
+                                              signer=self.signer)
+            row["tx"] = receipt["tx"]
+            log.info("referee: epoch %d target %d: %s (evidence %s, tx %s)", epoch, t, v["verdict"], root, row["tx"])
+        return [rows[t] for t in targets]
+
+
+def _default_rescore(items: list[bytes], baselines: dict[str, dict], seed: int, samples: int) -> list[dict]:
+    from . import referee as R  # torch: only here
+
+    return R.rescore_bundles(items, baselines, seed=seed, samples=samples)
+
+
+def encode_judged_key(epoch: int, target: int, referee: str) -> bytes:
+    """RefereeCourt.judged's key: keccak256(abi.encode(epoch, target, referee))."""
+    return P.keccak(encode(["uint256", "uint256", "address"], [epoch, target, referee]))
+
+
+__all__ = ["RefereeDuty", "fetch_bundle", "verdict_bundle", "encode_judged_key"]
