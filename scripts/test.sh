@@ -14,12 +14,19 @@ forge_pid=$!
 status=0
 ./scripts/install.sh || status=1
 
-echo "== pytest"
-if [ "$status" -eq 0 ]; then
-  .venv/bin/python -m pytest -q "$@"
+# Two workers (tests/conftest.py keeps the CPU-bound tests on one at a time), then the "solo" tests alone.
+# Torch gets one thread per process in the first phase, so a CPU-bound test never takes both cores.
+run_pytest() {
+  "$@"
   rc=$?
   # pytest exits 5 when it collected no test: that is not a failure of the code under test.
   if [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ]; then status=1; fi
+}
+if [ "$status" -eq 0 ]; then
+  echo "== pytest (2 workers)"
+  OMP_NUM_THREADS=1 run_pytest .venv/bin/python -m pytest -q -n 2 --dist loadgroup -m "not solo" "$@"
+  echo "== pytest (solo tests)"
+  run_pytest .venv/bin/python -m pytest -q -m solo "$@"
 fi
 
 echo "== contracts: build, committed artifacts check, forge test"

@@ -1,4 +1,7 @@
-"""Shared fixtures: a real anvil on a loopback port (alignment_node/devnet/anvil.py)."""
+"""Shared fixtures: a real anvil on a loopback port (alignment_node/devnet/anvil.py); and how the tests share 2
+workers (pytest-xdist, ``scripts/test.sh``): the tests that keep a core busy (model training, torch, the
+referee) form one group, so at most one runs at a time and the devnet tests, which mostly wait for blocks, keep
+the other core; every other module is a group of its own (its module fixtures are set up once)."""
 
 from __future__ import annotations
 
@@ -28,3 +31,16 @@ def anvil_session():
     _require_anvil()
     with Anvil() as node:
         yield node
+
+
+CPU_BOUND = {"test_blackbox", "test_llmserver", "test_model_audit", "test_model_server", "test_model_stats",
+             "test_models_doctest", "test_models_lm", "test_referee", "test_referee_chain", "test_served_audit",
+             "test_tee", "test_tokenlm", "test_verify_evidence", "test_evm_fuzz", "test_zgs_fuzz", "test_da_bls"}
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        module = item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
+        item.add_marker(pytest.mark.xdist_group("cpu" if module in CPU_BOUND else module))

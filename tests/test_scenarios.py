@@ -8,6 +8,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 CLI = [sys.executable, "-m", "alignment_node.cli", "devnet", "scenario"]
 
@@ -100,6 +102,7 @@ def test_storage_faults_are_all_flagged_and_no_honest_storage_node_is():
     assert_faults_flagged_and_honest_spared(report, storage, penalties=False, sampled=("drop",))
 
 
+@pytest.mark.solo  # 3 nodes auditing 8 served LLMs saturate both cores
 def test_model_faults_served_llms_are_judged_without_weights():
     """Served chat LLMs audited by nodes that hold no weights: every detectable substitution and TEE fault is
     flagged, no benign serving setup is, and the model worker stays under its 128 MB."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import fcntl
 import os
 import time
 from pathlib import Path
@@ -168,14 +169,16 @@ def cached_served_baseline(seed: int = 0, **kwargs) -> dict:
     h = hashlib.sha256((path_key + str(base_file) + str(os.path.getmtime(base_file) if os.path.exists(base_file)
                                                         else 0)).encode()).hexdigest()[:16]
     path = Path(lm.cache_dir()) / f"served-baseline-{h}.json"
-    if path.is_file():
-        try:
-            return json.loads(path.read_text())
-        except ValueError:
-            pass
-    bundle = make_served_baseline(seed, **kwargs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(bundle, sort_keys=True))
-    os.replace(tmp, path)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time (parallel test workers): the others read its file
+        if path.is_file():
+            try:
+                return json.loads(path.read_text())
+            except ValueError:
+                pass
+        bundle = make_served_baseline(seed, **kwargs)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(bundle, sort_keys=True))
+        os.replace(tmp, path)
     return bundle

@@ -314,7 +314,7 @@ def cached(name: str, build, config=Config(), make=None):
             except Exception:  # a corrupt or foreign file: rebuild it
                 path.unlink()
         model = build()
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # one per process: test workers may race
         torch.save(model.state_dict(), tmp)
         os.replace(tmp, path)
         return model

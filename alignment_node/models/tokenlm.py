@@ -144,7 +144,7 @@ def tokenizer():
                 path.unlink()
         if tok is None:
             tok = _train_tokenizer()
-            tmp = path.with_suffix(".tmp")
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")  # one per process: test workers may race
             tmp.write_text(tok.to_str())
             os.replace(tmp, path)
     if tok.get_vocab_size() != VOCAB or [tok.token_to_id(t) for t in SPECIAL_TOKENS] != [0, 1, 2, 3]:
