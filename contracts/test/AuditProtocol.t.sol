@@ -88,6 +88,23 @@ abstract contract AuditFixture is Deployed {
         protocol.reveal(e, lic, o.tids, o.verdicts, o.roots, o.salt);
     }
 
+    /// @dev Epoch 1: licenses 1..n reveal verdicts[i] on target `t` only; afterwards the reveal window is over.
+    function _votesOn(uint256 t, uint8[] memory verdicts) internal returns (uint256[] memory lics) {
+        uint256 n = verdicts.length;
+        lics = _first(n);
+        _rollToEpoch(1);
+        _heartbeat(lics);
+        for (uint256 i; i < n; ++i) {
+            _commit(1, lics[i], _opening(lics[i], _one(t), verdicts[i]));
+        }
+        _rollToEpoch(2);
+        _heartbeat(lics);
+        for (uint256 i; i < n; ++i) {
+            _reveal(1, lics[i], _opening(lics[i], _one(t), verdicts[i]));
+        }
+        _rollPastReveal(1);
+    }
+
     function _three() internal view returns (uint256[] memory tids) {
         tids = new uint256[](3);
         (tids[0], tids[1], tids[2]) = (t0, t1, t2);
@@ -821,20 +838,7 @@ contract AuditProtocolTest is AuditFixture {
 
     /// @dev Epoch 1: licenses 1..n reveal verdicts[i] on target t0 only; credit booked at the epoch-2 heartbeat.
     function _votesOnT0(uint8[] memory verdicts) internal returns (uint256[] memory lics) {
-        uint256 n = verdicts.length;
-        lics = _first(n);
-        _rollToEpoch(1);
-        _heartbeat(lics);
-        for (uint256 i; i < n; ++i) {
-            Opening memory o = _opening(lics[i], _one(t0), verdicts[i]);
-            _commit(1, lics[i], o);
-        }
-        _rollToEpoch(2);
-        _heartbeat(lics);
-        for (uint256 i; i < n; ++i) {
-            _reveal(1, lics[i], _opening(lics[i], _one(t0), verdicts[i]));
-        }
-        _rollPastReveal(1);
+        return _votesOn(t0, verdicts);
     }
 
     function _v(uint8 a, uint8 b, uint8 c) internal pure returns (uint8[] memory v) {

@@ -1,10 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.27;
 
-import {AuditFixture, Opening} from "./AuditProtocol.t.sol";
+import {AuditFixture} from "./AuditProtocol.t.sol";
 import {AuditProtocol, IRefereeCourt} from "../src/AuditProtocol.sol";
 import {RefereeCourt, ICourtProtocol} from "../src/RefereeCourt.sol";
-import {RewardVault} from "../src/RewardVault.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 
@@ -50,21 +49,15 @@ contract RefereeCourtTest is AuditFixture {
         court.register(BASELINE, BOND);
     }
 
-    /// @dev Epoch 1: licenses 1..n vote `verdicts` on `t`; afterwards the block is the end of the reveal window.
-    function _votes(uint256 t, uint8[] memory verdicts) internal returns (uint256[] memory lics) {
-        uint256 n = verdicts.length;
-        lics = _first(n);
-        _rollToEpoch(1);
-        _heartbeat(lics);
-        for (uint256 i; i < n; ++i) {
-            _commit(1, lics[i], _opening(lics[i], _one(t), verdicts[i]));
-        }
-        _rollToEpoch(2);
-        _heartbeat(lics);
-        for (uint256 i; i < n; ++i) {
-            _reveal(1, lics[i], _opening(lics[i], _one(t), verdicts[i]));
-        }
-        _rollPastReveal(1);
+    /// @dev ref1, the only referee, judges `verdict` on the committee's `votes`; settle after its window.
+    function _settleAfterOneReferee(uint8[] memory votes, uint8 verdict) internal returns (uint8) {
+        _register(ref1);
+        _votesOn(model, votes);
+        vm.prank(ref1);
+        court.submitVerdict(1, model, verdict, REF_ROOT);
+        (, uint256 revealEnd) = protocol.revealWindow(1);
+        vm.roll(revealEnd + REFEREE_BLOCKS);
+        return protocol.settle(1, model);
     }
 
     function _v(uint8 a, uint8 b, uint8 c) internal pure returns (uint8[] memory v) {
@@ -159,7 +152,7 @@ contract RefereeCourtTest is AuditFixture {
         _register(ref1);
         _register(ref2);
         _register(ref3);
-        _votes(model, _v(1, 1, 1));
+        _votesOn(model, _v(1, 1, 1));
         uint256 drawn;
         address[3] memory refs = [ref1, ref2, ref3];
         for (uint256 i; i < 3; ++i) {
@@ -179,7 +172,7 @@ contract RefereeCourtTest is AuditFixture {
 
     function test_settleWaitsForTheRefereeWindowOnlyWhereThereAreReferees() public {
         _register(ref1);
-        _votes(model, _v(1, 1, 1));
+        _votesOn(model, _v(1, 1, 1));
         (, uint256 revealEnd) = protocol.revealWindow(1);
         assertEq(protocol.settleOpensAt(1, model), revealEnd + REFEREE_BLOCKS, "model target waits");
         assertEq(protocol.settleOpensAt(1, t0), revealEnd, "other targets do not");
@@ -193,7 +186,7 @@ contract RefereeCourtTest is AuditFixture {
 
     function test_aRefereeFaultTurnsAnOkTallyIntoFaultWithoutPenalties() public {
         _register(ref1);
-        uint256[] memory lics = _votes(model, _v(1, 1, 1));
+        uint256[] memory lics = _votesOn(model, _v(1, 1, 1));
         int256[3] memory before;
         for (uint256 i; i < 3; ++i) {
             (int128 b,,,) = vault.accounts(lics[i]);
@@ -227,23 +220,11 @@ contract RefereeCourtTest is AuditFixture {
     }
 
     function test_aRefereeOkNeverOverturnsACommitteeFault() public {
-        _register(ref1);
-        _votes(model, _v(2, 2, 2));
-        vm.prank(ref1);
-        court.submitVerdict(1, model, 1, REF_ROOT);
-        (, uint256 revealEnd) = protocol.revealWindow(1);
-        vm.roll(revealEnd + REFEREE_BLOCKS);
-        assertEq(protocol.settle(1, model), 2, "committee FAULT stands");
+        assertEq(_settleAfterOneReferee(_v(2, 2, 2), 1), 2, "committee FAULT stands");
     }
 
     function test_aRefereeFaultDecidesAnInconclusiveTally() public {
-        _register(ref1);
-        _votes(model, _v(1, 2, 3)); // no 2/3 majority
-        vm.prank(ref1);
-        court.submitVerdict(1, model, 2, REF_ROOT);
-        (, uint256 revealEnd) = protocol.revealWindow(1);
-        vm.roll(revealEnd + REFEREE_BLOCKS);
-        assertEq(protocol.settle(1, model), 2, "FAULT");
+        assertEq(_settleAfterOneReferee(_v(1, 2, 3), 2), 2, "no 2/3 majority: the referee's FAULT");
     }
 
     function test_refereesDecideByMajorityAndATieIsNoVerdict() public {
@@ -252,7 +233,7 @@ contract RefereeCourtTest is AuditFixture {
         _register(ref3);
         vm.prank(address(timelock));
         court.setParams(RefereeCourt.Params(BOND, REFEREE_BLOCKS, UNBOND_BLOCKS, 3));
-        _votes(model, _v(1, 1, 1));
+        _votesOn(model, _v(1, 1, 1));
         vm.prank(ref1);
         court.submitVerdict(1, model, 2, REF_ROOT);
         vm.prank(ref2);
@@ -274,7 +255,7 @@ contract RefereeCourtTest is AuditFixture {
     function test_onlyTheDrawnRefereeMayJudgeAndOnlyOkOrFault() public {
         _register(ref1);
         _register(ref2);
-        _votes(model, _v(1, 1, 1));
+        _votesOn(model, _v(1, 1, 1));
         address drawn = _assigned(1, model);
         address other = drawn == ref1 ? ref2 : ref1;
         vm.prank(other);
@@ -297,7 +278,7 @@ contract RefereeCourtTest is AuditFixture {
         vm.prank(address(timelock));
         protocol.setCourt(IRefereeCourt(address(0)));
         _register(ref1);
-        _votes(model, _v(1, 1, 1));
+        _votesOn(model, _v(1, 1, 1));
         (, uint256 revealEnd) = protocol.revealWindow(1);
         assertEq(protocol.settleOpensAt(1, model), revealEnd, "no wait");
         assertEq(protocol.settle(1, model), 1, "OK at once");
