@@ -584,9 +584,13 @@ def _referee_run(args: argparse.Namespace) -> int:
         rows: list[dict] = []
         try:
             while True:
-                rows += await duty.run_pass()
                 if args.once:
+                    rows += await duty.run_pass()
                     break
+                try:
+                    rows += await duty.run_pass()
+                except Exception as exc:  # a dead RPC or a bad answer: log it, try again next pass
+                    log.error("referee pass failed: %s", exc)
                 await asyncio.sleep(args.interval)
         finally:
             if store is not None:

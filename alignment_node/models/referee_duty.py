@@ -173,8 +173,13 @@ class RefereeDuty:
             if self.store is not None and hasattr(self.store, "put_evidence"):
                 self.store.put_evidence(root, epoch, t, code, body)
             row["evidence_root"] = root
-            receipt = await self.ctx.transact("RefereeCourt", "submitVerdict", epoch, t, code, bytes.fromhex(root[2:]),
-                                              signer=self.signer)
+            try:
+                receipt = await self.ctx.transact("RefereeCourt", "submitVerdict", epoch, t, code,
+                                                  bytes.fromhex(root[2:]), signer=self.signer)
+            except Exception as exc:  # a revert (window closed, already judged) or a dead RPC: the next target
+                row["error"] = str(exc)
+                log.error("referee: epoch %d target %d: submitting %s failed: %s", epoch, t, v["verdict"], exc)
+                continue
             row["tx"] = receipt["tx"]
             log.info("referee: epoch %d target %d: %s (evidence %s, tx %s)", epoch, t, v["verdict"], root, row["tx"])
         return [rows[t] for t in targets]
