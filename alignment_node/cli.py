@@ -588,7 +588,7 @@ def _referee_run(args: argparse.Namespace) -> int:
                     rows += await duty.run_pass()
                     break
                 try:
-                    rows += await duty.run_pass()
+                    await duty.run_pass()  # each verdict is logged as it is submitted
                 except Exception as exc:  # a dead RPC or a bad answer: log it, try again next pass
                     log.error("referee pass failed: %s", exc)
                 await asyncio.sleep(args.interval)
