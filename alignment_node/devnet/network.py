@@ -50,6 +50,9 @@ class Plan:
     emission_reserve: int = 1_000_000 * ETHER
     fees: int = 10_000 * ETHER
     poll_interval: float = 0.5
+    # Mine to the next epoch boundary as the nodes start, so the first audited epoch begins at once (long epochs:
+    # no waiting out the partial epoch the devnet is in).
+    jump_to_epoch: bool = False
     log_level: str = "info"
     dead_rpc_urls: tuple[str, ...] = ()  # tried before anvil by every node (failover drills)
     targets: tuple[str, ...] = ()  # fault-proxy mode of each EVM target ("honest", "down", "lagging", ...)

@@ -58,7 +58,7 @@ SCENARIOS = {
         2, {"targets": (), "owners": 3, "licenses_per_owner": 1, "committee_size": 3, "min_reveals": 3,
             "llms": ("fp32", "bf16", "tee-honest", "small", "4bit", "temp-0.7", "tee-forged", "garbage"),
             "model_queries": 100, "audit_deadline_s": 115.0, "block_time": 2.0, "epoch_length": 70,
-            "reveal_blocks": 10},
+            "reveal_blocks": 10, "jump_to_epoch": True},
         description="served chat LLMs audited by nodes without the weights (version-2 baselines): the registered "
                     "weights in float32, in bfloat16 and behind an honest TeeML broker; a smaller and a 4-bit "
                     "model, sampling at 0.7 for a claimed 1.0, forged TEE signatures, garbage (the other "
@@ -187,6 +187,11 @@ def _run_scenario(net: Devnet, name: str, spec: Scenario, epochs_n: int) -> dict
             protocol, vault = c["AuditProtocol"], c["RewardVault"]
             nodes_epoch = await protocol.call("currentEpoch")
             first = nodes_epoch + 1  # the epoch the nodes were started in is partial
+            if plan.jump_to_epoch:  # ... unless the chain jumps to its end before the nodes are up
+                boundary = await protocol.call("epochStartBlock", nodes_epoch + 1)
+                net.anvil.mine(max(0, boundary - await rpc.block_number()))
+                nodes_epoch = await protocol.call("currentEpoch")
+                first = nodes_epoch
             epochs = list(range(first, first + epochs_n))
             first_credit_s = None
             trap_revealed = False
