@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Runs every test: the contracts' forge tests (unit, fuzz, invariant, gas budgets) and the Python tests.
-# Installs what it needs first (scripts/install.sh: the models train on both cores). The contracts then compile
-# (scripts/build_contracts.sh, which also checks the committed artifacts) and their forge tests run in the
-# background beside the first pytest phase, whose devnet tests mostly wait for blocks; they end before the "solo"
-# tests, which need both cores. The Python side uses the committed artifacts, never the build.
+# Installs what it needs first (scripts/install.sh). The contracts compile (scripts/build_contracts.sh, which also
+# checks the committed artifacts) and their forge tests run in the background while the models train (and, if
+# need be, the first pytest phase runs); they end before the "solo" tests, which need the machine to themselves.
+# The Python side uses the committed artifacts, never the build.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-status=0
-installed=1
-./scripts/install.sh || { status=1; installed=0; }
+./scripts/install.sh --deps-only || exit 1
 
 forge_log=$(mktemp)
 ( ./scripts/build_contracts.sh && cd contracts && node_modules/.bin/forge test ) >"$forge_log" 2>&1 &
 forge_pid=$!
+
+status=0
+installed=1
+./scripts/install.sh || { status=1; installed=0; }
 
 # Two workers (tests/conftest.py keeps the CPU-bound tests on one at a time), then the "solo" tests alone.
 # Torch gets one thread per process in the first phase, so a CPU-bound test never takes both cores.

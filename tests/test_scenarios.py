@@ -78,6 +78,7 @@ def test_lazy_auditor_is_penalized_and_earns_less_than_every_honest_operator():
     assert all(lic["penalties"] == 0 for lic in honest_licenses)
 
 
+@pytest.mark.solo  # a node SIGKILLed and restarted must reveal within 15 blocks of 0.25 s: no other load beside it
 def test_crash_loses_no_reveal_and_sends_nothing_twice():
     report = run_scenario("crash")
     killed = [op for op in report["operators"] if op["kills"]]

@@ -276,6 +276,10 @@ class AbiEvent:
     def indexed_count(self) -> int:
         return sum(1 for p in self.inputs if p.get("indexed"))
 
+    def decode_entry(self, entry: Mapping[str, Any]) -> dict[str, Any]:
+        """``decode`` of one eth_getLogs entry (0x-hex ``topics`` and ``data``)."""
+        return self.decode([bytes.fromhex(t[2:]) for t in entry["topics"]], bytes.fromhex(entry["data"][2:]))
+
     def decode(self, topics: Sequence[bytes], data: bytes) -> dict[str, Any]:
         """Arguments by name. Indexed dynamic values (string, bytes, arrays, structs) are only their
         keccak256 in the topic, so they come back as that 32-byte hash."""

@@ -142,7 +142,7 @@ class DaChainReader:
 
     async def _verified_blob(self, entry: dict[str, Any], txs: dict) -> VerifiedBlob | None:
         try:
-            ev = _VERIFIED.decode([bytes.fromhex(t[2:]) for t in entry["topics"]], bytes.fromhex(entry["data"][2:]))
+            ev = _VERIFIED.decode_entry(entry)
         except (AbiDecodeError, ValueError, KeyError) as exc:
             log.warning("an ErasureCommitmentVerified log does not decode: %s", exc)
             return None

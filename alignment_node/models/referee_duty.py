@@ -90,12 +90,15 @@ class RefereeDuty:
     async def bound_targets(self, head: int) -> dict[int, str]:
         """MODEL targets bound to the baselines held (``TargetBound`` events, read incrementally)."""
         court = self.ctx.c["RefereeCourt"]
+        ev = court.abi.event("TargetBound")
         start = self._bound_to or int(self.ctx.manifest.get("deployBlock", 0))
         if head >= start:
-            for ev in await court.events("TargetBound", start, head):
-                h = "0x" + bytes(ev["baseline"]).hex()
-                if h in self.baselines:
-                    self._bound[int(ev["targetId"])] = h
+            async for logs in scan_logs(self.ctx.rpc, court.address, [ev.topic], start, head):
+                for entry in logs:
+                    d = ev.decode_entry(entry)
+                    h = "0x" + bytes(d["baseline"]).hex()
+                    if h in self.baselines:
+                        self._bound[int(d["targetId"])] = h
             self._bound_to = head + 1
         return self._bound
 
@@ -107,7 +110,7 @@ class RefereeDuty:
         roots = []
         async for logs in scan_logs(self.ctx.rpc, protocol.address, [ev.topic, topic_uint(epoch)], start, end - 1):
             for entry in logs:
-                d = ev.decode([bytes.fromhex(t[2:]) for t in entry["topics"]], bytes.fromhex(entry["data"][2:]))
+                d = ev.decode_entry(entry)
                 for t, r in zip(d["targetIds"], d["evidenceRoots"]):
                     if t == target:
                         roots.append("0x" + bytes(r).hex())

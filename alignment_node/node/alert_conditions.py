@@ -34,7 +34,7 @@ SCAN_STATE_KEY = "alerts.scan"
 
 
 def _decode(event, entry: dict) -> dict:
-    return event.decode([bytes.fromhex(t[2:]) for t in entry["topics"]], bytes.fromhex(entry["data"][2:]))
+    return event.decode_entry(entry)
 
 
 def _log_order(entry: dict) -> tuple[int, int]:

@@ -91,8 +91,7 @@ class SettlementService:
         active: set[int] = set()
         async for logs in scan_logs(p.rpc, vault.address, [ev.topic, topic_uint(epoch)], first, last):
             for entry in logs:
-                decoded = ev.decode([bytes.fromhex(t[2:]) for t in entry["topics"]],
-                                    bytes.fromhex(entry["data"][2:]))
+                decoded = ev.decode_entry(entry)
                 active.update(decoded["tokenIds"])
         if not active:
             return
