@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Runs every test: the contracts' forge tests (unit, fuzz, invariant, gas budgets) and the Python tests.
 # Installs what it needs first (scripts/install.sh). The contracts compile (scripts/build_contracts.sh, which also
-# checks the committed artifacts) and their forge tests run in the background while the models train (and, if
-# need be, the first pytest phase runs); they end before the "solo" tests, which need the machine to themselves.
+# checks the committed artifacts) and their forge tests run in the background while the models train and the
+# first pytest phase runs; they end before the "solo" tests, which need the machine to themselves.
 # The Python side uses the committed artifacts, never the build.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install.sh --deps-only || exit 1
 
+# At the lowest priority (nice 19: same session, so the scheduler honours it): the build takes the cycles that the
+# model training and the devnet tests leave idle, and never slows a timing-sensitive test.
 forge_log=$(mktemp)
-( ./scripts/build_contracts.sh && cd contracts && node_modules/.bin/forge test ) >"$forge_log" 2>&1 &
+( nice -n 19 ./scripts/build_contracts.sh && cd contracts && nice -n 19 node_modules/.bin/forge test ) >"$forge_log" 2>&1 &
 forge_pid=$!
 
 status=0
