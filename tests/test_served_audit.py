@@ -64,14 +64,13 @@ def world(tmp_path_factory):
             p.stop()
 
 
-@pytest.fixture(scope="module")
-def epoch(world):
-    """One epoch of every planned target through the worker process; its results and the worker's peak RSS."""
-    targets = [Target(i, KIND_MODEL, world["procs"][name].url,
-                      bytes.fromhex(world["hash"]["tee" if name.startswith("tee:") else "plain"][2:]))
-               for i, (name, _, _) in PLAN.items()]
-    auditor = ModelAuditor([str(world["src"])], world["dir"] / "node")
-    context = EpochContext(seed=bytes.fromhex("5a" * 32), licenses={t.id: [3] for t in targets})
+def _audit(world, tids, seed: bytes, node_dir: str):
+    """One epoch of the targets ``tids`` through a fresh worker process; its results and the worker's peak RSS."""
+    targets = [Target(i, KIND_MODEL, world["procs"][PLAN[i][0]].url,
+                      bytes.fromhex(world["hash"]["tee" if PLAN[i][0].startswith("tee:") else "plain"][2:]))
+               for i in tids]
+    auditor = ModelAuditor([str(world["src"])], world["dir"] / node_dir)
+    context = EpochContext(seed=seed, licenses={t.id: [3] for t in targets})
 
     async def run():
         try:
@@ -82,8 +81,14 @@ def epoch(world):
         finally:
             auditor.stop()
 
-    results, hwm = asyncio.run(run())
-    return {"results": results, "rss_kb": hwm, "auditor": auditor}
+    return asyncio.run(run())
+
+
+@pytest.fixture(scope="module")
+def epoch(world):
+    """One epoch of every planned target through the worker process; its results and the worker's peak RSS."""
+    results, hwm = _audit(world, sorted(PLAN), bytes.fromhex("5a" * 32), "node")
+    return {"results": results, "rss_kb": hwm}
 
 
 def _failed(bundle):
@@ -94,6 +99,12 @@ def _failed(bundle):
 def test_verdict_per_mode_and_the_judgement_repeats(world, epoch, tid):
     name, want, check = PLAN[tid]
     r = epoch["results"][tid]
+    if want == OK and r.verdict != OK:
+        # The identity test's level is 0.002 per check family, and a sampling provider's answers are random:
+        # about 0.6 % of honest audits are flagged (bench/README.md). A benign setup must pass a second,
+        # independent audit (another seed, a fresh store): two false positives in a row is ~4e-5.
+        results, _ = _audit(world, [tid], bytes.fromhex("a5" * 32), f"node-retry-{tid}")
+        r = results[tid]
     bundle = r.bundle
     assert bundle["version"] == 2 and bundle["kind"] == "MODEL_SERVED"
     assert r.verdict == want, (name, _failed(bundle))

@@ -45,7 +45,7 @@ SCENARIOS = {
     "lazy-auditor": Scenario(
         4, {"commissions_bps": (500, 1000, 1000, 2500), "owners": 4, "licenses_per_owner": 3,
             "targets": ("honest",) * 3 + ("down", "forked", "wrong-chain"), "trap_mode": "garbage",
-            "lazy_operators": (0,), "committee_size": 16},
+            "lazy_operators": (0,), "committee_size": 16, "audit_deadline_s": 4.0},
         description="one operator votes OK on everything without auditing; traps and disagreement cost it"),
     "storage-faults": Scenario(
         6, {"targets": (), "storage": ("honest", "honest:0/2", "honest:1/2", "slow", "behind:1/2", "drop:0/2",
