@@ -202,7 +202,7 @@ def settle_world(world, epoch: int, mine: dict[int, list[int]], revealers: dict[
     world.answers["revealers"] = lambda e, t: (revealers[t], [P.OK] * len(revealers[t]))
     world.answers["epochStartBlock"] = lambda e: 100 * e
     world.answers["seed"] = b"\x07" * 32
-    world.answers["threshold"] = P.UINT256_MAX
+    world.answers["committee"] = lambda e, t: list(range(1, 20)) + list(range(100, 116))  # everyone is seated
     world.answers["params"] = (10, 5, 3, 16)
 
 
@@ -266,31 +266,30 @@ async def _no_misses(*_a):
 # -------------------------------------------------------------------------------------------- misses
 
 
-def test_misses_are_reported_for_assigned_active_licenses_that_did_not_reveal(world):
+def test_misses_are_reported_for_seated_active_licenses_that_did_not_reveal(world):
     epoch = 3
     settle_world(world, epoch, {}, {1: [2, 5], 2: [2]})
     # active in epoch 3: 2, 5, 6, 7 (heartbeats in its blocks [300, 399]), and 9 only in epoch 2's blocks
     world.rpc.logs = [heartbeats_log(world.vault, 3, 305, [2, 5, 6]), heartbeats_log(world.vault, 3, 399, [7]),
                       heartbeats_log(world.vault, 2, 250, [9])]
-    seed = b"\x07" * 32
-    threshold = P.threshold(40, 5)  # a real lottery: not everyone is assigned
-    world.answers["threshold"] = threshold
+    # the committees: 9 is seated but not active in epoch 3, 6 is this node's own, 11 never heartbeat
+    committees = {1: [2, 5, 7, 9, 11], 2: [2, 6, 7, 9, 3]}
+    world.answers["committee"] = lambda e, t: committees[t]
     asyncio.run(world.settle.report_misses(epoch, [1, 2], mine={6}))
     reported = [args for purpose, fn, args, _e in world.sender.sent if fn == "reportMiss"]
-    expected = [(epoch, lic, t) for t in (1, 2) for lic in sorted({2, 5, 6, 7} - {6} - set({1: [2, 5], 2: [2]}[t]))
-                if P.is_assigned(seed, t, lic, threshold)]
-    assert reported == expected
+    assert reported == [(epoch, 7, 1), (epoch, 7, 2)]
     # only epoch 3's blocks were read
     assert world.rpc.ranges and all(300 <= lo <= hi <= 399 for lo, hi in world.rpc.ranges)
 
 
-def test_everyone_assigned_everyone_missing_is_reported_except_ours_and_full_committees(world):
+def test_everyone_seated_everyone_missing_is_reported_except_ours(world):
     settle_world(world, 3, {}, {1: [2], 2: list(range(100, 116))})
     world.rpc.logs = [heartbeats_log(world.vault, 3, 310, [2, 4, 5, 6])]
+    world.answers["committee"] = lambda e, t: list(range(1, 20)) if t == 1 else list(range(100, 116))
     world.sender.revert["report_miss"] = lambda args: "MissAlreadyReported" if args[1] == 5 else None
     asyncio.run(world.settle.report_misses(3, [1, 2], mine={6}))
     reported = [(args[1], args[2]) for _p, fn, args, _e in world.sender.sent if fn == "reportMiss"]
-    # target 2 has 16 revealers (maxCommittee): nothing can be reported; license 5's report was a lost race
+    # target 2's committee all revealed: nothing to report; license 5's report was a lost race
     assert reported == [(4, 1)]
 
 

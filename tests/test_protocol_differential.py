@@ -31,7 +31,10 @@ from alignment_node.chain.manifest import manifest_contracts
 ETHER = 10**18
 EPOCH_LENGTH = 10
 REVEAL_BLOCKS = 5
-COMMITTEE_SIZE = 5
+# Committees of 16: the 16 licenses all sit on every committee (the tests of votes, penalties and rewards need
+# every license on every target). The exact-committee test has its own chain with committees of 5.
+COMMITTEE_SIZE = 16
+SMALL_COMMITTEE = 5
 MIN_REVEALS = 3
 EMISSION = 1000 * ETHER + 7  # odd on purpose: divisions leave remainders to carry
 EMISSION_RESERVE = 1_000_000 * ETHER
@@ -102,13 +105,13 @@ async def connect(net: Net):
         yield rpc, manifest_contracts(rpc, net.manifest)
 
 
-async def _setup(node: Anvil) -> Net:
+async def _setup(node: Anvil, committee_size: int = COMMITTEE_SIZE) -> Net:
     deployer = LocalSigner(node.private_keys[0])
     params = default_params()
     params["sale"]["allowlistStart"] = "+0"
     params["sale"]["publicStart"] = "+0"
     params["protocol"].update(
-        epochLength=EPOCH_LENGTH, revealBlocks=REVEAL_BLOCKS, committeeSize=COMMITTEE_SIZE, minReveals=MIN_REVEALS
+        epochLength=EPOCH_LENGTH, revealBlocks=REVEAL_BLOCKS, committeeSize=committee_size, minReveals=MIN_REVEALS
     )
     params["rewards"]["emissionPerEpoch"] = f"{EMISSION} wei"
     manifest = await deploy_async(node.url, deployer, params)
@@ -171,6 +174,17 @@ def snapshot(net: Net):
         yield
     finally:
         assert net.anvil.rpc("evm_revert", [snap]) is True
+
+
+@pytest.fixture(scope="module")
+def small_committees():
+    """The module's set-up on a chain of its own with committees of 5 of the 16 licenses."""
+    try:
+        find_anvil()
+    except AnvilError as exc:
+        pytest.skip(str(exc))
+    with Anvil(block_time=None) as node:
+        yield run(_setup(node, SMALL_COMMITTEE))
 
 
 @pytest.fixture
@@ -264,7 +278,10 @@ def test_seed_matches_python_from_previous_seed_and_parent_hash(fresh):
             async def touched(receipt, epoch, previous) -> bytes:
                 block = hex_int(receipt["blockNumber"])
                 assert net.epoch_of(block) == epoch == await protocol.call("epochAt", block)
-                want = P.seed(previous, await block_hash(rpc, block - 1), epoch)
+                # the block before the epoch, fixed in advance (issue 16); the block before the touch when that
+                # one is more than 256 blocks old
+                anchor = net.start_of(epoch) - 1 if block - (net.start_of(epoch) - 1) <= 256 else block - 1
+                want = P.seed(previous, await block_hash(rpc, anchor), epoch)
                 recorded = events(receipt, "SeedRecorded")
                 assert [(e["epoch"], e["seed"]) for e in recorded] == [(epoch, want)]
                 assert await protocol.call("seed", epoch) == want
@@ -293,104 +310,114 @@ def test_seed_matches_python_from_previous_seed_and_parent_hash(fresh):
             receipt = await protocol.transact("settle", e1, 0, signer=net.deployer)
             s4 = await touched(receipt, e4, s3)
             assert len({net.genesis_seed, s1, s3, s4}) == 4
+            # an epoch first touched more than 256 blocks after it began
+            e5 = e4 + 30
+            net.goto(e5, 7)
+            s5 = await touched(await protocol.transact("poke", signer=net.deployer), e5, s4)
+            assert s5 not in {s1, s3, s4}
 
     run(go())
 
 
-# ------------------------------------------------------------------------------- 2. threshold, sortition
+# ------------------------------------------------------------------------------- 2. exact committees
 
 
-def test_threshold_and_assignment_match_python(fresh):
-    net = fresh
+def test_exact_committees_match_python(small_committees):
+    """The registry's committee list, its epoch-stable positions, the shuffle and the seats against Python."""
+    net = small_committees
     rng = random.Random(2)
     L = net.licenses
     a_ids, b_ids = (op.licenses for op in net.operators)
 
     async def go():
         async with connect(net) as (rpc, c):
-            protocol, targets = c["AuditProtocol"], c["TargetRegistry"]
+            protocol, targets, registry = c["AuditProtocol"], c["TargetRegistry"], c["OperatorRegistry"]
 
             async def assignment(epoch: int, ids: list[int]) -> dict[tuple[int, int], bool]:
                 return {(l, t): await protocol.call("isAssigned", epoch, l, t) for l in L for t in ids}
 
-            # e0: everyone heartbeats; nobody was active in e0-1, so all are assigned every target.
+            async def the_list(epoch: int) -> list[int]:
+                n = await registry.call("listedAt", epoch)
+                return [await registry.call("licenseAt", i, epoch) for i in range(n)]
+
+            # e0: the 16 licenses delegated at set-up are listed, in delegation order; 12 heartbeat.
             e0 = net.next_epoch()
             net.goto(e0, 1)
-            await heartbeat(c, net, L)
-            thr0 = await protocol.call("threshold", e0)
-            assert thr0 == P.threshold(0, COMMITTEE_SIZE) == P.UINT256_MAX
-            seed0 = await protocol.call("seed", e0)
-            enabled0 = list(net.targets)
-            assert await targets.call("enabledTargetsAt", net.start_of(e0)) == enabled0
-            got = await assignment(e0, enabled0 + [N_TARGETS])  # plus an id that does not exist
-            for (l, t), assigned in got.items():
-                assert assigned == (t in enabled0 and P.is_assigned(seed0, t, l, thr0)), (l, t)
-            assert sum(got.values()) == len(L) * len(enabled0)
-
-            # e1: 12 of 16 heartbeat; 16 were active in e0 > committeeSize: a real lottery. A target added
-            # during e1 counts from e1+1 only.
-            e1 = e0 + 1
-            net.goto(e1, 1)
-            active1 = a_ids[:6] + b_ids[:6]
-            await heartbeat(c, net, active1)
+            listed = await the_list(e0)
+            assert listed == a_ids + b_ids
+            n, positions = await registry.call("positionsAt", L, e0)
+            assert n == 16 and positions == [listed.index(l) + 1 for l in L]
+            active0 = a_ids[:6] + b_ids[:6]
+            await heartbeat(c, net, active0)
+            # a target added during e0 counts from e0+1 only
             receipt = await targets.transact("addTarget", 2, "http://late.example", b"late", signer=net.deployer)
             (late,) = [e["targetId"] for e in events(receipt, "TargetAdded")]
+            enabled0 = list(net.targets)
             all_targets = enabled0 + [late]
-            thr1 = await protocol.call("threshold", e1)
-            assert thr1 == P.threshold(len(L), COMMITTEE_SIZE) != P.UINT256_MAX
-            assert await protocol.call("threshold", e1 + 1) == P.threshold(len(active1), COMMITTEE_SIZE)
-            seed1 = await protocol.call("seed", e1)
-            got = await assignment(e1, all_targets)
+            seed0 = await protocol.call("seed", e0)
+            for t in all_targets:
+                seated = [listed[q] for q in P.committee_positions(seed0, t, n, SMALL_COMMITTEE)]
+                assert len(set(seated)) == SMALL_COMMITTEE  # exactly k distinct licenses, active or not
+                assert await protocol.call("committee", e0, t) == seated
+            got = await assignment(e0, all_targets + [N_TARGETS + 1])  # plus an id that does not exist
+            where = {l: listed.index(l) for l in active0}
+            duties = P.duties(seed0, where, n, SMALL_COMMITTEE, enabled0)
             for (l, t), assigned in got.items():
-                want = l in active1 and t in enabled0 and P.is_assigned(seed1, t, l, thr1)
-                assert assigned == want, (l, t)
-            assert 0 < sum(got.values()) < len(active1) * len(enabled0)
-            duties = {l: P.duties(seed1, l, enabled0, thr1) for l in active1}
-            for l in active1:
-                assert duties[l] == [t for t in all_targets if got[(l, t)]]
+                assert assigned == (l in active0 and t in duties[l]), (l, t)
+            # each enabled target: its committee's active licenses, and nobody else
+            for t in enabled0:
+                seated = set(await protocol.call("committee", e0, t))
+                assert {l for l in active0 if t in duties[l]} == seated & set(active0)
 
             # The contract accepts reveals of exactly Python's duties, and refuses a non-duty.
-            bad = next(l for l in active1 if set(duties[l]) != set(enabled0))
+            bad = next(l for l in active0 if set(duties[l]) != set(enabled0))
             extra = next(t for t in enabled0 if t not in duties[bad])
-            missing_one = next(l for l in active1 if l != bad and len(duties[l]) >= 2)
+            missing_one = next(l for l in active0 if l != bad and len(duties[l]) >= 2)
             dropped = duties[missing_one][0]
             openings = {}
-            for l in active1:
+            for l in active0:
                 mine = set(duties[l]) | ({extra} if l == bad else set())
                 mine -= {dropped} if l == missing_one else set()
-                openings[l] = opening(rng, e1, l, {t: P.OK for t in mine})
-            await commit(c, net, e1, {l: o.commitment for l, o in openings.items()})
-            net.goto(e1 + 1, 1)
-            good = [openings[l].struct() for l in active1 if l != bad]
-            await protocol.transact("revealMany", e1, good, signer=net.deployer)
+                openings[l] = opening(rng, e0, l, {t: P.OK for t in mine})
+            await commit(c, net, e0, {l: o.commitment for l, o in openings.items()})
+            # During e0, the owner of b_ids[0] takes it back: it stays listed (and seated) in e0 and e0+1, the
+            # last license moves into its position from e0+2 on.
+            gone = b_ids[0]
+            await registry.transact("undelegate", [gone], signer=net.operator_of(gone).signer)
+            net.goto(e0 + 1, 1)
+            assert await the_list(e0) == listed
+            good = [openings[l].struct() for l in active0 if l != bad]
+            await protocol.transact("revealMany", e0, good, signer=net.deployer)
             reveal_bad = protocol.transact("reveal", *openings[bad].args(), signer=net.deployer)
             err = await expect_revert("NotAssigned", reveal_bad)
-            assert err == {"epoch": e1, "license": bad, "targetId": extra}
+            assert err == {"epoch": e0, "license": bad, "targetId": extra}
             for t in all_targets:
-                voters = [l for l in active1 if l != bad and t in openings[l].target_ids]
-                assert await protocol.call("tally", e1, t) == (len(voters), 0, 0, len(voters), 0)
-            # Misses: only an assigned, unrevealed (license, target) can be reported.
-            await heartbeat(c, net, a_ids[:5])  # e2: 5 active (the boundary, below)
-            net.goto(e1 + 1, REVEAL_BLOCKS)
-            receipt = await protocol.transact("reportMiss", e1, missing_one, dropped, signer=net.deployer)
+                voters = [l for l in active0 if l != bad and t in openings[l].target_ids]
+                assert await protocol.call("tally", e0, t) == (len(voters), 0, 0, len(voters), 0)
+            # Misses: only an active, seated, unrevealed (license, target) can be reported.
+            net.goto(e0 + 1, REVEAL_BLOCKS)
+            receipt = await protocol.transact("reportMiss", e0, missing_one, dropped, signer=net.deployer)
             assert [(e["license"], e["targetId"]) for e in events(receipt, "MissReported")] == [(missing_one, dropped)]
             not_duty = next(t for t in enabled0 if t not in duties[missing_one])
-            idle = next(l for l in L if l not in active1)
+            seated_anywhere = set()
+            for t in enabled0:
+                seated_anywhere.update(await protocol.call("committee", e0, t))
+            idle = next(l for l in L if l not in active0 and l in seated_anywhere)
             for l, t in ((missing_one, not_duty), (idle, enabled0[0]), (missing_one, late)):
-                await expect_revert("NotAssigned", protocol.transact("reportMiss", e1, l, t, signer=net.deployer))
+                await expect_revert("NotAssigned", protocol.transact("reportMiss", e0, l, t, signer=net.deployer))
             await expect_revert("NotMissed", protocol.transact(
-                "reportMiss", e1, missing_one, duties[missing_one][-1], signer=net.deployer))
+                "reportMiss", e0, missing_one, duties[missing_one][-1], signer=net.deployer))
 
-            # The committee-size boundary: 5 active in e2 -> all assigned in e3; 6 in e3 -> a lottery in e4.
-            e3 = e1 + 2
-            net.goto(e3, 1)
-            await heartbeat(c, net, a_ids[:6])
-            assert await protocol.call("threshold", e3) == P.threshold(5, COMMITTEE_SIZE) == P.UINT256_MAX
-            assert await protocol.call("threshold", e3 + 1) == P.threshold(6, COMMITTEE_SIZE) != P.UINT256_MAX
-            seed3 = await protocol.call("seed", e3)
-            got = await assignment(e3, all_targets)
-            for (l, t), assigned in got.items():
-                assert assigned == (l in a_ids[:6] and P.is_assigned(seed3, t, l, P.UINT256_MAX)), (l, t)
+            # e0+1 still has the old list (the undelegation was in e0: it counts from e0+1... of the next
+            # epoch after it), e0+2 the swapped one; e0's list stays readable.
+            after = list(listed)
+            after[after.index(gone)] = after[-1]
+            after.pop()
+            assert await the_list(e0 + 1) == after
+            net.goto(e0 + 2, 1)
+            assert await the_list(e0 + 2) == after and await the_list(e0) == listed
+            n2, pos2 = await registry.call("positionsAt", [gone, listed[-1]], e0 + 2)
+            assert (n2, pos2) == (15, [0, listed.index(gone) + 1])
 
     run(go())
 
@@ -449,7 +476,7 @@ def test_commitment_accepted_by_reveal_and_any_changed_field_rejected(net, case)
     async def go():
         async with connect(net) as (rpc, c):
             protocol = c["AuditProtocol"]
-            e = net.next_epoch()  # nobody active in e-1: every target is the license's duty
+            e = net.next_epoch()  # committees of 16: every target is the license's duty
             net.goto(e, 1)
             await heartbeat(c, net, [license_id])
             o = Opening(e, license_id, ids, verdicts, roots, salt)
@@ -528,8 +555,8 @@ def test_settled_outcomes_and_disagreement_penalties_match_python(fresh):
                     ballots.setdefault(L[(3 * t + j) % len(L)], {})[t] = v
             e = net.next_epoch()
             net.goto(e, 1)
-            await heartbeat(c, net, L)  # nobody active in e-1: all assigned
-            assert await protocol.call("threshold", e) == P.UINT256_MAX
+            await heartbeat(c, net, L)  # 16 listed, committees of 16: all assigned
+            assert len(await protocol.call("committee", e, 0)) == len(L)
             salt = rng.randbytes(32)
             seal = P.trap_seal(TRAP_TARGET, TRAP_TRUTH, salt)
             await registry.transact("sealTrap", TRAP_TARGET, seal, signer=net.deployer)

@@ -298,6 +298,7 @@ async def deploy_async(
             d.call("AlignmentLicense", addr["AlignmentLicense"], "setMinter", addr["NodeSale"]),
             d.call("AlignmentLicense", addr["AlignmentLicense"], "setTransferHook", addr["OperatorRegistry"]),
             d.call("OperatorRegistry", addr["OperatorRegistry"], "setRewardVault", addr["RewardVault"]),
+            d.call("OperatorRegistry", addr["OperatorRegistry"], "setClock", addr["AuditProtocol"]),
             d.call("RewardVault", addr["RewardVault"], "wire", addr["AuditProtocol"], addr["OperatorRegistry"]),
             d.call("AuditProtocol", addr["AuditProtocol"], "setCourt", addr["RefereeCourt"]),
         ]
@@ -341,6 +342,7 @@ async def _verify(rpc: RpcClient, d: _Deployer, addr: dict[str, str], r: dict, m
         ("AlignmentLicense.minter", await read("AlignmentLicense", "minter"), addr["NodeSale"]),
         ("AlignmentLicense.transferHook", await read("AlignmentLicense", "transferHook"), addr["OperatorRegistry"]),
         ("OperatorRegistry.rewardVault", await read("OperatorRegistry", "rewardVault"), addr["RewardVault"]),
+        ("OperatorRegistry.clock", await read("OperatorRegistry", "clock"), addr["AuditProtocol"]),
         ("RewardVault.protocol", await read("RewardVault", "protocol"), addr["AuditProtocol"]),
         ("RewardVault.registry", await read("RewardVault", "registry"), addr["OperatorRegistry"]),
         ("AuditProtocol.court", await read("AuditProtocol", "court"), addr["RefereeCourt"]),

@@ -28,9 +28,9 @@ async def chain_events(contract: Contract, name: str, start: int) -> list:
 
 async def _inconclusive_reasons(rpc: RpcClient, protocol: Contract, vault: Contract, start: int,
                                 outcomes: dict[int, dict[int, str]]) -> dict[int, dict[str, str]]:
-    """Per target, per INCONCLUSIVE epoch, why: ``short-committee`` (fewer licenses active and assigned than
-    minReveals), ``missing-reveals`` (enough assigned, too few revealed), ``split`` (enough reveals, no 2/3
-    verdict) or ``other``. Read from the chain: the epoch's heartbeats, seed, threshold and reveals."""
+    """Per target, per INCONCLUSIVE epoch, why: ``short-committee`` (fewer of its committee's licenses active
+    than minReveals), ``missing-reveals`` (enough active, too few revealed), ``split`` (enough reveals, no 2/3
+    verdict) or ``other``. Read from the chain: the epoch's heartbeats, committees and reveals."""
     from .. import protocol as P
 
     wanted = {(e, t) for t, by in outcomes.items() for e, o in by.items() if o == "INCONCLUSIVE"}
@@ -42,8 +42,7 @@ async def _inconclusive_reasons(rpc: RpcClient, protocol: Contract, vault: Contr
         active.setdefault(ev["epoch"], set()).update(ev["tokenIds"])
     out: dict[int, dict[str, str]] = {}
     for e, t in sorted(wanted):
-        seed, threshold = await protocol.call("seed", e), await protocol.call("threshold", e)
-        assigned = [lic for lic in sorted(active.get(e, ())) if P.is_assigned(seed, t, lic, threshold)]
+        assigned = sorted(set(await protocol.call("committee", e, t)) & active.get(e, set()))
         revealed, verdicts = await protocol.call("revealers", e, t)
         votes = [sum(1 for v in verdicts if v == k) for k in (P.OK, P.FAULT, P.UNREACHABLE)]
         if len(assigned) < min_reveals:

@@ -1,5 +1,6 @@
-"""Duties (section 6): for this operator's licenses active in an epoch, the targets sortition assigns each; and
-the chain reads they need (the audit parameters, registered targets, epoch seeds), each read once."""
+"""Duties (section 6, exact committees since issue 16): for this operator's licenses active in an epoch, the
+targets whose committee seats are theirs; and the chain reads they need (the audit parameters, registered
+targets, epoch seeds), each read once."""
 
 from __future__ import annotations
 
@@ -47,8 +48,11 @@ class Duties:
         seed = await protocol.call("seed", epoch)
         if seed == bytes(32):
             return {}, []
-        threshold = await protocol.call("threshold", epoch)
+        _, committee, _ = await self.params()
         start = await protocol.call("epochStartBlock", epoch)
         enabled = list(await self.p.c["TargetRegistry"].call("enabledTargetsAt", start))
+        listed, positions = await self.p.c["OperatorRegistry"].call("positionsAt", sorted(licenses), epoch)
         self._seeds[epoch] = seed
-        return {lic: P.duties(seed, lic, enabled, threshold) for lic in licenses}, enabled
+        where = {lic: pos - 1 for lic, pos in zip(sorted(licenses), positions) if pos}
+        duties = P.duties(seed, where, listed, committee, enabled)
+        return {lic: duties.get(lic, []) for lic in licenses}, enabled

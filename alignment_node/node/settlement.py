@@ -95,14 +95,10 @@ class SettlementService:
                 active.update(decoded["tokenIds"])
         if not active:
             return
-        seed = await protocol.call("seed", epoch)
-        threshold = await protocol.call("threshold", epoch)
-        _, _, max_committee = await self.duties.params()
         for t in targets:
             revealed, _verdicts = await protocol.call("revealers", epoch, t)
-            if len(revealed) >= max_committee:
-                continue
-            missing = [lic for lic in sorted(active - set(revealed) - mine) if P.is_assigned(seed, t, lic, threshold)]
+            seated = set(await protocol.call("committee", epoch, t))
+            missing = sorted((seated & active) - set(revealed) - mine)
             for lic in missing:
                 ok = await self._send_quietly("report_miss", protocol.encode("reportMiss", epoch, lic, t), epoch,
                                               ("MissAlreadyReported", "NotAssigned", "NotMissed"))

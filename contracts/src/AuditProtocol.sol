@@ -2,9 +2,12 @@
 pragma solidity ^0.8.27;
 
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {SwapOrNot} from "./lib/SwapOrNot.sol";
 
 interface IDelegations {
     function requireDelegated(address operator, uint256[] calldata tokenIds) external view returns (uint16);
+    function positionAt(uint256 tokenId, uint256 epoch) external view returns (uint256 listed, uint256 position);
+    function licenseAt(uint256 index, uint256 epoch) external view returns (uint256);
 }
 
 interface ITargets {
@@ -31,8 +34,12 @@ interface IRefereeCourt {
 }
 
 /// @title AuditProtocol
-/// @notice Epochs, seeds, heartbeats, sortition, commit/reveal of verdicts, settlement and misses
-///         (PROTOCOL.md sections 5 to 7).
+/// @notice Epochs, seeds, heartbeats, committees, commit/reveal of verdicts, settlement and misses
+///         (PROTOCOL.md sections 5 to 7; committees and seeds as changed by issue 16, docs/protocol.md).
+/// @dev Committees are exact: the OperatorRegistry's list of epoch e (licenses Delegated before e began) is
+///      permuted by the swap-or-not shuffle under seed(e); target t's seats are t*k .. t*k+k-1 modulo the list
+///      length n (k = committeeSize), so every target has k distinct licenses when n >= k, everyone when
+///      n <= k. A seated license that is not active in e (no heartbeat) has no duty: its seat stays empty.
 /// @dev Storage per (epoch, target) is a tally of three slots: slot 0 packs the vote counts, the settled
 ///      outcome and the first 5 revealers; slots 1 and 2 hold 6 revealers each. A revealer is
 ///      (uint32 license, uint8 verdict). So license ids must fit in 32 bits and `maxCommittee <= 16`.
@@ -79,9 +86,11 @@ contract AuditProtocol is Ownable {
     /// @dev What every reveal of one epoch checks against.
     struct RevealContext {
         bytes32 seed;
-        uint256 threshold;
         uint256 startBlock;
         uint256 maxCommittee;
+        uint256 committeeSize;
+        uint256 listed; // the epoch's list length
+        uint256[] pivots; // the shuffle's pivots for the epoch's list (empty when everyone sits everywhere)
     }
 
     /// @notice One license's commitment for `commit`.
@@ -105,6 +114,8 @@ contract AuditProtocol is Ownable {
     /// @notice The most recently recorded seed (the genesis seed until epoch 0 is touched).
     bytes32 public lastSeed;
     mapping(uint256 => bytes32) private _seeds;
+    /// @dev committeeSize of each epoch, fixed at its first touch (a governance change applies from the next).
+    mapping(uint256 => uint256) private _committeeSizes;
     mapping(uint256 => bytes32[2]) private _commitments;
     mapping(uint256 => uint256[3]) private _tallies;
     /// @dev First evidence root revealed per (epoch, target) for FAULT [0] and UNREACHABLE [1].
@@ -226,22 +237,42 @@ contract AuditProtocol is Ownable {
         return _seeds[epoch];
     }
 
-    /// @notice The sortition threshold of `epoch`; `type(uint256).max` means every active license is assigned
-    ///         every enabled target (few active licenses in the previous epoch).
-    function threshold(uint256 epoch) public view returns (uint256) {
-        uint256 prevActive = epoch == 0 ? 0 : vault.activeCount(epoch - 1);
-        uint256 k = params.committeeSize;
-        if (prevActive <= k) return type(uint256).max;
-        return (type(uint256).max / prevActive) * k;
+    /// @notice The committee size of `epoch`: `params.committeeSize` at the epoch's first touch (0 before).
+    function committeeSizeOf(uint256 epoch) external view returns (uint256) {
+        return _committeeSizes[epoch];
     }
 
-    /// @notice Whether license `license` must audit `targetId` in `epoch` (PROTOCOL.md section 6).
+    /// @notice Whether license `license` must audit `targetId` in `epoch`: it is active in `epoch`, the target
+    ///         is enabled at the epoch's start, and one of the target's seats is the license's.
     function isAssigned(uint256 epoch, uint256 license, uint256 targetId) public view returns (bool) {
         bytes32 s = _seeds[epoch];
         if (s == bytes32(0)) return false;
         if (!vault.isActive(license, epoch)) return false;
         if (!targets.isEnabledAt(targetId, epochStartBlock(epoch))) return false;
-        return _drawn(s, targetId, license, threshold(epoch));
+        uint256 k = _committeeSizes[epoch];
+        (uint256 n, uint256 seat) = _seat(epoch, license, s, k);
+        return n != 0 && _seated(seat, targetId, n, k);
+    }
+
+    /// @notice The licenses on `targetId`'s committee in `epoch`, seat by seat (empty before the epoch's seed;
+    ///         whether each is active, and so audits, is `vault.isActive`).
+    function committee(uint256 epoch, uint256 targetId) external view returns (uint256[] memory licenses) {
+        bytes32 s = _seeds[epoch];
+        if (s == bytes32(0)) return licenses;
+        (uint256 n,) = registry.positionAt(0, epoch);
+        uint256 k = _committeeSizes[epoch];
+        if (n <= k) {
+            licenses = new uint256[](n);
+            for (uint256 i; i < n; ++i) {
+                licenses[i] = registry.licenseAt(i, epoch);
+            }
+        } else {
+            licenses = new uint256[](k);
+            uint256 base = (targetId % n) * k;
+            for (uint256 j; j < k; ++j) {
+                licenses[j] = registry.licenseAt(SwapOrNot.shuffle((base + j) % n, n, s), epoch);
+            }
+        }
     }
 
     // ---------------------------------------------------------------------------------- the epoch
@@ -433,7 +464,7 @@ contract AuditProtocol is Ownable {
     function _setParams(Params memory p, uint256 length) internal {
         if (
             p.revealBlocks == 0 || p.revealBlocks >= length || p.committeeSize == 0 || p.maxCommittee == 0
-                || p.maxCommittee > MAX_COMMITTEE_CAP || p.minReveals > p.maxCommittee
+                || p.maxCommittee > MAX_COMMITTEE_CAP || p.minReveals > p.maxCommittee || p.committeeSize > p.maxCommittee
         ) revert InvalidParams();
         params = p;
         emit ParamsSet(p);
@@ -465,11 +496,19 @@ contract AuditProtocol is Ownable {
         return INCONCLUSIVE;
     }
 
+    /// @dev Records the epoch's seed at its first touch: keccak256(lastSeed, hash of the block before the epoch,
+    ///      e). That block is fixed before the epoch begins, so no caller chooses it (issue 16); it is readable
+    ///      for 256 blocks, after which the block before the touch stands in (an epoch nobody touched for that
+    ///      long). What its proposer controls, and what nobody does: docs/protocol.md.
     function _touch() internal returns (uint256 e) {
         e = currentEpoch();
         if (_seeds[e] == bytes32(0)) {
-            bytes32 s = keccak256(abi.encode(lastSeed, blockhash(block.number - 1), e));
+            uint256 start = epochStartBlock(e);
+            bytes32 h = start == 0 ? bytes32(0) : blockhash(start - 1);
+            if (h == bytes32(0)) h = blockhash(block.number - 1);
+            bytes32 s = keccak256(abi.encode(lastSeed, h, e));
             _seeds[e] = s;
+            _committeeSizes[e] = params.committeeSize;
             lastSeed = s;
             emit SeedRecorded(e, s);
         }
@@ -481,7 +520,12 @@ contract AuditProtocol is Ownable {
         if (block.number < revealStart || block.number >= revealEnd) {
             revert RevealWindowClosed(epoch, revealStart, revealEnd);
         }
-        ctx = RevealContext(_seeds[epoch], threshold(epoch), epochStartBlock(epoch), params.maxCommittee);
+        bytes32 s = _seeds[epoch];
+        uint256 k = _committeeSizes[epoch];
+        (uint256 n,) = registry.positionAt(0, epoch);
+        uint256[] memory ps;
+        if (n > k) ps = SwapOrNot.pivots(n, s);
+        ctx = RevealContext(s, epochStartBlock(epoch), params.maxCommittee, k, n, ps);
     }
 
     function _reveal(
@@ -513,11 +557,16 @@ contract AuditProtocol is Ownable {
         bytes32[] calldata evidenceRoots,
         RevealContext memory ctx
     ) internal {
+        if (targetIds.length == 0) return;
+        (, uint256 position) = registry.positionAt(license, epoch);
+        uint256 n = position == 0 ? 0 : ctx.listed;
+        uint256 seat;
+        if (n > ctx.committeeSize) seat = SwapOrNot.unshuffleWith(position - 1, n, ctx.seed, ctx.pivots);
         for (uint256 i; i < targetIds.length; ++i) {
             uint256 t = targetIds[i];
             if (i > 0 && t <= targetIds[i - 1]) revert TargetsNotSorted(i);
             if (verdicts[i] < OK || verdicts[i] > UNREACHABLE) revert InvalidVerdict(i, verdicts[i]);
-            if (!targets.isEnabledAt(t, ctx.startBlock) || !_drawn(ctx.seed, t, license, ctx.threshold)) {
+            if (n == 0 || !_seated(seat, t, n, ctx.committeeSize) || !targets.isEnabledAt(t, ctx.startBlock)) {
                 revert NotAssigned(epoch, license, t);
             }
             _recordVote(epoch, t, license, verdicts[i], evidenceRoots[i], ctx.maxCommittee);
@@ -574,8 +623,22 @@ contract AuditProtocol is Ownable {
         vault.penalize(ids, epoch, isTrap ? PENALTY_TRAP : PENALTY_DISAGREE, address(0));
     }
 
-    function _drawn(bytes32 s, uint256 targetId, uint256 license, uint256 th) internal pure returns (bool) {
-        return th == type(uint256).max || uint256(keccak256(abi.encode(s, targetId, license))) < th;
+    /// @dev The epoch's list length and the license's seat: its unshuffled list position (0 when the list is no
+    ///      longer than a committee: everyone sits on every committee). n = 0: the license is not listed.
+    function _seat(uint256 epoch, uint256 license, bytes32 s, uint256 k)
+        internal
+        view
+        returns (uint256 n, uint256 seat)
+    {
+        uint256 position;
+        (n, position) = registry.positionAt(license, epoch);
+        if (position == 0) return (0, 0);
+        if (n > k) seat = SwapOrNot.unshuffle(position - 1, n, s);
+    }
+
+    /// @dev Whether `seat` is one of target `t`'s seats t*k .. t*k+k-1 (modulo n).
+    function _seated(uint256 seat, uint256 t, uint256 n, uint256 k) internal pure returns (bool) {
+        return n <= k || (seat + n - (t % n) * k % n) % n < k;
     }
 
     function _key(uint256 epoch, uint256 targetId) internal pure returns (uint256) {

@@ -2,6 +2,7 @@
 pragma solidity ^0.8.27;
 
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {Generations} from "./lib/Generations.sol";
 
 interface ILicenseOwners {
     function ownerOf(uint256 tokenId) external view returns (address);
@@ -12,11 +13,22 @@ interface IRewardSettle {
     function settleLicenses(uint256[] calldata tokenIds) external;
 }
 
+interface IEpochClock {
+    function currentEpoch() external view returns (uint256);
+}
+
 /// @title OperatorRegistry
 /// @notice Operators and the delegation state of every license (PROTOCOL.md section 4).
 /// @dev License states: Free -> Pending -> Delegated -> Free. Every transition first settles the license's
 ///      pending reward in the RewardVault, so commission is taken at the rate of the operator that earned it.
+///      The registry also keeps the list that exact committees are drawn from (issue 16): the Delegated
+///      licenses, each listed from the epoch after it became Delegated until the epoch after it left, at a
+///      position (0-based) that is stable within an epoch. Removal swaps the last license into the hole. Every
+///      word of the list keeps its recent generations (lib/Generations.sol), so the list of epoch `e` stays
+///      readable until the end of epoch `e + 2`.
 contract OperatorRegistry is Ownable {
+    using Generations for uint256;
+
     enum LicenseState {
         Free,
         Pending,
@@ -52,6 +64,12 @@ contract OperatorRegistry is Ownable {
     mapping(uint256 => Delegation) private _delegations;
     /// @notice Registered operators, in registration order.
     address[] public operatorList;
+    /// @notice The epoch clock (the AuditProtocol); list changes take effect from its next epoch. Set once.
+    IEpochClock public clock;
+    /// @dev The committee list: its length, the license at each position, each license's position + 1.
+    uint256 private _listed;
+    mapping(uint256 => uint256) private _listAt;
+    mapping(uint256 => uint256) private _listPos;
 
     error AlreadyRegistered(address operator);
     error CommissionTooHigh(uint256 commissionBps, uint256 max);
@@ -67,6 +85,7 @@ contract OperatorRegistry is Ownable {
     error NotLicense(address caller);
     error AlreadySet();
     error ZeroAddress();
+    error IdTooLarge(uint256 tokenId);
 
     event OperatorRegistered(address indexed operator, uint16 commissionBps, string metadataURI);
     event LicenseStateChanged(uint256 indexed tokenId, address indexed operator, LicenseState state);
@@ -74,6 +93,9 @@ contract OperatorRegistry is Ownable {
     event OperatorAllowlistEnabled(bool enabled);
     event OperatorAllowlisted(address indexed operator, bool allowed);
     event RewardVaultSet(address vault);
+    event ClockSet(address clock);
+    /// @notice `tokenId` joins (`listed`) or leaves the committee list from epoch `fromEpoch`.
+    event Listed(uint256 indexed tokenId, bool listed, uint256 fromEpoch);
 
     constructor(ILicenseOwners license_, uint32 maxLicensesPerOperator_, address owner_) Ownable(owner_) {
         license = license_;
@@ -86,6 +108,14 @@ contract OperatorRegistry is Ownable {
         if (address(vault) == address(0)) revert ZeroAddress();
         rewardVault = vault;
         emit RewardVaultSet(address(vault));
+    }
+
+    /// @notice Wire the epoch clock (once, at deployment).
+    function setClock(IEpochClock clock_) external onlyOwner {
+        if (address(clock) != address(0)) revert AlreadySet();
+        if (address(clock_) == address(0)) revert ZeroAddress();
+        clock = clock_;
+        emit ClockSet(address(clock_));
     }
 
     // ------------------------------------------------------------------------------------- operators
@@ -121,6 +151,7 @@ contract OperatorRegistry is Ownable {
             d.operator = operator;
             d.state = next;
             emit LicenseStateChanged(id, operator, next);
+            if (self) _list(id);
         }
         uint32 n = uint32(tokenIds.length);
         if (self) {
@@ -142,6 +173,7 @@ contract OperatorRegistry is Ownable {
             if (d.operator != msg.sender) revert NotYourLicense(id, msg.sender);
             d.state = LicenseState.Delegated;
             emit LicenseStateChanged(id, msg.sender, LicenseState.Delegated);
+            _list(id);
         }
         uint32 n = uint32(tokenIds.length);
         _checkCap(op, msg.sender, n);
@@ -234,15 +266,78 @@ contract OperatorRegistry is Ownable {
         return _operators[operator].commissionBps;
     }
 
+    /// @notice How many licenses the committee list of `epoch` holds.
+    function listedAt(uint256 epoch) external view returns (uint256) {
+        return _listed.valueAt(epoch);
+    }
+
+    /// @notice The license at position `index` of the committee list of `epoch`.
+    function licenseAt(uint256 index, uint256 epoch) external view returns (uint256) {
+        return _listAt[index].valueAt(epoch);
+    }
+
+    /// @notice The committee list's length in `epoch` and `tokenId`'s position + 1 in it (0: not listed).
+    function positionAt(uint256 tokenId, uint256 epoch) external view returns (uint256 listed, uint256 position) {
+        return (_listed.valueAt(epoch), _listPos[tokenId].valueAt(epoch));
+    }
+
+    /// @notice `positionAt` for many licenses.
+    function positionsAt(uint256[] calldata tokenIds, uint256 epoch)
+        external
+        view
+        returns (uint256 listed, uint256[] memory positions)
+    {
+        listed = _listed.valueAt(epoch);
+        positions = new uint256[](tokenIds.length);
+        for (uint256 i; i < tokenIds.length; ++i) {
+            positions[i] = _listPos[tokenIds[i]].valueAt(epoch);
+        }
+    }
+
     // -------------------------------------------------------------------------------------- internal
+
+    /// @dev The epoch list changes made now take effect from (0 before the clock is wired: at once).
+    function _from() internal view returns (uint256) {
+        IEpochClock c = clock;
+        return address(c) == address(0) ? 0 : c.currentEpoch() + 1;
+    }
+
+    function _list(uint256 id) internal {
+        if (id > type(uint32).max) revert IdTooLarge(id);
+        uint256 from = _from();
+        uint256 n = _listed.latest();
+        _listAt[n] = _listAt[n].write(id, from);
+        _listPos[id] = _listPos[id].write(n + 1, from);
+        _listed = _listed.write(n + 1, from);
+        emit Listed(id, true, from);
+    }
+
+    function _unlist(uint256 id) internal {
+        uint256 from = _from();
+        uint256 i = _listPos[id].latest() - 1;
+        uint256 last = _listed.latest() - 1;
+        if (i != last) {
+            uint256 moved = _listAt[last].latest();
+            _listAt[i] = _listAt[i].write(moved, from);
+            _listPos[moved] = _listPos[moved].write(i + 1, from);
+        }
+        _listAt[last] = _listAt[last].write(0, from);
+        _listPos[id] = _listPos[id].write(0, from);
+        _listed = _listed.write(last, from);
+        emit Listed(id, false, from);
+    }
 
     function _free(uint256 id) internal {
         Delegation storage d = _delegations[id];
         LicenseState state = d.state;
         if (state == LicenseState.Free) revert AlreadyFree(id);
         Operator storage op = _operators[d.operator];
-        if (state == LicenseState.Delegated) op.delegated -= 1;
-        else op.pending -= 1;
+        if (state == LicenseState.Delegated) {
+            op.delegated -= 1;
+            _unlist(id);
+        } else {
+            op.pending -= 1;
+        }
         emit LicenseStateChanged(id, d.operator, LicenseState.Free);
         d.state = LicenseState.Free;
         d.operator = address(0);

@@ -6,6 +6,7 @@ import {Vm} from "./utils/Vm.sol";
 import {AuditProtocol, IDelegations, ITargets, IPresenceVault} from "../src/AuditProtocol.sol";
 import {RewardVault} from "../src/RewardVault.sol";
 import {OperatorRegistry} from "../src/OperatorRegistry.sol";
+import {Generations} from "../src/lib/Generations.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 
 /// @dev Cheatcodes these tests need beyond test/utils/Vm.sol (forge's exact signatures).
@@ -21,7 +22,8 @@ struct Opening {
     bytes32 salt;
 }
 
-/// @notice Shared fixture: one operator with 18 licenses of one owner, three targets enabled from epoch 1.
+/// @notice Shared fixture: one operator with `nLicenses` licenses of one owner (listed from epoch 1), three targets
+///         enabled from epoch 1, committees of 16 (so up to 16 licenses all sit on every committee).
 abstract contract AuditFixture is Deployed {
     AuditVm internal constant vmx = AuditVm(address(uint160(uint256(keccak256("hevm cheat code")))));
 
@@ -43,6 +45,8 @@ abstract contract AuditFixture is Deployed {
         t0 = _addTarget(1);
         t1 = _addTarget(2);
         t2 = _addTarget(3);
+        vm.prank(address(timelock));
+        protocol.setParams(AuditProtocol.Params(15, 16, 3, 16));
     }
 
     function _first(uint256 n) internal view returns (uint256[] memory out) {
@@ -118,7 +122,7 @@ abstract contract AuditFixture is Deployed {
 
 contract AuditProtocolTest is AuditFixture {
     function setUp() public {
-        _fixture(18);
+        _fixture(16);
     }
 
     // ================================================================================ constructor
@@ -412,11 +416,32 @@ contract AuditProtocolTest is AuditFixture {
         assertEq(protocol.lastSeed(), s3, "last seed 3");
     }
 
-    function test_seedUsesTheLiveBlockhashOfThePreviousBlock() public {
-        vm.roll(145);
-        bytes32 expected = keccak256(abi.encode(GENESIS_SEED, blockhash(vm.getBlockNumber() - 1), uint256(1)));
+    function test_seedUsesTheHashOfTheBlockBeforeTheEpochWhoeverTouchesIt() public {
+        vm.roll(145); // epoch 1 began at block 130: the first touch in its 16th block does not pick the block
+        bytes32 expected = keccak256(abi.encode(GENESIS_SEED, blockhash(129), uint256(1)));
+        assertTrue(blockhash(129) != blockhash(144), "distinct hashes");
         _heartbeat(_first(2));
-        assertEq(protocol.seed(1), expected, "seed from blockhash(vm.getBlockNumber() - 1)");
+        assertEq(protocol.seed(1), expected, "seed from blockhash(epochStartBlock(1) - 1)");
+    }
+
+    function test_seedFallsBackToThePreviousBlockAfter256Blocks() public {
+        vm.roll(130 + 300); // epoch 11 began at block 430; epoch 1 is never touched
+        _rollToEpoch(20);
+        vm.roll(vm.getBlockNumber() + 10);
+        vmx.setBlockhash(protocol.epochStartBlock(20) - 1, keccak256("anchor"));
+        bytes32 expected = keccak256(abi.encode(GENESIS_SEED, keccak256("anchor"), uint256(20)));
+        protocol.poke();
+        assertEq(protocol.seed(20), expected, "within 256 blocks: the anchor block");
+        _rollToEpoch(40);
+        vm.roll(vm.getBlockNumber() + 29); // 29 blocks in
+        uint256 anchor = protocol.epochStartBlock(40) - 1;
+        // the anchor is 30 blocks back: still readable; 300 blocks later it is not
+        vm.roll(anchor + 300);
+        assertEq(protocol.currentEpoch(), 49, "epoch 49");
+        vmx.setBlockhash(vm.getBlockNumber() - 1, keccak256("late"));
+        protocol.poke();
+        bytes32 s49 = keccak256(abi.encode(expected, blockhash(protocol.epochStartBlock(49) - 1), uint256(49)));
+        assertEq(protocol.seed(49), s49, "epoch 49's own anchor is recent");
     }
 
     function test_settleAndReportMissAlsoRecordTheSeed() public {
@@ -424,7 +449,7 @@ contract AuditProtocolTest is AuditFixture {
         _heartbeat(_first(1));
         _commit(1, ids[0], _opening(ids[0], _one(t0), 1));
         _rollPastReveal(1); // block 175, epoch 2, untouched so far
-        bytes32 s2 = keccak256(abi.encode(protocol.seed(1), blockhash(vm.getBlockNumber() - 1), uint256(2)));
+        bytes32 s2 = keccak256(abi.encode(protocol.seed(1), blockhash(159), uint256(2)));
         protocol.settle(1, t0);
         assertEq(protocol.seed(2), s2, "settle recorded seed 2");
         _rollToEpoch(3);
@@ -435,41 +460,97 @@ contract AuditProtocolTest is AuditFixture {
 
     // ================================================================================ sortition
 
-    function test_thresholdIsEveryoneUntilThePreviousEpochExceedsTheCommittee() public {
-        assertEq(protocol.threshold(0), MAX, "epoch 0");
-        assertEq(protocol.threshold(1), MAX, "no one active in epoch 0");
-        _rollToEpoch(1);
-        _heartbeat(_first(5));
-        assertEq(protocol.threshold(2), MAX, "5 active <= committee of 5");
-        _rollToEpoch(2);
-        _heartbeat(_first(6));
-        assertEq(protocol.threshold(3), (MAX / 6) * 5, "6 active > 5");
+    /// @dev Committees of `k` from now on (the fixture's are 16).
+    function _committee(uint16 k) internal {
+        vm.prank(address(timelock));
+        protocol.setParams(_p(15, k, 3, 16));
     }
 
-    function test_isAssignedFollowsSeedThresholdAndActivity() public {
+    function test_everyTargetGetsExactlyKDistinctListedLicenses() public {
+        _committee(5);
         _rollToEpoch(1);
-        _heartbeat(_first(8));
-        _rollToEpoch(2);
-        assertFalse(protocol.isAssigned(2, ids[0], t0), "no seed yet");
-        _heartbeat(_first(7)); // license 8 is not active in epoch 2
-        bytes32 s = protocol.seed(2);
-        uint256 th = (MAX / 8) * 5;
-        uint256 drawn;
-        uint256 notDrawn;
-        for (uint256 i; i < 7; ++i) {
-            for (uint256 t; t < 3; ++t) {
-                bool expected = uint256(keccak256(abi.encode(s, t, ids[i]))) < th;
-                assertEq(protocol.isAssigned(2, ids[i], t) ? 1 : 0, expected ? 1 : 0, "assignment");
-                if (expected) ++drawn;
-                else ++notDrawn;
+        assertEq(protocol.committee(1, t0).length, 0, "no seed yet: no committee");
+        assertFalse(protocol.isAssigned(1, ids[0], t0), "no seed yet: no duty");
+        _heartbeat(_first(12)); // licenses 13..16 are listed but not active
+        uint256 duties;
+        for (uint256 t; t < 3; ++t) {
+            uint256[] memory c = protocol.committee(1, t);
+            assertEq(c.length, 5, "exactly k");
+            for (uint256 j; j < 5; ++j) {
+                assertTrue(c[j] >= ids[0] && c[j] <= ids[15], "a listed license");
+                for (uint256 m; m < j; ++m) {
+                    assertTrue(c[m] != c[j], "distinct");
+                }
+            }
+            for (uint256 i; i < 16; ++i) {
+                bool seated;
+                for (uint256 j; j < 5; ++j) {
+                    if (c[j] == ids[i]) seated = true;
+                }
+                // the seat computed from the license's side (inverse shuffle) agrees with the committee
+                assertEq(protocol.isAssigned(1, ids[i], t) ? 1 : 0, seated && i < 12 ? 1 : 0, "isAssigned");
+                if (seated && i < 12) ++duties;
             }
         }
-        assertGt(drawn, 0, "someone is drawn");
-        assertGt(notDrawn, 0, "someone is not drawn");
+        assertGt(duties, 0, "some duty");
+        assertFalse(protocol.isAssigned(1, ids[0], 3), "unknown target");
+    }
+
+    function test_everyoneSitsOnEveryCommitteeWhileTheListIsNoLongerThanK() public {
+        _committee(16);
+        _rollToEpoch(1);
+        _heartbeat(_first(16));
         for (uint256 t; t < 3; ++t) {
-            assertFalse(protocol.isAssigned(2, ids[7], t), "inactive license has no duty");
+            assertEq(protocol.committee(1, t).length, 16, "all 16");
+            for (uint256 i; i < 16; ++i) {
+                assertTrue(protocol.isAssigned(1, ids[i], t), "all assigned");
+            }
         }
-        assertFalse(protocol.isAssigned(2, ids[0], 3), "unknown target");
+    }
+
+    function test_theListChangesFromTheNextEpochAndTheOldOneStaysReadable() public {
+        _committee(5);
+        uint256 last = ids[15];
+        _rollToEpoch(1);
+        assertEq(registry.listedAt(1), 16, "16 listed in epoch 1");
+        assertEq(registry.listedAt(0), 0, "none in epoch 0: delegated during it");
+        // The owner takes license 1 back during epoch 1, and delegates it again during epoch 2.
+        uint256[] memory one = _one(ids[0]);
+        vm.prank(owner);
+        registry.undelegate(one);
+        (uint256 n, uint256 pos) = registry.positionAt(ids[0], 1);
+        assertEq(n, 16, "epoch 1 keeps its list");
+        assertEq(pos, 1, "and the license's position");
+        (n, pos) = registry.positionAt(ids[0], 2);
+        assertEq(n, 15, "15 from epoch 2");
+        assertEq(pos, 0, "not listed");
+        (, pos) = registry.positionAt(last, 2);
+        assertEq(pos, 1, "the last license moves into the hole");
+        assertEq(registry.licenseAt(0, 1), ids[0], "epoch 1 unchanged");
+        assertEq(registry.licenseAt(0, 2), last, "epoch 2 swapped");
+        _rollToEpoch(2);
+        vm.prank(owner);
+        registry.delegate(one, op);
+        vm.prank(op);
+        registry.approve(one);
+        (n, pos) = registry.positionAt(ids[0], 3);
+        assertEq(n, 16, "back from epoch 3");
+        assertEq(pos, 16, "at the end");
+        _rollToEpoch(3);
+        vm.prank(owner);
+        registry.undelegate(one);
+        _rollToEpoch(4);
+        assertEq(registry.listedAt(1), 16, "epoch 1's list: read in epoch 4 (three generations later)");
+        assertEq(registry.listedAt(2), 15, "epoch 2");
+        assertEq(registry.listedAt(3), 16, "epoch 3");
+        assertEq(registry.listedAt(4), 15, "epoch 4");
+        vm.prank(owner);
+        registry.delegate(one, op);
+        vm.prank(op);
+        registry.approve(one);
+        // the list's length word now holds epochs 2..5: epoch 1 is gone
+        vm.expectRevert(abi.encodeWithSelector(Generations.HistoryLost.selector, 1));
+        registry.listedAt(1);
     }
 
     // ================================================================================= heartbeat
@@ -726,16 +807,13 @@ contract AuditProtocolTest is AuditFixture {
     }
 
     function test_revealRejectsATargetNotDrawnForTheLicense() public {
-        _rollToEpoch(1);
-        _heartbeat(_first(8));
+        _committee(5);
         _rollToEpoch(2);
         _heartbeat(_first(8));
-        bytes32 s = protocol.seed(2);
-        uint256 th = (MAX / 8) * 5;
         (uint256 lic, uint256 t, bool found) = (0, 0, false);
         for (uint256 i; i < 8 && !found; ++i) {
             for (uint256 j; j < 3 && !found; ++j) {
-                if (uint256(keccak256(abi.encode(s, j, ids[i]))) >= th) (lic, t, found) = (ids[i], j, true);
+                if (!protocol.isAssigned(2, ids[i], j)) (lic, t, found) = (ids[i], j, true);
             }
         }
         assertTrue(found, "some pair is not drawn");
@@ -803,20 +881,17 @@ contract AuditProtocolTest is AuditFixture {
         protocol.revealers(0, bigTarget);
     }
 
-    function test_seventeenthVoteIsDroppedAndTheCommitteeIsFull() public {
-        uint256[] memory lics = _first(18);
+    function test_sixteenRevealersFillTheThreeTallySlotsInOrder() public {
+        uint256[] memory lics = _first(16);
         _rollToEpoch(1);
         _heartbeat(lics);
-        for (uint256 i; i < 18; ++i) {
+        for (uint256 i; i < 16; ++i) {
             _commit(1, lics[i], _opening(lics[i], _one(t0), 1));
         }
         _rollToReveal(1);
         for (uint256 i; i < 16; ++i) {
             _reveal(1, lics[i], _opening(lics[i], _one(t0), 1));
         }
-        vm.expectEmit();
-        emit AuditProtocol.VoteDropped(1, t0, lics[16]);
-        _reveal(1, lics[16], _opening(lics[16], _one(t0), 1));
         (uint8 ok,,, uint8 n,) = protocol.tally(1, t0);
         assertEq(ok, 16, "16 votes counted");
         assertEq(n, 16, "16 revealers");
@@ -826,12 +901,13 @@ contract AuditProtocolTest is AuditFixture {
             assertEq(vs[i], 1, "verdict");
         }
         _rollPastReveal(1);
-        // Neither the dropped voter nor the silent 18th can be reported: the committee was full.
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.CommitteeFull.selector, 1, t0));
-        protocol.reportMiss(1, lics[16], t0);
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.CommitteeFull.selector, 1, t0));
-        protocol.reportMiss(1, lics[17], t0);
         assertEq(protocol.settle(1, t0), 1, "OK");
+    }
+
+    function test_aCommitteeLargerThanTheTallyIsRefused() public {
+        vm.prank(address(timelock));
+        vm.expectRevert(AuditProtocol.InvalidParams.selector);
+        protocol.setParams(_p(15, 12, 3, 10));
     }
 
     // ==================================================================================== settle
@@ -1049,16 +1125,18 @@ contract AuditProtocolTest is AuditFixture {
     }
 
     function test_reportMissRejectsATargetNotDrawn() public {
-        _rollToEpoch(1);
-        _heartbeat(_first(8));
+        _committee(5);
         _rollToEpoch(2);
         _heartbeat(_first(8));
-        bytes32 s = protocol.seed(2);
-        uint256 th = (MAX / 8) * 5;
         (uint256 lic, uint256 t, bool found) = (0, 0, false);
         for (uint256 i; i < 8 && !found; ++i) {
             for (uint256 j; j < 3 && !found; ++j) {
-                if (uint256(keccak256(abi.encode(s, j, ids[i]))) >= th) (lic, t, found) = (ids[i], j, true);
+                uint256[] memory c = protocol.committee(2, j);
+                bool seated;
+                for (uint256 m; m < c.length; ++m) {
+                    if (c[m] == ids[i]) seated = true;
+                }
+                if (!seated) (lic, t, found) = (ids[i], j, true);
             }
         }
         assertTrue(found, "some pair is not drawn");
@@ -1163,7 +1241,7 @@ contract AuditProtocolTest is AuditFixture {
     }
 }
 
-/// @notice Fuzzed sortition against an independent computation of PROTOCOL.md section 6.
+/// @notice Fuzzed exact committees: both directions of the shuffle (the committee, each license's seat) agree.
 contract AuditProtocolSortitionFuzzTest is AuditFixture {
     uint256 internal constant N = 24;
     uint256 internal disabledTarget;
@@ -1184,31 +1262,18 @@ contract AuditProtocolSortitionFuzzTest is AuditFixture {
         return AuditProtocol.Params(revealBlocks, committeeSize, minReveals, maxCommittee);
     }
 
-    function testFuzz_isAssignedMatchesSection6(
-        uint256 nPrev,
+    function testFuzz_committeesAreExactAndAgreeWithIsAssigned(
         uint256 k,
         uint256 activeMask,
-        bytes32 h1,
         bytes32 h2,
         uint256 probeLicense,
         uint256 probeTarget
     ) public {
-        nPrev = bound(nPrev, 0, N);
         k = bound(k, 1, 16);
         vm.prank(address(timelock));
         protocol.setParams(_p(15, uint16(k), 3, 16));
 
-        // Epoch 1: nPrev licenses active (this sets activeCount(1)).
-        _rollToEpoch(1);
-        bytes32 last = GENESIS_SEED;
-        if (nPrev > 0) {
-            vmx.setBlockhash(vm.getBlockNumber() - 1, h1);
-            _heartbeat(_first(nPrev));
-            last = keccak256(abi.encode(GENESIS_SEED, h1, uint256(1)));
-        }
-        assertEq(vault.activeCount(1), nPrev, "activeCount(1)");
-
-        // Epoch 2: a random subset active.
+        // Epoch 2: a random subset active; the anchor block's hash is the fuzzer's.
         _rollToEpoch(2);
         vmx.setBlockhash(vm.getBlockNumber() - 1, h2);
         bool[] memory active = new bool[](N);
@@ -1224,24 +1289,38 @@ contract AuditProtocolSortitionFuzzTest is AuditFixture {
         }
         if (count > 0) _heartbeat(act);
         else protocol.poke();
-        bytes32 s = keccak256(abi.encode(last, h2, uint256(2)));
-        assertEq(protocol.seed(2), s, "seed(2)");
+        assertEq(protocol.seed(2), keccak256(abi.encode(GENESIS_SEED, h2, uint256(2))), "seed(2)");
 
-        uint256 th = nPrev <= k ? MAX : (MAX / nPrev) * k;
-        assertEq(protocol.threshold(2), th, "threshold");
-        for (uint256 i; i < N; ++i) {
-            for (uint256 t; t <= disabledTarget; ++t) {
-                bool expected = active[i] && t != disabledTarget
-                    && (th == MAX || uint256(keccak256(abi.encode(s, t, ids[i]))) < th);
+        uint256 size = k < N ? k : N;
+        uint256[] memory seats = new uint256[](N);
+        for (uint256 t; t <= disabledTarget; ++t) {
+            uint256[] memory c = protocol.committee(2, t);
+            assertEq(c.length, size, "exactly min(k, listed)");
+            for (uint256 j; j < c.length; ++j) {
+                assertTrue(c[j] >= ids[0] && c[j] <= ids[N - 1], "listed");
+                seats[c[j] - ids[0]] += 1;
+                for (uint256 m; m < j; ++m) {
+                    assertTrue(c[m] != c[j], "distinct");
+                }
+            }
+            for (uint256 i; i < N; ++i) {
+                bool seated;
+                for (uint256 j; j < c.length; ++j) {
+                    if (c[j] == ids[i]) seated = true;
+                }
+                bool expected = active[i] && t != disabledTarget && seated;
                 assertEq(protocol.isAssigned(2, ids[i], t) ? 1 : 0, expected ? 1 : 0, "isAssigned");
             }
         }
-        // Any other (license, target) pair: inactive licenses and unknown targets have no duty.
-        probeLicense = bound(probeLicense, 0, type(uint32).max);
-        probeTarget = bound(probeTarget, 0, 64);
-        bool probeActive = probeLicense >= 1 && probeLicense <= N && active[probeLicense - 1];
-        bool probeExpected = probeActive && probeTarget < disabledTarget
-            && (th == MAX || uint256(keccak256(abi.encode(s, probeTarget, probeLicense))) < th);
-        assertEq(protocol.isAssigned(2, probeLicense, probeTarget) ? 1 : 0, probeExpected ? 1 : 0, "probe");
+        // seats spread evenly: every license sits on floor or ceil(targets * k / N) committees
+        uint256 total = (disabledTarget + 1) * size;
+        for (uint256 i; i < N; ++i) {
+            assertTrue(seats[i] * N + (N - 1) >= total && seats[i] * N <= total + (N - 1), "even spread");
+        }
+        // Any other (license, target) pair: unlisted licenses and unknown targets have no duty.
+        probeLicense = bound(probeLicense, ids[N - 1] + 1, type(uint32).max);
+        probeTarget = bound(probeTarget, disabledTarget + 1, 64);
+        assertFalse(protocol.isAssigned(2, probeLicense, 0), "unlisted license");
+        assertFalse(protocol.isAssigned(2, ids[0], probeTarget), "unknown target");
     }
 }

@@ -6,9 +6,9 @@ import {AuditProtocol} from "../src/AuditProtocol.sol";
 import {RewardVault} from "../src/RewardVault.sol";
 
 /// @notice Two full epochs end to end: three operators (0%, 10%, 25% commission), twelve licenses of four
-///         owners, four targets of which one is a trap. Epoch 1 assigns everyone everything (nobody was active
-///         in epoch 0); epoch 2 draws committees (12 active in epoch 1 > committee of 5). Every balance is
-///         checked against an independent model of PROTOCOL.md sections 6 to 8.
+///         owners, four targets of which one is a trap. Epoch 1 seats everyone on every committee (committees of
+///         16, 12 licenses listed); epoch 2 draws exact committees of 5 of the 12. Every balance is checked against
+///         an independent model of PROTOCOL.md sections 6 to 8.
 contract FullEpochTest is Deployed {
     uint256 internal constant BPS = 10_000;
     uint256 internal constant FEES = 3000 ether;
@@ -66,6 +66,12 @@ contract FullEpochTest is Deployed {
         tTrap = _addTarget(5);
         vm.prank(keeper);
         targets.sealTrap(tTrap, keccak256(abi.encode(tTrap, FAULT, TRAP_SALT)));
+        _committees(16);
+    }
+
+    function _committees(uint16 k) internal {
+        vm.prank(address(timelock));
+        protocol.setParams(AuditProtocol.Params(15, k, 3, 16));
     }
 
     function _add(address op, uint16 bps, address owner, uint256 n) internal {
@@ -140,10 +146,10 @@ contract FullEpochTest is Deployed {
     }
 
     /// @dev Epoch 2: each license audits the targets drawn for it (section 6, computed here), honestly.
-    function _opening2(uint256 lic, bytes32 seed2, uint256 th) internal view returns (AuditProtocol.Reveal memory r) {
+    function _opening2(uint256 lic) internal view returns (AuditProtocol.Reveal memory r) {
         uint256 n;
         for (uint256 t; t < 4; ++t) {
-            if (_drawn(seed2, t, lic, th)) ++n;
+            if (_seated(2, t, lic)) ++n;
         }
         r.license = lic;
         r.targetIds = new uint256[](n);
@@ -151,7 +157,7 @@ contract FullEpochTest is Deployed {
         r.evidenceRoots = new bytes32[](n);
         n = 0;
         for (uint256 t; t < 4; ++t) {
-            if (!_drawn(seed2, t, lic, th)) continue;
+            if (!_seated(2, t, lic)) continue;
             r.targetIds[n] = t;
             r.verdicts[n] = t == tTrap ? FAULT : OK;
             r.evidenceRoots[n] = _root(2, lic, t);
@@ -160,8 +166,14 @@ contract FullEpochTest is Deployed {
         r.salt = _salt(2, lic);
     }
 
-    function _drawn(bytes32 s, uint256 t, uint256 lic, uint256 th) internal pure returns (bool) {
-        return uint256(keccak256(abi.encode(s, t, lic))) < th;
+    /// @dev Whether `lic` sits on `t`'s committee in `e`, read from the committee (the shuffle's forward
+    ///      direction; isAssigned computes the license's seat with the inverse).
+    function _seated(uint256 e, uint256 t, uint256 lic) internal view returns (bool) {
+        uint256[] memory c = protocol.committee(e, t);
+        for (uint256 i; i < c.length; ++i) {
+            if (c[i] == lic) return true;
+        }
+        return false;
     }
 
     function _hash(uint256 e, AuditProtocol.Reveal memory r) internal pure returns (bytes32) {
@@ -217,7 +229,7 @@ contract FullEpochTest is Deployed {
         _heartbeatAll();
         assertEq(protocol.seed(1), seed1, "seed 1");
         assertEq(vault.activeCount(1), N, "all twelve active");
-        assertEq(protocol.threshold(1), type(uint256).max, "epoch 1: everyone assigned");
+        assertEq(protocol.committee(1, 0).length, N, "epoch 1: everyone seated");
         for (uint256 l = 1; l <= N; ++l) {
             for (uint256 t; t < 4; ++t) {
                 assertTrue(protocol.isAssigned(1, l, t), "all assigned");
@@ -227,13 +239,14 @@ contract FullEpochTest is Deployed {
         _commitAll(opB, 1, _openings1(opB)); // includes M's commitment
         _commitAll(opC, 1, _openings1(opC));
         _assertModel("epoch 1: nothing credited yet");
+        _committees(5); // from epoch 2, fixed at its first touch; epoch 1 keeps its committees of 16
 
         // ============================== epoch 2 opens: heartbeats book epoch 1 ==============================
         _rollToEpoch(2);
         uint256 budget1 = expPool + EMISSION;
         uint256 per1 = budget1 / N;
         expPool = budget1 - per1 * N; // the division remainder carries over
-        bytes32 seed2 = keccak256(abi.encode(seed1, blockhash(vm.getBlockNumber() - 1), uint256(2)));
+        bytes32 seed2 = keccak256(abi.encode(seed1, blockhash(protocol.epochStartBlock(2) - 1), uint256(2)));
         _heartbeatAll();
         for (uint256 l = 1; l <= N; ++l) {
             _credit(l, per1);
@@ -250,20 +263,19 @@ contract FullEpochTest is Deployed {
         protocol.revealMany(1, _withoutM(_openings1(opB)));
         protocol.revealMany(1, _openings1(opC));
 
-        // Commit epoch 2 with sortition: 12 active in epoch 1 > committee of 5.
-        uint256 th = (type(uint256).max / N) * 5;
-        assertEq(protocol.threshold(2), th, "threshold of epoch 2");
+        // Commit epoch 2: exact committees of 5 of the 12 listed.
+        assertEq(protocol.committeeSizeOf(1), 16, "epoch 1's committees");
+        assertEq(protocol.committeeSizeOf(2), 5, "epoch 2's");
         AuditProtocol.Reveal[] memory all2 = new AuditProtocol.Reveal[](N);
         uint256 duties;
         for (uint256 l = 1; l <= N; ++l) {
-            all2[l - 1] = _opening2(l, seed2, th);
+            all2[l - 1] = _opening2(l);
             duties += all2[l - 1].targetIds.length;
             for (uint256 t; t < 4; ++t) {
-                assertEq(protocol.isAssigned(2, l, t) ? 1 : 0, _drawn(seed2, t, l, th) ? 1 : 0, "epoch-2 duty");
+                assertEq(protocol.isAssigned(2, l, t) ? 1 : 0, _seated(2, t, l) ? 1 : 0, "epoch-2 duty");
             }
         }
-        assertGt(duties, 0, "someone has a duty");
-        assertLt(duties, N * 4, "sortition leaves some pairs out");
+        assertEq(duties, 4 * 5, "every target: exactly 5");
         for (uint256 k; k < 3; ++k) {
             address op = k == 0 ? opA : k == 1 ? opB : opC;
             uint256[] storage lics = licensesOf[op];
@@ -352,7 +364,7 @@ contract FullEpochTest is Deployed {
             uint256 n;
             bytes32 firstFaultRoot;
             for (uint256 l = 1; l <= N; ++l) {
-                if (!_drawn(seed2, t, l, th)) continue;
+                if (!_seated(2, t, l)) continue;
                 assertEq(who[n], l, "committee in reveal order");
                 if (firstFaultRoot == bytes32(0) && t == tTrap) firstFaultRoot = _root(2, l, t);
                 ++n;

@@ -23,6 +23,8 @@ contract GasTest is Deployed {
 
     uint256 internal constant HEARTBEAT_BUDGET = 25_000;
     uint256 internal constant COMMIT_BUDGET = 30_000;
+    /// @dev Since exact committees (issue 16) a license's reveal computes its seat: one inverse swap-or-not
+    ///      shuffle (90 rounds, their pivots computed once per transaction), about 20,000 gas per license.
     uint256 internal constant REVEAL_BUDGET = 60_000;
     uint256 internal constant CLAIM_BUDGET = 15_000;
     uint256 internal constant SETTLE_BUDGET = 100_000;
@@ -55,6 +57,15 @@ contract GasTest is Deployed {
         for (uint256 t; t < TARGETS; ++t) {
             _addTarget(1);
         }
+    }
+
+    function _sorted(uint256[] memory a) internal pure returns (uint256[] memory) {
+        for (uint256 i = 1; i < a.length; ++i) {
+            for (uint256 j = i; j > 0 && a[j - 1] > a[j]; --j) {
+                (a[j - 1], a[j]) = (a[j], a[j - 1]);
+            }
+        }
+        return a;
     }
 
     // --------------------------------------------------------------------------------- measuring
@@ -137,31 +148,29 @@ contract GasTest is Deployed {
 
     // ---------------------------------------------------------------------------------- openings
 
-    /// @dev Epoch 1 assigns everyone every target; each license reveals one of them (license i: target i % 20),
-    ///      so each target gets 5 revealers as in steady state.
+    /// @dev Each license reveals the targets whose committee seats are its own: exact committees of 5 of the
+    ///      100 licenses over 20 targets give every license exactly one target, every target 5 revealers.
     function _openingsSpread(uint256 e) internal view returns (AuditProtocol.Reveal[] memory rs) {
-        rs = new AuditProtocol.Reveal[](LICENSES);
-        for (uint256 i; i < LICENSES; ++i) {
-            uint256[] memory tids = new uint256[](1);
-            tids[0] = i % TARGETS;
-            rs[i] = _opening(e, ids[i], tids);
-        }
+        return _openingsDrawn(e);
     }
 
-    /// @dev Each license reveals exactly the targets drawn for it (PROTOCOL.md section 6).
     function _openingsDrawn(uint256 e) internal view returns (AuditProtocol.Reveal[] memory rs) {
-        bytes32 s = protocol.seed(e);
-        uint256 th = (type(uint256).max / LICENSES) * 5;
+        uint256[] memory count = new uint256[](LICENSES);
+        uint256[][] memory seated = new uint256[][](TARGETS);
+        for (uint256 t; t < TARGETS; ++t) {
+            seated[t] = protocol.committee(e, t);
+            for (uint256 j; j < seated[t].length; ++j) {
+                count[seated[t][j] - ids[0]] += 1;
+            }
+        }
         rs = new AuditProtocol.Reveal[](LICENSES);
         for (uint256 i; i < LICENSES; ++i) {
+            uint256[] memory tids = new uint256[](count[i]);
             uint256 n;
             for (uint256 t; t < TARGETS; ++t) {
-                if (uint256(keccak256(abi.encode(s, t, ids[i]))) < th) ++n;
-            }
-            uint256[] memory tids = new uint256[](n);
-            n = 0;
-            for (uint256 t; t < TARGETS; ++t) {
-                if (uint256(keccak256(abi.encode(s, t, ids[i]))) < th) tids[n++] = t;
+                for (uint256 j; j < seated[t].length; ++j) {
+                    if (seated[t][j] == ids[i]) tids[n++] = t;
+                }
             }
             rs[i] = _opening(e, ids[i], tids);
         }
@@ -251,23 +260,51 @@ contract GasTest is Deployed {
     ///         outcome with one disagreeing OK vote.
     function test_gasSettleCommitteeOfFive() public {
         _warm();
-        uint256[] memory five = new uint256[](5);
-        for (uint256 i; i < 5; ++i) {
-            five[i] = ids[i];
-        }
-        // Epoch 1 (everyone assigned): targets 0, 1, 2 revealed by the same five licenses.
+        // Epoch 1: targets 0, 1, 2 revealed by their committees of five (exact committees of the 100 listed).
         _rollToEpoch(1);
+        protocol.poke();
+        uint256[][] memory c = new uint256[][](3);
+        for (uint256 t; t < 3; ++t) {
+            c[t] = protocol.committee(1, t);
+        }
+        // the licenses seated on any of them, each with its seats' verdicts
+        uint256[] memory five = new uint256[](15);
+        uint256 m;
+        for (uint256 t; t < 3; ++t) {
+            for (uint256 j; j < 5; ++j) {
+                bool seen;
+                for (uint256 q; q < m; ++q) {
+                    if (five[q] == c[t][j]) seen = true;
+                }
+                if (!seen) five[m++] = c[t][j];
+            }
+        }
+        assembly {
+            mstore(five, m)
+        }
+        five = _sorted(five);
         vm.prank(op);
         protocol.heartbeat(five);
-        AuditProtocol.Reveal[] memory rs = new AuditProtocol.Reveal[](5);
-        AuditProtocol.Commitment[] memory cs = new AuditProtocol.Commitment[](5);
-        for (uint256 i; i < 5; ++i) {
+        AuditProtocol.Reveal[] memory rs = new AuditProtocol.Reveal[](m);
+        AuditProtocol.Commitment[] memory cs = new AuditProtocol.Commitment[](m);
+        for (uint256 i; i < m; ++i) {
+            uint256 n;
             uint256[] memory tids = new uint256[](3);
-            (tids[0], tids[1], tids[2]) = (0, 1, 2);
+            uint8[] memory vs = new uint8[](3);
+            for (uint256 t; t < 3; ++t) {
+                for (uint256 j; j < 5; ++j) {
+                    if (c[t][j] != five[i]) continue;
+                    tids[n] = t;
+                    // target 0: all OK; target 1: 4 OK, the fifth seat FAULT; target 2: 4 FAULT, the fifth OK
+                    vs[n++] = t == 0 ? 1 : t == 1 ? (j == 4 ? 2 : 1) : (j == 4 ? 1 : 2);
+                }
+            }
+            assembly {
+                mstore(tids, n)
+                mstore(vs, n)
+            }
             AuditProtocol.Reveal memory r = _opening(1, five[i], tids);
-            r.verdicts[0] = 1; // target 0: all OK
-            r.verdicts[1] = i == 4 ? 2 : 1; // target 1: 4 OK, 1 FAULT
-            r.verdicts[2] = i == 4 ? 1 : 2; // target 2: 4 FAULT, 1 OK
+            r.verdicts = vs;
             rs[i] = r;
             cs[i] = AuditProtocol.Commitment(
                 five[i], keccak256(abi.encode(uint256(1), r.license, r.targetIds, r.verdicts, r.evidenceRoots, r.salt))

@@ -23,7 +23,7 @@ contract RefereeCourtTest is AuditFixture {
     uint256 internal model; // a MODEL target bound to BASELINE
 
     function setUp() public {
-        _fixture(18);
+        _fixture(16);
         court = new RefereeCourt(
             IERC20(address(token)),
             targets,

@@ -4,7 +4,7 @@ pragma solidity ^0.8.27;
 import {Test} from "./Test.sol";
 import {AlignmentLicense} from "../../src/AlignmentLicense.sol";
 import {NodeSale, ILicenseMinter} from "../../src/NodeSale.sol";
-import {OperatorRegistry, ILicenseOwners, IRewardSettle} from "../../src/OperatorRegistry.sol";
+import {OperatorRegistry, ILicenseOwners, IRewardSettle, IEpochClock} from "../../src/OperatorRegistry.sol";
 import {TargetRegistry} from "../../src/TargetRegistry.sol";
 import {AuditProtocol, IDelegations, ITargets, IPresenceVault, IRefereeCourt} from "../../src/AuditProtocol.sol";
 import {RefereeCourt, ICourtProtocol} from "../../src/RefereeCourt.sol";
@@ -128,6 +128,7 @@ abstract contract Deployed is Test {
         license.setMinter(address(sale));
         license.setTransferHook(address(registry));
         registry.setRewardVault(IRewardSettle(address(vault)));
+        registry.setClock(IEpochClock(address(protocol)));
         vault.wire(address(protocol), address(registry));
         protocol.setCourt(IRefereeCourt(address(court)));
 
