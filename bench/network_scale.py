@@ -34,6 +34,7 @@ from alignment_node.devnet.deploy import deploy_async
 from alignment_node.devnet.params import default_params
 
 BLOCK_GAS = 30_000_000
+RECEIPT_TIMEOUT = 300
 ETHER = 10**18
 
 
@@ -74,7 +75,7 @@ async def gas_of(rpc: RpcClient, hashes: list[str], what: str) -> int:
     """Total gasUsed of the transactions; every one must have succeeded."""
     total = 0
     for i in range(0, len(hashes), 200):
-        receipts = await asyncio.gather(*(rpc.wait_for_receipt(h, timeout=600) for h in hashes[i:i + 200]))
+        receipts = await asyncio.gather(*(rpc.wait_for_receipt(h, timeout=RECEIPT_TIMEOUT) for h in hashes[i:i + 200]))
         for r in receipts:
             if hex_int(r["status"]) != 1:
                 raise SystemExit(f"{what}: transaction {r['transactionHash']} reverted")
@@ -91,6 +92,16 @@ async def each(items, fn, limit: int = 64):
     return await asyncio.gather(*(one(x) for x in items))
 
 
+async def mine_to(rpc: RpcClient, block: int) -> None:
+    """Mine empty blocks until the next transaction lands in ``block`` or later (in chunks: anvil is slow to
+    mine thousands at once)."""
+    while True:
+        head = await rpc.block_number()
+        if head + 1 >= block:
+            return
+        await rpc.request("anvil_mine", [hex(min(500, block - 1 - head))])
+
+
 async def run(a) -> int:
     t_start = time.monotonic()
     n_ops = a.operators
@@ -98,9 +109,11 @@ async def run(a) -> int:
     params = default_params()
     params["sale"].update(allowlistStart="+0", publicStart="+0", publicMaxPerWallet=max(per_op),
                           tiers=[{"price": "1 wei", "supply": a.licenses}])
-    params["protocol"].update(epochLength=a.epoch_length, revealBlocks=a.epoch_length // 4,
+    params["protocol"].update(epochLength=a.epoch_length, revealBlocks=a.epoch_length * 2 // 5,
                               committeeSize=a.committee)
-    anvil = Anvil(block_time=None, extra_args=["--gas-limit", str(BLOCK_GAS), "--block-base-fee-per-gas", "0"]).start()
+    # Interval mining: transactions wait in the pool and fill blocks of 30M gas, as on a real chain.
+    anvil = Anvil(block_time=a.block_time,
+                  extra_args=["--gas-limit", str(BLOCK_GAS), "--block-base-fee-per-gas", "0"]).start()
     try:
         deployer = LocalSigner(anvil.private_keys[0])
         manifest = await deploy_async(anvil.url, deployer, params)
@@ -124,7 +137,7 @@ async def run(a) -> int:
                 s = senders[i]
                 h = await s.send(sale.address, sale.encode("buy", per_op[i], per_op[i], "", [], 0),
                                  80_000 * per_op[i] + 200_000, value=per_op[i])
-                r = await rpc.wait_for_receipt(h, timeout=600)
+                r = await rpc.wait_for_receipt(h, timeout=RECEIPT_TIMEOUT)
                 assert hex_int(r["status"]) == 1, "buy reverted"
                 bought[s.signer.address] = [int(log["topics"][3], 16) for log in r["logs"] if log["topics"][0] == transfer]
 
@@ -151,7 +164,7 @@ async def run(a) -> int:
             head = await rpc.block_number()
             e0 = await protocol.call("epochAt", head) + 1
             start = await protocol.call("epochStartBlock", e0)
-            anvil.mine(start - head - 1)
+            await mine_to(rpc, start)
             all_ids = {s.signer.address: sorted(bought[s.signer.address]) for s in senders}
             openings: dict[int, dict[int, P.Opening]] = {}
             credited_ok = True
@@ -188,9 +201,8 @@ async def run(a) -> int:
                     rows[e - 1]["reveal"] = reveal_gas
                     # settle every target after the window
                     _, end = await protocol.call("revealWindow", e - 1)
-                    head = await rpc.block_number()
-                    if end > head + 1:
-                        anvil.mine(end - head - 1)
+                    await mine_to(rpc, end)
+                    keeper.nonce = await rpc.get_transaction_count(deployer.address, "pending")
                     hashes = [await keeper.send(protocol.address, protocol.encode("settle", e - 1, t), 400_000)
                               for t in range(a.targets)]
                     rows[e - 1]["settle"] = await gas_of(rpc, hashes, "settle")
@@ -236,10 +248,7 @@ async def run(a) -> int:
                 rows[e]["committed"] = len(openings[e])
                 print(f"  epoch {e}: heartbeats and commits in {time.monotonic() - t1:.0f} s "
                       f"(duties of one operator: at most {duty_seconds * 1000:.0f} ms)")
-                nxt = await protocol.call("epochStartBlock", e + 1)
-                head = await rpc.block_number()
-                if nxt > head + 1:
-                    anvil.mine(nxt - head - 1)
+                await mine_to(rpc, await protocol.call("epochStartBlock", e + 1))
             print(f"every license credited in every epoch: {'yes' if credited_ok else 'NO'}; "
                   f"total {time.monotonic() - t_start:.0f} s")
     finally:
@@ -268,7 +277,8 @@ def main() -> int:
     ap.add_argument("--targets", type=int, default=10_000)
     ap.add_argument("--committee", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--epoch-length", type=int, default=40_000)
+    ap.add_argument("--epoch-length", type=int, default=1_000)
+    ap.add_argument("--block-time", type=float, default=0.1)
     return asyncio.run(run(ap.parse_args()))
 
 
