@@ -11,7 +11,8 @@ in every epoch.
 
     .venv/bin/python bench/network_scale.py [--licenses 175500] [--operators 1000] [--targets 10000]
 
-Takes minutes at full size (tens of billions of gas through anvil); ``--licenses 17550 --operators 100
+Transactions are automined one per block (blocks of 100M gas, so the base fee stays 0); the blocks an epoch needs
+are its gas divided by 30M. Takes minutes at full size (tens of billions of gas through anvil); ``--licenses 17550 --operators 100
 --targets 1000`` is a tenth.
 """
 
@@ -109,11 +110,12 @@ async def run(a) -> int:
     params = default_params()
     params["sale"].update(allowlistStart="+0", publicStart="+0", publicMaxPerWallet=max(per_op),
                           tiers=[{"price": "1 wei", "supply": a.licenses}])
-    params["protocol"].update(epochLength=a.epoch_length, revealBlocks=a.epoch_length * 2 // 5,
-                              committeeSize=a.committee)
-    # Interval mining: transactions wait in the pool and fill blocks of 30M gas, as on a real chain.
-    anvil = Anvil(block_time=a.block_time,
-                  extra_args=["--gas-limit", str(BLOCK_GAS), "--block-base-fee-per-gas", "0"]).start()
+    # Automining, one transaction per block: an epoch must hold every transaction of the epoch as a block of its
+    # own (heartbeats, commits, reveals, settlements). Blocks of 100M gas keep every block under its EIP-1559
+    # target, so the base fee stays 0 and fees never limit the bench; "blocks of 30M" below are gas / 30M.
+    length = a.epoch_length or max(1_000, 2 * (3 * n_ops + a.targets))
+    params["protocol"].update(epochLength=length, revealBlocks=length * 2 // 5, committeeSize=a.committee)
+    anvil = Anvil(block_time=None, extra_args=["--gas-limit", str(100_000_000), "--block-base-fee-per-gas", "0"]).start()
     try:
         deployer = LocalSigner(anvil.private_keys[0])
         manifest = await deploy_async(anvil.url, deployer, params)
@@ -277,8 +279,7 @@ def main() -> int:
     ap.add_argument("--targets", type=int, default=10_000)
     ap.add_argument("--committee", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--epoch-length", type=int, default=1_000)
-    ap.add_argument("--block-time", type=float, default=0.1)
+    ap.add_argument("--epoch-length", type=int, default=0, help="default: 2 x (3 x operators + targets)")
     return asyncio.run(run(ap.parse_args()))
 
 
