@@ -60,6 +60,13 @@ def test_evm_faults_are_all_flagged_and_no_honest_target_is():
         # one reason per INCONCLUSIVE epoch, read from the chain
         assert sorted(t["inconclusive_reasons"]) == sorted(e for e, o in t["outcomes"].items() if o == "INCONCLUSIVE")
         assert set(t["inconclusive_reasons"].values()) <= {"short-committee", "split", "missing-reveals", "other"}
+    # Exact committees (issue 16): from the second epoch on (the first may start before every node is up), no
+    # committee is short and at most 1 % of the (target, epoch) outcomes are INCONCLUSIVE.
+    first = min(int(e) for t in report["targets"] for e in t["outcomes"])
+    later = [(t["inconclusive_reasons"].get(e), o) for t in report["targets"] for e, o in t["outcomes"].items()
+             if int(e) > first]
+    assert "short-committee" not in {why for why, _ in later}
+    assert sum(o == "INCONCLUSIVE" for _, o in later) <= 0.01 * len(later), later
 
 
 def test_lazy_auditor_is_penalized_and_earns_less_than_every_honest_operator():
