@@ -156,14 +156,19 @@ async def _setup(node: Anvil, committee_size: int = COMMITTEE_SIZE) -> Net:
     )
 
 
-@pytest.fixture(scope="module")
-def net():
+def _chain(committee_size: int):
+    """An automining anvil with the module's set-up (skipped without anvil)."""
     try:
         find_anvil()
     except AnvilError as exc:
         pytest.skip(str(exc))
     with Anvil(block_time=None) as node:
-        yield run(_setup(node))
+        yield run(_setup(node, committee_size))
+
+
+@pytest.fixture(scope="module")
+def net():
+    yield from _chain(COMMITTEE_SIZE)
 
 
 @contextlib.contextmanager
@@ -179,12 +184,7 @@ def snapshot(net: Net):
 @pytest.fixture(scope="module")
 def small_committees():
     """The module's set-up on a chain of its own with committees of 5 of the 16 licenses."""
-    try:
-        find_anvil()
-    except AnvilError as exc:
-        pytest.skip(str(exc))
-    with Anvil(block_time=None) as node:
-        yield run(_setup(node, SMALL_COMMITTEE))
+    yield from _chain(SMALL_COMMITTEE)
 
 
 @pytest.fixture

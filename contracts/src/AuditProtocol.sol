@@ -269,8 +269,9 @@ contract AuditProtocol is Ownable {
         } else {
             licenses = new uint256[](k);
             uint256 base = (targetId % n) * k;
+            uint256[] memory ps = SwapOrNot.pivots(n, s);
             for (uint256 j; j < k; ++j) {
-                licenses[j] = registry.licenseAt(SwapOrNot.shuffle((base + j) % n, n, s), epoch);
+                licenses[j] = registry.licenseAt(SwapOrNot.shuffleWith((base + j) % n, n, s, ps), epoch);
             }
         }
     }
