@@ -293,6 +293,26 @@ def test_everyone_seated_everyone_missing_is_reported_except_ours(world):
     assert reported == [(4, 1)]
 
 
+def test_an_epoch_whose_committees_are_gone_reports_nothing_and_settling_goes_on(world):
+    """The registry keeps each epoch's committee list for two epochs after it: a node that comes back later settles
+    its old epochs and skips their misses (HistoryLost) instead of failing every pass."""
+    settle_world(world, 3, {1: [2]}, {1: [2]})
+    world.rpc.logs = [heartbeats_log(world.vault, 3, 310, [2, 4])]
+
+    def gone(e, t):
+        raise ContractRevert("AuditProtocol.committee", DecodedError("HistoryLost", "HistoryLost(uint256)", (("epoch", "uint256", e),), b""),
+                             b"")
+
+    world.answers["committee"] = gone
+    asyncio.run(world.settle.report_misses(3, [1], mine={2}))
+    assert [fn for _p, fn, _a, _e in world.sender.sent if fn == "reportMiss"] == []
+    # any other revert of the committee view is an error
+    world.answers["committee"] = lambda e, t: (_ for _ in ()).throw(
+        ContractRevert("AuditProtocol.committee", DecodedError("Other", "Other()", (), b""), b""))
+    with pytest.raises(ContractRevert):
+        asyncio.run(world.settle.report_misses(3, [1], mine={2}))
+
+
 def test_no_heartbeats_no_reports(world):
     settle_world(world, 3, {}, {1: []})
     asyncio.run(world.settle.report_misses(3, [1], mine=set()))

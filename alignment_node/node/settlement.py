@@ -97,7 +97,15 @@ class SettlementService:
             return
         for t in targets:
             revealed, _verdicts = await protocol.call("revealers", epoch, t)
-            seated = set(await protocol.call("committee", epoch, t))
+            try:
+                seated = set(await protocol.call("committee", epoch, t))
+            except ContractRevert as exc:
+                if exc.error_name != "HistoryLost":
+                    raise
+                # The committee list keeps two epochs after each (docs/protocol.md): older misses cannot be
+                # proven any more, by anyone. Settling goes on.
+                log.warning("epoch %d's committees are no longer on chain: its misses cannot be reported", epoch)
+                return
             missing = sorted((seated & active) - set(revealed) - mine)
             for lic in missing:
                 ok = await self._send_quietly("report_miss", protocol.encode("reportMiss", epoch, lic, t), epoch,
