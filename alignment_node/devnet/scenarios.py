@@ -40,7 +40,7 @@ SCENARIOS = {
     "presence": Scenario(3, {}, description="nodes heartbeat and earn; no targets"),
     "evm-faults": Scenario(
         6, {"targets": ("honest",) * 8 + ("down", "slow", "lagging", "halted", "forked", "wrong-chain", "garbage"),
-            "trap_mode": "down"},
+            "trap_mode": "down", "audit_deadline_s": 4.0},
         description="8 honest EVM targets, one of each fault, a sealed trap; every fault must be flagged"),
     "lazy-auditor": Scenario(
         4, {"commissions_bps": (500, 1000, 1000, 2500), "owners": 4, "licenses_per_owner": 3,
