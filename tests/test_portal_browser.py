@@ -104,8 +104,10 @@ class ChainReader:
     def send(self, sender: str, contract: str, fn: str, *args) -> dict:
         """A transaction from one of anvil's unlocked accounts; returns its successful receipt."""
         data = self.abis[contract].encode_call(fn, *args)
-        tx_hash = self.net.anvil.rpc("eth_sendTransaction",
-                                     [{"from": sender, "to": self.addresses[contract], "data": "0x" + data.hex()}])
+        tx = {"from": sender, "to": self.addresses[contract], "data": "0x" + data.hex()}
+        # headroom over the estimate: a transaction that lands in the next epoch also rolls the ended one's budget
+        gas = int(self.net.anvil.rpc("eth_estimateGas", [tx]), 16)
+        tx_hash = self.net.anvil.rpc("eth_sendTransaction", [{**tx, "gas": hex(gas * 3 // 2 + 100_000)}])
         receipt = wait_until(lambda: self.net.anvil.rpc("eth_getTransactionReceipt", [tx_hash]), 20, f"{fn} mined")
         assert receipt["status"] == "0x1", f"{contract}.{fn} reverted"
         return receipt

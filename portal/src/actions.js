@@ -21,6 +21,13 @@ export async function transact(app, { what, contract, functionName, args = [], v
       address: chain.address[contract], abi: chain.abis[contract], functionName, args, value,
       account: wallet.account,
     });
+    // A gas limit with headroom: the estimate is made against the latest block, and the first transaction of
+    // a new epoch also finalizes the ended epoch's budget (RewardVault._roll), which the estimate did not pay.
+    const estimate = await chain.public.estimateContractGas({
+      address: chain.address[contract], abi: chain.abis[contract], functionName, args, value,
+      account: wallet.account,
+    });
+    request.gas = (estimate * 3n) / 2n + 100_000n;
     app.status("info", `${what}: confirm in your wallet…`);
     hash = await chain.wallet.writeContract(request);
     app.status("info", `${what}: sent ${hash}, waiting for it to be mined…`, hash);
