@@ -95,16 +95,30 @@ def _failed(bundle):
     return {c["name"]: c["detail"] for c in bundle["checks"] if c["ok"] is False}
 
 
+@pytest.fixture(scope="module")
+def benign(world, epoch):
+    """The result of each benign target, audited a second time if the first audit flagged it.
+
+    The identity test's level is 0.002 per check family, and a sampling provider's answers are random: about
+    0.6 % of honest audits are flagged (bench/README.md). A benign setup must pass a second, independent audit
+    (another seed, a fresh store): two false positives in a row is ~4e-5. Tests that alter an honest bundle start
+    from the passing one."""
+    out = {}
+    for tid, (_, want, _) in PLAN.items():
+        if want != OK:
+            continue
+        r = epoch["results"][tid]
+        if r.verdict != OK:
+            results, _ = _audit(world, [tid], bytes.fromhex("a5" * 32), f"node-retry-{tid}")
+            r = results[tid]
+        out[tid] = r
+    return out
+
+
 @pytest.mark.parametrize("tid", sorted(PLAN))
-def test_verdict_per_mode_and_the_judgement_repeats(world, epoch, tid):
+def test_verdict_per_mode_and_the_judgement_repeats(world, epoch, benign, tid):
     name, want, check = PLAN[tid]
-    r = epoch["results"][tid]
-    if want == OK and r.verdict != OK:
-        # The identity test's level is 0.002 per check family, and a sampling provider's answers are random:
-        # about 0.6 % of honest audits are flagged (bench/README.md). A benign setup must pass a second,
-        # independent audit (another seed, a fresh store): two false positives in a row is ~4e-5.
-        results, _ = _audit(world, [tid], bytes.fromhex("a5" * 32), f"node-retry-{tid}")
-        r = results[tid]
+    r = benign.get(tid, epoch["results"][tid])
     bundle = r.bundle
     assert bundle["version"] == 2 and bundle["kind"] == "MODEL_SERVED"
     assert r.verdict == want, (name, _failed(bundle))
@@ -145,12 +159,12 @@ def test_worker_peak_rss_is_within_budget(epoch):
     assert 0 < epoch["rss_kb"] < RSS_BUDGET_KB, f"worker peak RSS {epoch['rss_kb']} kB"
 
 
-def test_a_signature_or_report_lost_in_transit_is_not_a_tee_fault(world, epoch):
+def test_a_signature_or_report_lost_in_transit_is_not_a_tee_fault(world, benign):
     """A TEE answer the auditor could not fetch (timeout, connection) leaves the TEE check unknown: the verdict
     is not FAULT on its account; a signature the provider answered 404 for, after the wait, is a FAULT."""
     from alignment_node.models.served_audit import evaluate_served
 
-    honest = epoch["results"][5].bundle
+    honest = benign[5].bundle
     baseline = world["baselines"][honest["baseline"]]
     lost = json.loads(canonical_json(honest))
     lost["completions"][0]["tee"]["signature"] = None
@@ -167,13 +181,13 @@ def test_a_signature_or_report_lost_in_transit_is_not_a_tee_fault(world, epoch):
     assert verdict == FAULT and "unsigned" in _failed({"checks": checks})["tee"]
 
 
-def test_requests_cut_by_the_auditors_own_budget_do_not_accuse_the_provider(world, epoch):
+def test_requests_cut_by_the_auditors_own_budget_do_not_accuse_the_provider(world, benign):
     """Chat requests that timed out only because the audit's time ran out (given less than the per-request
     deadline) are the auditor's shortfall: with at least half the completions in, the rest is judged; with fewer,
     the audit is UNREACHABLE. A request that timed out with the full deadline still counts against the provider."""
     from alignment_node.models.served_audit import evaluate_served
 
-    honest = epoch["results"][1].bundle
+    honest = benign[1].bundle
     baseline = world["baselines"][honest["baseline"]]
 
     def cut(n: int, allowed_ms: int) -> dict:
