@@ -197,6 +197,52 @@ def commitment(
     )
 
 
+def opening_leaf(opening_hash: bytes) -> bytes:
+    """A license's leaf in its operator's commitment tree: keccak256(bytes.concat(c)) of its opening hash ``c``
+    (``commitment``): hashed twice, so no inner node of the tree can pass for a leaf (issue 16)."""
+    return keccak(opening_hash)
+
+
+def _pair(a: bytes, b: bytes) -> bytes:
+    return keccak(a + b if a <= b else b + a)  # OpenZeppelin's commutative keccak256 (sorted pair)
+
+
+def merkle_layers(leaves: Sequence[bytes]) -> list[list[bytes]]:
+    """The tree over ``leaves`` (in the given order), bottom layer first: each layer pairs neighbours with sorted-
+    pair keccak256; an odd last node moves up unchanged. Verifiable with OpenZeppelin's MerkleProof."""
+    assert leaves, "a tree needs at least one leaf"
+    layers = [list(leaves)]
+    while len(layers[-1]) > 1:
+        below = layers[-1]
+        layers.append([_pair(below[i], below[i + 1]) if i + 1 < len(below) else below[i]
+                       for i in range(0, len(below), 2)])
+    return layers
+
+
+def merkle_root(leaves: Sequence[bytes]) -> bytes:
+    """The root of ``merkle_layers(leaves)`` (the operator's commitment for an epoch)."""
+    return merkle_layers(leaves)[-1][0]
+
+
+def merkle_proof(layers: list[list[bytes]], index: int) -> list[bytes]:
+    """The proof of leaf ``index``: its sibling on every layer that has one, bottom up."""
+    proof = []
+    for layer in layers[:-1]:
+        sibling = index ^ 1
+        if sibling < len(layer):
+            proof.append(layer[sibling])
+        index //= 2
+    return proof
+
+
+def merkle_verify(proof: Sequence[bytes], root: bytes, leaf: bytes) -> bool:
+    """OpenZeppelin ``MerkleProof.verify``: fold the proof into the leaf with sorted-pair keccak256."""
+    node = leaf
+    for sibling in proof:
+        node = _pair(node, sibling)
+    return node == root
+
+
 def outcome(ok: int, fault: int, unreachable: int, min_reveals: int, trap_outcome: int = 0) -> int:
     """Settled outcome: a revealed trap's truth; else the verdict with >= 2/3 of >= min_reveals votes."""
     if trap_outcome:

@@ -2,10 +2,13 @@
 pragma solidity ^0.8.27;
 
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {SwapOrNot} from "./lib/SwapOrNot.sol";
 
 interface IDelegations {
-    function requireDelegated(address operator, uint256[] calldata tokenIds) external view returns (uint16);
+    function operatorIndexOf(address operator) external view returns (uint256 index, uint16 commissionBps);
+    function operatorOfAt(uint256 tokenId, uint256 epoch) external view returns (uint256);
+    function listedCountAt(uint256 index, uint256 epoch) external view returns (uint256);
     function positionAt(uint256 tokenId, uint256 epoch) external view returns (uint256 listed, uint256 position);
     function licenseAt(uint256 index, uint256 epoch) external view returns (uint256);
 }
@@ -17,12 +20,12 @@ interface ITargets {
 }
 
 interface IPresenceVault {
-    function recordHeartbeats(address operator, uint16 commissionBps, uint256[] calldata tokenIds, uint256 epoch)
+    function recordPresence(address operator, uint256 operatorIndex, uint16 commissionBps, uint256 count, uint256 epoch)
         external;
     function penalize(uint256[] calldata tokenIds, uint256 epoch, uint8 kind, address reporter) external;
     function activeCount(uint256 epoch) external view returns (uint256);
     function isActive(uint256 tokenId, uint256 epoch) external view returns (bool);
-    function requireActive(uint256[] calldata tokenIds, uint256 epoch) external view;
+    function isPresent(uint256 operatorIndex, uint256 epoch) external view returns (bool);
 }
 
 /// @dev The referee court of MODEL targets (RefereeCourt.sol), if governance set one.
@@ -43,8 +46,10 @@ interface IRefereeCourt {
 /// @dev Storage per (epoch, target) is a tally of three slots: slot 0 packs the vote counts, the settled
 ///      outcome and the first 5 revealers; slots 1 and 2 hold 6 revealers each. A revealer is
 ///      (uint32 license, uint8 verdict). So license ids must fit in 32 bits and `maxCommittee <= 16`.
-///      A license's commitment lives in one of two slots chosen by epoch parity and is overwritten with
-///      `REVEALED` when revealed, so steady-state commits and reveals only rewrite warm, non-zero slots.
+///      Presence and commitments are per operator (issue 16): `heartbeat()` makes every license listed under the
+///      caller active; `commit` stores one Merkle root over the openings of the caller's licenses (one of two
+///      slots per operator, by epoch parity), and each license's opening is revealed with its proof. A license's
+///      last revealed epoch is kept in one slot, so steady-state commits and reveals only rewrite non-zero slots.
 contract AuditProtocol is Ownable {
     /// @notice Verdict and outcome codes.
     uint8 public constant OK = 1;
@@ -58,7 +63,6 @@ contract AuditProtocol is Ownable {
 
     /// @notice Hard cap on `maxCommittee` (the tally holds 16 revealers).
     uint256 public constant MAX_COMMITTEE_CAP = 16;
-    bytes32 public constant REVEALED = bytes32(uint256(1));
 
     /// @notice Epoch `anchorEpoch` starts at `anchorBlock`; every epoch after it lasts `length` blocks.
     struct Clock {
@@ -74,13 +78,15 @@ contract AuditProtocol is Ownable {
         uint16 maxCommittee;
     }
 
-    /// @notice One license's reveal for `revealMany`.
+    /// @notice One license's reveal for `revealMany`: its opening and the opening's proof against its
+    ///         operator's root.
     struct Reveal {
         uint256 license;
         uint256[] targetIds;
         uint8[] verdicts;
         bytes32[] evidenceRoots;
         bytes32 salt;
+        bytes32[] proof;
     }
 
     /// @dev What every reveal of one epoch checks against.
@@ -91,12 +97,6 @@ contract AuditProtocol is Ownable {
         uint256 committeeSize;
         uint256 listed; // the epoch's list length
         uint256[] pivots; // the shuffle's pivots for the epoch's list (empty when everyone sits everywhere)
-    }
-
-    /// @notice One license's commitment for `commit`.
-    struct Commitment {
-        uint256 license;
-        bytes32 commitment;
     }
 
     IDelegations public immutable registry;
@@ -116,7 +116,10 @@ contract AuditProtocol is Ownable {
     mapping(uint256 => bytes32) private _seeds;
     /// @dev committeeSize of each epoch, fixed at its first touch (a governance change applies from the next).
     mapping(uint256 => uint256) private _committeeSizes;
-    mapping(uint256 => bytes32[2]) private _commitments;
+    /// @dev Per operator index, the Merkle root of its licenses' openings, by epoch parity.
+    mapping(uint256 => bytes32[2]) private _roots;
+    /// @dev Per license, its last revealed epoch + 1.
+    mapping(uint256 => uint256) private _revealedPlus1;
     mapping(uint256 => uint256[3]) private _tallies;
     /// @dev First evidence root revealed per (epoch, target) for FAULT [0] and UNREACHABLE [1].
     mapping(uint256 => bytes32[2]) private _evidence;
@@ -129,7 +132,9 @@ contract AuditProtocol is Ownable {
     error NotStarted();
     error ClockChangePending(uint256 effectiveBlock);
     error WrongEpoch(uint256 given, uint256 current);
-    error InvalidCommitment(uint256 license);
+    error InvalidCommitment();
+    error NotOperator(address caller);
+    error NotPresent(address operator, uint256 epoch);
     error RevealWindowClosed(uint256 epoch, uint256 opensAt, uint256 closesAt);
     error RevealWindowOpen(uint256 epoch, uint256 closesAt);
     error LengthMismatch();
@@ -150,7 +155,8 @@ contract AuditProtocol is Ownable {
     event ParamsSet(Params params);
     event SeedRecorded(uint256 indexed epoch, bytes32 seed);
     event Heartbeat(uint256 indexed epoch, address indexed operator, uint256 licenses);
-    event Committed(uint256 indexed epoch, uint256 indexed license, bytes32 commitment);
+    /// @notice `operator` committed `root`, the Merkle root of its licenses' openings for `epoch`.
+    event Committed(uint256 indexed epoch, address indexed operator, bytes32 root);
     event Revealed(
         uint256 indexed epoch, uint256 indexed license, uint256[] targetIds, uint8[] verdicts, bytes32[] evidenceRoots
     );
@@ -283,47 +289,45 @@ contract AuditProtocol is Ownable {
         _touch();
     }
 
-    /// @notice Mark licenses delegated to the caller active in the current epoch (once per epoch each).
-    function heartbeat(uint256[] calldata tokenIds) external {
+    /// @notice Make every license listed under the calling operator in the current epoch active (once per
+    ///         epoch; O(1) storage whatever the number of licenses).
+    function heartbeat() external {
         uint256 e = _touch();
-        uint16 commissionBps = registry.requireDelegated(msg.sender, tokenIds);
-        vault.recordHeartbeats(msg.sender, commissionBps, tokenIds, e);
-        emit Heartbeat(e, msg.sender, tokenIds.length);
+        (uint256 op, uint16 commissionBps) = registry.operatorIndexOf(msg.sender);
+        if (op == 0) revert NotOperator(msg.sender);
+        uint256 count = registry.listedCountAt(op, e);
+        vault.recordPresence(msg.sender, op, commissionBps, count, e);
+        emit Heartbeat(e, msg.sender, count);
     }
 
-    /// @notice Commit verdicts for the current epoch `epoch`, one commitment per license:
-    ///         `keccak256(abi.encode(epoch, license, targetIds, verdicts, evidenceRoots, salt))`.
-    function commit(uint256 epoch, Commitment[] calldata entries) external {
+    /// @notice Commit the caller's verdicts for the current epoch `epoch`: `root` is the Merkle root (OpenZeppelin
+    ///         MerkleProof, sorted pairs) over one leaf per license with duties,
+    ///         `keccak256(bytes.concat(keccak256(abi.encode(epoch, license, targetIds, verdicts, evidenceRoots, salt))))`.
+    ///         The caller must be present in `epoch`; a later commit in the epoch replaces the root.
+    function commit(uint256 epoch, bytes32 root) external {
         uint256 e = _touch();
         if (epoch != e) revert WrongEpoch(epoch, e);
-        uint256[] memory ids = new uint256[](entries.length);
-        for (uint256 i; i < entries.length; ++i) {
-            ids[i] = entries[i].license;
-        }
-        registry.requireDelegated(msg.sender, ids);
-        vault.requireActive(ids, e);
-        uint256 parity = e & 1;
-        for (uint256 i; i < entries.length; ++i) {
-            bytes32 c = entries[i].commitment;
-            if (c == bytes32(0) || c == REVEALED) revert InvalidCommitment(ids[i]);
-            _commitments[ids[i]][parity] = c;
-            emit Committed(e, ids[i], c);
-        }
+        if (root == bytes32(0)) revert InvalidCommitment();
+        (uint256 op,) = registry.operatorIndexOf(msg.sender);
+        if (op == 0 || !vault.isPresent(op, e)) revert NotPresent(msg.sender, e);
+        _roots[op][e & 1] = root;
+        emit Committed(e, msg.sender, root);
     }
 
-    /// @notice Reveal one license's committed verdicts for `epoch`, during the first `revealBlocks` blocks of
-    ///         `epoch + 1`. `targetIds` strictly increasing; each must be assigned to `license`. Anyone holding
-    ///         the opening may reveal it.
+    /// @notice Reveal one license's committed verdicts for `epoch` with the proof of its leaf under its operator's
+    ///         root, during the first `revealBlocks` blocks of `epoch + 1`. `targetIds` strictly increasing; each
+    ///         must be assigned to `license`. Anyone holding the opening may reveal it.
     function reveal(
         uint256 epoch,
         uint256 license,
         uint256[] calldata targetIds,
         uint8[] calldata verdicts,
         bytes32[] calldata evidenceRoots,
-        bytes32 salt
+        bytes32 salt,
+        bytes32[] calldata proof
     ) external {
         RevealContext memory ctx = _openReveal(epoch);
-        _reveal(epoch, license, targetIds, verdicts, evidenceRoots, salt, ctx);
+        _reveal(epoch, license, targetIds, verdicts, evidenceRoots, salt, proof, ctx);
     }
 
     /// @notice `reveal` for many licenses in one transaction.
@@ -331,7 +335,7 @@ contract AuditProtocol is Ownable {
         RevealContext memory ctx = _openReveal(epoch);
         for (uint256 i; i < reveals.length; ++i) {
             Reveal calldata r = reveals[i];
-            _reveal(epoch, r.license, r.targetIds, r.verdicts, r.evidenceRoots, r.salt, ctx);
+            _reveal(epoch, r.license, r.targetIds, r.verdicts, r.evidenceRoots, r.salt, r.proof, ctx);
         }
     }
 
@@ -416,9 +420,15 @@ contract AuditProtocol is Ownable {
         }
     }
 
-    /// @notice The commitment stored for `license` for `epoch` (or for the epoch two before it: same slot).
-    function commitmentOf(uint256 license, uint256 epoch) external view returns (bytes32) {
-        return _commitments[license][epoch & 1];
+    /// @notice The root stored for operator `operator` for `epoch` (or for the epoch two before it: same slot).
+    function rootOf(address operator, uint256 epoch) external view returns (bytes32) {
+        (uint256 op,) = registry.operatorIndexOf(operator);
+        return _roots[op][epoch & 1];
+    }
+
+    /// @notice Whether `license`'s opening for `epoch` was revealed.
+    function isRevealed(uint256 license, uint256 epoch) external view returns (bool) {
+        return _revealedPlus1[license] == epoch + 1;
     }
 
     /// @notice The first block in which (`epoch`, `targetId`) may be settled.
@@ -536,16 +546,16 @@ contract AuditProtocol is Ownable {
         uint8[] calldata verdicts,
         bytes32[] calldata evidenceRoots,
         bytes32 salt,
+        bytes32[] calldata proof,
         RevealContext memory ctx
     ) internal {
         if (verdicts.length != targetIds.length || evidenceRoots.length != targetIds.length) revert LengthMismatch();
         if (license > type(uint32).max) revert IdTooLarge(license);
-        bytes32 stored = _commitments[license][epoch & 1];
-        if (stored == REVEALED) revert AlreadyRevealed(epoch, license);
-        if (stored != keccak256(abi.encode(epoch, license, targetIds, verdicts, evidenceRoots, salt))) {
-            revert NoCommitment(epoch, license);
-        }
-        _commitments[license][epoch & 1] = REVEALED;
+        if (_revealedPlus1[license] == epoch + 1) revert AlreadyRevealed(epoch, license);
+        bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(epoch, license, targetIds, verdicts, evidenceRoots, salt))));
+        bytes32 root = _roots[registry.operatorOfAt(license, epoch)][epoch & 1];
+        if (root == bytes32(0) || !MerkleProof.verifyCalldata(proof, root, leaf)) revert NoCommitment(epoch, license);
+        _revealedPlus1[license] = epoch + 1;
         _countVotes(epoch, license, targetIds, verdicts, evidenceRoots, ctx);
         emit Revealed(epoch, license, targetIds, verdicts, evidenceRoots);
     }

@@ -9,8 +9,11 @@ interface ILicenseOwners {
     function ownersOf(uint256[] calldata tokenIds) external view returns (address[] memory);
 }
 
+/// @dev The RewardVault's bookkeeping of the list: a license's delegation span under an operator.
 interface IRewardSettle {
-    function settleLicenses(uint256[] calldata tokenIds) external;
+    function onListed(uint256 tokenId, uint256 operatorIndex, uint256 fromEpoch) external;
+    function onUnlisted(uint256 tokenId, uint256 operatorIndex, uint256 fromEpoch) external;
+    function isSuspended(uint256 tokenId, uint256 epoch) external view returns (bool);
 }
 
 interface IEpochClock {
@@ -19,13 +22,15 @@ interface IEpochClock {
 
 /// @title OperatorRegistry
 /// @notice Operators and the delegation state of every license (PROTOCOL.md section 4).
-/// @dev License states: Free -> Pending -> Delegated -> Free. Every transition first settles the license's
-///      pending reward in the RewardVault, so commission is taken at the rate of the operator that earned it.
-///      The registry also keeps the list that exact committees are drawn from (issue 16): the Delegated
-///      licenses, each listed from the epoch after it became Delegated until the epoch after it left, at a
-///      position (0-based) that is stable within an epoch. Removal swaps the last license into the hole. Every
-///      word of the list keeps its recent generations (lib/Generations.sol), so the list of epoch `e` stays
-///      readable until the end of epoch `e + 2`.
+/// @dev License states: Free -> Pending -> Delegated -> Free. The registry keeps the list that exact committees
+///      are drawn from and that presence is counted on (issue 16): the Delegated, unsuspended licenses, each
+///      listed from the epoch after it became Delegated until the epoch after it left, at a position (0-based)
+///      that is stable within an epoch. Removal swaps the last license into the hole. With the list it keeps
+///      each license's operator and each operator's count of listed licenses per epoch. Every word keeps its
+///      recent generations (lib/Generations.sol), so epoch `e`'s values stay readable until the end of `e + 2`.
+///      Every listing and unlisting is reported to the RewardVault, which credits a license for the epochs its
+///      operator was present in while it was listed under it. A license suspended by the vault is unlisted
+///      ("parked") and stays Delegated; `resume` lists it again once the suspension ends.
 contract OperatorRegistry is Ownable {
     using Generations for uint256;
 
@@ -40,12 +45,14 @@ contract OperatorRegistry is Ownable {
         uint16 commissionBps; // fixed forever at registration
         uint32 delegated; // licenses in state Delegated with this operator
         uint32 pending; // licenses in state Pending with this operator
+        uint32 index; // 1-based registration order: the operator's id in per-epoch records
         string metadataURI;
     }
 
     struct Delegation {
         address operator;
         LicenseState state;
+        bool parked; // Delegated but unlisted while suspended
     }
 
     /// @notice Highest commission an operator may register with (basis points).
@@ -70,6 +77,9 @@ contract OperatorRegistry is Ownable {
     uint256 private _listed;
     mapping(uint256 => uint256) private _listAt;
     mapping(uint256 => uint256) private _listPos;
+    /// @dev Each license's operator index while listed (0: not listed), each operator's listed count.
+    mapping(uint256 => uint256) private _listOperator;
+    mapping(uint256 => uint256) private _operatorListed;
 
     error AlreadyRegistered(address operator);
     error CommissionTooHigh(uint256 commissionBps, uint256 max);
@@ -86,6 +96,9 @@ contract OperatorRegistry is Ownable {
     error AlreadySet();
     error ZeroAddress();
     error IdTooLarge(uint256 tokenId);
+    error NotParked(uint256 tokenId);
+    error StillSuspended(uint256 tokenId);
+    error NotVault(address caller);
 
     event OperatorRegistered(address indexed operator, uint16 commissionBps, string metadataURI);
     event LicenseStateChanged(uint256 indexed tokenId, address indexed operator, LicenseState state);
@@ -96,6 +109,8 @@ contract OperatorRegistry is Ownable {
     event ClockSet(address clock);
     /// @notice `tokenId` joins (`listed`) or leaves the committee list from epoch `fromEpoch`.
     event Listed(uint256 indexed tokenId, bool listed, uint256 fromEpoch);
+    /// @notice A suspended license left the list (`parked`) or came back to it.
+    event Parked(uint256 indexed tokenId, bool parked);
 
     constructor(ILicenseOwners license_, uint32 maxLicensesPerOperator_, address owner_) Ownable(owner_) {
         license = license_;
@@ -130,6 +145,7 @@ contract OperatorRegistry is Ownable {
         op.commissionBps = commissionBps;
         op.metadataURI = metadataURI;
         operatorList.push(msg.sender);
+        op.index = uint32(operatorList.length);
         emit OperatorRegistered(msg.sender, commissionBps, metadataURI);
     }
 
@@ -140,7 +156,6 @@ contract OperatorRegistry is Ownable {
     function delegate(uint256[] calldata tokenIds, address operator) external {
         Operator storage op = _operators[operator];
         if (!op.registered) revert NotRegistered(operator);
-        _settle(tokenIds);
         bool self = operator == msg.sender;
         LicenseState next = self ? LicenseState.Delegated : LicenseState.Pending;
         for (uint256 i; i < tokenIds.length; ++i) {
@@ -165,7 +180,6 @@ contract OperatorRegistry is Ownable {
     /// @notice Accept Pending licenses delegated to the caller: Delegated.
     function approve(uint256[] calldata tokenIds) external {
         Operator storage op = _operators[msg.sender];
-        _settle(tokenIds);
         for (uint256 i; i < tokenIds.length; ++i) {
             uint256 id = tokenIds[i];
             Delegation storage d = _delegations[id];
@@ -183,7 +197,6 @@ contract OperatorRegistry is Ownable {
 
     /// @notice The owner takes licenses back, at once: Free.
     function undelegate(uint256[] calldata tokenIds) external {
-        _settle(tokenIds);
         for (uint256 i; i < tokenIds.length; ++i) {
             uint256 id = tokenIds[i];
             if (license.ownerOf(id) != msg.sender) revert NotLicenseOwner(id, msg.sender);
@@ -193,7 +206,6 @@ contract OperatorRegistry is Ownable {
 
     /// @notice The operator drops licenses delegated (or pending) to it: Free.
     function forceUndelegate(uint256[] calldata tokenIds) external {
-        _settle(tokenIds);
         for (uint256 i; i < tokenIds.length; ++i) {
             uint256 id = tokenIds[i];
             if (_delegations[id].operator != msg.sender || _delegations[id].state == LicenseState.Free) {
@@ -206,11 +218,30 @@ contract OperatorRegistry is Ownable {
     /// @notice Called by the license on every transfer: the delegation ends with the old owner.
     function onLicenseTransfer(uint256 tokenId) external {
         if (msg.sender != address(license)) revert NotLicense(msg.sender);
-        if (_delegations[tokenId].state != LicenseState.Free) {
-            uint256[] memory ids = new uint256[](1);
-            ids[0] = tokenId;
-            if (address(rewardVault) != address(0)) rewardVault.settleLicenses(ids);
-            _free(tokenId);
+        if (_delegations[tokenId].state != LicenseState.Free) _free(tokenId);
+    }
+
+    /// @notice Take a suspended license off the list from the next epoch; it stays Delegated (the RewardVault).
+    function park(uint256 tokenId) external {
+        if (msg.sender != address(rewardVault)) revert NotVault(msg.sender);
+        Delegation storage d = _delegations[tokenId];
+        if (d.state != LicenseState.Delegated || d.parked) return;
+        d.parked = true;
+        emit Parked(tokenId, true);
+        _unlist(tokenId);
+    }
+
+    /// @notice List parked licenses again from the next epoch, once their suspension has ended by then (anyone:
+    ///         the operator's node does it in the epoch before the suspension ends).
+    function resume(uint256[] calldata tokenIds) external {
+        for (uint256 i; i < tokenIds.length; ++i) {
+            uint256 id = tokenIds[i];
+            Delegation storage d = _delegations[id];
+            if (d.state != LicenseState.Delegated || !d.parked) revert NotParked(id);
+            if (rewardVault.isSuspended(id, _from())) revert StillSuspended(id);
+            d.parked = false;
+            emit Parked(id, false);
+            _list(id);
         }
     }
 
@@ -252,6 +283,27 @@ contract OperatorRegistry is Ownable {
     function delegationOf(uint256 tokenId) external view returns (address operator, LicenseState state) {
         Delegation storage d = _delegations[tokenId];
         return (d.operator, d.state);
+    }
+
+    /// @notice Whether a Delegated license is parked (off the list while suspended).
+    function isParked(uint256 tokenId) external view returns (bool) {
+        return _delegations[tokenId].parked;
+    }
+
+    /// @notice The operator's index (1-based registration order; 0: not registered) and commission.
+    function operatorIndexOf(address operator) external view returns (uint256 index, uint16 commissionBps) {
+        Operator storage op = _operators[operator];
+        return (op.index, op.commissionBps);
+    }
+
+    /// @notice The operator `tokenId` was listed under in `epoch` (index; 0: not listed).
+    function operatorOfAt(uint256 tokenId, uint256 epoch) external view returns (uint256) {
+        return _listOperator[tokenId].valueAt(epoch);
+    }
+
+    /// @notice How many licenses were listed under operator `index` in `epoch`.
+    function listedCountAt(uint256 index, uint256 epoch) external view returns (uint256) {
+        return _operatorListed[index].valueAt(epoch);
     }
 
     /// @notice Revert unless every license is Delegated to `operator`; returns the operator's commission.
@@ -305,6 +357,17 @@ contract OperatorRegistry is Ownable {
     function _list(uint256 id) internal {
         if (id > type(uint32).max) revert IdTooLarge(id);
         uint256 from = _from();
+        IRewardSettle vault = rewardVault;
+        Delegation storage d = _delegations[id];
+        if (address(vault) != address(0) && vault.isSuspended(id, from)) {
+            d.parked = true;
+            emit Parked(id, true);
+            return;
+        }
+        uint256 opIndex = _operators[d.operator].index;
+        _listOperator[id] = _listOperator[id].write(opIndex, from);
+        _operatorListed[opIndex] = _operatorListed[opIndex].write(_operatorListed[opIndex].latest() + 1, from);
+        if (address(vault) != address(0)) vault.onListed(id, opIndex, from);
         uint256 n = _listed.latest();
         _listAt[n] = _listAt[n].write(id, from);
         _listPos[id] = _listPos[id].write(n + 1, from);
@@ -314,6 +377,10 @@ contract OperatorRegistry is Ownable {
 
     function _unlist(uint256 id) internal {
         uint256 from = _from();
+        uint256 opIndex = _listOperator[id].latest();
+        _listOperator[id] = _listOperator[id].write(0, from);
+        _operatorListed[opIndex] = _operatorListed[opIndex].write(_operatorListed[opIndex].latest() - 1, from);
+        if (address(rewardVault) != address(0)) rewardVault.onUnlisted(id, opIndex, from);
         uint256 i = _listPos[id].latest() - 1;
         uint256 last = _listed.latest() - 1;
         if (i != last) {
@@ -334,7 +401,12 @@ contract OperatorRegistry is Ownable {
         Operator storage op = _operators[d.operator];
         if (state == LicenseState.Delegated) {
             op.delegated -= 1;
-            _unlist(id);
+            if (d.parked) {
+                d.parked = false;
+                emit Parked(id, false);
+            } else {
+                _unlist(id);
+            }
         } else {
             op.pending -= 1;
         }
@@ -348,7 +420,4 @@ contract OperatorRegistry is Ownable {
         if (max != 0 && op.delegated + adding > max) revert OperatorFull(operator, max);
     }
 
-    function _settle(uint256[] calldata tokenIds) internal {
-        if (address(rewardVault) != address(0)) rewardVault.settleLicenses(tokenIds);
-    }
 }

@@ -18,14 +18,23 @@ interface IStakingShares {
     function totalSupply() external view returns (uint256);
 }
 
+interface IListing {
+    function operatorOfAt(uint256 tokenId, uint256 epoch) external view returns (uint256);
+    function park(uint256 tokenId) external;
+}
+
 /// @title RewardVault
 /// @notice Fee split, per-epoch budgets, presence credit, penalties, commission and claims
-///         (PROTOCOL.md section 8). Every amount is in wei of the reward token; every payment is pulled.
-/// @dev Each license has two storage slots (presence and account), so every per-license operation is O(1):
-///      - presence: the last epoch it was active in (its one pending epoch), a bitmap of its activity in the
-///        `ACTIVITY_HORIZON` epochs up to that one (for miss reports), and the operator and commission that
-///        earned that epoch (so a later delegation change cannot move earned commission);
-///      - account: its signed balance (a debt is paid from later credit), suspension and penalty window.
+///         (PROTOCOL.md section 8 with presence per operator, issue 16). Every amount is in wei of the reward
+///         token; every payment is pulled.
+/// @dev Presence is per operator: one heartbeat makes every license listed under the operator in that epoch
+///      (OperatorRegistry) active, and costs O(1) storage whatever the number of licenses. Per operator the vault
+///      keeps its last present epoch with its license count (booked once that epoch's budget is final) and a
+///      running sum `acc` of the net per-license credit of the epochs it was present in. A license's credit is
+///      derived lazily: the registry reports each listing and unlisting (a span [from, until) under one
+///      operator), and the license earns `acc(until) - acc(from)`, where `acc(x)` is the operator's sum over its
+///      present epochs before `x`. The operator records `acc` at each epoch a span starts or ends (one pending
+///      checkpoint, written at its next touch). Penalties, suspension and claims stay per license.
 ///      An epoch's budget is final at the first touch of a later epoch ("roll"); its per-license credit is
 ///      `budget / activeCount`, the division remainder carried to the next epoch.
 contract RewardVault is Ownable, ReentrancyGuard {
@@ -41,12 +50,27 @@ contract RewardVault is Ownable, ReentrancyGuard {
     uint8 public constant PENALTY_DISAGREE = 2;
     uint8 public constant PENALTY_TRAP = 3;
 
+    /// @notice An operator's presence: its last present epoch, the licenses it made active then, whether that
+    ///         epoch's credit is booked into `acc`, its activity bitmap, and the epoch whose `acc` is still to
+    ///         be recorded for a span that starts or ends then.
     struct Presence {
-        uint32 lastEpochPlus1; // 0 = never active
-        uint40 activity; // bit i: active in epoch (lastEpoch - i)
-        bool credited; // lastEpoch's credit already booked
-        uint16 commissionBps; // commission of the operator that earned lastEpoch
-        address operator; // operator that earned lastEpoch
+        uint32 lastEpochPlus1; // 0 = never present
+        uint32 count; // licenses listed under it in lastEpoch
+        uint40 activity; // bit i: present in epoch (lastEpoch - i)
+        bool booked; // lastEpoch's credit added to acc
+        uint16 commissionBps;
+        uint32 checkpointPlus1; // 0 = none pending
+    }
+
+    /// @notice A license's span under one operator: listed from `from` until `until` (0: still listed); `base`
+    ///         is the operator's `acc` up to which it was credited (`based` false: not known yet, it is the
+    ///         operator's `acc(from)`).
+    struct Span {
+        uint32 operatorIndex;
+        uint32 from;
+        uint32 until;
+        bool based;
+        uint128 base;
     }
 
     struct Account {
@@ -89,7 +113,14 @@ contract RewardVault is Ownable, ReentrancyGuard {
     address public treasury;
     Params public params;
 
+    /// @notice Per operator index (OperatorRegistry): presence, `acc`, its address, and `acc` at span edges.
     mapping(uint256 => Presence) public presence;
+    mapping(uint256 => uint256) public operatorAcc;
+    mapping(uint256 => address) public operatorAddress;
+    mapping(uint256 => mapping(uint256 => uint256)) private _accAt;
+    /// @notice Per license: its current span and the span before it, if that one is not credited yet.
+    mapping(uint256 => Span) public spans;
+    mapping(uint256 => Span) public previousSpans;
     mapping(uint256 => Account) private _accounts;
     mapping(uint256 => EpochInfo) public epochs;
     /// @notice Commission owed to each operator, bounties owed to each miss reporter (wei).
@@ -110,13 +141,12 @@ contract RewardVault is Ownable, ReentrancyGuard {
     uint256 public totalLiabilities;
 
     error NotProtocol(address caller);
+    error NotRegistry(address caller);
     error AlreadySet();
     error ZeroAddress();
     error InvalidParams();
     error ZeroAmount();
-    error Suspended(uint256 tokenId, uint256 until);
-    error AlreadyActive(uint256 tokenId, uint256 epoch);
-    error NotActive(uint256 tokenId, uint256 epoch);
+    error AlreadyPresent(address operator, uint256 epoch);
     error NotLicenseOwner(uint256 tokenId, address caller);
     error NothingToClaim();
 
@@ -126,8 +156,11 @@ contract RewardVault is Ownable, ReentrancyGuard {
     event EmissionFunded(address indexed from, uint256 amount);
     event FeesDeposited(address indexed from, uint256 amount, uint256 toLicenses, uint256 toStakers, uint256 toTreasury);
     event EpochFinalized(uint256 indexed epoch, uint256 budget, uint256 activeCount, uint256 rewardPerLicense);
-    event Heartbeats(uint256 indexed epoch, address indexed operator, uint256[] tokenIds);
-    event Credited(uint256 indexed tokenId, uint256 indexed epoch, address indexed operator, uint256 toLicense, uint256 commission);
+    event Present(uint256 indexed epoch, address indexed operator, uint256 licenses);
+    /// @notice An operator's present epoch booked: `perLicense` net credit for each of `licenses`, `commission`.
+    event OperatorBooked(uint256 indexed epoch, address indexed operator, uint256 licenses, uint256 perLicense, uint256 commission);
+    /// @notice A license credited `amount` (net of commission) for its span under `operatorIndex`.
+    event Credited(uint256 indexed tokenId, uint256 indexed operatorIndex, uint256 amount);
     event Penalized(uint256 indexed tokenId, uint256 indexed epoch, uint8 kind, uint256 amount, uint256 forfeited);
     event LicenseSuspended(uint256 indexed tokenId, uint256 untilEpoch);
     event BountyCredited(address indexed reporter, uint256 amount);
@@ -208,37 +241,60 @@ contract RewardVault is Ownable, ReentrancyGuard {
 
     // ------------------------------------------------------------------------------ protocol hooks
 
-    /// @notice Record that `tokenIds` are active in `epoch` (the current one) for `operator`, crediting each
-    ///         license's previous pending epoch first. Called by the AuditProtocol's `heartbeat`.
-    function recordHeartbeats(address operator, uint16 commissionBps, uint256[] calldata tokenIds, uint256 epoch)
+    modifier onlyRegistry() {
+        if (msg.sender != registry) revert NotRegistry(msg.sender);
+        _;
+    }
+
+    /// @notice Record that operator `operatorIndex` is present in `epoch` (the current one) with the `count`
+    ///         licenses listed under it, booking its previous present epoch first. Called by the AuditProtocol's
+    ///         `heartbeat`; O(1) storage whatever `count` is.
+    function recordPresence(address operator, uint256 operatorIndex, uint16 commissionBps, uint256 count, uint256 epoch)
         external
         onlyProtocol
     {
         _roll(epoch);
-        uint256 sameOperatorCommission;
-        for (uint256 i; i < tokenIds.length; ++i) {
-            uint256 id = tokenIds[i];
-            Account storage a = _accounts[id];
-            if (a.suspendedUntil > epoch) revert Suspended(id, a.suspendedUntil);
-            Presence memory p = presence[id];
-            uint256 last = p.lastEpochPlus1;
-            if (last == epoch + 1) revert AlreadyActive(id, epoch);
-            uint256 bits;
-            if (last != 0) {
-                last -= 1;
-                if (!p.credited) {
-                    uint256 c = _credit(id, last, p, a);
-                    if (p.operator == operator) sameOperatorCommission += c;
-                    else commissionOf[p.operator] += c;
-                }
-                uint256 shift = epoch - last;
-                bits = shift >= ACTIVITY_HORIZON ? 0 : (uint256(p.activity) << shift) & ACTIVITY_MASK;
-            }
-            presence[id] = Presence(uint32(epoch + 1), uint40(bits | 1), false, commissionBps, operator);
+        Presence memory p = _book(operatorIndex, epoch);
+        if (p.lastEpochPlus1 == epoch + 1) revert AlreadyPresent(operator, epoch);
+        uint256 bits;
+        if (p.lastEpochPlus1 != 0) {
+            uint256 shift = epoch + 1 - p.lastEpochPlus1;
+            bits = shift >= ACTIVITY_HORIZON ? 0 : (uint256(p.activity) << shift) & ACTIVITY_MASK;
         }
-        if (sameOperatorCommission > 0) commissionOf[operator] += sameOperatorCommission;
-        epochs[epoch].activeCount += uint32(tokenIds.length);
-        emit Heartbeats(epoch, operator, tokenIds);
+        presence[operatorIndex] =
+            Presence(uint32(epoch + 1), uint32(count), uint40(bits | 1), false, commissionBps, p.checkpointPlus1);
+        if (operatorAddress[operatorIndex] == address(0)) operatorAddress[operatorIndex] = operator;
+        epochs[epoch].activeCount += uint32(count);
+        emit Present(epoch, operator, count);
+    }
+
+    /// @notice `tokenId` is listed under operator `operatorIndex` from epoch `fromEpoch` (the next one). Called
+    ///         by the OperatorRegistry.
+    function onListed(uint256 tokenId, uint256 operatorIndex, uint256 fromEpoch) external onlyRegistry {
+        uint256 nowEpoch = _currentEpoch();
+        _roll(nowEpoch);
+        _checkpoint(operatorIndex, fromEpoch, nowEpoch);
+        _settleLicense(tokenId, nowEpoch);
+        Span memory cur = spans[tokenId];
+        if (cur.operatorIndex != 0) {
+            // A span that ended this epoch cannot be credited before its operator's epoch is final: keep it.
+            previousSpans[tokenId] = cur;
+        }
+        spans[tokenId] = Span(uint32(operatorIndex), uint32(fromEpoch), 0, false, 0);
+    }
+
+    /// @notice `tokenId` leaves operator `operatorIndex`'s list from epoch `fromEpoch`. Called by the registry.
+    function onUnlisted(uint256 tokenId, uint256 operatorIndex, uint256 fromEpoch) external onlyRegistry {
+        uint256 nowEpoch = _currentEpoch();
+        _roll(nowEpoch);
+        Span storage sp = spans[tokenId];
+        if (sp.from == fromEpoch) {
+            delete spans[tokenId]; // listed and unlisted within one epoch: it never earned
+            return;
+        }
+        _checkpoint(operatorIndex, fromEpoch, nowEpoch);
+        sp.until = uint32(fromEpoch);
+        _settleLicense(tokenId, nowEpoch);
     }
 
     /// @notice Debit a penalty of `kind` for audited epoch `epoch` from each license, after booking its ended
@@ -258,7 +314,7 @@ contract RewardVault is Ownable, ReentrancyGuard {
         uint256 forfeited;
         for (uint256 i; i < tokenIds.length; ++i) {
             uint256 id = tokenIds[i];
-            _settlePending(id);
+            _settleLicense(id, nowEpoch);
             Account storage a = _accounts[id];
             uint256 freed = _debit(a, amount);
             forfeited += freed;
@@ -277,12 +333,12 @@ contract RewardVault is Ownable, ReentrancyGuard {
         pool += forfeited;
     }
 
-    /// @notice Book the ended pending epoch of each license (no-op for the others). Called on every
-    ///         delegation change; harmless for anyone to call.
+    /// @notice Book the credit each license has earned in final epochs (harmless for anyone to call).
     function settleLicenses(uint256[] calldata tokenIds) external {
-        _roll(_currentEpoch());
+        uint256 nowEpoch = _currentEpoch();
+        _roll(nowEpoch);
         for (uint256 i; i < tokenIds.length; ++i) {
-            _settlePending(tokenIds[i]);
+            _settleLicense(tokenIds[i], nowEpoch);
         }
     }
 
@@ -290,12 +346,13 @@ contract RewardVault is Ownable, ReentrancyGuard {
 
     /// @notice Pay the caller the positive balances of its licenses (after booking ended pending epochs).
     function claim(uint256[] calldata tokenIds) external nonReentrant returns (uint256 amount) {
-        _roll(_currentEpoch());
+        uint256 nowEpoch = _currentEpoch();
+        _roll(nowEpoch);
         address[] memory owners = license.ownersOf(tokenIds);
         for (uint256 i; i < tokenIds.length; ++i) {
             uint256 id = tokenIds[i];
             if (owners[i] != msg.sender) revert NotLicenseOwner(id, msg.sender);
-            _settlePending(id);
+            _settleLicense(id, nowEpoch);
             Account storage a = _accounts[id];
             int128 bal = a.balance;
             if (bal > 0) {
@@ -365,32 +422,39 @@ contract RewardVault is Ownable, ReentrancyGuard {
         return epochs[epoch].activeCount;
     }
 
-    /// @notice Whether `tokenId` was active in `epoch` (false beyond `ACTIVITY_HORIZON` epochs back).
-    function isActive(uint256 tokenId, uint256 epoch) public view returns (bool) {
-        Presence memory p = presence[tokenId];
+    /// @notice Whether operator `operatorIndex` was present in `epoch` (false beyond `ACTIVITY_HORIZON` back).
+    function isPresent(uint256 operatorIndex, uint256 epoch) public view returns (bool) {
+        Presence memory p = presence[operatorIndex];
         if (p.lastEpochPlus1 == 0 || epoch + 1 > p.lastEpochPlus1) return false;
         uint256 back = p.lastEpochPlus1 - 1 - epoch;
         return back < ACTIVITY_HORIZON && (p.activity >> back) & 1 == 1;
     }
 
-    /// @notice Revert unless every license is active in `epoch` (the AuditProtocol's commit check).
-    function requireActive(uint256[] calldata tokenIds, uint256 epoch) external view {
-        for (uint256 i; i < tokenIds.length; ++i) {
-            if (presence[tokenIds[i]].lastEpochPlus1 != epoch + 1) revert NotActive(tokenIds[i], epoch);
-        }
+    /// @notice Whether `tokenId` was active in `epoch`: listed under an operator that was present then. Reverts
+    ///         `HistoryLost` for epochs whose list is no longer kept (older than two epochs back).
+    function isActive(uint256 tokenId, uint256 epoch) public view returns (bool) {
+        uint256 op = IListing(registry).operatorOfAt(tokenId, epoch);
+        return op != 0 && isPresent(op, epoch);
     }
 
-    /// @notice What `tokenId` could claim now, including an ended pending epoch not yet booked. Negative
-    ///         means a debt that later credit pays first.
+    /// @notice The last epoch `tokenId` was active in, + 1 (0: not within `ACTIVITY_HORIZON` epochs of its
+    ///         operator's last presence, or never), judged on its current span (or the one before it).
+    function lastActivePlus1(uint256 tokenId) external view returns (uint256) {
+        uint256 found = _lastActiveIn(spans[tokenId]);
+        return found != 0 ? found : _lastActiveIn(previousSpans[tokenId]);
+    }
+
+    /// @notice What `tokenId` could claim now, including credit of final epochs not yet booked. Negative means
+    ///         a debt that later credit pays first.
     function claimable(uint256 tokenId) external view returns (int256 balance) {
         balance = _accounts[tokenId].balance;
-        Presence memory p = presence[tokenId];
-        if (p.lastEpochPlus1 != 0 && !p.credited) {
-            uint256 last = p.lastEpochPlus1 - 1;
-            if (last < _currentEpoch()) {
-                uint256 amount = last < poolEpoch ? epochs[last].rewardPerLicense : _projectedReward(last);
-                balance += int256(amount - amount * p.commissionBps / BPS);
-            }
+        uint256 nowEpoch = _currentEpoch();
+        Span memory prev = previousSpans[tokenId];
+        if (prev.operatorIndex != 0) balance += int256(_accView(prev, prev.until, nowEpoch) - _baseView(prev, nowEpoch));
+        Span memory sp = spans[tokenId];
+        if (sp.operatorIndex != 0 && sp.from <= nowEpoch) {
+            uint256 end = sp.until != 0 && sp.until <= nowEpoch ? sp.until : nowEpoch;
+            balance += int256(_accView(sp, end, nowEpoch) - _baseView(sp, nowEpoch));
         }
     }
 
@@ -441,33 +505,111 @@ contract RewardVault is Ownable, ReentrancyGuard {
         emissionReserve = reserve - amount;
     }
 
-    function _settlePending(uint256 id) internal {
-        Presence memory p = presence[id];
-        if (p.lastEpochPlus1 == 0 || p.credited) return;
-        uint256 last = p.lastEpochPlus1 - 1;
-        if (last >= poolEpoch) return; // not ended yet
-        commissionOf[p.operator] += _credit(id, last, p, _accounts[id]);
-        presence[id].credited = true;
+    /// @dev The operator's presence after booking its last present epoch if that epoch's budget is final (at
+    ///      `nowEpoch`, after `_roll`), and recording its pending checkpoint if that epoch has begun.
+    function _book(uint256 op, uint256 nowEpoch) internal returns (Presence memory p) {
+        p = presence[op];
+        bool changed;
+        if (p.lastEpochPlus1 != 0 && !p.booked && p.lastEpochPlus1 <= nowEpoch) {
+            uint256 e = p.lastEpochPlus1 - 1;
+            uint256 amount = epochs[e].rewardPerLicense;
+            uint256 net = amount - amount * p.commissionBps / BPS;
+            operatorAcc[op] += net;
+            uint256 commission = (amount - net) * p.count;
+            commissionOf[operatorAddress[op]] += commission;
+            totalLiabilities += amount * p.count;
+            p.booked = true;
+            changed = true;
+            emit OperatorBooked(e, operatorAddress[op], p.count, net, commission);
+        }
+        // No present epoch lies between the checkpoint and now (a presence records it first), and every
+        // present epoch before it is booked: `acc` is the operator's sum before the checkpoint.
+        if (p.checkpointPlus1 != 0 && p.checkpointPlus1 <= nowEpoch + 1) {
+            _accAt[op][p.checkpointPlus1 - 1] = operatorAcc[op];
+            p.checkpointPlus1 = 0;
+            changed = true;
+        }
+        if (changed) presence[op] = p;
     }
 
-    /// @dev Book `epoch`'s credit for license `id`; returns the commission (the caller adds it to the operator).
-    function _credit(uint256 id, uint256 epoch, Presence memory p, Account storage a)
-        internal
-        returns (uint256 commission)
-    {
-        uint256 amount = epochs[epoch].rewardPerLicense;
-        if (amount == 0) return 0;
-        commission = amount * p.commissionBps / BPS;
-        uint256 net = amount - commission;
+    /// @dev Ask operator `op` to record `acc` at epoch `edge` (a span edge: nowEpoch + 1).
+    function _checkpoint(uint256 op, uint256 edge, uint256 nowEpoch) internal {
+        Presence memory p = _book(op, nowEpoch);
+        if (p.checkpointPlus1 == edge + 1) return;
+        presence[op].checkpointPlus1 = uint32(edge + 1);
+    }
+
+    /// @dev Book what `id` earned in final epochs: its previous span (ended) and its current span up to now.
+    function _settleLicense(uint256 id, uint256 nowEpoch) internal {
+        Span memory prev = previousSpans[id];
+        if (prev.operatorIndex != 0 && prev.until <= nowEpoch) {
+            _book(prev.operatorIndex, nowEpoch);
+            _creditSpan(id, prev, _accAt[prev.operatorIndex][prev.until]);
+            delete previousSpans[id];
+        }
+        Span memory sp = spans[id];
+        if (sp.operatorIndex == 0 || sp.from > nowEpoch) return;
+        _book(sp.operatorIndex, nowEpoch);
+        if (sp.until != 0 && sp.until <= nowEpoch) {
+            _creditSpan(id, sp, _accAt[sp.operatorIndex][sp.until]);
+            delete spans[id];
+        } else {
+            uint256 acc = operatorAcc[sp.operatorIndex];
+            _creditSpan(id, sp, acc);
+            spans[id] = Span(sp.operatorIndex, sp.from, sp.until, true, uint128(acc));
+        }
+    }
+
+    /// @dev Credit `id` the operator's sum between the span's base and `end`.
+    function _creditSpan(uint256 id, Span memory sp, uint256 end) internal {
+        uint256 base = sp.based ? sp.base : _accAt[sp.operatorIndex][sp.from];
+        if (end <= base) return;
+        uint256 net = end - base;
+        Account storage a = _accounts[id];
         int256 bal = a.balance;
-        int256 next = bal + int256(net);
-        a.balance = int128(next);
+        a.balance = int128(bal + int256(net));
         a.opened = true;
         // Credit that pays a debt is not claimable by anyone: it goes back to the budget.
         uint256 repaid = bal < 0 ? (net < uint256(-bal) ? net : uint256(-bal)) : 0;
-        pool += repaid;
-        totalLiabilities += amount - repaid;
-        emit Credited(id, epoch, p.operator, net, commission);
+        if (repaid > 0) {
+            pool += repaid;
+            totalLiabilities -= repaid;
+        }
+        emit Credited(id, sp.operatorIndex, net);
+    }
+
+    /// @dev `acc(x)` of the span's operator as it would be after booking at `nowEpoch` (for views).
+    function _accView(Span memory sp, uint256 x, uint256 nowEpoch) internal view returns (uint256) {
+        uint256 op = sp.operatorIndex;
+        Presence memory p = presence[op];
+        uint256 acc = operatorAcc[op];
+        if (p.lastEpochPlus1 != 0 && !p.booked && p.lastEpochPlus1 <= nowEpoch && p.lastEpochPlus1 <= x) {
+            uint256 e = p.lastEpochPlus1 - 1;
+            uint256 amount = e < poolEpoch ? epochs[e].rewardPerLicense : _projectedReward(e);
+            acc += amount - amount * p.commissionBps / BPS;
+        }
+        // A recorded edge holds acc(x); otherwise x is the pending checkpoint or now, both after every present
+        // epoch booked so far.
+        if (p.checkpointPlus1 != x + 1 && x < nowEpoch && (x == sp.until || x == sp.from)) return _accAt[op][x];
+        return acc;
+    }
+
+    function _baseView(Span memory sp, uint256 nowEpoch) internal view returns (uint256) {
+        return sp.based ? sp.base : _accView(sp, sp.from, nowEpoch);
+    }
+
+    /// @dev The last epoch + 1 within the span in which its operator was present (0: none found).
+    function _lastActiveIn(Span memory sp) internal view returns (uint256) {
+        if (sp.operatorIndex == 0) return 0;
+        Presence memory p = presence[sp.operatorIndex];
+        if (p.lastEpochPlus1 == 0) return 0;
+        uint256 last = p.lastEpochPlus1 - 1;
+        for (uint256 back; back < ACTIVITY_HORIZON && back <= last; ++back) {
+            uint256 e = last - back;
+            if (e < sp.from) break;
+            if ((p.activity >> back) & 1 == 1 && (sp.until == 0 || e < sp.until)) return e + 1;
+        }
+        return 0;
     }
 
     /// @dev Debit `amount`; returns the part that was claimable money (now forfeited).
@@ -492,6 +634,7 @@ contract RewardVault is Ownable, ReentrancyGuard {
             a.suspendedUntil = until;
             a.penaltiesInWindow = 0;
             emit LicenseSuspended(id, until);
+            IListing(registry).park(id);
         }
     }
 
