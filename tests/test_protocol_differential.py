@@ -201,20 +201,28 @@ def events(receipt: dict, name: str) -> list:
 
 
 async def heartbeat(c: dict, net: Net, licenses) -> list[dict]:
-    """One heartbeat transaction per operator holding some of `licenses`."""
+    """One heartbeat transaction per operator holding some of `licenses` (each makes all its licenses active)."""
     receipts = []
     for op in net.operators:
-        mine = sorted(l for l in licenses if l in op.licenses)
-        if mine:
-            receipts.append(await c["AuditProtocol"].transact("heartbeat", mine, signer=op.signer))
+        if any(l in op.licenses for l in licenses):
+            receipts.append(await c["AuditProtocol"].transact("heartbeat", signer=op.signer))
     return receipts
 
 
-async def commit(c: dict, net: Net, epoch: int, commitments: dict[int, bytes]) -> None:
+async def commit(c: dict, net: Net, epoch: int, openings: dict[int, "Opening"]) -> dict[str, bytes]:
+    """One commitment per operator: the Merkle root, built in Python, over its licenses' opening leaves (in
+    license order); each opening gets its proof. Returns the roots by operator address."""
+    roots = {}
     for op in net.operators:
-        entries = [(l, commitments[l]) for l in sorted(commitments) if l in op.licenses]
-        if entries:
-            await c["AuditProtocol"].transact("commit", epoch, entries, signer=op.signer)
+        mine = [openings[l] for l in sorted(openings) if l in op.licenses]
+        if not mine:
+            continue
+        layers = P.merkle_layers([P.opening_leaf(o.commitment) for o in mine])
+        for i, o in enumerate(mine):
+            o.proof = P.merkle_proof(layers, i)
+        roots[op.signer.address] = layers[-1][0]
+        await c["AuditProtocol"].transact("commit", epoch, layers[-1][0], signer=op.signer)
+    return roots
 
 
 async def expect_revert(name: str, coro) -> dict:
@@ -240,16 +248,17 @@ class Opening:
     verdicts: list[int]
     roots: list[bytes]
     salt: bytes
+    proof: list[bytes] = field(default_factory=list)  # set by `commit`: its leaf's proof under the operator's root
 
     @property
     def commitment(self) -> bytes:
         return P.commitment(self.epoch, self.license, self.target_ids, self.verdicts, self.roots, self.salt)
 
     def args(self) -> tuple:
-        return (self.epoch, self.license, self.target_ids, self.verdicts, self.roots, self.salt)
+        return (self.epoch, self.license, self.target_ids, self.verdicts, self.roots, self.salt, self.proof)
 
     def struct(self) -> tuple:
-        return (self.license, self.target_ids, self.verdicts, self.roots, self.salt)
+        return (self.license, self.target_ids, self.verdicts, self.roots, self.salt, self.proof)
 
 
 def opening(rng: random.Random, epoch: int, license_id: int, votes: dict[int, int]) -> Opening:
@@ -340,14 +349,15 @@ def test_exact_committees_match_python(small_committees):
                 n = await registry.call("listedAt", epoch)
                 return [await registry.call("licenseAt", i, epoch) for i in range(n)]
 
-            # e0: the 16 licenses delegated at set-up are listed, in delegation order; 12 heartbeat.
+            # e0: the 16 licenses delegated at set-up are listed, in delegation order; the first operator's 8
+            # are active (its heartbeat), the second's are not.
             e0 = net.next_epoch()
             net.goto(e0, 1)
             listed = await the_list(e0)
             assert listed == a_ids + b_ids
             n, positions = await registry.call("positionsAt", L, e0)
             assert n == 16 and positions == [listed.index(l) + 1 for l in L]
-            active0 = a_ids[:6] + b_ids[:6]
+            active0 = list(a_ids)
             await heartbeat(c, net, active0)
             # a target added during e0 counts from e0+1 only
             receipt = await targets.transact("addTarget", 2, "http://late.example", b"late", signer=net.deployer)
@@ -379,7 +389,7 @@ def test_exact_committees_match_python(small_committees):
                 mine = set(duties[l]) | ({extra} if l == bad else set())
                 mine -= {dropped} if l == missing_one else set()
                 openings[l] = opening(rng, e0, l, {t: P.OK for t in mine})
-            await commit(c, net, e0, {l: o.commitment for l, o in openings.items()})
+            await commit(c, net, e0, openings)
             # During e0, the owner of b_ids[0] takes it back: it stays listed (and seated) in e0 and e0+1, the
             # last license moves into its position from e0+2 on.
             gone = b_ids[0]
@@ -480,8 +490,9 @@ def test_commitment_accepted_by_reveal_and_any_changed_field_rejected(net, case)
             net.goto(e, 1)
             await heartbeat(c, net, [license_id])
             o = Opening(e, license_id, ids, verdicts, roots, salt)
-            await protocol.transact("commit", e, [(license_id, o.commitment)], signer=op.signer)
-            assert await protocol.call("commitmentOf", license_id, e) == o.commitment
+            await commit(c, net, e, {license_id: o})
+            # one leaf: the root is the leaf, the proof empty
+            assert o.proof == [] and await protocol.call("rootOf", op.signer.address, e) == P.opening_leaf(o.commitment)
             net.goto(e + 1, 1)
             for what, t in tampered(o):
                 err = await expect_revert("NoCommitment", protocol.transact("reveal", *t.args(), signer=net.deployer))
@@ -490,7 +501,8 @@ def test_commitment_accepted_by_reveal_and_any_changed_field_rejected(net, case)
             (ev,) = events(receipt, "Revealed")
             assert (ev["epoch"], ev["license"], ev["targetIds"], ev["verdicts"], ev["evidenceRoots"]) == (
                 e, license_id, ids, verdicts, roots)
-            assert await protocol.call("commitmentOf", license_id, e) == b"\x00" * 31 + b"\x01"  # REVEALED
+            assert await protocol.call("isRevealed", license_id, e)
+            await expect_revert("AlreadyRevealed", protocol.transact("reveal", *o.args(), signer=net.deployer))
             for t, v in zip(ids, verdicts):
                 ok, fault, unreachable, n, settled = await protocol.call("tally", e, t)
                 assert (ok, fault, unreachable, n, settled) == (v == P.OK, v == P.FAULT, v == P.UNREACHABLE, 1, 0)
@@ -514,10 +526,16 @@ def test_commitment_binds_epoch_and_license(fresh):
             o1, o2, o3 = (opening(rng, e, l, {0: P.OK, 3: P.FAULT}) for l in (l1, l2, l3))
             wrong_license = Opening(e, l1, o2.target_ids, o2.verdicts, o2.roots, o2.salt)  # hashed with l1
             wrong_epoch = Opening(e + 2, l3, o3.target_ids, o3.verdicts, o3.roots, o3.salt)
-            await commit(c, net, e, {l1: o1.commitment, l2: wrong_license.commitment, l3: wrong_epoch.commitment})
+            # the tree holds o1's leaf, and leaves of o2's and o3's verdicts hashed with the wrong license/epoch
+            await commit(c, net, e, {l1: o1, l2: wrong_license, l3: wrong_epoch})
+            o2.proof, o3.proof = wrong_license.proof, wrong_epoch.proof
             net.goto(e + 1, 1)
             await expect_revert("NoCommitment", protocol.transact("reveal", *o2.args(), signer=net.deployer))
             await expect_revert("NoCommitment", protocol.transact("reveal", *o3.args(), signer=net.deployer))
+            # a proof of another leaf of the same tree does not open this one
+            misplaced = Opening(e, l1, o1.target_ids, o1.verdicts, o1.roots, o1.salt, wrong_license.proof)
+            if misplaced.proof != o1.proof:
+                await expect_revert("NoCommitment", protocol.transact("reveal", *misplaced.args(), signer=net.deployer))
             await protocol.transact("reveal", *o1.args(), signer=net.deployer)
 
     run(go())
@@ -561,7 +579,7 @@ def test_settled_outcomes_and_disagreement_penalties_match_python(fresh):
             seal = P.trap_seal(TRAP_TARGET, TRAP_TRUTH, salt)
             await registry.transact("sealTrap", TRAP_TARGET, seal, signer=net.deployer)
             opens = {l: opening(rng, e, l, b) for l, b in ballots.items()}
-            await commit(c, net, e, {l: o.commitment for l, o in opens.items()})
+            await commit(c, net, e, opens)
             net.goto(e + 1, 1)
             order = sorted(opens)
             await protocol.transact("revealMany", e, [opens[l].struct() for l in order], signer=net.deployer)
@@ -614,7 +632,7 @@ def test_presence_credit_and_commission_match_python_budgets(fresh):
     fees = {}  # epoch -> fee deposits
     active = {}  # epoch -> licenses active
     L = net.licenses
-    some = net.operators[0].licenses[:4] + net.operators[1].licenses[:3]
+    some = list(net.operators[0].licenses)  # presence is per operator: only the first one is present in a+2
 
     async def go():
         async with connect(net) as (rpc, c):
@@ -641,10 +659,10 @@ def test_presence_credit_and_commission_match_python_budgets(fresh):
             net.goto(a + 1, 2)  # nobody active in a+1: its whole budget (with fees) carries over
             await deposit(777 * ETHER + 3, staked=True)
             net.goto(a + 2, 1)
-            await heartbeat(c, net, some)  # books `some`'s credit for a
+            await heartbeat(c, net, some)  # books the first operator's epoch a
             active[a + 2] = some
             net.goto(a + 3, 1)
-            await vault.transact("settleLicenses", L, signer=net.deployer)  # books the rest
+            await vault.transact("settleLicenses", L, signer=net.deployer)  # books the rest, credits every license
 
             # Python's budgets, epoch by epoch from the one the vault was wired in.
             credit, carry = {}, 0
@@ -656,13 +674,30 @@ def test_presence_credit_and_commission_match_python_budgets(fresh):
             assert credit[a] > 0 and credit[a + 1] == 0 and credit[a + 2] > credit[a]
             assert sorted(fees)[0] < a and sorted(fees)[1:] == [a, a + 1]
 
-            got = {(ev["tokenId"], ev["epoch"]): ev for ev in await vault.events("Credited", start)}
-            want = {(l, epoch) for epoch, ids in active.items() for l in ids}
-            assert set(got) == want
-            for (l, epoch), ev in got.items():
-                op = net.operator_of(l)
-                assert ev["operator"] == op.signer.address
-                assert (ev["toLicense"], ev["commission"]) == P.commission_split(credit[epoch], op.commission_bps)
+            # Each operator's present epoch is booked once: per-license net credit and commission as Python splits
+            # them, for the licenses it served then.
+            booked = {(ev["operator"], ev["epoch"]): ev for ev in await vault.events("OperatorBooked", start)}
+            want = {(op.signer.address, epoch) for epoch, ids in active.items() for op in net.operators
+                    if set(ids) & set(op.licenses)}
+            assert set(booked) == want
+            commission_of = {}
+            for (address, epoch), ev in booked.items():
+                op = next(o for o in net.operators if o.signer.address == address)
+                n = len(set(active[epoch]) & set(op.licenses))
+                to_license, commission = P.commission_split(credit[epoch], op.commission_bps)
+                assert (ev["licenses"], ev["perLicense"], ev["commission"]) == (n, to_license, commission * n)
+                commission_of[address] = commission_of.get(address, 0) + commission * n
+            for op in net.operators:
+                assert await vault.call("commissionOf", op.signer.address) == commission_of[op.signer.address]
+            # Each license is credited, lazily, the net credit of every epoch it was active in.
+            credited: dict[int, int] = {}
+            for ev in await vault.events("Credited", start):
+                credited[ev["tokenId"]] = credited.get(ev["tokenId"], 0) + ev["amount"]
+            for l in L:
+                bps = net.operator_of(l).commission_bps
+                want_total = sum(P.commission_split(credit[epoch], bps)[0] for epoch, ids in active.items() if l in ids)
+                assert credited.get(l, 0) == want_total, l
+                assert await vault.call("claimable", l) == want_total
             for epoch in (a, a + 1, a + 2):
                 assert (await vault.call("epochs", epoch))[:2] == (credit[epoch], len(active.get(epoch, [])))
 
@@ -739,7 +774,7 @@ def test_referees_are_drawn_and_decide_settlement_as_python_says(fresh):
             net.goto(e, 1)
             await heartbeat(c, net, L)
             opens = {l: opening(rng, e, l, {t: vs[j] for t, vs in votes.items()}) for j, l in enumerate(L)}
-            await commit(c, net, e, {l: o.commitment for l, o in opens.items()})
+            await commit(c, net, e, opens)
             net.goto(e + 1, 1)
             await protocol.transact("revealMany", e, [opens[l].struct() for l in L], signer=net.deployer)
             seed = await protocol.call("seed", e)
