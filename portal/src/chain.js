@@ -84,24 +84,29 @@ export class Chain {
     const addresses = await Promise.all(
       Array.from({ length: Number(count) }, (_, i) => this.read("OperatorRegistry", "operatorList", [BigInt(i)])));
     const records = await Promise.all(addresses.map((a) => this.read("OperatorRegistry", "getOperator", [a])));
-    // Heartbeats say which operator served which license in which epoch: uptime, and whose penalty it was.
-    const beatsFrom = win.first >= 2n ? await this.read("AuditProtocol", "epochStartBlock", [win.first - 2n]) : 0n;
-    const [beats, penalties] = await Promise.all([
-      this.events("RewardVault", "Heartbeats", { fromBlock: beatsFrom > win.fromBlock ? win.fromBlock : beatsFrom }),
+    // Presence is per operator (issue 16): its Present events give its uptime. A penalty is the operator's whose
+    // list held the license when the penalized epoch began: the license's last delegation change before then.
+    const [present, penalties, changes] = await Promise.all([
+      this.events("RewardVault", "Present", { fromBlock: win.fromBlock }),
       this.events("RewardVault", "Penalized", { fromBlock: win.fromBlock }),
+      this.eventsSinceDeploy("OperatorRegistry", "LicenseStateChanged"),
     ]);
-    const servedBy = new Map(); // "epoch:license" -> operator
     const beatEpochs = new Map(); // operator -> Set(epoch)
-    for (const ev of beats) {
+    for (const ev of present) {
       const op = ev.args.operator.toLowerCase();
-      for (const id of ev.args.tokenIds) servedBy.set(`${ev.args.epoch}:${id}`, op);
       if (!beatEpochs.has(op)) beatEpochs.set(op, new Set());
       beatEpochs.get(op).add(ev.args.epoch);
     }
+    const starts = new Map(); // epoch -> its first block
+    await Promise.all([...new Set(penalties.map((ev) => ev.args.epoch))].map(async (e) =>
+      starts.set(e, await this.read("AuditProtocol", "epochStartBlock", [e]))));
     const penaltyCount = new Map();
     for (const ev of penalties) {
-      const op = servedBy.get(`${ev.args.epoch}:${ev.args.tokenId}`);
-      if (op) penaltyCount.set(op, (penaltyCount.get(op) || 0) + 1);
+      const before = changes.filter((c) => c.args.tokenId === ev.args.tokenId && c.blockNumber < starts.get(ev.args.epoch));
+      const last = before[before.length - 1];
+      if (!last || Number(last.args.state) !== 2) continue; // not Delegated when the epoch began
+      const op = last.args.operator.toLowerCase();
+      penaltyCount.set(op, (penaltyCount.get(op) || 0) + 1);
     }
     return addresses.map((address, i) => {
       const r = records[i];

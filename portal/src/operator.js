@@ -32,17 +32,17 @@ export async function load(app) {
   // Candidates from the registry's events naming me; their state from eth_calls (the chain's word, not the logs').
   const [changes, credits] = await Promise.all([
     chain.eventsSinceDeploy("OperatorRegistry", "LicenseStateChanged", { operator: me }),
-    chain.events("RewardVault", "Credited", { args: { operator: me }, fromBlock: win.fromBlock }),
+    chain.events("RewardVault", "OperatorBooked", { args: { operator: me }, fromBlock: win.fromBlock }),
   ]);
   const ids = [...new Set(changes.map((ev) => ev.args.tokenId))].sort((a, b) => (a < b ? -1 : 1));
   const owners = ids.length ? await chain.read("AlignmentLicense", "ownersOf", [ids]) : [];
   const licenses = await Promise.all(ids.map(async (id, i) => {
-    const [[operator, state], presence, suspended] = await Promise.all([
-      chain.read("OperatorRegistry", "delegationOf", [id]), chain.read("RewardVault", "presence", [id]),
+    const [[operator, state], lastActivePlus1, suspended] = await Promise.all([
+      chain.read("OperatorRegistry", "delegationOf", [id]), chain.read("RewardVault", "lastActivePlus1", [id]),
       chain.read("RewardVault", "isSuspended", [id, win.epoch]),
     ]);
     return { id, owner: owners[i], operator, state: STATES[state], suspended,
-      activeNow: BigInt(presence[0]) === win.epoch + 1n }; // uint32: viem gives a number
+      activeNow: lastActivePlus1 === win.epoch + 1n };
   }));
   data.licenses = licenses.filter((l) => l.state !== "free" && sameAddress(l.operator, me));
   data.earned = credits.reduce((s, ev) => s + ev.args.commission, 0n);

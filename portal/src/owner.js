@@ -34,11 +34,11 @@ export async function load(app) {
     ids.forEach((id, i) => sameAddress(owners[i], me) && mine.push(id));
   }
   data.licenses = await Promise.all(mine.map(async (id) => {
-    const [[operator, state], account, claimable, presence] = await Promise.all([
+    const [[operator, state], account, claimable, lastActivePlus1] = await Promise.all([
       chain.read("OperatorRegistry", "delegationOf", [id]), chain.read("RewardVault", "accounts", [id]),
-      chain.read("RewardVault", "claimable", [id]), chain.read("RewardVault", "presence", [id]),
+      chain.read("RewardVault", "claimable", [id]), chain.read("RewardVault", "lastActivePlus1", [id]),
     ]);
-    const lastActive = presence[0] ? BigInt(presence[0]) - 1n : null; // uint32 fields come as numbers
+    const lastActive = lastActivePlus1 ? lastActivePlus1 - 1n : null;
     return { id, operator, state: STATES[state], suspendedUntil: BigInt(account[1]) > win.epoch ? BigInt(account[1]) : null,
       balance: account[0], claimable, lastActive };
   }));
