@@ -318,9 +318,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             operator, state = await c["OperatorRegistry"].call("delegationOf", token_id)
             if owner.lower() != who.lower() and operator.lower() != who.lower():
                 continue
-            presence = await c["RewardVault"].call("presence", token_id)
+            # Presence is per operator (issue 16): the vault derives each license's last active epoch from it.
+            last_active_plus1 = await c["RewardVault"].call("lastActivePlus1", token_id)
             entry = {"id": token_id, "owner": owner, "operator": operator if state else None,
-                     "state": STATE_NAMES[state], "active_epoch": presence[0] - 1 if presence[0] else None,
+                     "state": STATE_NAMES[state], "active_epoch": last_active_plus1 - 1 if last_active_plus1 else None,
                      "suspended": await c["RewardVault"].call("isSuspended", token_id, epoch),
                      "claimable_wei": str(await c["RewardVault"].call("claimable", token_id))}
             (owned if owner.lower() == who.lower() else operated).append(entry)

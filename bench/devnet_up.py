@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/devnet_up.py [--runs 1]
 
-Starts the real command, reads its live view until it reports the first Credited event, sends Ctrl-C
-(SIGINT) and checks that no process it started is left.
+Starts the real command, reads its live view until it reports the first booked credit (an OperatorBooked event:
+an operator's present epoch credited to its licenses), sends Ctrl-C (SIGINT) and checks that no process it started
+is left.
 """
 
 import argparse

@@ -2,9 +2,10 @@
 
 The chain and the contracts are the real ones (anvil, the committed artifacts, ``deploy_async``); the operators
 are simulated in this one process, each with its own key and its own transactions, doing what the node does:
-heartbeat every license, find its duties from the registry's committee list (``positionsAt`` +
-``protocol.duties``), commit the licenses that have duties, reveal them in the next epoch's window; then every
-target is settled. Two epochs run; a third's heartbeats book the second's credit. Prints, per epoch, the gas of
+one heartbeat per operator and epoch (presence per operator, every listed license active), find its duties from
+the registry's committee list (``positionsAt`` + ``protocol.duties``), commit one Merkle root over the openings of
+the licenses that have duties, reveal them with their proofs in the next epoch's window; then every target is
+settled. Two epochs run; a third's heartbeats book the second's credit. Prints, per epoch, the gas of
 each step (transaction gas: what blocks hold), per license, the number of 30M-gas blocks an epoch needs, the
 committees (exactly k seats per target, reveals per target, outcomes), and whether every license was credited
 in every epoch.
@@ -47,13 +48,14 @@ class Opening:
     verdicts: list
     roots: list
     salt: bytes
+    proof: list | None = None  # against the operator's root, once the root is built
 
     @property
     def commitment(self) -> bytes:
         return P.commitment(self.epoch, self.license, self.target_ids, self.verdicts, self.roots, self.salt)
 
     def struct(self) -> tuple:
-        return (self.license, self.target_ids, self.verdicts, self.roots, self.salt)
+        return (self.license, self.target_ids, self.verdicts, self.roots, self.salt, self.proof)
 
 
 class Sender:
@@ -172,18 +174,16 @@ async def run(a) -> int:
             credited_ok = True
             for e in range(e0, e0 + a.epochs + 1):
                 row = {}
-                # heartbeats (they also book each license's credit of the epoch before)
+                # heartbeats, one per operator (each also books the operator's credit of the epoch before)
                 t1 = time.monotonic()
-                hashes = await each(senders, lambda s: s.send(
-                    protocol.address, protocol.encode("heartbeat", all_ids[s.signer.address]),
-                    40_000 * len(all_ids[s.signer.address]) + 200_000))
+                hashes = await each(senders, lambda s: s.send(protocol.address, protocol.encode("heartbeat"), 200_000))
                 row["heartbeat"] = await gas_of(rpc, hashes, "heartbeat")
                 if e > e0:
-                    topic = vault.abi.event("Credited").topic
+                    booked = vault.abi.event("OperatorBooked")
                     got = 0
-                    async for logs in scan_logs(rpc, vault.address, [topic, None, topic_uint(e - 1)], start,
+                    async for logs in scan_logs(rpc, vault.address, [booked.topic, topic_uint(e - 1)], start,
                                                 await rpc.block_number()):
-                        got += len(logs)
+                        got += sum(booked.decode_entry(entry)["licenses"] for entry in logs)
                     ok = got == sum(per_op)
                     credited_ok &= ok
                     print(f"  epoch {e - 1}: {got} of {sum(per_op)} licenses credited "
@@ -195,7 +195,7 @@ async def run(a) -> int:
                         mine = [o.struct() for lic, o in sorted(openings[e - 1].items())
                                 if lic in set(all_ids[s.signer.address])]
                         if mine:
-                            gas = 120_000 * len(mine) + 200_000
+                            gas = 150_000 * len(mine) + 200_000
                             for i in range(0, len(mine), 150):
                                 hashes.append(await s.send(protocol.address,
                                                            protocol.encode("revealMany", e - 1, mine[i:i + 150]), gas))
@@ -232,16 +232,16 @@ async def run(a) -> int:
                     duties = P.duties(seed, {lic: q - 1 for lic, q in zip(ids, positions) if q}, listed,
                                       a.committee, range(a.targets))
                     duty_seconds = max(duty_seconds, time.perf_counter() - d0)
-                    entries = []
-                    for lic, ts in sorted(duties.items()):
-                        if ts:
-                            o = Opening(e, lic, ts, [P.OK] * len(ts), [bytes(32)] * len(ts), rng.randbytes(32))
-                            openings[e][lic] = o
-                            entries.append((lic, o.commitment))
-                    if not entries:
+                    mine = [Opening(e, lic, ts, [P.OK] * len(ts), [bytes(32)] * len(ts), rng.randbytes(32))
+                            for lic, ts in sorted(duties.items()) if ts]
+                    if not mine:
                         return None
-                    return await s.send(protocol.address, protocol.encode("commit", e, entries),
-                                        40_000 * len(entries) + 200_000)
+                    # one root over the openings in license order, as the node builds it
+                    layers = P.merkle_layers([P.opening_leaf(o.commitment) for o in mine])
+                    for i, o in enumerate(mine):
+                        o.proof = P.merkle_proof(layers, i)
+                        openings[e][o.license] = o
+                    return await s.send(protocol.address, protocol.encode("commit", e, layers[-1][0]), 200_000)
 
                 hashes = [h for h in await each(senders, commit) if h]
                 rows.setdefault(e, {}).update(row)

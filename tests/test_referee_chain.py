@@ -126,15 +126,16 @@ def test_a_referee_fault_settles_a_target_the_committee_passed(anvil, tmp_path, 
             c = manifest_contracts(rpc, manifest)
             protocol = c["AuditProtocol"]
             goto(start_of(e) + 1)
-            await protocol.transact("heartbeat", lics, signer=operator)
+            await protocol.transact("heartbeat", signer=operator)
             salts = {lic: bytes([lic]) * 32 for lic in lics}
-            entries = [(lic, P.commitment(e, lic, [tid], [P.OK], [bytes.fromhex(roots[j][2:])], salts[lic]))
-                       for j, lic in enumerate(lics)]
-            await protocol.transact("commit", e, entries, signer=operator)
+            # one root over the operator's openings (lics is sorted: the leaves are in license order)
+            layers = P.merkle_layers([P.opening_leaf(P.commitment(e, lic, [tid], [P.OK], [bytes.fromhex(roots[j][2:])],
+                                                                  salts[lic])) for j, lic in enumerate(lics)])
+            await protocol.transact("commit", e, layers[-1][0], signer=operator)
             goto(start_of(e + 1) + 1)
             for j, lic in enumerate(lics):
                 await protocol.transact("reveal", e, lic, [tid], [P.OK], [bytes.fromhex(roots[j][2:])], salts[lic],
-                                        signer=operator)
+                                        P.merkle_proof(layers, j), signer=operator)
             _s, end = await protocol.call("revealWindow", e)
             return end
 

@@ -26,23 +26,66 @@ async def chain_events(contract: Contract, name: str, start: int) -> list:
     return found
 
 
-async def _inconclusive_reasons(rpc: RpcClient, protocol: Contract, vault: Contract, start: int,
+class ListHistory:
+    """The registry's committee list of every epoch, replayed from its ``Listed`` events (issue 16): a license
+    joins at the end, a leaving one's place takes the last license, each from the event's epoch on. The chain
+    keeps each epoch's list only two epochs longer; the events keep it for the report."""
+
+    def __init__(self, events: list):
+        self.events = events  # in chain order, so their epochs never decrease
+
+    def lists(self, epochs) -> dict[int, list[int]]:
+        """{epoch: license ids by list position} for each of ``epochs``."""
+        order: list[int] = []
+        where: dict[int, int] = {}
+        out: dict[int, list[int]] = {}
+        i = 0
+        for e in sorted(set(epochs)):
+            while i < len(self.events) and self.events[i]["fromEpoch"] <= e:
+                ev = self.events[i]
+                i += 1
+                lic = ev["tokenId"]
+                if ev["listed"]:
+                    where[lic] = len(order)
+                    order.append(lic)
+                else:
+                    hole, last = where.pop(lic), order.pop()
+                    if last != lic:
+                        order[hole], where[last] = last, hole
+            out[e] = list(order)
+        return out
+
+
+async def _epoch_duties(protocol: Contract, targets: Contract, epoch: int, listed: list[int]) -> tuple[dict, int]:
+    """({license: its targets}, committee size) of ``epoch`` from its replayed list, as the nodes compute them."""
+    from .. import protocol as P
+
+    seed = await protocol.call("seed", epoch)
+    k = await protocol.call("committeeSizeOf", epoch)
+    if seed == bytes(32) or not k:
+        return {}, k
+    enabled = list(await targets.call("enabledTargetsAt", await protocol.call("epochStartBlock", epoch)))
+    return P.duties(seed, {lic: i for i, lic in enumerate(listed)}, len(listed), k, enabled), k
+
+
+async def _inconclusive_reasons(protocol: Contract, lists: dict[int, list[int]], active: dict[int, set[int]],
                                 outcomes: dict[int, dict[int, str]]) -> dict[int, dict[str, str]]:
     """Per target, per INCONCLUSIVE epoch, why: ``short-committee`` (fewer of its committee's licenses active
     than minReveals), ``missing-reveals`` (enough active, too few revealed), ``split`` (enough reveals, no 2/3
-    verdict) or ``other``. Read from the chain: the epoch's heartbeats, committees and reveals."""
+    verdict) or ``other``. Read from the chain: the epoch's list (replayed), presence, committees and reveals."""
     from .. import protocol as P
 
     wanted = {(e, t) for t, by in outcomes.items() for e, o in by.items() if o == "INCONCLUSIVE"}
     if not wanted:
         return {}
     _reveal_blocks, _committee, min_reveals, _max = await protocol.call("params")
-    active: dict[int, set[int]] = {}
-    for ev in await chain_events(vault, "Heartbeats", start):
-        active.setdefault(ev["epoch"], set()).update(ev["tokenIds"])
     out: dict[int, dict[str, str]] = {}
     for e, t in sorted(wanted):
-        assigned = sorted(set(await protocol.call("committee", e, t)) & active.get(e, set()))
+        listed = lists.get(e, [])
+        seed = await protocol.call("seed", e)
+        size = await protocol.call("committeeSizeOf", e)
+        seated = {listed[i] for i in P.committee_positions(seed, t, len(listed), size)} if size else set()
+        assigned = sorted(seated & active.get(e, set()))
         revealed, verdicts = await protocol.call("revealers", e, t)
         votes = [sum(1 for v in verdicts if v == k) for k in (P.OK, P.FAULT, P.UNREACHABLE)]
         if len(assigned) < min_reveals:
@@ -66,11 +109,32 @@ async def report(net, rpc: RpcClient, scenario: str, epochs: list[int]) -> dict:
     vault, protocol = c["RewardVault"], c["AuditProtocol"]
     start = int(net.manifest["deployBlock"])
     all_ids = sorted(net.license_owner)
-    credited: dict[int, dict[int, int]] = {i: {} for i in all_ids}
+    operator_of = {lic: op.address.lower() for op in net.operators for lic in op.licenses}
+    # Presence is per operator (issue 16): an operator's booked epoch credits each license listed under it then
+    # (the vault pays a license lazily, per span, so its Credited events are not per epoch).
+    history = ListHistory(await chain_events(c["OperatorRegistry"], "Listed", start))
+    booked: dict[tuple[str, int], int] = {}
     commission: dict[str, int] = {}
-    for ev in await chain_events(vault, "Credited", start):
-        credited.setdefault(ev["tokenId"], {})[ev["epoch"]] = ev["toLicense"]
+    for ev in await chain_events(vault, "OperatorBooked", start):
+        booked[(ev["operator"].lower(), ev["epoch"])] = ev["perLicense"]
         commission[ev["operator"].lower()] = commission.get(ev["operator"].lower(), 0) + ev["commission"]
+    present: dict[int, set[str]] = {}
+    for ev in await chain_events(vault, "Present", start):
+        present.setdefault(ev["epoch"], set()).add(ev["operator"].lower())
+    committed_roots: dict[tuple[str, int], int] = {}
+    for ev in await chain_events(protocol, "Committed", start):
+        key = (ev["operator"].lower(), ev["epoch"])
+        committed_roots[key] = committed_roots.get(key, 0) + 1
+    head_epoch = await protocol.call("currentEpoch")
+    lists = history.lists(range(await protocol.call("epochAt", start), head_epoch + 1))
+    active = {e: {lic for lic in listed if operator_of.get(lic) in present.get(e, set())}
+              for e, listed in lists.items()}
+    credited: dict[int, dict[int, int]] = {i: {} for i in all_ids}
+    for e, listed in lists.items():
+        for lic in listed:
+            amount = booked.get((operator_of.get(lic), e))
+            if amount is not None:
+                credited.setdefault(lic, {})[e] = amount
     penalties: dict[int, list] = {i: [] for i in all_ids}
     for ev in await chain_events(vault, "Penalized", start):
         penalties.setdefault(ev["tokenId"], []).append(ev)
@@ -89,7 +153,7 @@ async def report(net, rpc: RpcClient, scenario: str, epochs: list[int]) -> dict:
         if ev["targetId"] not in first_flag:
             block = await rpc.get_block(ev.block_number)
             first_flag[ev["targetId"]] = (ev["epoch"], int(block["timestamp"], 16))
-    reasons = await _inconclusive_reasons(rpc, protocol, vault, start, outcomes)
+    reasons = await _inconclusive_reasons(protocol, lists, active, outcomes)
     targets = []
     for t in sorted(net.targets, key=lambda t: t.id):
         flagged = first_flag.get(t.id)
@@ -105,9 +169,15 @@ async def report(net, rpc: RpcClient, scenario: str, epochs: list[int]) -> dict:
     missed_faults = [t["id"] for t in targets if t["fault"] and t["detectable"] and t["first_flagged_epoch"] is None]
     false_flags = [t["id"] for t in targets if not t["fault"] and t["first_flagged_epoch"] is not None]
     # Reveals and duplicates, per operator, from the chain.
+    # One root per operator and epoch commits every license of it with duties (issue 16): (epoch, license) ->
+    # how many times its operator committed that epoch.
     committed: dict[tuple[int, int], int] = {}
-    for ev in await chain_events(protocol, "Committed", start):
-        committed[(ev["epoch"], ev["license"])] = committed.get((ev["epoch"], ev["license"]), 0) + 1
+    for e in sorted({e for _op, e in committed_roots}):
+        duties, _k = await _epoch_duties(protocol, c["TargetRegistry"], e, lists.get(e, []))
+        for lic, ts in duties.items():
+            n = committed_roots.get((operator_of.get(lic), e), 0)
+            if ts and n and lic in active.get(e, set()):
+                committed[(e, lic)] = n
     revealed = {(ev["epoch"], ev["license"]) for ev in await chain_events(protocol, "Revealed", start)}
     head = await rpc.block_number()
     last_closed = await protocol.call("currentEpoch") - 2  # reveal windows of older epochs are over
@@ -135,7 +205,7 @@ async def report(net, rpc: RpcClient, scenario: str, epochs: list[int]) -> dict:
         mine = set(op.licenses)
         missed = sorted({e for (e, lic) in committed if lic in mine and e <= last_closed
                          and (e, lic) not in revealed})
-        dups = sum(n - 1 for (e, lic), n in committed.items() if lic in mine and n > 1)
+        dups = sum(n - 1 for (who, _e), n in committed_roots.items() if who == op.address.lower() and n > 1)
         dups += sum(n - 1 for (who, _e), n in hb_per_epoch.items() if who == op.address.lower() and n > 1)
         dups += reverted.get(op.address.lower(), 0)
         operators.append({

@@ -200,7 +200,7 @@ def _run_scenario(net: Devnet, name: str, spec: Scenario, epochs_n: int) -> dict
 
             async def tick():
                 nonlocal first_credit_s, trap_revealed, next_kill
-                if first_credit_s is None and await chain_events(vault, "Credited", start):
+                if first_credit_s is None and await chain_events(vault, "OperatorBooked", start):
                     first_credit_s = time.monotonic() - t0
                 now_epoch = await protocol.call("currentEpoch")
                 if not trap_revealed and now_epoch >= nodes_epoch + plan.reveal_trap_after_epochs:
@@ -339,7 +339,7 @@ def _live(net: Devnet) -> int:
                     trap_revealed = True
                 await upload_tick(net, rpc)
                 head = await rpc.block_number()
-                if first_credit is None and await chain_events(vault, "Credited", start):
+                if first_credit is None and await chain_events(vault, "OperatorBooked", start):
                     first_credit = time.monotonic() - t0
                 lines = [
                     f"alignment devnet  {net.anvil.url}  block {head}  epoch {epoch}  "
@@ -352,9 +352,8 @@ def _live(net: Devnet) -> int:
                 ]
                 for op in net.operators:
                     active = 0
-                    for token_id in op.licenses:
-                        presence = await vault.call("presence", token_id)
-                        active += presence[0] == epoch + 1
+                    for token_id in op.licenses:  # listed under an operator present in the epoch (issue 16)
+                        active += await vault.call("isActive", token_id, epoch)
                     status, _ = node_health(op)
                     lines.append(
                         f"{op.address:44} {op.commission_bps / 100:>4.1f}% {len(op.licenses):>4} {active:>6} "

@@ -1,21 +1,29 @@
-"""Presence: once per epoch, one heartbeat transaction for every delegated, unsuspended license not yet
-active, batched; never twice (the journal and the on-chain state both say so)."""
+"""Presence (issue 16): once per epoch, one ``heartbeat()`` transaction makes the operator present, and with it
+every license listed under it in that epoch active; never twice (the journal and the on-chain presence both say
+so, and an ``AlreadyPresent`` revert means another run of this node got there first)."""
 
 from __future__ import annotations
 
 import logging
 
+from ..chain.contracts import ContractRevert
 from .parts import NodeParts, TickView
 
 log = logging.getLogger("alignment_node.node")
-
-HEARTBEAT_BATCH = 200  # licenses per heartbeat transaction (keeps one transaction well under a block's gas)
 
 
 class HeartbeatService:
     def __init__(self, parts: NodeParts):
         self.p = parts
-        self._epoch: int | None = None  # the epoch every license already had its heartbeat in
+        self._epoch: int | None = None  # the epoch the operator is already present in
+        self._index: int | None = None  # the operator's registry index, once known (it never changes)
+
+    async def operator_index(self) -> int:
+        """The operator's index in the registry (0 while it is not registered)."""
+        if not self._index:
+            self._index, _commission = await self.p.c["OperatorRegistry"].call("operatorIndexOf",
+                                                                                self.p.signer.address)
+        return self._index
 
     async def tick(self, view: TickView) -> None:
         p, epoch = self.p, view.epoch
@@ -23,25 +31,41 @@ class HeartbeatService:
             return
         if any(e.state in ("signed", "sent") for e in p.store.live_for("heartbeat", epoch)):
             await p.sender.recover()
-        licenses = view.licenses
-        due = [i for i, v in licenses.items()
-               if v["state"] == "delegated" and not v["active_now"] and not v["suspended_until"]]
-        if not due:
-            if any(v["active_now"] for v in licenses.values()):
-                self._epoch = epoch
+        index = await self.operator_index()
+        if not index:
+            return  # not a registered operator (yet): nothing can be listed under it
+        vault = p.c["RewardVault"]
+        if await vault.call("isPresent", index, epoch):
+            self._mark_present(view)
+            return
+        # Licenses delegated this epoch are listed from the next one: nothing to be present for until then.
+        count = await p.c["OperatorRegistry"].call("listedCountAt", index, epoch)
+        if not count:
             return
         protocol = p.c["AuditProtocol"]
-        for i in range(0, len(due), HEARTBEAT_BATCH):
-            batch = due[i:i + HEARTBEAT_BATCH]
-            receipt = await p.sender.send("heartbeat", protocol.address, protocol.encode("heartbeat", batch),
-                                          epoch=epoch, meta={"licenses": batch})
-            p.metrics.heartbeat_txs.inc()
-            p.metrics.heartbeats.inc(len(batch))
-            p.metrics.last_heartbeat_epoch.set(epoch)
-            p.snapshot.last_heartbeat = {"epoch": epoch, "licenses": len(batch), "tx": receipt["transactionHash"],
-                                         "block": int(receipt["blockNumber"], 16)}
-            for token_id in batch:
-                licenses[token_id]["active_now"] = True
-                licenses[token_id]["active_epoch"] = epoch
-            log.info("heartbeat for %d licenses in epoch %d (tx %s)", len(batch), epoch, receipt["transactionHash"])
-        self._epoch = epoch
+        try:
+            receipt = await p.sender.send("heartbeat", protocol.address, protocol.encode("heartbeat"), epoch=epoch,
+                                          meta={"licenses": count}, expected_errors=("AlreadyPresent",))
+        except ContractRevert as exc:
+            if exc.error_name != "AlreadyPresent":
+                raise
+            # A heartbeat of this epoch was mined after the read above (a previous run's, re-broadcast).
+            log.info("epoch %d: already present", epoch)
+            self._mark_present(view)
+            return
+        p.metrics.heartbeat_txs.inc()
+        p.metrics.heartbeats.inc(count)
+        p.metrics.last_heartbeat_epoch.set(epoch)
+        p.snapshot.last_heartbeat = {"epoch": epoch, "licenses": count, "tx": receipt["transactionHash"],
+                                     "block": int(receipt["blockNumber"], 16)}
+        self._mark_present(view)
+        log.info("heartbeat for %d licenses in epoch %d (tx %s)", count, epoch, receipt["transactionHash"])
+
+    def _mark_present(self, view: TickView) -> None:
+        """The operator is present in the view's epoch: its listed licenses are active (the services after this
+        one in the tick see it before the next license refresh)."""
+        for v in view.licenses.values():
+            if v.get("listed"):
+                v["active_now"] = True
+                v["active_epoch"] = view.epoch
+        self._epoch = view.epoch

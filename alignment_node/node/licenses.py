@@ -4,6 +4,7 @@ reorg can only delay, never mislead, the node). Builds the TickView every other 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -15,6 +16,7 @@ log = logging.getLogger("alignment_node.node")
 
 REORG_REREAD_BLOCKS = 12  # blocks of license events read again on every refresh
 STATE_REFRESH_S = 30.0  # seconds between re-reads of every license's state (suspensions, transfers)
+LICENSE_READS_IN_FLIGHT = 16  # licenses whose state is read at once
 
 
 class LicenseService:
@@ -66,21 +68,39 @@ class LicenseService:
             return
         self._licenses_epoch, self._state_time, self._state_block = epoch, time.monotonic(), head
         vault = p.c["RewardVault"]
-        licenses: dict[int, dict] = {}
-        for token_id in sorted(self._known_ids):
-            operator, state = await registry.call("delegationOf", token_id)
-            if operator.lower() != p.signer.address.lower() or state == 0:
-                continue
-            presence = await vault.call("presence", token_id)
-            account = await vault.call("accounts", token_id)
-            last_active = presence[0] - 1 if presence[0] else None
-            licenses[token_id] = {
+        # Presence is per operator (issue 16): a license is active when it is listed under this operator in the
+        # epoch and the operator is present in it. One read of the operator's presence serves every license.
+        op_index, _commission = await registry.call("operatorIndexOf", p.signer.address)
+        present = bool(op_index) and await vault.call("isPresent", op_index, epoch)
+        gate = asyncio.Semaphore(LICENSE_READS_IN_FLIGHT)
+
+        async def read(token_id: int) -> dict | None:
+            async with gate:
+                operator, state = await registry.call("delegationOf", token_id)
+                if operator.lower() != p.signer.address.lower() or state == 0:
+                    return None
+                # Listed from the epoch after it became Delegated, off the list while parked (suspended).
+                listed = bool(op_index) and await registry.call("operatorOfAt", token_id, epoch) == op_index
+                last_active_plus1 = await vault.call("lastActivePlus1", token_id)
+                account = await vault.call("accounts", token_id)
+                # Only a license that was ever suspended can be parked: spare the other licenses the read.
+                parked = bool(account[1]) and await registry.call("isParked", token_id)
+            active_now = listed and present
+            return {
                 "state": P.DELEGATION_STATE_NAMES[state],
-                "active_epoch": last_active,
-                "active_now": last_active == epoch,
+                "listed": listed,
+                "parked": parked,
+                "active_epoch": epoch if active_now else (last_active_plus1 - 1 if last_active_plus1 else None),
+                "active_now": active_now,
                 "suspended_until": account[1] if account[1] > epoch else None,
                 "balance_wei": str(account[0]),
             }
+
+        # Concurrently: a restarted node's first tick reads every license before it may reveal (a short window).
+        ids = sorted(self._known_ids)
+        entries = await asyncio.gather(*(read(i) for i in ids))
+        licenses = {i: v for i, v in zip(ids, entries) if v is not None}
+        p.snapshot.operator_index = op_index
         p.snapshot.licenses = licenses
         gauge = p.metrics.licenses
         for name in ("delegated", "pending"):

@@ -2,9 +2,10 @@
 
 On every new chain head the licenses service builds the tick's view, then each service's ``tick(view)`` runs in
 this order:
-- heartbeat (heartbeat.py): presence, once per epoch, for every delegated, unsuspended license;
+- heartbeat (heartbeat.py): the operator's presence, once per epoch, for every license listed under it;
 - reveal (reveal.py): the previous epoch's openings, inside its reveal window;
-- verdicts (verdicts.py): audit the targets the active licenses are assigned (duties.py) and commit;
+- verdicts (verdicts.py): audit the targets the active licenses are assigned (duties.py) and commit one root;
+- resume (resume.py): list parked licenses again once their suspension is over by the next epoch;
 - settlement (settlement.py): settle decided targets and report misses, as a task beside the next ticks;
 - rewards (rewards.py): balances, claimable credit and commission;
 - health (health.py): probe every RPC endpoint so /health can name the dead ones;
@@ -33,6 +34,7 @@ from .heartbeat import HeartbeatService
 from .licenses import LicenseService
 from .metrics import NodeMetrics
 from .parts import MeteredRpcClient, NodeParts, Snapshot
+from .resume import ResumeService
 from .reveal import RevealService
 from .rewards import RewardsService
 from .settlement import SettlementService
@@ -67,8 +69,8 @@ class Node:
         self.health = HealthService(p)
         self.verdicts = VerdictService(p, self.duties)
         self.alerts = AlertConditions(p)
-        self.services = [HeartbeatService(p), RevealService(p), self.verdicts, SettlementService(p, self.duties),
-                         RewardsService(p), self.health, self.alerts]
+        self.services = [HeartbeatService(p), RevealService(p), self.verdicts, ResumeService(p),
+                         SettlementService(p, self.duties), RewardsService(p), self.health, self.alerts]
         self.api: ApiServer | None = None
 
     def start_api(self) -> ApiServer:

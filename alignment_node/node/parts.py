@@ -53,6 +53,7 @@ class Snapshot:
     last_tick: float | None = None
     last_error: str | None = None
     licenses: dict[int, dict] = field(default_factory=dict)
+    operator_index: int | None = None  # the operator's index in the registry (0: not registered)
     last_heartbeat: dict | None = None
     balances: dict[str, str] = field(default_factory=dict)
     endpoints: list[dict] = field(default_factory=list)
@@ -92,5 +93,5 @@ class TickView:
         return self.snapshot.licenses
 
     def active_licenses(self) -> list[int]:
-        """Licenses with a heartbeat in this epoch: the ones with duties."""
+        """Licenses active in this epoch (listed under the operator, which is present): the ones with duties."""
         return sorted(i for i, v in self.licenses.items() if v["active_epoch"] == self.epoch)

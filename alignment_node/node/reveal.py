@@ -1,6 +1,7 @@
-"""Reveal (section 7): in the first ``revealBlocks`` blocks of epoch e+1, the openings of e's commitments in
-revealMany transactions, all in flight at once; a reveal that would come too late, or whose commitment never
-reached the chain, is recorded as a missed reveal with the reason."""
+"""Reveal (section 7): in the first ``revealBlocks`` blocks of epoch e+1, the openings of e's commitment in
+revealMany transactions, all in flight at once, each with its proof against the operator's root (issue 16,
+commitments.py); a reveal that would come too late, or whose root is not the one on chain, is recorded as a missed
+reveal with the reason."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import logging
 
 from ..chain.contracts import ContractRevert
+from .commitments import tree_for_root
 from .parts import NodeParts, TickView
 
 log = logging.getLogger("alignment_node.audit")
@@ -16,7 +18,6 @@ REVEAL_MAX_VERDICTS = 250  # verdicts per revealMany transaction (~7M gas, under
 # Storage the gas estimate may see already written by another node's transaction of the same block (a target's
 # tally and evidence slots): allowed for per verdict so a race never runs out of gas.
 GAS_PER_VERDICT_UNSEEN = 30_000
-REVEALED_MARKER = "0x" + "00" * 31 + "01"  # AuditProtocol.REVEALED: what a revealed commitment slot holds
 
 
 def reveal_batches(openings: list[dict]) -> list[list[dict]]:
@@ -62,15 +63,22 @@ class RevealService:
             self._missed(epoch, [o["license"] for o in openings],
                          f"reveal window of epoch {epoch} is blocks [{start}, {end}); the head is already {head}")
             return
+        onchain = bytes(await protocol.call("rootOf", p.signer.address, epoch))
+        tree = tree_for_root(p.store, epoch, onchain) if onchain != bytes(32) else None
+        if tree is None:
+            what = ("no root of this operator" if onchain == bytes(32) else
+                    f"the operator's root 0x{onchain.hex()}, of none of the node's trees,")
+            self._missed(epoch, [o["license"] for o in openings],
+                         f"commitment never reached the chain: {what} is on chain for epoch {epoch}")
+            return
         committed = []
         for o in openings:
-            onchain = "0x" + bytes(await protocol.call("commitmentOf", o["license"], epoch)).hex()
-            if onchain == o["commitment"]:
-                committed.append(o)
-            elif onchain == REVEALED_MARKER:
-                p.store.set_opening_state(epoch, [o["license"]], "revealed")
+            if o["license"] not in tree.licenses:
+                self._missed(epoch, [o["license"]], f"opening not under the committed root 0x{onchain.hex()}")
+            elif await protocol.call("isRevealed", o["license"], epoch):
+                p.store.set_opening_state(epoch, [o["license"]], "revealed")  # a crash after the reveal was mined
             else:
-                self._missed(epoch, [o["license"]], "commitment never reached the chain")
+                committed.append({**o, "proof": tree.proof(o["license"])})
         # All batches in flight at once (nonces in order): the window is only `revealBlocks` blocks long.
         await asyncio.gather(*(self._reveal_batch(epoch, batch) for batch in reveal_batches(committed)))
 
@@ -78,7 +86,7 @@ class RevealService:
         p = self.p
         protocol = p.c["AuditProtocol"]
         reveals = [(o["license"], o["targets"], o["verdicts"], [bytes.fromhex(r[2:]) for r in o["roots"]],
-                    bytes.fromhex(o["salt"][2:])) for o in batch]
+                    bytes.fromhex(o["salt"][2:]), o["proof"]) for o in batch]
         verdicts = sum(len(o["targets"]) for o in batch)
         licenses = [o["license"] for o in batch]
         try:

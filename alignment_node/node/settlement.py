@@ -11,7 +11,6 @@ import logging
 
 from .. import protocol as P
 from ..chain.contracts import ContractRevert
-from ..chain.manifest import scan_logs, topic_uint
 from .duties import Duties
 from .parts import NodeParts, TickView
 
@@ -84,21 +83,13 @@ class SettlementService:
             return
         p = self.p
         protocol, vault = p.c["AuditProtocol"], p.c["RewardVault"]
-        ev = vault.abi.event("Heartbeats")
-        # Heartbeats of an epoch are only accepted during it: read that epoch's blocks, not the whole chain.
-        first = await protocol.call("epochStartBlock", epoch)
-        last = await protocol.call("epochStartBlock", epoch + 1) - 1
-        active: set[int] = set()
-        async for logs in scan_logs(p.rpc, vault.address, [ev.topic, topic_uint(epoch)], first, last):
-            for entry in logs:
-                decoded = ev.decode_entry(entry)
-                active.update(decoded["tokenIds"])
-        if not active:
-            return
+        active: dict[int, bool] = {}  # per license: listed under an operator present in the epoch (issue 16)
         for t in targets:
             revealed, _verdicts = await protocol.call("revealers", epoch, t)
             try:
                 seated = set(await protocol.call("committee", epoch, t))
+                for lic in sorted(seated - set(revealed) - mine - set(active)):
+                    active[lic] = await vault.call("isActive", lic, epoch)
             except ContractRevert as exc:
                 if exc.error_name != "HistoryLost":
                     raise
@@ -106,7 +97,7 @@ class SettlementService:
                 # proven any more, by anyone. Settling goes on.
                 log.warning("epoch %d's committees are no longer on chain: its misses cannot be reported", epoch)
                 return
-            missing = sorted((seated & active) - set(revealed) - mine)
+            missing = sorted(lic for lic in seated - set(revealed) - mine if active[lic])
             for lic in missing:
                 ok = await self._send_quietly("report_miss", protocol.encode("reportMiss", epoch, lic, t), epoch,
                                               ("MissAlreadyReported", "NotAssigned", "NotMissed"))

@@ -1,7 +1,8 @@
 """Audit and commit (sections 6-7): every target assigned to this operator's active licenses is audited once
 (the licenses assigned to it share the result) by its kind's plug-in, concurrently under a deadline; every
-evidence bundle is stored by its root before anything is sent; then one commitment per license, whose opening
-(salt, verdicts, roots) is stored in SQLite before the commit transaction is sent, so a crash and restart still
+evidence bundle is stored by its root before anything is sent; then one opening per license (salt, verdicts, roots)
+stored in SQLite, and one commit transaction of the operator's Merkle root over all of them (issue 16,
+commitments.py): everything the reveal needs is stored before the commit is sent, so a crash and restart still
 reveals it."""
 
 from __future__ import annotations
@@ -13,16 +14,13 @@ import time
 from .. import protocol as P
 from ..audits import build_auditors
 from ..audits.base import AuditEnv, AuditResult, EpochContext, Target
+from .commitments import commit_tree, record_attempt
 from .duties import Duties
 from .parts import NodeParts, TickView
 
 log = logging.getLogger("alignment_node.audit")
 
-COMMIT_BATCH = 100
 MIN_BLOCKS_LEFT_TO_COMMIT = 3  # do not start an epoch's audits when fewer blocks remain
-# Storage the gas estimate may see already written by another node's transaction of the same block (a
-# license's commitment slot): allowed for per license so a race never runs out of gas.
-GAS_PER_LICENSE_UNSEEN = 5_000
 RECENT_VERDICTS = 500  # what /verdicts shows
 
 
@@ -168,25 +166,26 @@ class VerdictService:
         return out
 
     async def commit(self, epoch: int, openings: list[dict]) -> None:
+        """Commit ``openings`` (prepared) with one root over every opening of the epoch: a later commit replaces
+        the root, so it must cover the openings committed before too."""
         p = self.p
+        if not openings:
+            return
         protocol = p.c["AuditProtocol"]
-        # A crash after the commit was mined but before we noted it: the chain already holds it.
-        pending = []
-        for o in openings:
-            onchain = await protocol.call("commitmentOf", o["license"], epoch)
-            if hex0x(onchain) == o["commitment"]:
-                p.store.set_opening_state(epoch, [o["license"]], "committed")
-            else:
-                pending.append(o)
-        for i in range(0, len(pending), COMMIT_BATCH):
-            batch = pending[i:i + COMMIT_BATCH]
-            entries = [(o["license"], bytes.fromhex(o["commitment"][2:])) for o in batch]
-            await p.sender.send("commit", protocol.address, protocol.encode("commit", epoch, entries),
-                                epoch=epoch, meta={"licenses": [o["license"] for o in batch]},
-                                gas_extra=GAS_PER_LICENSE_UNSEEN * len(batch))
-            p.store.set_opening_state(epoch, [o["license"] for o in batch], "committed")
-            p.metrics.commits.inc(len(batch))
-            log.info("epoch %d: committed %d licenses", epoch, len(batch))
+        tree = commit_tree(p.store.openings(epoch))
+        licenses = [o["license"] for o in openings]
+        # A crash after the commit was mined but before we noted it: the chain already holds the root.
+        if bytes(await protocol.call("rootOf", p.signer.address, epoch)) == tree.root:
+            p.store.set_opening_state(epoch, licenses, "committed")
+            return
+        with p.store.transaction():
+            record_attempt(p.store, epoch, tree)
+        await p.sender.send("commit", protocol.address, protocol.encode("commit", epoch, tree.root), epoch=epoch,
+                            meta={"licenses": licenses, "root": hex0x(tree.root)})
+        p.store.set_opening_state(epoch, licenses, "committed")
+        p.metrics.commits.inc(len(licenses))
+        log.info("epoch %d: committed %d licenses (root %s over %d openings)", epoch, len(licenses),
+                 hex0x(tree.root), len(tree.licenses))
 
     def stop(self) -> None:
         for auditor in self.auditors.values():
