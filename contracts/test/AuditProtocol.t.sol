@@ -8,6 +8,7 @@ import {RewardVault} from "../src/RewardVault.sol";
 import {OperatorRegistry} from "../src/OperatorRegistry.sol";
 import {Generations} from "../src/lib/Generations.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {Merkle} from "./utils/Merkle.sol";
 
 /// @dev Cheatcodes these tests need beyond test/utils/Vm.sol (forge's exact signatures).
 interface AuditVm {
@@ -22,7 +23,9 @@ struct Opening {
     bytes32 salt;
 }
 
-/// @notice Shared fixture: one operator with `nLicenses` licenses of one owner (listed from epoch 1), three targets
+/// @notice Shared fixture: `nLicenses` licenses of one owner (listed from epoch 1), each with its own operator, so
+///         that which licenses are active stays a per-license choice here (a heartbeat makes every license listed
+///         under its operator active, issue 16), and each operator's root is its one license's leaf; three targets
 ///         enabled from epoch 1, committees of 16 (so up to 16 licenses all sit on every committee).
 abstract contract AuditFixture is Deployed {
     AuditVm internal constant vmx = AuditVm(address(uint160(uint256(keccak256("hevm cheat code")))));
@@ -30,7 +33,8 @@ abstract contract AuditFixture is Deployed {
     uint256 internal constant MAX = type(uint256).max;
     bytes32 internal constant GENESIS_SEED = keccak256("genesis");
 
-    address internal op = makeAddr("op");
+    address internal op = makeAddr("op"); // the operator of ids[0]
+    mapping(uint256 => address) internal opOf;
     address internal owner = makeAddr("owner");
     address internal reporter = makeAddr("reporter");
     uint256[] internal ids;
@@ -41,7 +45,12 @@ abstract contract AuditFixture is Deployed {
     function _fixture(uint256 nLicenses) internal {
         _deploy();
         _fundEmission(100_000 ether);
-        ids = _operatorWithLicenses(op, 1000, owner, nLicenses);
+        ids = new uint256[](nLicenses);
+        for (uint256 i; i < nLicenses; ++i) {
+            address o = i == 0 ? op : vm.addr(uint256(keccak256(abi.encode("operator", i))));
+            ids[i] = _operatorWithLicenses(o, 1000, owner, 1)[0];
+            opOf[ids[i]] = o;
+        }
         t0 = _addTarget(1);
         t1 = _addTarget(2);
         t2 = _addTarget(3);
@@ -56,9 +65,12 @@ abstract contract AuditFixture is Deployed {
         }
     }
 
+    /// @dev The operators of `lics` send their heartbeats.
     function _heartbeat(uint256[] memory lics) internal {
-        vm.prank(op);
-        protocol.heartbeat(lics);
+        for (uint256 i; i < lics.length; ++i) {
+            vm.prank(opOf[lics[i]]);
+            protocol.heartbeat();
+        }
     }
 
     /// @dev An opening voting `v` on every target of `tids`, with a root and salt unique to `lic`.
@@ -73,23 +85,24 @@ abstract contract AuditFixture is Deployed {
         o.salt = keccak256(abi.encode("salt", lic));
     }
 
+    /// @dev The opening's leaf: the root its operator commits when it is the only leaf.
     function _hash(uint256 e, uint256 lic, Opening memory o) internal pure returns (bytes32) {
-        return keccak256(abi.encode(e, lic, o.tids, o.verdicts, o.roots, o.salt));
+        return Merkle.leaf(e, lic, o.tids, o.verdicts, o.roots, o.salt);
     }
 
+    /// @dev `lic`'s operator commits root `c`.
     function _commitHash(uint256 e, uint256 lic, bytes32 c) internal {
-        AuditProtocol.Commitment[] memory cs = new AuditProtocol.Commitment[](1);
-        cs[0] = AuditProtocol.Commitment(lic, c);
-        vm.prank(op);
-        protocol.commit(e, cs);
+        vm.prank(opOf[lic]);
+        protocol.commit(e, c);
     }
 
     function _commit(uint256 e, uint256 lic, Opening memory o) internal {
         _commitHash(e, lic, _hash(e, lic, o));
     }
 
+    /// @dev Reveal a single-leaf tree's opening: the proof is empty.
     function _reveal(uint256 e, uint256 lic, Opening memory o) internal {
-        protocol.reveal(e, lic, o.tids, o.verdicts, o.roots, o.salt);
+        protocol.reveal(e, lic, o.tids, o.verdicts, o.roots, o.salt, new bytes32[](0));
     }
 
     /// @dev Epoch 1: licenses 1..n reveal verdicts[i] on target `t` only; afterwards the reveal window is over.
@@ -114,9 +127,9 @@ abstract contract AuditFixture is Deployed {
         (tids[0], tids[1], tids[2]) = (t0, t1, t2);
     }
 
+    /// @dev What the license can claim: its balance plus the credit of final epochs not booked yet (lazy).
     function _balance(uint256 lic) internal view returns (int256 bal) {
-        (int128 b,,,) = vault.accounts(lic);
-        bal = b;
+        bal = vault.claimable(lic);
     }
 }
 
@@ -555,97 +568,83 @@ contract AuditProtocolTest is AuditFixture {
 
     // ================================================================================= heartbeat
 
-    function test_heartbeatMarksLicensesActive() public {
+    function test_heartbeatMarksTheOperatorsListedLicensesActive() public {
         _rollToEpoch(1);
         uint256[] memory lics = _first(4);
         vm.expectEmit();
-        emit AuditProtocol.Heartbeat(1, op, 4);
+        emit AuditProtocol.Heartbeat(1, op, 1); // op's one listed license
         _heartbeat(lics);
         assertEq(vault.activeCount(1), 4, "active count");
         assertTrue(vault.isActive(lics[3], 1), "active");
-        assertFalse(vault.isActive(ids[4], 1), "not heartbeated");
+        assertFalse(vault.isActive(ids[4], 1), "its operator sent no heartbeat");
+        assertTrue(vault.isPresent(_opIndex(op), 1), "op present");
     }
 
-    function test_heartbeatRejectsLicensesNotDelegatedToTheCaller() public {
+    function test_heartbeatRejectsACallerThatIsNotAnOperator() public {
         _rollToEpoch(1);
-        vm.expectRevert(abi.encodeWithSelector(OperatorRegistry.NotDelegatedTo.selector, ids[0], owner));
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotOperator.selector, owner));
         vm.prank(owner);
-        protocol.heartbeat(_first(1));
+        protocol.heartbeat();
     }
 
     function test_heartbeatRejectsASecondHeartbeatInTheSameEpoch() public {
         _rollToEpoch(1);
         _heartbeat(_first(2));
-        vm.expectRevert(abi.encodeWithSelector(RewardVault.AlreadyActive.selector, ids[1], 1));
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.AlreadyPresent.selector, opOf[ids[1]], 1));
         _heartbeat(_one(ids[1]));
+        assertEq(vault.activeCount(1), 2, "counted once");
     }
 
     // ==================================================================================== commit
 
-    function test_commitStoresOneCommitmentPerLicense() public {
+    function test_commitStoresOneRootPerOperator() public {
         _rollToEpoch(1);
         _heartbeat(_first(2));
-        AuditProtocol.Commitment[] memory cs = new AuditProtocol.Commitment[](2);
-        cs[0] = AuditProtocol.Commitment(ids[0], keccak256("c0"));
-        cs[1] = AuditProtocol.Commitment(ids[1], keccak256("c1"));
         vm.expectEmit();
-        emit AuditProtocol.Committed(1, ids[0], keccak256("c0"));
-        vm.expectEmit();
-        emit AuditProtocol.Committed(1, ids[1], keccak256("c1"));
-        vm.prank(op);
-        protocol.commit(1, cs);
-        assertEq(protocol.commitmentOf(ids[0], 1), keccak256("c0"), "commitment 0");
-        assertEq(protocol.commitmentOf(ids[1], 1), keccak256("c1"), "commitment 1");
+        emit AuditProtocol.Committed(1, op, keccak256("r0"));
+        _commitHash(1, ids[0], keccak256("r0"));
+        _commitHash(1, ids[1], keccak256("r1"));
+        assertEq(protocol.rootOf(op, 1), keccak256("r0"), "op's root");
+        assertEq(protocol.rootOf(opOf[ids[1]], 1), keccak256("r1"), "the other operator's root");
+        assertEq(protocol.rootOf(op, 2), bytes32(0), "the other parity's slot is empty");
         // A later commit in the same epoch replaces it.
-        _commitHash(1, ids[0], keccak256("c0'"));
-        assertEq(protocol.commitmentOf(ids[0], 1), keccak256("c0'"), "replaced");
+        _commitHash(1, ids[0], keccak256("r0'"));
+        assertEq(protocol.rootOf(op, 1), keccak256("r0'"), "replaced");
     }
 
     function test_commitRejectsAnotherEpoch() public {
         _rollToEpoch(1);
         _heartbeat(_first(1));
-        AuditProtocol.Commitment[] memory cs = new AuditProtocol.Commitment[](1);
-        cs[0] = AuditProtocol.Commitment(ids[0], keccak256("c"));
         vm.expectRevert(abi.encodeWithSelector(AuditProtocol.WrongEpoch.selector, 0, 1));
         vm.prank(op);
-        protocol.commit(0, cs);
+        protocol.commit(0, keccak256("r"));
         vm.expectRevert(abi.encodeWithSelector(AuditProtocol.WrongEpoch.selector, 2, 1));
         vm.prank(op);
-        protocol.commit(2, cs);
+        protocol.commit(2, keccak256("r"));
     }
 
-    function test_commitRejectsZeroAndRevealedCommitments() public {
+    function test_commitRejectsAZeroRoot() public {
         _rollToEpoch(1);
         _heartbeat(_first(1));
-        AuditProtocol.Commitment[] memory cs = new AuditProtocol.Commitment[](1);
-        cs[0] = AuditProtocol.Commitment(ids[0], bytes32(0));
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.InvalidCommitment.selector, ids[0]));
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.InvalidCommitment.selector));
         vm.prank(op);
-        protocol.commit(1, cs);
-        cs[0].commitment = protocol.REVEALED();
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.InvalidCommitment.selector, ids[0]));
-        vm.prank(op);
-        protocol.commit(1, cs);
+        protocol.commit(1, bytes32(0));
     }
 
-    function test_commitRejectsInactiveLicenses() public {
+    function test_commitRejectsAnOperatorThatIsNotPresent() public {
         _rollToEpoch(1);
         _heartbeat(_first(1));
-        AuditProtocol.Commitment[] memory cs = new AuditProtocol.Commitment[](1);
-        cs[0] = AuditProtocol.Commitment(ids[1], keccak256("c"));
-        vm.expectRevert(abi.encodeWithSelector(RewardVault.NotActive.selector, ids[1], 1));
-        vm.prank(op);
-        protocol.commit(1, cs);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotPresent.selector, opOf[ids[1]], 1));
+        vm.prank(opOf[ids[1]]);
+        protocol.commit(1, keccak256("r"));
     }
 
-    function test_commitRejectsLicensesNotDelegatedToTheCaller() public {
+    function test_commitRejectsACallerThatIsNotAnOperator() public {
         _rollToEpoch(1);
         _heartbeat(_first(1));
-        AuditProtocol.Commitment[] memory cs = new AuditProtocol.Commitment[](1);
-        cs[0] = AuditProtocol.Commitment(ids[0], keccak256("c"));
-        vm.expectRevert(abi.encodeWithSelector(OperatorRegistry.NotDelegatedTo.selector, ids[0], reporter));
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotPresent.selector, reporter, 1));
         vm.prank(reporter);
-        protocol.commit(1, cs);
+        protocol.commit(1, keccak256("r"));
     }
 
     // ==================================================================================== reveal
@@ -667,8 +666,9 @@ contract AuditProtocolTest is AuditFixture {
         vm.expectEmit();
         emit AuditProtocol.Revealed(1, lics[0], o.tids, o.verdicts, o.roots);
         vm.prank(reporter); // anyone holding the opening may reveal
-        protocol.reveal(1, lics[0], o.tids, o.verdicts, o.roots, o.salt);
-        assertEq(protocol.commitmentOf(lics[0], 1), protocol.REVEALED(), "marked revealed");
+        protocol.reveal(1, lics[0], o.tids, o.verdicts, o.roots, o.salt, new bytes32[](0));
+        assertTrue(protocol.isRevealed(lics[0], 1), "marked revealed");
+        assertFalse(protocol.isRevealed(lics[1], 1), "not yet");
         _reveal(1, lics[1], _opening(lics[1], _three(), 2));
         for (uint256 t; t < 3; ++t) {
             (uint8 ok, uint8 fault, uint8 unr, uint8 n, uint8 outcome) = protocol.tally(1, t);
@@ -695,7 +695,7 @@ contract AuditProtocolTest is AuditFixture {
         AuditProtocol.Reveal[] memory rs = new AuditProtocol.Reveal[](3);
         for (uint256 i; i < 3; ++i) {
             Opening memory o = _opening(lics[i], _three(), 1);
-            rs[i] = AuditProtocol.Reveal(lics[i], o.tids, o.verdicts, o.roots, o.salt);
+            rs[i] = AuditProtocol.Reveal(lics[i], o.tids, o.verdicts, o.roots, o.salt, new bytes32[](0));
         }
         protocol.revealMany(1, rs);
         (uint8 ok,,, uint8 n,) = protocol.tally(1, t2);
@@ -713,7 +713,7 @@ contract AuditProtocolTest is AuditFixture {
         _commit(1, ids[0], o);
         _rollToReveal(1);
         _reveal(1, ids[0], o);
-        assertEq(protocol.commitmentOf(ids[0], 1), protocol.REVEALED(), "revealed");
+        assertTrue(protocol.isRevealed(ids[0], 1), "revealed");
     }
 
     function test_revealRejectsBeforeTheWindowOpens() public {
@@ -723,7 +723,7 @@ contract AuditProtocolTest is AuditFixture {
         vm.expectRevert(abi.encodeWithSelector(AuditProtocol.RevealWindowClosed.selector, 1, 160, 175));
         _reveal(1, lics[0], o);
         AuditProtocol.Reveal[] memory rs = new AuditProtocol.Reveal[](1);
-        rs[0] = AuditProtocol.Reveal(lics[0], o.tids, o.verdicts, o.roots, o.salt);
+        rs[0] = AuditProtocol.Reveal(lics[0], o.tids, o.verdicts, o.roots, o.salt, new bytes32[](0));
         vm.expectRevert(abi.encodeWithSelector(AuditProtocol.RevealWindowClosed.selector, 1, 160, 175));
         protocol.revealMany(1, rs);
     }
@@ -742,9 +742,9 @@ contract AuditProtocolTest is AuditFixture {
         _rollToReveal(1);
         Opening memory o = _opening(lics[0], _three(), 1);
         vm.expectRevert(abi.encodeWithSelector(AuditProtocol.LengthMismatch.selector));
-        protocol.reveal(1, lics[0], o.tids, new uint8[](2), o.roots, o.salt);
+        protocol.reveal(1, lics[0], o.tids, new uint8[](2), o.roots, o.salt, new bytes32[](0));
         vm.expectRevert(abi.encodeWithSelector(AuditProtocol.LengthMismatch.selector));
-        protocol.reveal(1, lics[0], o.tids, o.verdicts, new bytes32[](4), o.salt);
+        protocol.reveal(1, lics[0], o.tids, o.verdicts, new bytes32[](4), o.salt, new bytes32[](0));
     }
 
     function test_revealRejectsALicenseThatDidNotCommit() public {
@@ -1213,7 +1213,7 @@ contract AuditProtocolTest is AuditFixture {
         _heartbeat(_first(3));
         _commit(1, a, o);
         _commitHash(1, b, _hash(1, a, o)); // b copied a's commitment: only the license differs
-        _commitHash(1, c, keccak256(abi.encode(otherEpoch, c, o.tids, o.verdicts, o.roots, o.salt)));
+        _commitHash(1, c, Merkle.leaf(otherEpoch, c, o.tids, o.verdicts, o.roots, o.salt));
         _rollToReveal(1);
 
         _expectNoCommitment(1, b, o); // license
@@ -1232,7 +1232,7 @@ contract AuditProtocolTest is AuditFixture {
         _expectNoCommitment(1, a, m); // the salt
 
         _reveal(1, a, o);
-        assertEq(protocol.commitmentOf(a, 1), protocol.REVEALED(), "unchanged reveal passes");
+        assertTrue(protocol.isRevealed(a, 1), "unchanged reveal passes");
         for (uint256 i; i < n; ++i) {
             (uint8 ok, uint8 fault, uint8 unr, uint8 reveals,) = protocol.tally(1, o.tids[i]);
             assertEq(reveals, 1, "one reveal");
@@ -1322,5 +1322,164 @@ contract AuditProtocolSortitionFuzzTest is AuditFixture {
         probeTarget = bound(probeTarget, disabledTarget + 1, 64);
         assertFalse(protocol.isAssigned(2, probeLicense, 0), "unlisted license");
         assertFalse(protocol.isAssigned(2, ids[0], probeTarget), "unknown target");
+    }
+}
+
+/// @notice One operator's root over the openings of its three licenses (issue 16): each license reveals its own
+///         opening with its proof; wrong proofs, leaves of another epoch or of another operator's license, and
+///         second reveals are refused.
+contract AuditProtocolMerkleTest is Deployed {
+    address internal op = makeAddr("op");
+    address internal owner = makeAddr("owner");
+    uint256[] internal ids;
+    uint256 internal t;
+
+    function setUp() public {
+        _deploy();
+        _fundEmission(100_000 ether);
+        ids = _operatorWithLicenses(op, 1000, owner, 3);
+        t = _addTarget(1);
+        vm.prank(address(timelock));
+        protocol.setParams(AuditProtocol.Params(15, 16, 3, 16)); // everyone sits on every committee
+    }
+
+    function _opening(uint256 e, uint256 lic, uint8 v) internal view returns (AuditProtocol.Reveal memory r) {
+        r.license = lic;
+        r.targetIds = _one(t);
+        r.verdicts = new uint8[](1);
+        r.verdicts[0] = v;
+        r.evidenceRoots = new bytes32[](1);
+        r.evidenceRoots[0] = keccak256(abi.encode("evidence", e, lic));
+        r.salt = keccak256(abi.encode("salt", e, lic));
+    }
+
+    function _openings(uint256 e) internal view returns (AuditProtocol.Reveal[] memory rs) {
+        rs = new AuditProtocol.Reveal[](3);
+        for (uint256 i; i < 3; ++i) {
+            rs[i] = _opening(e, ids[i], 1);
+        }
+    }
+
+    function _reveal(uint256 e, AuditProtocol.Reveal memory r, bytes32[] memory proof) internal {
+        protocol.reveal(e, r.license, r.targetIds, r.verdicts, r.evidenceRoots, r.salt, proof);
+    }
+
+    function _epochOne() internal returns (AuditProtocol.Reveal[] memory rs) {
+        _rollToEpoch(1);
+        vm.prank(op);
+        protocol.heartbeat();
+        rs = _openings(1);
+        _commitTree(op, 1, rs);
+    }
+
+    function test_aThreeLeafTreeRevealsEachLicenseWithItsProof() public {
+        _rollToEpoch(1);
+        vm.prank(op);
+        protocol.heartbeat();
+        AuditProtocol.Reveal[] memory rs = _openings(1);
+        bytes32 root = _commitTree(op, 1, rs);
+        // By hand: leaves 0 and 1 pair; leaf 2 has no neighbour, moves up unchanged and pairs with their node.
+        bytes32[] memory leaves = _leaves(1, rs);
+        bytes32 n01 = Merkle.pair(leaves[0], leaves[1]);
+        assertEq(root, Merkle.pair(n01, leaves[2]), "root");
+        assertEq(protocol.rootOf(op, 1), root, "stored");
+        assertEq(rs[0].proof.length, 2, "leaf 0: two siblings");
+        assertEq(rs[0].proof[0], leaves[1], "leaf 0: leaf 1");
+        assertEq(rs[0].proof[1], leaves[2], "leaf 0: then leaf 2");
+        assertEq(rs[1].proof[0], leaves[0], "leaf 1: leaf 0");
+        assertEq(rs[2].proof.length, 1, "leaf 2: one sibling");
+        assertEq(rs[2].proof[0], n01, "leaf 2: the node of 0 and 1");
+        _rollToReveal(1);
+        _reveal(1, rs[2], rs[2].proof);
+        AuditProtocol.Reveal[] memory two = new AuditProtocol.Reveal[](2);
+        (two[0], two[1]) = (rs[0], rs[1]);
+        protocol.revealMany(1, two);
+        for (uint256 i; i < 3; ++i) {
+            assertTrue(protocol.isRevealed(ids[i], 1), "revealed");
+        }
+        (uint8 ok,,, uint8 n,) = protocol.tally(1, t);
+        assertEq(ok, 3, "three OK votes");
+        assertEq(n, 3, "three reveals");
+        _rollPastReveal(1);
+        assertEq(protocol.settle(1, t), 1, "OK");
+    }
+
+    function test_aWrongProofRevertsNoCommitment() public {
+        AuditProtocol.Reveal[] memory rs = _epochOne();
+        _rollToReveal(1);
+        bytes32[] memory good = rs[0].proof;
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, ids[0]));
+        _reveal(1, rs[0], rs[1].proof); // another leaf's proof
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, ids[0]));
+        _reveal(1, rs[0], new bytes32[](0)); // as if its leaf were the root
+        bytes32[] memory bad = new bytes32[](2);
+        (bad[0], bad[1]) = (good[0], keccak256("not the sibling"));
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, ids[0]));
+        _reveal(1, rs[0], bad);
+        bytes32[] memory shorter = new bytes32[](1);
+        shorter[0] = good[0];
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, ids[0]));
+        _reveal(1, rs[0], shorter); // a proof cut short ends at an inner node, not at the root
+        // A wrong opening under the right proof.
+        AuditProtocol.Reveal memory other = _opening(1, ids[0], 2);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, ids[0]));
+        _reveal(1, other, good);
+        _reveal(1, rs[0], good);
+        assertTrue(protocol.isRevealed(ids[0], 1), "the right proof passes");
+    }
+
+    function test_aLeafOfAnotherEpochReverts() public {
+        // Epoch 1's root is over leaves hashed with epoch 2: none of them opens epoch 1.
+        _rollToEpoch(1);
+        vm.prank(op);
+        protocol.heartbeat();
+        AuditProtocol.Reveal[] memory rs = _openings(1);
+        bytes32[] memory leaves = _leaves(2, rs);
+        vm.prank(op);
+        protocol.commit(1, Merkle.root(leaves));
+        _rollToReveal(1);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, ids[1]));
+        _reveal(1, rs[1], Merkle.proof(leaves, 1));
+        // Epoch 3 uses the slot of epoch 1: an epoch-1 opening and proof cannot open epoch 3.
+        rs = _openings(1);
+        _rollToEpoch(3);
+        vm.prank(op);
+        protocol.heartbeat();
+        leaves = _leaves(1, rs);
+        vm.prank(op);
+        protocol.commit(3, Merkle.root(leaves));
+        _rollToReveal(3);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 3, ids[1]));
+        _reveal(3, rs[1], Merkle.proof(leaves, 1));
+    }
+
+    function test_aLeafForALicenseOfAnotherOperatorReverts() public {
+        // op2's license is listed under op2; op puts its leaf in op's own tree.
+        address op2 = makeAddr("op2");
+        uint256 foreign = _operatorWithLicenses(op2, 0, owner, 1)[0];
+        _rollToEpoch(1);
+        vm.prank(op);
+        protocol.heartbeat();
+        vm.prank(op2);
+        protocol.heartbeat();
+        AuditProtocol.Reveal[] memory rs = new AuditProtocol.Reveal[](2);
+        (rs[0], rs[1]) = (_opening(1, ids[0], 1), _opening(1, foreign, 2));
+        _commitTree(op, 1, rs);
+        _rollToReveal(1);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, foreign));
+        _reveal(1, rs[1], rs[1].proof); // checked against op2's root, which op2 never committed
+        _reveal(1, rs[0], rs[0].proof);
+    }
+
+    function test_aSecondRevealReverts() public {
+        AuditProtocol.Reveal[] memory rs = _epochOne();
+        _rollToReveal(1);
+        _reveal(1, rs[1], rs[1].proof);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.AlreadyRevealed.selector, 1, ids[1]));
+        _reveal(1, rs[1], rs[1].proof);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.AlreadyRevealed.selector, 1, ids[1]));
+        protocol.revealMany(1, rs); // the batch holds it again
+        (,,, uint8 n,) = protocol.tally(1, t);
+        assertEq(n, 1, "counted once");
     }
 }

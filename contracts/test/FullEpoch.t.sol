@@ -4,6 +4,7 @@ pragma solidity ^0.8.27;
 import {Deployed} from "./utils/Deployed.sol";
 import {AuditProtocol} from "../src/AuditProtocol.sol";
 import {RewardVault} from "../src/RewardVault.sol";
+import {Merkle} from "./utils/Merkle.sol";
 
 /// @notice Two full epochs end to end: three operators (0%, 10%, 25% commission), twelve licenses of four
 ///         owners, four targets of which one is a trap. Epoch 1 seats everyone on every committee (committees of
@@ -176,33 +177,40 @@ contract FullEpochTest is Deployed {
         return false;
     }
 
-    function _hash(uint256 e, AuditProtocol.Reveal memory r) internal pure returns (bytes32) {
-        return keccak256(abi.encode(e, r.license, r.targetIds, r.verdicts, r.evidenceRoots, r.salt));
-    }
-
+    /// @dev The operator commits one root over its licenses' openings; each opening gets its proof.
     function _commitAll(address op, uint256 e, AuditProtocol.Reveal[] memory rs) internal {
-        AuditProtocol.Commitment[] memory cs = new AuditProtocol.Commitment[](rs.length);
-        for (uint256 i; i < rs.length; ++i) {
-            cs[i] = AuditProtocol.Commitment(rs[i].license, _hash(e, rs[i]));
-        }
-        vm.prank(op);
-        protocol.commit(e, cs);
+        _commitTree(op, e, rs);
     }
 
+    /// @dev One heartbeat per operator makes all its listed licenses active.
     function _heartbeatAll() internal {
         vm.prank(opA);
-        protocol.heartbeat(licensesOf[opA]);
+        protocol.heartbeat();
         vm.prank(opB);
-        protocol.heartbeat(licensesOf[opB]);
+        protocol.heartbeat();
         vm.prank(opC);
-        protocol.heartbeat(licensesOf[opC]);
+        protocol.heartbeat();
     }
 
+    /// @dev Credit is booked per license lazily: book every license so balances match the model's.
+    function _settleAll() internal {
+        uint256[] memory all = new uint256[](N);
+        for (uint256 l = 1; l <= N; ++l) {
+            all[l - 1] = l;
+        }
+        vault.settleLicenses(all);
+    }
+
+    /// @dev The operator's epoch-1 openings with their proofs in its tree (leaves in license order).
     function _openings1(address op) internal view returns (AuditProtocol.Reveal[] memory rs) {
         uint256[] storage lics = licensesOf[op];
         rs = new AuditProtocol.Reveal[](lics.length);
         for (uint256 i; i < lics.length; ++i) {
             rs[i] = _opening1(lics[i]);
+        }
+        bytes32[] memory leaves = _leaves(1, rs);
+        for (uint256 i; i < rs.length; ++i) {
+            rs[i].proof = Merkle.proof(leaves, i);
         }
     }
 
@@ -248,6 +256,7 @@ contract FullEpochTest is Deployed {
         expPool = budget1 - per1 * N; // the division remainder carries over
         bytes32 seed2 = keccak256(abi.encode(seed1, blockhash(protocol.epochStartBlock(2) - 1), uint256(2)));
         _heartbeatAll();
+        _settleAll();
         for (uint256 l = 1; l <= N; ++l) {
             _credit(l, per1);
         }
@@ -350,6 +359,7 @@ contract FullEpochTest is Deployed {
         uint256 per2 = budget2 / N;
         expPool = budget2 - per2 * N;
         _heartbeatAll();
+        _settleAll();
         for (uint256 l = 1; l <= N; ++l) {
             _credit(l, per2);
         }

@@ -3,6 +3,7 @@ pragma solidity ^0.8.27;
 
 import {Deployed} from "./utils/Deployed.sol";
 import {OperatorRegistry, ILicenseOwners, IRewardSettle} from "../src/OperatorRegistry.sol";
+import {AuditProtocol} from "../src/AuditProtocol.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 
 contract OperatorRegistryTest is Deployed {
@@ -370,10 +371,10 @@ contract OperatorRegistryTest is Deployed {
         registry.undelegate(_one(ids[1]));
         vm.expectRevert(abi.encodeWithSelector(OperatorRegistry.NotDelegatedTo.selector, ids[1], opA));
         registry.requireDelegated(opA, ids);
-        // And a heartbeat through the protocol is refused the same way.
-        vm.expectRevert(abi.encodeWithSelector(OperatorRegistry.NotDelegatedTo.selector, ids[1], opA));
-        vm.prank(opA);
-        protocol.heartbeat(ids);
+        // A heartbeat takes no ids (issue 16): only a registered operator may send one.
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotOperator.selector, alice));
+        vm.prank(alice);
+        protocol.heartbeat();
     }
 
     // ------------------------------------------------------------------------- license hook
@@ -391,7 +392,7 @@ contract OperatorRegistryTest is Deployed {
         uint256[] memory ids = _operatorWithLicenses(opA, 1000, alice, 1);
         _rollToEpoch(1);
         vm.prank(opA);
-        protocol.heartbeat(ids);
+        protocol.heartbeat();
         _rollToEpoch(2);
         vm.warp(license.transferUnlockTime());
         vm.prank(alice);
@@ -406,6 +407,97 @@ contract OperatorRegistryTest is Deployed {
         // The new owner claims what the license holds.
         vm.prank(bob);
         assertEq(vault.claim(ids), 1800 ether, "bob claims");
+    }
+
+    // ------------------------------------------------------------------------ listing views
+
+    /// The per-epoch views of the list: a license is listed under its operator from the epoch after it became
+    /// Delegated until the epoch after it left, and each operator's listed count follows.
+    function test_listingViewsFollowDelegationFromTheNextEpoch() public {
+        _register(opA, 700);
+        _register(opB, 0);
+        (uint256 ia, uint16 bpsA) = registry.operatorIndexOf(opA);
+        (uint256 ib,) = registry.operatorIndexOf(opB);
+        (uint256 none,) = registry.operatorIndexOf(alice);
+        assertEq(ia, 1, "A registered first");
+        assertEq(ib, 2, "B second");
+        assertEq(bpsA, 700, "commission");
+        assertEq(none, 0, "not an operator");
+        uint256[] memory ids = _operatorWithLicenses(opA, 700, alice, 2); // epoch 0
+        assertEq(registry.operatorOfAt(ids[0], 0), 0, "not listed in the epoch it was delegated in");
+        assertEq(registry.operatorOfAt(ids[0], 1), ia, "listed under A from epoch 1");
+        assertEq(registry.listedCountAt(ia, 0), 0, "A: none in epoch 0");
+        assertEq(registry.listedCountAt(ia, 1), 2, "A: two from epoch 1");
+        _rollToEpoch(1);
+        // Pending is not listed; approved in epoch 1, listed from epoch 2.
+        uint256[] memory more = _mintLicenses(bob, 1);
+        vm.prank(bob);
+        registry.delegate(more, opB);
+        assertEq(registry.listedCountAt(ib, 2), 0, "pending: not listed");
+        vm.prank(opB);
+        registry.approve(more);
+        assertEq(registry.operatorOfAt(more[0], 1), 0, "not in epoch 1");
+        assertEq(registry.operatorOfAt(more[0], 2), ib, "under B from epoch 2");
+        // Undelegated in epoch 1: still listed in epoch 1, gone from epoch 2.
+        vm.prank(alice);
+        registry.undelegate(_one(ids[1]));
+        assertEq(registry.operatorOfAt(ids[1], 1), ia, "epoch 1 keeps it");
+        assertEq(registry.operatorOfAt(ids[1], 2), 0, "gone from epoch 2");
+        assertEq(registry.listedCountAt(ia, 1), 2, "A's count of epoch 1 unchanged");
+        assertEq(registry.listedCountAt(ia, 2), 1, "one from epoch 2");
+        assertEq(registry.listedAt(2), 2, "list of epoch 2: one of A, one of B");
+    }
+
+    function test_parkIsOnlyTheVault() public {
+        uint256[] memory ids = _operatorWithLicenses(opA, 0, alice, 1);
+        vm.expectRevert(abi.encodeWithSelector(OperatorRegistry.NotVault.selector, opA));
+        vm.prank(opA);
+        registry.park(ids[0]);
+        assertFalse(registry.isParked(ids[0]), "not parked");
+        // The vault parking a license that is not Delegated changes nothing.
+        uint256[] memory free = _mintLicenses(alice, 1);
+        vm.prank(address(vault));
+        registry.park(free[0]);
+        assertFalse(registry.isParked(free[0]), "a free license is never parked");
+    }
+
+    function test_resumeRejectsALicenseThatIsNotParked() public {
+        uint256[] memory ids = _operatorWithLicenses(opA, 0, alice, 1);
+        vm.expectRevert(abi.encodeWithSelector(OperatorRegistry.NotParked.selector, ids[0]));
+        registry.resume(ids);
+        uint256[] memory free = _mintLicenses(alice, 1);
+        vm.expectRevert(abi.encodeWithSelector(OperatorRegistry.NotParked.selector, free[0]));
+        registry.resume(free);
+    }
+
+    /// A parked license that leaves its operator is no longer parked, and keeps its suspension: delegated again
+    /// while suspended, it is parked at once.
+    function test_aLicenseDelegatedWhileSuspendedIsParkedAtOnce() public {
+        _register(opB, 0);
+        uint256[] memory ids = _operatorWithLicenses(opA, 0, alice, 1);
+        _rollToEpoch(2);
+        vm.startPrank(address(protocol));
+        vault.penalize(ids, 1, 1, address(0));
+        vault.penalize(ids, 1, 2, address(0));
+        vault.penalize(ids, 1, 3, address(0));
+        vm.stopPrank();
+        assertTrue(vault.isSuspended(ids[0], 3), "suspended");
+        assertTrue(registry.isParked(ids[0]), "parked");
+        assertEq(registry.operatorOfAt(ids[0], 2), _opIndex(opA), "still listed in the epoch of the suspension");
+        assertEq(registry.operatorOfAt(ids[0], 3), 0, "unlisted from the next");
+        vm.prank(alice);
+        registry.undelegate(ids);
+        assertFalse(registry.isParked(ids[0]), "free: not parked");
+        vm.prank(alice);
+        registry.delegate(ids, opB);
+        vm.prank(opB);
+        registry.approve(ids);
+        _assertState(ids[0], opB, OperatorRegistry.LicenseState.Delegated, "delegated to B");
+        assertTrue(registry.isParked(ids[0]), "parked at once");
+        assertEq(registry.operatorOfAt(ids[0], 3), 0, "not listed under B");
+        assertEq(registry.listedCountAt(_opIndex(opB), 3), 0, "B lists nothing");
+        vm.expectRevert(abi.encodeWithSelector(OperatorRegistry.StillSuspended.selector, ids[0]));
+        registry.resume(ids);
     }
 
     // --------------------------------------------------------------------------- reward vault
@@ -434,7 +526,7 @@ contract OperatorRegistryTest is Deployed {
         uint256[] memory ids = _operatorWithLicenses(opA, 1000, alice, 1);
         _rollToEpoch(1);
         vm.prank(opA);
-        protocol.heartbeat(ids);
+        protocol.heartbeat();
 
         _rollToEpoch(2);
         vm.prank(alice);
@@ -445,28 +537,35 @@ contract OperatorRegistryTest is Deployed {
         registry.delegate(ids, opB);
         vm.prank(opB);
         registry.approve(ids);
+        // Listed under B from epoch 3: B's heartbeat in epoch 2 makes nothing active.
         vm.prank(opB);
-        protocol.heartbeat(ids);
+        protocol.heartbeat();
+        assertEq(vault.activeCount(2), 0, "nobody active in epoch 2");
+        assertFalse(vault.isActive(ids[0], 2), "not listed in epoch 2");
         assertEq(vault.commissionOf(opB), 0, "B earned nothing of epoch 1");
 
         _rollToEpoch(3);
+        vm.prank(opB);
+        protocol.heartbeat();
+        assertTrue(vault.isActive(ids[0], 3), "active under B from epoch 3");
+        _rollToEpoch(4);
         vm.prank(alice);
         uint256 paid = vault.claim(ids);
-        // Epoch 2's budget is its emission alone: 1000, 40% to B.
+        // Epoch 2 (nobody active) carried its 1000 into epoch 3: 2000, 40% to B.
         assertEq(vault.commissionOf(opA), 200 ether, "A unchanged");
-        assertEq(vault.commissionOf(opB), 400 ether, "B's 40% of epoch 2");
-        assertEq(paid, 1800 ether + 600 ether, "owner's share of both epochs");
+        assertEq(vault.commissionOf(opB), 800 ether, "B's 40% of epoch 3");
+        assertEq(paid, 1800 ether + 1200 ether, "owner's share of both epochs");
     }
 
-    /// Moved to B while epoch 1 is still running: the credit of epoch 1 is booked later (at B's heartbeat)
-    /// but still at A's rate and to A.
+    /// Moved to B while epoch 1 is still running: the credit of epoch 1 is A's, at A's rate, booked once epoch 1
+    /// has ended by whatever touches A or the license (not by B's heartbeat).
     function test_redelegationWithinEpochKeepsEarnedCommissionWithFirstOperator() public {
         _fundEmission(100_000 ether);
         _register(opB, 4000);
         uint256[] memory ids = _operatorWithLicenses(opA, 1000, alice, 1);
         _rollToEpoch(1);
         vm.prank(opA);
-        protocol.heartbeat(ids);
+        protocol.heartbeat();
         vm.startPrank(alice);
         registry.undelegate(ids);
         registry.delegate(ids, opB);
@@ -477,7 +576,11 @@ contract OperatorRegistryTest is Deployed {
 
         _rollToEpoch(2);
         vm.prank(opB);
-        protocol.heartbeat(ids);
+        protocol.heartbeat();
+        assertTrue(vault.isActive(ids[0], 2), "active under B in epoch 2");
+        assertEq(vault.commissionOf(opA), 0, "B's heartbeat does not book A");
+        assertEq(vault.claimable(ids[0]), int256(1800 ether), "but the license can already claim it");
+        vault.settleLicenses(ids);
         assertEq(vault.commissionOf(opA), 200 ether, "A's 10% of epoch 1");
         assertEq(vault.commissionOf(opB), 0, "none for B");
         (int128 bal,,,) = vault.accounts(ids[0]);
@@ -487,28 +590,33 @@ contract OperatorRegistryTest is Deployed {
         assertEq(vault.claimCommission(), 200 ether, "A claims");
     }
 
-    /// Every kind of transition books the ended pending epoch before changing the state.
+    /// Every kind of transition books the ended pending epoch before changing the state: the operator's whole
+    /// present epoch (its commission for all four licenses) at the first one, the license's own share each time.
     function test_everyTransitionSettlesEndedPendingEpoch() public {
         _fundEmission(100_000 ether);
         _register(opB, 0);
         uint256[] memory ids = _operatorWithLicenses(opA, 2500, alice, 4);
         _rollToEpoch(1);
         vm.prank(opA);
-        protocol.heartbeat(ids);
+        protocol.heartbeat();
         _rollToEpoch(2);
-        // Epoch 1: 2000 over 4 licenses = 500 each, 25% commission = 125.
+        // Epoch 1: 2000 over 4 licenses = 500 each, 25% commission = 125 each, 500 in all.
         vm.prank(opA);
         registry.forceUndelegate(_one(ids[0]));
-        assertEq(vault.commissionOf(opA), 125 ether, "forceUndelegate settles");
+        assertEq(vault.commissionOf(opA), 500 ether, "forceUndelegate books A's epoch");
+        (int128 b1,,,) = vault.accounts(ids[1]);
+        assertEq(int256(b1), 0, "the other licenses are credited lazily");
         vm.prank(alice);
         registry.undelegate(_one(ids[1]));
-        assertEq(vault.commissionOf(opA), 250 ether, "undelegate settles");
+        assertEq(vault.commissionOf(opA), 500 ether, "undelegate: booked once");
+        (b1,,,) = vault.accounts(ids[1]);
+        assertEq(int256(b1), int256(375 ether), "undelegate settles the license");
         vm.prank(alice);
         registry.delegate(_one(ids[0]), opB);
-        assertEq(vault.commissionOf(opA), 250 ether, "already settled: no double booking");
+        assertEq(vault.commissionOf(opA), 500 ether, "already settled: no double booking");
         vm.prank(opB);
         registry.approve(_one(ids[0]));
-        assertEq(vault.commissionOf(opA), 250 ether, "approve: still no double booking");
+        assertEq(vault.commissionOf(opA), 500 ether, "approve: still no double booking");
         (int128 b0,,,) = vault.accounts(ids[0]);
         (int128 b2,,,) = vault.accounts(ids[2]);
         assertEq(int256(b0), int256(375 ether), "settled license booked");

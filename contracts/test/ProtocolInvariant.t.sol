@@ -40,7 +40,7 @@ contract ProtocolInvariantTest is Deployed {
     }
 
     function targetSelectors() public view returns (FuzzSelector[] memory selectors) {
-        bytes4[] memory s = new bytes4[](27);
+        bytes4[] memory s = new bytes4[](28);
         s[0] = ProtocolHandler.mintLicenses.selector;
         s[1] = ProtocolHandler.transferLicense.selector;
         s[2] = ProtocolHandler.registerOperator.selector;
@@ -68,6 +68,7 @@ contract ProtocolInvariantTest is Deployed {
         s[24] = ProtocolHandler.revealTrap.selector;
         s[25] = ProtocolHandler.setTargetEnabled.selector;
         s[26] = ProtocolHandler.advanceEpoch.selector;
+        s[27] = ProtocolHandler.resume.selector;
         selectors = new FuzzSelector[](1);
         selectors[0] = FuzzSelector(address(handler), s);
     }
@@ -78,7 +79,7 @@ contract ProtocolInvariantTest is Deployed {
         uint256 positive; // sum of positive license balances
         uint256 commissions;
         uint256 bounties;
-        uint256 pending; // finalized credit of ended epochs not yet booked
+        uint256 pending; // finalized credit of operators' present epochs not yet booked
         uint256 claimableView; // sum of max(claimable(id), 0)
     }
 
@@ -89,17 +90,21 @@ contract ProtocolInvariantTest is Deployed {
             uint256 id = handler.licenses(i);
             (int128 bal,,,) = vault.accounts(id);
             if (bal > 0) s.positive += uint256(int256(bal));
-            (uint32 lastPlus1,, bool credited,,) = vault.presence(id);
-            if (lastPlus1 != 0 && !credited && lastPlus1 - 1 < poolEpoch) {
-                (uint128 per,,) = vault.epochs(lastPlus1 - 1);
-                s.pending += per;
-            }
             int256 c = vault.claimable(id);
             if (c > 0) s.claimableView += uint256(c);
         }
         uint256 ops = handler.operatorCount();
         for (uint256 i; i < ops; ++i) {
-            s.commissions += vault.commissionOf(handler.operators(i));
+            address op = handler.operators(i);
+            s.commissions += vault.commissionOf(op);
+            // Presence is per operator: its last present epoch, once final, is owed to its `count` licenses
+            // and the operator from its booking on.
+            (uint256 idx,) = registry.operatorIndexOf(op);
+            (uint32 lastPlus1, uint32 count,, bool booked,,) = vault.presence(idx);
+            if (lastPlus1 != 0 && !booked && lastPlus1 - 1 < poolEpoch) {
+                (uint128 per,,) = vault.epochs(lastPlus1 - 1);
+                s.pending += uint256(per) * count;
+            }
         }
         uint256 reps = handler.reporterCount();
         for (uint256 i; i < reps; ++i) {
@@ -109,16 +114,36 @@ contract ProtocolInvariantTest is Deployed {
 
     // ----------------------------------------------------------------------------- invariants
 
-    /// Everything claimable plus everything paid never exceeds what was funded; the vault's liability counter
-    /// is exactly that sum.
-    function invariant_claimablePlusPaidNeverExceedsFunded() public view {
+    /// Everything claimable plus everything paid never exceeds what was funded; once every license is booked
+    /// (credit is lazy: booked into an operator, then into each license at its next touch) the vault's liability
+    /// counter is exactly that sum, and each license's balance is what `claimable` showed before booking.
+    function invariant_claimablePlusPaidNeverExceedsFunded() public {
         Sums memory s = _sums();
         uint256 paid = handler.ghostPaidOut();
         uint256 funded = vault.totalFunded();
         assertLe(s.positive + s.commissions + s.bounties + paid, funded, "claimable + paid <= funded");
         assertLe(vault.totalLiabilities(), funded, "liabilities <= funded");
-        assertEq(vault.totalLiabilities(), s.positive + s.commissions + s.bounties + paid, "liabilities exact");
         assertLe(s.claimableView + s.commissions + s.bounties + paid, funded, "claimable views <= funded");
+
+        uint256 n = handler.licenseCount();
+        uint256[] memory ids = new uint256[](n);
+        int256[] memory views = new int256[](n);
+        for (uint256 i; i < n; ++i) {
+            ids[i] = handler.licenses(i);
+            views[i] = vault.claimable(ids[i]);
+        }
+        uint256 snap = vm.snapshotState();
+        vault.settleLicenses(ids);
+        for (uint256 i; i < n; ++i) {
+            (int128 bal,,,) = vault.accounts(ids[i]);
+            assertEq(int256(bal), views[i], "claimable = the balance once booked");
+        }
+        Sums memory booked = _sums();
+        assertEq(
+            vault.totalLiabilities(), booked.positive + booked.commissions + booked.bounties + paid, "liabilities exact"
+        );
+        assertLe(vault.totalLiabilities(), vault.totalFunded(), "liabilities <= funded once booked");
+        vm.revertToState(snap);
     }
 
     /// Every funded wei is in exactly one place: emission reserve, the accumulating budget, finalized credit
@@ -198,8 +223,12 @@ contract ProtocolInvariantTest is Deployed {
         assertEq(n, handler.ghostMissReports(), "one key per report");
     }
 
+    /// A suspended license is parked: it is not active in any epoch after the one it was suspended in, until it
+    /// is resumed, which is refused while it is still suspended in the next epoch.
     function invariant_suspendedLicenseNeverHeartbeats() public view {
-        assertEq(handler.ghostSuspendedHeartbeats(), 0, "suspended heartbeat");
+        assertEq(handler.ghostSuspendedHeartbeats(), 0, "suspended license made active");
+        assertEq(handler.ghostResumedWhileSuspended(), 0, "resumed while suspended");
+        assertEq(handler.ghostNonOperatorPresence(), 0, "presence without registering");
     }
 
     function invariant_dutiesOfAnEpochNeverMove() public view {
@@ -222,7 +251,7 @@ contract ProtocolInvariantTest is Deployed {
                 || sel == ProtocolHandler.heartbeatSuspended.selector || sel == ProtocolHandler.reportAnyMiss.selector
                 || sel == ProtocolHandler.reportMissAgain.selector || sel == ProtocolHandler.claim.selector
                 || sel == ProtocolHandler.claimCommission.selector || sel == ProtocolHandler.claimBounty.selector
-                || sel == ProtocolHandler.withdrawTreasury.selector
+                || sel == ProtocolHandler.withdrawTreasury.selector || sel == ProtocolHandler.resume.selector
                 ? abi.encodeWithSelector(sel, a)
                 : sel == ProtocolHandler.reportMiss.selector
                     ? abi.encodeWithSelector(sel, a, b, a >> 128, b >> 128)

@@ -4,6 +4,8 @@ pragma solidity ^0.8.27;
 import {Deployed} from "./utils/Deployed.sol";
 import {RewardVault, ILicenseOwnersBatch} from "../src/RewardVault.sol";
 import {AuditProtocol} from "../src/AuditProtocol.sol";
+import {OperatorRegistry} from "../src/OperatorRegistry.sol";
+import {Merkle} from "./utils/Merkle.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
@@ -98,7 +100,9 @@ contract RewardVaultTest is Deployed {
 
     // ----------------------------------------------------------------------------------- helpers
 
-    function _balance(uint256 id) internal view returns (int256 bal) {
+    /// @dev The license's balance once everything it earned in final epochs is booked (credit is lazy).
+    function _balance(uint256 id) internal returns (int256 bal) {
+        vault.settleLicenses(_one(id));
         (int128 b,,,) = vault.accounts(id);
         bal = b;
     }
@@ -108,9 +112,9 @@ contract RewardVaultTest is Deployed {
         per = p;
     }
 
-    function _heartbeat(address operator, uint256[] memory ids) internal {
+    function _heartbeat(address operator) internal {
         vm.prank(operator);
-        protocol.heartbeat(ids);
+        protocol.heartbeat();
     }
 
     function _penalize(uint256[] memory ids, uint256 epoch, uint8 kind, address who) internal {
@@ -124,24 +128,41 @@ contract RewardVaultTest is Deployed {
         ids[1] = b;
     }
 
-    /// @dev Commit verdict `v` on target `t` for `lic` in the current epoch; returns the opening's salt.
-    function _commitOne(address operator, uint256 lic, uint256 t, uint8 v) internal returns (bytes32 salt) {
+    /// @dev Proofs of the openings committed by `_commit`, by epoch and license.
+    mapping(uint256 => mapping(uint256 => bytes32[])) internal _proofs;
+
+    function _openingOf(uint256 e, uint256 lic, uint256 t, uint8 v) internal pure returns (AuditProtocol.Reveal memory r) {
+        r.license = lic;
+        r.targetIds = _one(t);
+        r.verdicts = new uint8[](1);
+        r.verdicts[0] = v;
+        r.evidenceRoots = new bytes32[](1);
+        r.salt = keccak256(abi.encode("salt", e, lic));
+    }
+
+    /// @dev The operator commits one root for the current epoch over verdict `vs[i]` of `lics[i]` on target `t`.
+    function _commit(address operator, uint256[] memory lics, uint256 t, uint8[] memory vs) internal {
         uint256 e = protocol.currentEpoch();
-        salt = keccak256(abi.encode("salt", e, lic));
+        AuditProtocol.Reveal[] memory rs = new AuditProtocol.Reveal[](lics.length);
+        for (uint256 i; i < lics.length; ++i) {
+            rs[i] = _openingOf(e, lics[i], t, vs[i]);
+        }
+        _commitTree(operator, e, rs);
+        for (uint256 i; i < lics.length; ++i) {
+            _proofs[e][lics[i]] = rs[i].proof;
+        }
+    }
+
+    /// @dev Commit verdict `v` on target `t` for `lic` alone (a tree of one leaf: the root is the leaf).
+    function _commitOne(address operator, uint256 lic, uint256 t, uint8 v) internal {
         uint8[] memory vs = new uint8[](1);
         vs[0] = v;
-        bytes32[] memory roots = new bytes32[](1);
-        AuditProtocol.Commitment[] memory cs = new AuditProtocol.Commitment[](1);
-        cs[0] = AuditProtocol.Commitment(lic, _commitment(e, lic, _one(t), vs, roots, salt));
-        vm.prank(operator);
-        protocol.commit(e, cs);
+        _commit(operator, _one(lic), t, vs);
     }
 
     function _revealOne(uint256 e, uint256 lic, uint256 t, uint8 v) internal {
-        uint8[] memory vs = new uint8[](1);
-        vs[0] = v;
-        bytes32[] memory roots = new bytes32[](1);
-        protocol.reveal(e, lic, _one(t), vs, roots, keccak256(abi.encode("salt", e, lic)));
+        AuditProtocol.Reveal memory r = _openingOf(e, lic, t, v);
+        protocol.reveal(e, lic, r.targetIds, r.verdicts, r.evidenceRoots, r.salt, _proofs[e][lic]);
     }
 
     // ------------------------------------------------------------------------------- fee split
@@ -222,7 +243,7 @@ contract RewardVaultTest is Deployed {
         assertEq(vault.poolEpoch(), 1, "accumulating epoch");
 
         _rollToEpoch(3); // epoch 2 untouched
-        _heartbeat(op, ids);
+        _heartbeat(op);
         // Epoch 1 (no license): 1350 + 1000; epoch 2's emission: 1000.
         assertEq(vault.pool(), 3350 ether, "carried into epoch 3");
         assertEq(vault.emissionReserve(), 100_000 ether - 3000 ether, "three emissions drawn");
@@ -256,8 +277,8 @@ contract RewardVaultTest is Deployed {
         uint256[] memory a = _operatorWithLicenses(op, 500, alice, 1);
         uint256[] memory b = _operatorWithLicenses(op2, 5000, bob, 3);
         _rollToEpoch(1);
-        _heartbeat(op, a);
-        _heartbeat(op2, b);
+        _heartbeat(op);
+        _heartbeat(op2);
         _rollToEpoch(2);
         // 2000 over 4 licenses.
         vm.prank(alice);
@@ -273,7 +294,7 @@ contract RewardVaultTest is Deployed {
         _fundEmission(100_000 ether);
         uint256[] memory ids = _operatorWithLicenses(op, 2000, alice, 2);
         _rollToEpoch(1);
-        _heartbeat(op, ids);
+        _heartbeat(op);
         assertEq(vault.claimable(ids[0]), int256(0), "epoch in progress");
         _rollToEpoch(2);
         // Not rolled yet: projected from pool + emission.
@@ -288,7 +309,7 @@ contract RewardVaultTest is Deployed {
         _fundEmission(100_000 ether);
         uint256[] memory ids = _operatorWithLicenses(op, 0, alice, 2);
         _rollToEpoch(1);
-        _heartbeat(op, ids);
+        _heartbeat(op);
         _rollToEpoch(2);
         vm.prank(alice);
         assertEq(vault.claim(ids), 2000 ether, "paid");
@@ -303,7 +324,7 @@ contract RewardVaultTest is Deployed {
         _fundEmission(100_000 ether);
         uint256[] memory ids = _operatorWithLicenses(op, 0, alice, 1);
         _rollToEpoch(1);
-        _heartbeat(op, ids);
+        _heartbeat(op);
         _rollToEpoch(2);
         vm.expectRevert(abi.encodeWithSelector(RewardVault.NotLicenseOwner.selector, ids[0], bob));
         vm.prank(bob);
@@ -343,7 +364,8 @@ contract RewardVaultTest is Deployed {
             _defaultVaultParams(),
             address(this)
         );
-        v.wire(address(clock), address(registry));
+        // This test stands in for the registry of the fresh vault: it reports the listing itself.
+        v.wire(address(clock), address(this));
         hook.mint(address(this), 10_000 ether);
         hook.approve(address(v), 10_000 ether);
         v.fundEmission(10_000 ether);
@@ -352,9 +374,10 @@ contract RewardVaultTest is Deployed {
         uint256[] memory ids = _mintLicenses(address(greedy), 1);
         greedy.setIds(ids);
         hook.setHooked(address(greedy));
-        // The greedy contract is the operator (10%) of its own license, active in epoch 0.
+        // The greedy contract is operator 1 (10%) of its own license, listed and present in epoch 0.
+        v.onListed(ids[0], 1, 0);
         vm.prank(address(clock));
-        v.recordHeartbeats(address(greedy), 1000, ids, 0);
+        v.recordPresence(address(greedy), 1, 1000, 1, 0);
         clock.set(1);
 
         assertEq(greedy.claim(), 900 ether, "license share of epoch 0's 1000");
@@ -381,9 +404,10 @@ contract RewardVaultTest is Deployed {
         uint256 a = ids[0];
         uint256 b = ids[1];
         _rollToEpoch(1);
-        _heartbeat(op, ids);
+        _heartbeat(op);
         _rollToEpoch(2);
-        _heartbeat(op, ids); // books epoch 1: 2000 / 2
+        _heartbeat(op); // books epoch 1: 2000 / 2
+        vault.settleLicenses(ids);
         assertEq(_balance(a), int256(1000 ether), "a credited");
         assertEq(vault.pool(), 0, "epoch 2 starts empty");
 
@@ -397,15 +421,19 @@ contract RewardVaultTest is Deployed {
         vault.claim(_one(a));
 
         _rollToEpoch(3);
-        _heartbeat(op, ids); // epoch 2: (900 + 1000) / 2 = 950
+        _heartbeat(op); // epoch 2: (900 + 1000) / 2 = 950
+        assertEq(vault.claimable(a), -int256(1050 ether), "claimable shows the partly repaid debt");
+        vault.settleLicenses(ids); // the credit repays the debt when the license is booked
         assertEq(_balance(a), -int256(1050 ether), "partly repaid");
         assertEq(vault.pool(), 950 ether, "repaid credit joins epoch 3's budget");
         _rollToEpoch(4);
-        _heartbeat(op, ids); // epoch 3: (950 + 1000) / 2 = 975
+        _heartbeat(op); // epoch 3: (950 + 1000) / 2 = 975
+        vault.settleLicenses(ids);
         assertEq(_balance(a), -int256(75 ether), "almost repaid");
         assertEq(vault.pool(), 975 ether, "repaid again");
         _rollToEpoch(5);
-        _heartbeat(op, ids); // epoch 4: (975 + 1000) / 2 = 987.5
+        _heartbeat(op); // epoch 4: (975 + 1000) / 2 = 987.5
+        vault.settleLicenses(ids);
         assertEq(_balance(a), int256(912.5 ether), "positive again");
         assertEq(vault.pool(), 75 ether, "only the debt's remainder");
 
@@ -422,10 +450,10 @@ contract RewardVaultTest is Deployed {
         _fundEmission(100_000 ether);
         uint256[] memory ids = _operatorWithLicenses(op, 0, alice, 2);
         _rollToEpoch(1);
-        _heartbeat(op, ids);
+        _heartbeat(op);
         for (uint256 e = 2; e <= 5; ++e) {
             _rollToEpoch(e);
-            _heartbeat(op, ids);
+            _heartbeat(op);
         }
         // Epoch 1: 1000 each; epochs 2-4: 500 each (nothing carried). b holds 2500.
         assertEq(_perLicense(1), 1000 ether, "epoch 1");
@@ -450,10 +478,12 @@ contract RewardVaultTest is Deployed {
     function test_penaltyKindsScaleTheEpochsCreditAndOnlyMissesPayBounties() public {
         _fundEmission(100_000 ether);
         uint256[] memory ids = _operatorWithLicenses(op, 0, alice, 2);
+        address op2 = makeAddr("op2");
+        uint256[] memory c = _operatorWithLicenses(op2, 0, bob, 1);
         _rollToEpoch(1);
-        _heartbeat(op, ids);
+        _heartbeat(op);
         _rollToEpoch(2);
-        _heartbeat(op, ids); // 1000 each
+        _heartbeat(op); // 1000 each
         _penalize(_one(ids[0]), 1, DISAGREE, reporter);
         assertEq(_balance(ids[0]), -int256(1000 ether), "2 x 1000");
         _penalize(_one(ids[1]), 1, TRAP, reporter);
@@ -461,24 +491,29 @@ contract RewardVaultTest is Deployed {
         assertEq(vault.bountyOf(reporter), 0, "no bounty for disagreement or trap");
         assertEq(vault.pool(), 2000 ether, "both balances forfeited to the budget");
         assertEq(vault.totalLiabilities(), 0, "nothing owed");
-        // A miss without a reporter pays no bounty either.
-        uint256[] memory c = _operatorWithLicenses(op, 0, bob, 1);
-        _heartbeat(op, c);
+        // A miss without a reporter pays no bounty either: c, listed under op2 since epoch 1, active in epoch 2.
+        _heartbeat(op2);
         _rollToEpoch(3);
-        _heartbeat(op, c); // epoch 2: (2000 + 1000) / 3 = 1000
+        _heartbeat(op2); // epoch 2: (2000 + 1000) / 3 = 1000
         _penalize(c, 2, MISS, address(0));
         assertEq(_balance(c[0]), -int256(2000 ether), "3 x 1000");
         assertEq(vault.pool(), 1000 ether, "all of it to the budget");
     }
 
-    function test_penalizeAndRecordHeartbeatsAreOnlyTheProtocol() public {
+    function test_penalizeAndRecordPresenceAreOnlyTheProtocolListingOnlyTheRegistry() public {
         uint256[] memory ids = _mintLicenses(alice, 1);
         vm.expectRevert(abi.encodeWithSelector(RewardVault.NotProtocol.selector, stranger));
         vm.prank(stranger);
         vault.penalize(ids, 0, MISS, stranger);
         vm.expectRevert(abi.encodeWithSelector(RewardVault.NotProtocol.selector, address(registry)));
         vm.prank(address(registry));
-        vault.recordHeartbeats(stranger, 0, ids, 0);
+        vault.recordPresence(stranger, 1, 0, 1, 0);
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.NotRegistry.selector, address(protocol)));
+        vm.prank(address(protocol));
+        vault.onListed(ids[0], 1, 1);
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.NotRegistry.selector, stranger));
+        vm.prank(stranger);
+        vault.onUnlisted(ids[0], 1, 1);
     }
 
     // ------------------------------------------------------------------------------ suspension
@@ -495,16 +530,40 @@ contract RewardVaultTest is Deployed {
         assertEq(until, 6 + 1 + 20, "suspended through epoch 26");
         assertTrue(vault.isSuspended(a, 26), "26");
         assertFalse(vault.isSuspended(a, 27), "27");
+        // Parked: still Delegated, unlisted from the next epoch.
+        assertTrue(registry.isParked(a), "parked");
+        (address opOfA, OperatorRegistry.LicenseState st) = registry.delegationOf(a);
+        assertEq(opOfA, op, "still the operator's");
+        assertEq(uint256(st), uint256(OperatorRegistry.LicenseState.Delegated), "still Delegated");
 
-        vm.expectRevert(abi.encodeWithSelector(RewardVault.Suspended.selector, a, 27));
-        _heartbeat(op, ids);
-        _heartbeat(op, _one(ids[1])); // the other license is fine
+        // Suspended in epoch 6, it was listed in 6: the operator's heartbeat still counts it in this epoch only.
+        _heartbeat(op);
+        assertTrue(vault.isActive(a, 6), "active in the epoch of its suspension");
+        assertEq(vault.activeCount(6), 2, "both in epoch 6");
+        _rollToEpoch(7);
+        _heartbeat(op);
+        assertFalse(vault.isActive(a, 7), "parked: not active");
+        assertTrue(vault.isActive(ids[1], 7), "the other license is fine");
+        assertEq(vault.activeCount(7), 1, "not counted");
+        assertEq(registry.listedCountAt(_opIndex(op), 7), 1, "not listed");
+
+        // resume lists it again from the next epoch, once it is no longer suspended then.
+        _rollToEpoch(25);
+        vm.expectRevert(abi.encodeWithSelector(OperatorRegistry.StillSuspended.selector, a));
+        registry.resume(_one(a));
         _rollToEpoch(26);
-        vm.expectRevert(abi.encodeWithSelector(RewardVault.Suspended.selector, a, 27));
-        _heartbeat(op, _one(a));
+        vm.prank(stranger); // anyone
+        registry.resume(_one(a));
+        assertFalse(registry.isParked(a), "resumed");
+        _heartbeat(op);
+        assertFalse(vault.isActive(a, 26), "still suspended in 26: not listed");
+        assertEq(vault.activeCount(26), 1, "one in 26");
         _rollToEpoch(27);
-        _heartbeat(op, _one(a));
+        _heartbeat(op);
         assertTrue(vault.isActive(a, 27), "active again");
+        assertEq(vault.activeCount(27), 2, "both in 27");
+        vm.expectRevert(abi.encodeWithSelector(OperatorRegistry.NotParked.selector, a));
+        registry.resume(_one(a));
     }
 
     function test_penaltiesSpreadBeyondTheWindowDoNotSuspend() public {
@@ -514,7 +573,7 @@ contract RewardVaultTest is Deployed {
         _penalize(ids, 2, MISS, address(0));
         _penalize(ids, 11, MISS, address(0)); // 11 >= 1 + 10: a new window
         assertFalse(vault.isSuspended(ids[0], 15), "window restarted");
-        _heartbeat(op, ids);
+        _heartbeat(op);
         _penalize(ids, 12, MISS, address(0));
         assertFalse(vault.isSuspended(ids[0], 15), "two in the new window");
         _penalize(ids, 13, MISS, address(0));
@@ -531,7 +590,7 @@ contract RewardVaultTest is Deployed {
         uint256[] memory ids = _operatorWithLicenses(op, 0, alice, 2);
         uint256 t = _addTarget(1);
         _rollToEpoch(1);
-        _heartbeat(op, ids);
+        _heartbeat(op);
         _commitOne(op, ids[1], t, 1);
         _rollToReveal(1);
         _revealOne(1, ids[1], t, 1);
@@ -566,10 +625,10 @@ contract RewardVaultTest is Deployed {
         uint256[] memory ids = _operatorWithLicenses(op, 0, alice, 3);
         uint256 t = _addTarget(1);
         _rollToEpoch(1);
-        _heartbeat(op, ids);
-        _commitOne(op, ids[0], t, 1);
-        _commitOne(op, ids[1], t, 1);
-        _commitOne(op, ids[2], t, 2);
+        _heartbeat(op);
+        uint8[] memory vs = new uint8[](3);
+        (vs[0], vs[1], vs[2]) = (1, 1, 2);
+        _commit(op, ids, t, vs); // one root over the three openings
         _rollToReveal(1);
         _revealOne(1, ids[0], t, 1);
         _revealOne(1, ids[1], t, 1);
@@ -589,7 +648,7 @@ contract RewardVaultTest is Deployed {
         _fundEmission(100_000 ether);
         uint256[] memory ids = _operatorWithLicenses(op, 1000, alice, 1);
         _rollToEpoch(1);
-        _heartbeat(op, ids);
+        _heartbeat(op);
         vm.prank(stranger);
         vault.settleLicenses(ids);
         assertEq(vault.commissionOf(op), 0, "epoch 1 not ended: nothing booked");
@@ -610,42 +669,53 @@ contract RewardVaultTest is Deployed {
         uint256 b = ids[1];
         uint256 t = _addTarget(1);
         _rollToEpoch(1);
-        _heartbeat(op, ids);
+        _heartbeat(op);
         _commitOne(op, b, t, 1);
         for (uint256 e = 1; e <= 3; ++e) {
             _rollToReveal(e); // start of epoch e + 1
-            _heartbeat(op, ids);
+            _heartbeat(op);
             _commitOne(op, b, t, 1);
             _revealOne(e, b, t, 1);
             _rollPastReveal(e);
             vm.prank(reporter);
             protocol.reportMiss(e, a, t);
         }
-        // Third miss reported in epoch 4: suspended through epoch 4 + 20.
+        // Third miss reported in epoch 4: suspended through epoch 4 + 20, parked from epoch 5.
         assertTrue(vault.isSuspended(a, 24), "suspended");
+        assertFalse(vault.isSuspended(a, 25), "until 25");
+        assertTrue(registry.isParked(a), "parked");
         _rollToEpoch(5);
-        vm.expectRevert(abi.encodeWithSelector(RewardVault.Suspended.selector, a, 25));
-        _heartbeat(op, ids);
-        _heartbeat(op, _one(b));
+        _heartbeat(op);
+        assertFalse(vault.isActive(a, 5), "parked: not active");
+        assertTrue(vault.isActive(b, 5), "b active");
+        assertEq(vault.activeCount(5), 1, "only b counted");
+        _rollToEpoch(6);
+        _heartbeat(op);
+        int256 held = vault.claimable(a);
+        _rollToEpoch(23);
+        _heartbeat(op);
+        assertEq(vault.claimable(a), held, "no credit while parked");
+        vm.expectRevert(abi.encodeWithSelector(OperatorRegistry.StillSuspended.selector, a));
+        registry.resume(_one(a));
         _rollToEpoch(24);
-        vm.expectRevert(abi.encodeWithSelector(RewardVault.Suspended.selector, a, 25));
-        _heartbeat(op, _one(a));
+        registry.resume(_one(a)); // suspended through 24, listed again from 25
+        _heartbeat(op);
+        assertFalse(vault.isActive(a, 24), "not yet");
         _rollToEpoch(25);
-        _heartbeat(op, _one(a));
+        _heartbeat(op);
         assertTrue(vault.isActive(a, 25), "back");
+        assertEq(vault.activeCount(25), 2, "both counted");
     }
 
-    function test_heartbeatTwiceInAnEpochIsAlreadyActive() public {
+    function test_heartbeatTwiceInAnEpochIsAlreadyPresent() public {
         uint256[] memory ids = _operatorWithLicenses(op, 0, alice, 2);
         _rollToEpoch(1);
-        _heartbeat(op, _one(ids[0]));
-        vm.expectRevert(abi.encodeWithSelector(RewardVault.AlreadyActive.selector, ids[0], 1));
-        _heartbeat(op, ids);
-        // The same id twice in one batch.
-        vm.expectRevert(abi.encodeWithSelector(RewardVault.AlreadyActive.selector, ids[1], 1));
-        _heartbeat(op, _two(ids[1], ids[1]));
-        assertEq(vault.activeCount(1), 1, "counted once");
-        // Moving to another operator does not allow a second heartbeat in the same epoch.
+        _heartbeat(op);
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.AlreadyPresent.selector, op, 1));
+        _heartbeat(op);
+        assertEq(vault.activeCount(1), 2, "counted once");
+        // A license moved to another operator is listed under it from the next epoch only: op2's heartbeat in
+        // the same epoch does not make it active a second time.
         address op2 = makeAddr("op2");
         vm.prank(op2);
         registry.registerOperator(0, "");
@@ -655,23 +725,240 @@ contract RewardVaultTest is Deployed {
         vm.stopPrank();
         vm.prank(op2);
         registry.approve(_one(ids[0]));
-        vm.expectRevert(abi.encodeWithSelector(RewardVault.AlreadyActive.selector, ids[0], 1));
-        _heartbeat(op2, _one(ids[0]));
+        _heartbeat(op2);
+        assertEq(vault.activeCount(1), 2, "still two");
+        assertEq(registry.operatorOfAt(ids[0], 1), _opIndex(op), "op's in epoch 1");
+        assertEq(registry.operatorOfAt(ids[0], 2), _opIndex(op2), "op2's from epoch 2");
+        assertTrue(vault.isPresent(_opIndex(op2), 1), "op2 present with nothing listed");
     }
 
-    function test_commitWithoutHeartbeatIsNotActive() public {
+    function test_commitWithoutHeartbeatIsNotPresent() public {
         uint256[] memory ids = _operatorWithLicenses(op, 0, alice, 1);
         uint256 t = _addTarget(1);
         _rollToEpoch(1);
-        vm.expectRevert(abi.encodeWithSelector(RewardVault.NotActive.selector, ids[0], 1));
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotPresent.selector, op, 1));
         this.commitAs(op, ids[0], t);
-        vm.expectRevert(abi.encodeWithSelector(RewardVault.NotActive.selector, ids[0], 1));
-        vault.requireActive(ids, 1);
+        assertFalse(vault.isPresent(_opIndex(op), 1), "not present");
+        assertFalse(vault.isActive(ids[0], 1), "so its licenses are not active");
+        // Someone who is not an operator is never present.
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotPresent.selector, stranger, 1));
+        vm.prank(stranger);
+        protocol.commit(1, keccak256("root"));
     }
 
     /// @dev External so expectRevert applies to the commit itself.
     function commitAs(address operator, uint256 lic, uint256 t) external {
         _commitOne(operator, lic, t, 1);
+    }
+
+    // ------------------------------------------------------------------- presence per operator
+
+    function test_oneHeartbeatMakesEveryListedLicenseActive() public {
+        _fundEmission(100_000 ether);
+        uint256[] memory ids = _operatorWithLicenses(op, 1000, alice, 5);
+        uint256[] memory pending = _mintLicenses(bob, 1);
+        vm.prank(bob);
+        registry.delegate(pending, op); // pending: never listed
+        uint256 idx = _opIndex(op);
+        _rollToEpoch(1);
+        assertEq(registry.listedCountAt(idx, 1), 5, "five listed");
+        vm.expectEmit();
+        emit RewardVault.Present(1, op, 5);
+        vm.expectEmit();
+        emit AuditProtocol.Heartbeat(1, op, 5);
+        _heartbeat(op);
+        assertEq(vault.activeCount(1), registry.listedCountAt(idx, 1), "active count = listed count");
+        for (uint256 i; i < 5; ++i) {
+            assertTrue(vault.isActive(ids[i], 1), "every listed license active");
+        }
+        assertFalse(vault.isActive(pending[0], 1), "a pending license is not");
+        assertTrue(vault.isPresent(idx, 1), "present in 1");
+        assertFalse(vault.isPresent(idx, 0), "not in 0");
+        (uint32 lastPlus1, uint32 count,, bool booked, uint16 bps,) = vault.presence(idx);
+        assertEq(lastPlus1, 2, "last present epoch 1");
+        assertEq(count, 5, "with five licenses");
+        assertFalse(booked, "not final yet");
+        assertEq(bps, 1000, "commission");
+        assertEq(vault.operatorAddress(idx), op, "address of the index");
+        _rollToEpoch(2);
+        assertFalse(vault.isActive(ids[0], 2), "a new epoch needs a new heartbeat");
+        // Epoch 1: 2000 over five licenses.
+        vm.prank(alice);
+        assertEq(vault.claim(ids), 5 * 360 ether, "every license earned 90% of 400");
+        assertEq(vault.commissionOf(op), 200 ether, "10%");
+    }
+
+    function test_aLicenseDelegatedMidEpochEarnsFromTheNextEpochOnly() public {
+        _fundEmission(100_000 ether);
+        uint256[] memory a = _operatorWithLicenses(op, 0, alice, 1); // listed from epoch 1
+        _rollToEpoch(1);
+        uint256[] memory b = _operatorWithLicenses(op, 0, bob, 1); // delegated during epoch 1
+        _heartbeat(op);
+        assertTrue(vault.isActive(a[0], 1), "a active");
+        assertFalse(vault.isActive(b[0], 1), "b not listed in epoch 1");
+        assertEq(vault.activeCount(1), 1, "one active");
+        _rollToEpoch(2);
+        _heartbeat(op);
+        assertTrue(vault.isActive(b[0], 2), "b active from epoch 2");
+        assertEq(vault.activeCount(2), 2, "two active");
+        assertEq(vault.claimable(b[0]), 0, "b has nothing of epoch 1");
+        assertEq(vault.claimable(a[0]), int256(2000 ether), "a has all of epoch 1");
+        _rollToEpoch(3);
+        // Epoch 2: 1000 over two.
+        assertEq(vault.claimable(b[0]), int256(500 ether), "b: epoch 2");
+        vm.prank(bob);
+        assertEq(vault.claim(b), 500 ether, "b paid epoch 2 only");
+        vm.prank(alice);
+        assertEq(vault.claim(a), 2500 ether, "a paid both");
+    }
+
+    /// L moves from op (10%) to op2 (40%) during epoch 2; K leaves op for op2 and comes back to op within the same
+    /// epoch (a span of no epoch under op2). Each license earns exactly its operators' present epochs while it was
+    /// listed under them, at their rates.
+    function test_movingToAnotherOperatorWithinAnEpochCreditsEachSpanExactly() public {
+        _fundEmission(100_000 ether);
+        address op2 = makeAddr("op2");
+        uint256[] memory mine = _operatorWithLicenses(op, 1000, alice, 2); // L, K
+        uint256[] memory theirs = _operatorWithLicenses(op2, 4000, bob, 2); // M, N
+        (uint256 l, uint256 k) = (mine[0], mine[1]);
+        for (uint256 e = 1; e <= 4; ++e) {
+            _rollToEpoch(e);
+            _heartbeat(op);
+            _heartbeat(op2);
+            assertEq(vault.activeCount(e), 4, "four active every epoch");
+            if (e != 2) continue;
+            vm.startPrank(alice);
+            registry.undelegate(_one(l));
+            registry.delegate(_one(l), op2);
+            registry.undelegate(_one(k));
+            registry.delegate(_one(k), op2);
+            vm.stopPrank();
+            vm.prank(op2);
+            registry.approve(_two(l, k));
+            vm.prank(alice);
+            registry.undelegate(_one(k));
+            vm.prank(alice);
+            registry.delegate(_one(k), op);
+            vm.prank(op);
+            registry.approve(_one(k));
+            assertTrue(vault.isActive(l, 2), "L is op's in epoch 2");
+        }
+        assertEq(registry.operatorOfAt(l, 3), _opIndex(op2), "L under op2 from epoch 3");
+        assertEq(registry.operatorOfAt(k, 3), _opIndex(op), "K back under op");
+        assertEq(registry.listedCountAt(_opIndex(op2), 3), 3, "op2 lists three");
+        _rollToEpoch(5);
+        // Epoch 1: 2000 / 4 = 500; epochs 2-4: 250.
+        uint256 expectL = 450 ether + 225 ether + 150 ether + 150 ether;
+        uint256 expectK = 450 ether + 3 * 225 ether;
+        assertEq(vault.claimable(l), int256(expectL), "L claimable: op's epochs 1-2, op2's 3-4");
+        assertEq(vault.claimable(k), int256(expectK), "K claimable: op's epochs 1-4");
+        vm.prank(alice);
+        assertEq(vault.claim(mine), expectL + expectK, "paid exactly the spans");
+        vault.settleLicenses(theirs);
+        // op: 2 x 50 (epoch 1) + 2 x 25 (epoch 2) + 25 + 25; op2: 2 x 200 + 2 x 100 + 3 x 100 + 3 x 100.
+        assertEq(vault.commissionOf(op), 200 ether, "op's commission");
+        assertEq(vault.commissionOf(op2), 1200 ether, "op2's commission");
+        assertEq(vault.totalLiabilities(), 2000 ether + 3 * 1000 ether, "four epochs fully credited");
+    }
+
+    function test_claimAfterTheOperatorStoppedHeartbeatingPaysTheLastPresentEpoch() public {
+        _fundEmission(100_000 ether);
+        uint256[] memory ids = _operatorWithLicenses(op, 1000, alice, 2);
+        _rollToEpoch(1);
+        _heartbeat(op); // epoch 1: 2000 / 2
+        _rollToEpoch(2);
+        _heartbeat(op); // epoch 2: 1000 / 2; the operator's last heartbeat
+        assertEq(vault.commissionOf(op), 200 ether, "epoch 1 booked");
+        _rollToEpoch(6); // epochs 3-5 untouched, epoch 2 not booked yet
+        assertEq(vault.lastActivePlus1(ids[0]), 3, "last active in epoch 2");
+        assertEq(vault.claimable(ids[0]), int256(900 ether + 450 ether), "claimable includes epoch 2");
+        vm.prank(alice);
+        assertEq(vault.claim(ids), 2 * 1350 ether, "paid through epoch 2");
+        assertEq(vault.commissionOf(op), 300 ether, "epoch 2's commission booked by the claim");
+        assertEq(_perLicense(2), 500 ether, "epoch 2 finalized by the claim");
+        vm.expectRevert(abi.encodeWithSelector(RewardVault.NothingToClaim.selector));
+        vm.prank(alice);
+        vault.claim(ids);
+    }
+
+    function test_commissionGoesToTheOperatorOncePerPresentEpoch() public {
+        _fundEmission(100_000 ether);
+        uint256[] memory ids = _operatorWithLicenses(op, 2000, alice, 4);
+        _rollToEpoch(1);
+        _heartbeat(op);
+        _rollToEpoch(2);
+        // Epoch 1: 2000 / 4 = 500 each; 400 net per license, 4 x 100 commission, booked by the heartbeat.
+        vm.expectEmit();
+        emit RewardVault.OperatorBooked(1, op, 4, 400 ether, 400 ether);
+        _heartbeat(op);
+        assertEq(vault.commissionOf(op), 400 ether, "booked at the heartbeat");
+        vault.settleLicenses(ids);
+        vault.settleLicenses(ids);
+        vm.prank(alice);
+        assertEq(vault.claim(ids), 1600 ether, "the licenses' net");
+        assertEq(vault.commissionOf(op), 400 ether, "settling and claiming book no more");
+        _rollToEpoch(3);
+        // Epoch 2: 1000 / 4 = 250 each; booked by the first license settled (the operator sent no heartbeat).
+        vault.settleLicenses(_one(ids[2]));
+        assertEq(vault.commissionOf(op), 600 ether, "epoch 2's 4 x 50");
+        vault.settleLicenses(ids);
+        _heartbeat(op);
+        assertEq(vault.commissionOf(op), 600 ether, "once");
+        vm.prank(op);
+        assertEq(vault.claimCommission(), 600 ether, "paid");
+        assertEq(vault.totalLiabilities(), 3000 ether, "epochs 1 and 2 credited once");
+    }
+
+    /// Heartbeats, moves between two operators, penalties and settlements at random: whatever happened,
+    /// `claimable` is exactly what booking then books and what `claim` then pays.
+    function testFuzz_claimableIsWhatClaimPays(uint256 seed) public {
+        _fundEmission(100_000 ether);
+        address op2 = makeAddr("op2");
+        uint256[] memory all = new uint256[](5);
+        {
+            uint256[] memory a = _operatorWithLicenses(op, 1000, alice, 3);
+            uint256[] memory b = _operatorWithLicenses(op2, 3000, alice, 2);
+            (all[0], all[1], all[2], all[3], all[4]) = (a[0], a[1], a[2], b[0], b[1]);
+        }
+        for (uint256 e = 1; e <= 8; ++e) {
+            _rollToEpoch(e);
+            uint256 r = uint256(keccak256(abi.encode(seed, e)));
+            bool early2 = r & 2 == 2;
+            if (r & 1 == 1) _heartbeat(op);
+            if (early2) _heartbeat(op2);
+            if (r & 4 == 4) _depositFees(1 + (r >> 64) % 3000 ether);
+            if ((r >> 3) % 3 == 0) {
+                uint256 id = all[(r >> 8) % 5];
+                (address cur,) = registry.delegationOf(id);
+                address to = cur == op ? op2 : op;
+                vm.startPrank(alice);
+                registry.undelegate(_one(id));
+                registry.delegate(_one(id), to);
+                vm.stopPrank();
+                vm.prank(to);
+                registry.approve(_one(id));
+            }
+            if ((r >> 16) % 4 == 0) _penalize(_one(all[(r >> 24) % 5]), e - 1, DISAGREE, address(0));
+            if ((r >> 32) % 3 == 0) vault.settleLicenses(_one(all[(r >> 40) % 5]));
+            if (!early2 && (r >> 48) % 2 == 0) _heartbeat(op2); // after this epoch's moves
+        }
+        _rollToEpoch(9 + seed % 3);
+        int256[] memory views = new int256[](5);
+        uint256 expected;
+        for (uint256 i; i < 5; ++i) {
+            views[i] = vault.claimable(all[i]);
+            if (views[i] > 0) expected += uint256(views[i]);
+        }
+        vault.settleLicenses(all);
+        for (uint256 i; i < 5; ++i) {
+            (int128 bal,,,) = vault.accounts(all[i]);
+            assertEq(int256(bal), views[i], "claimable = the balance once booked");
+        }
+        if (expected == 0) vm.expectRevert(abi.encodeWithSelector(RewardVault.NothingToClaim.selector));
+        vm.prank(alice);
+        vault.claim(all);
+        assertEq(token.balanceOf(alice), expected, "claim pays the positive claimables");
+        assertLe(vault.totalLiabilities(), vault.totalFunded(), "liabilities <= funded");
     }
 
     // ------------------------------------------------------------------------------ governance

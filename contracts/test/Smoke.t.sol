@@ -24,28 +24,29 @@ contract SmokeTest is Deployed {
         uint256 t = _addTarget(1);
         _rollToEpoch(1);
         vm.prank(op);
-        protocol.heartbeat(ids);
+        protocol.heartbeat(); // every license listed under the operator is active
         uint256 e = protocol.currentEpoch();
+        assertEq(vault.activeCount(e), 3, "three active");
         uint256[] memory tids = _one(t);
         uint8[] memory v = new uint8[](1);
         v[0] = 1;
         bytes32[] memory roots = new bytes32[](1);
         roots[0] = keccak256("evidence");
         bytes32 salt = keccak256("salt");
-        AuditProtocol.Commitment[] memory cs = new AuditProtocol.Commitment[](ids.length);
+        // One root over the three openings; each license reveals with its proof.
+        AuditProtocol.Reveal[] memory rs = new AuditProtocol.Reveal[](ids.length);
         for (uint256 i; i < ids.length; ++i) {
-            cs[i] = AuditProtocol.Commitment(ids[i], _commitment(e, ids[i], tids, v, roots, salt));
+            rs[i] = AuditProtocol.Reveal(ids[i], tids, v, roots, salt, new bytes32[](0));
         }
-        vm.prank(op);
-        protocol.commit(e, cs);
+        _commitTree(op, e, rs);
         _rollToReveal(e);
         for (uint256 i; i < ids.length; ++i) {
-            protocol.reveal(e, ids[i], tids, v, roots, salt);
+            protocol.reveal(e, ids[i], tids, v, roots, salt, rs[i].proof);
         }
         _rollPastReveal(e);
         assertEq(protocol.settle(e, t), 1, "outcome OK");
         vm.prank(op);
-        protocol.heartbeat(ids);
+        protocol.heartbeat();
         vm.prank(owner);
         uint256 paid = vault.claim(ids);
         // Epoch 0 had no active license, so its emission carried into epoch 1: two epochs' worth.

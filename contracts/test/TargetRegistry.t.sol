@@ -158,7 +158,7 @@ contract TargetRegistryTest is Deployed {
         _rollToEpoch(1);
         uint256 t1 = _addTarget(2); // enabled from epoch 2
         vm.prank(op);
-        protocol.heartbeat(ids);
+        protocol.heartbeat();
         assertTrue(protocol.isAssigned(1, ids[0], t0), "t0 is a duty of epoch 1");
         assertFalse(protocol.isAssigned(1, ids[0], t1), "t1 is not");
 

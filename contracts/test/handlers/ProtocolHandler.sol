@@ -9,6 +9,7 @@ import {AuditProtocol} from "../../src/AuditProtocol.sol";
 import {RewardVault} from "../../src/RewardVault.sol";
 import {StakingVault} from "../../src/StakingVault.sol";
 import {RewardToken} from "../../src/RewardToken.sol";
+import {Merkle} from "../utils/Merkle.sol";
 
 /// @notice Drives the whole protocol with random sequences of what owners, operators, reporters, fee payers,
 ///         the trap keeper and governance may do, catching the reverts the rules call for. Ghost variables
@@ -36,12 +37,13 @@ contract ProtocolHandler {
     address[] public operators;
     mapping(address => uint16) public commissionAtRegistration;
 
-    /// @dev The opening of a commitment, kept to reveal it later.
+    /// @dev The opening of a license's leaf in its operator's root, with its proof, kept to reveal it later.
     struct Opening {
         uint256[] targetIds;
         uint8[] verdicts;
         bytes32[] roots;
         bytes32 salt;
+        bytes32[] proof;
     }
 
     mapping(uint256 => mapping(uint256 => Opening)) internal _openings; // epoch => license
@@ -66,9 +68,16 @@ contract ProtocolHandler {
     uint256 public ghostMissReports;
     bytes32[] public missKeys;
     mapping(bytes32 => uint256) public missReportCount;
-    /// @notice Heartbeats that succeeded for a license suspended in that epoch.
+    /// @notice Licenses made active by a heartbeat in an epoch they were suspended in, by a suspension imposed
+    ///         before that epoch (a license suspended during an epoch stays active in it: it was listed).
     uint256 public ghostSuspendedHeartbeats;
+    /// @notice Heartbeats of an operator one of whose Delegated licenses was suspended then.
     uint256 public ghostSuspendedHeartbeatAttempts;
+    /// @notice `resume` calls that listed a license still suspended in the next epoch.
+    uint256 public ghostResumedWhileSuspended;
+    /// @notice Heartbeats accepted from an account that is not a registered operator.
+    uint256 public ghostNonOperatorPresence;
+    uint256 public ghostResumes;
     /// @notice Operators registered with a commission above the maximum.
     uint256 public ghostCommissionAboveMax;
     /// @notice Reveals of a duty computed during its epoch that the protocol refused as not assigned.
@@ -162,16 +171,18 @@ contract ProtocolHandler {
         (op, s) = registry.delegationOf(id);
     }
 
-    /// @dev Licenses Delegated to `op`, optionally only those that may heartbeat now.
-    function _delegatedTo(address op, bool onlyReady, uint256 e) internal view returns (uint256[] memory ids) {
+    function _opIndex(address op) internal view returns (uint256 index) {
+        (index,) = registry.operatorIndexOf(op);
+    }
+
+    /// @dev The licenses listed under `op` in the current epoch `e` that are active (its heartbeat was sent).
+    function _activeUnder(address op, uint256 e) internal view returns (uint256[] memory ids) {
+        uint256 idx = _opIndex(op);
         ids = new uint256[](licenses.length);
         uint256 n;
         for (uint256 i; i < licenses.length; ++i) {
             uint256 id = licenses[i];
-            (address o, OperatorRegistry.LicenseState s) = _state(id);
-            if (o != op || s != OperatorRegistry.LicenseState.Delegated) continue;
-            if (onlyReady && (vault.isActive(id, e) || vault.isSuspended(id, e))) continue;
-            ids[n++] = id;
+            if (registry.operatorOfAt(id, e) == idx && vault.isActive(id, e)) ids[n++] = id;
         }
         assembly {
             mstore(ids, n)
@@ -183,49 +194,57 @@ contract ProtocolHandler {
         token.approve(address(vault), amount);
     }
 
-    function _heartbeat(address op, uint256[] memory ids) internal {
-        if (ids.length == 0) return;
+    /// @dev `op` sends its heartbeat (refused if it already did this epoch); then no license the heartbeat made
+    ///      active may be suspended by a suspension imposed before this epoch (those are parked).
+    function _heartbeat(address op) internal {
         uint256 e = protocol.currentEpoch();
-        uint256 suspended;
-        for (uint256 i; i < ids.length; ++i) {
-            if (vault.isSuspended(ids[i], e)) suspended += 1;
+        uint256 idx = _opIndex(op);
+        bool withSuspended;
+        for (uint256 i; i < licenses.length; ++i) {
+            (address o, OperatorRegistry.LicenseState s) = _state(licenses[i]);
+            if (o == op && s == OperatorRegistry.LicenseState.Delegated && vault.isSuspended(licenses[i], e)) {
+                withSuspended = true;
+            }
         }
-        if (suspended > 0) ghostSuspendedHeartbeatAttempts += 1;
         vm.prank(op);
-        try protocol.heartbeat(ids) {
-            ghostHeartbeats += ids.length;
-            if (suspended > 0) ghostSuspendedHeartbeats += suspended;
+        try protocol.heartbeat() {
+            ghostHeartbeats += 1;
+            if (withSuspended) ghostSuspendedHeartbeatAttempts += 1;
+            (,,,,,,,, uint32 suspendEpochs,) = vault.params();
+            for (uint256 i; i < licenses.length; ++i) {
+                uint256 id = licenses[i];
+                if (registry.operatorOfAt(id, e) != idx || !vault.isSuspended(id, e)) continue;
+                (, uint32 until,,) = vault.accounts(id);
+                if (until != e + 1 + suspendEpochs) ghostSuspendedHeartbeats += 1; // suspended before e
+            }
         } catch {}
     }
 
+    /// @dev `op` commits one root over the openings of its active licenses (a later commit in the epoch replaces
+    ///      the root, and with it every opening of the operator: the set of its active licenses cannot change
+    ///      within the epoch).
     function _commit(address op, uint256 verdictSeed) internal {
         uint256 e = protocol.currentEpoch();
         protocol.poke();
-        uint256[] memory ids = _delegatedTo(op, false, e);
-        AuditProtocol.Commitment[] memory cs = new AuditProtocol.Commitment[](ids.length);
+        uint256[] memory ids = _activeUnder(op, e);
+        if (ids.length == 0) return;
         Opening[] memory opens = new Opening[](ids.length);
-        uint256 n;
+        bytes32[] memory leaves = new bytes32[](ids.length);
         for (uint256 i; i < ids.length; ++i) {
-            if (!vault.isActive(ids[i], e)) continue;
-            opens[n] = _opening(e, ids[i], verdictSeed);
-            Opening memory o = opens[n];
-            cs[n++] = AuditProtocol.Commitment(
-                ids[i], keccak256(abi.encode(e, ids[i], o.targetIds, o.verdicts, o.roots, o.salt))
-            );
-        }
-        if (n == 0) return;
-        assembly {
-            mstore(cs, n)
+            opens[i] = _opening(e, ids[i], verdictSeed);
+            Opening memory o = opens[i];
+            leaves[i] = Merkle.leaf(e, ids[i], o.targetIds, o.verdicts, o.roots, o.salt);
         }
         vm.prank(op);
-        try protocol.commit(e, cs) {
-            for (uint256 i; i < n; ++i) {
-                uint256 id = cs[i].license;
+        try protocol.commit(e, Merkle.root(leaves)) {
+            for (uint256 i; i < ids.length; ++i) {
+                uint256 id = ids[i];
                 Opening storage o = _openings[e][id];
                 o.targetIds = opens[i].targetIds;
                 o.verdicts = opens[i].verdicts;
                 o.roots = opens[i].roots;
                 o.salt = opens[i].salt;
+                o.proof = Merkle.proof(leaves, i);
                 if (!_hasOpening[e][id]) {
                     _hasOpening[e][id] = true;
                     _committed[e].push(id);
@@ -268,7 +287,7 @@ contract ProtocolHandler {
             if ((skipMask >> (i % 256)) & 1 == 1) continue;
             uint256 id = list[i];
             Opening storage o = _openings[e][id];
-            try protocol.reveal(e, id, o.targetIds, o.verdicts, o.roots, o.salt) {
+            try protocol.reveal(e, id, o.targetIds, o.verdicts, o.roots, o.salt, o.proof) {
                 ghostReveals += 1;
             } catch (bytes memory err) {
                 if (bytes4(err) == AuditProtocol.NotAssigned.selector) ghostDutyMoved += 1;
@@ -382,24 +401,26 @@ contract ProtocolHandler {
 
     // ------------------------------------------------------------------------------- the epoch
 
+    /// @dev An operator's heartbeat; sometimes also someone who is not an operator (refused). A second heartbeat
+    ///      in the epoch is refused (AlreadyPresent).
     function heartbeat(uint256 seed, uint256 mask) external tick(seed) {
-        if (operators.length == 0) return;
-        address op = _operator(seed >> 8);
-        uint256 e = protocol.currentEpoch();
-        // One time in eight, every Delegated license (may hit AlreadyActive or Suspended).
-        uint256[] memory all = _delegatedTo(op, mask % 8 != 0, e);
-        uint256[] memory ids = new uint256[](all.length);
-        uint256 n;
-        for (uint256 i; i < all.length; ++i) {
-            if ((mask >> (8 + i)) & 3 != 0) ids[n++] = all[i]; // three in four
+        if (operators.length == 0 || mask % 8 == 0) {
+            address who = _actor(seed >> 8);
+            if (registry.isOperator(who)) {
+                _heartbeat(who);
+                return;
+            }
+            vm.prank(who);
+            try protocol.heartbeat() {
+                ghostNonOperatorPresence += 1;
+            } catch {}
+            return;
         }
-        assembly {
-            mstore(ids, n)
-        }
-        _heartbeat(op, ids);
+        _heartbeat(_operator(seed >> 8));
     }
 
-    /// @dev Try to heartbeat a suspended license on its own.
+    /// @dev The heartbeat of an operator with a suspended license (it must not make the license active once the
+    ///      suspension's epoch has passed), and a try to resume the license early.
     function heartbeatSuspended(uint256 seed) external tick(seed) {
         uint256 e = protocol.currentEpoch();
         for (uint256 i; i < licenses.length; ++i) {
@@ -407,7 +428,28 @@ contract ProtocolHandler {
             if (!vault.isSuspended(id, e)) continue;
             (address op, OperatorRegistry.LicenseState s) = _state(id);
             if (s != OperatorRegistry.LicenseState.Delegated) continue;
-            _heartbeat(op, _one(id));
+            _resume(id);
+            _heartbeat(op);
+            return;
+        }
+    }
+
+    /// @dev Anyone may resume a parked license; it must be refused while the license is suspended next epoch.
+    function _resume(uint256 id) internal {
+        uint256 e = protocol.currentEpoch();
+        bool stillSuspended = vault.isSuspended(id, e + 1);
+        try registry.resume(_one(id)) {
+            ghostResumes += 1;
+            if (stillSuspended) ghostResumedWhileSuspended += 1;
+        } catch {}
+    }
+
+    /// @dev Resume a parked license (the node does it in the epoch before its suspension ends).
+    function resume(uint256 seed) external tick(seed) {
+        for (uint256 i; i < licenses.length; ++i) {
+            uint256 id = licenses[(seed % licenses.length + i) % licenses.length];
+            if (!registry.isParked(id)) continue;
+            _resume(id);
             return;
         }
     }
@@ -447,9 +489,12 @@ contract ProtocolHandler {
             vm.prank(o);
             try registry.approve(_one(licenses[i])) {} catch {}
         }
+        for (uint256 i; i < licenses.length; ++i) {
+            if (registry.isParked(licenses[i]) && !vault.isSuspended(licenses[i], e + 1)) _resume(licenses[i]);
+        }
         for (uint256 i; i < operators.length; ++i) {
             address op = operators[i];
-            _heartbeat(op, _delegatedTo(op, true, e));
+            if (!vault.isPresent(_opIndex(op), e)) _heartbeat(op);
             _commit(op, verdictSeed);
         }
         _revealPrevious(uint256(keccak256(abi.encode(verdictSeed))) & uint256(keccak256(abi.encode(seed))));
@@ -486,10 +531,19 @@ contract ProtocolHandler {
             if (block.number < end) continue;
             for (uint256 i; i < licenses.length; ++i) {
                 uint256 id = licenses[i];
-                if (!vault.isActive(id, e)) continue;
+                // The list of an epoch is readable until the end of the epoch two later.
+                try vault.isActive(id, e) returns (bool active) {
+                    if (!active) continue;
+                } catch {
+                    continue;
+                }
                 for (uint256 t; t < nTargets; ++t) {
                     if (protocol.missReported(keccak256(abi.encode(e, id, t)))) continue;
-                    if (!protocol.isAssigned(e, id, t)) continue;
+                    try protocol.isAssigned(e, id, t) returns (bool assigned) {
+                        if (!assigned) continue;
+                    } catch {
+                        continue;
+                    }
                     if (_reportMiss(reporter, e, id, t)) return;
                 }
             }

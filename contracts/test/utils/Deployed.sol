@@ -2,6 +2,7 @@
 pragma solidity ^0.8.27;
 
 import {Test} from "./Test.sol";
+import {Merkle} from "./Merkle.sol";
 import {AlignmentLicense} from "../../src/AlignmentLicense.sol";
 import {NodeSale, ILicenseMinter} from "../../src/NodeSale.sol";
 import {OperatorRegistry, ILicenseOwners, IRewardSettle, IEpochClock} from "../../src/OperatorRegistry.sol";
@@ -206,6 +207,7 @@ abstract contract Deployed is Test {
         vm.roll(end);
     }
 
+    /// @dev A license's leaf in its operator's commitment tree (issue 16); a tree of one leaf has it as its root.
     function _commitment(
         uint256 epoch,
         uint256 lic,
@@ -214,7 +216,35 @@ abstract contract Deployed is Test {
         bytes32[] memory roots,
         bytes32 salt
     ) internal pure returns (bytes32) {
-        return keccak256(abi.encode(epoch, lic, targetIds, verdicts, roots, salt));
+        return Merkle.leaf(epoch, lic, targetIds, verdicts, roots, salt);
+    }
+
+    /// @dev `operator` commits the root over the openings `rs` (leaves in their order) for the current epoch
+    ///      `epoch`, and each opening gets its proof, ready for `revealMany`.
+    function _commitTree(address operator, uint256 epoch, AuditProtocol.Reveal[] memory rs)
+        internal
+        returns (bytes32 root)
+    {
+        bytes32[] memory leaves = _leaves(epoch, rs);
+        root = Merkle.root(leaves);
+        for (uint256 i; i < rs.length; ++i) {
+            rs[i].proof = Merkle.proof(leaves, i);
+        }
+        vm.prank(operator);
+        protocol.commit(epoch, root);
+    }
+
+    function _leaves(uint256 epoch, AuditProtocol.Reveal[] memory rs) internal pure returns (bytes32[] memory leaves) {
+        leaves = new bytes32[](rs.length);
+        for (uint256 i; i < rs.length; ++i) {
+            AuditProtocol.Reveal memory r = rs[i];
+            leaves[i] = Merkle.leaf(epoch, r.license, r.targetIds, r.verdicts, r.evidenceRoots, r.salt);
+        }
+    }
+
+    /// @dev The index of `operator` in per-operator records (1-based registration order).
+    function _opIndex(address operator) internal view returns (uint256 index) {
+        (index,) = registry.operatorIndexOf(operator);
     }
 
     function _one(uint256 x) internal pure returns (uint256[] memory a) {
