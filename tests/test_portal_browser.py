@@ -295,8 +295,9 @@ def test_owner_buys_delegates_operator_approves_epochs_pass_owner_claims(net, ch
     assert chain.call("OperatorRegistry", "delegationOf", license_id) == (operator, 2)
     op_page.wait_for_selector(f'#served tr[data-license="{license_id}"]')
 
-    # Epochs pass: the operator's node heartbeats the license; once that epoch ends its credit is claimable.
-    wait_until(lambda: chain.call("RewardVault", "presence", license_id)[0] > 0, 30, "the node's heartbeat")
+    # Epochs pass: the license is listed under the operator from the next epoch, whose heartbeat makes it active;
+    # once that epoch ends its credit is claimable.
+    wait_until(lambda: chain.call("RewardVault", "lastActivePlus1", license_id) > 0, 60, "the node's heartbeat")
     wait_until(lambda: chain.call("RewardVault", "claimable", license_id) > 0, 40, "claimable credit")
     page.click('#tabs button[data-tab="owner"]')  # refreshes the view
     page.wait_for_selector("#claim:not([disabled])")
@@ -315,10 +316,15 @@ def test_owner_buys_delegates_operator_approves_epochs_pass_owner_claims(net, ch
     shot(page, "owner-claimed")
 
     # The commission the operator earned on that license, at its own rate, as its page shows it.
+    (index, _bps) = chain.call("OperatorRegistry", "operatorIndexOf", operator)
     credits = [c for c in chain.events("RewardVault", "Credited") if c["tokenId"] == license_id]
-    assert credits and all(c["operator"].lower() == operator.lower() for c in credits)
-    for c in credits:
-        assert c["commission"] == (c["toLicense"] + c["commission"]) * OPERATOR_BPS // 10_000
+    assert credits and all(c["operatorIndex"] == index for c in credits)
+    booked = [b for b in chain.events("RewardVault", "OperatorBooked") if b["operator"].lower() == operator.lower()]
+    assert booked
+    for b in booked:  # per present epoch: the commission of every license it served, at its own rate
+        per_license_commission = b["commission"] // b["licenses"]
+        assert b["commission"] % b["licenses"] == 0
+        assert per_license_commission == (b["perLicense"] + per_license_commission) * OPERATOR_BPS // 10_000
     assert chain.call("RewardVault", "commissionOf", operator) > 0
     op_page.click('#tabs button[data-tab="operator"]')
     op_page.wait_for_function("() => /Claimable: [1-9]/.test(document.getElementById('commission')?.textContent || '')")
