@@ -148,7 +148,7 @@ async def run(a) -> int:
             await each(range(n_ops), buy, 16)
             hashes = await each(senders, lambda s: s.send(
                 registry.address, registry.encode("delegate", bought[s.signer.address], s.signer.address),
-                130_000 * len(bought[s.signer.address]) + 200_000), 16)
+                200_000 * len(bought[s.signer.address]) + 200_000), 16)
             delegate_gas = await gas_of(rpc, hashes, "delegate")
             keeper = Sender(rpc, deployer, await rpc.get_transaction_count(deployer.address, "pending"))
             targets = c["TargetRegistry"]
@@ -176,7 +176,7 @@ async def run(a) -> int:
                 row = {}
                 # heartbeats, one per operator (each also books the operator's credit of the epoch before)
                 t1 = time.monotonic()
-                hashes = await each(senders, lambda s: s.send(protocol.address, protocol.encode("heartbeat"), 200_000))
+                hashes = await each(senders, lambda s: s.send(protocol.address, protocol.encode("heartbeat"), 600_000))
                 row["heartbeat"] = await gas_of(rpc, hashes, "heartbeat")
                 if e > e0:
                     booked = vault.abi.event("OperatorBooked")
