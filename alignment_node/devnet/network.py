@@ -167,6 +167,15 @@ class Devnet:
             await token.transact("approve", vault.address, total, signer=deployer)
             await vault.transact("fundEmission", p.emission_reserve, signer=deployer)
             await vault.transact("depositFees", p.fees, signer=deployer)
+            # Licenses are listed from the epoch after their delegation (issue 16): start the next epoch now, so
+            # the nodes find their licenses listed, and can be present, as soon as they start (an automining chain
+            # would otherwise wait for transactions that only a present operator sends). The targets registered
+            # below are enabled from the epoch after this one, which gives their processes an epoch to come up.
+            protocol = c["AuditProtocol"]
+            boundary = await protocol.call("epochStartBlock", await protocol.call("currentEpoch") + 1)
+            head = await rpc.block_number()
+            if boundary > head:
+                await rpc.request("anvil_mine", [hex(boundary - head)])
         self.log(f"{len(self.operators)} operators, {len(self.owners)} owners, "
                  f"{sum(len(o.licenses) for o in self.operators)} licenses delegated; funded")
         self._password = password
@@ -186,15 +195,6 @@ class Devnet:
             from .da_targets import setup_da  # grpcio, protobuf, BN254: not for the node, which imports this module
 
             await setup_da(self, deployer)
-        # Licenses are listed from the epoch after their delegation (issue 16): start the next epoch now, so the
-        # nodes find their licenses listed, and can be present, as soon as they start (an automining chain would
-        # otherwise wait for transactions that only a present operator sends).
-        async with RpcClient(url) as rpc:
-            protocol = manifest_contracts(rpc, self.manifest)["AuditProtocol"]
-            boundary = await protocol.call("epochStartBlock", await protocol.call("currentEpoch") + 1)
-            head = await rpc.block_number()
-            if boundary > head:
-                await rpc.request("anvil_mine", [hex(boundary - head)])
 
     # ------------------------------------------------------------------------------------ nodes
 
