@@ -12,9 +12,12 @@ in every epoch.
 
     .venv/bin/python bench/network_scale.py [--licenses 175500] [--operators 1000] [--targets 10000]
 
-Transactions are automined one per block (blocks of 100M gas, so the base fee stays 0); the blocks an epoch needs
-are its gas divided by 30M. Takes minutes at full size (tens of billions of gas through anvil); ``--licenses 17550 --operators 100
---targets 1000`` is a tenth.
+By default anvil mines a block a second holding every pending transaction (``--packed``; blocks of up to 100M
+gas, base fee 0, no state history kept): the blocks an epoch needs are its gas divided by 30M, whatever anvil's
+own blocks held. ``--automine`` mines one transaction per block instead (what the first runs did: anvil then
+spends about a quarter of a second per block at a tenth of the network's size, hours at full size). At full
+size the run pushes about 40 billion gas through anvil; ``--licenses 17550 --operators 100 --targets 1000`` is a
+tenth.
 """
 
 from __future__ import annotations
@@ -112,12 +115,20 @@ async def run(a) -> int:
     params = default_params()
     params["sale"].update(allowlistStart="+0", publicStart="+0", publicMaxPerWallet=max(per_op),
                           tiers=[{"price": "1 wei", "supply": a.licenses}])
-    # Automining, one transaction per block: an epoch must hold every transaction of the epoch as a block of its
-    # own (heartbeats, commits, reveals, settlements). Blocks of 100M gas keep every block under its EIP-1559
-    # target, so the base fee stays 0 and fees never limit the bench; "blocks of 30M" below are gas / 30M.
-    length = a.epoch_length or max(1_000, 2 * (3 * n_ops + a.targets))
+    # Packed (default): a block a second with every pending transaction (up to 100M gas); an epoch of 1,000 blocks
+    # leaves each phase minutes of wall time, and the idle blocks are mined in bulk. Automining: one transaction
+    # per block, so an epoch must hold every transaction of the epoch as a block of its own (heartbeats,
+    # commits, reveals, settlements). A base fee of 0 stays 0 under EIP-1559 (its change is proportional to
+    # it), so fees never limit the bench; "blocks of 30M" below are gas / 30M.
+    if a.automine:
+        length = a.epoch_length or max(1_000, 2 * (3 * n_ops + a.targets))
+    else:
+        length = a.epoch_length or 1_000
     params["protocol"].update(epochLength=length, revealBlocks=length * 2 // 5, committeeSize=a.committee)
-    anvil = Anvil(block_time=None, extra_args=["--gas-limit", str(100_000_000), "--block-base-fee-per-gas", "0"]).start()
+    extra = ["--gas-limit", str(100_000_000), "--block-base-fee-per-gas", "0"]
+    if not a.automine:
+        extra.append("--prune-history")  # no per-block state snapshots: anvil stays fast with 175,500 licenses
+    anvil = Anvil(block_time=None if a.automine else 1, extra_args=extra).start()
     try:
         deployer = LocalSigner(anvil.private_keys[0])
         manifest = await deploy_async(anvil.url, deployer, params)
@@ -279,7 +290,9 @@ def main() -> int:
     ap.add_argument("--targets", type=int, default=10_000)
     ap.add_argument("--committee", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--epoch-length", type=int, default=0, help="default: 2 x (3 x operators + targets)")
+    ap.add_argument("--epoch-length", type=int, default=0,
+                    help="default: 1,000 blocks packed; 2 x (3 x operators + targets) with --automine")
+    ap.add_argument("--automine", action="store_true", help="one transaction per block (slow at full size)")
     return asyncio.run(run(ap.parse_args()))
 
 
