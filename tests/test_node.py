@@ -411,6 +411,10 @@ def test_a_suspended_license_is_parked_then_resumed_by_the_node_in_the_epoch_bef
         async with RpcClient(net.anvil.url) as rpc:
             return await fn(manifest_contracts(rpc, net.manifest))
 
+    async def rpc_wait(tx_hash: str) -> dict:
+        async with RpcClient(net.anvil.url) as rpc:
+            return await rpc.wait_for_receipt(tx_hash, timeout=60)
+
     async def suspend(c):
         # The AuditProtocol penalizes; impersonated here, three misses in a window suspend the license.
         protocol, vault = c["AuditProtocol"], c["RewardVault"]
@@ -420,7 +424,9 @@ def test_a_suspended_license_is_parked_then_resumed_by_the_node_in_the_epoch_bef
         for _ in range(3):
             tx = {"from": protocol.address, "to": vault.address,
                   "data": "0x" + vault.encode("penalize", [lic], epoch, 1, "0x" + "00" * 20).hex()}
-            net.anvil.rpc("eth_sendTransaction", [tx])
+            # anvil's automine answers before the block is mined: wait for each receipt
+            receipt = await rpc_wait(net.anvil.rpc("eth_sendTransaction", [tx]))
+            assert int(receipt["status"], 16) == 1, receipt
         net.anvil.rpc("anvil_stopImpersonatingAccount", [protocol.address])
         return epoch, (await vault.call("accounts", lic))[1]
 
