@@ -89,6 +89,10 @@ class FakeRpc:
     def __init__(self, logs: list[dict]):
         self.logs = logs
         self.ranges: list[tuple] = []
+        self.head = 0
+
+    async def block_number(self):
+        return self.head
 
     async def get_logs(self, address, topics, lo, hi):
         self.ranges.append((lo, hi))
@@ -184,6 +188,8 @@ def verdict_service(world):
 def test_commit_sends_one_root_over_every_opening_of_the_epoch_and_records_it_first(world):
     roots = {7: bytes(32)}
     world.answers["rootOf"] = lambda op, e: roots[e]
+    world.answers["epochStartBlock"] = lambda e: 100 * e
+    world.rpc.head = 705
     service = verdict_service(world)
     open_commitments(world.store, 7, {4: 2, 2: 1}, state="prepared")
     asyncio.run(service.commit(7, world.store.openings(7, "prepared")))
@@ -203,6 +209,24 @@ def test_commit_sends_one_root_over_every_opening_of_the_epoch_and_records_it_fi
     world.store.set_opening_state(7, [9], "prepared")
     asyncio.run(service.commit(7, world.store.openings(7, "prepared")))
     assert world.sender.sent == [] and states(world.store, 7)[9] == ("committed", None)
+    service.stop()
+
+
+def test_a_commit_in_the_epochs_last_block_is_not_sent(world):
+    """It would be mined in the next epoch and revert (WrongEpoch): the openings stay prepared, no attempt is
+    recorded, and the node says why."""
+    world.answers["rootOf"] = lambda op, e: bytes(32)
+    world.answers["epochStartBlock"] = lambda e: 100 * e
+    world.rpc.head = 799
+    service = verdict_service(world)
+    open_commitments(world.store, 7, {4: 2}, state="prepared")
+    asyncio.run(service.commit(7, world.store.openings(7, "prepared")))
+    assert world.sender.sent == [] and world.store.get("commit.7") is None
+    assert states(world.store, 7)[4][0] == "prepared"
+    assert world.node.metrics.tx_failed.labels("commit", "too-late")._value.get() == 1
+    world.rpc.head = 798
+    asyncio.run(service.commit(7, world.store.openings(7, "prepared")))
+    assert [fn for _p, fn, _a, _e in world.sender.sent] == ["commit"]
     service.stop()
 
 
@@ -332,7 +356,22 @@ def test_the_lowest_revealer_settles_and_the_others_wait_for_the_grace_period(wo
     assert not world.store.get("settled.2")  # target 4 is still pending
     world.sender.sent.clear()
     asyncio.run(world.settle.settle_and_report(110 + S.SETTLE_GRACE_BLOCKS, 3))
-    assert sorted(settles(world)) == [(2, 1), (2, 4)]  # late: every unsettled target of ours
+    assert sorted(settles(world)) == [(2, 1), (2, 4)]  # license 1 stayed silent: we (second in line) settle
+    assert world.store.get("settled.2") is True
+    world.sender.sent.clear()
+    asyncio.run(world.settle.settle_and_report(200, 3))
+    assert world.sender.sent == []  # the epoch is done
+
+
+def test_settlers_wait_in_turn_by_their_lowest_revealing_license(world):
+    # target 5's revealers 1, 2, 6, 9: our lowest revealer (6) is third in line, two grace periods after the window
+    settle_world(world, 2, {6: [5], 9: [5]}, {5: [9, 1, 6, 2]})
+    world.settle.report_misses = _no_misses
+    for head in (110, 110 + S.SETTLE_GRACE_BLOCKS, 110 + 2 * S.SETTLE_GRACE_BLOCKS - 1):
+        asyncio.run(world.settle.settle_and_report(head, 3))
+        assert settles(world) == [], head
+    asyncio.run(world.settle.settle_and_report(110 + 2 * S.SETTLE_GRACE_BLOCKS, 3))
+    assert settles(world) == [(2, 5)]
     assert world.store.get("settled.2") is True
     world.sender.sent.clear()
     asyncio.run(world.settle.settle_and_report(200, 3))

@@ -185,7 +185,8 @@ async def report(net, rpc: RpcClient, scenario: str, epochs: list[int]) -> dict:
         last_closed += 1  # and the previous epoch's, once its window has ended
     first_block = await protocol.call("epochStartBlock", epochs[0])
     last_block = await protocol.call("epochStartBlock", epochs[-1] + 1)
-    reverted, gas = await _operator_txs(net.operators, rpc, start, range(first_block, last_block))
+    reverted, gas, reverted_fns = await _operator_txs(net.operators, rpc, start, range(first_block, last_block),
+                                                      c.values())
     licenses = []
     for op in net.operators:
         for token_id in sorted(op.licenses):
@@ -219,6 +220,7 @@ async def report(net, rpc: RpcClient, scenario: str, epochs: list[int]) -> dict:
             "missed_reveal_epochs": missed,
             "duplicate_txs": dups,
             "reverted_txs": reverted.get(op.address.lower(), 0),
+            "reverted_by_function": reverted_fns.get(op.address.lower(), {}),
             "gas_used": gas.get(op.address.lower(), 0),
             "gas_per_license_epoch": gas.get(op.address.lower(), 0) // max(1, len(op.licenses) * len(epochs)),
             "rss_kb_max": op.rss_kb_max,
@@ -239,11 +241,14 @@ async def report(net, rpc: RpcClient, scenario: str, epochs: list[int]) -> dict:
 
 
 async def _operator_txs(operators: list[OperatorProc], rpc: RpcClient, start: int,
-                        gas_blocks: range) -> tuple[dict, dict]:
-    """Per operator address: reverted transactions since deployment, and gas used in ``gas_blocks`` (the
-    scenario's epochs: each holds one heartbeat, commit, reveal of the epoch before, settlements)."""
+                        gas_blocks: range, contracts) -> tuple[dict, dict, dict]:
+    """Per operator address: reverted transactions since deployment, gas used in ``gas_blocks`` (the
+    scenario's epochs: each holds one heartbeat, commit, reveal of the epoch before, settlements), and the
+    reverted ones counted by the function they called (named through the deployed contracts' ABIs)."""
     ops = {op.address.lower() for op in operators}
+    names = {f.selector: f.name for ct in contracts for fns in ct.abi.functions.values() for f in fns}
     reverted: dict[str, int] = {}
+    by_fn: dict[str, dict[str, int]] = {}
     gas: dict[str, int] = {}
     head = await rpc.block_number()
     for number in range(start, head + 1):
@@ -254,6 +259,8 @@ async def _operator_txs(operators: list[OperatorProc], rpc: RpcClient, start: in
                 receipt = await rpc.get_transaction_receipt(tx["hash"])
                 if receipt and int(receipt["status"], 16) == 0:
                     reverted[sender] = reverted.get(sender, 0) + 1
+                    fn = names.get(bytes.fromhex(tx["input"][2:10]), tx["input"][:10])
+                    by_fn.setdefault(sender, {})[fn] = by_fn.setdefault(sender, {}).get(fn, 0) + 1
                 if receipt and number in gas_blocks:
                     gas[sender] = gas.get(sender, 0) + int(receipt["gasUsed"], 16)
-    return reverted, gas
+    return reverted, gas, by_fn

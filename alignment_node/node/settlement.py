@@ -1,5 +1,6 @@
 """Settlement and misses (sections 8-9): after an epoch's reveal window, settle the targets this node voted on
-(the node holding a target's lowest revealing license does; the others step in SETTLE_GRACE_BLOCKS later), and
+(the node holding a target's lowest revealing license does; the others step in one after another, each
+SETTLE_GRACE_BLOCKS after the one before it, in the order of their lowest revealing license), and
 report every license assigned one of those targets that did not reveal it, for the bounty. A target settles from
 ``AuditProtocol.settleOpensAt``: a MODEL target whose baseline has referees waits for their window too. Not time-critical
 and possibly many transactions: it runs as a task beside the next ticks."""
@@ -18,8 +19,19 @@ log = logging.getLogger("alignment_node.audit")
 
 SETTLE_LOOKBACK = 8  # epochs whose settlement and misses are still worth pursuing
 SETTLE_GAS_UNSEEN = 25_000  # storage another node's same-block transaction may have written first
-SETTLE_GRACE_BLOCKS = 6  # blocks a designated settler gets before the other revealers settle in its place
+SETTLE_GRACE_BLOCKS = 12  # blocks each settler in line gets before the next revealer settles in its place
 SETTLE_PARALLEL = 64  # settle transactions in flight at once
+
+
+def settle_rank(revealed: list[int], mine: set[int]) -> int:
+    """This node's place in line to settle a target: the position of its lowest revealing license among the
+    target's revealers in license order (0: it is the designated settler). The others wait in turn, so two
+    nodes send the same settlement only when every one before them stayed silent for as long."""
+    ordered = sorted(revealed)
+    for i, lic in enumerate(ordered):
+        if lic in mine:
+            return i
+    return len(ordered)  # not a revealer (its reveal was dropped): last in line
 
 
 class SettlementService:
@@ -62,8 +74,7 @@ class SettlementService:
                     pending = True
                     continue
                 revealed, _ = await protocol.call("revealers", e, t)
-                late = head >= opens + SETTLE_GRACE_BLOCKS
-                if not late and (not revealed or min(revealed) not in mine):
+                if head < opens + SETTLE_GRACE_BLOCKS * settle_rank(revealed, mine):
                     pending = True
                     continue
                 mine_to_settle.append(t)

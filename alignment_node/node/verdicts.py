@@ -21,6 +21,7 @@ from .parts import NodeParts, TickView
 log = logging.getLogger("alignment_node.audit")
 
 MIN_BLOCKS_LEFT_TO_COMMIT = 3  # do not start an epoch's audits when fewer blocks remain
+LAST_COMMIT_BLOCKS = 1  # nor send a commit this close to the epoch's end: it would be mined in the next and revert
 RECENT_VERDICTS = 500  # what /verdicts shows
 
 
@@ -177,6 +178,11 @@ class VerdictService:
         # A crash after the commit was mined but before we noted it: the chain already holds the root.
         if bytes(await protocol.call("rootOf", p.signer.address, epoch)) == tree.root:
             p.store.set_opening_state(epoch, licenses, "committed")
+            return
+        left = await protocol.call("epochStartBlock", epoch + 1) - await p.rpc.block_number()
+        if left <= LAST_COMMIT_BLOCKS:
+            log.warning("epoch %d: audits ended %d block(s) before the epoch's end, too late to commit", epoch, left)
+            p.metrics.tx_failed.labels("commit", "too-late").inc()
             return
         with p.store.transaction():
             record_attempt(p.store, epoch, tree)
