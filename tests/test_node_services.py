@@ -22,6 +22,7 @@ from alignment_node.node import heartbeat as H
 from alignment_node.node import resume as RS
 from alignment_node.node import reveal as R
 from alignment_node.node import settlement as S
+from alignment_node.node import verdicts as V
 from alignment_node.node.commitments import commit_tree, record_attempt, tree_for_root
 from alignment_node.node.duties import Duties
 from alignment_node.node.metrics import NodeMetrics
@@ -217,14 +218,14 @@ def test_a_commit_in_the_epochs_last_block_is_not_sent(world):
     recorded, and the node says why."""
     world.answers["rootOf"] = lambda op, e: bytes(32)
     world.answers["epochStartBlock"] = lambda e: 100 * e
-    world.rpc.head = 799
+    world.rpc.head = 800 - V.LAST_COMMIT_BLOCKS
     service = verdict_service(world)
     open_commitments(world.store, 7, {4: 2}, state="prepared")
     asyncio.run(service.commit(7, world.store.openings(7, "prepared")))
     assert world.sender.sent == [] and world.store.get("commit.7") is None
     assert states(world.store, 7)[4][0] == "prepared"
     assert world.node.metrics.tx_failed.labels("commit", "too-late")._value.get() == 1
-    world.rpc.head = 798
+    world.rpc.head = 799 - V.LAST_COMMIT_BLOCKS
     asyncio.run(service.commit(7, world.store.openings(7, "prepared")))
     assert [fn for _p, fn, _a, _e in world.sender.sent] == ["commit"]
     service.stop()

@@ -94,6 +94,7 @@ class Devnet:
         self.next_upload_block = 0  # the block at which upload_tick uploads the next file
         self.comet_sims: list = []  # CometBFT chain simulators (the consensus scenario)
         self.disperser = None  # the DA disperser (devnet/disperser.py), when there are DA signer targets
+        self.nodes_stopped_block: int | None = None  # the block at which a scenario stopped its nodes
         self.da_entrance: str | None = None  # the DevnetDAEntrance address, likewise
 
     # ---------------------------------------------------------------------------------- setup

@@ -179,8 +179,9 @@ async def report(net, rpc: RpcClient, scenario: str, epochs: list[int]) -> dict:
             if ts and n and lic in active.get(e, set()):
                 committed[(e, lic)] = n
     revealed = {(ev["epoch"], ev["license"]) for ev in await chain_events(protocol, "Revealed", start)}
-    head = await rpc.block_number()
-    last_closed = await protocol.call("currentEpoch") - 2  # reveal windows of older epochs are over
+    # The last epoch whose reveal window ended while the nodes ran (up to now, if they still run).
+    head = net.nodes_stopped_block or await rpc.block_number()
+    last_closed = await protocol.call("epochAt", head) - 2  # reveal windows of older epochs are over
     if head >= (await protocol.call("revealWindow", last_closed + 1))[1]:
         last_closed += 1  # and the previous epoch's, once its window has ended
     first_block = await protocol.call("epochStartBlock", epochs[0])

@@ -218,6 +218,9 @@ def _run_scenario(net: Devnet, name: str, spec: Scenario, epochs_n: int) -> dict
             await _wait_settled(net, rpc, protocol, epochs[-1], tick)
             net.sample_rss()
             net.stop_nodes()
+            # Reveals due after this block were the stopped nodes' to make, not misses (the report counts
+            # an epoch's missing reveals only once its reveal window ended while the nodes ran).
+            net.nodes_stopped_block = await rpc.block_number()
             # Book every ended epoch's credit (it is otherwise booked lazily) so events show all of it.
             deployer = LocalSigner(net.anvil.private_keys[0])
             await vault.transact("settleLicenses", sorted(net.license_owner), signer=deployer)

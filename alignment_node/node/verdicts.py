@@ -21,7 +21,7 @@ from .parts import NodeParts, TickView
 log = logging.getLogger("alignment_node.audit")
 
 MIN_BLOCKS_LEFT_TO_COMMIT = 3  # do not start an epoch's audits when fewer blocks remain
-LAST_COMMIT_BLOCKS = 1  # nor send a commit this close to the epoch's end: it would be mined in the next and revert
+LAST_COMMIT_BLOCKS = 2  # nor send a commit this close to the epoch's end: it would be mined in the next and revert
 RECENT_VERDICTS = 500  # what /verdicts shows
 
 
