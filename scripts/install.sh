@@ -24,6 +24,32 @@ if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   python3 -m venv .venv
 fi
+# The npm packages and the portal's bundle install while pip works (they share no files).
+npm_steps() {
+  if [ ! -x contracts/node_modules/.bin/forge ] || [ contracts/package-lock.json -nt contracts/node_modules/.package-lock.json ]; then
+    log "installing npm packages in contracts/"
+    (cd contracts && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+
+  oracle=tests/zgs_oracle  # 0G's own TypeScript SDK, the oracle of tests/test_zgs_merkle.py
+  if [ "$devnet_only" -eq 0 ] && { [ ! -d "$oracle/node_modules/@0glabs/0g-ts-sdk" ] || [ "$oracle/package-lock.json" -nt "$oracle/node_modules/.package-lock.json" ]; }; then
+    log "installing npm packages in $oracle/"
+    (cd "$oracle" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+
+  portal_js=alignment_node/api/portal/portal.js  # the portal app the node serves at /portal (viem, bundled by esbuild)
+  if [ ! -d portal/node_modules/viem ] || [ portal/package-lock.json -nt portal/node_modules/.package-lock.json ]; then
+    log "installing npm packages in portal/"
+    (cd portal && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+  if [ ! -f "$portal_js" ] || [ -n "$(find portal/src portal/build.mjs portal/package-lock.json -newer "$portal_js" -print -quit)" ]; then
+    log "building the portal ($portal_js)"
+    (cd portal && node build.mjs >/dev/null)
+  fi
+}
+npm_steps &
+npm_pid=$!
+
 stamp=.venv/.installed  # the package with every extra
 core_stamp=.venv/.installed-core  # the package alone (--devnet)
 if [ "$devnet_only" -eq 1 ]; then
@@ -38,26 +64,8 @@ elif [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
-if [ ! -x contracts/node_modules/.bin/forge ] || [ contracts/package-lock.json -nt contracts/node_modules/.package-lock.json ]; then
-  log "installing npm packages in contracts/"
-  (cd contracts && npm ci --no-audit --no-fund --loglevel=error)
-fi
 
-oracle=tests/zgs_oracle  # 0G's own TypeScript SDK, the oracle of tests/test_zgs_merkle.py
-if [ "$devnet_only" -eq 0 ] && [ ! -d "$oracle/node_modules/@0glabs/0g-ts-sdk" ] || [ "$oracle/package-lock.json" -nt "$oracle/node_modules/.package-lock.json" ]; then
-  log "installing npm packages in $oracle/"
-  (cd "$oracle" && npm ci --no-audit --no-fund --loglevel=error)
-fi
-
-portal_js=alignment_node/api/portal/portal.js  # the portal app the node serves at /portal (viem, bundled by esbuild)
-if [ ! -d portal/node_modules/viem ] || [ portal/package-lock.json -nt portal/node_modules/.package-lock.json ]; then
-  log "installing npm packages in portal/"
-  (cd portal && npm ci --no-audit --no-fund --loglevel=error)
-fi
-if [ ! -f "$portal_js" ] || [ -n "$(find portal/src portal/build.mjs portal/package-lock.json -newer "$portal_js" -print -quit)" ]; then
-  log "building the portal ($portal_js)"
-  (cd portal && node build.mjs >/dev/null)
-fi
+wait "$npm_pid" || { log "the npm packages or the portal build failed"; exit 1; }
 
 if [ "$devnet_only" -eq 1 ]; then
   log "done (the devnet's part; scripts/test.sh installs the rest)"
