@@ -86,10 +86,26 @@ def add_key_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--address", help="which key of the keystore, if it holds several")
 
 
+def remote_signer(cfg, address: str | None = None):
+    """The config's remote signer (operator.signer = "remote"), checked: it answers and holds the address."""
+    from .chain.remote_signer import RemoteSigner, RemoteSignerError
+
+    try:
+        signer = RemoteSigner(cfg.operator.remote_signer_url, address or cfg.operator.address,
+                              cfg.operator.remote_signer_timeout_s)
+        signer.check()
+    except (ValueError, RemoteSignerError) as exc:
+        raise CliError(f"operator.remote_signer_url: {exc}") from None
+    return signer
+
+
 def unlock(args: argparse.Namespace, cfg=None):
-    """The signer from --keystore/--password-* (or the config's [operator] section)."""
+    """The signer from --keystore/--password-* (or the config's [operator] section: a keystore, or a remote
+    signer unless --keystore is given)."""
     from .keys import KeystoreError, load_signer, read_password
 
+    if cfg is not None and cfg.operator.signer == "remote" and not args.keystore:
+        return remote_signer(cfg, args.address)
     keystore = args.keystore or (str(cfg.resolve(cfg.operator.keystore)) if cfg else None)
     pw_file = args.password_file or (str(cfg.resolve(cfg.operator.password_file)) if cfg and cfg.operator.password_file else None)
     pw_env = args.password_env or (cfg.operator.password_env if cfg and not args.password_file else None)
@@ -207,12 +223,15 @@ def run_chain(args: argparse.Namespace, coro_fn) -> int:
         async with ChainContext(args) as ctx:
             return await coro_fn(ctx)
 
+    from .chain.remote_signer import RemoteSignerError
     from .chain.rpc import RpcException
 
     try:
         data, text = asyncio.run(main())
     except RpcException as exc:
         raise CliError(f"chain unreachable or answered badly: {exc}") from None
+    except RemoteSignerError as exc:
+        raise CliError(str(exc)) from None
     emit(args, data, text)
     return 0
 
@@ -300,6 +319,7 @@ def cmd_claim_commission(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     async def go(ctx: ChainContext):
         from .protocol import DELEGATION_STATE_NAMES as STATE_NAMES
+        from .node.why import facts_from_chain, why_not_earning
 
         if args.keystore:
             who = ctx.signer().address
@@ -324,6 +344,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                      "state": STATE_NAMES[state], "active_epoch": last_active_plus1 - 1 if last_active_plus1 else None,
                      "suspended": await c["RewardVault"].call("isSuspended", token_id, epoch),
                      "claimable_wei": str(await c["RewardVault"].call("claimable", token_id))}
+            entry.update(why_not_earning(await facts_from_chain(c, token_id, epoch)).fields())  # node/why.py
             (owned if owner.lower() == who.lower() else operated).append(entry)
             if owner.lower() == who.lower() and operator.lower() == who.lower():
                 operated.append(entry)
@@ -341,7 +362,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         for e in owned:
             lines.append(f"  license {e['id']}: {e['state']}"
                          f"{' with ' + e['operator'] if e['operator'] else ''}, claimable "
-                         f"{wei_to_str(int(e['claimable_wei']))}")
+                         f"{wei_to_str(int(e['claimable_wei']))}"
+                         + (f"; earns nothing: {e['why_not_earning']}" if e["why_not_earning_code"] != "none" else ""))
         if op[0]:
             lines.append(f"operator: commission {op[1]} bps, {op[2]} delegated, {op[3]} pending, commission "
                          f"claimable {wei_to_str(int(data['operator']['commission_claimable_wei']))}")
@@ -369,6 +391,12 @@ def cmd_validate_config(args: argparse.Namespace) -> int:
             load_manifest(cfg.resolve(cfg.chain.manifest))
         except ValueError as exc:
             problems.append(f"chain.manifest: {exc}")
+    if cfg is not None and cfg.operator.signer == "remote":
+        try:
+            remote_signer(cfg)
+        except CliError as exc:
+            problems.append(str(exc))
+    elif cfg is not None:
         try:
             addresses = list_addresses(cfg.resolve(cfg.operator.keystore))
             if not addresses:
@@ -403,7 +431,11 @@ def cmd_start(args: argparse.Namespace) -> int:
     data_dir = cfg.resolve(cfg.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     signer = unlock(args, cfg)
-    setup_logging(cfg.log_level, data_dir / "node.log", secret_guard=signer)
+    from .chain.tx import LocalSigner
+
+    # A remote signer's key never reaches this process, so there is nothing for the log guard to look for.
+    setup_logging(cfg.log_level, data_dir / "node.log",
+                  secret_guard=signer if isinstance(signer, LocalSigner) else None)
     try:
         manifest = load_manifest(cfg.resolve(cfg.chain.manifest))
     except ValueError as exc:
@@ -665,10 +697,11 @@ def build_parser() -> argparse.ArgumentParser:
                lambda sp: (licenses_arg(sp), sp.add_argument("operator", help="operator address")))
     tx_command("undelegate", "owner: take licenses back (immediate)", "OperatorRegistry", "undelegate",
                lambda a: (parse_ids(a.licenses),), licenses_arg)
-    claim = sub.add_parser("claim", help="owner: claim the rewards of licenses")
+    claim = sub.add_parser("claim", help="owner: claim the rewards of licenses, once or every N epochs")
     add_chain_args(claim)
-    licenses_arg(claim)
-    claim.set_defaults(func=cmd_claim)
+    from .claims import add_claim_args
+
+    add_claim_args(claim, cmd_claim, ChainContext)  # licenses, --every-epochs N --floor WEI (claims.py)
 
     tx_command("register-operator", "operator: register with a commission fixed forever", "OperatorRegistry",
                "registerOperator", lambda a: (a.commission_bps, a.metadata_uri),
@@ -748,6 +781,15 @@ def build_parser() -> argparse.ArgumentParser:
     from .models.cli import add_model_args
 
     add_model_args(sub)
+    from .governance_cli import add_governance_args
+
+    add_governance_args(sub, ChainContext, add_chain_args)
+    from .init_cli import add_init_args
+
+    add_init_args(sub)
+    from .deploy_cli import add_deploy_args
+
+    add_deploy_args(sub)
     return p
 
 

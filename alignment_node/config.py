@@ -11,7 +11,15 @@ Keys (TOML section.key; environment name in parentheses):
 - ``operator.keystore`` (..._OPERATOR_KEYSTORE): keystore directory (Ethereum keystore v3 files).
 - ``operator.password_file`` / ``operator.password_env`` (..._OPERATOR_PASSWORD_FILE / _PASSWORD_ENV): where the
   keystore password comes from (a file's first line, or the named environment variable). Exactly one.
-- ``operator.address`` (..._OPERATOR_ADDRESS): which key of the keystore to use, if it holds several.
+- ``operator.address`` (..._OPERATOR_ADDRESS): which key of the keystore to use, if it holds several; with a
+  remote signer, the address it signs for (required).
+- ``operator.signer`` (..._OPERATOR_SIGNER): ``keystore`` (the default: the key is decrypted into the node's
+  memory) or ``remote`` (a Web3Signer-compatible signer holds it; docs/node.md, "Remote signing"). With
+  ``remote`` the keystore and password settings are not used.
+- ``operator.remote_signer_url`` (..._OPERATOR_REMOTE_SIGNER_URL): the remote signer's JSON-RPC URL (http or
+  https; logged as scheme://host:port only). Required with ``signer = "remote"``.
+- ``operator.remote_signer_timeout_s`` (..._OPERATOR_REMOTE_SIGNER_TIMEOUT_S): seconds the node waits for the
+  remote signer per connect or read. Default 5.
 - ``service.host`` / ``service.port`` (..._SERVICE_HOST / _SERVICE_PORT): the HTTP API. Default 127.0.0.1:9100.
 - ``gas.max_fee_gwei`` (..._GAS_MAX_FEE_GWEI): cap on maxFeePerGas. Default 500.
 - ``gas.priority_fee_gwei`` (..._GAS_PRIORITY_FEE_GWEI): maxPriorityFeePerGas. Default 1.
@@ -51,7 +59,7 @@ Keys (TOML section.key; environment name in parentheses):
   the URL, which keeps its token out of the file); a telegram webhook's URL is the bot API base with the token,
   ``https://api.telegram.org/bot<token>``, and it needs ``chat_id``. URLs are logged as scheme://host only.
 - ``alerts.disabled`` (..._ALERTS_DISABLED, comma separated): alerts not to send, of license_penalized,
-  license_suspended, missed_reveal, low_balance, rpc_failover, target_flagged.
+  license_suspended, missed_reveal, low_balance, rpc_failover, target_flagged, node_outdated.
 - ``alerts.severity`` (a table; ..._ALERTS_SEVERITY as ``alert=severity,...``): severity per alert (critical,
   warning, info) instead of its default.
 - ``alerts.node_name`` (..._ALERTS_NODE_NAME): how alerts name this node. Default: the operator address.
@@ -63,6 +71,24 @@ Keys (TOML section.key; environment name in parentheses):
 - ``alerts.timeout_s`` (..._ALERTS_TIMEOUT_S): seconds per delivery attempt. Default 10.
 - ``alerts.max_attempts`` (..._ALERTS_MAX_ATTEMPTS): attempts per delivery (with doubling backoff) before it
   is dropped. Default 8.
+- ``[rewards]``: claims (docs/node.md, "Claims and why a license earns nothing"). RewardVault pays a license's
+  credit only to its owner (``claim`` reverts ``NotLicenseOwner`` for anyone else) and commission only to the
+  operator that earned it (``claimCommission``), so the node claims commission and the owner's
+  ``alignment-node claim --every-epochs N`` claims licenses. Amounts beyond TOML's 64-bit integers are strings.
+- ``rewards.auto_claim_commission`` (..._REWARDS_AUTO_CLAIM_COMMISSION): the node claims its commission, once
+  per epoch at most, when it passes both guards below. Default false.
+- ``rewards.commission_floor_wei`` (..._REWARDS_COMMISSION_FLOOR_WEI): claim commission only from this much
+  (reward-token wei). Default 10^18.
+- ``rewards.reward_wei_per_gas_wei`` (..._REWARDS_REWARD_WEI_PER_GAS_WEI): what one wei of the chain's gas coin is
+  worth in reward-token wei (1 when the reward token is the gas coin or a 1:1 wrapper of it). When set, a claim
+  also needs the claimable amount to exceed the claim's gas cost (eth_estimateGas x the current max fee per gas,
+  converted at this rate). Default 0: unknown, the tokens differ and the floor is the only guard against gas
+  eating the reward.
+- ``rewards.claim_licenses`` (..._REWARDS_CLAIM_LICENSES, e.g. ``1,2,5-8``): licenses the owner's
+  ``alignment-node claim --every-epochs N --config FILE`` claims (not the node: only an owner may claim).
+- ``rewards.claim_every_epochs`` (..._REWARDS_CLAIM_EVERY_EPOCHS): that command's default period. Default 1.
+- ``rewards.claim_floor_wei`` (..._REWARDS_CLAIM_FLOOR_WEI): that command claims only when the licenses' total
+  claimable is at least this (and exceeds the gas cost as above). Default 10^18.
 """
 
 from __future__ import annotations
@@ -88,8 +114,10 @@ DEFAULT_SEVERITY = {
     "low_balance": "critical",
     "rpc_failover": "warning",
     "target_flagged": "info",
+    "node_outdated": "critical",
 }
 WEBHOOK_KINDS = ("discord", "slack", "telegram", "json")
+SIGNER_KINDS = ("keystore", "remote")  # operator.signer
 
 
 class ConfigError(ValueError):
@@ -114,6 +142,9 @@ class OperatorConfig:
     password_file: str = ""
     password_env: str = ""
     address: str = ""
+    signer: str = "keystore"  # or "remote": SIGNER_KINDS
+    remote_signer_url: str = ""
+    remote_signer_timeout_s: float = 5.0
 
 
 @dataclass
@@ -176,6 +207,16 @@ class AlertsConfig:
 
 
 @dataclass
+class RewardsConfig:
+    auto_claim_commission: bool = False
+    commission_floor_wei: int = 10**18
+    reward_wei_per_gas_wei: float = 0.0  # 0: unknown (the reward token is not the gas coin): floor only
+    claim_licenses: list[int] = field(default_factory=list)  # the owner's `claim --every-epochs`, not the node
+    claim_every_epochs: int = 1
+    claim_floor_wei: int = 10**18
+
+
+@dataclass
 class Config:
     data_dir: str = "data"
     log_level: str = "info"
@@ -186,6 +227,7 @@ class Config:
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    rewards: RewardsConfig = field(default_factory=RewardsConfig)
     source: str = ""  # the file it was read from, for messages
 
     def resolve(self, path: str) -> Path:
@@ -204,6 +246,7 @@ _SECTIONS = {
     "heartbeat": HeartbeatConfig,
     "audit": AuditConfig,
     "alerts": AlertsConfig,
+    "rewards": RewardsConfig,
 }
 _TOP = ("data_dir", "log_level")
 
@@ -231,6 +274,12 @@ def _coerce(value: Any, target: type, key: str, problems: list[str]) -> Any:
             if not isinstance(value, str):
                 raise ValueError
             return value
+        if target == list[int]:  # license ids: a TOML list, or "1,2,5-8"
+            if isinstance(value, str):
+                return parse_id_list(value)
+            if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+                return value
+            raise ValueError
         if target == list[str]:
             if isinstance(value, str):
                 return [v.strip() for v in value.split(",") if v.strip()]
@@ -278,7 +327,7 @@ def _webhooks(value: Any, key: str, problems: list[str]) -> list[WebhookConfig] 
 
 def _field_types(cls: type) -> dict[str, type]:
     hints = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": list[str],
-             "dict[str, str]": dict[str, str], "list[WebhookConfig]": list[WebhookConfig]}
+             "dict[str, str]": dict[str, str], "list[WebhookConfig]": list[WebhookConfig], "list[int]": list[int]}
     return {f.name: hints[f.type] if isinstance(f.type, str) else f.type for f in dataclasses.fields(cls)}
 
 
@@ -345,6 +394,7 @@ def load_config(path: str | os.PathLike | None, env: Mapping[str, str] | None = 
 
     problems.extend(_validate(cfg))
     problems.extend(_validate_alerts(cfg.alerts, env))
+    problems.extend(_validate_rewards(cfg.rewards))
     if problems:
         raise ConfigError(problems)
     return cfg
@@ -366,8 +416,7 @@ def _validate(cfg: Config) -> list[str]:
         problems.append("chain.poll_interval: must be > 0 seconds")
     if not (0 <= cfg.service.port <= 65535):
         problems.append(f"service.port: {cfg.service.port} is not a TCP port (0-65535)")
-    if bool(cfg.operator.password_file) == bool(cfg.operator.password_env):
-        problems.append("operator: set exactly one of password_file or password_env")
+    problems.extend(_validate_signer(cfg.operator))
     if cfg.gas.max_fee_gwei <= 0 or cfg.gas.priority_fee_gwei < 0:
         problems.append("gas: max_fee_gwei must be > 0 and priority_fee_gwei >= 0")
     if cfg.gas.priority_fee_gwei > cfg.gas.max_fee_gwei:
@@ -392,6 +441,30 @@ def _validate(cfg: Config) -> list[str]:
         problems.append("audit: storage_from_block >= 0 and 1 <= storage_challenges <= 64 are needed")
     if cfg.operator.address and not _is_address(cfg.operator.address):
         problems.append(f"operator.address: {cfg.operator.address!r} is not a 0x-prefixed 20-byte hex address")
+    return problems
+
+
+def _validate_signer(op: OperatorConfig) -> list[str]:
+    """The [operator] signing settings: a keystore needs one password source; a remote signer a URL and the
+    address it signs for (whether it answers and holds that address is checked by validate-config)."""
+    if op.signer not in SIGNER_KINDS:
+        return [f"operator.signer: {op.signer!r} is not one of {', '.join(SIGNER_KINDS)}"]
+    if op.signer == "keystore":
+        if bool(op.password_file) == bool(op.password_env):
+            return ["operator: set exactly one of password_file or password_env"]
+        return []
+    problems = []
+    parts = urlsplit(op.remote_signer_url)
+    if not op.remote_signer_url:
+        problems.append('operator.remote_signer_url: signer = "remote" needs the signer\'s JSON-RPC URL')
+    elif parts.scheme not in ("http", "https") or not parts.hostname:
+        problems.append(f"operator.remote_signer_url: {redact_url(op.remote_signer_url)!r} is not an http(s) URL")
+    elif parts.username or parts.password:
+        problems.append("operator.remote_signer_url: credentials in the URL (user:password@) are not supported")
+    if not op.address:
+        problems.append('operator.address: signer = "remote" needs the address the signer signs for')
+    if not 0 < op.remote_signer_timeout_s <= 120:
+        problems.append("operator.remote_signer_timeout_s: between 0 and 120 seconds")
     return problems
 
 
@@ -428,6 +501,33 @@ def _validate_alerts(alerts: AlertsConfig, env: Mapping[str, str]) -> list[str]:
         problems.append("alerts: resolve_after_s >= 0, flap_window_s > 0 and flap_max_fires >= 1 are needed")
     if not 0 < alerts.timeout_s <= 60 or alerts.max_attempts < 1:
         problems.append("alerts: 0 < timeout_s <= 60 seconds and max_attempts >= 1 are needed")
+    return problems
+
+
+def parse_id_list(text: str) -> list[int]:
+    """'1,2,5-8' -> [1, 2, 5, 6, 7, 8]; ValueError when it is not such a list."""
+    ids: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            ids.extend(range(int(lo), int(hi) + 1))
+        elif part:
+            ids.append(int(part))
+    return ids
+
+
+def _validate_rewards(r: RewardsConfig) -> list[str]:
+    problems = []
+    for key in ("commission_floor_wei", "claim_floor_wei"):
+        if getattr(r, key) < 0:
+            problems.append(f"rewards.{key}: must be >= 0 wei")
+    if r.reward_wei_per_gas_wei < 0:
+        problems.append("rewards.reward_wei_per_gas_wei: must be >= 0 (0: unknown, the floor is the only guard)")
+    if r.claim_every_epochs < 1:
+        problems.append("rewards.claim_every_epochs: at least 1 epoch")
+    if any(i < 1 for i in r.claim_licenses):
+        problems.append(f"rewards.claim_licenses: license ids start at 1, got {r.claim_licenses}")
     return problems
 
 

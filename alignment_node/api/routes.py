@@ -3,7 +3,8 @@ snapshot the node's services publish, the store (through its read-only StoreRead
 the baselines directory, never from the services themselves, so a slow client never blocks the audit loop.
 
 - GET /health: 200 healthy, 206 partly healthy (with reasons), 503 unhealthy;
-- GET /status: the operator's licenses, balances, endpoints, alerts and journal counts;
+- GET /status: the operator's licenses (each with ``why_not_earning``: node/why.py), balances, endpoints, alerts,
+  journal counts and version (the node's release, governance's minimum, whether it is below it: version_gate.py);
 - GET /verdicts: the latest verdicts of this node's audits;
 - GET /transactions: the journal's last 20 transactions, newest first (the portal's operator tab);
 - GET /evidence/<root>: a bundle's exact bytes (keccak256 of the body is the root);
@@ -20,6 +21,7 @@ from typing import Callable
 
 from ..node.parts import Snapshot
 from ..node.store import Store, StoreReader
+from ..node.why import facts_from_view, why_not_earning
 from .server import Route, json_response
 
 HEALTH_WORDS = {200: "healthy", 206: "partly healthy", 503: "unhealthy"}
@@ -28,6 +30,14 @@ RECENT_TRANSACTIONS = 20
 
 def _is_hash(text: str) -> bool:
     return text.startswith("0x") and len(text) == 66 and all(c in "0123456789abcdef" for c in text[2:])
+
+
+def _with_why(v: dict, epoch: int | None) -> dict:
+    """A license of the view with its reason for earning nothing: the rewards service adds it (with the claimable
+    amount); until it has for a freshly read view, it is judged here from the booked balance."""
+    if "why_not_earning" in v or epoch is None:
+        return v
+    return {**v, **why_not_earning(facts_from_view(v, epoch)).fields()}
 
 
 class NodeRoutes:
@@ -61,12 +71,13 @@ class NodeRoutes:
             "chain_id": s.chain_id,
             "head_block": s.head_block,
             "epoch": s.epoch,
-            "licenses": {str(k): v for k, v in sorted(s.licenses.items())},
+            "licenses": {str(k): _with_why(v, s.epoch) for k, v in sorted(s.licenses.items())},
             "last_heartbeat": s.last_heartbeat,
             "balances": s.balances,
             "endpoints": s.endpoints,
             "alerts": s.alerts,
             "journal": s.journal,
+            "version": s.version_gate,
             "pid": os.getpid(),
         })
 

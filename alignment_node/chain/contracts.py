@@ -135,7 +135,9 @@ async def build_transaction(
         value=opts.value,
         data=data,
     )
-    return signer.sign_transaction(tx)
+    # A remote signer (chain/remote_signer.py) signs off the event loop; a LocalSigner signs in place.
+    sign_async = getattr(signer, "sign_transaction_async", None)
+    return await sign_async(tx) if sign_async is not None else signer.sign_transaction(tx)
 
 
 async def send_transaction(rpc: RpcClient, signed: SignedTx) -> str:

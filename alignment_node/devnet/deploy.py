@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from .. import __version__
 from ..chain.abi import ContractAbi
 from ..chain.artifacts import decode_revert
 from ..chain.artifacts import ARTIFACTS_DIR, load_artifact
@@ -323,8 +324,12 @@ async def deploy_async(
         "deployer": me,
         "contracts": dict(sorted(addr.items())),
         "params": r,
-        "artifactsDir": str(art_dir),
+        # The release whose committed artifacts hold these contracts' ABIs (a manifest is published: it names
+        # no directory of the deployer's machine unless other artifacts were asked for).
+        "release": __version__,
     }
+    if artifacts_dir is not None:
+        manifest["artifactsDir"] = str(art_dir)
     if out is not None:
         write_manifest(manifest, out)
     return manifest

@@ -7,7 +7,8 @@
 - low_balance: the operator's gas balance is below ``gas.min_balance_wei``;
 - rpc_failover: the node's RPC client moved to another endpoint within the last FAILOVER_ACTIVE_S seconds;
 - target_flagged: a ``ViolationFlagged`` event for any target, until a later epoch of it settles OK
-  (``TargetSettled``) or FLAG_STALE_EPOCHS epochs pass without a new flag.
+  (``TargetSettled``) or FLAG_STALE_EPOCHS epochs pass without a new flag;
+- node_outdated: the node's release is below governance's minimum (version_gate.py).
 
 Events are read every SCAN_INTERVAL_S seconds (and at each new epoch) from the block after the last one read;
 that position and what it found are kept in the store, so a restart resumes where it stopped. Reading starts
@@ -24,6 +25,7 @@ from .. import protocol as P
 from ..chain.manifest import LOG_CHUNK_BLOCKS, scan_logs
 from .alert_delivery import AlertEngine, Condition
 from .parts import NodeParts, TickView
+from .version_gate import outdated_reason
 
 log = logging.getLogger("alignment_node.alerts")
 
@@ -122,6 +124,7 @@ class AlertConditions:
         self.engine.report("low_balance", self._low_balance())
         self.engine.report("rpc_failover", self._failover())
         self.engine.report("target_flagged", self._targets_flagged())
+        self.engine.report("node_outdated", self._outdated())
 
     def _penalized(self) -> list[Condition]:
         out = []
@@ -160,6 +163,10 @@ class AlertConditions:
         return [Condition(f"target_flagged:{t}", f"target {t} was flagged {f['details']['outcome']} in epoch "
                           f"{f['details']['epoch']} (evidence {f['details']['evidence_root']})", f["details"])
                 for t, f in sorted(self._flagged.items())]
+
+    def _outdated(self) -> list[Condition]:
+        reason = outdated_reason(self.node.snapshot.version_gate)
+        return [Condition("node_outdated", reason, dict(self.node.snapshot.version_gate))] if reason else []
 
     def _missed_reveals(self, epoch: int) -> list[Condition]:
         """The latest epoch whose reveals are decided (the current epoch reveals the previous one's)."""

@@ -51,6 +51,7 @@ TITLES = {
     "low_balance": "Low gas balance",
     "rpc_failover": "RPC failover",
     "target_flagged": "Target flagged",
+    "node_outdated": "Node release below the minimum",
 }
 RETRY_BASE_S = 2.0  # first retry after this, doubling per attempt
 RETRY_MAX_S = 600.0

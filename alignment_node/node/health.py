@@ -7,6 +7,7 @@ import time
 
 from ..chain.rpc import RpcClient, RpcException
 from .parts import NodeParts, TickView
+from .version_gate import outdated_reason
 
 PROBE_INTERVAL_S = 5.0
 
@@ -43,6 +44,9 @@ class HealthService:
         if s.last_tick is None or time.time() - s.last_tick > stale_after:
             reasons.append("no chain head processed recently" + (f": {s.last_error}" if s.last_error else ""))
             return 503, reasons
+        outdated = outdated_reason(s.version_gate)
+        if outdated:
+            return 503, [outdated]
         down = [e["url"] for e in s.endpoints if not e["ok"]]
         if s.endpoints and len(down) == len(s.endpoints):
             return 503, [f"every RPC endpoint is down: {', '.join(down)}"]

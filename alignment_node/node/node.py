@@ -10,6 +10,8 @@ this order:
 - rewards (rewards.py): balances, claimable credit and commission;
 - health (health.py): probe every RPC endpoint so /health can name the dead ones;
 - alert conditions (alert_conditions.py) to webhooks (alert_delivery.py).
+Before them, the version gate (version_gate.py) reads governance's minimum node release at each new epoch; below it
+the services in SKIPPED_WHEN_OUTDATED do not run (no new duties are taken on; reveals of earlier commits go on).
 A transaction that fails in one service does not stop the others; the first such failure is raised once they
 have all run. The HTTP API (api/routes.py) runs in threads and only reads the snapshot and the store.
 """
@@ -38,20 +40,22 @@ from .resume import ResumeService
 from .reveal import RevealService
 from .rewards import RewardsService
 from .settlement import SettlementService
-from .store import Store
+from .store import open_data_dir
 from .txsender import OutOfGasMoney, TxSender
 from .verdicts import VerdictService
+from .version_gate import VersionGate
 
 log = logging.getLogger("alignment_node.node")
 
 # what one service's failed transaction raises; the tick goes on with the next service
 SERVICE_FAILURES = (TransactionFailed, ContractRevert, OutOfGasMoney)
+# what a node below governance's minimum release does not run (version_gate.py)
+SKIPPED_WHEN_OUTDATED = (HeartbeatService, VerdictService, ResumeService, SettlementService)
 
 
 def build_parts(cfg: Config, signer: LocalSigner, manifest: dict) -> NodeParts:
     data_dir = cfg.resolve(cfg.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(data_dir / "node.sqlite")
+    store = open_data_dir(data_dir)  # checks the data directory's VERSION and migrates an older store
     metrics = NodeMetrics()
     rpc = MeteredRpcClient(cfg.chain.rpc_urls, cfg.chain.request_timeout, metrics)
     sender = TxSender(rpc, signer, store, max_fee_gwei=cfg.gas.max_fee_gwei,
@@ -61,6 +65,8 @@ def build_parts(cfg: Config, signer: LocalSigner, manifest: dict) -> NodeParts:
 
 
 class Node:
+    gate: VersionGate | None = None  # set by __init__
+
     def __init__(self, cfg: Config, signer: LocalSigner, manifest: dict):
         self.parts = p = build_parts(cfg, signer, manifest)
         self.cfg, self.store, self.snapshot = cfg, p.store, p.snapshot
@@ -69,6 +75,7 @@ class Node:
         self.health = HealthService(p)
         self.verdicts = VerdictService(p, self.duties)
         self.alerts = AlertConditions(p)
+        self.gate = VersionGate(p)
         self.services = [HeartbeatService(p), RevealService(p), self.verdicts, ResumeService(p),
                          SettlementService(p, self.duties), RewardsService(p), self.health, self.alerts]
         self.api: ApiServer | None = None
@@ -127,8 +134,11 @@ class Node:
         p.metrics.head_block.set(head)
         p.metrics.epoch.set(epoch)
         view = await self.licenses.tick(head, epoch)
+        outdated = self.gate is not None and await self.gate.tick(view)
         failure: Exception | None = None
         for service in self.services:
+            if outdated and isinstance(service, SKIPPED_WHEN_OUTDATED):
+                continue
             try:
                 await service.tick(view)
             except SERVICE_FAILURES as exc:

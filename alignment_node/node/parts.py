@@ -60,6 +60,7 @@ class Snapshot:
     alerts: list[str] = field(default_factory=list)
     journal: dict[str, int] = field(default_factory=dict)
     verdicts: list[dict] = field(default_factory=list)
+    version_gate: dict = field(default_factory=dict)  # version_gate.py: release, governance's minimum, outdated
 
 
 @dataclass

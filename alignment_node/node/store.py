@@ -3,6 +3,11 @@
 The journal is what makes a crash harmless: a transaction is written here, signed, *before* it is sent, so a
 restart finds it and either sees its receipt, re-broadcasts the very same bytes (same hash: never a second
 transaction), or learns its nonce was used by another transaction.
+
+Upgrades (docs/node.md, "Upgrades"): the database carries its schema version in ``PRAGMA user_version`` (0: the
+unversioned layout of every release before versioning), the data directory a VERSION file (``DATA_FORMAT_VERSION``
+and the release that last wrote it). Opening a store runs the MIGRATIONS it lacks, in order, all in one
+transaction, after a copy of the file is kept beside it; a store or data directory of a newer release is refused.
 """
 
 from __future__ import annotations
@@ -13,8 +18,12 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from .. import __version__
+from ..errors import CliError
+
+# The layout of schema version 1: the tables of every release before versioning (user_version 0), unchanged.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tx_journal (
     id INTEGER PRIMARY KEY,
@@ -61,6 +70,75 @@ CREATE TABLE IF NOT EXISTS kv (
 );
 """
 
+DATA_FORMAT_VERSION = 1  # the data directory's layout: node.sqlite, node.log, baselines/, model-state/
+VERSION_FILE = "VERSION"
+RELEASE_KEY = "store.release"  # kv: the release that last migrated (or created) the database
+
+
+class StoreVersionError(CliError):
+    """A database or data directory this release cannot use: written by a newer release, or unreadable."""
+
+
+def _schema_v1(db: sqlite3.Connection) -> None:
+    """The tables of the releases before versioning; a database of those releases already has them all."""
+    for statement in filter(str.strip, SCHEMA.split(";")):
+        db.execute(statement)
+
+
+def _journal_nonce_index(db: sqlite3.Connection) -> None:
+    """An index on the journal's nonces: highest_nonce() runs before every transaction, and a node that runs for
+    months has a journal of every transaction it ever sent."""
+    db.execute("CREATE INDEX IF NOT EXISTS tx_journal_nonce ON tx_journal(nonce)")
+
+
+# MIGRATIONS[i] takes a database from schema version i to i + 1. Each is idempotent (safe on a database that
+# already has what it adds) and runs inside the one transaction of Store.migrate, so it must not commit.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_schema_v1, _journal_nonce_index]
+
+
+def schema_version() -> int:
+    """The schema version this release writes: the number of migrations."""
+    return len(MIGRATIONS)
+
+
+def _parse_release(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def read_version_file(data_dir: Path) -> dict | None:
+    """The data directory's VERSION file ({"format", "schema", "release"}), None when there is none (a data
+    directory of a release before versioning). Raises StoreVersionError when it is not one."""
+    path = Path(data_dir) / VERSION_FILE
+    try:
+        doc = json.loads(path.read_text())
+        if not (isinstance(doc, dict) and isinstance(doc.get("format"), int) and isinstance(doc.get("release"), str)):
+            raise ValueError("expected {\"format\": <int>, \"schema\": <int>, \"release\": \"X.Y.Z\"}")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise StoreVersionError(f"{path}: not a data directory VERSION file ({exc}); remove it and the node "
+                                "writes it again (the database's own schema version is still checked)") from None
+    return doc
+
+
+def open_data_dir(data_dir: str | Path) -> "Store":
+    """The node's store in ``data_dir``, after checking and stamping the directory's VERSION file: a directory of
+    a newer data format is refused before anything in it is touched."""
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    found = read_version_file(data_dir)
+    if found is not None and found["format"] > DATA_FORMAT_VERSION:
+        raise StoreVersionError(
+            f"data directory {data_dir} (format {found['format']}) was written by alignment-node {found['release']}; "
+            f"this is alignment-node {__version__} (format {DATA_FORMAT_VERSION}): upgrade alignment-node")
+    store = Store(data_dir / "node.sqlite")
+    stamp = {"format": DATA_FORMAT_VERSION, "schema": schema_version(), "release": __version__}
+    if found != stamp:
+        tmp = data_dir / (VERSION_FILE + ".tmp")
+        tmp.write_text(json.dumps(stamp, sort_keys=True) + "\n")
+        tmp.replace(data_dir / VERSION_FILE)
+    return store
+
 OPEN_STATES = ("signed", "sent")
 
 
@@ -106,7 +184,53 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA busy_timeout=5000")
-        self.db.executescript(SCHEMA)
+        self.migrate()
+
+    def migrate(self) -> None:
+        """Bring the database to this release's schema version (see MIGRATIONS): refuse a newer one; else keep a
+        copy of the file (``<name>.v<old>.bak``) and run the missing migrations in one transaction, so a failure
+        (or a crash) leaves the database as it was and the next start runs them again."""
+        found, target = self.db.execute("PRAGMA user_version").fetchone()[0], schema_version()
+        if found > target:
+            release = self._release()
+            self.db.close()
+            raise StoreVersionError(
+                f"database {self.path} (schema {found}) was written by alignment-node {release}; this is "
+                f"alignment-node {__version__} (schema {target}): upgrade alignment-node")
+        if found == target:
+            return
+        kept = ""
+        if self.db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
+            backup_path = self.path.with_name(f"{self.path.name}.v{found}.bak")
+            backup = sqlite3.connect(backup_path)
+            with backup:
+                self.db.backup(backup)
+            backup.close()
+            kept = f" (a copy of it is {backup_path.name})"
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for version in range(found, target):
+                MIGRATIONS[version](self.db)
+            self.db.execute("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET"
+                            " value = excluded.value", (RELEASE_KEY, json.dumps(__version__)))
+            self.db.execute(f"PRAGMA user_version = {target:d}")
+        except BaseException as exc:
+            self.db.execute("ROLLBACK")
+            self.db.close()
+            if isinstance(exc, Exception):
+                raise StoreVersionError(
+                    f"database {self.path}: migration from schema {found} to {target} failed and changed "
+                    f"nothing{kept}: {exc.__class__.__name__}: {exc}") from exc
+            raise
+        self.db.execute("COMMIT")
+
+    def _release(self) -> str:
+        """The release that last migrated this database (best effort: a newer schema may keep it elsewhere)."""
+        try:
+            row = self.db.execute("SELECT value FROM kv WHERE key = ?", (RELEASE_KEY,)).fetchone()
+        except sqlite3.Error:
+            row = None
+        return json.loads(row[0]) if row else "a newer release"
 
     def close(self) -> None:
         self.db.close()

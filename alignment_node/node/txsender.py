@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from ..chain.contracts import ContractRevert, TransactionFailed, TxOptions, build_transaction, check_receipt
+from ..chain.remote_signer import RemoteSignerError
 from ..chain.rpc import RpcClient, RpcError, hex_int
 from ..chain.tx import LocalSigner, decode_signed_transaction
 from .store import JournalEntry, Store
@@ -91,6 +92,10 @@ class TxSender:
                 if _is_funds_error(exc):
                     self._failed(purpose, "out_of_gas_money")
                     raise self._out_of_money(purpose) from None
+                raise
+            except RemoteSignerError as exc:  # nothing was signed, so nothing is journaled
+                self._failed(purpose, "signer")
+                log.error("%s not signed: %s", purpose, exc)
                 raise
             self.store.record_signed(nonce, purpose, epoch, signed.hash, signed.raw, meta)
             try:

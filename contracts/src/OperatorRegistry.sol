@@ -65,6 +65,9 @@ contract OperatorRegistry is Ownable {
     uint32 public maxLicensesPerOperator;
     /// @notice When on, only allowlisted accounts may register as operators.
     bool public operatorAllowlistEnabled;
+    /// @notice Oldest node release operators may run, as major << 16 | minor << 8 | patch (0: any). Nodes read it at
+    /// start and every epoch; an older node stops sending transactions (docs/node.md, "Upgrades").
+    uint32 public minNodeVersion;
     mapping(address => bool) public operatorAllowlisted;
 
     mapping(address => Operator) private _operators;
@@ -103,6 +106,7 @@ contract OperatorRegistry is Ownable {
     event OperatorRegistered(address indexed operator, uint16 commissionBps, string metadataURI);
     event LicenseStateChanged(uint256 indexed tokenId, address indexed operator, LicenseState state);
     event MaxLicensesPerOperatorSet(uint32 max);
+    event MinNodeVersionSet(uint32 version);
     event OperatorAllowlistEnabled(bool enabled);
     event OperatorAllowlisted(address indexed operator, bool allowed);
     event RewardVaultSet(address vault);
@@ -250,6 +254,12 @@ contract OperatorRegistry is Ownable {
     function setMaxLicensesPerOperator(uint32 max) external onlyOwner {
         maxLicensesPerOperator = max;
         emit MaxLicensesPerOperatorSet(max);
+    }
+
+    /// @notice Set the oldest node release operators may run (major << 16 | minor << 8 | patch; 0: any).
+    function setMinNodeVersion(uint32 version) external onlyOwner {
+        minNodeVersion = version;
+        emit MinNodeVersionSet(version);
     }
 
     function setOperatorAllowlistEnabled(bool enabled) external onlyOwner {

@@ -1,14 +1,16 @@
-// The portal's entry point: read the node's /portal/config.json, connect the wallet, show the three tabs.
+// The portal's entry point: read the node's /portal/config.json, connect the wallet, show the tabs.
 // Whatever fails is said in one sentence on the page; the page is never blank.
 import { Chain } from "./chain.js";
 import { h, shortAddress } from "./dom.js";
 import { explain } from "./errors.js";
+import * as governance from "./governance.js";
 import * as network from "./network.js";
 import * as operator from "./operator.js";
 import * as owner from "./owner.js";
 import { Wallet } from "./wallet.js";
 
-const TABS = { owner: ["Owner", owner], operator: ["Operator", operator], network: ["Network", network] };
+const TABS = { owner: ["Owner", owner], operator: ["Operator", operator], network: ["Network", network],
+  governance: ["Governance", governance] };
 const REFRESH_MS = 8000;
 
 class App {
@@ -62,7 +64,7 @@ class App {
     await this.refresh();
     setInterval(() => {
       const focused = document.activeElement;
-      if (!this.busy && !document.hidden && !(focused && ["INPUT", "SELECT"].includes(focused.tagName))) this.refresh();
+      if (!this.busy && !document.hidden && !(focused && ["INPUT", "SELECT", "TEXTAREA"].includes(focused.tagName))) this.refresh();
     }, REFRESH_MS);
   }
 

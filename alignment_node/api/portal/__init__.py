@@ -22,6 +22,8 @@ PORTAL_DIR = Path(__file__).resolve().parent
 #: Contracts the app reads or writes; their ABIs go into config.json.
 ABI_CONTRACTS = ("AlignmentLicense", "NodeSale", "OperatorRegistry", "TargetRegistry", "AuditProtocol", "RewardVault",
                  "RewardToken")
+#: The governance tab's contracts: in config.json when the manifest has them (the tab says so when it does not).
+GOVERNANCE_CONTRACTS = ("AlignmentGovernor", "Timelock")
 FILES = {
     "portal.js": "text/javascript; charset=utf-8",
     "portal.css": "text/css; charset=utf-8",
@@ -51,12 +53,13 @@ def portal_config(manifest: dict, rpc_urls: Sequence[str], operator: str, poll_i
     missing = [name for name in ABI_CONTRACTS if name not in contracts]
     if missing:
         raise ValueError(f"the deployment manifest lacks {', '.join(missing)}: the portal cannot work without them")
+    names = ABI_CONTRACTS + tuple(name for name in GOVERNANCE_CONTRACTS if name in contracts)
     return {
         "chainId": int(manifest["chainId"]),
         "deployBlock": int(manifest["deployBlock"]),
         "rpcUrls": [public_url(u) for u in rpc_urls],
-        "contracts": {name: contracts[name] for name in ABI_CONTRACTS},
-        "abis": {name: list(load_artifact(name).abi) for name in ABI_CONTRACTS},
+        "contracts": {name: contracts[name] for name in names},
+        "abis": {name: list(load_artifact(name).abi) for name in names},
         "operator": operator,
         "pollIntervalMs": max(250, int(poll_interval_s * 1000)),
     }
