@@ -388,9 +388,18 @@ def cmd_validate_config(args: argparse.Namespace) -> int:
         cfg = None
     if cfg is not None:
         try:
-            load_manifest(cfg.resolve(cfg.chain.manifest))
+            manifest = load_manifest(cfg.resolve(cfg.chain.manifest))
         except ValueError as exc:
             problems.append(f"chain.manifest: {exc}")
+        else:  # the node binds each contract (but the timelock) with the artifact the package ships for it
+            from .chain.artifacts import ArtifactError, load_artifact
+
+            for name in manifest["contracts"] if isinstance(manifest["contracts"], dict) else ():
+                try:
+                    if name != "Timelock":
+                        load_artifact(name)
+                except ArtifactError as exc:
+                    problems.append(f"chain.manifest: contract {name}: {exc}")
     if cfg is not None and cfg.operator.signer == "remote":
         try:
             remote_signer(cfg)
@@ -789,7 +798,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_init_args(sub)
     from .deploy_cli import add_deploy_args
 
-    add_deploy_args(sub)
+    add_deploy_args(sub, add_key_args, unlock)
     return p
 
 

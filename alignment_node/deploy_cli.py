@@ -18,7 +18,9 @@ from pathlib import Path
 from .errors import CliError
 
 
-def add_deploy_args(sub: argparse._SubParsersAction) -> None:
+def add_deploy_args(sub: argparse._SubParsersAction, add_key_args, unlock) -> None:
+    """Register ``deploy``; ``add_key_args`` and ``unlock`` are the CLI's keystore options and their unlocking
+    (passed in: this module is imported by the CLI and imports nothing of it)."""
     p = sub.add_parser("deploy", help="deployer: deploy and wire the contracts on a chain, write the manifest")
     p.add_argument("--rpc", action="append", required=True, help="JSON-RPC URL (repeat for failover)")
     p.add_argument("--chain-id", type=int, help="refuse any other chain (e.g. 16661 for 0G's mainnet)")
@@ -29,10 +31,8 @@ def add_deploy_args(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--key-env", metavar="VAR", help="environment variable holding the deployer key (hex)")
     p.add_argument("--key-file", metavar="PATH", help="file holding the deployer key (hex, first line)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    from .cli import add_key_args
-
     add_key_args(p)
-    p.set_defaults(func=cmd_deploy)
+    p.set_defaults(func=cmd_deploy, unlock=unlock)
 
 
 def _signer(args: argparse.Namespace):
@@ -43,9 +43,7 @@ def _signer(args: argparse.Namespace):
         raise CliError("say where the deployer key is: exactly one of --keystore DIR (with --password-file or "
                        "--password-env), --key-file PATH or --key-env VAR")
     if args.keystore:
-        from .cli import unlock
-
-        return unlock(args)
+        return args.unlock(args)
     try:
         return load_key(env_var=args.key_env) if args.key_env else load_key(path=args.key_file)
     except InvalidKeyError as exc:

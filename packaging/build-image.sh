@@ -43,8 +43,10 @@ started=$(date +%s)
 if [ ! -s "$base_tar" ] || [ "${ALIGNMENT_IMAGE_REBUILD_BASE:-0}" = 1 ]; then
     command -v mmdebstrap >/dev/null || die "mmdebstrap is not installed (apt-get install mmdebstrap)"
     step "building the base file system ($suite, from $sources): a few minutes, once"
-    # essential: dpkg and the Essential:yes set only (no apt); documentation, manuals and locales left out.
+    # essential: dpkg and the Essential:yes set only (no apt); /usr merged by the hook (not by the usrmerge package,
+    # which pulls in perl); documentation, manuals and locales left out.
     mmdebstrap --variant=essential --format=tar --include=python3-venv,ca-certificates,passwd \
+        --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
         --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
         --dpkgopt='path-include=/usr/share/doc/*/copyright' --dpkgopt='path-exclude=/usr/share/locale/*' \
         --dpkgopt='path-exclude=/usr/share/info/*' \

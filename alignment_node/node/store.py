@@ -76,7 +76,8 @@ RELEASE_KEY = "store.release"  # kv: the release that last migrated (or created)
 
 
 class StoreVersionError(CliError):
-    """A database or data directory this release cannot use: written by a newer release, or unreadable."""
+    """A database or data directory this release cannot use: written by a newer release, unreadable, or one whose
+    migration failed (and was rolled back)."""
 
 
 def _schema_v1(db: sqlite3.Connection) -> None:
@@ -99,10 +100,6 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_schema_v1, _journal_n
 def schema_version() -> int:
     """The schema version this release writes: the number of migrations."""
     return len(MIGRATIONS)
-
-
-def _parse_release(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split("."))
 
 
 def read_version_file(data_dir: Path) -> dict | None:
