@@ -11,7 +11,7 @@ const LICENSE = "AlignmentLicense";
 // IGovernor.ProposalState, in order.
 const STATES = ["Pending", "Active", "Canceled", "Defeated", "Succeeded", "Queued", "Expired", "Executed"];
 const OPEN = new Set(["Pending", "Active", "Succeeded", "Queued"]);
-const SUPPORT = [["for", 0, "For"], ["against", 1, "Against"], ["abstain", 2, "Abstain"]];
+const SUPPORT = [["for", 1, "For"], ["against", 0, "Against"], ["abstain", 2, "Abstain"]];
 const TARGET_KINDS = [[1, "EVM RPC"], [2, "CometBFT"], [3, "0G Storage"], [4, "0G DA signer"], [5, "model"]];
 
 // What the form can propose: each kind's contract, function, fields and how the fields become arguments.
