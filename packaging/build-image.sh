@@ -11,7 +11,7 @@
 # default this machine's), ALIGNMENT_IMAGE_APT_SOURCES (apt sources file the base is built from, default this
 # machine's), ALIGNMENT_IMAGE_CACHE (default .cache/container), PYTHON (builds the wheels, default .venv/bin/python),
 # ALIGNMENT_IMAGE_REBUILD_BASE=1 (rebuild the base even if cached). Needs root (or podman's rootless set-up),
-# podman and mmdebstrap.
+# podman and mmdebstrap. Exit status 3: this machine cannot build the image (what is missing is said).
 set -eu
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,7 +21,7 @@ python=${PYTHON:-$repo/.venv/bin/python}
 suite=${ALIGNMENT_IMAGE_SUITE:-$(. /etc/os-release && echo "${VERSION_CODENAME:-}")}
 sources=${ALIGNMENT_IMAGE_APT_SOURCES:-}
 
-die() { echo "build-image: $*" >&2; exit 2; }
+die() { echo "build-image: $*" >&2; exit 3; }  # 3: this machine cannot build the image (the tests skip)
 step() { echo "build-image: $*" >&2; }
 
 command -v podman >/dev/null || die "podman is not installed (apt-get install podman)"

@@ -199,6 +199,44 @@ def test_anvil_accepts_signed_tx_with_our_hash_and_sender(anvil):
     run(go())
 
 
+def test_a_transaction_whose_nonce_another_sender_of_the_key_took_is_signed_again_on_the_next(anvil):
+    """The operator's node and its owner's command share one key: when the node's transaction takes the nonce the
+    command chose (between its nonce read and its send), the command signs again on the next nonce; the node's
+    transaction stands."""
+    from alignment_node.chain.contracts import TxOptions, transact_raw
+
+    signer = LocalSigner(anvil.private_keys[3])
+    to = anvil.accounts[6]
+
+    class Racing(RpcClient):
+        competitor: str | None = None
+
+        async def get_transaction_count(self, address, block="latest"):
+            n = await super().get_transaction_count(address, block)
+            if self.competitor is None:  # the node sends first, on the same nonce
+                max_fee, tip = await self.suggest_fees()
+                other = signer.sign_transaction(Eip1559Tx(31337, n, tip, max_fee, 21_000, to, 1))
+                self.competitor = await self.send_raw_transaction(other.raw)
+                await self.wait_for_receipt(self.competitor, timeout=10)
+            return n
+
+    async def go():
+        async with Racing(anvil.url) as rpc:
+            before = await rpc.get_balance(to)
+            receipt = await transact_raw(rpc, signer, to, b"", TxOptions(value=10**15))
+            assert receipt["status"] == "0x1"
+            competitor = await rpc.get_transaction(rpc.competitor)
+            assert int(receipt["blockNumber"], 16) >= int(competitor["blockNumber"], 16)
+            mine = await rpc.get_transaction(receipt["transactionHash"])
+            assert int(mine["nonce"], 16) == int(competitor["nonce"], 16) + 1
+            assert await rpc.get_balance(to) == before + 10**15 + 1
+            # With the nonce given, a taken nonce is the caller's to resolve: no second signature.
+            with pytest.raises(Exception, match="nonce"):
+                await transact_raw(rpc, signer, to, b"", TxOptions(value=1, nonce=int(mine["nonce"], 16)))
+
+    run(go())
+
+
 def test_contract_address_prediction_matches_anvil(anvil):
     assert contract_address(DEV_ADDR_0, 0) == "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 

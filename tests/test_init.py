@@ -129,7 +129,9 @@ def test_init_validate_register_start_and_health(chain, tmp_path):
                 continue
             at = next(i for i, line in enumerate(lines) if line.lstrip("# ").startswith(f"{f.name} = ")
                       and lines.index(f"[{section}]") < i)
-            assert lines[at - 1] == f"# {docs[f'{section}.{f.name}']}", (section, f.name)
+            key = f"{section}.{f.name}"
+            assert key in docs, f"alignment_node/config.py's docstring does not document {key}"
+            assert lines[at - 1] == f"# {docs[key]}", key
 
     ok = cli("validate-config", "--config", str(d / "config.toml"))
     assert ok.returncode == 0 and ok.stdout.strip() == "config OK", ok.stdout + ok.stderr

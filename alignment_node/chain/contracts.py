@@ -10,6 +10,8 @@ A revert (in the estimate, in eth_call or in the mined transaction) raises `Cont
 
 from __future__ import annotations
 
+import asyncio
+
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -181,10 +183,28 @@ async def transact_raw(
     errors: ErrorRegistry | None = None,
 ) -> dict:
     opts = opts or TxOptions()
-    signed = await build_transaction(rpc, signer, to, data, opts, what, errors)
-    await send_transaction(rpc, signed)
+    for attempt in range(NONCE_RETRIES + 1):
+        signed = await build_transaction(rpc, signer, to, data, opts, what, errors)
+        try:
+            await send_transaction(rpc, signed)
+            break
+        except TransactionFailed as exc:
+            # Another process with the same key (the operator's node, while its owner runs a command) took this
+            # nonce first: sign again on the next free one. An explicit nonce is the caller's to resolve.
+            if opts.nonce is not None or attempt == NONCE_RETRIES or not _nonce_taken(exc):
+                raise
+            await asyncio.sleep(0.5 * (attempt + 1))
     receipt = await rpc.wait_for_receipt(signed.hash, timeout=opts.timeout)
     return await check_receipt(rpc, signed, receipt, what, errors)
+
+
+NONCE_RETRIES = 3  # fresh nonces tried when another sender of the same key took the one chosen
+NONCE_TAKEN = ("nonce too low", "replacement transaction underpriced", "already used", "nonce has already been used")
+
+
+def _nonce_taken(exc: TransactionFailed) -> bool:
+    cause = exc.__cause__
+    return isinstance(cause, RpcError) and any(m in cause.message.lower() for m in NONCE_TAKEN)
 
 
 def receipt_events(receipt: Mapping[str, Any]) -> list[DecodedEvent]:
