@@ -10,9 +10,11 @@
 # Environment: ALIGNMENT_IMAGE (tag, default localhost/alignment-node:latest), ALIGNMENT_IMAGE_SUITE (Debian suite,
 # default this machine's), ALIGNMENT_IMAGE_APT_SOURCES (apt sources file the base is built from, default this
 # machine's), ALIGNMENT_IMAGE_CACHE (default .cache/container), PYTHON (builds the wheels, default .venv/bin/python),
-# ALIGNMENT_IMAGE_REBUILD_BASE=1 (rebuild the base even if cached). Needs root (or podman's rootless set-up),
-# podman and mmdebstrap. Exit status 3: this machine cannot build the image (what is missing is said).
+# ALIGNMENT_IMAGE_COLD=1 (build everything again: the base, the dependency wheels, every layer; pip's own
+# download cache still serves). Needs root (or podman's rootless set-up), podman and mmdebstrap.
+# Exit status 3: this machine cannot build the image (what is missing is said).
 set -eu
+started=$(date +%s)
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cache=${ALIGNMENT_IMAGE_CACHE:-$repo/.cache/container}
@@ -22,7 +24,7 @@ suite=${ALIGNMENT_IMAGE_SUITE:-$(. /etc/os-release && echo "${VERSION_CODENAME:-
 sources=${ALIGNMENT_IMAGE_APT_SOURCES:-}
 
 die() { echo "build-image: $*" >&2; exit 3; }  # 3: this machine cannot build the image (the tests skip)
-step() { echo "build-image: $*" >&2; }
+step() { echo "build-image: [$(( $(date +%s) - started )) s] $*" >&2; }
 
 command -v podman >/dev/null || die "podman is not installed (apt-get install podman)"
 [ -n "$suite" ] || die "cannot tell the Debian suite from /etc/os-release: set ALIGNMENT_IMAGE_SUITE"
@@ -32,15 +34,16 @@ if [ -z "$sources" ]; then
         if [ -s "$f" ] && grep -q '^[^#]' "$f"; then sources=$f; break; fi
     done
 fi
-[ -n "$sources" ] && [ -s "$sources" ] || die "no apt sources file to build the base from: set ALIGNMENT_IMAGE_APT_SOURCES"
+[ -n "$sources" ] && [ -s "$sources" ] || die "no apt sources file to build the base from: \
+set ALIGNMENT_IMAGE_APT_SOURCES"
 
 mkdir -p "$cache/wheels"
 base_tar=$cache/base-$suite.tar
 base_image=localhost/alignment-node-base:$suite
-started=$(date +%s)
 
 # ------------------------------------------------------------------------------------------------ 1. base
-if [ ! -s "$base_tar" ] || [ "${ALIGNMENT_IMAGE_REBUILD_BASE:-0}" = 1 ]; then
+cold=${ALIGNMENT_IMAGE_COLD:-0}
+if [ ! -s "$base_tar" ] || [ "$cold" = 1 ]; then
     command -v mmdebstrap >/dev/null || die "mmdebstrap is not installed (apt-get install mmdebstrap)"
     step "building the base file system ($suite, from $sources): a few minutes, once"
     # essential: dpkg and the Essential:yes set only (no apt); /usr merged by the hook (not by the usrmerge package,
@@ -81,22 +84,28 @@ would not fit; set PYTHON to a Python $base_python"
 context=$cache/context
 rm -rf "$context" "$cache/src"
 mkdir -p "$context/app" "$context/wheels" "$cache/src"
+[ "$cold" = 1 ] && rm -f "$cache/wheels"/*.whl
 [ -f "$repo/alignment_node/api/portal/portal.js" ] || \
     step "warning: alignment_node/api/portal/portal.js is not built (scripts/install.sh); the portal will say so"
 tar -C "$repo" --exclude=__pycache__ -cf - pyproject.toml README.md alignment_node | tar -C "$cache/src" -xf -
 step "building the wheels"
-"$python" -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir "$context/app" "$cache/src"
+# Every file dated alike (the zip format's first day): the same sources give the same wheel, so podman reuses the
+# node's layers when nothing changed.
+SOURCE_DATE_EPOCH=315532800 "$python" -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir "$context/app" \
+    "$cache/src"
 app_wheel=$(ls "$context/app"/alignment_node-*.whl)
 # Dependencies: from the cache alone if it has them all, else from the index (pip's own cache makes it quick).
-"$python" -m pip wheel --quiet --no-index --find-links "$cache/wheels" --wheel-dir "$context/wheels" "$app_wheel" \
-    2>/dev/null || "$python" -m pip wheel --quiet --find-links "$cache/wheels" --wheel-dir "$context/wheels" "$app_wheel"
+deps="--quiet --find-links $cache/wheels --wheel-dir $context/wheels"
+# shellcheck disable=SC2086
+"$python" -m pip wheel $deps --no-index "$app_wheel" 2>/dev/null || "$python" -m pip wheel $deps "$app_wheel"
 rm -f "$context/wheels"/alignment_node-*.whl
 cp -n "$context/wheels"/*.whl "$cache/wheels/" 2>/dev/null || true
 rm -rf "$cache/src"
 
 # ------------------------------------------------------------------------------------------------ 3. image
 step "building $image"
+[ "$cold" = 1 ] && podman_args="$podman_args --no-cache"
 # shellcheck disable=SC2086
-podman build $podman_args --network=none --pull=never --build-arg "BASE=$base_image" --tag "$image" --file "$repo/packaging/Containerfile" \
-    "$context"
-step "done in $(( $(date +%s) - started )) s: $image"
+podman build $podman_args --network=none --pull=never --build-arg "BASE=$base_image" --tag "$image" \
+    --file "$repo/packaging/Containerfile" "$context"
+step "done: $image"

@@ -77,7 +77,8 @@ def test_installed_cli_reports_the_project_version(built):
 
 def test_installed_package_is_the_one_imported_and_has_no_models_extra(built):
     probe = ("import importlib.util, json, alignment_node\n"
-             "print(json.dumps({'file': alignment_node.__file__, 'torch': importlib.util.find_spec('torch') is not None}))")
+             "print(json.dumps({'file': alignment_node.__file__,\n"
+             "                  'torch': importlib.util.find_spec('torch') is not None}))")
     seen = json.loads(run([built["python"], "-c", probe], cwd=built["tmp"]).stdout)
     assert Path(seen["file"]).is_relative_to(built["venv"]), seen["file"]
     assert not seen["torch"], "torch (the models extra) is in the fresh venv"
