@@ -38,9 +38,13 @@ CPU_BOUND = {"test_blackbox", "test_llmserver", "test_model_audit", "test_model_
              "test_tee", "test_tokenlm", "test_verify_evidence", "test_evm_fuzz", "test_zgs_fuzz", "test_da_bls"}
 
 
+# Modules that share a resource run in one group: both build and run the container image (one podman build at a time).
+SHARED_GROUPS = {"test_container": "container", "test_join_network": "container"}
+
+
 def pytest_collection_modifyitems(config, items):
     if not config.pluginmanager.hasplugin("xdist"):
         return
     for item in items:
         module = item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
-        item.add_marker(pytest.mark.xdist_group("cpu" if module in CPU_BOUND else module))
+        item.add_marker(pytest.mark.xdist_group("cpu" if module in CPU_BOUND else SHARED_GROUPS.get(module, module)))

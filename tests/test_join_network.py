@@ -1,7 +1,8 @@
 """Issue 17's acceptance, as new users do it: a chain that the devnet did not start (an anvil of its own standing in
 for a public chain), the contracts deployed with `alignment-node deploy`, two operators set up from
 `alignment-node init` in separate directories (one with a keystore, one with a remote signer), owners who buy,
-delegate, are approved and claim, all through the command line; the test reads the outcome from the chain."""
+delegate, are approved and claim, all through the command line; operator A's node runs from the container image
+(packaging/build-image.sh) when this machine has podman; the test reads the outcome from the chain."""
 
 from __future__ import annotations
 
@@ -79,7 +80,55 @@ def start_node(config: Path, log: Path) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def stop(proc: subprocess.Popen) -> None:
+REPO = Path(__file__).resolve().parents[1]
+IMAGE = "localhost/alignment-node:test"  # the tag tests/test_container.py builds (same xdist group: one build)
+
+
+def container_image() -> list[str] | None:
+    """Build (or reuse) the node's image; the podman options this machine needs, or None without podman or when
+    this machine cannot build it (build-image.sh exits 3)."""
+    import shutil
+
+    if shutil.which("podman") is None:
+        return None
+    env = {**os.environ, "ALIGNMENT_IMAGE": IMAGE, "PYTHON": sys.executable}
+    out = subprocess.run([str(REPO / "packaging" / "build-image.sh")], env=env, capture_output=True, text=True,
+                         timeout=1200)
+    if out.returncode == 3:
+        return None
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return (REPO / ".cache" / "container" / "podman-args").read_text().split()
+
+
+class ContainerNode:
+    """An operator's node from the image: its init'ed directory mounted as /config (the config's relative paths,
+    data/ included, resolve there), host networking to reach the chain and serve its port."""
+
+    def __init__(self, podman_args: list[str], directory: Path, log: Path):
+        self.name = f"alignment-join-{os.getpid()}"
+        self.log = log
+        subprocess.run(["podman", "rm", "--force", self.name], capture_output=True)
+        out = subprocess.run(["podman", "run", "--detach", "--name", self.name, *podman_args, "--network=host",
+                              "-v", f"{directory}:/config:U", IMAGE, "start", "--config", "/config/config.toml"],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+
+    def poll(self):
+        state = subprocess.run(["podman", "inspect", "--format", "{{.State.Running}}", self.name],
+                               capture_output=True, text=True).stdout.strip()
+        return None if state == "true" else 1
+
+    def stop(self) -> None:
+        logs = subprocess.run(["podman", "logs", self.name], capture_output=True, text=True)
+        self.log.write_text(logs.stdout + logs.stderr)
+        subprocess.run(["podman", "stop", "--time", "20", self.name], capture_output=True, timeout=60)
+        subprocess.run(["podman", "rm", "--force", self.name], capture_output=True, timeout=60)
+
+
+def stop(proc) -> None:
+    if isinstance(proc, ContainerNode):
+        proc.stop()
+        return
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -151,7 +200,9 @@ def test_a_deployer_two_operators_and_two_owners_join_a_chain_the_devnet_did_not
             chain_read(url, manifest, fund_rewards)
 
             # Both nodes run from their init'ed directories until every license has something to claim.
-            nodes = [start_node(dir_a / "config.toml", tmp_path / "node-a.log"),
+            podman = container_image()
+            nodes = [ContainerNode(podman, dir_a, tmp_path / "node-a.log") if podman is not None
+                     else start_node(dir_a / "config.toml", tmp_path / "node-a.log"),
                      start_node(dir_b / "config.toml", tmp_path / "node-b.log")]
             deadline = time.monotonic() + 240
             claimable: dict[int, int] = {}
@@ -160,7 +211,9 @@ def test_a_deployer_two_operators_and_two_owners_join_a_chain_the_devnet_did_not
                 if all(claimable.values()):
                     break
                 for n, proc in zip("ab", nodes):
-                    assert proc.poll() is None, (tmp_path / f"node-{n}.log").read_text()[-3000:]
+                    if proc.poll() is not None:
+                        stop(proc)
+                        raise AssertionError((tmp_path / f"node-{n}.log").read_text()[-3000:])
                 time.sleep(2)
             assert all(claimable.values()), (claimable, (tmp_path / "node-b.log").read_text()[-3000:])
             present = chain_read(url, manifest, lambda c: _present_operators(c))

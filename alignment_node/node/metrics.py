@@ -46,6 +46,18 @@ class NodeMetrics:
         self.rpc_failovers = Counter(
             "alignment_rpc_failovers", "Requests that moved to another endpoint", registry=r
         )
+        self.rpc_lies = Counter(
+            "alignment_rpc_lies", "Endpoint answers refused as lies (wrong-chain, stale-head, stalled-head)",
+            ["reason"], registry=r,
+        )
+        self.reorged = Counter(
+            "alignment_reorged_transactions", "Mined transactions a reorg dropped from the chain", ["purpose"],
+            registry=r,
+        )
+        self.resent = Counter(
+            "alignment_resent_after_reorg", "Duties sent again because the chain no longer showed them",
+            ["purpose"], registry=r,
+        )
         self.balance = Gauge(
             "alignment_operator_balance_wei", "Operator balances (native gas coin, reward token)", ["asset"],
             registry=r,

@@ -30,12 +30,13 @@ from ..chain.rpc import RpcException
 from ..chain.tx import LocalSigner
 from ..config import Config
 from .alert_conditions import AlertConditions
+from .chainguard import GuardedRpcClient
 from .duties import Duties
 from .health import HealthService
 from .heartbeat import HeartbeatService
 from .licenses import LicenseService
 from .metrics import NodeMetrics
-from .parts import MeteredRpcClient, NodeParts, Snapshot
+from .parts import NodeParts, Snapshot
 from .resume import ResumeService
 from .reveal import RevealService
 from .rewards import RewardsService
@@ -57,7 +58,7 @@ def build_parts(cfg: Config, signer: LocalSigner, manifest: dict) -> NodeParts:
     data_dir = cfg.resolve(cfg.data_dir)
     store = open_data_dir(data_dir)  # checks the data directory's VERSION and migrates an older store
     metrics = NodeMetrics()
-    rpc = MeteredRpcClient(cfg.chain.rpc_urls, cfg.chain.request_timeout, metrics)
+    rpc = GuardedRpcClient(cfg.chain.rpc_urls, cfg.chain.request_timeout, metrics, int(manifest["chainId"]))
     sender = TxSender(rpc, signer, store, max_fee_gwei=cfg.gas.max_fee_gwei,
                       priority_fee_gwei=cfg.gas.priority_fee_gwei, metrics=metrics)
     return NodeParts(cfg, signer, manifest, data_dir, store, metrics, rpc, manifest_contracts(rpc, manifest), sender,

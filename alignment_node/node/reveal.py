@@ -1,7 +1,9 @@
 """Reveal (section 7): in the first ``revealBlocks`` blocks of epoch e+1, the openings of e's commitment in
 revealMany transactions, all in flight at once, each with its proof against the operator's root (issue 16,
 commitments.py); a reveal that would come too late, or whose root is not the one on chain, is recorded as a missed
-reveal with the reason."""
+reveal with the reason. A batch that reverts is checked license by license: anyone may copy an opening out of a
+pending batch and reveal it first (security review H1, docs/security.md), so the licenses revealed meanwhile count
+as revealed and the rest of the batch is sent again."""
 
 from __future__ import annotations
 
@@ -83,18 +85,32 @@ class RevealService:
         await asyncio.gather(*(self._reveal_batch(epoch, batch) for batch in reveal_batches(committed)))
 
     async def _reveal_batch(self, epoch: int, batch: list[dict]) -> None:
+        """Send one revealMany; when it reverts, the licenses revealed meanwhile (by anyone: only this node's
+        openings pass the proof) are revealed, and the others are sent again until none was revealed meanwhile:
+        then they are missed with the revert's reason."""
         p = self.p
         protocol = p.c["AuditProtocol"]
-        reveals = [(o["license"], o["targets"], o["verdicts"], [bytes.fromhex(r[2:]) for r in o["roots"]],
-                    bytes.fromhex(o["salt"][2:]), o["proof"]) for o in batch]
-        verdicts = sum(len(o["targets"]) for o in batch)
-        licenses = [o["license"] for o in batch]
-        try:
-            await p.sender.send("reveal", protocol.address, protocol.encode("revealMany", epoch, reveals),
-                                epoch=epoch, meta={"licenses": licenses}, gas_extra=GAS_PER_VERDICT_UNSEEN * verdicts)
-        except ContractRevert as exc:
-            self._missed(epoch, licenses, f"reveal reverted: {exc.error or exc}")
+        while batch:
+            reveals = [(o["license"], o["targets"], o["verdicts"], [bytes.fromhex(r[2:]) for r in o["roots"]],
+                        bytes.fromhex(o["salt"][2:]), o["proof"]) for o in batch]
+            verdicts = sum(len(o["targets"]) for o in batch)
+            licenses = [o["license"] for o in batch]
+            try:
+                await p.sender.send("reveal", protocol.address, protocol.encode("revealMany", epoch, reveals),
+                                    epoch=epoch, meta={"licenses": licenses},
+                                    gas_extra=GAS_PER_VERDICT_UNSEEN * verdicts)
+            except ContractRevert as exc:
+                revealed = [lic for lic in licenses if await protocol.call("isRevealed", lic, epoch)]
+                if not revealed:
+                    self._missed(epoch, licenses, f"reveal reverted: {exc.error or exc}")
+                    return
+                p.store.set_opening_state(epoch, revealed, "revealed")
+                log.warning("epoch %d: %d license(s) of a reverted reveal batch were revealed by another "
+                            "transaction (a copied opening); sending the other %d again", epoch, len(revealed),
+                            len(licenses) - len(revealed))
+                batch = [o for o in batch if o["license"] not in set(revealed)]
+                continue
+            p.store.set_opening_state(epoch, licenses, "revealed")
+            p.metrics.reveals.inc(len(batch))
+            log.info("epoch %d: revealed %d licenses", epoch, len(batch))
             return
-        p.store.set_opening_state(epoch, licenses, "revealed")
-        p.metrics.reveals.inc(len(batch))
-        log.info("epoch %d: revealed %d licenses", epoch, len(batch))

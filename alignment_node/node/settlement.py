@@ -1,7 +1,10 @@
 """Settlement and misses (sections 8-9): after an epoch's reveal window, settle the targets this node voted on
 (the node holding a target's lowest revealing license does; the others step in one after another, each
 SETTLE_GRACE_BLOCKS after the one before it, in the order of their lowest revealing license), and
-report every license assigned one of those targets that did not reveal it, for the bounty. A target settles from
+report every license assigned one of those targets that did not reveal it, for the bounty: once the target is
+settled, whoever settled it (security review H4, docs/security.md: an operator that settles first must not
+suppress the misses), each node in the same turn as its settlement, a report another node made first being
+expected. A target settles from
 ``AuditProtocol.settleOpensAt``: a MODEL target whose baseline has referees waits for their window too. Not time-critical
 and possibly many transactions: it runs as a task beside the next ticks."""
 
@@ -64,32 +67,37 @@ class SettlementService:
             targets = sorted({t for o in openings for t in o["targets"]})
             pending = False
             mine_to_settle = []
+            settled_by_others = []
             for t in targets:
                 *_, outcome = await protocol.call("tally", e, t)
-                if outcome != 0:
-                    continue
+                if outcome != 0 and p.store.get(f"misses.{e}.{t}"):
+                    continue  # settled, and this node's miss reports for it are done
                 # A MODEL target whose baseline has referees settles after their window (RefereeCourt).
                 opens = await protocol.call("settleOpensAt", e, t)
                 if head < opens:
                     pending = True
                     continue
+                # Settling and reporting a settled target's misses go by the same turn: nodes do not all race.
                 revealed, _ = await protocol.call("revealers", e, t)
                 if head < opens + SETTLE_GRACE_BLOCKS * settle_rank(revealed, mine):
                     pending = True
                     continue
-                mine_to_settle.append(t)
+                (settled_by_others if outcome != 0 else mine_to_settle).append(t)
+            await self.report_misses(e, settled_by_others, mine)
             # Pipelined: up to SETTLE_PARALLEL transactions in flight (nonces in order, receipts awaited together).
             for i in range(0, len(mine_to_settle), SETTLE_PARALLEL):
                 chunk = mine_to_settle[i:i + SETTLE_PARALLEL]
                 sent = await asyncio.gather(*(self._send_quietly("settle", protocol.encode("settle", e, t), e,
                                                                  ("AlreadySettled",)) for t in chunk))
                 p.metrics.settled.inc(sum(sent))
-                await self.report_misses(e, [t for t, ok in zip(chunk, sent) if ok], mine)
+                # Settled either way: by this node, or by another one first (a lost race).
+                await self.report_misses(e, chunk, mine)
             if not pending:
                 p.store.put(f"settled.{e}", True)
 
     async def report_misses(self, epoch: int, targets: list[int], mine: set[int]) -> None:
-        """Report every license assigned one of ``targets`` in ``epoch`` that did not reveal it."""
+        """Report every license assigned one of ``targets`` in ``epoch`` that did not reveal it (a report
+        another node made first is expected), and record each target as done."""
         if not targets:
             return
         p = self.p
@@ -107,14 +115,17 @@ class SettlementService:
                 # The committee list keeps two epochs after each (docs/protocol.md): older misses cannot be
                 # proven any more, by anyone. Settling goes on.
                 log.warning("epoch %d's committees are no longer on chain: its misses cannot be reported", epoch)
+                for rest in targets:
+                    p.store.put(f"misses.{epoch}.{rest}", True)
                 return
             missing = sorted(lic for lic in seated - set(revealed) - mine if active[lic])
             for lic in missing:
                 ok = await self._send_quietly("report_miss", protocol.encode("reportMiss", epoch, lic, t), epoch,
-                                              ("MissAlreadyReported", "NotAssigned", "NotMissed"))
+                                              ("MissAlreadyReported", "NotAssigned", "NotMissed", "CommitteeFull"))
                 if ok:
                     p.metrics.misses_reported.inc()
                     log.info("reported miss: license %d did not reveal target %d in epoch %d", lic, t, epoch)
+            p.store.put(f"misses.{epoch}.{t}", True)
 
     async def _send_quietly(self, purpose: str, data: bytes, epoch: int, expected: tuple[str, ...],
                             gas_extra: int = SETTLE_GAS_UNSEEN) -> bool:

@@ -8,17 +8,26 @@ Upgrades (docs/node.md, "Upgrades"): the database carries its schema version in 
 unversioned layout of every release before versioning), the data directory a VERSION file (``DATA_FORMAT_VERSION``
 and the release that last wrote it). Opening a store runs the MIGRATIONS it lacks, in order, all in one
 transaction, after a copy of the file is kept beside it; a store or data directory of a newer release is refused.
+
+Faults (docs/node.md, "Disk full and corrupt databases"): a database file that SQLite finds damaged at start
+(``PRAGMA quick_check``, or "file is not a database") is refused with StoreCorrupt, never recreated or changed. A
+write that fails for lack of space (SQLITE_FULL, ENOSPC) raises DiskFull, changes nothing, sets ``Store.full`` and
+says so once in the log; ``retry_write`` (disk.py, every tick) clears it once a small write works again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import logging
+import shutil
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import quote
 
 from .. import __version__
 from ..errors import CliError
@@ -78,6 +87,57 @@ RELEASE_KEY = "store.release"  # kv: the release that last migrated (or created)
 class StoreVersionError(CliError):
     """A database or data directory this release cannot use: written by a newer release, unreadable, or one whose
     migration failed (and was rolled back)."""
+
+
+class StoreCorrupt(CliError):
+    """The database file is damaged: the node refuses to start on it (and never recreates it)."""
+
+
+class DiskFull(Exception):
+    """A write to the data directory failed for lack of space; nothing of it was written."""
+
+
+log = logging.getLogger("alignment_node.store")
+PROBE_KEY = "disk.probe"  # kv: the small write retry_write makes while the disk is full
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or the user's quota) is full: SQLite's SQLITE_FULL, or ENOSPC/EDQUOT."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL" or "database or disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def free_bytes(path: str | Path) -> int:
+    """Bytes free for this user on the file system holding ``path``."""
+    return shutil.disk_usage(path).free
+
+
+def check_integrity(path: Path) -> None:
+    """Refuse a damaged database file before anything writes to it: it is opened read-only and SQLite's quick_check
+    must answer "ok". A missing or empty file is a new store. Raises StoreCorrupt (one line: the file and what to do)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    try:
+        con = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+        try:
+            rows = [str(r[0]) for r in con.execute("PRAGMA quick_check").fetchall()]
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorname", "") not in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+            raise StoreVersionError(f"database {path} cannot be opened: {exc}") from None
+        problem = str(exc)
+    else:
+        if rows == ["ok"]:
+            return
+        problem = "; ".join(rows[:3]) + (f" (and {len(rows) - 3} more)" if len(rows) > 3 else "")
+    backups = sorted(path.parent.glob(path.name + ".v*.bak"), key=lambda p: p.stat().st_mtime)
+    restore = (f"restore the copy the last upgrade kept ({backups[-1]}) over it, or " if backups else "")
+    raise StoreCorrupt(
+        f"database {path} is corrupt ({problem}); it was left as it is: {restore}move it (with its -wal and -shm "
+        "files) away and start again with an empty store, knowing that the commitments it held and had not revealed "
+        "yet are lost (those licenses miss their reveals)", "StoreCorrupt")
 
 
 def _schema_v1(db: sqlite3.Connection) -> None:
@@ -176,6 +236,8 @@ class Store:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.full: str | None = None  # why the last write failed for lack of space; None: writable
+        check_integrity(self.path)
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -235,13 +297,44 @@ class Store:
     @contextlib.contextmanager
     def transaction(self):
         """Group writes into one committed (and fsynced) transaction: one fsync instead of one per row."""
-        self.db.execute("BEGIN IMMEDIATE")
+        with self._writing():
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.in_transaction:  # SQLite may have rolled back already (a full disk at COMMIT)
+                    self.db.execute("ROLLBACK")
+                raise
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """Turn a write's "disk full" into DiskFull (SQLite wrote nothing of it) and note it in ``full``, logging it
+        once: the node sends no transaction until ``retry_write`` finds space again."""
         try:
-            yield self
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+            yield
+        except (sqlite3.OperationalError, OSError) as exc:
+            if not is_disk_full(exc):
+                raise
+            first = self.full is None
+            self.full = (f"disk full: {self.path.parent}, {free_bytes(self.path.parent)} bytes free")
+            if first:
+                log.critical("ALERT %s (%s): no transaction is sent until space returns; nothing journaled is lost",
+                             self.full, exc)
+            raise DiskFull(self.full) from exc
+
+    def retry_write(self) -> bool:
+        """While ``full``: one small write to see whether space is back; True (and ``full`` cleared) if it worked."""
+        if self.full is None:
+            return True
+        try:
+            self.put(PROBE_KEY, time.time())
+        except DiskFull:
+            return False
+        log.warning("disk space is back: %s, %d bytes free: sending transactions again", self.path.parent,
+                    free_bytes(self.path.parent))
+        self.full = None
+        return True
 
     def reader(self) -> "StoreReader":
         """A separate read-only view (for the API's threads; WAL lets it read while the node writes)."""
@@ -254,7 +347,8 @@ class Store:
     ) -> JournalEntry:
         """Durably record a signed transaction before it is sent."""
         now = time.time()
-        self.db.execute(
+        with self._writing():
+            self.db.execute(
             "INSERT INTO tx_journal (nonce, purpose, epoch, tx_hash, raw, state, meta, created, updated)"
             " VALUES (?, ?, ?, ?, ?, 'signed', ?, ?, ?)"
             # The same bytes signed again after they were dropped (e.g. no gas money then): live again.
@@ -267,7 +361,8 @@ class Store:
     def mark(self, tx_hash: str, state: str, block: int | None = None, gas_used: int | None = None,
              error: str | None = None) -> None:
         """Move a journal entry to ``state`` (sent, mined, reverted, dropped)."""
-        self.db.execute(
+        with self._writing():
+            self.db.execute(
             "UPDATE tx_journal SET state = ?, block = COALESCE(?, block), gas_used = COALESCE(?, gas_used),"
             " error = COALESCE(?, error), updated = ? WHERE tx_hash = ?",
             (state, block, gas_used, error, time.time(), tx_hash),
@@ -307,7 +402,8 @@ class Store:
 
     def put_evidence(self, root: str, epoch: int, target: int, verdict: int, bundle: bytes) -> None:
         """Store an evidence bundle's exact bytes under its root (idempotent)."""
-        self.db.execute(
+        with self._writing():
+            self.db.execute(
             "INSERT OR IGNORE INTO evidence (root, epoch, target, verdict, bundle, created) VALUES (?, ?, ?, ?, ?, ?)",
             (root, epoch, target, verdict, bundle, time.time()),
         )
@@ -317,7 +413,8 @@ class Store:
     def put_opening(self, epoch: int, license_id: int, salt: str, targets: list[int], verdicts: list[int],
                     roots: list[str], commitment: str) -> None:
         """Durably keep what a commitment opens to, before the commit transaction is sent."""
-        self.db.execute(
+        with self._writing():
+            self.db.execute(
             "INSERT INTO openings (epoch, license, salt, targets, verdicts, roots, commitment, state, updated)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, 'prepared', ?)"
             " ON CONFLICT(epoch, license) DO UPDATE SET salt = excluded.salt, targets = excluded.targets,"
@@ -341,7 +438,8 @@ class Store:
         return out
 
     def set_opening_state(self, epoch: int, license_ids: list[int], state: str, reason: str | None = None) -> None:
-        self.db.executemany(
+        with self._writing():
+            self.db.executemany(
             "UPDATE openings SET state = ?, reason = ?, updated = ? WHERE epoch = ? AND license = ?",
             [(state, reason, time.time(), epoch, lic) for lic in license_ids],
         )
@@ -353,7 +451,8 @@ class Store:
         return default if row is None else json.loads(row["value"])
 
     def put(self, key: str, value: Any) -> None:
-        self.db.execute(
+        with self._writing():
+            self.db.execute(
             "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, json.dumps(value, sort_keys=True)),
         )

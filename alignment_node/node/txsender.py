@@ -5,26 +5,37 @@ sign, journal as 'signed' (fsynced), broadcast, journal as 'sent', wait for the 
 'reverted'. On start, ``recover`` settles every 'signed'/'sent' entry: a receipt ends it; a nonce already used
 by another transaction marks it 'dropped'; otherwise the very same signed bytes are broadcast again (the same
 hash, so the chain can include it at most once).
+
+Fee spikes: a transaction not mined ``bump_after_s`` seconds and ``bump_after_blocks`` blocks after it was sent
+is replaced: the same nonce, to, value, data and gas, signed again with maxFeePerGas and maxPriorityFeePerGas
+each multiplied by ``bump_factor`` (at least the +10% a geth or anvil pool needs to accept a replacement; the
+market's fee if that is higher), never above ``gas.max_fee_gwei``. Every replacement is journaled (meta
+``replaces``: the hash it replaces) before it is broadcast. All of them share one nonce, so at most one can be
+mined: whichever is gets settled, the others are marked 'dropped' ("replaced: ..."). A duty never gets a second
+nonce. When the cap leaves no room for another replacement the node logs a critical line and keeps the
+transaction in ``fee_capped`` (the ``fee_cap_reached`` alert, alert_conditions.py) until it is mined.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import Any
 
 from ..chain.contracts import ContractRevert, TransactionFailed, TxOptions, build_transaction, check_receipt
 from ..chain.remote_signer import RemoteSignerError
 from ..chain.rpc import RpcClient, RpcError, hex_int
-from ..chain.tx import LocalSigner, decode_signed_transaction
-from .store import JournalEntry, Store
+from ..chain.tx import Eip1559Tx, LocalSigner, SignedTx, decode_signed_transaction
+from .store import OPEN_STATES, JournalEntry, Store
 
 log = logging.getLogger("alignment_node.tx")
 
 GWEI = 10**9
-FEE_CACHE_S = 2.0
-REBROADCAST_AFTER_S = 3.0  # a pending transaction the node has forgotten for this long is sent again  # fee suggestions are reused this long (they are 2x the base fee anyway)
+FEE_CACHE_S = 2.0  # fee suggestions are reused this long (they are 2x the base fee anyway)
+REBROADCAST_AFTER_S = 3.0  # a pending transaction the node has forgotten for this long is sent again
+REPLACEMENT_MIN_PCT = 10  # a geth (and anvil) pool takes a same-nonce replacement only with both fees +10%
 
 
 class OutOfGasMoney(Exception):
@@ -36,18 +47,36 @@ def _is_funds_error(exc: BaseException) -> bool:
     return "insufficient funds" in text or "insufficient balance" in text or "gas required exceeds" in text
 
 
+def _min_replacement(fee: int) -> int:
+    """The least fee a pool accepts to replace a transaction paying ``fee`` (wei): REPLACEMENT_MIN_PCT more."""
+    return fee + -(-fee * REPLACEMENT_MIN_PCT // 100)
+
+
+def _gwei(wei: int) -> float:
+    return round(wei / GWEI, 4)
+
+
 class TxSender:
     """One operator account's transactions, one at a time (nonces in order)."""
 
     def __init__(self, rpc: RpcClient, signer: LocalSigner, store: Store, *, max_fee_gwei: float = 500.0,
-                 priority_fee_gwei: float = 1.0, receipt_timeout: float = 120.0, metrics=None):
+                 priority_fee_gwei: float = 1.0, receipt_timeout: float = 120.0, bump_after_s: float = 10.0,
+                 bump_after_blocks: int = 2, bump_factor: float = 1.25, metrics=None):
+        if bump_factor < 1 + REPLACEMENT_MIN_PCT / 100:
+            raise ValueError(f"bump_factor {bump_factor} is below {1 + REPLACEMENT_MIN_PCT / 100:g}: a node's pool "
+                             "would refuse the replacements")
         self.rpc = rpc
         self.signer = signer
         self.store = store
         self.max_fee = int(max_fee_gwei * GWEI)
         self.priority_fee = int(priority_fee_gwei * GWEI)
         self.receipt_timeout = receipt_timeout
+        self.bump_after_s = bump_after_s
+        self.bump_after_blocks = bump_after_blocks
+        self.bump_factor = bump_factor
         self.metrics = metrics
+        # nonce: what the fee_cap_reached alert says about a transaction stuck at gas.max_fee_gwei
+        self.fee_capped: dict[int, dict] = {}
         self._lock = asyncio.Lock()
         self._urgent_waiting = 0
         self._gas_limit: int | None = None
@@ -116,34 +145,114 @@ class TxSender:
         finally:
             self._lock.release()
         sent_at = time.monotonic()
-        receipt = await self._wait(signed.hash, signed.raw)
+        receipt, mined = await self._wait([signed], self.store.entry(signed.hash))
         if self.metrics:
             self.metrics.tx_latency.labels(purpose).observe(time.monotonic() - sent_at)
-        return await self._settle(self.store.entry(signed.hash), receipt, signed)
+        return await self._settle(self.store.entry(mined.hash), receipt, mined)
 
-    async def _wait(self, tx_hash: str, raw: bytes) -> dict:
-        """Wait for a receipt; a transaction the node no longer knows (evicted from its pool, or lost by a
-        failed-over endpoint) is broadcast again: the same bytes, so it can only be mined once."""
-        deadline = time.monotonic() + self.receipt_timeout
-        last_check = time.monotonic()
+    async def _wait(self, attempts: list[SignedTx], first: JournalEntry) -> tuple[dict, SignedTx]:
+        """Wait for a receipt of any of ``attempts`` (one nonce, lowest fee first; the last one is in the pool),
+        replacing the newest with a higher fee when it waits too long (see the module docstring). A transaction
+        the node no longer knows (evicted from its pool, or lost by a failed-over endpoint) is broadcast again:
+        the same bytes, so it can only be mined once. Returns the receipt and the attempt it is for."""
+        attempts = list(attempts)
+        nonce = attempts[-1].tx.nonce
+        start = last_check = bumped_at = time.monotonic()
+        deadline = start + self.receipt_timeout
+        bumped_block = await self.rpc.block_number()
         delay = 0.1
         while True:
-            receipt = await self.rpc.get_transaction_receipt(tx_hash)
-            if receipt is not None:
-                return receipt
+            for attempt in reversed(attempts):
+                receipt = await self.rpc.get_transaction_receipt(attempt.hash)
+                if receipt is not None:
+                    self._retire(attempts, attempt)
+                    return receipt, attempt
             now = time.monotonic()
+            newest = attempts[-1]
             if now >= deadline:
-                raise TransactionFailed(f"no receipt for {tx_hash} after {self.receipt_timeout:g}s")
+                raise TransactionFailed(f"no receipt for {newest.hash} (nonce {nonce}) after "
+                                        f"{self.receipt_timeout:g}s")
             if now - last_check >= REBROADCAST_AFTER_S:
                 last_check = now
-                if await self.rpc.get_transaction(tx_hash) is None:
-                    log.warning("tx %s is unknown to the node: broadcasting it again", tx_hash)
+                if await self.rpc.get_transaction(newest.hash) is None:
+                    log.warning("tx %s is unknown to the node: broadcasting it again", newest.hash)
                     try:
-                        await self._broadcast(raw, tx_hash)
+                        await self._broadcast(newest.raw, newest.hash)
                     except TransactionFailed as exc:
-                        log.warning("re-broadcast of %s refused: %s", tx_hash, exc)
+                        log.warning("re-broadcast of %s refused: %s", newest.hash, exc)
+            if nonce not in self.fee_capped and now - bumped_at >= self.bump_after_s:
+                head = await self.rpc.block_number()
+                if head - bumped_block >= self.bump_after_blocks:
+                    replacement = await self._replace(newest, first)
+                    if replacement is not None:
+                        attempts.append(replacement)
+                    bumped_at, bumped_block = time.monotonic(), head
+                    delay = 0.1
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+    async def _replace(self, prev: SignedTx, first: JournalEntry) -> SignedTx | None:
+        """Sign, journal and broadcast ``prev`` again with higher fees; None when the cap leaves no room for a
+        replacement (then ``fee_capped`` holds why) or the node refused it (it is journaled 'dropped')."""
+        old = prev.tx
+        market_max, market_tip = await self.rpc.suggest_fees(self.priority_fee)
+        want_max = max(self._bumped(old.max_fee_per_gas), market_max)
+        want_tip = max(self._bumped(old.max_priority_fee_per_gas), self.priority_fee)
+        max_fee = min(want_max, self.max_fee)
+        tip = min(want_tip, max_fee)
+        if max_fee < _min_replacement(old.max_fee_per_gas) or tip < _min_replacement(old.max_priority_fee_per_gas):
+            self._cap_reached(prev, first, market_max, market_tip)
+            return None
+        tx = Eip1559Tx(chain_id=old.chain_id, nonce=old.nonce, max_priority_fee_per_gas=tip, max_fee_per_gas=max_fee,
+                       gas=old.gas, to=old.to, value=old.value, data=old.data, access_list=old.access_list)
+        try:
+            sign_async = getattr(self.signer, "sign_transaction_async", None)
+            signed = await sign_async(tx) if sign_async is not None else self.signer.sign_transaction(tx)
+        except RemoteSignerError as exc:
+            log.error("replacement of %s tx %s not signed: %s", first.purpose, prev.hash, exc)
+            return None
+        meta = {k: v for k, v in first.meta.items() if k != "replaces"}
+        self.store.record_signed(old.nonce, first.purpose, first.epoch, signed.hash, signed.raw,
+                                 {**meta, "replaces": prev.hash})
+        try:
+            await self._broadcast(signed.raw, signed.hash)
+        except TransactionFailed as exc:
+            self.store.mark(signed.hash, "dropped", error=str(exc)[:300])
+            if _is_funds_error(exc):
+                self._out_of_money(first.purpose)
+            log.warning("replacement of %s tx %s refused (the previous one is still pending): %s", first.purpose,
+                        prev.hash, exc)
+            return None
+        self.store.mark(signed.hash, "sent")
+        if self.metrics:
+            self.metrics.tx_replacements.labels(first.purpose).inc()
+        log.warning("%s tx %s (nonce %d) not mined: replaced by %s, max fee %s -> %s gwei, tip %s -> %s gwei",
+                    first.purpose, prev.hash, old.nonce, signed.hash, _gwei(old.max_fee_per_gas), _gwei(max_fee),
+                    _gwei(old.max_priority_fee_per_gas), _gwei(tip))
+        return signed
+
+    def _bumped(self, fee: int) -> int:
+        return max(math.ceil(fee * self.bump_factor), _min_replacement(fee))
+
+    def _cap_reached(self, prev: SignedTx, first: JournalEntry, market_max: int, market_tip: int) -> None:
+        nonce, base = prev.tx.nonce, max(0, (market_max - market_tip) // 2)
+        summary = (f"{first.purpose} tx {prev.hash} (nonce {nonce}) is not mined and its max fee "
+                   f"{_gwei(prev.tx.max_fee_per_gas)} gwei cannot be raised: gas.max_fee_gwei caps it at "
+                   f"{_gwei(self.max_fee)} gwei while the market asks {_gwei(market_max)} gwei (base fee "
+                   f"{_gwei(base)} gwei); raise gas.max_fee_gwei or wait for the fees to fall")
+        self.fee_capped[nonce] = {"summary": summary, "purpose": first.purpose, "tx_hash": prev.hash, "nonce": nonce,
+                                  "max_fee_gwei": _gwei(prev.tx.max_fee_per_gas), "cap_gwei": _gwei(self.max_fee),
+                                  "market_fee_gwei": _gwei(market_max), "base_fee_gwei": _gwei(base)}
+        self._failed(first.purpose, "fee_cap_reached")
+        log.critical("ALERT %s", summary)
+
+    def _retire(self, attempts: list[SignedTx], mined: SignedTx) -> None:
+        """``mined`` took the nonce: every other attempt of it can never be mined."""
+        self.fee_capped.pop(mined.tx.nonce, None)
+        for attempt in attempts:
+            if attempt.hash != mined.hash and self.store.entry(attempt.hash).state in OPEN_STATES:
+                self.store.mark(attempt.hash, "dropped", error=f"replaced: nonce {mined.tx.nonce} was mined as "
+                                f"{mined.hash}")
 
     async def _acquire(self, urgent: bool) -> None:
         """Take the send lock; a non-urgent sender gives it up to any urgent one waiting."""
@@ -166,35 +275,64 @@ class TxSender:
     # ------------------------------------------------------------------------------------ recover
 
     async def recover(self) -> list[JournalEntry]:
-        """Settle every transaction a previous run left open; returns the entries it looked at."""
+        """Settle every transaction a previous run left open; returns the entries it looked at. The entries of
+        one nonce (a transaction and its fee replacements) are settled together: a receipt of any of them ends
+        them all; else the highest-fee one is broadcast again and waited for (and replaced if it stalls)."""
         entries = self.store.open_entries()
+        by_nonce: dict[int, list[JournalEntry]] = {}
         for entry in entries:
-            receipt = await self.rpc.get_transaction_receipt(entry.tx_hash)
-            if receipt is None:
+            by_nonce.setdefault(entry.nonce, []).append(entry)
+        for nonce, group in by_nonce.items():
+            attempts = sorted((self._signed_of(e) for e in group),
+                              key=lambda s: (s.tx.max_fee_per_gas, s.tx.max_priority_fee_per_gas))
+            receipt, mined = None, None
+            for attempt in reversed(attempts):
+                receipt = await self.rpc.get_transaction_receipt(attempt.hash)
+                if receipt is not None:
+                    mined = attempt
+                    break
+            if mined is None:
                 used = await self.rpc.get_transaction_count(self.signer.address, "latest")
-                if used > entry.nonce:
-                    # Its nonce went to another transaction; this one can never be mined.
-                    self.store.mark(entry.tx_hash, "dropped", error="nonce used by another transaction")
-                    log.warning("journal: %s tx %s was never mined (nonce %d reused)", entry.purpose,
-                                entry.tx_hash, entry.nonce)
+                if used > nonce:
+                    for attempt in attempts:  # mined since the look above?
+                        receipt = await self.rpc.get_transaction_receipt(attempt.hash)
+                        if receipt is not None:
+                            mined = attempt
+                            break
+                if mined is None and used > nonce:
+                    # Its nonce went to another transaction; none of these can ever be mined.
+                    for entry in group:
+                        self.store.mark(entry.tx_hash, "dropped", error="nonce used by another transaction")
+                        log.warning("journal: %s tx %s was never mined (nonce %d reused)", entry.purpose,
+                                    entry.tx_hash, nonce)
                     continue
-                log.info("journal: re-broadcasting %s tx %s (nonce %d)", entry.purpose, entry.tx_hash, entry.nonce)
+            if mined is None:
+                best = attempts[-1]
+                entry = self.store.entry(best.hash)
+                log.info("journal: re-broadcasting %s tx %s (nonce %d%s)", entry.purpose, best.hash, nonce,
+                         f", the highest fee of {len(attempts)}" if len(attempts) > 1 else "")
                 try:
-                    await self._broadcast(entry.raw, entry.tx_hash)
+                    await self._broadcast(best.raw, best.hash)
                 except TransactionFailed as exc:
-                    log.error("journal: re-broadcast of %s failed: %s", entry.tx_hash, exc)
+                    log.error("journal: re-broadcast of %s failed: %s", best.hash, exc)
                     continue
-                self.store.mark(entry.tx_hash, "sent")
+                self.store.mark(best.hash, "sent")
                 try:
-                    receipt = await self._wait(entry.tx_hash, entry.raw)
+                    receipt, mined = await self._wait(attempts, entry)
                 except TransactionFailed:
-                    log.warning("journal: %s still pending after re-broadcast", entry.tx_hash)
+                    log.warning("journal: %s still pending after re-broadcast", best.hash)
                     continue
+            else:
+                self._retire(attempts, mined)
             try:
-                await self._settle(entry, receipt, None)
+                await self._settle(self.store.entry(mined.hash), receipt, mined)
             except ContractRevert:
                 pass  # recorded as reverted; the service that sent it decides what to do next
         return entries
+
+    def _signed_of(self, entry: JournalEntry) -> SignedTx:
+        tx, y, r, s = decode_signed_transaction(entry.raw)
+        return SignedTx(tx, entry.raw, entry.tx_hash, self.signer.address, y, r, s)
 
     # ----------------------------------------------------------------------------------- internal
 
@@ -248,10 +386,7 @@ class TxSender:
             return receipt
         self.store.mark(entry.tx_hash, "reverted", block=block, gas_used=gas_used)
         if signed is None:
-            from ..chain.tx import SignedTx
-
-            tx, y, r, s = decode_signed_transaction(entry.raw)
-            signed = SignedTx(tx, entry.raw, entry.tx_hash, self.signer.address, y, r, s)
+            signed = self._signed_of(entry)
         try:
             await check_receipt(self.rpc, signed, receipt, entry.purpose)
         except ContractRevert as exc:

@@ -14,6 +14,7 @@ import time
 from .. import protocol as P
 from ..audits import build_auditors
 from ..audits.base import AuditEnv, AuditResult, EpochContext, Target
+from .chainguard import in_flight, reorged, resent
 from .commitments import commit_tree, record_attempt
 from .duties import Duties
 from .parts import NodeParts, TickView
@@ -63,6 +64,7 @@ class VerdictService:
         self.auditors = build_auditors(parts.cfg, AuditEnv(parts.data_dir, StorageChains(parts)))
 
     async def tick(self, view: TickView) -> None:
+        await self.recheck_commit(view.epoch)
         active = view.active_licenses()
         if active:
             await self.audit_and_commit(view.epoch, view.head, active)
@@ -165,6 +167,22 @@ class VerdictService:
             self.p.store.put_evidence(root, epoch, tid, res.verdict, body)
             out.append((tid, res, root))
         return out
+
+    async def recheck_commit(self, epoch: int) -> None:
+        """A commit is done only while the chain holds its root (chainguard.py): on every new head of the epoch,
+        committed openings whose root a reorg dropped are committed again, with the same root."""
+        p = self.p
+        committed = p.store.openings(epoch, "committed")
+        if not committed or p.store.openings(epoch, "prepared") or in_flight(p, "commit", epoch):
+            return
+        tree = commit_tree(p.store.openings(epoch))
+        if bytes(await p.c["AuditProtocol"].call("rootOf", p.signer.address, epoch)) == tree.root:
+            return
+        dropped = await reorged(p, "commit", epoch)
+        log.warning("epoch %d: the chain no longer holds the committed root %s (%d commit tx dropped by a reorg):"
+                    " committing it again", epoch, hex0x(tree.root), len(dropped))
+        resent(p, "commit")
+        await self.commit(epoch, committed)
 
     async def commit(self, epoch: int, openings: list[dict]) -> None:
         """Commit ``openings`` (prepared) with one root over every opening of the epoch: a later commit replaces

@@ -1,0 +1,150 @@
+"""Reorgs and lying endpoints (issue 18): what the node trusts about its own chain.
+
+Reorgs. A duty with a deadline (heartbeat, commit, reveal) is done only while the chain shows it: the services
+re-read the chain on every new head until the duty's window closes (``isPresent``, ``rootOf``, ``isRevealed``),
+and a transaction the journal says was mined but whose receipt is gone is marked ``dropped`` with an error that
+starts with ``REORG_ERROR``; the duty is then sent again (the same root for a commit: its openings are stored).
+
+Endpoints. ``GuardedRpcClient`` is the node's RPC client: failover as ``RpcClient`` does, and besides
+- an endpoint is used only after it answered the manifest's chain id (asked again every ``VERIFY_S`` seconds), so a
+  wrong-chain endpoint is failed over like a dead one;
+- a head more than ``REORG_SLACK`` blocks below the highest head seen is a stale answer (a lagging endpoint), failed
+  over too; a reorg of up to ``REORG_SLACK`` blocks may lower the head;
+- a head that has not moved for ``STALL_S`` seconds is compared with the other endpoints' (a halted endpoint), and
+  the client moves to one that is ahead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+from ..chain.rpc import RpcBadResponse, RpcClient, RpcError, hex_int
+from .metrics import NodeMetrics
+from .parts import MeteredRpcClient, NodeParts
+from .store import JournalEntry
+
+log = logging.getLogger("alignment_node.node")
+
+REORG_ERROR = "dropped by a reorg"
+REORG_SLACK = 3  # blocks a head may go back by (a reorg) before it counts as a stale endpoint
+VERIFY_S = 10.0  # how often each endpoint's chain id is asked again
+STALL_S = 5.0  # a head unchanged this long is compared with the other endpoints'
+
+
+# ------------------------------------------------------------------------------------------------ reorgs
+
+def in_flight(parts: NodeParts, purpose: str, epoch: int) -> bool:
+    """A transaction for (purpose, epoch) is signed or sent and its fate is not known yet."""
+    return any(e.state in ("signed", "sent") for e in parts.store.live_for(purpose, epoch))
+
+
+async def reorged(parts: NodeParts, purpose: str, epoch: int) -> list[JournalEntry]:
+    """Mark every transaction for (purpose, epoch) the journal says was mined but whose receipt the chain no longer
+    has as dropped by a reorg; returns them (counted in ``alignment_reorged_transactions``)."""
+    out = []
+    for entry in parts.store.live_for(purpose, epoch):
+        if entry.state != "mined" or await parts.rpc.get_transaction_receipt(entry.tx_hash) is not None:
+            continue
+        parts.store.mark(entry.tx_hash, "dropped", error=f"{REORG_ERROR}: mined in block {entry.block}, no longer "
+                                                          "in the chain")
+        parts.metrics.reorged.labels(purpose).inc()
+        log.warning("%s tx %s of epoch %s (block %s) was dropped by a reorg", purpose, entry.tx_hash, epoch,
+                    entry.block)
+        out.append(entry)
+    return out
+
+
+def resent(parts: NodeParts, purpose: str) -> None:
+    parts.metrics.resent.labels(purpose).inc()
+
+
+# --------------------------------------------------------------------------------------------- endpoints
+
+class GuardedRpcClient(MeteredRpcClient):
+    """The node's RPC client: checks each endpoint's chain id and refuses stale heads (see the module's doc)."""
+
+    def __init__(self, urls, timeout: float, metrics: NodeMetrics, chain_id: int | None = None):
+        super().__init__(urls, timeout, metrics)
+        self.expected_chain_id = chain_id
+        self._verified: dict[int, float] = {}  # endpoint index -> when its chain id was last seen right
+        self.max_head = -1
+        self._head_moved = time.monotonic()
+        self._cross_checked = 0.0
+
+    def _lie(self, reason: str, message: str) -> RpcBadResponse:
+        self.metrics.rpc_lies.labels(reason).inc()
+        return RpcBadResponse(message)
+
+    async def _exchange(self, idx, ep, body):
+        if self.expected_chain_id is not None and time.monotonic() - self._verified.get(idx, -VERIFY_S) >= VERIFY_S:
+            probe = json.dumps({"jsonrpc": "2.0", "id": 0, "method": "eth_chainId", "params": []}).encode()
+            status, payload = await super()._exchange(idx, ep, probe)
+            try:
+                found = hex_int(_lone_result(self, payload, status))
+            except RpcError as exc:
+                raise RpcBadResponse(f"eth_chainId: {exc}") from None
+            if found != self.expected_chain_id:
+                self._verified.pop(idx, None)
+                raise self._lie("wrong-chain", f"endpoint is on chain {found}, not {self.expected_chain_id}")
+            self._verified[idx] = time.monotonic()
+        return await super()._exchange(idx, ep, body)
+
+    def _parse(self, payload, status, req_id, method):
+        result = super()._parse(payload, status, req_id, method)
+        if method == "eth_blockNumber":
+            head = hex_int(result)
+            if head < self.max_head - REORG_SLACK:
+                raise self._lie("stale-head", f"head {head} is {self.max_head - head} blocks below the highest seen "
+                                              f"({self.max_head})")
+        return result
+
+    async def chain_id(self) -> int:
+        if self.expected_chain_id is not None:
+            await self.request("eth_chainId")  # some endpoint answers with the right chain (or RpcUnavailable)
+            return self.expected_chain_id
+        return await super().chain_id()
+
+    async def block_number(self) -> int:
+        head = await super().block_number()
+        now = time.monotonic()
+        if head > self.max_head:
+            self.max_head, self._head_moved = head, now
+        elif now - self._head_moved >= STALL_S and now - self._cross_checked >= STALL_S and len(self.endpoints) > 1:
+            self._cross_checked = now
+            head = max(head, await self._cross_check())
+        return head
+
+    async def _cross_check(self) -> int:
+        """Ask every other endpoint alone for its head; move to the first one ahead of the highest head seen."""
+        using = self._preferred
+        best = -1
+        for k in range(1, len(self.endpoints)):
+            idx = (using + k) % len(self.endpoints)
+            body = json.dumps({"jsonrpc": "2.0", "id": 0, "method": "eth_blockNumber", "params": []}).encode()
+            try:
+                async with asyncio.timeout(self.timeout):
+                    status, payload = await self._exchange(idx, self.endpoints[idx], body)
+                head = hex_int(_lone_result(self, payload, status))
+            except Exception as exc:  # dead, slow, lying or closed: that endpoint is no better
+                log.debug("head cross-check of %s failed: %s", self.endpoints[idx].label, exc)
+                continue
+            if head > self.max_head:
+                best = head
+                self.metrics.rpc_lies.labels("stalled-head").inc()
+                log.warning("RPC endpoint %s is stuck at head %d while %s is at %d: moving to it",
+                            self.endpoints[using].label, self.max_head, self.endpoints[idx].label, head)
+                self._preferred = idx
+                self.max_head, self._head_moved = head, time.monotonic()
+                self.metrics.rpc_failovers.inc()
+                self.last_failover = time.time()
+                break
+        return best
+
+
+
+def _lone_result(client: RpcClient, payload: bytes, status: int):
+    """The result of a request the guard sent alone (id 0), parsed by RpcClient's checks (not the head check)."""
+    return RpcClient._parse(client, payload, status, 0, "probe")
