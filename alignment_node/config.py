@@ -4,6 +4,9 @@ Keys (TOML section.key; environment name in parentheses):
 
 - ``data_dir`` (ZG_ALIGNMENT_NODE_DATA_DIR): directory of the node's SQLite store and evidence. Default ``./data``.
 - ``log_level`` (ZG_ALIGNMENT_NODE_LOG_LEVEL): debug, info, warning, error. Default ``info``.
+- ``data_min_free_mb`` (ZG_ALIGNMENT_NODE_DATA_MIN_FREE_MB): below this many MiB free in the data directory the node
+  warns (log, /health 206, the disk_low alert) before the disk is full; a full one stops its transactions until
+  space returns (docs/node.md, "Disk full and corrupt databases"). Default 100; 0 turns the warning off.
 - ``chain.rpc_urls`` (ZG_ALIGNMENT_NODE_CHAIN_RPC_URLS, comma separated): JSON-RPC endpoints, tried in order.
 - ``chain.manifest`` (ZG_ALIGNMENT_NODE_CHAIN_MANIFEST): the deployment manifest JSON (addresses, chain id).
 - ``chain.request_timeout`` (..._CHAIN_REQUEST_TIMEOUT): seconds per RPC request. Default 10.
@@ -24,6 +27,12 @@ Keys (TOML section.key; environment name in parentheses):
 - ``gas.max_fee_gwei`` (..._GAS_MAX_FEE_GWEI): cap on maxFeePerGas. Default 500.
 - ``gas.priority_fee_gwei`` (..._GAS_PRIORITY_FEE_GWEI): maxPriorityFeePerGas. Default 1.
 - ``gas.min_balance_wei`` (..._GAS_MIN_BALANCE_WEI): below this the node logs an alert. Default 10^16.
+- ``gas.bump_after_s`` / ``gas.bump_after_blocks`` (..._GAS_BUMP_AFTER_S / _BUMP_AFTER_BLOCKS): a transaction not
+  mined this many seconds *and* this many new blocks after it was sent is replaced (same nonce) with higher fees.
+  Default 10 seconds and 2 blocks (5-10 blocks of a chain with 1-2 s blocks; a 0.25 s devnet can use 2 seconds).
+- ``gas.bump_factor`` (..._GAS_BUMP_FACTOR): each replacement multiplies maxFeePerGas and maxPriorityFeePerGas by
+  this (or takes the market's fee if higher), never above ``gas.max_fee_gwei``; at the cap the node raises the
+  fee_cap_reached alert. At least 1.1 (a node's pool refuses a smaller step). Default 1.25.
 - ``heartbeat.enabled`` (..._HEARTBEAT_ENABLED): send heartbeats. Default true.
 - ``audit.deadline_s`` (..._AUDIT_DEADLINE_S): seconds an epoch's audits may take. Default 5.
 - ``audit.max_connections`` (..._AUDIT_MAX_CONNECTIONS): concurrent connections to targets. Default 64.
@@ -59,7 +68,8 @@ Keys (TOML section.key; environment name in parentheses):
   the URL, which keeps its token out of the file); a telegram webhook's URL is the bot API base with the token,
   ``https://api.telegram.org/bot<token>``, and it needs ``chat_id``. URLs are logged as scheme://host only.
 - ``alerts.disabled`` (..._ALERTS_DISABLED, comma separated): alerts not to send, of license_penalized,
-  license_suspended, missed_reveal, low_balance, rpc_failover, target_flagged, node_outdated.
+  license_suspended, missed_reveal, low_balance, rpc_failover, target_flagged, node_outdated, disk_full, disk_low,
+  fee_cap_reached.
 - ``alerts.severity`` (a table; ..._ALERTS_SEVERITY as ``alert=severity,...``): severity per alert (critical,
   warning, info) instead of its default.
 - ``alerts.node_name`` (..._ALERTS_NODE_NAME): how alerts name this node. Default: the operator address.
@@ -115,6 +125,9 @@ DEFAULT_SEVERITY = {
     "rpc_failover": "warning",
     "target_flagged": "info",
     "node_outdated": "critical",
+    "disk_full": "critical",
+    "disk_low": "warning",
+    "fee_cap_reached": "critical",
 }
 WEBHOOK_KINDS = ("discord", "slack", "telegram", "json")
 SIGNER_KINDS = ("keystore", "remote")  # operator.signer
@@ -158,6 +171,9 @@ class GasConfig:
     max_fee_gwei: float = 500.0
     priority_fee_gwei: float = 1.0
     min_balance_wei: int = 10**16
+    bump_after_s: float = 10.0
+    bump_after_blocks: int = 2
+    bump_factor: float = 1.25
 
 
 @dataclass
@@ -220,6 +236,7 @@ class RewardsConfig:
 class Config:
     data_dir: str = "data"
     log_level: str = "info"
+    data_min_free_mb: int = 100
     chain: ChainConfig = field(default_factory=ChainConfig)
     operator: OperatorConfig = field(default_factory=OperatorConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
@@ -248,7 +265,7 @@ _SECTIONS = {
     "alerts": AlertsConfig,
     "rewards": RewardsConfig,
 }
-_TOP = ("data_dir", "log_level")
+_TOP = ("data_dir", "log_level", "data_min_free_mb")
 
 
 def _coerce(value: Any, target: type, key: str, problems: list[str]) -> Any:
@@ -348,7 +365,7 @@ def load_config(path: str | os.PathLike | None, env: Mapping[str, str] | None = 
             raise ConfigError([f"config file {p} is not UTF-8 text"]) from None
 
     cfg = Config(source=str(path) if path is not None else "")
-    top_types = {"data_dir": str, "log_level": str}
+    top_types = {"data_dir": str, "log_level": str, "data_min_free_mb": int}
     for key, value in raw.items():
         if key in _SECTIONS:
             if not isinstance(value, dict):
@@ -405,6 +422,8 @@ def _validate(cfg: Config) -> list[str]:
     if cfg.log_level.lower() not in LOG_LEVELS:
         problems.append(f"log_level: {cfg.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
     cfg.log_level = cfg.log_level.lower()
+    if cfg.data_min_free_mb < 0:
+        problems.append("data_min_free_mb: must be >= 0 MiB (0: no low-space warning)")
     if not cfg.chain.rpc_urls:
         problems.append("chain.rpc_urls: at least one endpoint is needed")
     for url in cfg.chain.rpc_urls:
@@ -421,6 +440,11 @@ def _validate(cfg: Config) -> list[str]:
         problems.append("gas: max_fee_gwei must be > 0 and priority_fee_gwei >= 0")
     if cfg.gas.priority_fee_gwei > cfg.gas.max_fee_gwei:
         problems.append("gas.priority_fee_gwei: must not exceed gas.max_fee_gwei")
+    if cfg.gas.bump_after_s <= 0 or cfg.gas.bump_after_blocks < 0:
+        problems.append("gas: bump_after_s must be > 0 seconds and bump_after_blocks >= 0")
+    if not 1.1 <= cfg.gas.bump_factor <= 10:
+        problems.append(f"gas.bump_factor: {cfg.gas.bump_factor} is not between 1.1 (the +10% a node's pool needs to "
+                        "accept a replacement) and 10")
     if cfg.audit.deadline_s <= 0 or cfg.audit.max_connections < 1 or cfg.audit.max_response_bytes < 1024:
         problems.append("audit: deadline_s > 0, max_connections >= 1 and max_response_bytes >= 1024 are needed")
     if cfg.audit.da_lookback_blocks < 1 or not 1 <= cfg.audit.da_window_blobs <= 4096:

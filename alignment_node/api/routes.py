@@ -4,7 +4,8 @@ the baselines directory, never from the services themselves, so a slow client ne
 
 - GET /health: 200 healthy, 206 partly healthy (with reasons), 503 unhealthy;
 - GET /status: the operator's licenses (each with ``why_not_earning``: node/why.py), balances, endpoints, alerts,
-  journal counts and version (the node's release, governance's minimum, whether it is below it: version_gate.py);
+  journal counts, version (the node's release, governance's minimum, whether it is below it: version_gate.py) and
+  disk (the data directory's free space, whether it is low or full: disk.py);
 - GET /verdicts: the latest verdicts of this node's audits;
 - GET /transactions: the journal's last 20 transactions, newest first (the portal's operator tab);
 - GET /evidence/<root>: a bundle's exact bytes (keccak256 of the body is the root);
@@ -78,6 +79,7 @@ class NodeRoutes:
             "alerts": s.alerts,
             "journal": s.journal,
             "version": s.version_gate,
+            "disk": s.disk,
             "pid": os.getpid(),
         })
 

@@ -276,8 +276,14 @@ def fetch(expected_hash: str, sources: list[str], cache_dir: str | Path | None =
         except (OSError, urllib.error.URLError, BaselineError) as exc:
             problems.append(f"{src}: {exc}")
             continue
-        if cache_dir:
-            Path(cache_dir).mkdir(parents=True, exist_ok=True)
-            (Path(cache_dir) / name).write_bytes(data)
+        if cache_dir:  # best effort: a full disk leaves no cached copy (a partial one fails its hash next time)
+            try:
+                Path(cache_dir).mkdir(parents=True, exist_ok=True)
+                (Path(cache_dir) / name).write_bytes(data)
+            except OSError:
+                try:
+                    (Path(cache_dir) / name).unlink(missing_ok=True)
+                except OSError:
+                    pass
         return bundle
     raise BaselineError(f"no usable baseline {expected_hash}: " + "; ".join(problems or ["no source configured"]))

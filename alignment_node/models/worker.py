@@ -21,11 +21,24 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("alignment_node.models.worker")
+
+
+def save_state(path: Path, text: str) -> None:
+    """Replace a target's state file whole (a full disk leaves the previous one, never half a file, and the audit
+    goes on: the state is then one epoch behind)."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        log.warning("%s not saved (kept the previous state): %s", path, exc)
 
 
 class Worker:
@@ -89,12 +102,12 @@ class Worker:
                                             ServedPolicy.from_dict(req.get("policy")), float(req["deadline_s"]),
                                             state, int(req["epoch"]))
                 if bundle.get("state_after"):
-                    state_file.write_text(bundle["state_after"])
+                    save_state(state_file, bundle["state_after"])
                 return t["id"], bundle
             bundle = await audit_target(t, baseline, t["identity"], model, seed, int(t.get("license", 0)), policy,
                                         float(req["deadline_s"]), state, int(req["epoch"]))
             if bundle.get("drift_after"):
-                state_file.write_text(bundle["drift_after"])
+                save_state(state_file, bundle["drift_after"])
             return t["id"], bundle
 
         for tid, bundle in await asyncio.gather(*(one(j) for j in jobs)):

@@ -8,7 +8,12 @@
 - rpc_failover: the node's RPC client moved to another endpoint within the last FAILOVER_ACTIVE_S seconds;
 - target_flagged: a ``ViolationFlagged`` event for any target, until a later epoch of it settles OK
   (``TargetSettled``) or FLAG_STALE_EPOCHS epochs pass without a new flag;
-- node_outdated: the node's release is below governance's minimum (version_gate.py).
+- disk_low / disk_full: the data directory has less free space than ``data_min_free_mb`` / is full, and the node
+  sends no transaction until space returns (disk.py; a full disk may leave no room to queue this one: the store
+  logs it as a critical ALERT line and /health says it);
+- node_outdated: the node's release is below governance's minimum (version_gate.py);
+- fee_cap_reached: a transaction is stalled and its fee is at ``gas.max_fee_gwei``, so it cannot be replaced
+  with a higher one (txsender.py ``fee_capped``); it clears once that nonce is mined.
 
 Events are read every SCAN_INTERVAL_S seconds (and at each new epoch) from the block after the last one read;
 that position and what it found are kept in the store, so a restart resumes where it stopped. Reading starts
@@ -24,7 +29,9 @@ import time
 from .. import protocol as P
 from ..chain.manifest import LOG_CHUNK_BLOCKS, scan_logs
 from .alert_delivery import AlertEngine, Condition
+from .disk import low_space_reason
 from .parts import NodeParts, TickView
+from .store import DiskFull
 from .version_gate import outdated_reason
 
 log = logging.getLogger("alignment_node.alerts")
@@ -67,12 +74,16 @@ class AlertConditions:
         try:
             if epoch != self._scan_epoch or time.monotonic() - self._scan_time >= SCAN_INTERVAL_S:
                 await self._read_events(head, epoch)
+        except DiskFull:
+            pass  # the store said it once; the disk_full alert below says it
         except Exception as exc:  # alerts must never fail the node's tick
             log.warning("alerts: reading chain events failed (retried next tick): %s", exc)
         self._penalties = {k: v for k, v in self._penalties.items() if v["seen"] >= epoch - 1}
         self._flagged = {k: v for k, v in self._flagged.items() if v["seen"] >= epoch - FLAG_STALE_EPOCHS}
         try:
             self._report(epoch)
+        except DiskFull:
+            pass  # no room to queue notifications (the store logged the disk_full ALERT line)
         except Exception:
             log.exception("alerts: evaluating conditions failed")
 
@@ -125,6 +136,9 @@ class AlertConditions:
         self.engine.report("rpc_failover", self._failover())
         self.engine.report("target_flagged", self._targets_flagged())
         self.engine.report("node_outdated", self._outdated())
+        self.engine.report("disk_full", self._disk_full())
+        self.engine.report("disk_low", self._disk_low())
+        self.engine.report("fee_cap_reached", self._fee_capped())
 
     def _penalized(self) -> list[Condition]:
         out = []
@@ -163,6 +177,20 @@ class AlertConditions:
         return [Condition(f"target_flagged:{t}", f"target {t} was flagged {f['details']['outcome']} in epoch "
                           f"{f['details']['epoch']} (evidence {f['details']['evidence_root']})", f["details"])
                 for t, f in sorted(self._flagged.items())]
+
+    def _fee_capped(self) -> list[Condition]:
+        return [Condition(f"fee_cap_reached:{nonce}", stuck["summary"],
+                          {k: v for k, v in stuck.items() if k != "summary"})
+                for nonce, stuck in sorted(self.node.sender.fee_capped.items())]
+
+    def _disk_full(self) -> list[Condition]:
+        full = self.node.store.full
+        return [Condition("disk_full", f"{full}: no transaction is sent until space returns",
+                          dict(self.node.snapshot.disk))] if full else []
+
+    def _disk_low(self) -> list[Condition]:
+        low = None if self.node.store.full else low_space_reason(self.node.snapshot.disk)
+        return [Condition("disk_low", low, dict(self.node.snapshot.disk))] if low else []
 
     def _outdated(self) -> list[Condition]:
         reason = outdated_reason(self.node.snapshot.version_gate)

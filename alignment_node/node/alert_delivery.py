@@ -52,6 +52,7 @@ TITLES = {
     "rpc_failover": "RPC failover",
     "target_flagged": "Target flagged",
     "node_outdated": "Node release below the minimum",
+    "fee_cap_reached": "Transaction stuck at the fee cap",
 }
 RETRY_BASE_S = 2.0  # first retry after this, doubling per attempt
 RETRY_MAX_S = 600.0

@@ -21,7 +21,7 @@ import json
 import logging
 import time
 
-from ..chain.rpc import RpcBadResponse, RpcClient, RpcError, hex_int
+from ..chain.rpc import RpcBadResponse, RpcClient, RpcError, RpcUnavailable, hex_int
 from .metrics import NodeMetrics
 from .parts import MeteredRpcClient, NodeParts
 from .store import JournalEntry
@@ -29,6 +29,7 @@ from .store import JournalEntry
 log = logging.getLogger("alignment_node.node")
 
 REORG_ERROR = "dropped by a reorg"
+PENDING_KEY = "reorg.notes"  # kv: reorg notes to put back on a journal row that lives again (keep_reorg_notes)
 REORG_SLACK = 3  # blocks a head may go back by (a reorg) before it counts as a stale endpoint
 VERIFY_S = 10.0  # how often each endpoint's chain id is asked again
 STALL_S = 5.0  # a head unchanged this long is compared with the other endpoints'
@@ -48,8 +49,10 @@ async def reorged(parts: NodeParts, purpose: str, epoch: int) -> list[JournalEnt
     for entry in parts.store.live_for(purpose, epoch):
         if entry.state != "mined" or await parts.rpc.get_transaction_receipt(entry.tx_hash) is not None:
             continue
-        parts.store.mark(entry.tx_hash, "dropped", error=f"{REORG_ERROR}: mined in block {entry.block}, no longer "
-                                                          "in the chain")
+        note = f"{REORG_ERROR}: mined in block {entry.block}, no longer in the chain"
+        parts.store.mark(entry.tx_hash, "dropped", error=note)
+        parts.store.put(PENDING_KEY, parts.store.get(PENDING_KEY, []) + [{"tx": entry.tx_hash, "purpose": purpose,
+                                                                          "epoch": epoch, "note": note}])
         parts.metrics.reorged.labels(purpose).inc()
         log.warning("%s tx %s of epoch %s (block %s) was dropped by a reorg", purpose, entry.tx_hash, epoch,
                     entry.block)
@@ -57,18 +60,61 @@ async def reorged(parts: NodeParts, purpose: str, epoch: int) -> list[JournalEnt
     return out
 
 
+async def lost_to_reorg(parts: NodeParts, purpose: str, epoch: int) -> bool:
+    """Whether the chain lost a transaction for (purpose, epoch) to a reorg: one mined whose receipt is gone now
+    (marked by ``reorged``), or one marked so before and not sent again yet. A duty the chain does not show with
+    no such transaction is not sent again here (that is not a reorg: the service's own rules apply)."""
+    if await reorged(parts, purpose, epoch):
+        return True
+    for item in parts.store.get(PENDING_KEY, []):
+        if item.get("purpose") == purpose and item["epoch"] == epoch:
+            try:
+                if parts.store.entry(item["tx"]).state == "dropped":
+                    return True
+            except KeyError:
+                continue
+    return False
+
+
 def resent(parts: NodeParts, purpose: str) -> None:
     parts.metrics.resent.labels(purpose).inc()
 
 
+def keep_reorg_notes(parts: NodeParts, epoch: int) -> None:
+    """Sent again, a dropped transaction often has the very same bytes (same nonce and fees: the same hash), and
+    its journal row lives again without the error; once it is settled, the reorg note is put back on it. Notes of
+    epochs before ``epoch - 1`` are forgotten (their windows are over)."""
+    pending = parts.store.get(PENDING_KEY, [])
+    if not pending:
+        return
+    left = []
+    for item in pending:
+        try:
+            entry = parts.store.entry(item["tx"])
+        except KeyError:
+            continue
+        if entry.state in ("mined", "reverted"):
+            if not entry.error:
+                parts.store.mark(entry.tx_hash, entry.state, error=item["note"] + "; sent again")
+        elif entry.state in ("signed", "sent") or item["epoch"] >= epoch - 1:
+            left.append(item)  # in flight, or dropped and maybe sent again soon
+    parts.store.put(PENDING_KEY, left)
+
+
 # --------------------------------------------------------------------------------------------- endpoints
+
+class StaleHead(RpcBadResponse):
+    """An endpoint's head is more than REORG_SLACK blocks below the highest head seen."""
+
 
 class GuardedRpcClient(MeteredRpcClient):
     """The node's RPC client: checks each endpoint's chain id and refuses stale heads (see the module's doc)."""
 
-    def __init__(self, urls, timeout: float, metrics: NodeMetrics, chain_id: int | None = None):
+    def __init__(self, urls, timeout: float, metrics: NodeMetrics, chain_id: int | None = None, *,
+                 verify_s: float = VERIFY_S, stall_s: float = STALL_S):
         super().__init__(urls, timeout, metrics)
         self.expected_chain_id = chain_id
+        self.verify_s, self.stall_s = verify_s, stall_s
         self._verified: dict[int, float] = {}  # endpoint index -> when its chain id was last seen right
         self.max_head = -1
         self._head_moved = time.monotonic()
@@ -79,7 +125,8 @@ class GuardedRpcClient(MeteredRpcClient):
         return RpcBadResponse(message)
 
     async def _exchange(self, idx, ep, body):
-        if self.expected_chain_id is not None and time.monotonic() - self._verified.get(idx, -VERIFY_S) >= VERIFY_S:
+        if self.expected_chain_id is not None and (idx not in self._verified
+                                                   or time.monotonic() - self._verified[idx] >= self.verify_s):
             probe = json.dumps({"jsonrpc": "2.0", "id": 0, "method": "eth_chainId", "params": []}).encode()
             status, payload = await super()._exchange(idx, ep, probe)
             try:
@@ -97,8 +144,9 @@ class GuardedRpcClient(MeteredRpcClient):
         if method == "eth_blockNumber":
             head = hex_int(result)
             if head < self.max_head - REORG_SLACK:
-                raise self._lie("stale-head", f"head {head} is {self.max_head - head} blocks below the highest seen "
-                                              f"({self.max_head})")
+                self.metrics.rpc_lies.labels("stale-head").inc()
+                raise StaleHead(f"head {head} is {self.max_head - head} blocks below the highest seen "
+                                f"({self.max_head})")
         return result
 
     async def chain_id(self) -> int:
@@ -108,11 +156,20 @@ class GuardedRpcClient(MeteredRpcClient):
         return await super().chain_id()
 
     async def block_number(self) -> int:
-        head = await super().block_number()
+        try:
+            head = await super().block_number()
+        except RpcUnavailable as exc:
+            if not exc.errors or not all(isinstance(e, StaleHead) for _label, e in exc.errors):
+                raise
+            # Every endpoint agrees the chain went back further than REORG_SLACK: a deep reorg, not a liar.
+            log.warning("every RPC endpoint's head is below the highest seen (%d): the chain went back", self.max_head)
+            self.max_head = -1
+            head = await super().block_number()
         now = time.monotonic()
         if head > self.max_head:
             self.max_head, self._head_moved = head, now
-        elif now - self._head_moved >= STALL_S and now - self._cross_checked >= STALL_S and len(self.endpoints) > 1:
+        elif now - self._head_moved >= self.stall_s and now - self._cross_checked >= self.stall_s \
+                and len(self.endpoints) > 1:
             self._cross_checked = now
             head = max(head, await self._cross_check())
         return head
@@ -142,7 +199,6 @@ class GuardedRpcClient(MeteredRpcClient):
                 self.last_failover = time.time()
                 break
         return best
-
 
 
 def _lone_result(client: RpcClient, payload: bytes, status: int):

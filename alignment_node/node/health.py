@@ -6,7 +6,9 @@ from __future__ import annotations
 import time
 
 from ..chain.rpc import RpcClient, RpcException
+from .disk import low_space_reason
 from .parts import NodeParts, TickView
+from .store import free_bytes
 from .version_gate import outdated_reason
 
 PROBE_INTERVAL_S = 5.0
@@ -40,6 +42,13 @@ class HealthService:
         """(200 healthy | 206 partly | 503 unhealthy, reasons)."""
         s = self.p.snapshot
         reasons = []
+        if self.p.store.full is not None:  # disk.py: no transaction is sent until space returns
+            try:
+                free = free_bytes(self.p.data_dir)
+            except OSError:
+                return 503, [self.p.store.full]
+            return 503, [f"disk full: {self.p.data_dir}, {free} bytes free: no transaction is sent until space "
+                         "returns"]
         stale_after = max(30.0, 10 * self.p.cfg.chain.poll_interval)
         if s.last_tick is None or time.time() - s.last_tick > stale_after:
             reasons.append("no chain head processed recently" + (f": {s.last_error}" if s.last_error else ""))
@@ -54,5 +63,8 @@ class HealthService:
             reasons.append(f"RPC endpoint down (failed over): {', '.join(down)}")
         if s.last_error:
             reasons.append(f"last tick failed: {s.last_error}")
+        low = low_space_reason(s.disk)
+        if low:
+            reasons.append(low)
         reasons.extend(s.alerts)
         return (206 if reasons else 200), reasons

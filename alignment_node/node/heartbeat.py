@@ -7,9 +7,12 @@ from __future__ import annotations
 import logging
 
 from ..chain.contracts import ContractRevert
+from .chainguard import lost_to_reorg, resent
 from .parts import NodeParts, TickView
 
 log = logging.getLogger("alignment_node.node")
+
+WATCH_BLOCKS = 8  # blocks after the heartbeat during which presence is re-read (reorgs of up to this depth)
 
 
 class HeartbeatService:
@@ -17,6 +20,7 @@ class HeartbeatService:
         self.p = parts
         self._epoch: int | None = None  # the epoch the operator is already present in
         self._index: int | None = None  # the operator's registry index, once known (it never changes)
+        self._seen = 0  # the head at which the operator was first seen present in ``_epoch``
 
     async def operator_index(self) -> int:
         """The operator's index in the registry (0 while it is not registered)."""
@@ -27,8 +31,11 @@ class HeartbeatService:
 
     async def tick(self, view: TickView) -> None:
         p, epoch = self.p, view.epoch
-        if not p.cfg.heartbeat.enabled or self._epoch == epoch:
+        if not p.cfg.heartbeat.enabled:
             return
+        if self._epoch == epoch:
+            if view.head - self._seen > WATCH_BLOCKS or await self._still_present(view):
+                return
         if any(e.state in ("signed", "sent") for e in p.store.live_for("heartbeat", epoch)):
             await p.sender.recover()
         index = await self.operator_index()
@@ -61,6 +68,17 @@ class HeartbeatService:
         self._mark_present(view)
         log.info("heartbeat for %d licenses in epoch %d (tx %s)", count, epoch, receipt["transactionHash"])
 
+    async def _still_present(self, view: TickView) -> bool:
+        """Presence is re-read for WATCH_BLOCKS blocks after it was first seen: a reorg may drop the heartbeat
+        (chainguard.py), and the commit needs it."""
+        if (await self.p.c["RewardVault"].call("isPresent", await self.operator_index(), view.epoch)
+                or not await lost_to_reorg(self.p, "heartbeat", view.epoch)):
+            return True
+        log.warning("epoch %d: a reorg dropped the heartbeat: sending it again", view.epoch)
+        resent(self.p, "heartbeat")
+        self._epoch = None
+        return False
+
     def _mark_present(self, view: TickView) -> None:
         """The operator is present in the view's epoch: its listed licenses are active (the services after this
         one in the tick see it before the next license refresh)."""
@@ -68,4 +86,5 @@ class HeartbeatService:
             if v.get("listed"):
                 v["active_now"] = True
                 v["active_epoch"] = view.epoch
-        self._epoch = view.epoch
+        if self._epoch != view.epoch:
+            self._epoch, self._seen = view.epoch, view.head

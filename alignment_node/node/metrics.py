@@ -30,6 +30,10 @@ class NodeMetrics:
             "alignment_transactions_failed", "Transactions that reverted or could not be sent",
             ["purpose", "reason"], registry=r,
         )
+        self.tx_replacements = Counter(
+            "alignment_transaction_replacements", "Stalled transactions replaced with a higher fee (same nonce)",
+            ["purpose"], registry=r,
+        )
         self.tx_latency = Histogram(
             "alignment_transaction_latency_seconds", "Seconds from broadcast to receipt", ["purpose"], registry=r,
             buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120),

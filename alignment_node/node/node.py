@@ -14,6 +14,8 @@ Before them, the version gate (version_gate.py) reads governance's minimum node 
 the services in SKIPPED_WHEN_OUTDATED do not run (no new duties are taken on; reveals of earlier commits go on).
 A transaction that fails in one service does not stop the others; the first such failure is raised once they
 have all run. The HTTP API (api/routes.py) runs in threads and only reads the snapshot and the store.
+Every tick starts with the disk service (disk.py): while the data directory is full no service runs (nothing they
+do could be journaled) and TxSender sends nothing; only health and alerts go on until space returns.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ..chain.tx import LocalSigner
 from ..config import Config
 from .alert_conditions import AlertConditions
 from .chainguard import GuardedRpcClient
+from .disk import DiskService
 from .duties import Duties
 from .health import HealthService
 from .heartbeat import HeartbeatService
@@ -41,7 +44,7 @@ from .resume import ResumeService
 from .reveal import RevealService
 from .rewards import RewardsService
 from .settlement import SettlementService
-from .store import open_data_dir
+from .store import DiskFull, open_data_dir
 from .txsender import OutOfGasMoney, TxSender
 from .verdicts import VerdictService
 from .version_gate import VersionGate
@@ -60,7 +63,8 @@ def build_parts(cfg: Config, signer: LocalSigner, manifest: dict) -> NodeParts:
     metrics = NodeMetrics()
     rpc = GuardedRpcClient(cfg.chain.rpc_urls, cfg.chain.request_timeout, metrics, int(manifest["chainId"]))
     sender = TxSender(rpc, signer, store, max_fee_gwei=cfg.gas.max_fee_gwei,
-                      priority_fee_gwei=cfg.gas.priority_fee_gwei, metrics=metrics)
+                      priority_fee_gwei=cfg.gas.priority_fee_gwei, bump_after_s=cfg.gas.bump_after_s,
+                      bump_after_blocks=cfg.gas.bump_after_blocks, bump_factor=cfg.gas.bump_factor, metrics=metrics)
     return NodeParts(cfg, signer, manifest, data_dir, store, metrics, rpc, manifest_contracts(rpc, manifest), sender,
                      Snapshot(operator=signer.address))
 
@@ -74,6 +78,7 @@ class Node:
         self.licenses = LicenseService(p)
         self.duties = Duties(p)
         self.health = HealthService(p)
+        self.disk = DiskService(p)
         self.verdicts = VerdictService(p, self.duties)
         self.alerts = AlertConditions(p)
         self.gate = VersionGate(p)
@@ -96,7 +101,7 @@ class Node:
         p = self.parts
         self.start_api()
         self.alerts.engine.start()
-        chain_id = None
+        chain_id, recovered = None, False
         while not stop.is_set():
             try:
                 if chain_id is None:
@@ -104,9 +109,13 @@ class Node:
                     if chain_id != int(p.manifest["chainId"]):
                         raise SystemExit(f"chain id {chain_id} differs from the manifest's {p.manifest['chainId']}")
                     p.snapshot.chain_id = chain_id
+                if not recovered and p.store.full is None:  # retried after a failure (a full disk, an RPC error)
                     await p.sender.recover()
+                    recovered = True
                 await self.tick()
                 p.snapshot.last_error = None
+            except DiskFull:
+                pass  # said once by the store, and by /health until space returns
             except (RpcException, *SERVICE_FAILURES) as exc:
                 p.snapshot.last_error = str(exc)
                 log.error("tick failed: %s", exc)
@@ -126,7 +135,13 @@ class Node:
 
     async def tick(self) -> None:
         p = self.parts
+        self.disk.tick()
         head = await p.rpc.block_number()
+        if p.store.full is not None:  # the data directory is full: see disk.py
+            await self.health.tick()
+            if p.snapshot.epoch is not None:
+                await self.alerts.evaluate(head, p.snapshot.epoch)
+            return
         if head == p.snapshot.head_block:
             await self.health.tick()
             return
@@ -142,6 +157,8 @@ class Node:
                 continue
             try:
                 await service.tick(view)
+            except DiskFull:
+                pass  # said once by the store; the next ticks wait for space (disk.py)
             except SERVICE_FAILURES as exc:
                 log.error("%s: %s", type(service).__name__, exc)
                 failure = failure or exc

@@ -61,6 +61,7 @@ class Snapshot:
     journal: dict[str, int] = field(default_factory=dict)
     verdicts: list[dict] = field(default_factory=list)
     version_gate: dict = field(default_factory=dict)  # version_gate.py: release, governance's minimum, outdated
+    disk: dict = field(default_factory=dict)  # disk.py: the data directory's free space, low, full
 
 
 @dataclass

@@ -11,6 +11,7 @@ import asyncio
 import logging
 
 from ..chain.contracts import ContractRevert
+from .chainguard import lost_to_reorg, resent
 from .commitments import tree_for_root
 from .parts import NodeParts, TickView
 
@@ -52,9 +53,29 @@ class RevealService:
         self.p.metrics.missed_reveals.inc(len(licenses))
         log.error("missed reveal for %d license(s) of epoch %d: %s", len(licenses), epoch, reason)
 
+    async def _reorged_reveals(self, epoch: int, head: int) -> list[dict]:
+        """Openings revealed by a transaction a reorg dropped (chainguard.py): while the window is open, those the
+        chain no longer shows as revealed go back to 'committed' and are revealed again."""
+        p = self.p
+        revealed = p.store.openings(epoch, "revealed")
+        if not revealed:
+            return []
+        protocol = p.c["AuditProtocol"]
+        start, end = await protocol.call("revealWindow", epoch)
+        if head + 1 >= end:
+            return []
+        gone = [o for o in revealed if not await protocol.call("isRevealed", o["license"], epoch)]
+        if not gone or not await lost_to_reorg(p, "reveal", epoch):
+            return []
+        log.warning("epoch %d: a reorg dropped the reveal of %d license(s): revealing again", epoch, len(gone))
+        resent(p, "reveal")
+        p.store.set_opening_state(epoch, [o["license"] for o in gone], "committed")
+        return [{**o, "state": "committed"} for o in gone]
+
     async def reveal(self, epoch: int, head: int) -> None:
         p = self.p
         openings = [o for o in p.store.openings(epoch) if o["state"] in ("committed", "prepared")]
+        openings += await self._reorged_reveals(epoch, head)
         if not openings:
             return
         protocol = p.c["AuditProtocol"]

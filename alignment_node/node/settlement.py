@@ -83,7 +83,8 @@ class SettlementService:
                     pending = True
                     continue
                 (settled_by_others if outcome != 0 else mine_to_settle).append(t)
-            await self.report_misses(e, settled_by_others, mine)
+            if settled_by_others:
+                await self.report_misses(e, settled_by_others, mine)
             # Pipelined: up to SETTLE_PARALLEL transactions in flight (nonces in order, receipts awaited together).
             for i in range(0, len(mine_to_settle), SETTLE_PARALLEL):
                 chunk = mine_to_settle[i:i + SETTLE_PARALLEL]

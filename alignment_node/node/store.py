@@ -18,19 +18,17 @@ says so once in the log; ``retry_write`` (disk.py, every tick) clears it once a 
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
-import shutil
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import quote
 
 from .. import __version__
 from ..errors import CliError
+from .dbfaults import DiskFull, StoreCorrupt, check_integrity, free_bytes, is_disk_full  # noqa: F401 (re-exported)
 
 # The layout of schema version 1: the tables of every release before versioning (user_version 0), unchanged.
 SCHEMA = """
@@ -89,55 +87,8 @@ class StoreVersionError(CliError):
     migration failed (and was rolled back)."""
 
 
-class StoreCorrupt(CliError):
-    """The database file is damaged: the node refuses to start on it (and never recreates it)."""
-
-
-class DiskFull(Exception):
-    """A write to the data directory failed for lack of space; nothing of it was written."""
-
-
 log = logging.getLogger("alignment_node.store")
 PROBE_KEY = "disk.probe"  # kv: the small write retry_write makes while the disk is full
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` says the disk (or the user's quota) is full: SQLite's SQLITE_FULL, or ENOSPC/EDQUOT."""
-    if isinstance(exc, sqlite3.OperationalError):
-        return getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL" or "database or disk is full" in str(exc)
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
-
-
-def free_bytes(path: str | Path) -> int:
-    """Bytes free for this user on the file system holding ``path``."""
-    return shutil.disk_usage(path).free
-
-
-def check_integrity(path: Path) -> None:
-    """Refuse a damaged database file before anything writes to it: it is opened read-only and SQLite's quick_check
-    must answer "ok". A missing or empty file is a new store. Raises StoreCorrupt (one line: the file and what to do)."""
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    try:
-        con = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
-        try:
-            rows = [str(r[0]) for r in con.execute("PRAGMA quick_check").fetchall()]
-        finally:
-            con.close()
-    except sqlite3.DatabaseError as exc:
-        if getattr(exc, "sqlite_errorname", "") not in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
-            raise StoreVersionError(f"database {path} cannot be opened: {exc}") from None
-        problem = str(exc)
-    else:
-        if rows == ["ok"]:
-            return
-        problem = "; ".join(rows[:3]) + (f" (and {len(rows) - 3} more)" if len(rows) > 3 else "")
-    backups = sorted(path.parent.glob(path.name + ".v*.bak"), key=lambda p: p.stat().st_mtime)
-    restore = (f"restore the copy the last upgrade kept ({backups[-1]}) over it, or " if backups else "")
-    raise StoreCorrupt(
-        f"database {path} is corrupt ({problem}); it was left as it is: {restore}move it (with its -wal and -shm "
-        "files) away and start again with an empty store, knowing that the commitments it held and had not revealed "
-        "yet are lost (those licenses miss their reveals)", "StoreCorrupt")
 
 
 def _schema_v1(db: sqlite3.Connection) -> None:
@@ -188,12 +139,18 @@ def open_data_dir(data_dir: str | Path) -> "Store":
         raise StoreVersionError(
             f"data directory {data_dir} (format {found['format']}) was written by alignment-node {found['release']}; "
             f"this is alignment-node {__version__} (format {DATA_FORMAT_VERSION}): upgrade alignment-node")
-    store = Store(data_dir / "node.sqlite")
-    stamp = {"format": DATA_FORMAT_VERSION, "schema": schema_version(), "release": __version__}
-    if found != stamp:
-        tmp = data_dir / (VERSION_FILE + ".tmp")
-        tmp.write_text(json.dumps(stamp, sort_keys=True) + "\n")
-        tmp.replace(data_dir / VERSION_FILE)
+    try:
+        store = Store(data_dir / "node.sqlite")
+        stamp = {"format": DATA_FORMAT_VERSION, "schema": schema_version(), "release": __version__}
+        if found != stamp:
+            tmp = data_dir / (VERSION_FILE + ".tmp")
+            tmp.write_text(json.dumps(stamp, sort_keys=True) + "\n")
+            tmp.replace(data_dir / VERSION_FILE)
+    except (sqlite3.OperationalError, OSError) as exc:
+        if not is_disk_full(exc):
+            raise
+        raise CliError(f"disk full: {data_dir}, {free_bytes(data_dir)} bytes free: the node cannot open its store "
+                       f"({exc}); free some space and start it again", "DiskFull") from None
     return store
 
 OPEN_STATES = ("signed", "sent")
@@ -317,7 +274,7 @@ class Store:
             if not is_disk_full(exc):
                 raise
             first = self.full is None
-            self.full = (f"disk full: {self.path.parent}, {free_bytes(self.path.parent)} bytes free")
+            self.full = f"disk full: {self.path.parent}, {free_bytes(self.path.parent)} bytes free"
             if first:
                 log.critical("ALERT %s (%s): no transaction is sent until space returns; nothing journaled is lost",
                              self.full, exc)
@@ -349,13 +306,13 @@ class Store:
         now = time.time()
         with self._writing():
             self.db.execute(
-            "INSERT INTO tx_journal (nonce, purpose, epoch, tx_hash, raw, state, meta, created, updated)"
-            " VALUES (?, ?, ?, ?, ?, 'signed', ?, ?, ?)"
-            # The same bytes signed again after they were dropped (e.g. no gas money then): live again.
-            " ON CONFLICT(tx_hash) DO UPDATE SET state = 'signed', error = NULL, updated = excluded.updated"
-            " WHERE state = 'dropped'",
-            (nonce, purpose, epoch, tx_hash, raw, json.dumps(meta or {}, sort_keys=True), now, now),
-        )
+                "INSERT INTO tx_journal (nonce, purpose, epoch, tx_hash, raw, state, meta, created, updated)"
+                " VALUES (?, ?, ?, ?, ?, 'signed', ?, ?, ?)"
+                # The same bytes signed again after they were dropped (e.g. no gas money then): live again.
+                " ON CONFLICT(tx_hash) DO UPDATE SET state = 'signed', error = NULL, updated = excluded.updated"
+                " WHERE state = 'dropped'",
+                (nonce, purpose, epoch, tx_hash, raw, json.dumps(meta or {}, sort_keys=True), now, now),
+            )
         return self.entry(tx_hash)
 
     def mark(self, tx_hash: str, state: str, block: int | None = None, gas_used: int | None = None,
@@ -363,10 +320,10 @@ class Store:
         """Move a journal entry to ``state`` (sent, mined, reverted, dropped)."""
         with self._writing():
             self.db.execute(
-            "UPDATE tx_journal SET state = ?, block = COALESCE(?, block), gas_used = COALESCE(?, gas_used),"
-            " error = COALESCE(?, error), updated = ? WHERE tx_hash = ?",
-            (state, block, gas_used, error, time.time(), tx_hash),
-        )
+                "UPDATE tx_journal SET state = ?, block = COALESCE(?, block), gas_used = COALESCE(?, gas_used),"
+                " error = COALESCE(?, error), updated = ? WHERE tx_hash = ?",
+                (state, block, gas_used, error, time.time(), tx_hash),
+            )
 
     def entry(self, tx_hash: str) -> JournalEntry:
         row = self.db.execute("SELECT * FROM tx_journal WHERE tx_hash = ?", (tx_hash,)).fetchone()
@@ -404,9 +361,10 @@ class Store:
         """Store an evidence bundle's exact bytes under its root (idempotent)."""
         with self._writing():
             self.db.execute(
-            "INSERT OR IGNORE INTO evidence (root, epoch, target, verdict, bundle, created) VALUES (?, ?, ?, ?, ?, ?)",
-            (root, epoch, target, verdict, bundle, time.time()),
-        )
+                "INSERT OR IGNORE INTO evidence (root, epoch, target, verdict, bundle, created)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (root, epoch, target, verdict, bundle, time.time()),
+            )
 
     # ------------------------------------------------------------------------------------- openings
 
@@ -415,14 +373,14 @@ class Store:
         """Durably keep what a commitment opens to, before the commit transaction is sent."""
         with self._writing():
             self.db.execute(
-            "INSERT INTO openings (epoch, license, salt, targets, verdicts, roots, commitment, state, updated)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, 'prepared', ?)"
-            " ON CONFLICT(epoch, license) DO UPDATE SET salt = excluded.salt, targets = excluded.targets,"
-            " verdicts = excluded.verdicts, roots = excluded.roots, commitment = excluded.commitment,"
-            " state = 'prepared', updated = excluded.updated WHERE state = 'prepared'",
-            (epoch, license_id, salt, json.dumps(targets), json.dumps(verdicts), json.dumps(roots), commitment,
-             time.time()),
-        )
+                "INSERT INTO openings (epoch, license, salt, targets, verdicts, roots, commitment, state, updated)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'prepared', ?)"
+                " ON CONFLICT(epoch, license) DO UPDATE SET salt = excluded.salt, targets = excluded.targets,"
+                " verdicts = excluded.verdicts, roots = excluded.roots, commitment = excluded.commitment,"
+                " state = 'prepared', updated = excluded.updated WHERE state = 'prepared'",
+                (epoch, license_id, salt, json.dumps(targets), json.dumps(verdicts), json.dumps(roots), commitment,
+                 time.time()),
+            )
 
     def openings(self, epoch: int, state: str | None = None) -> list[dict]:
         sql, args = "SELECT * FROM openings WHERE epoch = ?", [epoch]
@@ -440,9 +398,9 @@ class Store:
     def set_opening_state(self, epoch: int, license_ids: list[int], state: str, reason: str | None = None) -> None:
         with self._writing():
             self.db.executemany(
-            "UPDATE openings SET state = ?, reason = ?, updated = ? WHERE epoch = ? AND license = ?",
-            [(state, reason, time.time(), epoch, lic) for lic in license_ids],
-        )
+                "UPDATE openings SET state = ?, reason = ?, updated = ? WHERE epoch = ? AND license = ?",
+                [(state, reason, time.time(), epoch, lic) for lic in license_ids],
+            )
 
     # ------------------------------------------------------------------------------------------ kv
 
@@ -453,9 +411,9 @@ class Store:
     def put(self, key: str, value: Any) -> None:
         with self._writing():
             self.db.execute(
-            "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (key, json.dumps(value, sort_keys=True)),
-        )
+                "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, json.dumps(value, sort_keys=True)),
+            )
 
 
 TX_COLUMNS = ("purpose", "epoch", "nonce", "tx_hash", "state", "block", "gas_used", "error", "created")

@@ -28,7 +28,7 @@ from ..chain.contracts import ContractRevert, TransactionFailed, TxOptions, buil
 from ..chain.remote_signer import RemoteSignerError
 from ..chain.rpc import RpcClient, RpcError, hex_int
 from ..chain.tx import Eip1559Tx, LocalSigner, SignedTx, decode_signed_transaction
-from .store import OPEN_STATES, JournalEntry, Store
+from .store import OPEN_STATES, DiskFull, JournalEntry, Store
 
 log = logging.getLogger("alignment_node.tx")
 
@@ -77,6 +77,7 @@ class TxSender:
         self.metrics = metrics
         # nonce: what the fee_cap_reached alert says about a transaction stuck at gas.max_fee_gwei
         self.fee_capped: dict[int, dict] = {}
+        self._waiting: set[int] = set()  # nonces a _wait is watching (recover leaves them to it)
         self._lock = asyncio.Lock()
         self._urgent_waiting = 0
         self._gas_limit: int | None = None
@@ -89,7 +90,11 @@ class TxSender:
                    gas_extra: int = 0, urgent: bool = True) -> dict:
         """Send one transaction and wait for it; returns the receipt. Raises ContractRevert (decoded),
         OutOfGasMoney, TransactionFailed. Urgent transactions (heartbeat, commit, reveal: they have deadlines)
-        go before any waiting non-urgent one (settlements, miss reports)."""
+        go before any waiting non-urgent one (settlements, miss reports). Raises DiskFull, having signed and sent
+        nothing, while the data directory is full (store.full): a transaction is never sent unjournaled."""
+        if self.store.full is not None:
+            self._failed(purpose, "disk_full")
+            raise DiskFull(self.store.full)
         await self._acquire(urgent)
         try:
             try:
@@ -126,7 +131,11 @@ class TxSender:
                 self._failed(purpose, "signer")
                 log.error("%s not signed: %s", purpose, exc)
                 raise
-            self.store.record_signed(nonce, purpose, epoch, signed.hash, signed.raw, meta)
+            try:
+                self.store.record_signed(nonce, purpose, epoch, signed.hash, signed.raw, meta)
+            except DiskFull:  # not journaled, so never broadcast (the store logged it once and stops later sends)
+                self._failed(purpose, "disk_full")
+                raise
             try:
                 await self._broadcast(signed.raw, signed.hash)
             except TransactionFailed as exc:
@@ -155,8 +164,14 @@ class TxSender:
         replacing the newest with a higher fee when it waits too long (see the module docstring). A transaction
         the node no longer knows (evicted from its pool, or lost by a failed-over endpoint) is broadcast again:
         the same bytes, so it can only be mined once. Returns the receipt and the attempt it is for."""
-        attempts = list(attempts)
         nonce = attempts[-1].tx.nonce
+        self._waiting.add(nonce)
+        try:
+            return await self._watch(list(attempts), first, nonce)
+        finally:
+            self._waiting.discard(nonce)
+
+    async def _watch(self, attempts: list[SignedTx], first: JournalEntry, nonce: int) -> tuple[dict, SignedTx]:
         start = last_check = bumped_at = time.monotonic()
         deadline = start + self.receipt_timeout
         bumped_block = await self.rpc.block_number()
@@ -212,8 +227,11 @@ class TxSender:
             log.error("replacement of %s tx %s not signed: %s", first.purpose, prev.hash, exc)
             return None
         meta = {k: v for k, v in first.meta.items() if k != "replaces"}
-        self.store.record_signed(old.nonce, first.purpose, first.epoch, signed.hash, signed.raw,
-                                 {**meta, "replaces": prev.hash})
+        try:
+            self.store.record_signed(old.nonce, first.purpose, first.epoch, signed.hash, signed.raw,
+                                     {**meta, "replaces": prev.hash})
+        except DiskFull:  # not journaled, so not broadcast: the previous one stays pending
+            return None
         try:
             await self._broadcast(signed.raw, signed.hash)
         except TransactionFailed as exc:
@@ -222,6 +240,8 @@ class TxSender:
                 self._out_of_money(first.purpose)
             log.warning("replacement of %s tx %s refused (the previous one is still pending): %s", first.purpose,
                         prev.hash, exc)
+            if max_fee == self.max_fee and not _is_funds_error(exc) and "nonce too low" not in str(exc).lower():
+                self._cap_reached(prev, first, market_max, market_tip)  # the pool wants more than the cap allows
             return None
         self.store.mark(signed.hash, "sent")
         if self.metrics:
@@ -236,8 +256,8 @@ class TxSender:
 
     def _cap_reached(self, prev: SignedTx, first: JournalEntry, market_max: int, market_tip: int) -> None:
         nonce, base = prev.tx.nonce, max(0, (market_max - market_tip) // 2)
-        summary = (f"{first.purpose} tx {prev.hash} (nonce {nonce}) is not mined and its max fee "
-                   f"{_gwei(prev.tx.max_fee_per_gas)} gwei cannot be raised: gas.max_fee_gwei caps it at "
+        summary = (f"{first.purpose} tx {prev.hash} (nonce {nonce}) is not mined at a max fee of "
+                   f"{_gwei(prev.tx.max_fee_per_gas)} gwei and cannot be replaced: gas.max_fee_gwei caps the fee at "
                    f"{_gwei(self.max_fee)} gwei while the market asks {_gwei(market_max)} gwei (base fee "
                    f"{_gwei(base)} gwei); raise gas.max_fee_gwei or wait for the fees to fall")
         self.fee_capped[nonce] = {"summary": summary, "purpose": first.purpose, "tx_hash": prev.hash, "nonce": nonce,
@@ -277,12 +297,15 @@ class TxSender:
     async def recover(self) -> list[JournalEntry]:
         """Settle every transaction a previous run left open; returns the entries it looked at. The entries of
         one nonce (a transaction and its fee replacements) are settled together: a receipt of any of them ends
-        them all; else the highest-fee one is broadcast again and waited for (and replaced if it stalls)."""
+        them all; else the highest-fee one is broadcast again and waited for (and replaced if it stalls). A nonce a
+        send of this run is still waiting for is left to that send."""
         entries = self.store.open_entries()
         by_nonce: dict[int, list[JournalEntry]] = {}
         for entry in entries:
             by_nonce.setdefault(entry.nonce, []).append(entry)
         for nonce, group in by_nonce.items():
+            if nonce in self._waiting:
+                continue  # a send of this run is waiting for it (and replacing it when it stalls)
             attempts = sorted((self._signed_of(e) for e in group),
                               key=lambda s: (s.tx.max_fee_per_gas, s.tx.max_priority_fee_per_gas))
             receipt, mined = None, None

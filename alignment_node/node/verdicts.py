@@ -14,7 +14,7 @@ import time
 from .. import protocol as P
 from ..audits import build_auditors
 from ..audits.base import AuditEnv, AuditResult, EpochContext, Target
-from .chainguard import in_flight, reorged, resent
+from .chainguard import in_flight, keep_reorg_notes, lost_to_reorg, resent
 from .commitments import commit_tree, record_attempt
 from .duties import Duties
 from .parts import NodeParts, TickView
@@ -172,15 +172,16 @@ class VerdictService:
         """A commit is done only while the chain holds its root (chainguard.py): on every new head of the epoch,
         committed openings whose root a reorg dropped are committed again, with the same root."""
         p = self.p
+        keep_reorg_notes(p, epoch)
         committed = p.store.openings(epoch, "committed")
         if not committed or p.store.openings(epoch, "prepared") or in_flight(p, "commit", epoch):
             return
         tree = commit_tree(p.store.openings(epoch))
         if bytes(await p.c["AuditProtocol"].call("rootOf", p.signer.address, epoch)) == tree.root:
             return
-        dropped = await reorged(p, "commit", epoch)
-        log.warning("epoch %d: the chain no longer holds the committed root %s (%d commit tx dropped by a reorg):"
-                    " committing it again", epoch, hex0x(tree.root), len(dropped))
+        if not await lost_to_reorg(p, "commit", epoch):
+            return
+        log.warning("epoch %d: a reorg dropped the commit of root %s: committing it again", epoch, hex0x(tree.root))
         resent(p, "commit")
         await self.commit(epoch, committed)
 

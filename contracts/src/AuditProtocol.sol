@@ -337,7 +337,7 @@ contract AuditProtocol is Ownable {
         RevealContext memory ctx = _openReveal(epoch);
         for (uint256 i; i < reveals.length; ++i) {
             Reveal calldata r = reveals[i];
-            //H1TEMP if (_revealedPlus1[r.license] == epoch + 1) continue;
+            if (_revealedPlus1[r.license] == epoch + 1) continue;
             _reveal(epoch, r.license, r.targetIds, r.verdicts, r.evidenceRoots, r.salt, r.proof, ctx);
         }
     }

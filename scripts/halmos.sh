@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Symbolic checks of the contracts with halmos (docs/halmos.md): the `check_*` functions in contracts/halmos/.
+# halmos lives in its own venv (.venv-halmos/) so its dependencies (z3, yices) stay out of the node's.
+# Builds src + contracts/halmos only (foundry profile "halmos", its own out/cache), never the forge tests.
+# Exits non-zero on a counterexample (or a check that could not run). Extra arguments go to halmos, e.g.
+#   ./scripts/halmos.sh --match-contract NodeSaleCheck
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x .venv-halmos/bin/halmos ]; then
+  python3 -m venv .venv-halmos
+  .venv-halmos/bin/pip install -q --disable-pip-version-check 'halmos==0.3.3'
+fi
+cd contracts
+export PATH="$PWD/node_modules/.bin:$PATH" FOUNDRY_PROFILE=halmos
+# --loop 16: the sale's mint loop runs up to 8 times per buy and the checks' own loops are shorter.
+exec ../.venv-halmos/bin/halmos --root . --forge-build-out out-halmos --loop 16 --solver-timeout-assertion 0 "$@"

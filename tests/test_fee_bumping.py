@@ -1,0 +1,267 @@
+"""Fee spikes (txsender.py): a transaction stalled below the market's fee is replaced on the same nonce with
+higher fees until it is mined; at ``gas.max_fee_gwei`` the fee_cap_reached alert fires and nothing is sent on
+another nonce; a restart settles a journal holding several replacements of one nonce.
+
+A real anvil with automine off: the test mines a block every 0.25 s (the devnet's block time) and, while a spike
+is on, sets the next block's base fee (``anvil_setNextBlockBaseFeePerGas``) before each one. anvil admits a
+transaction whose max fee covers the base fee it expects next (7/8 of an empty spiked block's) but only mines
+those that pay the spiked one. The operator's key is generated here and funded with ``anvil_setBalance``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from alignment_node.chain.tx import LocalSigner, decode_signed_transaction
+from alignment_node.config import AlertsConfig, Config, ConfigError, WebhookConfig, load_config
+from alignment_node.node.alert_conditions import AlertConditions
+from alignment_node.node.metrics import NodeMetrics
+from alignment_node.node.parts import MeteredRpcClient, NodeParts, Snapshot
+from alignment_node.node.store import Store
+from alignment_node.node.txsender import TxSender
+
+GWEI = 10**9
+BLOCK_S = 0.25
+DATA = bytes.fromhex("c0ffee01")
+
+
+class Miner:
+    """Mines a block every BLOCK_S seconds; with ``spike`` set, each at that base fee (wei)."""
+
+    def __init__(self, anvil):
+        self.anvil = anvil
+        self.spike: int | None = None
+        self.paused = threading.Event()
+        self._stop = threading.Event()
+        anvil.rpc("evm_setAutomine", [False])
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(BLOCK_S):
+            if self.paused.is_set():
+                continue
+            spike = self.spike
+            if spike is not None:
+                self.anvil.rpc("anvil_setNextBlockBaseFeePerGas", [hex(spike)])
+            self.anvil.rpc("evm_mine", [])
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+class Hooks:
+    """A JSON webhook receiver on loopback: the alert notifications it was sent."""
+
+    def __init__(self):
+        self.bodies: list[dict] = []
+        hooks = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (stdlib name)
+                hooks.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def chain(anvil):
+    signer = LocalSigner(secrets.token_bytes(32))
+    anvil.rpc("anvil_setBalance", [signer.address, hex(10**20)])
+    miner = Miner(anvil)
+    yield anvil, miner, signer
+    miner.stop()
+
+
+def sender_for(anvil, signer, store, *, cap_gwei=500.0, timeout=40.0, bump_after_s=0.5, metrics=None):
+    rpc = MeteredRpcClient([anvil.url], 5.0, metrics or NodeMetrics())
+    return TxSender(rpc, signer, store, max_fee_gwei=cap_gwei, receipt_timeout=timeout, bump_after_s=bump_after_s,
+                    bump_after_blocks=1, bump_factor=1.5, metrics=metrics)
+
+
+async def sent_then_spike(store: Store, miner: Miner, spike: int) -> int:
+    """Wait (no block mined meanwhile) until the send is journaled and broadcast, then spike the base fee."""
+    deadline = time.monotonic() + 10
+    while not [e for e in store.open_entries() if e.state == "sent"]:
+        assert time.monotonic() < deadline, "the transaction was never sent"
+        await asyncio.sleep(0.02)
+    miner.spike = spike
+    miner.paused.clear()
+    return store.open_entries()[0].nonce
+
+
+def rows(store: Store, nonce: int | None = None) -> list[dict]:
+    sql, args = "SELECT * FROM tx_journal", ()
+    if nonce is not None:
+        sql, args = sql + " WHERE nonce = ?", (nonce,)
+    return [dict(r) | {"meta": json.loads(r["meta"])} for r in store.db.execute(sql + " ORDER BY id", args)]
+
+
+def fees(raw: bytes) -> tuple[int, int]:
+    tx = decode_signed_transaction(raw)[0]
+    return tx.max_fee_per_gas, tx.max_priority_fee_per_gas
+
+
+def test_a_stalled_transaction_is_replaced_on_its_nonce_with_higher_fees_and_mined(chain, tmp_path):
+    anvil, miner, signer = chain
+    store, metrics = Store(tmp_path / "node.sqlite"), NodeMetrics()
+    to = anvil.accounts[1]
+
+    async def go():
+        sender = sender_for(anvil, signer, store, metrics=metrics)
+        miner.paused.set()
+        sending = asyncio.create_task(sender.send("heartbeat", to, DATA, epoch=7, meta={"licenses": [3]}))
+        nonce = await sent_then_spike(store, miner, 20 * GWEI)
+        receipt = await asyncio.wait_for(sending, 30)
+        used = await sender.rpc.get_transaction_count(signer.address, "latest")
+        await sender.rpc.close()
+        return nonce, receipt, used
+
+    nonce, receipt, used = asyncio.run(go())
+    journal = rows(store)
+    assert len(journal) >= 2 and {r["nonce"] for r in journal} == {nonce} and used == nonce + 1
+    assert {(r["purpose"], r["epoch"]) for r in journal} == {("heartbeat", 7)}
+    first, mined = journal[0], [r for r in journal if r["state"] == "mined"]
+    assert len(mined) == 1 and receipt["transactionHash"] == mined[0]["tx_hash"] != first["tx_hash"]
+    assert int(receipt["status"], 16) == 1 and mined[0]["meta"]["licenses"] == [3]
+    for older, newer in zip(journal, journal[1:]):  # each replaces the one before it, with both fees >= +10%
+        assert newer["meta"]["replaces"] == older["tx_hash"]
+        assert all(new * 10 >= old * 11 for new, old in zip(fees(newer["raw"]), fees(older["raw"])))
+    for row in journal:
+        if row is not mined[0]:
+            assert row["state"] == "dropped" and row["error"].startswith(f"replaced: nonce {nonce} was mined as")
+    base, new = decode_signed_transaction(first["raw"])[0], decode_signed_transaction(mined[0]["raw"])[0]
+    assert (new.nonce, new.to, new.data, new.gas, new.value) == (base.nonce, base.to, DATA, base.gas, base.value)
+    assert new.max_fee_per_gas >= 20 * GWEI > base.max_fee_per_gas
+    assert metrics.tx_replacements.labels("heartbeat")._value.get() == len(journal) - 1
+
+
+def test_at_the_fee_cap_the_alert_fires_and_nothing_is_sent_on_another_nonce(chain, tmp_path, caplog):
+    anvil, miner, signer = chain
+    store, metrics, hooks = Store(tmp_path / "node.sqlite"), NodeMetrics(), Hooks()
+    cfg = Config(alerts=AlertsConfig(webhooks=[WebhookConfig("json", hooks.url)], resolve_after_s=0.0))
+
+    async def go():
+        sender = sender_for(anvil, signer, store, cap_gwei=4.0, metrics=metrics)
+        parts = NodeParts(cfg, signer, {}, tmp_path, store, metrics, sender.rpc, {}, sender,
+                          Snapshot(operator=signer.address))
+        alerts = AlertConditions(parts)
+        alerts.engine.start()
+        miner.paused.set()
+        sending = asyncio.create_task(sender.send("commit", anvil.accounts[1], DATA, epoch=9))
+        # 4.4 gwei: a 4 gwei replacement is admitted (it covers the 3.85 gwei anvil expects) but never mined.
+        nonce = await sent_then_spike(store, miner, 44 * GWEI // 10)
+        deadline = time.monotonic() + 20
+        while nonce not in sender.fee_capped:
+            assert time.monotonic() < deadline and not sending.done(), rows(store)
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(2.0)  # stays capped: no further replacement, no other nonce
+        head = await sender.rpc.block_number()
+        await alerts.evaluate(head, 1)
+        capped = dict(sender.fee_capped[nonce])
+        used = await sender.rpc.get_transaction_count(signer.address, "latest")
+        while not hooks.bodies:
+            assert time.monotonic() < deadline + 10
+            await asyncio.sleep(0.05)
+        miner.spike = None  # the fees fall: the capped transaction is mined
+        receipt = await asyncio.wait_for(sending, 30)
+        await alerts.evaluate(await sender.rpc.block_number(), 1)
+        while len(hooks.bodies) < 2:
+            assert time.monotonic() < deadline + 20
+            await asyncio.sleep(0.05)
+        await alerts.engine.stop()
+        final = await sender.rpc.get_transaction_count(signer.address, "latest")
+        await sender.rpc.close()
+        return nonce, capped, used, final, receipt
+
+    with caplog.at_level(logging.CRITICAL, logger="alignment_node.tx"):
+        try:
+            nonce, capped, used, final, receipt = asyncio.run(go())
+        finally:
+            hooks.close()
+    journal = rows(store)
+    # Nothing was signed (the journal has every signed transaction) or mined on another nonce.
+    assert {r["nonce"] for r in journal} == {nonce} and used == nonce and final == nonce + 1
+    assert all(fees(r["raw"])[0] <= 4 * GWEI for r in journal)
+    assert capped["cap_gwei"] == 4.0 and capped["market_fee_gwei"] > 4.0 and capped["purpose"] == "commit"
+    critical = [r.getMessage() for r in caplog.records if r.levelno == logging.CRITICAL]
+    assert critical and "gas.max_fee_gwei caps the fee at 4.0 gwei" in critical[0] and "market asks" in critical[0]
+    fired, resolved = hooks.bodies[:2]
+    assert (fired["alert"], fired["state"], fired["severity"]) == ("fee_cap_reached", "firing", "critical")
+    assert fired["key"] == f"fee_cap_reached:{nonce}" and fired["details"]["cap_gwei"] == 4.0
+    assert "4.0 gwei" in fired["summary"] and resolved["state"] == "resolved"
+    assert int(receipt["status"], 16) == 1 and [r["state"] for r in journal].count("mined") == 1
+    assert metrics.tx_failed.labels("commit", "fee_cap_reached")._value.get() >= 1
+
+
+def test_a_restart_rebroadcasts_the_highest_fee_replacement_and_settles_the_nonce(chain, tmp_path):
+    anvil, miner, signer = chain
+    store = Store(tmp_path / "node.sqlite")
+
+    async def crash_with_replacements():
+        sender = sender_for(anvil, signer, store, cap_gwei=4.0)
+        miner.paused.set()
+        sending = asyncio.create_task(sender.send("reveal", anvil.accounts[1], DATA, epoch=4))
+        nonce = await sent_then_spike(store, miner, 44 * GWEI // 10)
+        deadline = time.monotonic() + 20
+        while nonce not in sender.fee_capped:
+            assert time.monotonic() < deadline and not sending.done()
+            await asyncio.sleep(0.1)
+        sending.cancel()  # the process dies mid-wait
+        await asyncio.gather(sending, return_exceptions=True)
+        await sender.rpc.close()
+        return nonce
+
+    nonce = asyncio.run(crash_with_replacements())
+    open_rows = [r for r in rows(store, nonce) if r["state"] in ("signed", "sent")]
+    assert len(open_rows) >= 2, rows(store)
+    highest = max(open_rows, key=lambda r: fees(r["raw"]))
+    anvil.rpc("anvil_dropAllTransactions", [])  # the chain node restarted too: its pool is empty
+    miner.spike = 38 * GWEI // 10  # only the 4 gwei replacement pays this base fee
+
+    async def restart():
+        sender = sender_for(anvil, signer, store, cap_gwei=4.0, bump_after_s=30.0)
+        looked = await sender.recover()
+        again = await sender.recover()
+        used = await sender.rpc.get_transaction_count(signer.address, "latest")
+        await sender.rpc.close()
+        return looked, again, used
+
+    looked, again, used = asyncio.run(restart())
+    journal = rows(store, nonce)
+    assert {e.tx_hash for e in looked} == {r["tx_hash"] for r in open_rows} and again == [] and used == nonce + 1
+    assert [r["tx_hash"] for r in journal if r["state"] == "mined"] == [highest["tx_hash"]]
+    assert all(r["state"] == "dropped" for r in journal if r["tx_hash"] != highest["tx_hash"])
+
+
+def test_the_bump_settings_are_checked():
+    env = {"ZG_ALIGNMENT_NODE_OPERATOR_PASSWORD_ENV": "NODE_PASSWORD", "ZG_ALIGNMENT_NODE_GAS_BUMP_AFTER_S": "2",
+           "ZG_ALIGNMENT_NODE_GAS_BUMP_FACTOR": "1.5"}
+    cfg = load_config(None, env=env)
+    assert (cfg.gas.bump_after_s, cfg.gas.bump_after_blocks, cfg.gas.bump_factor) == (2.0, 2, 1.5)
+    with pytest.raises(ConfigError) as err:
+        load_config(None, env=env | {"ZG_ALIGNMENT_NODE_GAS_BUMP_FACTOR": "1.05",
+                                     "ZG_ALIGNMENT_NODE_GAS_BUMP_AFTER_S": "0"})
+    assert "gas.bump_factor: 1.05 is not between 1.1" in str(err.value)
+    assert "bump_after_s must be > 0" in str(err.value)
