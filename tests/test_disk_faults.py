@@ -205,7 +205,8 @@ def page_middle_overwritten(db: bytes) -> bytes:
         copy = Path(tmp) / "copy.sqlite"
         copy.write_bytes(db)
         con = sqlite3.connect(copy)
-        [root] = con.execute("SELECT rootpage FROM sqlite_master WHERE name = 'sqlite_autoindex_tx_journal_1'").fetchone()
+        [root] = con.execute("SELECT rootpage FROM sqlite_master WHERE name = ?",
+                             ("sqlite_autoindex_tx_journal_1",)).fetchone()
         con.close()
     page = (root - 1) * page_size
     content_start = struct.unpack(">H", db[page + 5:page + 7])[0]  # from the b-tree page header

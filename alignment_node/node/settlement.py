@@ -68,9 +68,10 @@ class SettlementService:
             pending = False
             mine_to_settle = []
             settled_by_others = []
+            reported = set(p.store.get(f"misses.{e}", []))
             for t in targets:
                 *_, outcome = await protocol.call("tally", e, t)
-                if outcome != 0 and p.store.get(f"misses.{e}.{t}"):
+                if outcome != 0 and t in reported:
                     continue  # settled, and this node's miss reports for it are done
                 # A MODEL target whose baseline has referees settles after their window (RefereeCourt).
                 opens = await protocol.call("settleOpensAt", e, t)
@@ -116,8 +117,7 @@ class SettlementService:
                 # The committee list keeps two epochs after each (docs/protocol.md): older misses cannot be
                 # proven any more, by anyone. Settling goes on.
                 log.warning("epoch %d's committees are no longer on chain: its misses cannot be reported", epoch)
-                for rest in targets:
-                    p.store.put(f"misses.{epoch}.{rest}", True)
+                self._reported(epoch, targets)
                 return
             missing = sorted(lic for lic in seated - set(revealed) - mine if active[lic])
             for lic in missing:
@@ -126,7 +126,12 @@ class SettlementService:
                 if ok:
                     p.metrics.misses_reported.inc()
                     log.info("reported miss: license %d did not reveal target %d in epoch %d", lic, t, epoch)
-            p.store.put(f"misses.{epoch}.{t}", True)
+            self._reported(epoch, [t])
+
+    def _reported(self, epoch: int, targets: list[int]) -> None:
+        """Record that this node's miss reports for ``targets`` of ``epoch`` are done (one key per epoch)."""
+        done = set(self.p.store.get(f"misses.{epoch}", [])) | set(targets)
+        self.p.store.put(f"misses.{epoch}", sorted(done))
 
     async def _send_quietly(self, purpose: str, data: bytes, epoch: int, expected: tuple[str, ...],
                             gas_extra: int = SETTLE_GAS_UNSEEN) -> bool:

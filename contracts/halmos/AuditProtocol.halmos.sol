@@ -80,6 +80,11 @@ contract AuditProtocolCheck is HalmosBase {
             AuditProtocol.Params(5, 2, 1, 4), address(this));
     }
 
+    /// @dev An opening from five symbolic words (license, target, verdict, evidence root, salt).
+    function _opening(uint256[5] calldata f) internal pure returns (Opening memory) {
+        return Opening(f[0], f[1], uint8(f[2]), bytes32(f[3]), bytes32(f[4]));
+    }
+
     function _arrays(Opening memory o)
         internal
         pure
@@ -123,12 +128,14 @@ contract AuditProtocolCheck is HalmosBase {
     ///         length 0 or 1, symbolic) succeeds only for A itself or for the sibling leaf: no third opening
     ///         verifies, and no inner node passes for a leaf.
     function check_revealOpensOnlyACommittedLeaf(
-        Opening memory a,
+        uint256[5] calldata fa,
         bytes32 sibling,
-        Opening memory b,
+        uint256[5] calldata fb,
         bytes32 proofNode,
         bool withProof
     ) external {
+        Opening memory a = _opening(fa);
+        Opening memory b = _opening(fb);
         AuditProtocol ap = _deploy();
         bytes32 leafA = _leaf(0, a);
         ap.commit(0, _hashPair(leafA, sibling));
@@ -143,11 +150,12 @@ contract AuditProtocolCheck is HalmosBase {
     }
 
     /// @notice Once a license's opening for an epoch is revealed, no opening (symbolic, with a symbolic proof of
-    ///         length 0 or 1, even under a new root committed... in the same slot) reveals that license for that
-    ///         epoch again, by `reveal` or `revealMany`, and the tally keeps the first reveal's single vote.
-    function check_secondRevealFails(Opening memory a, Opening memory b, bytes32 proofNode, bool withProof)
+    ///         length 0 or 1) reveals that license for that epoch again, by `reveal` or `revealMany`, and the tally keeps the first reveal's single vote.
+    function check_secondRevealFails(uint256[5] calldata fa, uint256[5] calldata fb, bytes32 proofNode, bool withProof)
         external
     {
+        Opening memory a = _opening(fa);
+        Opening memory b = _opening(fb);
         AuditProtocol ap = _deploy();
         ap.commit(0, _leaf(0, a));
         vm.roll(GENESIS + LENGTH);

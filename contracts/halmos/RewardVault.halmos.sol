@@ -1,0 +1,206 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.27;
+
+import {HalmosBase} from "./HalmosBase.sol";
+import {RewardVault, ILicenseOwnersBatch} from "../src/RewardVault.sol";
+import {RewardToken} from "../src/RewardToken.sol";
+
+/// @notice Properties 3 and 4 on the RewardVault, bounded: two operators, three licenses, a few epochs.
+/// @dev The check contract plays the vault's owner, its AuditProtocol (clock, heartbeats, penalties), its
+///      OperatorRegistry (listings), the license contract (it owns every license) and an empty StakingVault.
+///      Amounts are symbolic; commissions and penalty kinds are symbolic choices among fixed values, so every
+///      product is by a constant (the solver stays linear). Presence in each epoch is a symbolic boolean.
+contract RewardVaultCheck is HalmosBase {
+    address internal constant OP1 = address(0x1001);
+    address internal constant OP2 = address(0x1002);
+    address internal constant REPORTER = address(0x2001);
+
+    RewardVault internal vault;
+    RewardToken internal token;
+    uint256 public currentEpoch;
+    mapping(uint256 => uint256) internal _operatorOf;
+
+    // ------------------------------------------------------------- the roles the check plays
+
+    function operatorOfAt(uint256 tokenId, uint256) external view returns (uint256) {
+        return _operatorOf[tokenId];
+    }
+
+    function park(uint256) external {}
+
+    function ownersOf(uint256[] calldata ids) external view returns (address[] memory owners) {
+        owners = new address[](ids.length);
+        for (uint256 i; i < ids.length; ++i) {
+            owners[i] = address(this);
+        }
+    }
+
+    /// @dev As the StakingVault: nobody stakes, so the stakers' share goes to the treasury.
+    function totalSupply() external pure returns (uint256) {
+        return 0;
+    }
+
+    // ---------------------------------------------------------------------------------- setup
+
+    function _commission(uint8 sel) internal pure returns (uint16) {
+        return sel % 3 == 0 ? 0 : sel % 3 == 1 ? 1_500 : 10_000;
+    }
+
+    function _deploy(uint256 emissionPerEpoch, uint256 funded) internal {
+        vm.assume(emissionPerEpoch <= type(uint96).max && funded > 0 && funded <= type(uint96).max);
+        token = new RewardToken("Reward", "RWD", address(this));
+        RewardVault.Params memory p = RewardVault.Params({
+            nodeShareBps: 7_000,
+            stakerShareBps: 2_000,
+            missBountyBps: 1_000,
+            missPenaltyBps: 10_000,
+            disagreePenaltyBps: 20_000,
+            trapPenaltyBps: 30_000,
+            suspendAfter: 0,
+            suspendWindow: 10,
+            suspendEpochs: 2,
+            emissionPerEpoch: uint128(emissionPerEpoch)
+        });
+        vault = new RewardVault(token, address(this), ILicenseOwnersBatch(address(this)), address(0x7777), p, address(this));
+        vault.wire(address(this), address(this));
+        token.mint(address(this), type(uint128).max);
+        token.approve(address(vault), type(uint256).max);
+        vault.fundEmission(funded);
+    }
+
+    function _list(uint256 tokenId, uint256 op) internal {
+        if (_operatorOf[tokenId] != 0) vault.onUnlisted(tokenId, _operatorOf[tokenId], currentEpoch + 1);
+        _operatorOf[tokenId] = op;
+        vault.onListed(tokenId, op, currentEpoch + 1);
+    }
+
+    function _present(bool yes, address operator, uint256 op, uint16 bps, uint256 count) internal {
+        if (yes) vault.recordPresence(operator, op, bps, count, currentEpoch);
+    }
+
+    function _claim(uint256 tokenId) internal returns (uint256 amount) {
+        uint256[] memory ids = new uint256[](1);
+        ids[0] = tokenId;
+        try vault.claim(ids) returns (uint256 a) {
+            amount = a;
+        } catch {}
+    }
+
+    function _positive(uint256 tokenId) internal view returns (uint256) {
+        (int128 bal,,,) = vault.accounts(tokenId);
+        return bal > 0 ? uint256(int256(bal)) : 0;
+    }
+
+    /// @dev Net per-license credit of `epoch` for an operator with commission `bps`, as the vault books it.
+    function _net(uint256 epoch, uint16 bps) internal view returns (uint256) {
+        (uint128 per,,) = vault.epochs(epoch);
+        return uint256(per) - uint256(per) * bps / 10_000;
+    }
+
+    // ----------------------------------------------------------------------------------- checks
+
+    /// @notice Property 3 (bounded): license 1 stays under operator 1; license 2 moves from operator 1 to
+    ///         operator 2 at epoch 3. Operators are present or not in epochs 1, 2, 3 (symbolic), licenses are
+    ///         claimed or not at epochs 2 and 3 (symbolic), and everything is claimed at epoch 5. Each license
+    ///         is paid exactly once the net credit of each epoch it was active in: never twice, never lost.
+    function check_licenseCreditedOncePerEpoch(
+        uint256 emissionPerEpoch,
+        uint256 funded,
+        uint256 fees,
+        uint8 c1,
+        uint8 c2,
+        bool[4] calldata present,
+        bool[2] calldata claimEarly
+    ) external {
+        vm.assume(fees <= type(uint96).max);
+        _deploy(emissionPerEpoch, funded);
+        uint16 bps1 = _commission(c1);
+        uint16 bps2 = _commission(c2);
+        _list(1, 1);
+        _list(2, 1);
+
+        currentEpoch = 1;
+        _present(present[0], OP1, 1, bps1, 2);
+        if (fees > 0) vault.depositFees(fees);
+
+        currentEpoch = 2;
+        _present(present[1], OP1, 1, bps1, 2);
+        _list(2, 2); // under operator 2 from epoch 3
+        uint256[3] memory paid;
+        if (claimEarly[0]) {
+            paid[1] += _claim(1);
+            paid[2] += _claim(2);
+        }
+
+        currentEpoch = 3;
+        _present(present[2], OP1, 1, bps1, 1);
+        _present(present[3], OP2, 2, bps2, 1);
+        if (claimEarly[1]) {
+            paid[1] += _claim(1);
+            paid[2] += _claim(2);
+        }
+
+        currentEpoch = 5;
+        paid[1] += _claim(1);
+        paid[2] += _claim(2);
+        // Claiming again pays nothing.
+        assert(_claim(1) == 0 && _claim(2) == 0);
+
+        uint256 e1 = present[0] ? _net(1, bps1) : 0;
+        uint256 e2 = present[1] ? _net(2, bps1) : 0;
+        assert(paid[1] == e1 + e2 + (present[2] ? _net(3, bps1) : 0));
+        assert(paid[2] == e1 + e2 + (present[3] ? _net(3, bps2) : 0));
+    }
+
+    /// @notice Property 4 (bounded): after funding, fees, presence in epochs 1 to 3 (symbolic), a license
+    ///         moving operator, a penalty of a symbolic kind with or without a reporter, and claims, what was paid
+    ///         out plus what is still owed (license balances, commissions, bounties) never exceeds what was funded
+    ///         to licenses (`totalFunded`), and the vault's token balance covers everything it still owes.
+    function check_nothingClaimableBeyondFunded(
+        uint256 emissionPerEpoch,
+        uint256 funded,
+        uint256 fees,
+        uint8 c1,
+        uint8 c2,
+        bool[6] calldata present,
+        uint8 kind,
+        bool penalizeTwo,
+        bool withReporter
+    ) external {
+        vm.assume(fees <= type(uint96).max && kind >= 1 && kind <= 3);
+        _deploy(emissionPerEpoch, funded);
+        uint16 bps1 = _commission(c1);
+        uint16 bps2 = _commission(c2);
+        _list(1, 1);
+        _list(2, 1);
+        _list(3, 2);
+
+        currentEpoch = 1;
+        _present(present[0], OP1, 1, bps1, 2);
+        _present(present[1], OP2, 2, bps2, 1);
+        if (fees > 0) vault.depositFees(fees);
+
+        currentEpoch = 2;
+        uint256[] memory ids = new uint256[](penalizeTwo ? 2 : 1);
+        ids[0] = 1;
+        if (penalizeTwo) ids[1] = 3;
+        vault.penalize(ids, 1, kind, withReporter ? REPORTER : address(0));
+        _present(present[2], OP1, 1, bps1, 2);
+        _present(present[3], OP2, 2, bps2, 1);
+        _list(2, 2); // under operator 2 from epoch 3
+        uint256 paid = _claim(1) + _claim(3);
+
+        currentEpoch = 3;
+        _present(present[4], OP1, 1, bps1, 1);
+        _present(present[5], OP2, 2, bps2, 2);
+
+        currentEpoch = 5;
+        paid += _claim(1) + _claim(2) + _claim(3);
+
+        uint256 owed = _positive(1) + _positive(2) + _positive(3) + vault.commissionOf(OP1) + vault.commissionOf(OP2)
+            + vault.bountyOf(REPORTER);
+        assert(paid + owed <= vault.totalFunded());
+        assert(vault.totalLiabilities() <= vault.totalFunded());
+        assert(token.balanceOf(address(vault)) >= owed + vault.treasuryBalance());
+    }
+}
