@@ -98,12 +98,16 @@ def first_commit(net, op) -> dict:
     return wait_until(lambda: mined(op, "commit"), timeout=60, what="a mined commit")[0]
 
 
-def reorg(net, depth: int) -> None:
-    net.anvil.rpc("anvil_reorg", [depth, []])  # the last `depth` blocks replaced by empty ones
-    net.anvil.mine(1)  # a new head for the node to tick on
+def reorg(net, depth: int, gone) -> None:
+    """Replace the last ``depth`` blocks by as many empty ones (the head's number stays, so the node does not tick),
+    check that ``gone()`` holds, then mine a new head for the node to tick on."""
+    before = net.anvil.block_number()
+    net.anvil.rpc("anvil_reorg", [depth, []])
+    assert net.anvil.block_number() == before and gone()
+    net.anvil.mine(1)
 
 
-@pytest.mark.parametrize("depth", [1, 3])
+@pytest.mark.parametrize("depth", [1, 2, 3])
 def test_reorged_commit_is_committed_again_and_reorged_reveal_revealed_again(devnet, depth):
     net = devnet(**LAZY)
     op = net.operators[0]
@@ -120,7 +124,7 @@ def test_reorged_commit_is_committed_again_and_reorged_reveal_revealed_again(dev
     assert drop <= 3
 
     # 1. A reorg right after the commit: the chain forgets the root; the node commits the same root again.
-    reorg(net, drop)
+    reorg(net, drop, lambda: root_of(net, op, epoch) == bytes(32))
     wait_until(lambda: len(mined(op, "commit", epoch)) == 1 and root_of(net, op, epoch) == root,
                what="the same root committed again")
     # The journal says so: the dropped transaction, or the very same bytes mined again, carries the reorg note.
@@ -144,8 +148,7 @@ def test_reorged_commit_is_committed_again_and_reorged_reveal_revealed_again(dev
     # 3. A reorg after the reveal: the Revealed events are gone; the node reveals again within the window.
     drop = net.anvil.block_number() - reveal["block"] + 1
     assert drop <= 3
-    reorg(net, drop)
-    assert not chain(net, lambda c: c["AuditProtocol"].call("isRevealed", min(licenses), epoch))
+    reorg(net, drop, lambda: not revealed_licenses(net, epoch))
     wait_until(lambda: revealed_licenses(net, epoch) == licenses, what="the reveals again")
     net.anvil.mine(1)  # one more tick: the note goes back on a journal row that was mined again
     wait_until(lambda: any(r["tx_hash"] == reveal["tx_hash"] and REORG_ERROR in (r["error"] or "")
@@ -234,6 +237,10 @@ def test_the_node_client_does_not_act_on_a_lying_or_dead_first_endpoint(anvil, m
                 assert await rpc.chain_id() == chain_id
             assert heads[-1] == net.anvil.block_number(), (mode, heads)
             assert rpc._preferred == 1
+            if mode == "wrong-chain":  # alone, it is not skipped but named: the node stops with a clear message
+                alone = GuardedRpcClient([f"http://127.0.0.1:{proxy.port}"], 1.0, NodeMetrics(), chain_id)
+                assert await alone.chain_id() == chain_id + 1
+                await alone.close()
             return metrics
         finally:
             await rpc.close()

@@ -1,9 +1,10 @@
 """Reorgs and lying endpoints (issue 18): what the node trusts about its own chain.
 
 Reorgs. A duty with a deadline (heartbeat, commit, reveal) is done only while the chain shows it: the services
-re-read the chain on every new head until the duty's window closes (``isPresent``, ``rootOf``, ``isRevealed``),
-and a transaction the journal says was mined but whose receipt is gone is marked ``dropped`` with an error that
-starts with ``REORG_ERROR``; the duty is then sent again (the same root for a commit: its openings are stored).
+re-read the chain on every new head until the duty's window closes (``isPresent``, ``rootOf``, ``isRevealed``).
+When the chain no longer shows it, a transaction of it the journal says was mined but whose receipt is gone is
+marked ``dropped`` with an error that starts with ``REORG_ERROR``, and the duty is sent again (the same root for a
+commit: its openings are stored). Without such a transaction nothing is sent again here: that is no reorg.
 
 Endpoints. ``GuardedRpcClient`` is the node's RPC client: failover as ``RpcClient`` does, and besides
 - an endpoint is used only after it answered the manifest's chain id (asked again every ``VERIFY_S`` seconds), so a
@@ -107,6 +108,14 @@ class StaleHead(RpcBadResponse):
     """An endpoint's head is more than REORG_SLACK blocks below the highest head seen."""
 
 
+class WrongChain(RpcBadResponse):
+    """An endpoint answered another chain id than the manifest's (``found``)."""
+
+    def __init__(self, message: str, found: int):
+        super().__init__(message)
+        self.found = found
+
+
 class GuardedRpcClient(MeteredRpcClient):
     """The node's RPC client: checks each endpoint's chain id and refuses stale heads (see the module's doc)."""
 
@@ -120,10 +129,6 @@ class GuardedRpcClient(MeteredRpcClient):
         self._head_moved = time.monotonic()
         self._cross_checked = 0.0
 
-    def _lie(self, reason: str, message: str) -> RpcBadResponse:
-        self.metrics.rpc_lies.labels(reason).inc()
-        return RpcBadResponse(message)
-
     async def _exchange(self, idx, ep, body):
         if self.expected_chain_id is not None and (idx not in self._verified
                                                    or time.monotonic() - self._verified[idx] >= self.verify_s):
@@ -135,7 +140,8 @@ class GuardedRpcClient(MeteredRpcClient):
                 raise RpcBadResponse(f"eth_chainId: {exc}") from None
             if found != self.expected_chain_id:
                 self._verified.pop(idx, None)
-                raise self._lie("wrong-chain", f"endpoint is on chain {found}, not {self.expected_chain_id}")
+                self.metrics.rpc_lies.labels("wrong-chain").inc()
+                raise WrongChain(f"endpoint is on chain {found}, not {self.expected_chain_id}", found)
             self._verified[idx] = time.monotonic()
         return await super()._exchange(idx, ep, body)
 
@@ -150,10 +156,17 @@ class GuardedRpcClient(MeteredRpcClient):
         return result
 
     async def chain_id(self) -> int:
-        if self.expected_chain_id is not None:
-            await self.request("eth_chainId")  # some endpoint answers with the right chain (or RpcUnavailable)
-            return self.expected_chain_id
-        return await super().chain_id()
+        """The manifest's chain id once an endpoint on it answers; the other chain id when every endpoint is on
+        another chain (the node then stops with its "differs from the manifest" message)."""
+        if self.expected_chain_id is None:
+            return await super().chain_id()
+        try:
+            await self.request("eth_chainId")
+        except RpcUnavailable as exc:
+            if exc.errors and all(isinstance(e, WrongChain) for _label, e in exc.errors):
+                return exc.errors[0][1].found
+            raise
+        return self.expected_chain_id
 
     async def block_number(self) -> int:
         try:
