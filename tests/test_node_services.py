@@ -635,11 +635,15 @@ def tick_node(tmp_path, services: list, head: int = 50, epoch: int = 4):
         async def block_number(self):
             return head
 
+    from alignment_node.node.disk import DiskService
+
     node = Node.__new__(Node)
-    node.parts = SimpleNamespace(rpc=Rpc(), snapshot=snapshot, metrics=NodeMetrics(), store=store,
+    node.parts = SimpleNamespace(rpc=Rpc(), snapshot=snapshot, metrics=NodeMetrics(), store=store, cfg=Config(),
+                                 data_dir=tmp_path,
                                  c={"AuditProtocol": FakeContract("AuditProtocol", PROTOCOL_ADDR,
                                                                   {"currentEpoch": epoch})})
     node.licenses, node.health, node.services = Licenses(), RecordingService("health", order), services
+    node.disk = DiskService(node.parts)
     return node, order, store
 
 

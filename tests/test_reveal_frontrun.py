@@ -1,5 +1,6 @@
-"""Security review H1 and H4 on the node's side (docs/security.md), with the fakes of test_node_services.py (the
-contracts' real ABIs, view calls answered from a table, a sender that records or reverts by name).
+"""Security review H1 and H4 on the node's side (docs/security.md): with the fakes of test_node_services.py (the
+contracts' real ABIs, view calls answered from a table, a sender that records or reverts by name), and once on a
+real chain (anvil, the committed artifacts).
 
 H1: anyone may copy one license's opening out of a pending revealMany and reveal it first. A batch that reverts is
 re-checked license by license: those revealed meanwhile are revealed (only this node's openings pass the proof),
@@ -12,10 +13,27 @@ node's settlement turn; a report another node made first is expected and quiet.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
+from pathlib import Path
 
+import pytest
+from eth_abi import encode as abi_encode
+from eth_utils import keccak
+
+from alignment_node import protocol as P
+from alignment_node.chain.manifest import manifest_contracts
+from alignment_node.config import Config
+from alignment_node.node import reveal as R
 from alignment_node.node import settlement as S
 from alignment_node.node.commitments import commit_tree
+from alignment_node.node.duties import Duties
+from alignment_node.node.metrics import NodeMetrics
+from alignment_node.node.parts import MeteredRpcClient, NodeParts, Snapshot
+from alignment_node.node.store import Store
+from alignment_node.node.txsender import TxSender
 
+import test_protocol_differential as D  # a sibling test module: its deployment and helpers
 from test_node_services import open_commitments, settle_world, states, world  # noqa: F401  (world: a fixture)
 
 
@@ -161,3 +179,89 @@ def test_a_settled_targets_misses_are_reported_once_while_the_epoch_is_still_pen
     assert [a for p, _f, a, _e in world.sender.sent if p == "settle"] == [(2, 4)]
     assert misses(world) == [(lic, 4) for lic in [2] + list(range(4, 13))]
     assert world.store.get("settled.2") is True
+
+
+# ----------------------------------------------------------------------------- on a real chain (anvil)
+#
+# The differential tests' deployment (test_protocol_differential.py: epochs of 10 blocks, reveals in the first 5,
+# two operators of 8 licenses each, every license on every committee) with operator B's node parts built for
+# real: its store, the journaled transaction sender, the deployed contracts. B holds the lower license ids, so it
+# is first in line to settle and report; A is the lazy operator.
+
+
+
+@pytest.fixture(scope="module")
+def chain():
+    yield from D._chain(D.COMMITTEE_SIZE)
+
+
+@contextlib.asynccontextmanager
+async def node_of(net, op, data_dir: Path):
+    """Operator ``op``'s node parts on the chain."""
+    store = Store(data_dir / "node.sqlite")
+    metrics = NodeMetrics()
+    async with MeteredRpcClient([net.anvil.url], 10.0, metrics) as rpc:
+        yield NodeParts(cfg=Config(), signer=op.signer, manifest=net.manifest, data_dir=data_dir, store=store,
+                        metrics=metrics, rpc=rpc, c=manifest_contracts(rpc, net.manifest),
+                        sender=TxSender(rpc, op.signer, store), snapshot=Snapshot(operator=op.signer.address))
+    store.close()
+
+
+def store_openings(store: Store, openings: list) -> None:
+    for o in openings:
+        store.put_opening(o.epoch, o.license, "0x" + o.salt.hex(), o.target_ids, o.verdicts,
+                          ["0x" + r.hex() for r in o.roots], "0x" + o.commitment.hex())
+        store.set_opening_state(o.epoch, [o.license], "committed")
+
+
+def test_on_chain_a_copied_reveal_leaves_the_nodes_batch_whole_and_a_lazy_settler_cannot_hide_misses(chain, tmp_path):
+    net = chain
+    b, a = sorted(net.operators, key=lambda op: min(op.licenses))
+    t = net.targets[0]
+    rng = random.Random(18)
+
+    async def scenario():
+        async with node_of(net, b, tmp_path) as parts:
+            c = parts.c
+            protocol, vault = c["AuditProtocol"], c["RewardVault"]
+            e0 = net.next_epoch()
+            net.goto(e0, 1)
+            await D.heartbeat(c, net, net.licenses)
+            # B's node holds its openings (target t only); B commits the node's own tree. A commits all of its
+            # licenses' openings on t, and will not reveal the last one: a miss.
+            mine = [D.opening(rng, e0, lic, {t: P.OK}) for lic in b.licenses]
+            store_openings(parts.store, mine)
+            root = commit_tree(parts.store.openings(e0)).root
+            await protocol.transact("commit", e0, root, signer=b.signer)
+            theirs = {lic: D.opening(rng, e0, lic, {t: P.OK}) for lic in a.licenses}
+            await D.commit(c, net, e0, theirs)
+            lazy_miss = max(a.licenses)
+
+            net.goto(e0 + 1, 1)
+            # The attacker copies one of B's openings (as a pending revealMany would show it) and reveals it first.
+            copied = mine[3]
+            tree = commit_tree(parts.store.openings(e0))
+            await protocol.transact("reveal", e0, copied.license, copied.target_ids, copied.verdicts, copied.roots,
+                                    copied.salt, tree.proof(copied.license), signer=net.deployer)
+            await R.RevealService(parts).reveal(e0, await parts.rpc.block_number())
+            assert {o["state"] for o in parts.store.openings(e0)} == {"revealed"}
+            assert parts.metrics.missed_reveals._value.get() == 0
+            await protocol.transact("revealMany", e0,
+                                    [theirs[lic].struct() for lic in a.licenses if lic != lazy_miss], signer=a.signer)
+            assert (await protocol.call("tally", e0, t))[3] == 15  # B's 8 licenses once each, A's 7
+
+            # After the window the lazy operator settles first.
+            net.goto(e0 + 1, D.REVEAL_BLOCKS)
+            await protocol.transact("settle", e0, t, signer=a.signer)
+            key = keccak(abi_encode(["uint256", "uint256", "uint256"], [e0, lazy_miss, t]))
+            assert await protocol.call("missReported", key) is False
+            service = S.SettlementService(parts, Duties(parts))
+            await service.settle_and_report(await parts.rpc.block_number(), e0 + 1)
+            assert await protocol.call("missReported", key) is True
+            reports = await protocol.events("MissReported", net.manifest["deployBlock"])
+            assert [(ev["license"], ev["targetId"], ev["reporter"].lower()) for ev in reports] == [
+                (lazy_miss, t, b.signer.address.lower())]
+            assert await vault.call("bountyOf", b.signer.address) > 0
+            assert parts.store.get(f"settled.{e0}") is True
+
+    asyncio.run(scenario())

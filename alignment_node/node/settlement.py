@@ -4,9 +4,8 @@ SETTLE_GRACE_BLOCKS after the one before it, in the order of their lowest reveal
 report every license assigned one of those targets that did not reveal it, for the bounty: once the target is
 settled, whoever settled it (security review H4, docs/security.md: an operator that settles first must not
 suppress the misses), each node in the same turn as its settlement, a report another node made first being
-expected. A target settles from
-``AuditProtocol.settleOpensAt``: a MODEL target whose baseline has referees waits for their window too. Not time-critical
-and possibly many transactions: it runs as a task beside the next ticks."""
+expected. A target settles from ``AuditProtocol.settleOpensAt``: a MODEL target whose baseline has referees waits
+for their window too. Not time-critical and possibly many transactions: it runs as a task beside the next ticks."""
 
 from __future__ import annotations
 
