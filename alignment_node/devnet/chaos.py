@@ -1,0 +1,161 @@
+"""The ``chaos`` scenario's drills (issue 18): what real networks do to a node, at random points, seeded.
+
+- **kills**: a random operator's node is SIGKILLed and restarted 0.1-0.6 s later (never the same node twice
+  within ``KILL_COOLDOWN_S``), until the scenario's last epoch;
+- **reorgs**: the chain's last 1-3 blocks are replaced by empty ones (``anvil_reorg``), dropping what they held;
+- **fee spikes**: the next block's base fee jumps to ``FEE_SPIKE_X`` times the current one and decays from there
+  (EIP-1559), stranding transactions signed below it until their senders bump them;
+- **flapping endpoint**: every node's first RPC endpoint is a fault proxy (``FaultProxyThread``) whose fault
+  changes every few seconds (lagging, halted, wrong chain, garbage, slow, down, honest); the second is anvil.
+
+``journal_counts`` reads what a node's journal says it went through (replacements, transactions a reorg
+dropped); the report's other counts come from the chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+
+from .faultproxy import FaultProxy
+from .processes import kill_node
+
+KILL_EVERY_S = (0.8, 2.4)
+KILL_COOLDOWN_S = 4.0
+RESTART_AFTER_S = (0.1, 0.6)
+REORG_EVERY_S = (6.0, 12.0)
+FEE_SPIKE_EVERY_S = (8.0, 15.0)
+FEE_SPIKE_X = 40
+FLAP_EVERY_S = (2.0, 5.0)
+FLAPS = ("lagging", "honest", "garbage", "wrong-chain", "slow", "halted", "down", "honest")
+
+
+class FaultProxyThread:
+    """A FaultProxy on a loopback port, served by an event loop in a thread; ``set`` changes its fault at once.
+    "down" is a proxy that drops every request (``flaky`` with no end): the listening socket stays."""
+
+    def __init__(self, upstream: str, port: int):
+        self.proxy = FaultProxy(upstream, "honest")
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server = asyncio.run_coroutine_threadsafe(self.proxy.serve("127.0.0.1", port), self.loop).result(10)
+
+    def set(self, mode: str, k: int | None = None, delay: float = 0.0) -> None:
+        p = self.proxy
+        if mode == "down":
+            p.k, p.mode = 10**9, "flaky"
+            return
+        p.k = k if k is not None else 5
+        p.delay = delay
+        if mode == "halted":
+            p.height = asyncio.run_coroutine_threadsafe(p.rpc.block_number(), self.loop).result(10)
+        p.mode = mode
+
+    def stop(self) -> None:
+        async def close():
+            self.server.close()
+            handlers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in handlers:
+                t.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
+            await self.proxy.rpc.close()
+
+        asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@dataclass
+class ChaosDrills:
+    """The drills of one run, drawn from ``seed``; ``tick`` performs those that are due."""
+
+    seed: int
+    proxy: FaultProxyThread | None = None
+    kills: int = 0
+    reorgs: int = 0
+    fee_spikes: int = 0
+    flaps: int = 0
+    log: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        now = time.monotonic()
+        self._next = {"kill": now + self.rng.uniform(*KILL_EVERY_S), "reorg": now + self.rng.uniform(*REORG_EVERY_S),
+                      "spike": now + self.rng.uniform(*FEE_SPIKE_EVERY_S), "flap": now + self.rng.uniform(*FLAP_EVERY_S)}
+        self._killed_at: dict[str, float] = {}
+        self._restart: list[tuple[float, object]] = []
+
+    async def tick(self, net, rpc, killing: bool) -> None:
+        now = time.monotonic()
+        for at, op in list(self._restart):  # restart what was killed, once its pause is over
+            if now >= at:
+                self._restart.remove((at, op))
+                net.start_node(op)
+        if killing and now >= self._next["kill"]:
+            self._next["kill"] = now + self.rng.uniform(*KILL_EVERY_S)
+            ready = [op for op in net.operators if now - self._killed_at.get(op.address, -1e9) >= KILL_COOLDOWN_S
+                     and op.process is not None and op.process.poll() is None]
+            if ready:
+                op = self.rng.choice(ready)
+                kill_node(op)
+                self._killed_at[op.address] = now
+                self._restart.append((now + self.rng.uniform(*RESTART_AFTER_S), op))
+                self.kills += 1
+        if now >= self._next["reorg"]:
+            self._next["reorg"] = now + self.rng.uniform(*REORG_EVERY_S)
+            depth = self.rng.randint(1, 3)
+            await rpc.request("anvil_reorg", [depth, []])
+            self.reorgs += 1
+            self.log.append({"drill": "reorg", "depth": depth, "block": await rpc.block_number()})
+        if now >= self._next["spike"]:
+            self._next["spike"] = now + self.rng.uniform(*FEE_SPIKE_EVERY_S)
+            block = await rpc.get_block("latest")
+            base = int(block.get("baseFeePerGas", "0x0"), 16) or 10**9
+            await rpc.request("anvil_setNextBlockBaseFeePerGas", [hex(base * FEE_SPIKE_X)])
+            self.fee_spikes += 1
+            self.log.append({"drill": "fee-spike", "base_fee": base * FEE_SPIKE_X, "block": int(block["number"], 16)})
+        if self.proxy is not None and now >= self._next["flap"]:
+            self._next["flap"] = now + self.rng.uniform(*FLAP_EVERY_S)
+            mode = self.rng.choice(FLAPS)
+            await asyncio.to_thread(self.proxy.set, mode, 20, 3.0)
+            self.flaps += 1
+
+    def finish(self, net) -> None:
+        """Restart every node still waiting for its restart (the scenario stops them next)."""
+        for _at, op in self._restart:
+            net.start_node(op)
+        self._restart.clear()
+
+    def summary(self) -> dict:
+        return {"seed": self.seed, "kills": self.kills, "reorgs": self.reorgs, "fee_spikes": self.fee_spikes,
+                "endpoint_flaps": self.flaps}
+
+
+def journal_counts(op) -> dict:
+    """What the node's journal says it went through: fee replacements (rows that replace another) and
+    transactions a reorg dropped."""
+    db = op.directory / "data" / "node.sqlite"
+    out = {"replacements": 0, "reorged_txs": 0}
+    if not db.exists():
+        return out
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        for meta, error in con.execute("SELECT meta, error FROM tx_journal"):
+            if meta and "replaces" in (json.loads(meta) or {}):
+                out["replacements"] += 1
+            if error and "dropped by a reorg" in error:
+                out["reorged_txs"] += 1
+    except sqlite3.OperationalError:
+        pass
+    finally:
+        con.close()
+    return out
