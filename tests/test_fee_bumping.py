@@ -265,3 +265,34 @@ def test_the_bump_settings_are_checked():
                                      "ZG_ALIGNMENT_NODE_GAS_BUMP_AFTER_S": "0"})
     assert "gas.bump_factor: 1.05 is not between 1.1" in str(err.value)
     assert "bump_after_s must be > 0" in str(err.value)
+
+
+def test_a_transaction_refused_below_a_jumped_base_fee_is_signed_again_on_its_nonce_and_mined(chain, tmp_path):
+    """The base fee of the block to come jumped after the node read the fees (a spike the fee history does not
+    show yet): anvil refuses the transaction outright; the node signs it again, same nonce, at twice the coming
+    base fee, without waiting for a bump, and it is mined."""
+    anvil, miner, signer = chain
+    store = Store(tmp_path / "node.sqlite")
+    metrics = NodeMetrics()
+    sender = sender_for(anvil, signer, store, metrics=metrics)
+
+    async def go():
+        await sender._fees()  # the calm fees, cached: what a node signs with right after it read them
+        miner.paused.set()
+        anvil.rpc("anvil_setNextBlockBaseFeePerGas", [hex(30 * GWEI)])
+        miner.paused.clear()
+        await asyncio.sleep(3 * BLOCK_S)  # the spiked block is mined; the next ones expect ~26 gwei
+        return await sender.send("commit", signer.address, DATA, epoch=3)
+
+    try:
+        receipt = asyncio.run(go())
+        assert receipt["status"] == "0x1"
+        journal = rows(store)
+        assert len({r["nonce"] for r in journal}) == 1 and len(journal) >= 2
+        assert [r["state"] for r in journal][-1] == "mined" and journal[0]["state"] == "dropped"
+        assert "base fee" in journal[0]["error"].lower()
+        tx, *_ = decode_signed_transaction(bytes.fromhex(anvil.rpc("eth_getRawTransactionByHash",
+                                                                   [receipt["transactionHash"]])[2:]))
+        assert tx.max_fee_per_gas > 20 * GWEI
+    finally:
+        store.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import threading
 import time
 from types import SimpleNamespace
 
@@ -19,7 +18,7 @@ import pytest
 from alignment_node.chain.manifest import manifest_contracts
 from alignment_node.chain.rpc import RpcClient
 from alignment_node.devnet.anvil import Anvil, free_port
-from alignment_node.devnet.faultproxy import FaultProxy
+from alignment_node.devnet.chaos import FaultProxyThread
 from alignment_node.devnet.report import chain_events, report
 from alignment_node.node.chainguard import REORG_ERROR, GuardedRpcClient
 from alignment_node.node.metrics import NodeMetrics
@@ -169,41 +168,8 @@ async def _report(net, epochs):
 
 # ------------------------------------------------------------------------------------------ flapping endpoint
 
-class ProxyThread:
-    """A FaultProxy on a loopback port, served by an event loop in a thread; ``set`` changes its mode at once.
-    "down" is a proxy that drops every request (``flaky`` with no end), since the listening socket stays."""
-
-    def __init__(self, upstream: str, port: int):
-        self.proxy = FaultProxy(upstream, "honest")
-        self.port = port
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.server = asyncio.run_coroutine_threadsafe(self.proxy.serve("127.0.0.1", port), self.loop).result(10)
-
-    def set(self, mode: str, k: int | None = None, delay: float = 0.0) -> None:
-        p = self.proxy
-        if mode == "down":
-            p.k, p.mode = 10**9, "flaky"
-            return
-        p.k = k if k is not None else 5
-        p.delay = delay
-        if mode == "halted":
-            p.height = asyncio.run_coroutine_threadsafe(p.rpc.block_number(), self.loop).result(10)
-        p.mode = mode
-
-    def stop(self) -> None:
-        async def close():
-            self.server.close()
-            handlers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in handlers:
-                t.cancel()
-            await asyncio.gather(*handlers, return_exceptions=True)
-            await self.proxy.rpc.close()
-        asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
+# The proxy that flaps: the chaos scenario's (devnet/chaos.py), in a thread of the test.
+ProxyThread = FaultProxyThread
 
 
 @pytest.fixture(scope="module")

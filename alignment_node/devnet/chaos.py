@@ -1,10 +1,11 @@
 """The ``chaos`` scenario's drills (issue 18): what real networks do to a node, at random points, seeded.
 
 - **kills**: a random operator's node is SIGKILLed and restarted 0.1-0.6 s later (never the same node twice
-  within ``KILL_COOLDOWN_S``), until the scenario's last epoch;
+  within ``KILL_COOLDOWN_S``);
 - **reorgs**: the chain's last 1-3 blocks are replaced by empty ones (``anvil_reorg``), dropping what they held;
-- **fee spikes**: the next block's base fee jumps to ``FEE_SPIKE_X`` times the current one and decays from there
-  (EIP-1559), stranding transactions signed below it until their senders bump them;
+- **fee spikes**: the next block's base fee jumps to ``FEE_SPIKE_WEI`` (5 times the fee cap the devnet's nodes
+  sign with at a calm base fee) and decays from there by an eighth a block (EIP-1559), stranding transactions
+  signed below it until their senders bump them;
 - **flapping endpoint**: every node's first RPC endpoint is a fault proxy (``FaultProxyThread``) whose fault
   changes every few seconds (lagging, halted, wrong chain, garbage, slow, down, honest); the second is anvil.
 
@@ -25,12 +26,12 @@ from dataclasses import dataclass, field
 from .faultproxy import FaultProxy
 from .processes import kill_node
 
-KILL_EVERY_S = (0.8, 2.4)
-KILL_COOLDOWN_S = 4.0
+KILL_EVERY_S = (1.0, 3.0)
+KILL_COOLDOWN_S = 10.0  # a node restarts in 1-3 s (imports, store check, journal recovery): it gets a life
 RESTART_AFTER_S = (0.1, 0.6)
 REORG_EVERY_S = (6.0, 12.0)
 FEE_SPIKE_EVERY_S = (8.0, 15.0)
-FEE_SPIKE_X = 40
+FEE_SPIKE_WEI = 10 * 10**9
 FLAP_EVERY_S = (2.0, 5.0)
 FLAPS = ("lagging", "honest", "garbage", "wrong-chain", "slow", "halted", "down", "honest")
 
@@ -92,15 +93,11 @@ class ChaosDrills:
         self._next = {"kill": now + self.rng.uniform(*KILL_EVERY_S), "reorg": now + self.rng.uniform(*REORG_EVERY_S),
                       "spike": now + self.rng.uniform(*FEE_SPIKE_EVERY_S), "flap": now + self.rng.uniform(*FLAP_EVERY_S)}
         self._killed_at: dict[str, float] = {}
-        self._restart: list[tuple[float, object]] = []
 
-    async def tick(self, net, rpc, killing: bool) -> None:
+    async def tick(self, net, rpc) -> None:
+        """Perform the drills that are due (a killed node is restarted before this returns)."""
         now = time.monotonic()
-        for at, op in list(self._restart):  # restart what was killed, once its pause is over
-            if now >= at:
-                self._restart.remove((at, op))
-                net.start_node(op)
-        if killing and now >= self._next["kill"]:
+        if now >= self._next["kill"]:
             self._next["kill"] = now + self.rng.uniform(*KILL_EVERY_S)
             ready = [op for op in net.operators if now - self._killed_at.get(op.address, -1e9) >= KILL_COOLDOWN_S
                      and op.process is not None and op.process.poll() is None]
@@ -108,8 +105,9 @@ class ChaosDrills:
                 op = self.rng.choice(ready)
                 kill_node(op)
                 self._killed_at[op.address] = now
-                self._restart.append((now + self.rng.uniform(*RESTART_AFTER_S), op))
                 self.kills += 1
+                await asyncio.sleep(self.rng.uniform(*RESTART_AFTER_S))
+                net.start_node(op)
         if now >= self._next["reorg"]:
             self._next["reorg"] = now + self.rng.uniform(*REORG_EVERY_S)
             depth = self.rng.randint(1, 3)
@@ -119,21 +117,15 @@ class ChaosDrills:
         if now >= self._next["spike"]:
             self._next["spike"] = now + self.rng.uniform(*FEE_SPIKE_EVERY_S)
             block = await rpc.get_block("latest")
-            base = int(block.get("baseFeePerGas", "0x0"), 16) or 10**9
-            await rpc.request("anvil_setNextBlockBaseFeePerGas", [hex(base * FEE_SPIKE_X)])
+            base = max(int(block.get("baseFeePerGas", "0x0"), 16) * 5, FEE_SPIKE_WEI)
+            await rpc.request("anvil_setNextBlockBaseFeePerGas", [hex(base)])
             self.fee_spikes += 1
-            self.log.append({"drill": "fee-spike", "base_fee": base * FEE_SPIKE_X, "block": int(block["number"], 16)})
+            self.log.append({"drill": "fee-spike", "base_fee": base, "block": int(block["number"], 16)})
         if self.proxy is not None and now >= self._next["flap"]:
             self._next["flap"] = now + self.rng.uniform(*FLAP_EVERY_S)
             mode = self.rng.choice(FLAPS)
             await asyncio.to_thread(self.proxy.set, mode, 20, 3.0)
             self.flaps += 1
-
-    def finish(self, net) -> None:
-        """Restart every node still waiting for its restart (the scenario stops them next)."""
-        for _at, op in self._restart:
-            net.start_node(op)
-        self._restart.clear()
 
     def summary(self) -> dict:
         return {"seed": self.seed, "kills": self.kills, "reorgs": self.reorgs, "fee_spikes": self.fee_spikes,

@@ -70,6 +70,7 @@ class Plan:
     min_reveals: int | None = None  # the protocol's minReveals (default: default_params.json's)
     consensus: bool = False  # the simulated CometBFT chains of CONSENSUS_* and their targets
     da_signers: tuple[str, ...] = ()  # reference 0G DA signers (modes of devnet/dasigner.py), one DA_SIGNER target each
+    gas_bump_after_s: float | None = None  # nodes' gas.bump_after_s (None: the node's default)
 
 
 class Devnet:
@@ -219,6 +220,8 @@ class Devnet:
             f"[audit]\ndeadline_s = {self.plan.audit_deadline_s}\nlazy = {'true' if op.lazy else 'false'}\n"
             f'model_baseline_sources = ["{self.workdir / "baselines"}"]\nmodel_queries = {self.plan.model_queries}\n'
             f"cometbft_halt_after_s = {CONSENSUS_HALT_AFTER_S}\n"
+            + (f"[gas]\nbump_after_s = {self.plan.gas_bump_after_s}\nbump_after_blocks = 2\n"
+               if self.plan.gas_bump_after_s is not None else "")
         )
 
     def stop_nodes(self) -> None:

@@ -19,6 +19,8 @@ from ..chain.manifest import manifest_contracts
 from ..chain.rpc import RpcClient
 from ..chain.tx import LocalSigner
 from ..errors import CliError
+from .anvil import free_port
+from .chaos import ChaosDrills, FaultProxyThread, journal_counts
 from .evm_targets import reveal_trap
 from .network import ETHER, Devnet, Plan
 from .processes import kill_node, node_health
@@ -33,6 +35,7 @@ class Scenario:
     epochs: int
     plan: dict
     crash_operator: int | None = None  # index of the operator whose node is SIGKILLed and restarted
+    chaos: bool = False  # kills of every node, reorgs, fee spikes and a flapping endpoint (devnet/chaos.py)
     description: str = ""
 
 
@@ -88,6 +91,13 @@ SCENARIOS = {
     "crash": Scenario(
         8, {"targets": ("honest",) * 4 + ("down", "lagging")}, crash_operator=1,
         description="one node is SIGKILLed at random points and restarted; no reveal lost, no tx sent twice"),
+    "chaos": Scenario(
+        12, {"targets": ("honest",) * 4 + ("down", "lagging"), "epoch_length": 40, "reveal_blocks": 24,
+             "commissions_bps": (500, 1000, 2500, 1500, 1500),
+             "gas_bump_after_s": 1.0, "audit_deadline_s": 3.0}, chaos=True,
+        description="at random points (seeded): SIGKILLs of every node (>= 50), reorgs of 1-3 blocks, base-fee "
+                    "spikes, and each node's first RPC endpoint flapping between faults; no reveal lost, nothing "
+                    "sent twice, no false flag"),
 }
 
 
@@ -98,6 +108,7 @@ def add_devnet_args(sub: argparse._SubParsersAction) -> None:
                     help="; ".join(f"{k}: {v.description}" for k, v in SCENARIOS.items()).replace("%", "%%"))
     sc.add_argument("--epochs", type=int, default=None, help="completed epochs to run (default: the scenario's)")
     sc.add_argument("--json", action="store_true", help="print the report as JSON (the default output)")
+    sc.add_argument("--seed", type=int, default=1, help="the seed of the chaos scenario's drills (default 1)")
     for p in (up, sc):
         p.add_argument("--workdir", help="directory for keys, configs and node data (default: a temporary one)")
         p.add_argument("--keep", action="store_true", help="keep the work directory afterwards")
@@ -158,7 +169,7 @@ def scenario(args) -> int:
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
         with _devnet(args, spec.plan) as net:
-            report = _run_scenario(net, args.name, spec, epochs_n)
+            report = _run_scenario(net, args.name, spec, epochs_n, seed=args.seed)
             if report is None:
                 return 1
     except KeyboardInterrupt:
@@ -170,17 +181,23 @@ def scenario(args) -> int:
     return 0
 
 
-def _run_scenario(net: Devnet, name: str, spec: Scenario, epochs_n: int) -> dict | None:
+def _run_scenario(net: Devnet, name: str, spec: Scenario, epochs_n: int, seed: int = 1) -> dict | None:
     """Run the scenario on ``net`` (set up here) for ``epochs_n`` epochs: its report, or None after one error line."""
     plan = net.plan
     t0 = time.monotonic()
+    drills: ChaosDrills | None = None
 
     async def run() -> dict:
         import random
 
+        nonlocal drills
         await net.setup()
         setup_s = time.monotonic() - t0
         start = int(net.manifest["deployBlock"])
+        if spec.chaos:  # every node's first endpoint: a proxy whose fault the drills change
+            proxy = FaultProxyThread(net.anvil.url, free_port())
+            plan.dead_rpc_urls = (proxy.url,)
+            drills = ChaosDrills(seed, proxy)
         net.start_nodes()
         async with RpcClient(net.anvil.url) as rpc:
             c = manifest_contracts(rpc, net.manifest)
@@ -207,6 +224,8 @@ def _run_scenario(net: Devnet, name: str, spec: Scenario, epochs_n: int) -> dict
                     await reveal_trap(net)
                     trap_revealed = True
                 await upload_tick(net, rpc)
+                if drills is not None and now_epoch <= epochs[-1]:
+                    await drills.tick(net, rpc)
                 if victim is not None and now_epoch <= epochs[-1] and time.monotonic() >= next_kill:
                     kill_node(victim)
                     await asyncio.sleep(random.uniform(0.1, 0.6))
@@ -225,6 +244,10 @@ def _run_scenario(net: Devnet, name: str, spec: Scenario, epochs_n: int) -> dict
             deployer = LocalSigner(net.anvil.private_keys[0])
             await vault.transact("settleLicenses", sorted(net.license_owner), signer=deployer)
             report = await net.report(rpc, name, epochs)
+            if drills is not None:  # what the drills did, and what each node's journal says it went through
+                report["chaos"] = drills.summary()
+                for op, row in zip(net.operators, report["operators"]):
+                    row.update(journal_counts(op), reorgs=drills.reorgs, fee_spikes=drills.fee_spikes)
             if net.disperser is not None:  # DA blobs dispersed while the scenario ran
                 report["da_blobs"] = {k: net.disperser.counts[k] for k in ("verified", "skipped", "failed", "epochs")}
         report["timing"] = {"setup_seconds": round(setup_s, 2),
@@ -239,6 +262,9 @@ def _run_scenario(net: Devnet, name: str, spec: Scenario, epochs_n: int) -> dict
     except Exception as exc:  # one clear line; nothing left running
         _stderr(f"error: scenario {name} could not complete: {exc.__class__.__name__}: {exc}")
         return None
+    finally:
+        if drills is not None and drills.proxy is not None:
+            drills.proxy.stop()
 
 
 async def _wait_settled(net: Devnet, rpc: RpcClient, protocol, epoch: int, tick) -> None:

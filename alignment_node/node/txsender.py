@@ -33,6 +33,7 @@ from .store import OPEN_STATES, DiskFull, JournalEntry, Store
 log = logging.getLogger("alignment_node.tx")
 
 GWEI = 10**9
+BASE_FEE_RETRIES = 2  # a transaction refused below a jumped base fee is signed again this many times at most
 FEE_CACHE_S = 2.0  # fee suggestions are reused this long (they are 2x the base fee anyway)
 REBROADCAST_AFTER_S = 3.0  # a pending transaction the node has forgotten for this long is sent again
 REPLACEMENT_MIN_PCT = 10  # a geth (and anvil) pool takes a same-nonce replacement only with both fees +10%
@@ -131,22 +132,38 @@ class TxSender:
                 self._failed(purpose, "signer")
                 log.error("%s not signed: %s", purpose, exc)
                 raise
-            try:
-                self.store.record_signed(nonce, purpose, epoch, signed.hash, signed.raw, meta)
-            except DiskFull:  # not journaled, so never broadcast (the store logged it once and stops later sends)
-                self._failed(purpose, "disk_full")
-                raise
-            try:
-                await self._broadcast(signed.raw, signed.hash)
-            except TransactionFailed as exc:
-                if _is_funds_error(exc):
-                    self.store.mark(signed.hash, "dropped", error="insufficient funds")
-                    self._failed(purpose, "out_of_gas_money")
-                    raise self._out_of_money(purpose) from None
-                # The node answered and refused it (not a lost connection): it will never be mined.
-                self.store.mark(signed.hash, "dropped", error=str(exc)[:300])
-                self._failed(purpose, "send_failed")
-                raise
+            for attempt in range(BASE_FEE_RETRIES + 1):
+                try:
+                    self.store.record_signed(nonce, purpose, epoch, signed.hash, signed.raw, meta)
+                except DiskFull:  # not journaled, so never broadcast (the store logged it once and stops later sends)
+                    self._failed(purpose, "disk_full")
+                    raise
+                try:
+                    await self._broadcast(signed.raw, signed.hash)
+                    break
+                except TransactionFailed as exc:
+                    if _is_funds_error(exc):
+                        self.store.mark(signed.hash, "dropped", error="insufficient funds")
+                        self._failed(purpose, "out_of_gas_money")
+                        raise self._out_of_money(purpose) from None
+                    # The node answered and refused it (not a lost connection): it will never be mined.
+                    self.store.mark(signed.hash, "dropped", error=str(exc)[:300])
+                    higher = await self._above_base_fee(exc, signed.tx.max_fee_per_gas) if attempt < BASE_FEE_RETRIES \
+                        else None
+                    if higher is None:
+                        self._failed(purpose, "send_failed")
+                        raise
+                    # The base fee jumped past the fee just signed (it never entered the pool, so its nonce is
+                    # free): sign the same transaction again at the base fee of the block to come.
+                    log.warning("%s tx %s refused below the base fee: signing nonce %d again at max fee %d wei",
+                                purpose, signed.hash, nonce, higher[0])
+                    self._fee_cache = None
+                    signed = await build_transaction(
+                        self.rpc, self.signer, to, data,
+                        TxOptions(nonce=nonce, gas=signed.tx.gas, max_fee_per_gas=higher[0],
+                                  max_priority_fee_per_gas=higher[1]),
+                        what=purpose,
+                    )
             self.store.mark(signed.hash, "sent")
             if self.metrics:
                 self.metrics.tx_sent.labels(purpose).inc()
@@ -382,6 +399,17 @@ class TxSender:
         fees = await self._fresh_fees()
         self._fee_cache = (now, fees)
         return fees
+
+    async def _above_base_fee(self, exc: TransactionFailed, signed_max_fee: int) -> tuple[int, int] | None:
+        """Fees for a transaction refused because its max fee is below the base fee of the block to come: twice
+        that base fee plus the tip, capped; None for another refusal, or when the cap leaves no higher fee."""
+        if "base fee" not in str(exc).lower():
+            return None
+        block = await self.rpc.get_block("pending") or await self.rpc.get_block("latest")
+        base = hex_int(block.get("baseFeePerGas", "0x0")) if block else 0
+        tip = min(self.priority_fee, self.max_fee)
+        max_fee = min(2 * base + tip, self.max_fee)
+        return (max_fee, tip) if max_fee > signed_max_fee else None
 
     async def _fresh_fees(self) -> tuple[int, int]:
         base_max, _ = await self.rpc.suggest_fees()
