@@ -145,3 +145,22 @@ def test_da_faults_every_faulty_signer_is_flagged_and_no_honest_one():
     for op in report["operators"]:
         assert op["rss_kb_max"] is not None and op["rss_kb_max"] <= 65536, op
     assert_faults_flagged_and_honest_spared(report, da, penalties=False, sampled=("prunes-early",))
+
+
+@pytest.mark.solo  # five nodes killed and restarted every few seconds, reorgs and fee spikes: tight timing
+def test_chaos_kills_reorgs_fee_spikes_and_a_flapping_endpoint_flag_no_honest_target():
+    """Issue 18's chaos scenario, seeded: what holds under it is asserted; missed reveals and duplicate
+    transactions are reported per operator (their goal of 0 is not met yet: docs/node.md says where they come
+    from)."""
+    report = run_scenario("chaos")
+    chaos = report["chaos"]
+    assert chaos["kills"] >= 50 and chaos["reorgs"] >= 5 and chaos["fee_spikes"] >= 5 and chaos["endpoint_flaps"] >= 10
+    assert sum(op["kills"] for op in report["operators"]) == chaos["kills"]
+    assert report["missed_faults"] == [] and report["false_flags"] == []
+    epochs = len(report["epochs"])
+    for op in report["operators"]:
+        assert {"replacements", "reorged_txs", "reorgs", "fee_spikes", "missed_reveals", "duplicate_txs"} <= set(op)
+        assert op["heartbeats"] >= 0.75 * epochs, op  # present in most epochs although killed every ~10 s
+    for t in report["targets"]:
+        if not t["fault"]:
+            assert set(t["outcomes"].values()) <= {"OK", "INCONCLUSIVE"}, t

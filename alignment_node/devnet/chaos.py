@@ -2,7 +2,8 @@
 
 - **kills**: a random operator's node is SIGKILLed and restarted 0.1-0.6 s later (never the same node twice
   within ``KILL_COOLDOWN_S``);
-- **reorgs**: the chain's last 1-3 blocks are replaced by empty ones (``anvil_reorg``), dropping what they held;
+- **reorgs**: the chain's last 1-3 blocks are replaced by empty ones (``anvil_reorg``); what they held goes back
+  to the pool in half of them (as a real node's pool does) and is lost in the other half;
 - **fee spikes**: the next block's base fee jumps to ``FEE_SPIKE_WEI`` (5 times the fee cap the devnet's nodes
   sign with at a calm base fee) and decays from there by an eighth a block (EIP-1559), stranding transactions
   signed below it until their senders bump them;
@@ -111,9 +112,24 @@ class ChaosDrills:
         if now >= self._next["reorg"]:
             self._next["reorg"] = now + self.rng.uniform(*REORG_EVERY_S)
             depth = self.rng.randint(1, 3)
+            head = await rpc.block_number()
+            raws = []  # what the dropped blocks held, as a real node's pool keeps it
+            for number in range(max(1, head - depth + 1), head + 1):
+                block = await rpc.get_block(number, True)
+                for tx in (block or {}).get("transactions", []):
+                    raws.append(await rpc.request("eth_getRawTransactionByHash", [tx["hash"]]))
             await rpc.request("anvil_reorg", [depth, []])
+            # Half of the reorgs give the dropped transactions back to the pool (as geth's does); the other half
+            # lose them (a pool that evicted them): their senders must notice and send again.
+            reinjected = self.rng.random() < 0.5
+            for raw in raws if reinjected else ():
+                try:
+                    await rpc.request("eth_sendRawTransaction", [raw])
+                except Exception:  # noqa: BLE001 (already mined again, or replaced: nothing to give back)
+                    pass
             self.reorgs += 1
-            self.log.append({"drill": "reorg", "depth": depth, "block": await rpc.block_number()})
+            self.log.append({"drill": "reorg", "depth": depth, "block": head, "dropped_txs": len(raws),
+                             "reinjected": reinjected})
         if now >= self._next["spike"]:
             self._next["spike"] = now + self.rng.uniform(*FEE_SPIKE_EVERY_S)
             block = await rpc.get_block("latest")

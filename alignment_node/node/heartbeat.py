@@ -9,6 +9,7 @@ import logging
 from ..chain.contracts import ContractRevert
 from .chainguard import lost_to_reorg, resent
 from .parts import NodeParts, TickView
+from .txsender import EPOCH_TOUCH_GAS
 
 log = logging.getLogger("alignment_node.node")
 
@@ -52,7 +53,8 @@ class HeartbeatService:
         protocol = p.c["AuditProtocol"]
         try:
             receipt = await p.sender.send("heartbeat", protocol.address, protocol.encode("heartbeat"), epoch=epoch,
-                                          meta={"licenses": count}, expected_errors=("AlreadyPresent",))
+                                          meta={"licenses": count}, expected_errors=("AlreadyPresent",),
+                                          gas_extra=EPOCH_TOUCH_GAS)
         except ContractRevert as exc:
             if exc.error_name != "AlreadyPresent":
                 raise

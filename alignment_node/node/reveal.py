@@ -13,6 +13,7 @@ import logging
 from ..chain.contracts import ContractRevert
 from .chainguard import lost_to_reorg, resent
 from .commitments import tree_for_root
+from .txsender import EPOCH_TOUCH_GAS
 from .parts import NodeParts, TickView
 
 log = logging.getLogger("alignment_node.audit")
@@ -119,7 +120,7 @@ class RevealService:
             try:
                 await p.sender.send("reveal", protocol.address, protocol.encode("revealMany", epoch, reveals),
                                     epoch=epoch, meta={"licenses": licenses},
-                                    gas_extra=GAS_PER_VERDICT_UNSEEN * verdicts)
+                                    gas_extra=GAS_PER_VERDICT_UNSEEN * verdicts + EPOCH_TOUCH_GAS)
             except ContractRevert as exc:
                 revealed = [lic for lic in licenses if await protocol.call("isRevealed", lic, epoch)]
                 if not revealed:

@@ -338,6 +338,11 @@ class Store:
         ).fetchall()
         return [JournalEntry.from_row(r) for r in rows]
 
+    def for_nonce(self, nonce: int) -> list[JournalEntry]:
+        """Every transaction signed on ``nonce`` (replacements too), oldest first."""
+        rows = self.db.execute("SELECT * FROM tx_journal WHERE nonce = ? ORDER BY id", (nonce,)).fetchall()
+        return [JournalEntry.from_row(r) for r in rows]
+
     def live_for(self, purpose: str, epoch: int) -> list[JournalEntry]:
         """Transactions for (purpose, epoch) that are pending or mined: what must not be sent again."""
         rows = self.db.execute(

@@ -33,6 +33,9 @@ from .store import OPEN_STATES, DiskFull, JournalEntry, Store
 log = logging.getLogger("alignment_node.tx")
 
 GWEI = 10**9
+# Gas a transaction may need beyond its estimate when it is mined in a later epoch than estimated: the epoch's first
+# touch records its seed and committee size (three new slots) and books the operator's last present epoch.
+EPOCH_TOUCH_GAS = 120_000
 BASE_FEE_RETRIES = 2  # a transaction refused below a jumped base fee is signed again this many times at most
 FEE_CACHE_S = 2.0  # fee suggestions are reused this long (they are 2x the base fee anyway)
 REBROADCAST_AFTER_S = 3.0  # a pending transaction the node has forgotten for this long is sent again
@@ -214,7 +217,9 @@ class TxSender:
                         log.warning("re-broadcast of %s refused: %s", newest.hash, exc)
             if nonce not in self.fee_capped and now - bumped_at >= self.bump_after_s:
                 head = await self.rpc.block_number()
-                if head - bumped_block >= self.bump_after_blocks:
+                if head - bumped_block >= self.bump_after_blocks and await self._fill_gap(nonce):
+                    bumped_at, bumped_block = time.monotonic(), head  # no fee can mine it past a gap
+                elif head - bumped_block >= self.bump_after_blocks:
                     replacement = await self._replace(newest, first)
                     if replacement is not None:
                         attempts.append(replacement)
@@ -222,6 +227,27 @@ class TxSender:
                     delay = 0.1
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+    async def _fill_gap(self, nonce: int) -> bool:
+        """Whether a lower nonce of this account is missing from the chain (a reorg dropped a mined transaction,
+        or a pool evicted one): then each missing nonce's journaled transaction is broadcast again, the same
+        bytes (the one that was mined, else the newest signed), since nothing past the gap can be mined."""
+        mined = await self.rpc.get_transaction_count(self.signer.address, "latest")
+        if mined >= nonce:
+            return False
+        for n in range(mined, nonce):
+            entries = self.store.for_nonce(n)
+            if not entries:
+                log.error("nonce %d is missing from the chain and from the journal: nonce %d waits for it", n, nonce)
+                continue
+            entry = next((e for e in reversed(entries) if e.state == "mined"), entries[-1])
+            log.warning("nonce %d is not on chain any more (%s tx %s): broadcasting it again before nonce %d",
+                        n, entry.purpose, entry.tx_hash, nonce)
+            try:
+                await self._broadcast(entry.raw, entry.tx_hash)
+            except TransactionFailed as exc:
+                log.warning("re-broadcast of %s refused: %s", entry.tx_hash, exc)
+        return True
 
     async def _replace(self, prev: SignedTx, first: JournalEntry) -> SignedTx | None:
         """Sign, journal and broadcast ``prev`` again with higher fees; None when the cap leaves no room for a

@@ -16,6 +16,7 @@ from ..audits import build_auditors
 from ..audits.base import AuditEnv, AuditResult, EpochContext, Target
 from .chainguard import in_flight, keep_reorg_notes, lost_to_reorg, resent
 from .commitments import commit_tree, record_attempt
+from .txsender import EPOCH_TOUCH_GAS
 from .duties import Duties
 from .parts import NodeParts, TickView
 
@@ -206,7 +207,7 @@ class VerdictService:
         with p.store.transaction():
             record_attempt(p.store, epoch, tree)
         await p.sender.send("commit", protocol.address, protocol.encode("commit", epoch, tree.root), epoch=epoch,
-                            meta={"licenses": licenses, "root": hex0x(tree.root)})
+                            meta={"licenses": licenses, "root": hex0x(tree.root)}, gas_extra=EPOCH_TOUCH_GAS)
         p.store.set_opening_state(epoch, licenses, "committed")
         p.metrics.commits.inc(len(licenses))
         log.info("epoch %d: committed %d licenses (root %s over %d openings)", epoch, len(licenses),
