@@ -2,7 +2,9 @@
 # Symbolic checks of the contracts with halmos (docs/halmos.md): the `check_*` functions in contracts/halmos/.
 # halmos lives in its own venv (.venv-halmos/) so its dependencies (z3, yices) stay out of the node's.
 # Builds src + contracts/halmos only (foundry profile "halmos", its own out/cache), never the forge tests.
-# Exits non-zero on a counterexample (or a check that could not run). Extra arguments go to halmos, e.g.
+# Exits non-zero on a counterexample (or a check that could not run). By default it runs the checks that finish
+# (the sale, commit/reveal: about 2.5 minutes); the reward vault's bounded checks have not finished in 10 minutes
+# yet (docs/halmos.md): `./scripts/halmos.sh --all` runs them too. Other arguments go to halmos, e.g.
 #   ./scripts/halmos.sh --match-contract NodeSaleCheck
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,4 +15,9 @@ fi
 cd contracts
 export PATH="$PWD/node_modules/.bin:$PATH" FOUNDRY_PROFILE=halmos
 # --loop 8: the sale mints at most 4 licenses per buy in the checks and their own loops are shorter.
+if [ "${1:-}" = "--all" ]; then
+  shift
+elif [ "$#" -eq 0 ]; then
+  set -- --match-contract 'NodeSaleCheck|AuditProtocolCheck'
+fi
 exec ../.venv-halmos/bin/halmos --root . --forge-build-out out-halmos --loop 8 --solver-timeout-assertion 0 "$@"
