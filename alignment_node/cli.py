@@ -198,9 +198,22 @@ class ChainContext:
     async def transact(self, contract: str, fn: str, *fn_args, signer, value: int = 0) -> dict:
         from .chain.contracts import ContractRevert
 
+        from .chain.contracts import GAS_MARGIN_DEN, GAS_MARGIN_NUM
+        from .chain.rpc import RpcError
+        from .node.txsender import EPOCH_TOUCH_GAS
+
         c = self.c[contract]
+        # Room for the epoch to turn before it is mined: a claim then books one more epoch, any call may be the
+        # epoch's first touch. A failing estimate leaves gas unset: transact estimates again and decodes the revert.
+        gas = None
         try:
-            receipt = await c.transact(fn, *fn_args, signer=signer, value=value)
+            estimate = await self.rpc.estimate_gas({"from": signer.address, "to": c.address, "value": hex(value),
+                                                    "data": "0x" + c.encode(fn, *fn_args).hex()})
+            gas = estimate * GAS_MARGIN_NUM // GAS_MARGIN_DEN + EPOCH_TOUCH_GAS
+        except RpcError:
+            pass
+        try:
+            receipt = await c.transact(fn, *fn_args, signer=signer, value=value, gas=gas)
         except ContractRevert as exc:
             name = exc.error_name
             log.error("%s.%s reverted: %s", contract, fn, exc.error or exc)

@@ -38,7 +38,11 @@ fi
 set ALIGNMENT_IMAGE_APT_SOURCES"
 
 mkdir -p "$cache/wheels"
+# One build at a time on this machine (two test modules may build the image; podman's store and the cache are shared).
+exec 9>"$cache/build.lock"
+flock 9
 base_tar=$cache/base-$suite.tar
+base_part=$cache/base-$suite.part.tar  # mmdebstrap picks its output format from the name's ending: keep ".tar"
 base_image=localhost/alignment-node-base:$suite
 
 # ------------------------------------------------------------------------------------------------ 1. base
@@ -54,8 +58,9 @@ if [ ! -s "$base_tar" ] || [ "$cold" = 1 ]; then
         --dpkgopt='path-include=/usr/share/doc/*/copyright' --dpkgopt='path-exclude=/usr/share/locale/*' \
         --dpkgopt='path-exclude=/usr/share/info/*' \
         --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/* "$1"/var/log/*' \
-        "$suite" "$base_tar.part" "$sources" || { rm -f "$base_tar.part"; die "mmdebstrap failed (see above)"; }
-    mv "$base_tar.part" "$base_tar"
+        "$suite" "$base_part" "$sources" || { rm -f "$base_part"; die "mmdebstrap failed (see above)"; }
+    [ -s "$base_part" ] || die "mmdebstrap reported success but wrote no $base_part"
+    mv "$base_part" "$base_tar"
     podman image rm --force "$base_image" >/dev/null 2>&1 || true
 fi
 if ! podman image exists "$base_image"; then
