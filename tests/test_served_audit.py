@@ -199,9 +199,18 @@ def test_requests_cut_by_the_auditors_own_budget_do_not_accuse_the_provider(worl
              "elapsed_ms": allowed_ms, "allowed_ms": allowed_ms, "error": "no complete answer"} for c in sorted(gone)]
         return b
 
+    def statistics_fired(checks: list[dict]) -> bool:
+        # Fewer completions are judged than in the passing audit of the whole bundle: a statistical layer may fire
+        # on what is left (rarely), and FAULT then comes before any availability verdict. What this test is about
+        # is the availability check, checks[0].
+        return any(c["ok"] is False for c in checks[1:])
+
     verdict, checks, _ = evaluate_served(cut(30, 2_000), baseline)
-    assert verdict == OK and checks[0]["cut_by_budget"] == 30, checks[0]
-    verdict, _, _ = evaluate_served(cut(60, 2_000), baseline)
-    assert verdict == UNREACHABLE
-    verdict, _, _ = evaluate_served(cut(5, honest["policy"]["request_deadline_ms"]), baseline)
-    assert verdict == UNREACHABLE
+    assert checks[0]["ok"] is not False and checks[0]["cut_by_budget"] == 30, checks[0]
+    assert verdict == OK or statistics_fired(checks)
+    verdict, checks, _ = evaluate_served(cut(60, 2_000), baseline)
+    assert checks[0]["ok"] is False
+    assert verdict == UNREACHABLE or statistics_fired(checks)
+    verdict, checks, _ = evaluate_served(cut(5, honest["policy"]["request_deadline_ms"]), baseline)
+    assert checks[0]["ok"] is False and "cut_by_budget" not in checks[0], checks[0]
+    assert verdict == UNREACHABLE or statistics_fired(checks)
