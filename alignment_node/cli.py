@@ -59,15 +59,10 @@ def parse_amount(text: str) -> int:
 
 def parse_ids(text: str, what: str = "license ids", lowest: int = 1) -> list[int]:
     """'1,2,5-8' -> [1, 2, 5, 6, 7, 8] (license ids start at 1, target ids at 0)."""
-    ids: list[int] = []
+    from .config import parse_id_list
+
     try:
-        for part in text.split(","):
-            part = part.strip()
-            if "-" in part:
-                lo, hi = part.split("-", 1)
-                ids.extend(range(int(lo), int(hi) + 1))
-            elif part:
-                ids.append(int(part))
+        ids = parse_id_list(text)
     except ValueError:
         raise CliError(f"not a list of {what}: {text!r} (use e.g. 1,2,5-8)") from None
     if not ids or any(i < lowest for i in ids):
