@@ -181,11 +181,16 @@ def chain(net) -> ChainReader:
 
 @pytest.fixture(scope="module")
 def browser(net):
+    yield from chromium(ARTIFACTS)
+
+
+def chromium(artifacts):
+    """Debian's chromium through Playwright, headless; ``artifacts`` (screenshots) emptied first."""
     from playwright.sync_api import sync_playwright
 
-    if ARTIFACTS.exists():
-        shutil.rmtree(ARTIFACTS)
-    ARTIFACTS.mkdir(parents=True)
+    if artifacts.exists():
+        shutil.rmtree(artifacts)
+    artifacts.mkdir(parents=True)
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield b

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ import pytest
 from alignment_node.devnet.anvil import AnvilError, find_anvil
 from alignment_node.devnet.network import Devnet, Plan
 from test_node import wait_until  # a sibling test module
-from test_portal_browser import BUNDLE, CHROMIUM, CHROMIUM_ARGS, PROVIDER_JS, ChainReader, http_get
+from test_portal_browser import BUNDLE, CHROMIUM, PROVIDER_JS, ChainReader, chromium, http_get
 from test_portal_browser import status_after as _status_after
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "portal-governance"
@@ -59,15 +58,7 @@ def chain(net) -> ChainReader:
 
 @pytest.fixture(scope="module")
 def browser(net):
-    from playwright.sync_api import sync_playwright
-
-    if ARTIFACTS.exists():
-        shutil.rmtree(ARTIFACTS)
-    ARTIFACTS.mkdir(parents=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+    yield from chromium(ARTIFACTS)
 
 
 def open_governance(browser, net: Devnet, account: str):
