@@ -141,7 +141,8 @@ def test_reorged_commit_is_committed_again_and_reorged_reveal_revealed_again(dev
     start = chain(net, lambda c: c["AuditProtocol"].call("epochStartBlock", epoch + 1))
     net.anvil.mine(start - net.anvil.block_number())
     wait_until(lambda: revealed_licenses(net, epoch) == licenses, what="the reveals")
-    reveal = mined(op, "reveal", epoch)[0]
+    # The chain can show the reveal before the node has read its receipt: wait for the journal too.
+    reveal = wait_until(lambda: mined(op, "reveal", epoch), what="the reveal journaled as mined")[0]
     settled(net, op)  # the next epoch's heartbeat and commit too
 
     # 3. A reorg after the reveal: the Revealed events are gone; the node reveals again within the window.
