@@ -524,6 +524,26 @@ def cmd_verify_evidence(args: argparse.Namespace) -> int:
 MAX_EVIDENCE_BYTES = 16 << 20
 
 
+def cmd_evidence_audit(args: argparse.Namespace) -> int:
+    """Fetch every verdict's bundle of an epoch from its operator's public URL and check it (evidence_audit.py)."""
+    from .evidence_audit import audit_epoch
+
+    async def go(ctx) -> int:
+        start = int(ctx.manifest.get("deployBlock", 0))
+        result = await audit_epoch(ctx.c, args.epoch, timeout=args.timeout, start_block=start)
+        lines = [f"epoch {result['epoch']} (seed {result['seed']}): evidence of "
+                 f"{len(result['operators'])} operator(s)"]
+        for o in result["operators"]:
+            lines.append(f"  {o['operator']} {o['url']}: {o['ok']} served and bound, {o['unservable']} unservable, "
+                         f"{o['mismatched']} mismatched")
+            lines += [f"    license {x['license']} target {x['target']} {x['root']}: {x['why']}"
+                      for x in o["problems"]]
+        emit(args, result, "\n".join(lines))
+        return 0 if result["all_served"] else 1
+
+    return run_chain(args, go)
+
+
 # ------------------------------------------------------------------------------------------ referee
 
 
@@ -752,6 +772,13 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the bundle")
     ve.add_argument("--json", action="store_true", help="print JSON")
     ve.set_defaults(func=cmd_verify_evidence)
+
+    ea = sub.add_parser("evidence-audit", help="check that every verdict revealed in an epoch has its evidence "
+                                               "served by its operator and bound to it (security review M6)")
+    ea.add_argument("epoch", type=int, help="the epoch whose reveals to check")
+    add_chain_args(ea, key=False)
+    ea.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each bundle")
+    ea.set_defaults(func=cmd_evidence_audit)
 
     rf = sub.add_parser("referee", help="the referee duty: re-score served-model evidence with the weights")
     rs = rf.add_subparsers(dest="referee_cmd", required=True)

@@ -24,6 +24,11 @@ Keys (TOML section.key; environment name in parentheses):
 - ``operator.remote_signer_timeout_s`` (..._OPERATOR_REMOTE_SIGNER_TIMEOUT_S): seconds the node waits for the
   remote signer per connect or read. Default 5.
 - ``service.host`` / ``service.port`` (..._SERVICE_HOST / _SERVICE_PORT): the HTTP API. Default 127.0.0.1:9100.
+- ``service.public_evidence`` (..._SERVICE_PUBLIC_EVIDENCE): ``host:port`` of a second, read-only listener that
+  serves only the evidence bundles and baselines (``/evidence/<root>``, ``/baselines/<hash>.json``) to anyone, so
+  the roots this node reveals can be checked by other nodes and the public (security review M6); publish its URL
+  as your operator's metadata URI. Empty (the default in code) turns it off; ``alignment-node init`` writes
+  ``0.0.0.0:9101``.
 - ``gas.max_fee_gwei`` (..._GAS_MAX_FEE_GWEI): cap on maxFeePerGas. Default 500.
 - ``gas.priority_fee_gwei`` (..._GAS_PRIORITY_FEE_GWEI): maxPriorityFeePerGas. Default 1.
 - ``gas.min_balance_wei`` (..._GAS_MIN_BALANCE_WEI): below this the node logs an alert. Default 10^16.
@@ -164,6 +169,7 @@ class OperatorConfig:
 class ServiceConfig:
     host: str = "127.0.0.1"
     port: int = 9100
+    public_evidence: str = ""  # host:port of the public, read-only evidence listener; empty: none
 
 
 @dataclass
@@ -417,6 +423,15 @@ def load_config(path: str | os.PathLike | None, env: Mapping[str, str] | None = 
     return cfg
 
 
+def parse_listen(text: str) -> tuple[str, int] | None:
+    """``host:port`` (an IPv6 host in brackets) as (host, port), or None when it is not one."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        return None
+    return host, int(port)
+
+
 def _validate(cfg: Config) -> list[str]:
     problems = []
     if cfg.log_level.lower() not in LOG_LEVELS:
@@ -435,6 +450,9 @@ def _validate(cfg: Config) -> list[str]:
         problems.append("chain.poll_interval: must be > 0 seconds")
     if not (0 <= cfg.service.port <= 65535):
         problems.append(f"service.port: {cfg.service.port} is not a TCP port (0-65535)")
+    if cfg.service.public_evidence and parse_listen(cfg.service.public_evidence) is None:
+        problems.append(f"service.public_evidence: {cfg.service.public_evidence!r} is not host:port "
+                        "(e.g. 0.0.0.0:9101; empty to turn it off)")
     problems.extend(_validate_signer(cfg.operator))
     if cfg.gas.max_fee_gwei <= 0 or cfg.gas.priority_fee_gwei < 0:
         problems.append("gas: max_fee_gwei must be > 0 and priority_fee_gwei >= 0")

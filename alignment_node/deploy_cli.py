@@ -92,7 +92,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
                f"(balance {int(plan['balance_wei']) / 1e18:.4f}); sale: allowlist from "
                f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(sale['allowlistStart']))} UTC, public from "
                f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(sale['publicStart']))}, ends "
-               f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(sale['saleEnd']))}; epochs of "
+               f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(sale['saleEnd']))}, "
+               f"{sum(t['supply'] for t in sale['tiers'])} licenses (the governor's quorum counts on all of them "
+               f"until the sale ends), {len(sale['promoCodes'])} promo code(s) fixed when it opens; epochs of "
                f"{clock['epochLength']} blocks from block {clock['genesisBlock']}")
     if args.check:
         print(json.dumps(plan, sort_keys=True) if args.json else summary)

@@ -20,8 +20,8 @@ from .chain.abi import AbiArgumentError, AbiDecodeError, AbiFunction, ContractAb
 from .chain.artifacts import ArtifactError, load_artifact
 from .chain.contracts import Contract
 from .chain.keccak import is_address, keccak256, to_checksum_address
+from .chain.manifest import chain_events
 from .chain.rpc import RpcClient, RpcError
-from .devnet.report import chain_events
 from .protocol import KIND_NAMES
 
 __all__ = ["PROPOSAL_STATES", "SUPPORT", "SUPPORT_NAMES", "GovernanceError", "AddressBook", "Action", "Proposal",

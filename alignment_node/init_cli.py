@@ -38,6 +38,8 @@ from pathlib import Path
 from .errors import CliError
 from .logs import redact_url
 
+DEFAULT_PUBLIC_EVIDENCE = "0.0.0.0:9101"  # what init writes: evidence served to anyone (security review M6)
+
 CONFIG_NAME = "config.toml"
 MANIFEST_NAME = "deployment.json"
 PASSWORD_NAME = "password"
@@ -69,6 +71,9 @@ def add_init_args(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--address", help="the operator address (with --remote-signer; or which key of an existing "
                                      "keystore)")
     p.add_argument("--port", type=int, default=None, help="the node's HTTP API port (service.port)")
+    p.add_argument("--public-evidence", default=DEFAULT_PUBLIC_EVIDENCE, metavar="HOST:PORT",
+                   help="the public, read-only evidence listener (service.public_evidence; default "
+                        f"{DEFAULT_PUBLIC_EVIDENCE}; 'off' for none): other nodes check the roots you reveal there")
     p.add_argument("--networks", metavar="FILE", help="a networks file with more presets")
     p.add_argument("--force", action="store_true", help="replace an existing DIR/config.toml (kept as .bak)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -407,6 +412,12 @@ def cmd_init(args: argparse.Namespace) -> int:
     values["operator.address"] = address
     if args.port is not None:
         values["service.port"] = args.port
+    if args.public_evidence.lower() not in ("", "off"):
+        from .config import parse_listen
+
+        if parse_listen(args.public_evidence) is None:
+            raise CliError(f"--public-evidence {args.public_evidence!r} is not host:port (or 'off')")
+        values["service.public_evidence"] = args.public_evidence
 
     from . import __version__
 

@@ -161,12 +161,16 @@ async def run(a) -> int:
                 registry.address, registry.encode("delegate", bought[s.signer.address], s.signer.address),
                 200_000 * len(bought[s.signer.address]) + 200_000), 16)
             delegate_gas = await gas_of(rpc, hashes, "delegate")
-            keeper = Sender(rpc, deployer, await rpc.get_transaction_count(deployer.address, "pending"))
+            # Governance adds targets: sent as the registry's owner (the timelock), impersonated in anvil.
             targets = c["TargetRegistry"]
+            owner = await targets.call("owner")
+            await rpc.request("anvil_impersonateAccount", [owner])
+            await rpc.request("anvil_setBalance", [owner, hex(10**21)])
             hashes = []
             for t in range(a.targets):
-                hashes.append(await keeper.send(targets.address, targets.encode(
-                    "addTarget", 1, f"http://target-{t}.example", t.to_bytes(8, "big")), 400_000))
+                data = targets.encode("addTarget", 1, f"http://target-{t}.example", t.to_bytes(8, "big"))
+                hashes.append(await rpc.request("eth_sendTransaction", [
+                    {"from": owner, "to": targets.address, "data": "0x" + data.hex(), "gas": hex(400_000)}]))
             await gas_of(rpc, hashes, "addTarget")
             token, vault = c["RewardToken"], c["RewardVault"]
             await token.transact("mint", deployer.address, 10**9 * ETHER, signer=deployer)
@@ -247,10 +251,12 @@ async def run(a) -> int:
                             for lic, ts in sorted(duties.items()) if ts]
                     if not mine:
                         return None
-                    # one root over the openings in license order, as the node builds it
-                    layers = P.merkle_layers([P.opening_leaf(o.commitment) for o in mine])
-                    for i, o in enumerate(mine):
-                        o.proof = P.merkle_proof(layers, i)
+                    # one root, each leaf at its license's list position (security review N1), as the node builds it
+                    where = dict(zip(ids, positions))
+                    layers = P.merkle_layers({where[o.license] - 1: P.opening_leaf(o.commitment) for o in mine},
+                                             P.tree_depth(listed))
+                    for o in mine:
+                        o.proof = P.merkle_proof(layers, where[o.license] - 1)
                         openings[e][o.license] = o
                     return await s.send(protocol.address, protocol.encode("commit", e, layers[-1][0]), 200_000)
 

@@ -450,3 +450,19 @@ def test_joint_false_positive_rate_of_independent_null_layers():
                   "identity": [result(float(rng.random())), result(float(rng.random()))]}
         rejections += bb.joint_decision(layers, ALPHA, tee=True).reject
     assert consistent_with(rejections, RUNS * 5, ALPHA), rejections
+
+
+def test_byte_tokens_that_read_the_same_are_one_outcome_and_true_duplicates_are_refused():
+    import math
+
+    from alignment_node.models.blackbox import parse_position
+
+    half = [{"token": "\ufffd", "logprob": math.log(0.2), "bytes": [0xE2]},
+            {"token": "a", "logprob": math.log(0.5), "bytes": [0x61]},
+            {"token": "\ufffd", "logprob": math.log(0.1), "bytes": [0x82]}]
+    _, _, top = parse_position({"token": "a", "logprob": math.log(0.5), "top_logprobs": half}, "p")
+    assert [t for t, _ in top] == ["a", "\ufffd"]
+    assert math.isclose(dict(top)["\ufffd"], math.log(0.3))
+    for twice in ([{**half[0]}, {**half[0]}], [{"token": "x", "logprob": -1.0}, {"token": "x", "logprob": -2.0}]):
+        with pytest.raises(ValueError, match="listed twice"):
+            parse_position({"token": "a", "logprob": -0.5, "top_logprobs": twice}, "p")

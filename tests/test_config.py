@@ -60,3 +60,13 @@ def test_missing_and_malformed_files(tmp_path):
         load_config(write(tmp_path, "[chain\nx="), env={})
     with pytest.raises(ConfigError, match="not an http"):
         load_config(write(tmp_path, GOOD.replace("http://127.0.0.1:8546", "ftp://x")), env={})
+
+
+@pytest.mark.parametrize("value", ["9101", "0.0.0.0", "0.0.0.0:port", ":9101", "host:70000"])
+def test_public_evidence_must_be_host_and_port(tmp_path, value):
+    with pytest.raises(ConfigError, match="service.public_evidence: .* is not host:port"):
+        load_config(write(tmp_path, GOOD.replace("port = 9200", f'port = 9200\npublic_evidence = "{value}"')), env={})
+    for good in ("0.0.0.0:9101", "[::]:9101", "127.0.0.1:0"):
+        cfg = load_config(write(tmp_path, GOOD.replace("port = 9200", f'port = 9200\npublic_evidence = "{good}"')),
+                          env={})
+        assert cfg.service.public_evidence == good

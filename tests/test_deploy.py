@@ -198,7 +198,9 @@ def test_custom_params_reach_the_chain(tmp_path):
         "targets": {"trapKeeper": to_checksum_address("0x90f79bf6eb2c4f870365e785982e1f101e93b906")},
         "protocol": {"epochLength": 20, "revealBlocks": 5, "committeeSize": 3, "minReveals": 2, "maxCommittee": 8},
         "sale": {"tiers": [{"price": "1.5 ether", "supply": 3}], "allowlistStart": "+10", "publicStart": "+10",
-                 "saleEnd": 4_000_000_000},
+                 "saleEnd": 4_000_000_000,
+                 "promoCodes": [{"code": "FRIEND", "discountBps": 2000, "referrer": "0x90F79bf6EB2c4f870365E785982E1f101E93b906",
+                                 "referrerBps": 500}]},
         "rewards": {"emissionPerEpoch": 123, "treasury": to_checksum_address("0x15d34aaf54267db7d7c367839aaf71a00a2c6a65")},
         "timelock": {"minDelay": 0},
         "governor": {"quorumPercent": 10},
@@ -224,6 +226,12 @@ def test_custom_params_reach_the_chain(tmp_path):
                 assert await c["NodeSale"].call("treasury") == to_checksum_address(node.accounts[1])
                 assert await c["Timelock"].call("getMinDelay") == 0
                 assert await c["AlignmentGovernor"].call("quorumNumerator") == 10
+                # The quorum counts on the sale's planned supply until its end (security finding M2).
+                assert await c["AlignmentGovernor"].call("plannedSupply") == 3
+                assert await c["AlignmentGovernor"].call("plannedSupplyUntil") == 4_000_000_000
+                # Promo codes are set by the deployer before the hand-over: fixed once the sale opens.
+                assert await c["NodeSale"].call("promos", keccak256(b"FRIEND")) == (
+                    2000, 500, "0x90F79bf6EB2c4f870365E785982E1f101E93b906")
 
         run(go())
 
@@ -294,6 +302,10 @@ def test_default_params_file_matches_schema():
         ({"sale": {"tiers": [{"price": 1, "supply": 0}]}}, r"sale\.tiers\[0\]: supply: 0 is out of range"),
         ({"sale": {"publicStart": "+10", "allowlistStart": "+20"}}, r"allowlistStart <= publicStart < saleEnd"),
         ({"sale": {"allowlistRoot": "0x12"}}, r"sale\.allowlistRoot: expected 0x followed by 64 hex"),
+        ({"sale": {"promoCodes": [{"code": "FREE", "discountBps": 10000}]}},
+         r"sale\.promoCodes: \[0\]: 10000 is out of range \[0, 2000\]"),
+        ({"sale": {"promoCodes": [{"code": "X", "discountBps": 100, "referrerBps": 5}]}},
+         r"sale\.promoCodes: \[0\]: referrerBps needs a referrer"),
         ({"license": {"transferUnlockTime": "tomorrow"}}, r"license\.transferUnlockTime: expected a unix time"),
         ({"protocol": 5}, r"protocol: expected an object, got int"),
     ],
@@ -320,6 +332,13 @@ def test_bad_params_file_reports_every_problem(tmp_path):
 def test_resolved_genesis_block_after_latest_is_rejected(anvil):
     with pytest.raises(ParamsError, match=r"protocol\.genesisBlock: 1000000 is after the latest block"):
         deploy_mod.deploy(anvil.url, anvil.private_keys[0], {"protocol": {"genesisBlock": 1_000_000}})
+
+
+def test_promo_codes_for_a_sale_already_open_are_rejected(anvil):
+    # NodeSale fixes its promo codes once the sale opens; the deployer sets them just before, or never.
+    with pytest.raises(ParamsError, match=r"sale\.promoCodes: the deployer sets them before the sale opens"):
+        deploy_mod.deploy(anvil.url, anvil.private_keys[0], {"sale": {
+            "allowlistStart": "+0", "promoCodes": [{"code": "LATE", "discountBps": 1000}]}})
 
 
 # --------------------------------------------------------------------------------------------- CLI

@@ -95,6 +95,9 @@ def chain(tmp_path_factory):
     params["sale"]["allowlistStart"] = "+0"
     params["sale"]["publicStart"] = "+0"
     params["governor"]["quorumPercent"] = QUORUM_PERCENT
+    # The holders' 8 licenses sell the sale out: a finished sale, whose quorum counts the licenses minted (while
+    # a sale runs, the quorum counts every license it can sell).
+    params["sale"]["tiers"] = [{"price": "0.1 ether", "supply": sum(LICENSES.values())}]
     with Anvil() as node:
         manifest = work / "deployment.json"
         deploy_mod.deploy(node.url, node.private_keys[0], params, out=manifest)

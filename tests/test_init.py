@@ -99,8 +99,8 @@ def written(directory) -> list[str]:
 def test_init_validate_register_start_and_health(chain, tmp_path):
     node, manifest, _ = chain
     d = tmp_path / "node"
-    port = free_port()
-    out = init(chain, d, "--port", str(port), "--json")
+    port, public = free_port(), free_port()
+    out = init(chain, d, "--port", str(port), "--public-evidence", f"127.0.0.1:{public}", "--json")
     assert out.returncode == 0, out.stderr + out.stdout
     report = json.loads(out.stdout)
     address = report["address"]
@@ -117,7 +117,7 @@ def test_init_validate_register_start_and_health(chain, tmp_path):
     cfg = tomllib.loads(text)
     assert cfg["operator"] == {"keystore": "keystore", "password_file": "password", "address": address}
     assert cfg["chain"] == {"rpc_urls": [node.url], "manifest": "deployment.json"}
-    assert cfg["service"] == {"port": port}
+    assert cfg["service"] == {"port": port, "public_evidence": f"127.0.0.1:{public}"}
 
     # Every key of config.py is in the file, after the explanation config.py's docstring gives it.
     docs = config_key_docs()
@@ -162,6 +162,11 @@ def test_init_validate_register_start_and_health(chain, tmp_path):
         assert code == 200, (code, proc.poll(), proc.stderr.read() if proc.poll() is not None else "")
         status = json.loads(http_get(f"http://127.0.0.1:{port}/status")[1])
         assert status["operator"].lower() == address.lower()
+        # The public listener (security review M6) serves evidence by root and nothing about the node.
+        code, body = http_get(f"http://127.0.0.1:{public}/evidence/0x{'ab' * 32}")
+        assert code == 404 and b"no evidence" in body
+        for private in ("/status", "/health", "/metrics", "/transactions", "/portal"):
+            assert http_get(f"http://127.0.0.1:{public}{private}")[0] == 404, private
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
     finally:
@@ -190,7 +195,9 @@ def test_import_reads_the_key_from_stdin_or_a_file_never_from_argv(chain, tmp_pa
                          "--password-file", str(pw), "--json"))
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["address"] == address
-    assert tomllib.loads((tmp_path / "from-file" / "config.toml").read_text())["operator"]["password_file"] == str(pw)
+    written_cfg = tomllib.loads((tmp_path / "from-file" / "config.toml").read_text())
+    assert written_cfg["operator"]["password_file"] == str(pw)
+    assert written_cfg["service"]["public_evidence"] == "0.0.0.0:9101"  # init's default: evidence served to anyone
 
     # A key given as an argument: refused without echoing it, and nothing is written.
     for argv in (["--keystore", "import", key], ["--keystore", "import", "0x" + key], ["--keystore", key],

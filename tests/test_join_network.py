@@ -160,7 +160,9 @@ def test_a_deployer_two_operators_and_two_owners_join_a_chain_the_devnet_did_not
         # Operator A: init with a new keystore; operator B: init with a remote signer holding its key.
         dir_a, dir_b = tmp_path / "operator-a", tmp_path / "operator-b"
         port_a, port_b = free_port(), free_port()
-        cli("init", "--manifest", str(manifest_path), "--rpc", url, "--dir", str(dir_a), "--port", str(port_a))
+        public_a, public_b = free_port(), free_port()  # each node's public evidence listener (security review M6)
+        cli("init", "--manifest", str(manifest_path), "--rpc", url, "--dir", str(dir_a), "--port", str(port_a),
+            "--public-evidence", f"127.0.0.1:{public_a}")
         (op_a,) = list_addresses(dir_a / "keystore")
         signer_keys, op_b = keystore_user(tmp_path, "signer")
         signer = SignerServerProcess(signer_keys[1], signer_keys[3], chain_id=31337)
@@ -168,7 +170,7 @@ def test_a_deployer_two_operators_and_two_owners_join_a_chain_the_devnet_did_not
         nodes: list[subprocess.Popen] = []
         try:
             cli("init", "--manifest", str(manifest_path), "--rpc", url, "--dir", str(dir_b), "--port", str(port_b),
-                "--remote-signer", signer.url, "--address", op_b)
+                "--public-evidence", f"127.0.0.1:{public_b}", "--remote-signer", signer.url, "--address", op_b)
             for op in (op_a, op_b):
                 fund(url, op)
             cli("register-operator", "500", "--config", str(dir_a / "config.toml"))

@@ -23,7 +23,8 @@ from alignment_node.node import resume as RS
 from alignment_node.node import reveal as R
 from alignment_node.node import settlement as S
 from alignment_node.node import verdicts as V
-from alignment_node.node.commitments import commit_tree, record_attempt, tree_for_root
+from alignment_node.node.commitments import (TreeLayout, commit_tree, ensure_layout, epoch_tree, layout_of,
+                                             record_attempt, record_layout, tree_for_root)
 from alignment_node.node.duties import Duties
 from alignment_node.node.metrics import NodeMetrics
 from alignment_node.node.parts import Snapshot, TickView
@@ -123,8 +124,18 @@ def world(tmp_path):
     store.close()
 
 
+LISTED = 40  # the committee list's length in these tests: trees of depth 6
+
+
+def list_position(lic: int) -> int:
+    """License ``lic``'s (0-based) list position in these tests: not its order among the operator's licenses."""
+    return (7 * lic) % LISTED
+
+
 def open_commitments(store: Store, epoch: int, spec: dict[int, int], state: str = "committed") -> None:
-    """Store openings (license -> number of verdicts) with their real opening hashes, in ``state``."""
+    """Store openings (license -> number of verdicts) with their real opening hashes, in ``state``, and their
+    licenses' list positions (as the commit records them)."""
+    record_layout(store, epoch, LISTED, {lic: list_position(lic) for lic in spec})
     for lic, n in spec.items():
         targets, verdicts, roots = list(range(1, n + 1)), [P.OK] * n, [bytes([0xCD]) * 32] * n
         salt = lic.to_bytes(32, "big")
@@ -140,39 +151,70 @@ def states(store: Store, epoch: int) -> dict[int, tuple]:
 
 
 def assert_proven(epoch: int, root: bytes, reveal: tuple) -> None:
-    """The reveal's proof takes its own opening to ``root``, as AuditProtocol._reveal checks it."""
+    """The reveal's proof takes its own opening, at its license's list position, to ``root``, as
+    AuditProtocol._reveal checks it."""
     lic, targets, verdicts, roots, salt, proof = reveal
     leaf = P.opening_leaf(P.commitment(epoch, lic, list(targets), list(verdicts), list(roots), salt))
-    assert P.merkle_verify(list(proof), root, leaf), f"license {lic}'s proof does not reach the root"
+    assert P.merkle_verify(list(proof), root, leaf, list_position(lic), P.tree_depth(LISTED)), \
+        f"license {lic}'s proof does not reach the root"
 
 
 # ---------------------------------------------------------------------------------------- commitments
 
 
-def test_the_commitment_tree_is_the_sorted_openings_and_every_proof_verifies(world):
+def test_the_commitment_tree_puts_each_opening_at_its_list_position_and_every_proof_verifies(world):
     open_commitments(world.store, 4, {9: 1, 2: 1, 5: 2, 7: 1, 3: 1})
     openings = world.store.openings(4)
-    tree = commit_tree(list(reversed(openings)))  # the order given does not matter
-    assert tree.licenses == (2, 3, 5, 7, 9)
-    assert tree.root == P.merkle_root([P.opening_leaf(bytes.fromhex(o["commitment"][2:])) for o in openings])
+    layout = layout_of(world.store, 4)
+    assert layout == TreeLayout(LISTED, {lic: list_position(lic) for lic in (9, 2, 5, 7, 3)})
+    assert layout.depth == 6
+    tree = commit_tree(list(reversed(openings)), layout)  # the order given does not matter
+    assert tree.licenses == (2, 3, 5, 7, 9) and epoch_tree(world.store, 4).root == tree.root
+    leaves = {list_position(o["license"]): P.opening_leaf(bytes.fromhex(o["commitment"][2:])) for o in openings}
+    assert tree.root == P.merkle_root(leaves, 6)
     for o in openings:
         leaf = P.opening_leaf(bytes.fromhex(o["commitment"][2:]))
-        assert P.merkle_verify(tree.proof(o["license"]), tree.root, leaf)
-        assert not P.merkle_verify(tree.proof(o["license"]), tree.root, P.opening_leaf(b"\x01" * 32))
-    assert commit_tree(openings[:1]).root == P.opening_leaf(bytes.fromhex(openings[0]["commitment"][2:]))
+        q = list_position(o["license"])
+        assert len(tree.proof(o["license"])) == 6
+        assert P.merkle_verify(tree.proof(o["license"]), tree.root, leaf, q, 6)
+        assert not P.merkle_verify(tree.proof(o["license"]), tree.root, P.opening_leaf(b"\x01" * 32), q, 6)
+        assert not P.merkle_verify(tree.proof(o["license"]), tree.root, leaf, q ^ 1, 6)  # N1: not elsewhere
+    # one leaf: folded with zero siblings in its position's order
+    solo = commit_tree(openings[:1], layout)
+    leaf = P.opening_leaf(bytes.fromhex(openings[0]["commitment"][2:]))
+    node, q = leaf, list_position(openings[0]["license"])
+    for level in range(6):
+        node = P.keccak(bytes(32) + node) if (q >> level) & 1 else P.keccak(node + bytes(32))
+    assert solo.root == node and solo.proof(openings[0]["license"]) == [bytes(32)] * 6
+    # a license that is not listed gets no leaf
+    assert commit_tree(openings, TreeLayout(LISTED, {2: 14})).licenses == (2,)
     with pytest.raises(ValueError, match="at least one"):
-        commit_tree([])
+        commit_tree([], layout)
     with pytest.raises(ValueError, match="twice"):
-        commit_tree(openings + openings[:1])
+        commit_tree(openings + openings[:1], layout)
+    with pytest.raises(ValueError, match="changed"):
+        record_layout(world.store, 4, LISTED + 1, {})
+
+
+def test_the_layout_of_licenses_not_recorded_is_read_from_the_chain_once(world):
+    open_commitments(world.store, 6, {3: 1})
+    world.store.put_opening(6, 8, "0x" + "11" * 32, [1], [P.OK], ["0x" + "cd" * 32], "0x" + "22" * 32)
+    world.registry.answers["positionsAt"] = lambda lics, e: (LISTED, [list_position(lic) + 1 for lic in lics])
+    layout = asyncio.run(ensure_layout(world.store, world.registry, 6))
+    assert layout.positions == {3: list_position(3), 8: list_position(8)}
+    assert world.registry.calls == [("positionsAt", [8], 6)]
+    asyncio.run(ensure_layout(world.store, world.registry, 6))
+    assert len(world.registry.calls) == 1  # all recorded: no call
+    assert epoch_tree(world.store, 6).licenses == (3, 8)
 
 
 def test_the_tree_for_an_onchain_root_is_a_recorded_attempt_or_all_openings(world):
     open_commitments(world.store, 4, {1: 1, 2: 1})
-    first = commit_tree(world.store.openings(4))
+    first = epoch_tree(world.store, 4)
     record_attempt(world.store, 4, first)
     record_attempt(world.store, 4, first)  # recorded once
     open_commitments(world.store, 4, {3: 1}, state="prepared")  # a later opening whose commit never got mined
-    everything = commit_tree(world.store.openings(4))
+    everything = epoch_tree(world.store, 4)
     assert world.store.get("commit.4") == [{"root": "0x" + first.root.hex(), "licenses": [1, 2]}]
     assert tree_for_root(world.store, 4, first.root).licenses == (1, 2)
     assert tree_for_root(world.store, 4, everything.root).licenses == (1, 2, 3)  # no attempt: all openings
@@ -194,7 +236,7 @@ def test_commit_sends_one_root_over_every_opening_of_the_epoch_and_records_it_fi
     service = verdict_service(world)
     open_commitments(world.store, 7, {4: 2, 2: 1}, state="prepared")
     asyncio.run(service.commit(7, world.store.openings(7, "prepared")))
-    tree = commit_tree(world.store.openings(7))
+    tree = epoch_tree(world.store, 7)
     assert [(purpose, fn, args) for purpose, fn, args, _e in world.sender.sent] == [("commit", "commit",
                                                                                      (7, tree.root))]
     assert world.store.get("commit.7") == [{"root": "0x" + tree.root.hex(), "licenses": [2, 4]}]
@@ -202,7 +244,7 @@ def test_commit_sends_one_root_over_every_opening_of_the_epoch_and_records_it_fi
     # A license prepared later in the epoch: the new root covers the committed openings too (it replaces them).
     open_commitments(world.store, 7, {9: 1}, state="prepared")
     asyncio.run(service.commit(7, world.store.openings(7, "prepared")))
-    bigger = commit_tree(world.store.openings(7))
+    bigger = epoch_tree(world.store, 7)
     assert bigger.licenses == (2, 4, 9) and world.sender.sent[-1][2] == (7, bigger.root)
     # A restart after the commit was mined, before it was noted: the chain holds the root, nothing is sent.
     world.sender.sent.clear()
@@ -247,7 +289,7 @@ def test_reveal_batches_never_split_a_license_and_respect_the_verdict_cap():
 
 def test_reveal_waits_for_the_window_then_reveals_every_committed_license_in_batches_with_proofs(world):
     open_commitments(world.store, 4, {1: 200, 2: 100, 3: 10})
-    root = commit_tree(world.store.openings(4)).root
+    root = epoch_tree(world.store, 4).root
     world.answers["revealWindow"] = (100, 110)
     world.answers["rootOf"] = lambda op, e: root if (op, e) == (OPERATOR, 4) else bytes(32)
     world.answers["isRevealed"] = False
@@ -270,7 +312,7 @@ def test_reveal_rebuilds_the_tree_after_a_restart_from_the_stored_openings(world
     """No attempt recorded (a store of an older version, or a crash between the two writes): the tree over every
     opening of the epoch is the one the commit sent."""
     open_commitments(world.store, 4, {6: 1, 2: 3, 11: 2})
-    root = commit_tree(world.store.openings(4)).root
+    root = epoch_tree(world.store, 4).root
     world.answers["revealWindow"] = (100, 110)
     world.answers["rootOf"] = lambda op, e: root
     world.answers["isRevealed"] = False
@@ -283,8 +325,8 @@ def test_reveal_rebuilds_the_tree_after_a_restart_from_the_stored_openings(world
 
 def test_reveal_marks_misses_with_their_reason(world):
     open_commitments(world.store, 5, {1: 2, 2: 2, 4: 2})
-    root = commit_tree(world.store.openings(5)).root
-    record_attempt(world.store, 5, commit_tree(world.store.openings(5)))
+    root = epoch_tree(world.store, 5).root
+    record_attempt(world.store, 5, epoch_tree(world.store, 5))
     open_commitments(world.store, 5, {3: 2}, state="prepared")  # its commit (a bigger root) never got mined
     world.answers["revealWindow"] = (100, 110)
     world.answers["rootOf"] = lambda op, e: root

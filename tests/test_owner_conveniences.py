@@ -181,10 +181,11 @@ def test_commission_auto_claim_owner_schedule_and_why_not_earning(net, tmp_path)
     e0 = call("AuditProtocol", "currentEpoch")
     offset = start("auto_claim_commission = true\ncommission_floor_wei = \"1000000000000000000000000000000\"\n")
     wait_until(lambda: (status().get("last_heartbeat") or {}).get("epoch") == e0, what="heartbeat in e0")
-    # Next epoch: the heartbeat books e0, and with it the operator's commission.
+    # Next epoch: the heartbeat books e0, and with it the operator's commission, paid as its licenses are
+    # credited (security finding L2): claimable with them.
     go_to(e0 + 1)
     wait_until(lambda: (status().get("last_heartbeat") or {}).get("epoch") == e0 + 1, what="heartbeat in e0+1")
-    commission = call("RewardVault", "commissionOf", op.address)
+    commission = call("RewardVault", "commissionClaimable", op.address, sorted(op.licenses))
     assert commission > 0
     # Below the floor: evaluated, not claimed.
     decided = f"commission not claimed in epoch {e0 + 1}: "
@@ -203,7 +204,7 @@ def test_commission_auto_claim_owner_schedule_and_why_not_earning(net, tmp_path)
     wait_until(lambda: decided in node_log_from(offset), what="gas-guard decision")
     assert decided + f"{commission} wei does not exceed the gas cost" in node_log_from(offset)
     assert [r for r in journal(op) if r[0] == "claim_commission"] == []
-    assert call("RewardVault", "commissionOf", op.address) == commission
+    assert call("RewardVault", "commissionClaimable", op.address, sorted(op.licenses)) == commission
     net.stop_nodes()
 
     # Above the floor, gas worth 1 reward wei per wei (far less than the commission): claimed, journaled, once.

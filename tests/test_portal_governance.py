@@ -37,8 +37,9 @@ def net(tmp_path_factory):
         pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium chromium-driver (scripts/install.sh does it as root)")
     pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]' installs playwright")
     assert BUNDLE.is_file(), f"{BUNDLE} is not built: run scripts/install.sh"
+    # sell_out: the owners' 8 licenses finish the sale, so the quorum counts on them (not on a planned 1000).
     plan = Plan(commissions_bps=(1000,), owners=4, licenses_per_owner=2, block_time=None, epoch_length=20,
-                reveal_blocks=10, poll_interval=0.25, audit_deadline_s=1.0)
+                reveal_blocks=10, poll_interval=0.25, audit_deadline_s=1.0, sell_out=True)
     net = Devnet(plan, tmp_path_factory.mktemp("portal-governance"), log=lambda *_: None)
     try:
         asyncio.run(net.setup())

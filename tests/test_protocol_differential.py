@@ -25,6 +25,7 @@ from alignment_node.chain.rpc import RpcClient, hex_int
 from alignment_node.chain.tx import LocalSigner
 from alignment_node.devnet.anvil import Anvil, AnvilError, find_anvil
 from alignment_node.devnet.deploy import deploy_async
+from alignment_node.devnet.targets import add_target_as_governance
 from alignment_node.devnet.params import default_params
 from alignment_node.chain.manifest import manifest_contracts
 
@@ -42,6 +43,7 @@ COMMISSIONS = (1000, 2500)
 LICENSES_PER_OPERATOR = 8
 N_TARGETS = 8
 TRAP_TARGET = 7
+TRAP_SALT = bytes(range(32))  # the set-up's trap seal: (TRAP_TARGET, TRAP_TRUTH, TRAP_SALT), posted before it exists
 ZERO32 = b"\x00" * 32
 
 
@@ -137,8 +139,11 @@ async def _setup(node: Anvil, committee_size: int = COMMITTEE_SIZE) -> Net:
             await registry.transact("delegate", op.licenses, op.signer.address, signer=op.signer)
         targets = []
         for i in range(N_TARGETS):
-            receipt = await c["TargetRegistry"].transact(
-                "addTarget", 1 + i % 5, f"http://target-{i}.example", bytes([i]) * 8, signer=deployer
+            if i == TRAP_TARGET:  # the keeper's anonymous seal comes before the trap's registration
+                seal = P.trap_seal(TRAP_TARGET, TRAP_TRUTH, TRAP_SALT)
+                await c["TargetRegistry"].transact("sealTrap", seal, signer=deployer)
+            receipt = await add_target_as_governance(
+                c["TargetRegistry"], 1 + i % 5, f"http://target-{i}.example", bytes([i]) * 8
             )
             targets.extend(e["targetId"] for e in receipt_events(receipt) if e.name == "TargetAdded")
     r = manifest["params"]
@@ -210,16 +215,25 @@ async def heartbeat(c: dict, net: Net, licenses) -> list[dict]:
 
 
 async def commit(c: dict, net: Net, epoch: int, openings: dict[int, "Opening"]) -> dict[str, bytes]:
-    """One commitment per operator: the Merkle root, built in Python, over its licenses' opening leaves (in
-    license order); each opening gets its proof. Returns the roots by operator address."""
+    """One commitment per operator: the Merkle root, built in Python, over its licenses' opening leaves, each at
+    its license's list position in the epoch (security review N1); each opening gets its proof. Returns the roots
+    by operator address."""
     roots = {}
     for op in net.operators:
-        mine = [openings[l] for l in sorted(openings) if l in op.licenses]
+        lics = [l for l in sorted(openings) if l in op.licenses]
+        mine = [openings[l] for l in lics]
         if not mine:
             continue
-        layers = P.merkle_layers([P.opening_leaf(o.commitment) for o in mine])
-        for i, o in enumerate(mine):
-            o.proof = P.merkle_proof(layers, i)
+        # the leaf of openings[l] at license l's position (a test may hash a wrong license into it)
+        listed, positions = await c["OperatorRegistry"].call("positionsAt", lics, epoch)
+        depth = P.tree_depth(listed)
+        placed = [(o, q - 1) for o, q in zip(mine, positions) if q]  # a license not listed has no place
+        if not placed:
+            continue
+        layers = P.merkle_layers({q: P.opening_leaf(o.commitment) for o, q in placed}, depth)
+        for o, q in placed:
+            o.proof = P.merkle_proof(layers, q)
+            assert P.merkle_verify(o.proof, layers[-1][0], P.opening_leaf(o.commitment), q, depth)
         roots[op.signer.address] = layers[-1][0]
         await c["AuditProtocol"].transact("commit", epoch, layers[-1][0], signer=op.signer)
     return roots
@@ -360,7 +374,7 @@ def test_exact_committees_match_python(small_committees):
             active0 = list(a_ids)
             await heartbeat(c, net, active0)
             # a target added during e0 counts from e0+1 only
-            receipt = await targets.transact("addTarget", 2, "http://late.example", b"late", signer=net.deployer)
+            receipt = await add_target_as_governance(targets, 2, "http://late.example", b"late")
             (late,) = [e["targetId"] for e in events(receipt, "TargetAdded")]
             enabled0 = list(net.targets)
             all_targets = enabled0 + [late]
@@ -491,8 +505,11 @@ def test_commitment_accepted_by_reveal_and_any_changed_field_rejected(net, case)
             await heartbeat(c, net, [license_id])
             o = Opening(e, license_id, ids, verdicts, roots, salt)
             await commit(c, net, e, {license_id: o})
-            # one leaf: the root is the leaf, the proof empty
-            assert o.proof == [] and await protocol.call("rootOf", op.signer.address, e) == P.opening_leaf(o.commitment)
+            # one leaf at the license's list position: the root folds it with zero siblings in the position's order
+            listed, (q,) = await c["OperatorRegistry"].call("positionsAt", [license_id], e)
+            root = P.merkle_root({q - 1: P.opening_leaf(o.commitment)}, P.tree_depth(listed))
+            assert o.proof == [bytes(32)] * P.tree_depth(listed)
+            assert await protocol.call("rootOf", op.signer.address, e) == root
             net.goto(e + 1, 1)
             for what, t in tampered(o):
                 err = await expect_revert("NoCommitment", protocol.transact("reveal", *t.args(), signer=net.deployer))
@@ -546,13 +563,13 @@ def test_commitment_binds_epoch_and_license(fresh):
 
 # Per target, the verdicts of its voters in reveal order; the trap's sealed truth is FAULT.
 VOTES = {
-    0: [P.OK, P.OK, P.OK],
-    1: [P.OK, P.OK, P.FAULT],
+    0: [P.FAULT, P.OK, P.FAULT, P.OK, P.FAULT],  # 3/5 not OK: INCONCLUSIVE, the OK minority pays (M4)
+    1: [P.OK, P.OK, P.OK, P.FAULT, P.UNREACHABLE],  # 3/5 OK: INCONCLUSIVE, the not-OK minority pays (M4)
     2: [P.OK, P.FAULT, P.FAULT],
     3: [P.OK, P.OK],  # fewer than minReveals
     4: [P.FAULT, P.UNREACHABLE, P.UNREACHABLE],  # FAULT agrees with UNREACHABLE
     5: [P.OK, P.OK, P.OK, P.OK, P.FAULT, P.UNREACHABLE],  # exactly 2/3
-    6: [P.OK, P.FAULT, P.UNREACHABLE],  # no 2/3 majority
+    6: [P.OK, P.FAULT, P.UNREACHABLE],  # no verdict has 2/3, but FAULT + UNREACHABLE do: FAULT (M4)
     TRAP_TARGET: [P.OK, P.OK, P.FAULT],
 }
 TRAP_TRUTH = P.FAULT
@@ -575,15 +592,13 @@ def test_settled_outcomes_and_disagreement_penalties_match_python(fresh):
             net.goto(e, 1)
             await heartbeat(c, net, L)  # 16 listed, committees of 16: all assigned
             assert len(await protocol.call("committee", e, 0)) == len(L)
-            salt = rng.randbytes(32)
-            seal = P.trap_seal(TRAP_TARGET, TRAP_TRUTH, salt)
-            await registry.transact("sealTrap", TRAP_TARGET, seal, signer=net.deployer)
+            # TRAP_TARGET's seal was posted at set-up, before its registration
             opens = {l: opening(rng, e, l, b) for l, b in ballots.items()}
             await commit(c, net, e, opens)
             net.goto(e + 1, 1)
             order = sorted(opens)
             await protocol.transact("revealMany", e, [opens[l].struct() for l in order], signer=net.deployer)
-            await registry.transact("revealTrap", TRAP_TARGET, TRAP_TRUTH, salt, signer=net.deployer)
+            await registry.transact("revealTrap", TRAP_TARGET, TRAP_TRUTH, TRAP_SALT, signer=net.deployer)
             await expect_revert("RevealWindowOpen", protocol.transact("settle", e, 0, signer=net.deployer))
             net.goto(e + 1, REVEAL_BLOCKS)
             # The per-license credit of e, in Python: every epoch's emission since the vault was wired, nothing
@@ -594,6 +609,7 @@ def test_settled_outcomes_and_disagreement_penalties_match_python(fresh):
                 counts = (vs.count(P.OK), vs.count(P.FAULT), vs.count(P.UNREACHABLE))
                 trap = TRAP_TRUTH if t == TRAP_TARGET else 0
                 want = P.outcome(*counts, MIN_REVEALS, trap)
+                priced = P.priced_side(*counts, MIN_REVEALS, trap)
                 (settled,) = events(receipt, "TargetSettled")
                 assert (settled["epoch"], settled["targetId"]) == (e, t)
                 assert (settled["ok"], settled["fault"], settled["unreachable"]) == counts
@@ -611,7 +627,7 @@ def test_settled_outcomes_and_disagreement_penalties_match_python(fresh):
                 kind = P.PENALTY_TRAP if trap else P.PENALTY_DISAGREE
                 bps = net.rewards["trapPenaltyBps" if trap else "disagreePenaltyBps"]
                 voters = [l for l in order if t in ballots[l]]
-                penalized = sorted(l for l in voters if P.disagrees(ballots[l][t], want))
+                penalized = sorted(l for l in voters if P.disagrees(ballots[l][t], priced))
                 got = events(receipt, "Penalized")
                 assert sorted(p["tokenId"] for p in got) == penalized, (t, vs, want)
                 for p in got:
@@ -680,24 +696,27 @@ def test_presence_credit_and_commission_match_python_budgets(fresh):
             want = {(op.signer.address, epoch) for epoch, ids in active.items() for op in net.operators
                     if set(ids) & set(op.licenses)}
             assert set(booked) == want
-            commission_of = {}
             for (address, epoch), ev in booked.items():
                 op = next(o for o in net.operators if o.signer.address == address)
                 n = len(set(active[epoch]) & set(op.licenses))
                 to_license, commission = P.commission_split(credit[epoch], op.commission_bps)
                 assert (ev["licenses"], ev["perLicense"], ev["commission"]) == (n, to_license, commission * n)
-                commission_of[address] = commission_of.get(address, 0) + commission * n
-            for op in net.operators:
-                assert await vault.call("commissionOf", op.signer.address) == commission_of[op.signer.address]
-            # Each license is credited, lazily, the net credit of every epoch it was active in.
+            # Each license is credited, lazily (once here), the gross credit of every epoch it was active in less
+            # its operator's commission, rounded on the operator's running sum (0 before a: its first presence);
+            # the operator's commission is paid as its licenses are credited (security finding L2).
             credited: dict[int, int] = {}
             for ev in await vault.events("Credited", start):
                 credited[ev["tokenId"]] = credited.get(ev["tokenId"], 0) + ev["amount"]
+            commission_of: dict[str, int] = {op.signer.address: 0 for op in net.operators}
             for l in L:
-                bps = net.operator_of(l).commission_bps
-                want_total = sum(P.commission_split(credit[epoch], bps)[0] for epoch, ids in active.items() if l in ids)
+                op = net.operator_of(l)
+                gross = sum(credit[epoch] for epoch, ids in active.items() if l in ids)
+                want_total, commission = P.commission_split(gross, op.commission_bps)
                 assert credited.get(l, 0) == want_total, l
                 assert await vault.call("claimable", l) == want_total
+                commission_of[op.signer.address] += commission
+            for op in net.operators:
+                assert await vault.call("commissionOf", op.signer.address) == commission_of[op.signer.address]
             for epoch in (a, a + 1, a + 2):
                 assert (await vault.call("epochs", epoch))[:2] == (credit[epoch], len(active.get(epoch, [])))
 
@@ -708,6 +727,8 @@ def test_presence_credit_and_commission_match_python_budgets(fresh):
 
 
 def test_trap_seal_opens_on_chain(fresh):
+    """The set-up's seal (posted before TRAP_TARGET existed) opens with exactly its (target, outcome, salt); a seal
+    posted for a target already registered never opens (the keeper cannot overrule a governance-added target)."""
     net = fresh
     salt = os.urandom(32)
     t, other = TRAP_TARGET, TRAP_TARGET - 1
@@ -715,22 +736,30 @@ def test_trap_seal_opens_on_chain(fresh):
     async def go():
         async with connect(net) as (rpc, c):
             registry = c["TargetRegistry"]
-            seal = P.trap_seal(t, P.UNREACHABLE, salt)
-            await registry.transact("sealTrap", t, seal, signer=net.deployer)
-            await registry.transact("sealTrap", other, P.trap_seal(t, P.UNREACHABLE, salt), signer=net.deployer)
-            assert await registry.call("traps", t) == (seal, 0)
+            seal = P.trap_seal(t, TRAP_TRUTH, TRAP_SALT)
+            posted_at, targets_at_post, _term, state = await registry.call("seals", seal)
+            assert (targets_at_post, state) == (t, 1) and posted_at > 0
             wrong = [
-                (t, P.UNREACHABLE, bytes([salt[0] ^ 1]) + salt[1:]),  # salt
-                (t, P.FAULT, salt),  # outcome
-                (other, P.UNREACHABLE, salt),  # sealed for another target id
+                (t, TRAP_TRUTH, bytes([TRAP_SALT[0] ^ 1]) + TRAP_SALT[1:]),  # salt
+                (t, P.UNREACHABLE, TRAP_SALT),  # outcome
+                (other, TRAP_TRUTH, TRAP_SALT),  # sealed for another target id
             ]
             for target, outcome, s in wrong:
                 reveal = registry.transact("revealTrap", target, outcome, s, signer=net.deployer)
                 err = await expect_revert("BadTrapReveal", reveal)
                 assert err == {"targetId": target}
-            receipt = await registry.transact("revealTrap", t, P.UNREACHABLE, salt, signer=net.deployer)
-            assert [(e["targetId"], e["outcome"]) for e in events(receipt, "TrapRevealed")] == [(t, P.UNREACHABLE)]
-            assert await registry.call("trapOutcome", t) == P.UNREACHABLE
+            receipt = await registry.transact("revealTrap", t, TRAP_TRUTH, TRAP_SALT, signer=net.deployer)
+            assert [(e["targetId"], e["outcome"], e["seal"]) for e in events(receipt, "TrapRevealed")] == [
+                (t, TRAP_TRUTH, seal)]
+            assert await registry.call("trapOutcome", t) == TRAP_TRUTH
+            assert await registry.call("trapOutcome", other) == 0
+            # A seal for a target that already exists is stored, but can never judge it.
+            late = P.trap_seal(other, P.UNREACHABLE, salt)
+            receipt = await registry.transact("sealTrap", late, signer=net.deployer)
+            assert [e["seal"] for e in events(receipt, "TrapSealed")] == [late]
+            err = await expect_revert("SealPostdatesTarget",
+                                      registry.transact("revealTrap", other, P.UNREACHABLE, salt, signer=net.deployer))
+            assert err == {"targetId": other}
             assert await registry.call("trapOutcome", other) == 0
 
     run(go())
@@ -752,8 +781,7 @@ def test_referees_are_drawn_and_decide_settlement_as_python_says(fresh):
             baseline = rng.randbytes(32)
             tids = []
             for i in range(3):  # three MODEL targets of one baseline
-                receipt = await registry.transact("addTarget", P.KIND_MODEL, f"http://model-{i}.example", baseline,
-                                                  signer=net.deployer)
+                receipt = await add_target_as_governance(registry, P.KIND_MODEL, f"http://model-{i}.example", baseline)
                 tids += [e["targetId"] for e in events(receipt, "TargetAdded")]
                 await court.transact("bindTarget", tids[-1], signer=net.deployer)
             await expect_revert("NotAModelTarget", court.transact("bindTarget", 0, signer=net.deployer))
@@ -800,13 +828,14 @@ def test_referees_are_drawn_and_decide_settlement_as_python_says(fresh):
                 assert ruling == referee_says.get(t, 0)
                 committee_outcome = P.outcome(vs.count(P.OK), vs.count(P.FAULT), 0, MIN_REVEALS)
                 want, by_referee = P.settled_with_referee(committee_outcome, ruling)
+                priced = P.priced_side(vs.count(P.OK), vs.count(P.FAULT), 0, MIN_REVEALS)
                 receipt = await protocol.transact("settle", e, t, signer=net.deployer)
                 (settled,) = events(receipt, "TargetSettled")
                 assert settled["outcome"] == want
                 assert bool(events(receipt, "RefereeDecided")) == by_referee
                 penalized = sorted(p["tokenId"] for p in events(receipt, "Penalized"))
                 want_penalized = [] if by_referee else sorted(
-                    l for j, l in enumerate(L) if P.disagrees(vs[j], want))
+                    l for j, l in enumerate(L) if P.disagrees(vs[j], priced))
                 assert penalized == want_penalized, (t, vs)
                 if by_referee:
                     assert [(x["outcome"], x["evidenceRoot"]) for x in events(receipt, "ViolationFlagged")] == \

@@ -29,6 +29,7 @@ from alignment_node.models import keeper, tokenvariants  # noqa: E402
 from alignment_node.models import referee as R  # noqa: E402
 from alignment_node.models.served_audit import draw_prompts  # noqa: E402
 from alignment_node.node.store import Store  # noqa: E402
+from alignment_node.devnet.targets import add_target_as_governance
 
 ETHER = 10**18
 EPOCH, REVEAL, REFEREE_BLOCKS = 20, 5, 10
@@ -84,8 +85,9 @@ def test_a_referee_fault_settles_a_target_the_committee_passed(anvil, tmp_path, 
             receipt = await c["NodeSale"].transact("buy", 3, cost, "", [], 0, signer=operator, value=cost)
             lics = [e["tokenId"] for e in receipt_events(receipt) if e.name == "Transfer"]
             await c["OperatorRegistry"].transact("delegate", lics, operator.address, signer=operator)
-            receipt = await c["TargetRegistry"].transact("addTarget", P.KIND_MODEL, "http://127.0.0.1:9", bytes.fromhex(h[2:]),
-                                                         signer=deployer)
+            # governance adds targets (the devnet sends it as the timelock)
+            receipt = await add_target_as_governance(c["TargetRegistry"], P.KIND_MODEL, "http://127.0.0.1:9",
+                                                      bytes.fromhex(h[2:]))
             (tid,) = [e["targetId"] for e in receipt_events(receipt) if e.name == "TargetAdded"]
         return manifest, sorted(lics), tid
 
@@ -128,14 +130,16 @@ def test_a_referee_fault_settles_a_target_the_committee_passed(anvil, tmp_path, 
             goto(start_of(e) + 1)
             await protocol.transact("heartbeat", signer=operator)
             salts = {lic: bytes([lic]) * 32 for lic in lics}
-            # one root over the operator's openings (lics is sorted: the leaves are in license order)
-            layers = P.merkle_layers([P.opening_leaf(P.commitment(e, lic, [tid], [P.OK], [bytes.fromhex(roots[j][2:])],
-                                                                  salts[lic])) for j, lic in enumerate(lics)])
+            # one root over the operator's openings, each leaf at its license's list position (N1)
+            listed, positions = await c["OperatorRegistry"].call("positionsAt", list(lics), e)
+            layers = P.merkle_layers({positions[j] - 1: P.opening_leaf(P.commitment(
+                e, lic, [tid], [P.OK], [bytes.fromhex(roots[j][2:])], salts[lic])) for j, lic in enumerate(lics)},
+                P.tree_depth(listed))
             await protocol.transact("commit", e, layers[-1][0], signer=operator)
             goto(start_of(e + 1) + 1)
             for j, lic in enumerate(lics):
                 await protocol.transact("reveal", e, lic, [tid], [P.OK], [bytes.fromhex(roots[j][2:])], salts[lic],
-                                        P.merkle_proof(layers, j), signer=operator)
+                                        P.merkle_proof(layers, positions[j] - 1), signer=operator)
             _s, end = await protocol.call("revealWindow", e)
             return end
 

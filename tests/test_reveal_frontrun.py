@@ -26,7 +26,7 @@ from alignment_node.chain.manifest import manifest_contracts
 from alignment_node.config import Config
 from alignment_node.node import reveal as R
 from alignment_node.node import settlement as S
-from alignment_node.node.commitments import commit_tree
+from alignment_node.node.commitments import ensure_layout, epoch_tree
 from alignment_node.node.duties import Duties
 from alignment_node.node.metrics import NodeMetrics
 from alignment_node.node.parts import MeteredRpcClient, NodeParts, Snapshot
@@ -45,7 +45,7 @@ def frontrun_world(world, epoch: int, spec: dict[int, int], steals: list[set[int
     (copied from it), so it reverts AlreadyRevealed; once ``steals`` is used up, a revealMany reverts ``then``
     (None: it goes through). Returns the on-chain set of revealed licenses and the list of attempted batches."""
     open_commitments(world.store, epoch, spec)
-    root = commit_tree(world.store.openings(epoch)).root
+    root = epoch_tree(world.store, epoch).root
     onchain: set[int] = set()
     attempts: list[list[int]] = []
     world.answers["revealWindow"] = (100, 110)
@@ -231,7 +231,8 @@ def test_on_chain_a_copied_reveal_leaves_the_nodes_batch_whole_and_a_lazy_settle
             # licenses' openings on t, and will not reveal the last one: a miss.
             mine = [D.opening(rng, e0, lic, {t: P.OK}) for lic in b.licenses]
             store_openings(parts.store, mine)
-            root = commit_tree(parts.store.openings(e0)).root
+            await ensure_layout(parts.store, c["OperatorRegistry"], e0)  # what the node's commit does first
+            root = epoch_tree(parts.store, e0).root
             await protocol.transact("commit", e0, root, signer=b.signer)
             theirs = {lic: D.opening(rng, e0, lic, {t: P.OK}) for lic in a.licenses}
             await D.commit(c, net, e0, theirs)
@@ -240,7 +241,7 @@ def test_on_chain_a_copied_reveal_leaves_the_nodes_batch_whole_and_a_lazy_settle
             net.goto(e0 + 1, 1)
             # The attacker copies one of B's openings (as a pending revealMany would show it) and reveals it first.
             copied = mine[3]
-            tree = commit_tree(parts.store.openings(e0))
+            tree = epoch_tree(parts.store, e0)
             await protocol.transact("reveal", e0, copied.license, copied.target_ids, copied.verdicts, copied.roots,
                                     copied.salt, tree.proof(copied.license), signer=net.deployer)
             await R.RevealService(parts).reveal(e0, await parts.rpc.block_number())

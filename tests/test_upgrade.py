@@ -21,8 +21,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from test_node_services import (OPERATOR, PROTOCOL_ADDR, FakeContract, FakeSender,  # a sibling test module
-                                assert_proven, tick_node)
+from test_node_services import (LISTED, OPERATOR, PROTOCOL_ADDR, REGISTRY_ADDR,  # a sibling test module
+                                FakeContract, FakeSender, assert_proven, list_position, tick_node)
 
 from alignment_node import __version__
 from alignment_node import protocol as P
@@ -129,21 +129,24 @@ def test_the_migrated_pending_reveal_is_revealed_with_proofs(old_dir):
     """This release's reveal of the old store's epoch: the chain holds the operator's root over the epoch's openings
     (what this release commits; the old release kept no record of a root, so the reveal rebuilds it from the
     openings). The root here is computed from the fixture's own values, not from the store."""
-    leaves = []
+    leaves = {}
     for lic in sorted(FX.PENDING):
         targets, verdicts = FX.PENDING[lic]
         roots = [P.keccak(FX.bundle_of(FX.PENDING_EPOCH, t, v)) for t, v in zip(targets, verdicts)]
-        leaves.append(P.opening_leaf(P.commitment(FX.PENDING_EPOCH, lic, targets, verdicts, roots,
-                                                  FX.salt_of(FX.PENDING_EPOCH, lic))))
-    root = P.merkle_root(leaves)
+        leaves[list_position(lic)] = P.opening_leaf(P.commitment(FX.PENDING_EPOCH, lic, targets, verdicts, roots,
+                                                                 FX.salt_of(FX.PENDING_EPOCH, lic)))
+    root = P.merkle_root(leaves, P.tree_depth(LISTED))  # each leaf at its license's list position (N1)
     answers = {"revealWindow": (200, 210), "isRevealed": False,
                "rootOf": lambda op, e: root if (op, e) == (OPERATOR, FX.PENDING_EPOCH) else bytes(32)}
     protocol = FakeContract("AuditProtocol", PROTOCOL_ADDR, answers)
     sender = FakeSender(protocol)
     store = S.open_data_dir(old_dir)
     try:
-        node = SimpleNamespace(store=store, c={"AuditProtocol": protocol}, sender=sender, metrics=NodeMetrics(),
-                               signer=SimpleNamespace(address=OPERATOR))
+        # the old store kept no list positions: the reveal reads them from the chain
+        registry = FakeContract("OperatorRegistry", REGISTRY_ADDR, {
+            "positionsAt": lambda lics, e: (LISTED, [list_position(lic) + 1 for lic in lics])})
+        node = SimpleNamespace(store=store, c={"AuditProtocol": protocol, "OperatorRegistry": registry},
+                               sender=sender, metrics=NodeMetrics(), signer=SimpleNamespace(address=OPERATOR))
         asyncio.run(RevealService(node).reveal(FX.PENDING_EPOCH, 201))
         [(purpose, fn, (epoch, reveals), _e)] = sender.sent
         assert (purpose, fn, epoch) == ("reveal", "revealMany", FX.PENDING_EPOCH)

@@ -56,6 +56,11 @@ class NodeRoutes:
         return {"/health": self.health, "/status": self.status, "/verdicts": self.verdicts,
                 "/transactions": self.transactions, "/evidence/": self.evidence, "/baselines/": self.baseline}
 
+    def public_table(self) -> dict[str, Route]:
+        """What the public listener serves (service.public_evidence): the evidence and baselines by hash, read-only,
+        nothing about the node's state."""
+        return {"/evidence/": self.evidence, "/baselines/": self.baseline}
+
     def _reader(self) -> StoreReader:
         if not hasattr(self._local, "reader"):
             self._local.reader = self.store.reader()

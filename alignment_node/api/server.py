@@ -27,7 +27,9 @@ def json_response(status: int, payload: object) -> tuple[int, str, bytes]:
 class ApiServer:
     """Serve ``routes`` (exact path or prefix ending in '/') plus /metrics from ``registry``."""
 
-    def __init__(self, host: str, port: int, routes: dict[str, Route], registry=None):
+    def __init__(self, host: str, port: int, routes: dict[str, Route], registry=None, any_origin: bool = False):
+        """``any_origin``: answers carry ``Access-Control-Allow-Origin: *`` (the public evidence listener, read by
+        other sites' pages)."""
         self.routes = dict(routes)
         if registry is not None:
             self.routes["/metrics"] = lambda _path: (200, CONTENT_TYPE_LATEST, generate_latest(registry))
@@ -51,6 +53,8 @@ class ApiServer:
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
+                if any_origin:
+                    self.send_header("Access-Control-Allow-Origin", "*")
                 self.end_headers()
                 self.wfile.write(body)
 

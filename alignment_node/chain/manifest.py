@@ -53,6 +53,20 @@ async def scan_logs(rpc: RpcClient, address: str | Sequence[str] | None, topics:
         yield logs
 
 
+async def chain_events(contract: Contract, name: str, start: int) -> list:
+    """The decoded ``name`` events of ``contract`` from block ``start`` to the head, read with scan_logs."""
+    from .abi import EventRegistry
+
+    registry = EventRegistry()
+    registry.add_abi(contract.abi.raw)
+    topic = contract.abi.event(name).topic
+    head = await contract.rpc.block_number()
+    found = []
+    async for logs in scan_logs(contract.rpc, contract.address, [topic], start, head):
+        found.extend(d for d in map(registry.decode, logs) if d is not None and d.name == name)
+    return found
+
+
 def topic_uint(value: int) -> str:
     """An indexed uint256 (or address-free integer) argument as a log topic."""
     return "0x" + value.to_bytes(32, "big").hex()

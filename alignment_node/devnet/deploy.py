@@ -214,6 +214,8 @@ async def deploy_async(
         create("AlignmentLicense", lic["name"], lic["symbol"], lic["transferUnlockTime"], me)
         create("Timelock", r["timelock"]["minDelay"], [], [ZERO_ADDRESS], me)
         g = r["governor"]
+        # The quorum counts on every license the sale can sell until the sale has ended (early buyers cannot
+        # reach it alone), then on the licenses minted.
         create(
             "AlignmentGovernor",
             addr["AlignmentLicense"],
@@ -222,10 +224,12 @@ async def deploy_async(
             g["votingPeriod"],
             g["proposalThreshold"],
             g["quorumPercent"],
+            sum(t["supply"] for t in r["sale"]["tiers"]),
+            r["sale"]["saleEnd"],
         )
         create("OperatorRegistry", addr["AlignmentLicense"], r["registry"]["maxLicensesPerOperator"], me)
         create("TargetRegistry", me, r["targets"]["trapKeeper"])
-        create("StakingVault", addr["RewardToken"])
+        create("StakingVault", addr["RewardToken"], r["rewards"]["stakingDripSeconds"])
         rw = r["rewards"]
         vault_params = {
             k: rw[k]
@@ -303,6 +307,10 @@ async def deploy_async(
             d.call("RewardVault", addr["RewardVault"], "wire", addr["AuditProtocol"], addr["OperatorRegistry"]),
             d.call("AuditProtocol", addr["AuditProtocol"], "setCourt", addr["RefereeCourt"]),
         ]
+        # Promo codes before the hand-over: NodeSale refuses new or changed codes once the sale opens.
+        for promo in s["promoCodes"]:
+            wave2.append(d.call("NodeSale", addr["NodeSale"], "setPromoCode", keccak256(promo["code"].encode()),
+                                promo["discountBps"], promo["referrer"] or ZERO_ADDRESS, promo["referrerBps"]))
         for name in ("AlignmentLicense", "NodeSale", "OperatorRegistry", "TargetRegistry", "RewardVault", "AuditProtocol"):
             wave2.append(d.call(name, addr[name], "transferOwnership", tl))
         wave2 += [
@@ -353,6 +361,8 @@ async def _verify(rpc: RpcClient, d: _Deployer, addr: dict[str, str], r: dict, m
         ("AuditProtocol.court", await read("AuditProtocol", "court"), addr["RefereeCourt"]),
         ("TargetRegistry.trapKeeper", await read("TargetRegistry", "trapKeeper"), r["targets"]["trapKeeper"]),
         ("AlignmentGovernor.timelock", await read("AlignmentGovernor", "timelock"), tl),
+        ("AlignmentGovernor.plannedSupply", await read("AlignmentGovernor", "plannedSupply"),
+         await read("NodeSale", "totalSupplyCap")),
     ]
     for name in OWNED_BY_TIMELOCK:
         checks.append((f"{name}.owner", await read(name, "owner"), tl))

@@ -22,8 +22,9 @@ TRAP_OUTCOME = {"down": 3, "slow": 3}  # UNREACHABLE; every other faulty mode is
 
 
 async def setup_evm_targets(net, keeper: LocalSigner) -> None:
-    """One fault proxy process per target in front of anvil, registered by the trap keeper (the
-    deployer on the devnet); the trap is sealed with its known outcome."""
+    """One fault proxy process per target in front of anvil, each registered through governance; before the
+    trap's registration the keeper (the deployer on the devnet) posts its anonymous seal for the id the trap
+    will get, with its known outcome (TargetRegistry: a seal judges only targets registered after it)."""
     from eth_abi import encode
 
     from ..protocol import trap_seal
@@ -40,11 +41,14 @@ async def setup_evm_targets(net, keeper: LocalSigner) -> None:
         registry = c["TargetRegistry"]
         for mode, trap in modes:
             port = free_port()
+            if trap:  # ids are sequential and the devnet registers one target at a time
+                expected = await registry.call("targetCount")
+                seal = trap_seal(expected, TRAP_OUTCOME.get(mode, 2), net.trap_salt)
+                await registry.transact("sealTrap", seal, signer=keeper)
             tid = await register_target(registry, 1, f"http://127.0.0.1:{port}", identity, keeper)
+            if trap and tid != expected:
+                raise RuntimeError(f"the trap was registered as target {tid}, not {expected} as sealed")
             added.append(TargetProc(tid, mode, port, trap))
-            if trap:
-                outcome = TRAP_OUTCOME.get(mode, 2)
-                await registry.transact("sealTrap", tid, trap_seal(tid, outcome, net.trap_salt), signer=keeper)
     net.targets.extend(added)
     for t in added:
         start_fault_proxy(net, t, head)

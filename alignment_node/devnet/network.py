@@ -71,6 +71,10 @@ class Plan:
     consensus: bool = False  # the simulated CometBFT chains of CONSENSUS_* and their targets
     da_signers: tuple[str, ...] = ()  # reference 0G DA signers (modes of devnet/dasigner.py), one DA_SIGNER target each
     gas_bump_after_s: float | None = None  # nodes' gas.bump_after_s (None: the node's default)
+    # One tier of exactly the owners' licenses, so their purchases sell the sale out: a finished sale, whose
+    # governance counts its quorum on the licenses minted (the default tiers leave the sale open, and the quorum
+    # on their planned 1000 licenses, which a few owners cannot reach).
+    sell_out: bool = False
 
 
 class Devnet:
@@ -109,6 +113,8 @@ class Devnet:
         params = default_params()
         params["sale"]["allowlistStart"] = "+0"
         params["sale"]["publicStart"] = "+0"
+        if p.sell_out:
+            params["sale"]["tiers"] = [{"price": "0.1 ether", "supply": p.owners * p.licenses_per_owner}]
         params["protocol"]["epochLength"] = p.epoch_length
         params["protocol"]["revealBlocks"] = p.reveal_blocks
         params["protocol"]["committeeSize"] = p.committee_size
@@ -133,9 +139,11 @@ class Devnet:
                 pw = d / "password"
                 pw.write_text(password + "\n")
                 pw.chmod(0o600)
-                self.operators.append(OperatorProc(signer.address, bps, d, free_port()))
-            await asyncio.gather(*(c["OperatorRegistry"].transact("registerOperator", bps, "devnet operator",
-                                                                  signer=s) for s, bps in zip(ops, p.commissions_bps)))
+                self.operators.append(OperatorProc(signer.address, bps, d, free_port(), public_port=free_port()))
+            # Each operator's metadata URI is where its node serves evidence to anyone (security review M6).
+            await asyncio.gather(*(c["OperatorRegistry"].transact("registerOperator", op.commission_bps,
+                                                                  op.public_url(), signer=s)
+                                   for s, op in zip(ops, self.operators[-len(ops):])))
             # Owners buy licenses in the sale, then delegate them round-robin to the operators.
             sale = c["NodeSale"]
 
@@ -216,7 +224,7 @@ class Devnet:
             f'[chain]\nrpc_urls = [{urls}]\nmanifest = "../deployment.json"\nrequest_timeout = 2\n'
             f"poll_interval = {self.plan.poll_interval}\n"
             '[operator]\nkeystore = "keystore"\npassword_file = "password"\n'
-            f"[service]\nport = {op.port}\n"
+            f'[service]\nport = {op.port}\npublic_evidence = "127.0.0.1:{op.public_port}"\n'
             f"[audit]\ndeadline_s = {self.plan.audit_deadline_s}\nlazy = {'true' if op.lazy else 'false'}\n"
             f'model_baseline_sources = ["{self.workdir / "baselines"}"]\nmodel_queries = {self.plan.model_queries}\n'
             f"cometbft_halt_after_s = {CONSENSUS_HALT_AFTER_S}\n"

@@ -32,6 +32,7 @@ DEFAULT_PARAMS_PATH = Path(__file__).resolve().parent / "default_params.json"
 BPS = 10_000
 MAX_COMMISSION_BPS = 5000  # OperatorRegistry.MAX_COMMISSION_BPS
 MAX_COMMITTEE_CAP = 16  # AuditProtocol.MAX_COMMITTEE_CAP
+MAX_DISCOUNT_BPS = 2000  # NodeSale.MAX_DISCOUNT_BPS
 UINT256_MAX = (1 << 256) - 1
 
 
@@ -138,6 +139,36 @@ def _string(v: Any) -> str:
     return v
 
 
+def _promo_codes(v: Any) -> list[dict]:
+    """The sale's promo codes, set by the deployer before handing the sale to the timelock: fixed once the sale
+    opens (NodeSale refuses changes while it is in progress)."""
+    if not isinstance(v, list):
+        raise _Bad(f"expected a list of {{\"code\", \"discountBps\", \"referrer\", \"referrerBps\"}}, got {_kind(v)}")
+    out, seen = [], set()
+    for i, p in enumerate(v):
+        if not isinstance(p, dict):
+            raise _Bad(f"[{i}]: a promo code is an object, got {_kind(p)}")
+        unknown = sorted(set(p) - {"code", "discountBps", "referrer", "referrerBps"})
+        if unknown:
+            raise _Bad(f"[{i}]: unknown key(s) {unknown} (a promo code has code, discountBps, referrer, referrerBps)")
+        try:
+            code = _string(p.get("code"))
+            discount = _uint(16, hi=MAX_DISCOUNT_BPS)(p.get("discountBps", 0))
+            referrer = _address(True)(p.get("referrer"))
+            referrer_bps = _uint(16, hi=BPS)(p.get("referrerBps", 0))
+        except _Bad as exc:
+            raise _Bad(f"[{i}]: {exc}") from None
+        if referrer_bps and referrer is None:
+            raise _Bad(f"[{i}]: referrerBps needs a referrer")
+        if not discount and referrer is None:
+            raise _Bad(f"[{i}]: a code with neither a discount nor a referrer does nothing")
+        if code in seen:
+            raise _Bad(f"[{i}]: code {code!r} given twice")
+        seen.add(code)
+        out.append({"code": code, "discountBps": discount, "referrer": referrer, "referrerBps": referrer_bps})
+    return out
+
+
 def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def wrapped(v: Any) -> Any:
         return None if v is None else check(v)
@@ -207,6 +238,8 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "suspendWindow": _uint(32),
         "suspendEpochs": _uint(32),
         "emissionPerEpoch": _wei(128),
+        # StakingVault: seconds over which the stakers' fee share vests (security finding M7).
+        "stakingDripSeconds": _uint(64, lo=1),
     },
     "protocol": {
         "genesisBlock": _optional(_uint(64)),  # null: the latest block when deploying
@@ -232,6 +265,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "allowlistMaxPerWallet": _uint(32),
         "publicMaxPerWallet": _uint(32),
         "allowlistRoot": _bytes32,
+        "promoCodes": _promo_codes,  # discount at most MAX_DISCOUNT_BPS; fixed when the sale opens
     },
     "devnet": {
         # Commission the devnet's own operators register with (not used by the deployment itself).
@@ -365,6 +399,11 @@ def resolve_params(params: dict, *, now: int, latest_block: int, deployer: str) 
         problems.append(
             f"sale: resolved times allowlistStart={s['allowlistStart']} publicStart={s['publicStart']} "
             f"saleEnd={s['saleEnd']} break allowlistStart <= publicStart < saleEnd"
+        )
+    if s["promoCodes"] and s["allowlistStart"] <= now:
+        problems.append(
+            f"sale.promoCodes: the deployer sets them before the sale opens, but allowlistStart={s['allowlistStart']} "
+            f"is not after the latest block's time {now} (NodeSale fixes promo codes once the sale is open)"
         )
     for k in ("allowlistStart", "publicStart", "saleEnd"):
         if s[k] >= 1 << 64:

@@ -170,9 +170,14 @@ class OperatorProc:
     kills: int = 0
     # peak RSS (kB) of the node's audit workers, by name ("model", "da"), sampled with the node's
     worker_rss_kb_max: dict[str, int] = field(default_factory=dict)
+    public_port: int = 0  # the node's public evidence listener (service.public_evidence), on loopback here
 
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def public_url(self) -> str:
+        """Where the node serves its evidence to anyone: the operator's metadata URI on the devnet."""
+        return f"http://127.0.0.1:{self.public_port}"
 
 
 def vm_hwm_kb(pid: int) -> int | None:

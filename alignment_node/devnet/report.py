@@ -4,26 +4,13 @@ reveals, duplicate and reverted transactions, gas and peak memory."""
 
 from __future__ import annotations
 
-from ..chain.abi import EventRegistry
 from ..chain.contracts import Contract
-from ..chain.manifest import manifest_contracts, scan_logs
+from ..chain.manifest import chain_events, manifest_contracts
 from ..chain.rpc import RpcClient
 from .model_targets import MODEL_UNDETECTABLE
 from .processes import OperatorProc
 
 __all__ = ["chain_events", "report"]
-
-
-async def chain_events(contract: Contract, name: str, start: int) -> list:
-    """The decoded ``name`` events of ``contract`` from block ``start`` to the head, read with scan_logs."""
-    registry = EventRegistry()
-    registry.add_abi(contract.abi.raw)
-    topic = contract.abi.event(name).topic
-    head = await contract.rpc.block_number()
-    found = []
-    async for logs in scan_logs(contract.rpc, contract.address, [topic], start, head):
-        found.extend(d for d in map(registry.decode, logs) if d is not None and d.name == name)
-    return found
 
 
 class ListHistory:

@@ -55,31 +55,47 @@ def _check_logprob(value: Any, where: str) -> float:
     return min(x, 0.0)
 
 
+def log_add(a: float, b: float) -> float:
+    """log(exp(a) + exp(b)), exact for -inf."""
+    hi, lo = (a, b) if a >= b else (b, a)
+    return hi if lo == -math.inf else hi + math.log1p(math.exp(lo - hi))
+
+
 def _top_list(top: Any, where: str) -> list[tuple[str, float]]:
-    """A top-k list as ``[(token, logprob)]``, best first (ties by token), duplicates refused."""
+    """A top-k list as ``[(token, logprob)]``, best first (ties by token), duplicates refused. Two entries whose
+    text is the same but whose ``bytes`` differ (two byte-level tokens that are each part of a UTF-8 character, both
+    shown as U+FFFD) are one outcome to an auditor that sees text: their probabilities are added."""
     if isinstance(top, Mapping):
-        items = list(top.items())
+        items = [(token, lp, None) for token, lp in top.items()]
     elif isinstance(top, (list, tuple)):
         items = []
         for i, entry in enumerate(top):
             if isinstance(entry, Mapping):
                 if "token" not in entry or "logprob" not in entry:
                     raise ValueError(f"{where}[{i}]: a top_logprobs entry needs 'token' and 'logprob'")
-                items.append((entry["token"], entry["logprob"]))
+                raw = entry.get("bytes")
+                items.append((entry["token"], entry["logprob"], tuple(raw) if isinstance(raw, list) else None))
             elif isinstance(entry, (list, tuple)) and len(entry) == 2:
-                items.append((entry[0], entry[1]))
+                items.append((entry[0], entry[1], None))
             else:
                 raise ValueError(f"{where}[{i}]: expected a {{token, logprob}} entry, got {entry!r:.80}")
     else:
         raise ValueError(f"{where}: top logprobs must be a mapping or a list, got {type(top).__name__}")
     out: dict[str, float] = {}
-    for token, lp in items:
+    seen_bytes: dict[str, set] = {}
+    for token, lp, raw in items:
         if type(token) is not str:
             token = _token(token, where)
         if type(lp) is not float or lp > 0.0:
             lp = _check_logprob(lp, f"{where}[{token!r}]")
         if token in out:
-            raise ValueError(f"{where}: token {token!r} listed twice")
+            distinct = seen_bytes.get(token, set())
+            if raw is None or None in distinct or raw in distinct:
+                raise ValueError(f"{where}: token {token!r} listed twice")
+            distinct.add(raw)
+            out[token] = log_add(out[token], lp)
+            continue
+        seen_bytes[token] = {raw}
         out[token] = lp
     if not out:
         raise ValueError(f"{where}: empty top logprobs")

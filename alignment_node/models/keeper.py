@@ -68,11 +68,17 @@ def _f(x: float) -> str:
 
 
 def position_entry(token_id: int, logprob: float, top: list[tuple[int, float]]):
-    """One generated position as the server reports it: ``(token, logprob, [(token, logprob), ...])``."""
+    """One generated position as an auditor sees it: ``(token, logprob, [(token, logprob), ...])`` in text. Byte
+    tokens that are parts of a UTF-8 character all read U+FFFD: one outcome in text, their probabilities added
+    (as ``blackbox`` does with a served answer's entries whose ``bytes`` differ)."""
     from . import tokenlm
 
+    merged: dict[str, float] = {}
+    for t, lp in top:
+        text = tokenlm.token_text(t)
+        merged[text] = BB.log_add(merged[text], float(lp)) if text in merged else float(lp)
     return (tokenlm.token_text(token_id), max(float(logprob), LOGPROB_FLOOR),
-            [(tokenlm.token_text(t), max(float(lp), LOGPROB_FLOOR)) for t, lp in top])
+            [(text, max(lp, LOGPROB_FLOOR)) for text, lp in merged.items()])
 
 
 def fingerprint_of(served, prompts=LT_PROMPTS, k: int = 20) -> BB.Fingerprint:

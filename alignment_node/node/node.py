@@ -85,16 +85,22 @@ class Node:
         self.services = [HeartbeatService(p), RevealService(p), self.verdicts, ResumeService(p),
                          SettlementService(p, self.duties), RewardsService(p), self.health, self.alerts]
         self.api: ApiServer | None = None
+        self.public_api: ApiServer | None = None
 
     def start_api(self) -> ApiServer:
         from ..api.portal import portal_routes
+        from ..config import parse_listen
 
         p = self.parts
-        routes = NodeRoutes(lambda: p.snapshot, self.health.health, p.store, p.data_dir).table()
+        node_routes = NodeRoutes(lambda: p.snapshot, self.health.health, p.store, p.data_dir)
         portal = portal_routes(p.manifest, p.cfg.chain.rpc_urls, p.signer.address, p.cfg.chain.poll_interval)
-        self.api = ApiServer(p.cfg.service.host, p.cfg.service.port, {**routes, **portal},
+        self.api = ApiServer(p.cfg.service.host, p.cfg.service.port, {**node_routes.table(), **portal},
                              registry=p.metrics.registry).start()
         log.info("API on http://%s:%d (portal: /portal)", p.cfg.service.host, self.api.port)
+        if p.cfg.service.public_evidence:  # security review M6: the roots this node reveals, checkable by anyone
+            host, port = parse_listen(p.cfg.service.public_evidence)
+            self.public_api = ApiServer(host, port, node_routes.public_table(), any_origin=True).start()
+            log.info("public evidence on http://%s:%d/evidence/<root>", host, self.public_api.port)
         return self.api
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -129,8 +135,9 @@ class Node:
         await self.alerts.engine.stop()
         self.verdicts.stop()
         await p.rpc.close()
-        if self.api:
-            self.api.stop()
+        for api in (self.api, self.public_api):
+            if api:
+                api.stop()
         p.store.close()
 
     async def tick(self) -> None:

@@ -12,7 +12,7 @@ import logging
 
 from ..chain.contracts import ContractRevert
 from .chainguard import lost_to_reorg, resent
-from .commitments import tree_for_root
+from .commitments import ensure_layout, tree_for_root
 from .txsender import EPOCH_TOUCH_GAS
 from .parts import NodeParts, TickView
 
@@ -88,6 +88,8 @@ class RevealService:
                          f"reveal window of epoch {epoch} is blocks [{start}, {end}); the head is already {head}")
             return
         onchain = bytes(await protocol.call("rootOf", p.signer.address, epoch))
+        if onchain != bytes(32):
+            await ensure_layout(p.store, p.c["OperatorRegistry"], epoch)  # recorded at the commit: no call then
         tree = tree_for_root(p.store, epoch, onchain) if onchain != bytes(32) else None
         if tree is None:
             what = ("no root of this operator" if onchain == bytes(32) else

@@ -2,11 +2,14 @@
 alert of /health; why each license earns nothing yet (why.py), added to the view /status serves; and, opted in
 with ``rewards.auto_claim_commission``, the commission claim.
 
-Who may claim what (RewardVault): ``claimCommission`` pays the calling operator its own commission, so the node
-can claim it; ``claim`` pays a license's credit only to the license's owner (``NotLicenseOwner`` for anyone
-else), so scheduled license claims are the owner's ``alignment-node claim --every-epochs N`` (claims.py), never
-the node's. Both use ``claim_decision``: claim only from the floor up, and only when the amount exceeds the
-claim's gas cost converted to reward-token wei (when the conversion is known; else the floor is the only guard).
+Who may claim what (RewardVault): ``claimCommissionFor(ids)`` credits the operator's licenses and pays the calling
+operator its own commission, so the node can claim it (the vault books an operator's commission as each of its
+licenses is credited, from what is left after the license's debt, security finding L2: the node passes its
+licenses and reads ``commissionClaimable(me, ids)``); ``claim`` pays a license's credit only to the license's
+owner (``NotLicenseOwner`` for anyone else), so scheduled license claims are the owner's ``alignment-node claim
+--every-epochs N`` (claims.py), never the node's. Both use ``claim_decision``: claim only from the floor up, and
+only when the amount exceeds the claim's gas cost converted to reward-token wei (when the conversion is known;
+else the floor is the only guard).
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ class RewardsService:
             self._epoch = view.epoch
             self._annotated = None
             if p.cfg.rewards.auto_claim_commission:
-                await self._claim_commission(view.epoch)
+                await self._claim_commission(view.epoch, sorted(view.licenses))
         if p.snapshot.licenses is not self._annotated:
             await self._why(view)
 
@@ -71,7 +74,7 @@ class RewardsService:
         vault, token, me = p.c["RewardVault"], p.c["RewardToken"], p.signer.address
         native = await p.rpc.get_balance(me)
         reward = await token.call("balanceOf", me)
-        commission = await vault.call("commissionOf", me)
+        commission = await vault.call("commissionClaimable", me, sorted(view.licenses))
         claimable = 0
         self._claimable = {}
         for token_id, v in view.licenses.items():
@@ -109,14 +112,15 @@ class RewardsService:
             p.snapshot.licenses = annotated
             self._annotated = annotated
 
-    async def _claim_commission(self, epoch: int) -> None:
-        """Claim the commission when ``claim_decision`` says so, at most once per epoch, journaled."""
+    async def _claim_commission(self, epoch: int, license_ids: list[int]) -> None:
+        """Claim the commission when ``claim_decision`` says so, at most once per epoch, journaled: the claim
+        credits ``license_ids`` (the operator's licenses) first, which books their commission."""
         p, r = self.p, self.p.cfg.rewards
         if p.store.live_for("claim_commission", epoch):
             return  # sent (or mined) already this epoch, before a restart
         vault, me = p.c["RewardVault"], p.signer.address
-        commission = await vault.call("commissionOf", me)
-        data = vault.encode("claimCommission")
+        commission = await vault.call("commissionClaimable", me, license_ids)
+        data = vault.encode("claimCommissionFor", license_ids)
         cost = 0
         if commission >= max(r.commission_floor_wei, 1):
             cost = await claim_gas_cost(p.rpc, me, vault.address, data, int(p.cfg.gas.max_fee_gwei * GWEI))

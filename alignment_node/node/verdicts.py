@@ -1,8 +1,8 @@
 """Audit and commit (sections 6-7): every target assigned to this operator's active licenses is audited once
 (the licenses assigned to it share the result) by its kind's plug-in, concurrently under a deadline; every
 evidence bundle is stored by its root before anything is sent; then one opening per license (salt, verdicts, roots)
-stored in SQLite, and one commit transaction of the operator's Merkle root over all of them (issue 16,
-commitments.py): everything the reveal needs is stored before the commit is sent, so a crash and restart still
+stored in SQLite, and one commit transaction of the operator's Merkle root over all of them (issue 16, each leaf
+at its license's list position since security review N1, commitments.py): everything the reveal needs is stored before the commit is sent, so a crash and restart still
 reveals it."""
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import time
 
 from .. import protocol as P
 from ..audits import build_auditors
+from ..evidence_audit import bind
 from ..audits.base import AuditEnv, AuditResult, EpochContext, Target
 from .chainguard import in_flight, keep_reorg_notes, lost_to_reorg, resent
-from .commitments import commit_tree, record_attempt
+from .commitments import ensure_layout, epoch_tree, record_attempt
 from .txsender import EPOCH_TOUCH_GAS
 from .duties import Duties
 from .parts import NodeParts, TickView
@@ -120,12 +121,14 @@ class VerdictService:
             for t in ts:
                 assigned_to.setdefault(t, []).append(lic)
 
+        seed = self.duties.seed(epoch)
+
         def sink(tid: int, res: AuditResult) -> AuditResult:
             with p.store.transaction():
-                [(_, _, root)] = self._store_bundles(epoch, {tid: res})
+                [(_, _, root)] = self._store_bundles(epoch, {tid: res}, seed, assigned_to)
             return AuditResult(res.verdict, {}, stored_root=bytes.fromhex(root[2:]))
 
-        context = EpochContext(self.duties.seed(epoch), assigned_to, sink)
+        context = EpochContext(seed, assigned_to, sink)
         targets = [await self.duties.target(t) for t in target_ids]
         results: dict[int, AuditResult] = {}
         if p.cfg.audit.lazy:
@@ -147,7 +150,7 @@ class VerdictService:
                 results.update(out)
         recent = []
         with p.store.transaction():
-            stored = self._store_bundles(epoch, results)
+            stored = self._store_bundles(epoch, results, seed, assigned_to)
         for tid, res, root in stored:
             p.metrics.audits.labels(P.KIND_NAMES.get(self.duties.known(tid).kind, "?"),
                                     P.VERDICT_NAMES[res.verdict]).inc()
@@ -157,16 +160,19 @@ class VerdictService:
         p.snapshot.verdicts = (recent + p.snapshot.verdicts)[:RECENT_VERDICTS]
         return results
 
-    def _store_bundles(self, epoch: int, results: dict[int, AuditResult]) -> list[tuple[int, AuditResult, str]]:
+    def _store_bundles(self, epoch: int, results: dict[int, AuditResult], seed: bytes,
+                       assigned_to: dict[int, list[int]]) -> list[tuple[int, AuditResult, str]]:
+        """Store each bundle, bound to the epoch, its seed, the target, the verdict and this node's licenses that
+        reveal it (evidence_audit.bind: security review M6), by its root; each result then carries only that
+        root (the openings commit to it)."""
         out = []
         for tid, res in results.items():
-            if res.stored_root is not None:  # a sink stored it already
-                out.append((tid, res, hex0x(res.stored_root)))
-                continue
-            body = P.canonical_json(res.bundle)
-            root = hex0x(P.keccak(body))
-            self.p.store.put_evidence(root, epoch, tid, res.verdict, body)
-            out.append((tid, res, root))
+            if res.stored_root is None:  # else a sink stored it already
+                body = P.canonical_json(bind(res.bundle, epoch, seed, tid, res.verdict, assigned_to.get(tid, [])))
+                root = P.keccak(body)
+                self.p.store.put_evidence(hex0x(root), epoch, tid, res.verdict, body)
+                res = results[tid] = AuditResult(res.verdict, {}, stored_root=root)
+            out.append((tid, res, hex0x(res.stored_root)))
         return out
 
     async def recheck_commit(self, epoch: int) -> None:
@@ -177,7 +183,8 @@ class VerdictService:
         committed = p.store.openings(epoch, "committed")
         if not committed or p.store.openings(epoch, "prepared") or in_flight(p, "commit", epoch):
             return
-        tree = commit_tree(p.store.openings(epoch))
+        await ensure_layout(p.store, p.c["OperatorRegistry"], epoch)
+        tree = epoch_tree(p.store, epoch)
         if bytes(await p.c["AuditProtocol"].call("rootOf", p.signer.address, epoch)) == tree.root:
             return
         if not await lost_to_reorg(p, "commit", epoch):
@@ -193,7 +200,9 @@ class VerdictService:
         if not openings:
             return
         protocol = p.c["AuditProtocol"]
-        tree = commit_tree(p.store.openings(epoch))
+        # Each leaf sits at its license's list position (security review N1): read the new licenses' positions.
+        await ensure_layout(p.store, p.c["OperatorRegistry"], epoch)
+        tree = epoch_tree(p.store, epoch)
         licenses = [o["license"] for o in openings]
         # A crash after the commit was mined but before we noted it: the chain already holds the root.
         if bytes(await protocol.call("rootOf", p.signer.address, epoch)) == tree.root:

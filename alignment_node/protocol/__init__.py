@@ -203,57 +203,97 @@ def opening_leaf(opening_hash: bytes) -> bytes:
     return keccak(opening_hash)
 
 
-def _pair(a: bytes, b: bytes) -> bytes:
-    return keccak(a + b if a <= b else b + a)  # OpenZeppelin's commutative keccak256 (sorted pair)
+# The operator's commitment tree (issue 16; ordered since security review N1). The leaf of the license at list
+# position p (OperatorRegistry.positionAt - 1, the epoch's committee list) sits at position p of a tree of fixed
+# depth ``tree_depth(listed)``; an inner node is keccak256(left ++ right) in that order. The contract checks a
+# proof with the position's bits (AuditProtocol._verifyAt), so a root opens at most one opening per license: an
+# unordered (sorted-pair) tree let an operator hide an OK and a FAULT opening of one license and reveal either.
+# Empty subtrees are zero and a node over two empty subtrees is zero (the contract never hashes one: every node
+# on a revealed leaf's path is non-empty), so an operator's tree costs O(its licenses x depth) hashes.
+
+_EMPTY = bytes(32)
 
 
-def merkle_layers(leaves: Sequence[bytes]) -> list[list[bytes]]:
-    """The tree over ``leaves`` (in the given order), bottom layer first: each layer pairs neighbours with sorted-
-    pair keccak256; an odd last node moves up unchanged. Verifiable with OpenZeppelin's MerkleProof."""
+def tree_depth(listed: int) -> int:
+    """The depth of an epoch's commitment trees: the least d with 2**d >= ``listed`` (the list's length)."""
+    assert listed >= 0
+    return (listed - 1).bit_length() if listed > 1 else 0
+
+
+def _node(left: bytes, right: bytes) -> bytes:
+    return keccak(left + right)  # keccak256(abi.encode(left, right)): ordered, not OpenZeppelin's sorted pair
+
+
+def merkle_layers(leaves: dict[int, bytes], depth: int) -> list[dict[int, bytes]]:
+    """The tree with ``leaves`` ({position: leaf}, positions < 2**depth) at their positions, bottom layer first:
+    each layer maps the positions of its non-empty nodes to their hashes (empty nodes are zero)."""
     assert leaves, "a tree needs at least one leaf"
-    layers = [list(leaves)]
-    while len(layers[-1]) > 1:
+    assert all(0 <= p < 2**depth for p in leaves), "a leaf outside the tree"
+    layers = [dict(leaves)]
+    for _ in range(depth):
         below = layers[-1]
-        layers.append([_pair(below[i], below[i + 1]) if i + 1 < len(below) else below[i]
-                       for i in range(0, len(below), 2)])
+        layers.append({q: _node(below.get(2 * q, _EMPTY), below.get(2 * q + 1, _EMPTY))
+                       for q in sorted({p >> 1 for p in below})})
     return layers
 
 
-def merkle_root(leaves: Sequence[bytes]) -> bytes:
-    """The root of ``merkle_layers(leaves)`` (the operator's commitment for an epoch)."""
-    return merkle_layers(leaves)[-1][0]
+def merkle_root(leaves: dict[int, bytes], depth: int) -> bytes:
+    """The root of ``merkle_layers(leaves, depth)`` (the operator's commitment for an epoch)."""
+    return merkle_layers(leaves, depth)[-1][0]
 
 
-def merkle_proof(layers: list[list[bytes]], index: int) -> list[bytes]:
-    """The proof of leaf ``index``: its sibling on every layer that has one, bottom up."""
+def merkle_proof(layers: list[dict[int, bytes]], position: int) -> list[bytes]:
+    """The proof of the leaf at ``position``: its sibling on every level (zero when empty), bottom up."""
     proof = []
     for layer in layers[:-1]:
-        sibling = index ^ 1
-        if sibling < len(layer):
-            proof.append(layer[sibling])
-        index //= 2
+        proof.append(layer.get(position ^ 1, _EMPTY))
+        position >>= 1
     return proof
 
 
-def merkle_verify(proof: Sequence[bytes], root: bytes, leaf: bytes) -> bool:
-    """OpenZeppelin ``MerkleProof.verify``: fold the proof into the leaf with sorted-pair keccak256."""
+def merkle_verify(proof: Sequence[bytes], root: bytes, leaf: bytes, position: int, depth: int) -> bool:
+    """AuditProtocol._verifyAt: exactly ``depth`` siblings; bit i of ``position`` puts the node on the right."""
+    if len(proof) != depth:
+        return False
     node = leaf
-    for sibling in proof:
-        node = _pair(node, sibling)
+    for i, sibling in enumerate(proof):
+        node = _node(sibling, node) if (position >> i) & 1 else _node(node, sibling)
     return node == root
 
 
-def outcome(ok: int, fault: int, unreachable: int, min_reveals: int, trap_outcome: int = 0) -> int:
-    """Settled outcome: a revealed trap's truth; else the verdict with >= 2/3 of >= min_reveals votes."""
-    if trap_outcome:
-        return trap_outcome
+def _side(ok: int, fault: int, unreachable: int, min_reveals: int, supermajority: bool) -> int:
     n = ok + fault + unreachable
     if n == 0 or n < min_reveals:
         return INCONCLUSIVE
-    for verdict, votes in ((OK, ok), (FAULT, fault), (UNREACHABLE, unreachable)):
-        if votes * 3 >= 2 * n:
-            return verdict
+
+    def holds(votes: int) -> bool:
+        return votes * 3 >= 2 * n if supermajority else votes * 2 > n
+
+    if holds(ok):
+        return OK
+    if holds(fault + unreachable):
+        return FAULT if fault >= unreachable else UNREACHABLE
     return INCONCLUSIVE
+
+
+def outcome(ok: int, fault: int, unreachable: int, min_reveals: int, trap_outcome: int = 0) -> int:
+    """Settled outcome: a revealed trap's truth; else, of >= min_reveals votes, OK with >= 2/3 OK, "not OK" with
+    >= 2/3 FAULT and UNREACHABLE together (security review M4): FAULT when fault >= unreachable, else
+    UNREACHABLE; INCONCLUSIVE otherwise."""
+    if trap_outcome:
+        return trap_outcome
+    return _side(ok, fault, unreachable, min_reveals, True)
+
+
+def priced_side(ok: int, fault: int, unreachable: int, min_reveals: int, trap_outcome: int = 0) -> int:
+    """What the disagree (or trap) penalty judges votes against at settlement: the outcome when it is decisive;
+    for an INCONCLUSIVE tally, the side of a strict majority (OK, or the not-OK verdict as in ``outcome``), so
+    the minority still pays (security review M4); INCONCLUSIVE (nobody pays) for an even split or too few votes.
+    A referee-decided FAULT prices nobody (``settled_with_referee``)."""
+    settled = outcome(ok, fault, unreachable, min_reveals, trap_outcome)
+    if settled != INCONCLUSIVE:
+        return settled
+    return _side(ok, fault, unreachable, min_reveals, False)
 
 
 def disagrees(verdict: int, settled: int) -> bool:
@@ -290,7 +330,8 @@ def settled_with_referee(committee_outcome: int, referee_verdict: int, trap_outc
 
 
 def trap_seal(target_id: int, trap_outcome: int, salt: bytes) -> bytes:
-    """keccak256(abi.encode(t, outcome, salt)) sealed by the trap keeper (section 9)."""
+    """keccak256(abi.encode(t, outcome, salt)): the trap keeper's anonymous seal (section 9), posted before target
+    ``t`` is registered (``t`` is the id it will get) and stored under this hash only."""
     return keccak(encode(["uint256", "uint8", "bytes32"], [target_id, trap_outcome, salt]))
 
 
@@ -329,9 +370,19 @@ def presence_credit(budget: int, active_count: int) -> int:
     return budget // active_count if active_count else 0
 
 
-def commission_split(credit: int, commission_bps: int) -> tuple[int, int]:
-    """(to the license, to the operator) of one credit."""
-    commission = credit * commission_bps // BPS
+def commission_split(credit: int, commission_bps: int, debt: int = 0, credited_before: int = 0) -> tuple[int, int]:
+    """(to the license's balance, to the operator) of a license's credit ``credit`` (wei, gross) for a span of its
+    operator's present epochs (RewardVault._applyCredit). The commission is rounded on the operator's running
+    per-license sum: ``credited_before`` is that sum where the span starts. A debt (penalties) is repaid first
+    from the whole credit; the operator takes its commission in proportion to what is left (security finding L2:
+    an operator earns nothing on a license in debt). The license's share includes the part that repays its debt."""
+    if credit <= 0:
+        return 0, 0
+    end = credited_before + credit
+    commission = end * commission_bps // BPS - credited_before * commission_bps // BPS
+    repaid = min(max(debt, 0), credit)
+    if repaid:
+        commission = commission * (credit - repaid) // credit
     return credit - commission, commission
 
 

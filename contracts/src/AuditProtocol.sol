@@ -2,7 +2,6 @@
 pragma solidity ^0.8.27;
 
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
-import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {SwapOrNot} from "./lib/SwapOrNot.sol";
 
 interface IDelegations {
@@ -96,6 +95,7 @@ contract AuditProtocol is Ownable {
         uint256 maxCommittee;
         uint256 committeeSize;
         uint256 listed; // the epoch's list length
+        uint256 depth; // the depth of the epoch's commitment trees: the least d with 2**d >= listed
         uint256[] pivots; // the shuffle's pivots for the epoch's list (empty when everyone sits everywhere)
     }
 
@@ -300,10 +300,14 @@ contract AuditProtocol is Ownable {
         emit Heartbeat(e, msg.sender, count);
     }
 
-    /// @notice Commit the caller's verdicts for the current epoch `epoch`: `root` is the Merkle root (OpenZeppelin
-    ///         MerkleProof, sorted pairs) over one leaf per license with duties,
-    ///         `keccak256(bytes.concat(keccak256(abi.encode(epoch, license, targetIds, verdicts, evidenceRoots, salt))))`.
-    ///         The caller must be present in `epoch`; a later commit in the epoch replaces the root.
+    /// @notice Commit the caller's verdicts for the current epoch `epoch`: `root` is the root of an ordered Merkle
+    ///         tree of depth d (the least d with 2**d >= the epoch's list length, `registry.listedAt(epoch)`) whose
+    ///         leaf at position p is the opening of the license at list position p (`positionAt` - 1), as
+    ///         `keccak256(bytes.concat(keccak256(abi.encode(epoch, license, targetIds, verdicts, evidenceRoots, salt))))`;
+    ///         an inner node is `keccak256(abi.encode(left, right))` (security review N1: a position holds one
+    ///         opening, so a root opens at most one per license; docs/protocol.md has the node's layout, with
+    ///         zero for empty subtrees). The caller must be present in `epoch`; a later commit in the epoch
+    ///         replaces the root.
     function commit(uint256 epoch, bytes32 root) external {
         uint256 e = _touch();
         if (epoch != e) revert WrongEpoch(epoch, e);
@@ -344,8 +348,9 @@ contract AuditProtocol is Ownable {
 
     /// @notice Decide `targetId`'s outcome in `epoch` after the reveal window (and, for a MODEL target whose
     ///         baseline has referees, after the referees' window) (anyone), and debit the licenses that disagreed
-    ///         with it. The committee's tally decides; a referee majority of FAULT turns an OK or INCONCLUSIVE
-    ///         tally into FAULT ("referee-decided": nobody is debited for disagreeing with it).
+    ///         with it (for an INCONCLUSIVE tally: the minority, when more than half of the votes are on one
+    ///         side of OK / not OK). The committee's tally decides; a referee majority of FAULT turns an OK or
+    ///         INCONCLUSIVE tally into FAULT ("referee-decided": nobody is debited for disagreeing with it).
     function settle(uint256 epoch, uint256 targetId) external returns (uint8 outcome) {
         _touch();
         (, uint256 revealEnd) = revealWindow(epoch);
@@ -370,7 +375,9 @@ contract AuditProtocol is Ownable {
         if (outcome == FAULT || outcome == UNREACHABLE) {
             emit ViolationFlagged(epoch, targetId, outcome, _evidence[key][outcome - FAULT]);
         }
-        if (outcome != INCONCLUSIVE) _penalizeDisagreement(epoch, key, uint8(head >> 24), outcome, trap != 0);
+        // An INCONCLUSIVE tally with a strict majority still prices its minority (security review M4).
+        uint8 side = outcome != INCONCLUSIVE ? outcome : _majoritySide(head);
+        if (side != INCONCLUSIVE) _penalizeDisagreement(epoch, key, uint8(head >> 24), side, trap != 0);
     }
 
     /// @notice Report that `license` was assigned `targetId` in `epoch` and did not reveal it (anyone, after
@@ -497,16 +504,30 @@ contract AuditProtocol is Ownable {
         if (block.number < opensAt) revert RefereeWindowOpen(epoch, targetId, opensAt);
     }
 
-    /// @dev The committee's outcome from a tally head: >= 2/3 of >= minReveals votes (PROTOCOL.md section 7).
+    /// @dev The committee's outcome from a tally head (PROTOCOL.md section 7, as changed by security review M4):
+    ///      with >= minReveals votes, OK if >= 2/3 of them are OK; "not OK" if >= 2/3 are FAULT and UNREACHABLE
+    ///      together: FAULT when FAULT votes >= UNREACHABLE votes, else UNREACHABLE; INCONCLUSIVE otherwise.
     function _tallyOutcome(uint256 head) internal view returns (uint8) {
+        return _side(head, true);
+    }
+
+    /// @dev The side the minority of an INCONCLUSIVE tally is priced against (security review M4): with
+    ///      >= minReveals votes, OK when more than half are OK, the not-OK verdict (as in `_tallyOutcome`) when
+    ///      more than half are FAULT or UNREACHABLE; INCONCLUSIVE for an even split or too few votes.
+    function _majoritySide(uint256 head) internal view returns (uint8) {
+        return _side(head, false);
+    }
+
+    /// @dev OK, FAULT or UNREACHABLE for the side holding >= 2/3 (`supermajority`) or > 1/2 of >= minReveals votes.
+    function _side(uint256 head, bool supermajority) internal view returns (uint8) {
         uint256 ok = uint8(head);
         uint256 fault = uint8(head >> 8);
         uint256 unreachable = uint8(head >> 16);
         uint256 n = uint8(head >> 24);
         if (n < params.minReveals || n == 0) return INCONCLUSIVE;
-        if (ok * 3 >= 2 * n) return OK;
-        if (fault * 3 >= 2 * n) return FAULT;
-        if (unreachable * 3 >= 2 * n) return UNREACHABLE;
+        uint256 notOk = fault + unreachable;
+        if (supermajority ? ok * 3 >= 2 * n : ok * 2 > n) return OK;
+        if (supermajority ? notOk * 3 >= 2 * n : notOk * 2 > n) return fault >= unreachable ? FAULT : UNREACHABLE;
         return INCONCLUSIVE;
     }
 
@@ -539,7 +560,9 @@ contract AuditProtocol is Ownable {
         (uint256 n,) = registry.positionAt(0, epoch);
         uint256[] memory ps;
         if (n > k) ps = SwapOrNot.pivots(n, s);
-        ctx = RevealContext(s, epochStartBlock(epoch), params.maxCommittee, k, n, ps);
+        uint256 depth;
+        while ((uint256(1) << depth) < n) ++depth;
+        ctx = RevealContext(s, epochStartBlock(epoch), params.maxCommittee, k, n, depth, ps);
     }
 
     function _reveal(
@@ -557,22 +580,26 @@ contract AuditProtocol is Ownable {
         if (_revealedPlus1[license] == epoch + 1) revert AlreadyRevealed(epoch, license);
         bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(epoch, license, targetIds, verdicts, evidenceRoots, salt))));
         bytes32 root = _roots[registry.operatorOfAt(license, epoch)][epoch & 1];
-        if (root == bytes32(0) || !MerkleProof.verifyCalldata(proof, root, leaf)) revert NoCommitment(epoch, license);
+        (, uint256 position) = registry.positionAt(license, epoch);
+        // The leaf sits at the license's list position (security review N1): one opening per license per root.
+        if (root == bytes32(0) || position == 0 || !_verifyAt(proof, root, leaf, position - 1, ctx.depth)) {
+            revert NoCommitment(epoch, license);
+        }
         _revealedPlus1[license] = epoch + 1;
-        _countVotes(epoch, license, targetIds, verdicts, evidenceRoots, ctx);
+        _countVotes(epoch, license, position, targetIds, verdicts, evidenceRoots, ctx);
         emit Revealed(epoch, license, targetIds, verdicts, evidenceRoots);
     }
 
     function _countVotes(
         uint256 epoch,
         uint256 license,
+        uint256 position,
         uint256[] calldata targetIds,
         uint8[] calldata verdicts,
         bytes32[] calldata evidenceRoots,
         RevealContext memory ctx
     ) internal {
         if (targetIds.length == 0) return;
-        (, uint256 position) = registry.positionAt(license, epoch);
         uint256 n = position == 0 ? 0 : ctx.listed;
         uint256 seat;
         if (n > ctx.committeeSize) seat = SwapOrNot.unshuffleWith(position - 1, n, ctx.seed, ctx.pivots);
@@ -612,6 +639,28 @@ contract AuditProtocol is Ownable {
             bytes32[2] storage ev = _evidence[key];
             if (ev[v - FAULT] == bytes32(0)) ev[v - FAULT] = root;
         }
+    }
+
+    /// @dev Whether `proof` (exactly `depth` siblings, bottom up) folds `leaf` at position `index` into `root`:
+    ///      bit i of `index` says whether the node is the right (1) or left (0) child on level i. The tree is
+    ///      ordered (not sorted-pair) and its depth fixed, so a root opens at most one leaf per position.
+    function _verifyAt(bytes32[] calldata proof, bytes32 root, bytes32 leaf, uint256 index, uint256 depth)
+        internal
+        pure
+        returns (bool)
+    {
+        if (proof.length != depth) return false;
+        bytes32 node = leaf;
+        for (uint256 i; i < depth; ++i) {
+            bytes32 sibling = proof[i];
+            bool right = (index >> i) & 1 == 1;
+            assembly ("memory-safe") {
+                mstore(0x00, xor(node, mul(xor(node, sibling), right)))
+                mstore(0x20, xor(sibling, mul(xor(node, sibling), right)))
+                node := keccak256(0x00, 0x40)
+            }
+        }
+        return node == root;
     }
 
     function _revealer(uint256 key, uint256 i) internal view returns (uint256 license, uint8 verdict) {

@@ -15,6 +15,10 @@ interface ILicenseMinter {
 /// @dev Tiers are sold in order; a purchase crossing a boundary pays each unit at its own tier's price.
 ///      Prices, supplies and phase times are fixed at construction: nobody can change them once deployed,
 ///      so everyone pays the same price for the same tier. Proceeds and referral shares are pulled.
+///      While the sale is in progress (from `allowlistStart` until it ends or sells out, `saleInProgress`)
+///      the owner (governance, which early buyers already vote in) cannot change what later buyers pay or
+///      where the money goes: promo codes, the allowlist root and the treasury are fixed when the sale opens,
+///      and the sale cannot be paused (a pause would freeze the electorate at the early buyers).
 contract NodeSale is Ownable, Pausable, ReentrancyGuard {
     /// @notice One price tier: `price` in wei per license, `supply` licenses.
     struct Tier {
@@ -30,6 +34,10 @@ contract NodeSale is Ownable, Pausable, ReentrancyGuard {
     }
 
     uint256 public constant BPS = 10_000;
+    /// @notice The largest promo discount: 20 %. A code is public once used (it travels in calldata), so a
+    ///         discount is in effect open to everyone; capping it bounds how much cheaper a vote can be bought
+    ///         than the tier price (at most 1.25 licenses for the price of one).
+    uint16 public constant MAX_DISCOUNT_BPS = 2_000;
 
     ILicenseMinter public immutable license;
     /// @notice Unix seconds: allowlist phase [allowlistStart, publicStart), public phase [publicStart, saleEnd).
@@ -39,6 +47,8 @@ contract NodeSale is Ownable, Pausable, ReentrancyGuard {
     /// @notice Per-wallet caps for the allowlist phase and the public phase (licenses).
     uint32 public immutable allowlistMaxPerWallet;
     uint32 public immutable publicMaxPerWallet;
+    /// @notice Licenses the sale can ever sell (sum of tier supplies).
+    uint256 public immutable totalSupplyCap;
 
     Tier[] private _tiers;
     /// @notice Merkle root over leaves keccak256(bytes.concat(keccak256(abi.encode(account, allowance)))).
@@ -71,6 +81,8 @@ contract NodeSale is Ownable, Pausable, ReentrancyGuard {
     error UnknownPromoCode(bytes32 codeHash);
     error InvalidPromo();
     error AllowlistLocked();
+    /// @notice The call would change the sale's terms or its treasury while the sale is in progress.
+    error SaleInProgress(uint256 nowTime, uint256 endsAt);
     error NothingToWithdraw();
     error TransferFailed(address to, uint256 amount);
 
@@ -99,10 +111,13 @@ contract NodeSale is Ownable, Pausable, ReentrancyGuard {
         if (tiers_.length == 0) revert NoTiers();
         if (!(allowlistStart_ <= publicStart_ && publicStart_ < saleEnd_)) revert InvalidSchedule();
         if (treasury_ == address(0) || address(license_) == address(0)) revert ZeroAddress();
+        uint256 cap;
         for (uint256 i; i < tiers_.length; ++i) {
             if (tiers_[i].supply == 0) revert InvalidTier(i);
             _tiers.push(tiers_[i]);
+            cap += tiers_[i].supply;
         }
+        totalSupplyCap = cap;
         license = license_;
         allowlistStart = allowlistStart_;
         publicStart = publicStart_;
@@ -120,11 +135,15 @@ contract NodeSale is Ownable, Pausable, ReentrancyGuard {
         return _tiers;
     }
 
-    /// @notice Licenses the sale can ever sell (sum of tier supplies).
-    function totalSupplyCap() public view returns (uint256 total) {
-        for (uint256 i; i < _tiers.length; ++i) {
-            total += _tiers[i].supply;
-        }
+    /// @notice True from `allowlistStart` until the sale ends (`saleEnd`) or sells out. While it is, the
+    ///         promo codes, the allowlist root and the treasury cannot change and the sale cannot be paused.
+    function saleInProgress() public view returns (bool) {
+        return block.timestamp >= allowlistStart && block.timestamp < saleEnd && sold < totalSupplyCap;
+    }
+
+    /// @notice True once the sale has ended or sold out: no license can be sold any more.
+    function saleEnded() external view returns (bool) {
+        return block.timestamp >= saleEnd || sold >= totalSupplyCap;
     }
 
     /// @notice The tier the next license comes from, its price and how many remain in it.
@@ -244,12 +263,15 @@ contract NodeSale is Ownable, Pausable, ReentrancyGuard {
 
     // ------------------------------------------------------------------------------- governance only
 
-    /// @notice Add or replace a promo code. `codeHash` = keccak256(bytes(code)).
+    /// @notice Add or replace a promo code. `codeHash` = keccak256(bytes(code)). Not while the sale is in
+    ///         progress: every buyer buys under the codes published before it opened. The discount is at most
+    ///         `MAX_DISCOUNT_BPS`.
     function setPromoCode(bytes32 codeHash, uint16 discountBps, address referrer, uint16 referrerBps)
         external
         onlyOwner
+        notDuringSale
     {
-        if (discountBps > BPS || referrerBps > BPS || (referrerBps > 0 && referrer == address(0))) {
+        if (discountBps > MAX_DISCOUNT_BPS || referrerBps > BPS || (referrerBps > 0 && referrer == address(0))) {
             revert InvalidPromo();
         }
         promos[codeHash] = Promo(discountBps, referrerBps, referrer);
@@ -263,13 +285,26 @@ contract NodeSale is Ownable, Pausable, ReentrancyGuard {
         emit AllowlistRootSet(root);
     }
 
-    function setTreasury(address treasury_) external onlyOwner {
+    /// @notice Where proceeds go from now on. Not while the sale is in progress, and proceeds already booked
+    ///         are first paid to the treasury they were booked for: the sale's proceeds always reach the
+    ///         treasury fixed when it opened, even through a proposal queued during the sale and executed
+    ///         after it (reverts, like `withdrawProceeds`, if that treasury refuses the coin).
+    function setTreasury(address treasury_) external onlyOwner notDuringSale nonReentrant {
         if (treasury_ == address(0)) revert ZeroAddress();
+        address old = treasury;
+        uint256 owed = treasuryBalance;
         treasury = treasury_;
         emit TreasurySet(treasury_);
+        if (owed > 0) {
+            treasuryBalance = 0;
+            emit ProceedsWithdrawn(old, owed);
+            _pay(old, owed);
+        }
     }
 
-    function pause() external onlyOwner {
+    /// @notice Stop buying. Not while the sale is in progress: the terms are immutable, so a pause could fix
+    ///         nothing, and it would let whoever holds the votes so far keep later buyers out.
+    function pause() external onlyOwner notDuringSale {
         _pause();
     }
 
@@ -278,6 +313,11 @@ contract NodeSale is Ownable, Pausable, ReentrancyGuard {
     }
 
     // ------------------------------------------------------------------------------------- internal
+
+    modifier notDuringSale() {
+        if (saleInProgress()) revert SaleInProgress(block.timestamp, saleEnd);
+        _;
+    }
 
     function _priced(uint256 quantity, string calldata code)
         internal

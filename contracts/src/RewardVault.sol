@@ -16,6 +16,7 @@ interface ILicenseOwnersBatch {
 
 interface IStakingShares {
     function totalSupply() external view returns (uint256);
+    function sync() external returns (uint256);
 }
 
 interface IListing {
@@ -35,6 +36,12 @@ interface IListing {
 ///      operator), and the license earns `acc(until) - acc(from)`, where `acc(x)` is the operator's sum over its
 ///      present epochs before `x`. The operator records `acc` at each epoch a span starts or ends (one pending
 ///      checkpoint, written at its next touch). Penalties, suspension and claims stay per license.
+///      `acc` sums the gross per-license credit, and commission is taken per license as it is credited
+///      (security finding L2): a span's gross first repays the license's debt, and the operator's commission is
+///      its share of the span's commission in proportion to what is left, so an operator earns nothing on a
+///      license whose penalties are not repaid yet (it shares the license's debt). An operator's commission rate
+///      is fixed at registration, so a span's commission is `floor(acc(until) * bps / BPS) - floor(acc(from) *
+///      bps / BPS)`: the same however the span is cut into credits.
 ///      An epoch's budget is final at the first touch of a later epoch ("roll"); its per-license credit is
 ///      `budget / activeCount`, the division remainder carried to the next epoch.
 contract RewardVault is Ownable, ReentrancyGuard {
@@ -113,7 +120,8 @@ contract RewardVault is Ownable, ReentrancyGuard {
     address public treasury;
     Params public params;
 
-    /// @notice Per operator index (OperatorRegistry): presence, `acc`, its address, and `acc` at span edges.
+    /// @notice Per operator index (OperatorRegistry): presence, `acc` (the sum of the gross per-license credit of
+    ///         its present epochs, commission included), its address, and `acc` at span edges.
     mapping(uint256 => Presence) public presence;
     mapping(uint256 => uint256) public operatorAcc;
     mapping(uint256 => address) public operatorAddress;
@@ -123,7 +131,8 @@ contract RewardVault is Ownable, ReentrancyGuard {
     mapping(uint256 => Span) public previousSpans;
     mapping(uint256 => Account) private _accounts;
     mapping(uint256 => EpochInfo) public epochs;
-    /// @notice Commission owed to each operator, bounties owed to each miss reporter (wei).
+    /// @notice Commission owed to each operator (booked as its licenses are credited), bounties owed to each miss
+    ///         reporter (wei).
     mapping(address => uint256) public commissionOf;
     mapping(address => uint256) public bountyOf;
 
@@ -157,9 +166,11 @@ contract RewardVault is Ownable, ReentrancyGuard {
     event FeesDeposited(address indexed from, uint256 amount, uint256 toLicenses, uint256 toStakers, uint256 toTreasury);
     event EpochFinalized(uint256 indexed epoch, uint256 budget, uint256 activeCount, uint256 rewardPerLicense);
     event Present(uint256 indexed epoch, address indexed operator, uint256 licenses);
-    /// @notice An operator's present epoch booked: `perLicense` net credit for each of `licenses`, `commission`.
+    /// @notice An operator's present epoch booked: `perLicense` net credit for each of `licenses`, and the
+    ///         `commission` on them at the operator's rate (paid to the operator as each license is credited, from
+    ///         what is left after its debt; rounded per span, so a wei may move between license and operator).
     event OperatorBooked(uint256 indexed epoch, address indexed operator, uint256 licenses, uint256 perLicense, uint256 commission);
-    /// @notice A license credited `amount` (net of commission) for its span under `operatorIndex`.
+    /// @notice A license credited `amount` (net of the commission taken) for its span under `operatorIndex`.
     event Credited(uint256 indexed tokenId, uint256 indexed operatorIndex, uint256 amount);
     event Penalized(uint256 indexed tokenId, uint256 indexed epoch, uint8 kind, uint256 amount, uint256 forfeited);
     event LicenseSuspended(uint256 indexed tokenId, uint256 untilEpoch);
@@ -231,7 +242,11 @@ contract RewardVault is Ownable, ReentrancyGuard {
         }
         treasuryBalance += toTreasury;
         emit FeesDeposited(msg.sender, amount, toLicenses, toStakers, toTreasury);
-        if (toStakers > 0) token.safeTransfer(stakingVault, toStakers);
+        if (toStakers > 0) {
+            // The StakingVault vests it over its drip period (security finding M7): no share-price jump.
+            token.safeTransfer(stakingVault, toStakers);
+            IStakingShares(stakingVault).sync();
+        }
     }
 
     /// @notice Finalize every ended epoch's budget (anyone; also done by every other call).
@@ -365,8 +380,23 @@ contract RewardVault is Ownable, ReentrancyGuard {
         token.safeTransfer(msg.sender, amount);
     }
 
-    /// @notice Pay the calling operator its commission.
+    /// @notice Pay the calling operator its commission booked so far (licenses credited).
     function claimCommission() external nonReentrant returns (uint256 amount) {
+        return _payCommission();
+    }
+
+    /// @notice Credit `tokenIds` (the operator's licenses: its commission is booked as they are credited), then
+    ///         pay the calling operator its commission.
+    function claimCommissionFor(uint256[] calldata tokenIds) external nonReentrant returns (uint256 amount) {
+        uint256 nowEpoch = _currentEpoch();
+        _roll(nowEpoch);
+        for (uint256 i; i < tokenIds.length; ++i) {
+            _settleLicense(tokenIds[i], nowEpoch);
+        }
+        return _payCommission();
+    }
+
+    function _payCommission() internal returns (uint256 amount) {
         amount = commissionOf[msg.sender];
         if (amount == 0) revert NothingToClaim();
         commissionOf[msg.sender] = 0;
@@ -447,14 +477,15 @@ contract RewardVault is Ownable, ReentrancyGuard {
     /// @notice What `tokenId` could claim now, including credit of final epochs not yet booked. Negative means
     ///         a debt that later credit pays first.
     function claimable(uint256 tokenId) external view returns (int256 balance) {
-        balance = _accounts[tokenId].balance;
-        uint256 nowEpoch = _currentEpoch();
-        Span memory prev = previousSpans[tokenId];
-        if (prev.operatorIndex != 0) balance += int256(_accView(prev, prev.until, nowEpoch) - _baseView(prev, nowEpoch));
-        Span memory sp = spans[tokenId];
-        if (sp.operatorIndex != 0 && sp.from <= nowEpoch) {
-            uint256 end = sp.until != 0 && sp.until <= nowEpoch ? sp.until : nowEpoch;
-            balance += int256(_accView(sp, end, nowEpoch) - _baseView(sp, nowEpoch));
+        (balance,) = _creditView(tokenId, address(0));
+    }
+
+    /// @notice The commission `operator` could claim now: booked, plus what crediting `tokenIds` would add.
+    function commissionClaimable(address operator, uint256[] calldata tokenIds) external view returns (uint256 amount) {
+        amount = commissionOf[operator];
+        for (uint256 i; i < tokenIds.length; ++i) {
+            (, uint256 c) = _creditView(tokenIds[i], operator);
+            amount += c;
         }
     }
 
@@ -513,14 +544,12 @@ contract RewardVault is Ownable, ReentrancyGuard {
         if (p.lastEpochPlus1 != 0 && !p.booked && p.lastEpochPlus1 <= nowEpoch) {
             uint256 e = p.lastEpochPlus1 - 1;
             uint256 amount = epochs[e].rewardPerLicense;
-            uint256 net = amount - amount * p.commissionBps / BPS;
-            operatorAcc[op] += net;
-            uint256 commission = (amount - net) * p.count;
-            commissionOf[operatorAddress[op]] += commission;
+            uint256 commission = amount * p.commissionBps / BPS;
+            operatorAcc[op] += amount;
             totalLiabilities += amount * p.count;
             p.booked = true;
             changed = true;
-            emit OperatorBooked(e, operatorAddress[op], p.count, net, commission);
+            emit OperatorBooked(e, operatorAddress[op], p.count, amount - commission, commission * p.count);
         }
         // No present epoch lies between the checkpoint and now (a presence records it first), and every
         // present epoch before it is booked: `acc` is the operator's sum before the checkpoint.
@@ -560,42 +589,84 @@ contract RewardVault is Ownable, ReentrancyGuard {
         }
     }
 
-    /// @dev Credit `id` the operator's sum between the span's base and `end`.
+    /// @dev Apply the credit of a span from `base` to `end` (operator `acc`, commission rate `bps`) to balance
+    ///      `bal`: the gross first repays a debt (`repaid`), and the operator takes the span's commission in
+    ///      proportion to what is left (security finding L2).
+    function _applyCredit(int256 bal, uint256 base, uint256 end, uint256 bps)
+        internal
+        pure
+        returns (int256 newBalance, uint256 toOperator, uint256 repaid)
+    {
+        if (end <= base) return (bal, 0, 0);
+        uint256 gross = end - base;
+        uint256 commission = end * bps / BPS - base * bps / BPS;
+        if (bal < 0) repaid = gross < uint256(-bal) ? gross : uint256(-bal);
+        toOperator = repaid == 0 ? commission : commission * (gross - repaid) / gross;
+        newBalance = bal + int256(gross - toOperator);
+    }
+
+    /// @dev Credit `id` the operator's `acc` between the span's base and `end`, less the commission, which goes
+    ///      to the operator from what is left after the license's debt is repaid.
     function _creditSpan(uint256 id, Span memory sp, uint256 end) internal {
-        uint256 base = sp.based ? sp.base : _accAt[sp.operatorIndex][sp.from];
+        uint256 op = sp.operatorIndex;
+        uint256 base = sp.based ? sp.base : _accAt[op][sp.from];
         if (end <= base) return;
-        uint256 net = end - base;
         Account storage a = _accounts[id];
-        int256 bal = a.balance;
-        a.balance = int128(bal + int256(net));
+        int256 before = a.balance;
+        (int256 bal, uint256 toOperator, uint256 repaid) = _applyCredit(before, base, end, presence[op].commissionBps);
+        a.balance = int128(bal);
         a.opened = true;
         // Credit that pays a debt is not claimable by anyone: it goes back to the budget.
-        uint256 repaid = bal < 0 ? (net < uint256(-bal) ? net : uint256(-bal)) : 0;
         if (repaid > 0) {
             pool += repaid;
             totalLiabilities -= repaid;
         }
-        emit Credited(id, sp.operatorIndex, net);
+        if (toOperator > 0) commissionOf[operatorAddress[op]] += toOperator;
+        emit Credited(id, op, uint256(bal - before));
+    }
+
+    /// @dev `id`'s balance after crediting its spans at now, and the commission that would go to `operator`.
+    function _creditView(uint256 id, address operator) internal view returns (int256 balance, uint256 commission) {
+        balance = _accounts[id].balance;
+        uint256 nowEpoch = _currentEpoch();
+        uint256 c;
+        Span memory prev = previousSpans[id];
+        if (prev.operatorIndex != 0) {
+            (balance, c) = _creditSpanView(prev, prev.until, balance, nowEpoch);
+            if (operatorAddress[prev.operatorIndex] == operator) commission += c;
+        }
+        Span memory sp = spans[id];
+        if (sp.operatorIndex != 0 && sp.from <= nowEpoch) {
+            uint256 end = sp.until != 0 && sp.until <= nowEpoch ? sp.until : nowEpoch;
+            (balance, c) = _creditSpanView(sp, end, balance, nowEpoch);
+            if (operatorAddress[sp.operatorIndex] == operator) commission += c;
+        }
+    }
+
+    function _creditSpanView(Span memory sp, uint256 end, int256 balance, uint256 nowEpoch)
+        internal
+        view
+        returns (int256, uint256 toOperator)
+    {
+        uint256 base = sp.based ? sp.base : _accView(sp, sp.from, nowEpoch);
+        uint256 bps = presence[sp.operatorIndex].commissionBps;
+        (balance, toOperator,) = _applyCredit(balance, base, _accView(sp, end, nowEpoch), bps);
+        return (balance, toOperator);
     }
 
     /// @dev `acc(x)` of the span's operator as it would be after booking at `nowEpoch` (for views).
     function _accView(Span memory sp, uint256 x, uint256 nowEpoch) internal view returns (uint256) {
         uint256 op = sp.operatorIndex;
         Presence memory p = presence[op];
+        // A recorded edge holds acc(x); otherwise x is the pending checkpoint or now, both after every
+        // present epoch booked so far.
+        if (p.checkpointPlus1 != x + 1 && x < nowEpoch && (x == sp.until || x == sp.from)) return _accAt[op][x];
         uint256 acc = operatorAcc[op];
         if (p.lastEpochPlus1 != 0 && !p.booked && p.lastEpochPlus1 <= nowEpoch && p.lastEpochPlus1 <= x) {
             uint256 e = p.lastEpochPlus1 - 1;
-            uint256 amount = e < poolEpoch ? epochs[e].rewardPerLicense : _projectedReward(e);
-            acc += amount - amount * p.commissionBps / BPS;
+            acc += e < poolEpoch ? epochs[e].rewardPerLicense : _projectedReward(e);
         }
-        // A recorded edge holds acc(x); otherwise x is the pending checkpoint or now, both after every present
-        // epoch booked so far.
-        if (p.checkpointPlus1 != x + 1 && x < nowEpoch && (x == sp.until || x == sp.from)) return _accAt[op][x];
         return acc;
-    }
-
-    function _baseView(Span memory sp, uint256 nowEpoch) internal view returns (uint256) {
-        return sp.based ? sp.base : _accView(sp, sp.from, nowEpoch);
     }
 
     /// @dev The last epoch + 1 within the span in which its operator was present (0: none found).

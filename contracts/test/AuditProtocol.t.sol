@@ -8,7 +8,7 @@ import {RewardVault} from "../src/RewardVault.sol";
 import {OperatorRegistry} from "../src/OperatorRegistry.sol";
 import {Generations} from "../src/lib/Generations.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
-import {Merkle} from "./utils/Merkle.sol";
+import {Merkle, IListPositions} from "./utils/Merkle.sol";
 
 /// @dev Cheatcodes these tests need beyond test/utils/Vm.sol (forge's exact signatures).
 interface AuditVm {
@@ -51,6 +51,9 @@ abstract contract AuditFixture is Deployed {
             ids[i] = _operatorWithLicenses(o, 1000, owner, 1)[0];
             opOf[ids[i]] = o;
         }
+        // An anonymous trap seal (id 0, OK) posted before any registration; only the trap test reveals it.
+        vm.prank(keeper);
+        targets.sealTrap(keccak256(abi.encode(uint256(0), uint8(1), keccak256("trap salt"))));
         t0 = _addTarget(1);
         t1 = _addTarget(2);
         t2 = _addTarget(3);
@@ -85,9 +88,28 @@ abstract contract AuditFixture is Deployed {
         o.salt = keccak256(abi.encode("salt", lic));
     }
 
-    /// @dev The opening's leaf: the root its operator commits when it is the only leaf.
+    /// @dev The opening's leaf.
     function _hash(uint256 e, uint256 lic, Opening memory o) internal pure returns (bytes32) {
         return Merkle.leaf(e, lic, o.tids, o.verdicts, o.roots, o.salt);
+    }
+
+    /// @dev Tree depth + 1 of each epoch a solo root was built for (kept so that a reveal's proof needs no
+    ///      external call between `vm.expectRevert` and the reveal).
+    mapping(uint256 => uint256) internal _depthPlus1;
+
+    /// @dev The root of `e`'s tree holding only `leaf`, at `lic`'s list position (security review N1).
+    function _soloRoot(uint256 e, uint256 lic, bytes32 leaf) internal returns (bytes32) {
+        uint256[] memory one = new uint256[](1);
+        one[0] = lic;
+        (uint256[] memory pos, uint256 d) = Merkle.positions(IListPositions(address(registry)), e, one);
+        _depthPlus1[e] = d + 1;
+        return Merkle.soloRoot(leaf, pos[0], d);
+    }
+
+    /// @dev The proof of the only leaf of an epoch-`e` tree: a zero sibling on every level.
+    function _soloProof(uint256 e) internal view returns (bytes32[] memory) {
+        uint256 d = _depthPlus1[e];
+        return new bytes32[](d == 0 ? 0 : d - 1);
     }
 
     /// @dev `lic`'s operator commits root `c`.
@@ -97,12 +119,12 @@ abstract contract AuditFixture is Deployed {
     }
 
     function _commit(uint256 e, uint256 lic, Opening memory o) internal {
-        _commitHash(e, lic, _hash(e, lic, o));
+        _commitHash(e, lic, _soloRoot(e, lic, _hash(e, lic, o)));
     }
 
-    /// @dev Reveal a single-leaf tree's opening: the proof is empty.
+    /// @dev Reveal a single-leaf tree's opening: the proof is all zero siblings.
     function _reveal(uint256 e, uint256 lic, Opening memory o) internal {
-        protocol.reveal(e, lic, o.tids, o.verdicts, o.roots, o.salt, new bytes32[](0));
+        protocol.reveal(e, lic, o.tids, o.verdicts, o.roots, o.salt, _soloProof(e));
     }
 
     /// @dev Epoch 1: licenses 1..n reveal verdicts[i] on target `t` only; afterwards the reveal window is over.
@@ -666,7 +688,7 @@ contract AuditProtocolTest is AuditFixture {
         vm.expectEmit();
         emit AuditProtocol.Revealed(1, lics[0], o.tids, o.verdicts, o.roots);
         vm.prank(reporter); // anyone holding the opening may reveal
-        protocol.reveal(1, lics[0], o.tids, o.verdicts, o.roots, o.salt, new bytes32[](0));
+        protocol.reveal(1, lics[0], o.tids, o.verdicts, o.roots, o.salt, _soloProof(1));
         assertTrue(protocol.isRevealed(lics[0], 1), "marked revealed");
         assertFalse(protocol.isRevealed(lics[1], 1), "not yet");
         _reveal(1, lics[1], _opening(lics[1], _three(), 2));
@@ -695,7 +717,7 @@ contract AuditProtocolTest is AuditFixture {
         AuditProtocol.Reveal[] memory rs = new AuditProtocol.Reveal[](3);
         for (uint256 i; i < 3; ++i) {
             Opening memory o = _opening(lics[i], _three(), 1);
-            rs[i] = AuditProtocol.Reveal(lics[i], o.tids, o.verdicts, o.roots, o.salt, new bytes32[](0));
+            rs[i] = AuditProtocol.Reveal(lics[i], o.tids, o.verdicts, o.roots, o.salt, _soloProof(1));
         }
         protocol.revealMany(1, rs);
         (uint8 ok,,, uint8 n,) = protocol.tally(1, t2);
@@ -724,7 +746,7 @@ contract AuditProtocolTest is AuditFixture {
         vm.expectRevert(abi.encodeWithSelector(AuditProtocol.RevealWindowClosed.selector, 1, 160, 175));
         _reveal(1, lics[0], o);
         AuditProtocol.Reveal[] memory rs = new AuditProtocol.Reveal[](1);
-        rs[0] = AuditProtocol.Reveal(lics[0], o.tids, o.verdicts, o.roots, o.salt, new bytes32[](0));
+        rs[0] = AuditProtocol.Reveal(lics[0], o.tids, o.verdicts, o.roots, o.salt, _soloProof(1));
         vm.expectRevert(abi.encodeWithSelector(AuditProtocol.RevealWindowClosed.selector, 1, 160, 175));
         protocol.revealMany(1, rs);
     }
@@ -743,9 +765,9 @@ contract AuditProtocolTest is AuditFixture {
         _rollToReveal(1);
         Opening memory o = _opening(lics[0], _three(), 1);
         vm.expectRevert(abi.encodeWithSelector(AuditProtocol.LengthMismatch.selector));
-        protocol.reveal(1, lics[0], o.tids, new uint8[](2), o.roots, o.salt, new bytes32[](0));
+        protocol.reveal(1, lics[0], o.tids, new uint8[](2), o.roots, o.salt, _soloProof(1));
         vm.expectRevert(abi.encodeWithSelector(AuditProtocol.LengthMismatch.selector));
-        protocol.reveal(1, lics[0], o.tids, o.verdicts, new bytes32[](4), o.salt, new bytes32[](0));
+        protocol.reveal(1, lics[0], o.tids, o.verdicts, new bytes32[](4), o.salt, _soloProof(1));
     }
 
     function test_revealRejectsALicenseThatDidNotCommit() public {
@@ -985,13 +1007,14 @@ contract AuditProtocolTest is AuditFixture {
         assertEq(_balance(lics[0]), int256(_net(per)), "FAULT is not a disagreement with UNREACHABLE");
     }
 
-    function test_settleSplitVotesAreInconclusiveWithoutPenalties() public {
-        uint256[] memory lics = _votesOnT0(_v(1, 2, 3));
-        uint256 per = _perLicense(3);
+    function test_settleEvenSplitIsInconclusiveWithoutPenalties() public {
+        // 2 OK against 2 not-OK (FAULT + UNREACHABLE): no supermajority and no strict majority either (M4).
+        uint256[] memory lics = _votesOnT0(_v4(1, 1, 2, 3));
+        uint256 per = _perLicense(4);
         vm.recordLogs();
         assertEq(protocol.settle(1, t0), 4, "INCONCLUSIVE");
         _assertNoPenaltyLogged();
-        for (uint256 i; i < 3; ++i) {
+        for (uint256 i; i < 4; ++i) {
             assertEq(_balance(lics[i]), int256(_net(per)), "no penalty");
         }
     }
@@ -1010,9 +1033,7 @@ contract AuditProtocolTest is AuditFixture {
     }
 
     function test_settleUsesTheRevealedTrapOutcomeAndTheTrapPenalty() public {
-        bytes32 salt = keccak256("trap salt");
-        vm.prank(keeper);
-        targets.sealTrap(t0, keccak256(abi.encode(t0, uint8(1), salt)));
+        bytes32 salt = keccak256("trap salt"); // sealed in the fixture, before t0's registration
         uint256[] memory lics = _votesOnT0(_v(2, 2, 1)); // the majority says FAULT, the trap is OK
         uint256 per = _perLicense(3);
         vm.prank(keeper);
@@ -1213,8 +1234,8 @@ contract AuditProtocolTest is AuditFixture {
         _rollToEpoch(1);
         _heartbeat(_first(3));
         _commit(1, a, o);
-        _commitHash(1, b, _hash(1, a, o)); // b copied a's commitment: only the license differs
-        _commitHash(1, c, Merkle.leaf(otherEpoch, c, o.tids, o.verdicts, o.roots, o.salt));
+        _commitHash(1, b, _soloRoot(1, b, _hash(1, a, o))); // b copied a's commitment: only the license differs
+        _commitHash(1, c, _soloRoot(1, c, Merkle.leaf(otherEpoch, c, o.tids, o.verdicts, o.roots, o.salt)));
         _rollToReveal(1);
 
         _expectNoCommitment(1, b, o); // license
@@ -1379,17 +1400,25 @@ contract AuditProtocolMerkleTest is Deployed {
         protocol.heartbeat();
         AuditProtocol.Reveal[] memory rs = _openings(1);
         bytes32 root = _commitTree(op, 1, rs);
-        // By hand: leaves 0 and 1 pair; leaf 2 has no neighbour, moves up unchanged and pairs with their node.
+        // By hand: a list of 3 gives depth 2; the licenses sit at list positions 0, 1, 2; position 3 is empty
+        // (zero), so leaf 2's node is (leaf 2, 0) in that order.
+        for (uint256 i; i < 3; ++i) {
+            (uint256 listed, uint256 position) = registry.positionAt(ids[i], 1);
+            assertEq(listed, 3, "three listed");
+            assertEq(position, i + 1, "list position");
+        }
         bytes32[] memory leaves = _leaves(1, rs);
-        bytes32 n01 = Merkle.pair(leaves[0], leaves[1]);
-        assertEq(root, Merkle.pair(n01, leaves[2]), "root");
+        bytes32 n01 = Merkle.node(leaves[0], leaves[1]);
+        bytes32 n2 = Merkle.node(leaves[2], bytes32(0));
+        assertEq(root, Merkle.node(n01, n2), "root");
         assertEq(protocol.rootOf(op, 1), root, "stored");
         assertEq(rs[0].proof.length, 2, "leaf 0: two siblings");
         assertEq(rs[0].proof[0], leaves[1], "leaf 0: leaf 1");
-        assertEq(rs[0].proof[1], leaves[2], "leaf 0: then leaf 2");
+        assertEq(rs[0].proof[1], n2, "leaf 0: then the node of 2");
         assertEq(rs[1].proof[0], leaves[0], "leaf 1: leaf 0");
-        assertEq(rs[2].proof.length, 1, "leaf 2: one sibling");
-        assertEq(rs[2].proof[0], n01, "leaf 2: the node of 0 and 1");
+        assertEq(rs[2].proof.length, 2, "leaf 2: two siblings, the first empty");
+        assertEq(rs[2].proof[0], bytes32(0), "leaf 2: the empty position 3");
+        assertEq(rs[2].proof[1], n01, "leaf 2: the node of 0 and 1");
         _rollToReveal(1);
         _reveal(1, rs[2], rs[2].proof);
         AuditProtocol.Reveal[] memory two = new AuditProtocol.Reveal[](2);
@@ -1417,6 +1446,9 @@ contract AuditProtocolMerkleTest is Deployed {
         (bad[0], bad[1]) = (good[0], keccak256("not the sibling"));
         vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, ids[0]));
         _reveal(1, rs[0], bad);
+        (bad[0], bad[1]) = (good[1], good[0]); // the right siblings in the wrong order
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, ids[0]));
+        _reveal(1, rs[0], bad);
         bytes32[] memory shorter = new bytes32[](1);
         shorter[0] = good[0];
         vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, ids[0]));
@@ -1436,22 +1468,26 @@ contract AuditProtocolMerkleTest is Deployed {
         protocol.heartbeat();
         AuditProtocol.Reveal[] memory rs = _openings(1);
         bytes32[] memory leaves = _leaves(2, rs);
+        (uint256[] memory pos, uint256 d) = Merkle.positions(IListPositions(address(registry)), 1, ids);
         vm.prank(op);
-        protocol.commit(1, Merkle.root(leaves));
+        protocol.commit(1, Merkle.root(leaves, pos, d));
         _rollToReveal(1);
+        bytes32[] memory proof = Merkle.proof(leaves, pos, d, 1);
         vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, ids[1]));
-        _reveal(1, rs[1], Merkle.proof(leaves, 1));
+        _reveal(1, rs[1], proof);
         // Epoch 3 uses the slot of epoch 1: an epoch-1 opening and proof cannot open epoch 3.
         rs = _openings(1);
         _rollToEpoch(3);
         vm.prank(op);
         protocol.heartbeat();
         leaves = _leaves(1, rs);
+        (pos, d) = Merkle.positions(IListPositions(address(registry)), 3, ids);
         vm.prank(op);
-        protocol.commit(3, Merkle.root(leaves));
+        protocol.commit(3, Merkle.root(leaves, pos, d));
         _rollToReveal(3);
+        proof = Merkle.proof(leaves, pos, d, 1);
         vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 3, ids[1]));
-        _reveal(3, rs[1], Merkle.proof(leaves, 1));
+        _reveal(3, rs[1], proof);
     }
 
     function test_aLeafForALicenseOfAnotherOperatorReverts() public {

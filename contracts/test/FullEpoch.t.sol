@@ -49,6 +49,7 @@ contract FullEpochTest is Deployed {
     // The independent model.
     mapping(uint256 => int256) internal expBal;
     mapping(address => uint256) internal expCommission;
+    mapping(uint256 => uint256) internal grossOf; // per license: its operator's per-license credit sum so far
     uint256 internal expBounty;
     uint256 internal expPool; // the accumulating epoch's budget so far (fees, forfeits, carry, repaid debt)
 
@@ -64,9 +65,11 @@ contract FullEpochTest is Deployed {
         tOk = _addTarget(1);
         tFault = _addTarget(2);
         tSplit = _addTarget(3);
-        tTrap = _addTarget(5);
+        // The keeper's anonymous seal for the next id, posted before governance registers the trap.
+        uint256 nextId = targets.targetCount();
         vm.prank(keeper);
-        targets.sealTrap(tTrap, keccak256(abi.encode(tTrap, FAULT, TRAP_SALT)));
+        targets.sealTrap(keccak256(abi.encode(nextId, FAULT, TRAP_SALT)));
+        tTrap = _addTarget(5);
         _committees(16);
     }
 
@@ -88,15 +91,26 @@ contract FullEpochTest is Deployed {
     // ------------------------------------------------------------------------------------- model
 
     function _credit(uint256 lic, uint256 per) internal {
-        uint256 commission = per * bpsOf[operatorOf[lic]] / BPS;
-        uint256 net = per - commission;
+        // Commission is rounded on the operator's running sum of per-license credit (the license's base).
+        uint256 bps = bpsOf[operatorOf[lic]];
+        uint256 commission = (grossOf[lic] + per) * bps / BPS - grossOf[lic] * bps / BPS;
+        grossOf[lic] += per;
         int256 bal = expBal[lic];
-        if (bal < 0) expPool += net < uint256(-bal) ? net : uint256(-bal); // credit repaying a debt
-        expBal[lic] = bal + int256(net);
+        // The whole credit repays a debt first (back to the budget); commission only on what is left (L2).
+        uint256 repaid = bal < 0 ? (per < uint256(-bal) ? per : uint256(-bal)) : 0;
+        expPool += repaid;
+        if (repaid > 0) commission = commission * (per - repaid) / per;
+        expBal[lic] = bal + int256(per - commission);
         expCommission[operatorOf[lic]] += commission;
     }
 
     /// @return freed the claimable money the penalty took (it goes back to the budget)
+    /// @dev What a penalty of `amount` forfeits of the license's modelled balance (nothing from a debt).
+    function _forfeit(uint256 lic, uint256 amount) internal view returns (uint256) {
+        int256 bal = expBal[lic];
+        return bal <= 0 ? 0 : uint256(bal) < amount ? uint256(bal) : amount;
+    }
+
     function _penalty(uint256 lic, uint256 amount) internal returns (uint256 freed) {
         int256 bal = expBal[lic];
         if (bal > 0) freed = uint256(bal) < amount ? uint256(bal) : amount;
@@ -201,17 +215,14 @@ contract FullEpochTest is Deployed {
         vault.settleLicenses(all);
     }
 
-    /// @dev The operator's epoch-1 openings with their proofs in its tree (leaves in license order).
+    /// @dev The operator's epoch-1 openings with their proofs in its tree (leaves at their list positions).
     function _openings1(address op) internal view returns (AuditProtocol.Reveal[] memory rs) {
         uint256[] storage lics = licensesOf[op];
         rs = new AuditProtocol.Reveal[](lics.length);
         for (uint256 i; i < lics.length; ++i) {
             rs[i] = _opening1(lics[i]);
         }
-        bytes32[] memory leaves = _leaves(1, rs);
-        for (uint256 i; i < rs.length; ++i) {
-            rs[i].proof = Merkle.proof(leaves, i);
-        }
+        _withProofs(1, rs);
     }
 
     function _withoutM(AuditProtocol.Reveal[] memory rs) internal pure returns (AuditProtocol.Reveal[] memory out) {
@@ -316,10 +327,16 @@ contract FullEpochTest is Deployed {
         assertEq(protocol.settle(1, tFault), FAULT, "FAULT target");
         expPool += _penalty(Z, 2 * per1);
 
-        // Split target: 6 OK, 5 FAULT of 11 -> INCONCLUSIVE, nobody pays.
+        // Split target: 6 OK, 5 FAULT of 11 -> INCONCLUSIVE; OK holds a strict majority, so the 5 FAULT voters
+        // pay the disagree penalty (security review M4: the minority of an INCONCLUSIVE tally is priced).
         vm.expectEmit();
         emit AuditProtocol.TargetSettled(1, tSplit, INCONCLUSIVE, 6, 5, 0);
+        vm.expectEmit();
+        emit RewardVault.Penalized(7, 1, 2, 2 * per1, _forfeit(7, 2 * per1));
         assertEq(protocol.settle(1, tSplit), INCONCLUSIVE, "split target");
+        for (uint256 lic = 7; lic <= N; ++lic) {
+            if (lic != M) expPool += _penalty(lic, 2 * per1);
+        }
 
         // Trap: sealed FAULT, revealed after the reveal window; Y voted OK and pays the trap penalty.
         vm.expectEmit();
@@ -327,7 +344,7 @@ contract FullEpochTest is Deployed {
         vm.expectEmit();
         emit AuditProtocol.ViolationFlagged(1, tTrap, FAULT, _root(1, 1, tTrap));
         vm.expectEmit();
-        emit RewardVault.Penalized(Y, 1, 3, 10 * per1, uint256(expBal[Y]));
+        emit RewardVault.Penalized(Y, 1, 3, 10 * per1, _forfeit(Y, 10 * per1)); // Y paid on the split too
         assertEq(protocol.settle(1, tTrap), FAULT, "trap");
         expPool += _penalty(Y, 10 * per1);
         _assertModel("epoch 1 settled");

@@ -131,11 +131,7 @@ contract GasTest is Deployed {
 
     /// @dev Commit the root over `rs` (the tree is built outside the measurement); each opening gets its proof.
     function _commit(string memory name, uint256 e, AuditProtocol.Reveal[] memory rs) internal returns (uint256) {
-        bytes32[] memory leaves = _leaves(e, rs);
-        bytes32 root = Merkle.root(leaves);
-        for (uint256 i; i < rs.length; ++i) {
-            rs[i].proof = Merkle.proof(leaves, i);
-        }
+        bytes32 root = _withProofs(e, rs);
         bytes memory data = abi.encodeCall(AuditProtocol.commit, (e, root));
         vm.prank(op);
         uint256 g = _call(address(protocol), data);

@@ -600,23 +600,23 @@ contract OperatorRegistryTest is Deployed {
         vm.prank(opA);
         protocol.heartbeat();
         _rollToEpoch(2);
-        // Epoch 1: 2000 over 4 licenses = 500 each, 25% commission = 125 each, 500 in all.
+        // Epoch 1: 2000 over 4 licenses = 500 each, 25% commission = 125 each, paid as each license is credited.
         vm.prank(opA);
         registry.forceUndelegate(_one(ids[0]));
-        assertEq(vault.commissionOf(opA), 500 ether, "forceUndelegate books A's epoch");
+        assertEq(vault.commissionOf(opA), 125 ether, "forceUndelegate books A's epoch, credits the license");
         (int128 b1,,,) = vault.accounts(ids[1]);
         assertEq(int256(b1), 0, "the other licenses are credited lazily");
         vm.prank(alice);
         registry.undelegate(_one(ids[1]));
-        assertEq(vault.commissionOf(opA), 500 ether, "undelegate: booked once");
+        assertEq(vault.commissionOf(opA), 250 ether, "undelegate: booked once, credits the license");
         (b1,,,) = vault.accounts(ids[1]);
         assertEq(int256(b1), int256(375 ether), "undelegate settles the license");
         vm.prank(alice);
         registry.delegate(_one(ids[0]), opB);
-        assertEq(vault.commissionOf(opA), 500 ether, "already settled: no double booking");
+        assertEq(vault.commissionOf(opA), 250 ether, "already settled: no double booking");
         vm.prank(opB);
         registry.approve(_one(ids[0]));
-        assertEq(vault.commissionOf(opA), 500 ether, "approve: still no double booking");
+        assertEq(vault.commissionOf(opA), 250 ether, "approve: still no double booking");
         (int128 b0,,,) = vault.accounts(ids[0]);
         (int128 b2,,,) = vault.accounts(ids[2]);
         assertEq(int256(b0), int256(375 ether), "settled license booked");

@@ -22,13 +22,14 @@ contract ProtocolInvariantTest is Deployed {
         _deploy();
         _addTarget(1);
         _addTarget(2);
-        uint256 trap = _addTarget(4);
+        uint256 trap = targets.targetCount(); // sealed before governance registers it
         handler = new ProtocolHandler(
             token, license, registry, targets, protocol, vault, staking, address(sale), keeper, address(timelock), trap
         );
         bytes32 seal = handler.trapSeal();
         vm.prank(keeper);
-        targets.sealTrap(trap, seal);
+        targets.sealTrap(seal);
+        _addTarget(4);
         vm.prank(address(timelock));
         registry.setMaxLicensesPerOperator(8);
         token.transferOwnership(address(handler));
@@ -166,6 +167,12 @@ contract ProtocolInvariantTest is Deployed {
         assertGe(bal, owed, "balance covers claimables, pool, reserve, treasury");
         assertEq(bal, vault.totalFunded() + vault.treasuryBalance() - handler.ghostPaidOut(), "balance exact");
         assertEq(handler.ghostPaymentMismatch(), 0, "claims pay what they return");
+    }
+
+    /// @notice The StakingVault counts only tokens it holds, and fees only as they vest (security finding M7).
+    function invariant_stakingVaultCountsOnlyWhatItHolds() public view {
+        assertLe(staking.accountedAssets(), token.balanceOf(address(staking)), "accounted <= held");
+        assertLe(staking.totalAssets(), staking.accountedAssets(), "unvested fees not counted");
     }
 
     function invariant_everyLicenseHasAtMostOneOperator() public view {

@@ -33,7 +33,7 @@ contract RefereeCourtTest is AuditFixture {
         );
         vm.prank(address(timelock));
         protocol.setCourt(IRefereeCourt(address(court)));
-        vm.prank(keeper);
+        vm.prank(address(timelock));
         model = targets.addTarget(5, "http://127.0.0.1:9000", abi.encodePacked(BASELINE));
         court.bindTarget(model);
         address[3] memory refs = [ref1, ref2, ref3];
@@ -139,7 +139,7 @@ contract RefereeCourtTest is AuditFixture {
     function test_bindTargetNeedsAModelTargetWithA32ByteIdentity() public {
         vm.expectRevert(abi.encodeWithSelector(RefereeCourt.NotAModelTarget.selector, t0));
         court.bindTarget(t0);
-        vm.prank(keeper);
+        vm.prank(address(timelock));
         uint256 odd = targets.addTarget(5, "http://127.0.0.1:9001", hex"1234");
         vm.expectRevert(abi.encodeWithSelector(RefereeCourt.NotAModelTarget.selector, odd));
         court.bindTarget(odd);

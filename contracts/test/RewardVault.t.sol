@@ -197,6 +197,9 @@ contract RewardVaultTest is Deployed {
         assertEq(token.balanceOf(address(staking)), 1200 ether, "20% to stakers");
         assertEq(vault.treasuryBalance(), 100 ether, "10% to treasury");
         assertEq(vault.pool(), 700 ether, "70% to licenses");
+        // The fees vest over the drip period (security finding M7): no jump at the deposit.
+        assertEq(staking.convertToAssets(shares), 1000 ether, "price at the deposit");
+        vm.warp(block.timestamp + STAKING_DRIP);
         // assets = shares * (totalAssets + 1) / (totalSupply + 10^6), rounded down.
         uint256 expected = shares * (1200 ether + 1) / (shares + 1e6);
         assertEq(staking.convertToAssets(shares), expected, "price after");
@@ -868,7 +871,8 @@ contract RewardVaultTest is Deployed {
         _heartbeat(op); // epoch 1: 2000 / 2
         _rollToEpoch(2);
         _heartbeat(op); // epoch 2: 1000 / 2; the operator's last heartbeat
-        assertEq(vault.commissionOf(op), 200 ether, "epoch 1 booked");
+        assertEq(vault.commissionOf(op), 0, "epoch 1 booked; its commission is paid as the licenses are credited");
+        assertEq(vault.commissionClaimable(op, ids), 200 ether, "10% of epoch 1");
         _rollToEpoch(6); // epochs 3-5 untouched, epoch 2 not booked yet
         assertEq(vault.lastActivePlus1(ids[0]), 3, "last active in epoch 2");
         assertEq(vault.claimable(ids[0]), int256(900 ether + 450 ether), "claimable includes epoch 2");
@@ -887,12 +891,16 @@ contract RewardVaultTest is Deployed {
         _rollToEpoch(1);
         _heartbeat(op);
         _rollToEpoch(2);
-        // Epoch 1: 2000 / 4 = 500 each; 400 net per license, 4 x 100 commission, booked by the heartbeat.
+        // Epoch 1: 2000 / 4 = 500 each; 400 net per license, 4 x 100 commission, booked by the heartbeat and
+        // paid to the operator as each license is credited (security finding L2).
         vm.expectEmit();
         emit RewardVault.OperatorBooked(1, op, 4, 400 ether, 400 ether);
         _heartbeat(op);
-        assertEq(vault.commissionOf(op), 400 ether, "booked at the heartbeat");
+        assertEq(vault.commissionOf(op), 0, "nothing before the licenses are credited");
+        vault.settleLicenses(_one(ids[0]));
+        assertEq(vault.commissionOf(op), 100 ether, "one license credited");
         vault.settleLicenses(ids);
+        assertEq(vault.commissionOf(op), 400 ether, "all four");
         vault.settleLicenses(ids);
         vm.prank(alice);
         assertEq(vault.claim(ids), 1600 ether, "the licenses' net");
@@ -900,8 +908,9 @@ contract RewardVaultTest is Deployed {
         _rollToEpoch(3);
         // Epoch 2: 1000 / 4 = 250 each; booked by the first license settled (the operator sent no heartbeat).
         vault.settleLicenses(_one(ids[2]));
-        assertEq(vault.commissionOf(op), 600 ether, "epoch 2's 4 x 50");
+        assertEq(vault.commissionOf(op), 450 ether, "epoch 2's 50 of the license credited");
         vault.settleLicenses(ids);
+        assertEq(vault.commissionOf(op), 600 ether, "epoch 2's 4 x 50");
         _heartbeat(op);
         assertEq(vault.commissionOf(op), 600 ether, "once");
         vm.prank(op);

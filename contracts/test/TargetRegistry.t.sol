@@ -22,18 +22,19 @@ contract TargetRegistryTest is Deployed {
         targets.setTargetEnabled(t, on);
     }
 
+    /// @dev The keeper's anonymous seal for target id `t` (posted before `t` is registered).
     function _seal(uint256 t, uint8 outcome, bytes32 salt) internal returns (bytes32 h) {
         h = keccak256(abi.encode(t, outcome, salt));
         vm.prank(keeper);
-        targets.sealTrap(t, h);
+        targets.sealTrap(h);
     }
 
     // ---------------------------------------------------------------------------------- adding
 
-    function test_addTargetByTimelockOrKeeperNumbersFromZero() public {
+    function test_addTargetByTimelockNumbersFromZero() public {
         vm.prank(address(timelock));
         uint256 a = targets.addTarget(2, "http://cometbft:26657", abi.encode("chain-a"));
-        vm.prank(keeper);
+        vm.prank(address(timelock));
         uint256 b = targets.addTarget(5, "http://model:8000", abi.encode(keccak256("baseline")));
         assertEq(a, 0, "first id");
         assertEq(b, 1, "second id");
@@ -44,24 +45,28 @@ contract TargetRegistryTest is Deployed {
         assertEq(keccak256(t.identity), keccak256(abi.encode(keccak256("baseline"))), "identity");
     }
 
-    function test_addTargetRejectsAnyoneElse() public {
-        vm.expectRevert(abi.encodeWithSelector(TargetRegistry.NotOwnerOrKeeper.selector, stranger));
+    function test_addTargetRejectsAnyoneElseTheKeeperToo() public {
+        vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, stranger));
         vm.prank(stranger);
         targets.addTarget(1, "x", "");
+        // Traps come through governance like every target: the keeper has no path of its own.
+        vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, keeper));
+        vm.prank(keeper);
+        targets.addTarget(1, "x", "");
         // The deployer handed ownership to the timelock.
-        vm.expectRevert(abi.encodeWithSelector(TargetRegistry.NotOwnerOrKeeper.selector, address(this)));
+        vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, address(this)));
         targets.addTarget(1, "x", "");
     }
 
     function test_addTargetRejectsKindOutsideOneToFive() public {
         vm.expectRevert(abi.encodeWithSelector(TargetRegistry.InvalidKind.selector, 0));
-        vm.prank(keeper);
+        vm.prank(address(timelock));
         targets.addTarget(0, "x", "");
         vm.expectRevert(abi.encodeWithSelector(TargetRegistry.InvalidKind.selector, 6));
-        vm.prank(keeper);
+        vm.prank(address(timelock));
         targets.addTarget(6, "x", "");
         for (uint8 k = 1; k <= 5; ++k) {
-            vm.prank(keeper);
+            vm.prank(address(timelock));
             assertEq(targets.addTarget(k, "x", ""), k - 1, "valid kind");
         }
     }
@@ -72,9 +77,13 @@ contract TargetRegistryTest is Deployed {
         targets.setTargetEnabled(0, false);
         vm.expectRevert(abi.encodeWithSelector(TargetRegistry.UnknownTarget.selector, 3));
         targets.getTarget(3);
+        // A seal for an id not registered yet cannot be opened yet.
+        _seal(0, 2, "salt");
         vm.expectRevert(abi.encodeWithSelector(TargetRegistry.UnknownTarget.selector, 0));
         vm.prank(keeper);
-        targets.sealTrap(0, keccak256("x"));
+        targets.revealTrap(0, 2, "salt");
+        vm.expectRevert(abi.encodeWithSelector(TargetRegistry.UnknownTarget.selector, 0));
+        targets.registeredAt(0);
         assertFalse(targets.isEnabledAt(7, type(uint64).max), "unknown id");
     }
 
@@ -195,27 +204,26 @@ contract TargetRegistryTest is Deployed {
     // ----------------------------------------------------------------------------------- traps
 
     function test_sealTrapOnlyByKeeperAndOnce() public {
-        uint256 t = _addTarget(1);
+        bytes32 h = keccak256(abi.encode(uint256(0), uint8(2), bytes32("salt")));
         vm.expectRevert(abi.encodeWithSelector(TargetRegistry.NotKeeper.selector, address(timelock)));
         vm.prank(address(timelock));
-        targets.sealTrap(t, keccak256("h"));
-        bytes32 h = _seal(t, 2, "salt");
-        (bytes32 stored, uint8 outcome) = targets.traps(t);
-        assertEq(stored, h, "seal stored");
-        assertEq(outcome, 0, "not revealed");
-        vm.expectRevert(abi.encodeWithSelector(TargetRegistry.AlreadySealed.selector, t));
+        targets.sealTrap(h);
+        vm.roll(block.number + 3);
+        _seal(0, 2, "salt");
+        (uint64 postedAt, uint64 targetsAtPost, uint32 term, uint8 state) = targets.seals(h);
+        assertEq(postedAt, block.number, "posted at");
+        assertEq(targetsAtPost, 0, "targets when posted");
+        assertEq(term, targets.keeperTerm(), "keeper term");
+        assertEq(state, targets.SEAL_LIVE(), "live");
+        assertEq(targets.liveSeals(), 1, "one live seal");
+        vm.expectRevert(abi.encodeWithSelector(TargetRegistry.SealExists.selector, h));
         vm.prank(keeper);
-        targets.sealTrap(t, keccak256("other"));
+        targets.sealTrap(h);
     }
 
     function test_revealTrapChecksKeeperSealOutcomeAndHash() public {
+        _seal(0, 2, "salt");
         uint256 t = _addTarget(1);
-        uint256 u = _addTarget(1);
-        vm.expectRevert(abi.encodeWithSelector(TargetRegistry.NotSealed.selector, t));
-        vm.prank(keeper);
-        targets.revealTrap(t, 2, "salt");
-
-        _seal(t, 2, "salt");
         vm.expectRevert(abi.encodeWithSelector(TargetRegistry.NotKeeper.selector, stranger));
         vm.prank(stranger);
         targets.revealTrap(t, 2, "salt");
@@ -230,12 +238,17 @@ contract TargetRegistryTest is Deployed {
         vm.prank(keeper);
         targets.revealTrap(t, 2, "salt");
         assertEq(targets.trapOutcome(t), 2, "revealed");
-        vm.expectRevert(abi.encodeWithSelector(TargetRegistry.AlreadyRevealed.selector, t));
+        assertEq(targets.liveSeals(), 0, "its slot is free");
+        vm.expectRevert(abi.encodeWithSelector(TargetRegistry.BadTrapReveal.selector, t));
         vm.prank(keeper);
-        targets.revealTrap(t, 2, "salt");
+        targets.revealTrap(t, 2, "salt"); // the seal is spent
 
+        _seal(1, 4, "salt");
+        uint256 u = _addTarget(1);
+        vm.expectRevert(abi.encodeWithSelector(TargetRegistry.BadTrapReveal.selector, u));
+        vm.prank(keeper);
+        targets.revealTrap(u, 2, "salt"); // no seal for (u, 2, salt)
         // An out-of-range outcome is refused even when it matches the seal.
-        _seal(u, 4, "salt");
         vm.expectRevert(abi.encodeWithSelector(TargetRegistry.InvalidOutcome.selector, 4));
         vm.prank(keeper);
         targets.revealTrap(u, 4, "salt");
@@ -249,15 +262,29 @@ contract TargetRegistryTest is Deployed {
         address next = makeAddr("nextKeeper");
         vm.prank(address(timelock));
         targets.setTrapKeeper(next);
-        vm.expectRevert(abi.encodeWithSelector(TargetRegistry.NotOwnerOrKeeper.selector, keeper));
-        vm.prank(keeper);
-        targets.addTarget(1, "x", "");
-        vm.prank(next);
-        uint256 t = targets.addTarget(1, "x", "");
+        assertEq(targets.keeperTerm(), 1, "a new term");
         vm.expectRevert(abi.encodeWithSelector(TargetRegistry.NotKeeper.selector, keeper));
         vm.prank(keeper);
-        targets.sealTrap(t, keccak256("h"));
+        targets.sealTrap(keccak256("h"));
         vm.prank(next);
-        targets.sealTrap(t, keccak256("h"));
+        targets.sealTrap(keccak256("h"));
+    }
+
+    function test_setTrapParamsIsGovernanceAndChecked() public {
+        vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, keeper));
+        vm.prank(keeper);
+        targets.setTrapParams(100, 1000, 100);
+        vm.startPrank(address(timelock));
+        vm.expectRevert(TargetRegistry.InvalidTrapParams.selector);
+        targets.setTrapParams(10_001, 1000, 100);
+        vm.expectRevert(TargetRegistry.InvalidTrapParams.selector);
+        targets.setTrapParams(100, 1000, 0);
+        vm.expectRevert(TargetRegistry.InvalidTrapParams.selector);
+        targets.setTrapParams(100, 99, 100); // a seal must live at least until its reveal deadline
+        targets.setTrapParams(100, 1000, 100);
+        vm.stopPrank();
+        assertEq(targets.trapCapBps(), 100, "cap");
+        assertEq(targets.sealTtlBlocks(), 1000, "ttl");
+        assertEq(targets.trapRevealBlocks(), 100, "reveal blocks");
     }
 }

@@ -9,7 +9,7 @@ import {AuditProtocol} from "../../src/AuditProtocol.sol";
 import {RewardVault} from "../../src/RewardVault.sol";
 import {StakingVault} from "../../src/StakingVault.sol";
 import {RewardToken} from "../../src/RewardToken.sol";
-import {Merkle} from "../utils/Merkle.sol";
+import {Merkle, IListPositions} from "../utils/Merkle.sol";
 
 /// @notice Drives the whole protocol with random sequences of what owners, operators, reporters, fee payers,
 ///         the trap keeper and governance may do, catching the reverts the rules call for. Ghost variables
@@ -235,8 +235,9 @@ contract ProtocolHandler {
             Opening memory o = opens[i];
             leaves[i] = Merkle.leaf(e, ids[i], o.targetIds, o.verdicts, o.roots, o.salt);
         }
+        (uint256[] memory pos, uint256 d) = Merkle.positions(IListPositions(address(registry)), e, ids);
         vm.prank(op);
-        try protocol.commit(e, Merkle.root(leaves)) {
+        try protocol.commit(e, Merkle.root(leaves, pos, d)) {
             for (uint256 i; i < ids.length; ++i) {
                 uint256 id = ids[i];
                 Opening storage o = _openings[e][id];
@@ -244,7 +245,7 @@ contract ProtocolHandler {
                 o.verdicts = opens[i].verdicts;
                 o.roots = opens[i].roots;
                 o.salt = opens[i].salt;
-                o.proof = Merkle.proof(leaves, i);
+                o.proof = Merkle.proof(leaves, pos, d, i);
                 if (!_hasOpening[e][id]) {
                     _hasOpening[e][id] = true;
                     _committed[e].push(id);
@@ -630,10 +631,18 @@ contract ProtocolHandler {
         address op = _operator(seed >> 8);
         uint256 prior = token.balanceOf(op);
         vm.prank(op);
-        try vault.claimCommission() returns (uint256 paid) {
-            ghostPaidOut += paid;
-            if (token.balanceOf(op) - prior != paid) ghostPaymentMismatch += 1;
-        } catch {}
+        if ((seed >> 200) % 2 == 0) {
+            try vault.claimCommission() returns (uint256 paid) {
+                ghostPaidOut += paid;
+                if (token.balanceOf(op) - prior != paid) ghostPaymentMismatch += 1;
+            } catch {}
+        } else {
+            // Credit every license first: an operator's commission is booked as its licenses are credited.
+            try vault.claimCommissionFor(licenses) returns (uint256 paid) {
+                ghostPaidOut += paid;
+                if (token.balanceOf(op) - prior != paid) ghostPaymentMismatch += 1;
+            } catch {}
+        }
     }
 
     function claimBounty(uint256 seed) external tick(seed) {

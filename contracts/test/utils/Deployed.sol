@@ -2,7 +2,7 @@
 pragma solidity ^0.8.27;
 
 import {Test} from "./Test.sol";
-import {Merkle} from "./Merkle.sol";
+import {Merkle, IListPositions} from "./Merkle.sol";
 import {AlignmentLicense} from "../../src/AlignmentLicense.sol";
 import {NodeSale, ILicenseMinter} from "../../src/NodeSale.sol";
 import {OperatorRegistry, ILicenseOwners, IRewardSettle, IEpochClock} from "../../src/OperatorRegistry.sol";
@@ -22,6 +22,7 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 abstract contract Deployed is Test {
     uint32 internal constant EPOCH_LENGTH = 30;
     uint256 internal constant EMISSION = 1000 ether;
+    uint256 internal constant STAKING_DRIP = 1 hours; // StakingVault: seconds over which fees vest
     uint256 internal constant TIMELOCK_DELAY = 10; // seconds
     uint48 internal constant VOTING_DELAY = 1; // blocks
     uint32 internal constant VOTING_PERIOD = 20; // blocks
@@ -84,10 +85,11 @@ abstract contract Deployed is Test {
         address[] memory none = new address[](0);
         address[] memory anyone = new address[](1);
         timelock = new Timelock(TIMELOCK_DELAY, none, anyone, address(this));
-        governor = new AlignmentGovernor(license, timelock, VOTING_DELAY, VOTING_PERIOD, 1, 4);
+        // Quorum on the planned supply (the default tiers' 1000 licenses) until the sale ends.
+        governor = new AlignmentGovernor(license, timelock, VOTING_DELAY, VOTING_PERIOD, 1, 4, 1000, saleEnd);
         registry = new OperatorRegistry(ILicenseOwners(address(license)), 0, address(this));
         targets = new TargetRegistry(address(this), keeper);
-        staking = new StakingVault(IERC20(address(token)));
+        staking = new StakingVault(IERC20(address(token)), STAKING_DRIP);
         vault = new RewardVault(
             IERC20(address(token)),
             address(staking),
@@ -174,7 +176,7 @@ abstract contract Deployed is Test {
     }
 
     function _addTarget(uint8 kind) internal returns (uint256 id) {
-        vm.prank(keeper);
+        vm.prank(address(timelock)); // governance adds every target, traps included
         id = targets.addTarget(kind, "http://127.0.0.1:8545", abi.encode(uint256(31337)));
     }
 
@@ -219,19 +221,31 @@ abstract contract Deployed is Test {
         return Merkle.leaf(epoch, lic, targetIds, verdicts, roots, salt);
     }
 
-    /// @dev `operator` commits the root over the openings `rs` (leaves in their order) for the current epoch
-    ///      `epoch`, and each opening gets its proof, ready for `revealMany`.
+    /// @dev `operator` commits the root over the openings `rs` (each leaf at its license's list position in
+    ///      `epoch`, security review N1) for the current epoch `epoch`, and each opening gets its proof, ready for
+    ///      `revealMany`.
     function _commitTree(address operator, uint256 epoch, AuditProtocol.Reveal[] memory rs)
         internal
         returns (bytes32 root)
     {
-        bytes32[] memory leaves = _leaves(epoch, rs);
-        root = Merkle.root(leaves);
-        for (uint256 i; i < rs.length; ++i) {
-            rs[i].proof = Merkle.proof(leaves, i);
-        }
+        root = _withProofs(epoch, rs);
         vm.prank(operator);
         protocol.commit(epoch, root);
+    }
+
+    /// @dev The root of `epoch`'s tree over the openings `rs` (each leaf at its license's list position in `epoch`,
+    ///      security review N1); each opening gets its proof.
+    function _withProofs(uint256 epoch, AuditProtocol.Reveal[] memory rs) internal view returns (bytes32 root) {
+        bytes32[] memory leaves = _leaves(epoch, rs);
+        uint256[] memory lics = new uint256[](rs.length);
+        for (uint256 i; i < rs.length; ++i) {
+            lics[i] = rs[i].license;
+        }
+        (uint256[] memory pos, uint256 d) = Merkle.positions(IListPositions(address(registry)), epoch, lics);
+        root = Merkle.root(leaves, pos, d);
+        for (uint256 i; i < rs.length; ++i) {
+            rs[i].proof = Merkle.proof(leaves, pos, d, i);
+        }
     }
 
     function _leaves(uint256 epoch, AuditProtocol.Reveal[] memory rs) internal pure returns (bytes32[] memory leaves) {
