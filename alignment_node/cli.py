@@ -310,11 +310,33 @@ def cmd_claim(args: argparse.Namespace) -> int:
     return run_chain(args, go)
 
 
+async def operated_licenses(ctx: "ChainContext", operator: str) -> list[int]:
+    """The licenses delegated to ``operator`` now: ids from the registry's events naming it, each checked."""
+    from .chain.manifest import scan_logs, topic_address
+
+    registry = ctx.c["OperatorRegistry"]
+    topic = registry.abi.event("LicenseStateChanged").topic
+    ids: set[int] = set()
+    async for entries in scan_logs(ctx.rpc, registry.address, [topic, None, topic_address(operator)],
+                                   int(ctx.manifest.get("deployBlock", 0)), await ctx.rpc.block_number()):
+        ids.update(int(e["topics"][1], 16) for e in entries)
+    mine = []
+    for token_id in sorted(ids):
+        who, state = await registry.call("delegationOf", token_id)
+        if state and who.lower() == operator.lower():
+            mine.append(token_id)
+    return mine
+
+
 def cmd_claim_commission(args: argparse.Namespace) -> int:
     async def go(ctx: ChainContext):
         signer = ctx.signer()
         before = await ctx.c["RewardToken"].call("balanceOf", signer.address)
-        receipt = await ctx.transact("RewardVault", "claimCommission", signer=signer)
+        # Commission is paid as each license is credited, after its debt (security review L2): credit this
+        # operator's licenses and claim in one transaction; what licenses that left it earned is booked already.
+        ids = parse_ids(args.licenses) if args.licenses else await operated_licenses(ctx, signer.address)
+        receipt = await (ctx.transact("RewardVault", "claimCommissionFor", ids, signer=signer) if ids else
+                         ctx.transact("RewardVault", "claimCommission", signer=signer))
         paid = await ctx.c["RewardToken"].call("balanceOf", signer.address) - before
         return {**receipt, "paid_wei": str(paid)}, f"claimed commission {wei_to_str(paid)} (tx {receipt['tx']})"
 
@@ -363,7 +385,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             "reward_balance_wei": str(await c["RewardToken"].call("balanceOf", who)),
             "licenses_owned": owned,
             "operator": {"registered": op[0], "commission_bps": op[1], "delegated": op[2], "pending": op[3],
-                         "commission_claimable_wei": str(await c["RewardVault"].call("commissionOf", who)),
+                         "commission_claimable_wei": str(await c["RewardVault"].call(
+                             "commissionClaimable", who, sorted({e["id"] for e in operated}))),
                          "licenses": operated} if op[0] else None,
         }
         lines = [f"{who} at epoch {epoch}: {len(owned)} licenses owned"]
@@ -528,9 +551,11 @@ def cmd_evidence_audit(args: argparse.Namespace) -> int:
     """Fetch every verdict's bundle of an epoch from its operator's public URL and check it (evidence_audit.py)."""
     from .evidence_audit import audit_epoch
 
-    async def go(ctx) -> int:
+    outcome = {}
+
+    async def go(ctx):
         start = int(ctx.manifest.get("deployBlock", 0))
-        result = await audit_epoch(ctx.c, args.epoch, timeout=args.timeout, start_block=start)
+        result = outcome["result"] = await audit_epoch(ctx.c, args.epoch, timeout=args.timeout, start_block=start)
         lines = [f"epoch {result['epoch']} (seed {result['seed']}): evidence of "
                  f"{len(result['operators'])} operator(s)"]
         for o in result["operators"]:
@@ -538,10 +563,10 @@ def cmd_evidence_audit(args: argparse.Namespace) -> int:
                          f"{o['mismatched']} mismatched")
             lines += [f"    license {x['license']} target {x['target']} {x['root']}: {x['why']}"
                       for x in o["problems"]]
-        emit(args, result, "\n".join(lines))
-        return 0 if result["all_served"] else 1
+        return result, "\n".join(lines)
 
-    return run_chain(args, go)
+    run_chain(args, go)
+    return 0 if outcome["result"]["all_served"] else 1
 
 
 # ------------------------------------------------------------------------------------------ referee
@@ -750,6 +775,7 @@ def build_parser() -> argparse.ArgumentParser:
                "forceUndelegate", lambda a: (parse_ids(a.licenses),), licenses_arg)
     cc = sub.add_parser("claim-commission", help="operator: claim your commission")
     add_chain_args(cc)
+    cc.add_argument("--licenses", help="credit these license ids first (default: every license delegated to you)")
     cc.set_defaults(func=cmd_claim_commission)
 
     status = sub.add_parser("status", help="what the chain says about my licenses or my operator")

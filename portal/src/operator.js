@@ -23,11 +23,11 @@ export async function load(app) {
   const data = { node: { operator: app.cfg.operator, health, status, txs }, me };
   if (!me) return data;
   const win = await chain.window();
-  const [token, record, commission, balance, native] = await Promise.all([
+  const [token, record, booked, balance, native] = await Promise.all([
     chain.token(), chain.read("OperatorRegistry", "getOperator", [me]), chain.read("RewardVault", "commissionOf", [me]),
     chain.read("RewardToken", "balanceOf", [me]), chain.public.getBalance({ address: me }),
   ]);
-  Object.assign(data, { token, record, commission, balance, native, epoch: win.epoch });
+  Object.assign(data, { token, record, commission: booked, balance, native, epoch: win.epoch });
   if (!record.registered) return data;
   // Candidates from the registry's events naming me; their state from eth_calls (the chain's word, not the logs').
   const [changes, credits] = await Promise.all([
@@ -45,6 +45,10 @@ export async function load(app) {
       activeNow: lastActivePlus1 === win.epoch + 1n };
   }));
   data.licenses = licenses.filter((l) => l.state !== "free" && sameAddress(l.operator, me));
+  // Commission is paid as each license is credited, after its debt (security review L2): what a claim crediting
+  // every license served now would pay.
+  data.served = data.licenses.map((l) => l.id);
+  if (data.served.length) data.commission = await chain.read("RewardVault", "commissionClaimable", [me, data.served]);
   data.earned = credits.reduce((s, ev) => s + ev.args.commission, 0n);
   return data;
 }
@@ -118,7 +122,7 @@ export function view(app, data) {
       h("p", { id: "commission" }, `Claimable: ${amount(data.commission, token.decimals, token.symbol)}; earned in the last ` +
         `${HISTORY_EPOCHS} epochs: ${amount(data.earned, token.decimals, token.symbol)}; wallet: ${amount(data.balance, token.decimals, token.symbol)}.`),
       h("div", { class: "actions" }, h("button", { id: "claim-commission", disabled: disabled || data.commission === 0n,
-        onclick: () => claimCommission(app, token) }, "Claim commission"))));
+        onclick: () => claimCommission(app, token, data.served) }, "Claim commission"))));
   }
   parts.push(nodeSection(app, data.node));
   return parts;
@@ -134,9 +138,10 @@ async function act(app, functionName, selections) {
   });
 }
 
-async function claimCommission(app, token) {
+async function claimCommission(app, token, served) {
   await transact(app, {
-    what: "Claim commission", contract: "RewardVault", functionName: "claimCommission",
+    what: "Claim commission", contract: "RewardVault",
+    ...(served.length ? { functionName: "claimCommissionFor", args: [served] } : { functionName: "claimCommission" }),
     done: (receipt) => {
       const ev = parseEventLogs({ abi: app.chain.abis.RewardVault, logs: receipt.logs, eventName: "CommissionClaimed" })[0];
       return `Claimed ${amount(ev.args.amount, token.decimals, token.symbol)} of commission`;
