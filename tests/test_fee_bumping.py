@@ -296,3 +296,85 @@ def test_a_transaction_refused_below_a_jumped_base_fee_is_signed_again_on_its_no
         assert tx.max_fee_per_gas > 20 * GWEI
     finally:
         store.close()
+
+
+def test_a_duty_a_reorg_dropped_is_sent_again_on_its_own_nonce_so_only_one_can_land(chain, tmp_path):
+    """A mined heartbeat is reorged away and its bytes go back to the pool (as geth does with a dropped block's
+    transactions). The node sends the duty again: on the same nonce, as a replacement of the one in the pool, so
+    exactly one of them is mined; before, it took the next nonce and both landed (a reverted duplicate)."""
+    from alignment_node.node.chainguard import REORG_ERROR, reorged
+
+    anvil, miner, signer = chain
+    store, metrics = Store(tmp_path / "node.sqlite"), NodeMetrics()
+    to = anvil.accounts[1]
+
+    async def go():
+        sender = sender_for(anvil, signer, store, metrics=metrics)
+        parts = NodeParts(Config(), signer, {}, tmp_path, store, metrics, sender.rpc, {}, sender,
+                          Snapshot(operator=signer.address))
+        first = await sender.send("heartbeat", to, DATA, epoch=7)
+        miner.paused.set()
+        [row] = rows(store)
+        depth = await sender.rpc.block_number() - int(first["blockNumber"], 16) + 1
+        anvil.rpc("anvil_reorg", [depth, []])
+        assert [e.tx_hash for e in await reorged(parts, "heartbeat", 7)] == [row["tx_hash"]]
+        anvil.rpc("eth_sendRawTransaction", ["0x" + row["raw"].hex()])  # the pool has it again
+        again = asyncio.create_task(sender.send("heartbeat", to, DATA, epoch=7))
+        deadline = time.monotonic() + 10
+        while len([r for r in rows(store) if r["state"] == "sent"]) < 1:
+            assert time.monotonic() < deadline and not again.done(), rows(store)
+            await asyncio.sleep(0.02)
+        miner.paused.clear()
+        receipt = await asyncio.wait_for(again, 30)
+        for _ in range(8):  # a few more blocks: a second transaction, if any, would be mined by now
+            await asyncio.sleep(BLOCK_S)
+        used = await sender.rpc.get_transaction_count(signer.address, "latest")
+        await sender.rpc.close()
+        return row, receipt, used
+
+    row, receipt, used = asyncio.run(go())
+    journal = rows(store)
+    assert {r["nonce"] for r in journal} == {row["nonce"]} and used == row["nonce"] + 1  # one nonce, used once
+    assert journal[0]["state"] == "dropped" and journal[0]["error"].startswith(REORG_ERROR)
+    resent = journal[1]
+    assert resent["meta"]["replaces"] == row["tx_hash"] and resent["state"] == "mined"
+    assert receipt["transactionHash"] == resent["tx_hash"] and int(receipt["status"], 16) == 1
+    assert all(new * 10 >= old * 11 for new, old in zip(fees(resent["raw"]), fees(row["raw"])))
+
+
+def test_a_journaled_transaction_refused_below_a_spiked_base_fee_at_restart_is_replaced_and_mined(chain, tmp_path):
+    """A crash left a sent transaction the pool has since forgotten; meanwhile the base fee jumped past its max fee.
+    At restart ``recover`` broadcasts it again, is refused, and replaces it on its nonce at the coming block's
+    fees; before, it logged the refusal and left the nonce (and every later one) stuck."""
+    anvil, miner, signer = chain
+    store = Store(tmp_path / "node.sqlite")
+
+    async def go():
+        sender = sender_for(anvil, signer, store, bump_after_s=60.0)  # no replacement before the "crash"
+        miner.paused.set()
+        sending = asyncio.create_task(sender.send("reveal", anvil.accounts[1], DATA, epoch=4))
+        deadline = time.monotonic() + 10
+        while not [e for e in store.open_entries() if e.state == "sent"]:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        sending.cancel()  # the process dies here
+        [entry] = store.open_entries()
+        anvil.rpc("anvil_dropTransaction", [entry.tx_hash])  # a pool that evicted it
+        anvil.rpc("anvil_setNextBlockBaseFeePerGas", [hex(40 * GWEI)])
+        miner.spike = 40 * GWEI
+        restarted = sender_for(anvil, signer, store, bump_after_s=60.0)
+        recovering = asyncio.create_task(restarted.recover())
+        await asyncio.sleep(0.5)
+        miner.paused.clear()
+        await asyncio.wait_for(recovering, 30)
+        used = await restarted.rpc.get_transaction_count(signer.address, "latest")
+        for s in (sender, restarted):
+            await s.rpc.close()
+        return entry, used
+
+    entry, used = asyncio.run(go())
+    journal = rows(store, entry.nonce)
+    assert used == entry.nonce + 1 and len(journal) == 2
+    assert journal[1]["meta"]["replaces"] == entry.tx_hash and journal[1]["state"] == "mined"
+    assert fees(journal[1]["raw"])[0] >= 40 * GWEI > fees(journal[0]["raw"])[0]
+    assert journal[0]["state"] == "dropped"

@@ -25,11 +25,11 @@ import time
 from ..chain.rpc import RpcBadResponse, RpcClient, RpcError, RpcUnavailable, hex_int
 from .metrics import NodeMetrics
 from .parts import MeteredRpcClient, NodeParts
-from .store import JournalEntry
+from .store import REORG_NOTE, JournalEntry
 
 log = logging.getLogger("alignment_node.node")
 
-REORG_ERROR = "dropped by a reorg"
+REORG_ERROR = REORG_NOTE
 PENDING_KEY = "reorg.notes"  # kv: reorg notes to put back on a journal row that lives again (keep_reorg_notes)
 REORG_SLACK = 3  # blocks a head may go back by (a reorg) before it counts as a stale endpoint
 VERIFY_S = 10.0  # how often each endpoint's chain id is asked again

@@ -153,6 +153,7 @@ def open_data_dir(data_dir: str | Path) -> "Store":
                        f"({exc}); free some space and start it again", "DiskFull") from None
     return store
 
+REORG_NOTE = "dropped by a reorg"  # how a journal row whose receipt a reorg took starts its error
 OPEN_STATES = ("signed", "sent")
 
 
@@ -349,6 +350,12 @@ class Store:
             "SELECT * FROM tx_journal WHERE purpose = ? AND epoch = ? AND state IN ('signed', 'sent', 'mined')",
             (purpose, epoch),
         ).fetchall()
+        return [JournalEntry.from_row(r) for r in rows]
+
+    def for_duty(self, purpose: str, epoch: int) -> list[JournalEntry]:
+        """Every transaction signed for (purpose, epoch), whatever became of it, oldest first."""
+        rows = self.db.execute("SELECT * FROM tx_journal WHERE purpose = ? AND epoch = ? ORDER BY id",
+                               (purpose, epoch)).fetchall()
         return [JournalEntry.from_row(r) for r in rows]
 
     def highest_nonce(self) -> int | None:

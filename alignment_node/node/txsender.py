@@ -28,6 +28,7 @@ from ..chain.contracts import ContractRevert, TransactionFailed, TxOptions, buil
 from ..chain.remote_signer import RemoteSignerError
 from ..chain.rpc import RpcClient, RpcError, hex_int
 from ..chain.tx import Eip1559Tx, LocalSigner, SignedTx, decode_signed_transaction
+from .nonces import above_base_fee, coming_base_fee, reorged_entry, replacement_fees, repriced
 from .store import OPEN_STATES, DiskFull, JournalEntry, Store
 
 log = logging.getLogger("alignment_node.tx")
@@ -108,6 +109,13 @@ class TxSender:
                 if open_nonces and highest is not None:
                     nonce = max(nonce, highest + 1)
                 max_fee, tip = await self._fees()
+                reused = await reorged_entry(self, purpose, epoch, to, data, meta)
+                if reused is not None:  # the same duty on the nonce a reorg freed (nonces.py): one of them lands
+                    old = self._signed_of(reused)
+                    nonce, (max_fee, tip) = old.tx.nonce, replacement_fees(self, old, max_fee, tip)
+                    meta = {**(meta or {}), "replaces": reused.tx_hash}
+                    log.warning("%s of epoch %s sent again on nonce %d, the nonce of %s that a reorg took", purpose,
+                                epoch, nonce, reused.tx_hash)
                 if gas_extra and gas is None:
                     # Estimate once here, add the allowance, and never ask for more than 90% of a block. A
                     # failing estimate leaves gas unset: build_transaction estimates again and decodes the revert.
@@ -151,8 +159,8 @@ class TxSender:
                         raise self._out_of_money(purpose) from None
                     # The node answered and refused it (not a lost connection): it will never be mined.
                     self.store.mark(signed.hash, "dropped", error=str(exc)[:300])
-                    higher = await self._above_base_fee(exc, signed.tx.max_fee_per_gas) if attempt < BASE_FEE_RETRIES \
-                        else None
+                    higher = await above_base_fee(self, exc, signed.tx.max_fee_per_gas) \
+                        if attempt < BASE_FEE_RETRIES else None
                     if higher is None:
                         self._failed(purpose, "send_failed")
                         raise
@@ -246,7 +254,8 @@ class TxSender:
             try:
                 await self._broadcast(entry.raw, entry.tx_hash)
             except TransactionFailed as exc:
-                log.warning("re-broadcast of %s refused: %s", entry.tx_hash, exc)
+                if await repriced(self, entries, exc) is None:
+                    log.warning("re-broadcast of %s refused: %s", entry.tx_hash, exc)
         return True
 
     async def _replace(self, prev: SignedTx, first: JournalEntry) -> SignedTx | None:
@@ -254,6 +263,7 @@ class TxSender:
         replacement (then ``fee_capped`` holds why) or the node refused it (it is journaled 'dropped')."""
         old = prev.tx
         market_max, market_tip = await self.rpc.suggest_fees(self.priority_fee)
+        market_max = max(market_max, 2 * await coming_base_fee(self.rpc) + self.priority_fee)  # a spike announced
         want_max = max(self._bumped(old.max_fee_per_gas), market_max)
         want_tip = max(self._bumped(old.max_priority_fee_per_gas), self.priority_fee)
         max_fee = min(want_max, self.max_fee)
@@ -379,10 +389,13 @@ class TxSender:
                          f", the highest fee of {len(attempts)}" if len(attempts) > 1 else "")
                 try:
                     await self._broadcast(best.raw, best.hash)
+                    self.store.mark(best.hash, "sent")
                 except TransactionFailed as exc:
-                    log.error("journal: re-broadcast of %s failed: %s", best.hash, exc)
-                    continue
-                self.store.mark(best.hash, "sent")
+                    replacement = await repriced(self, self.store.for_nonce(nonce), exc)
+                    if replacement is None:
+                        log.error("journal: re-broadcast of %s failed: %s", best.hash, exc)
+                        continue
+                    attempts.append(replacement)
                 try:
                     receipt, mined = await self._wait(attempts, entry)
                 except TransactionFailed:
@@ -425,17 +438,6 @@ class TxSender:
         fees = await self._fresh_fees()
         self._fee_cache = (now, fees)
         return fees
-
-    async def _above_base_fee(self, exc: TransactionFailed, signed_max_fee: int) -> tuple[int, int] | None:
-        """Fees for a transaction refused because its max fee is below the base fee of the block to come: twice
-        that base fee plus the tip, capped; None for another refusal, or when the cap leaves no higher fee."""
-        if "base fee" not in str(exc).lower():
-            return None
-        block = await self.rpc.get_block("pending") or await self.rpc.get_block("latest")
-        base = hex_int(block.get("baseFeePerGas", "0x0")) if block else 0
-        tip = min(self.priority_fee, self.max_fee)
-        max_fee = min(2 * base + tip, self.max_fee)
-        return (max_fee, tip) if max_fee > signed_max_fee else None
 
     async def _fresh_fees(self) -> tuple[int, int]:
         base_max, _ = await self.rpc.suggest_fees()
