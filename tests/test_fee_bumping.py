@@ -378,3 +378,41 @@ def test_a_journaled_transaction_refused_below_a_spiked_base_fee_at_restart_is_r
     assert journal[1]["meta"]["replaces"] == entry.tx_hash and journal[1]["state"] == "mined"
     assert fees(journal[1]["raw"])[0] >= 40 * GWEI > fees(journal[0]["raw"])[0]
     assert journal[0]["state"] == "dropped"
+
+
+# Runtime code of a one-shot contract: the first call stores 1 in slot 0, every later call reverts (a settlement).
+ONE_SHOT = bytes.fromhex("60005415600b57600080fd5b600160005500")
+
+
+def test_a_settlement_another_node_made_pointless_while_it_waited_is_cancelled_not_reverted(chain, tmp_path):
+    """A settle stalls under a fee spike; meanwhile another account settles first. At its next fee bump the node
+    finds it would revert and replaces it with a transfer of nothing to itself on the same nonce: the nonce moves
+    on, and no reverted transaction is paid for (before: the bumped settle was mined and reverted)."""
+    anvil, miner, signer = chain
+    store = Store(tmp_path / "node.sqlite")
+    target = "0x" + secrets.token_bytes(20).hex()
+    anvil.rpc("anvil_setCode", [target, "0x" + ONE_SHOT.hex()])
+    other = anvil.accounts[2]
+
+    async def go():
+        sender = sender_for(anvil, signer, store)
+        miner.paused.set()
+        sending = asyncio.create_task(sender.send("settle", target, b"", epoch=3, urgent=False))
+        nonce = await sent_then_spike(store, miner, 20 * GWEI)
+        anvil.rpc("eth_sendTransaction", [{"from": other, "to": target, "maxFeePerGas": hex(100 * GWEI),
+                                           "maxPriorityFeePerGas": hex(5 * GWEI), "gas": hex(60_000)}])
+        receipt = await asyncio.wait_for(sending, 30)
+        used = await sender.rpc.get_transaction_count(signer.address, "latest")
+        slot = await sender.rpc.request("eth_getStorageAt", [target, "0x0", "latest"])
+        await sender.rpc.close()
+        return nonce, receipt, used, slot
+
+    nonce, receipt, used, slot = asyncio.run(go())
+    journal = rows(store, nonce)
+    assert used == nonce + 1 and int(slot, 16) == 1  # the other account settled; this nonce was used once
+    assert not [r for r in journal if r["state"] == "reverted"], journal
+    [cancel] = [r for r in journal if r["state"] == "mined"]
+    tx = decode_signed_transaction(cancel["raw"])[0]
+    assert cancel["meta"]["cancels"] == cancel["meta"]["replaces"] and tx.to.lower() == signer.address.lower()
+    assert tx.data == b"" and tx.value == 0 and tx.gas == 21_000
+    assert receipt["transactionHash"] == cancel["tx_hash"] and int(receipt["status"], 16) == 1

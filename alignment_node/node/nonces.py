@@ -19,7 +19,7 @@ import logging
 from typing import Any
 
 from ..chain.contracts import TransactionFailed
-from ..chain.rpc import hex_int
+from ..chain.rpc import RpcError, hex_int
 from ..chain.tx import SignedTx
 from .store import REORG_NOTE, JournalEntry
 
@@ -96,3 +96,25 @@ async def above_base_fee(sender: Any, exc: TransactionFailed, signed_max_fee: in
     tip = min(sender.priority_fee, sender.max_fee)
     max_fee = min(2 * await coming_base_fee(sender.rpc) + tip, sender.max_fee)
     return (max_fee, tip) if max_fee > signed_max_fee else None
+
+
+MOOT_PURPOSES = ("settle", "report_miss")  # transactions another node's can make pointless while they wait
+
+
+async def cancelled_if_moot(sender: Any, prev: SignedTx, first: JournalEntry) -> SignedTx | None:
+    """A settlement or miss report about to be replaced for a higher fee that would now revert (another node's got
+    there first while it waited): it is replaced instead by a transfer of nothing to the node's own account on the
+    same nonce (21,000 gas), so the nonce moves on without a reverted transaction. The cancel, or None."""
+    if first.purpose not in MOOT_PURPOSES:
+        return None
+    try:
+        await sender.rpc.estimate_gas({"from": sender.signer.address, "to": prev.tx.to, "data": prev.tx.data})
+        return None
+    except RpcError as exc:
+        if "revert" not in str(exc).lower():
+            return None
+    cancel = await sender._replace(prev, first, cancel=True)
+    if cancel is not None:
+        log.warning("%s tx %s (nonce %d) would revert now: cancelled by %s", first.purpose, prev.hash,
+                    prev.tx.nonce, cancel.hash)
+    return cancel

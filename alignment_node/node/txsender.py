@@ -28,7 +28,8 @@ from ..chain.contracts import ContractRevert, TransactionFailed, TxOptions, buil
 from ..chain.remote_signer import RemoteSignerError
 from ..chain.rpc import RpcClient, RpcError, hex_int
 from ..chain.tx import Eip1559Tx, LocalSigner, SignedTx, decode_signed_transaction
-from .nonces import above_base_fee, coming_base_fee, reorged_entry, replacement_fees, repriced
+from .nonces import above_base_fee, cancelled_if_moot, coming_base_fee, reorged_entry, replacement_fees, \
+    repriced
 from .store import OPEN_STATES, DiskFull, JournalEntry, Store
 
 log = logging.getLogger("alignment_node.tx")
@@ -228,7 +229,7 @@ class TxSender:
                 if head - bumped_block >= self.bump_after_blocks and await self._fill_gap(nonce):
                     bumped_at, bumped_block = time.monotonic(), head  # no fee can mine it past a gap
                 elif head - bumped_block >= self.bump_after_blocks:
-                    replacement = await self._replace(newest, first)
+                    replacement = await cancelled_if_moot(self, newest, first) or await self._replace(newest, first)
                     if replacement is not None:
                         attempts.append(replacement)
                     bumped_at, bumped_block = time.monotonic(), head
@@ -258,9 +259,10 @@ class TxSender:
                     log.warning("re-broadcast of %s refused: %s", entry.tx_hash, exc)
         return True
 
-    async def _replace(self, prev: SignedTx, first: JournalEntry) -> SignedTx | None:
+    async def _replace(self, prev: SignedTx, first: JournalEntry, cancel: bool = False) -> SignedTx | None:
         """Sign, journal and broadcast ``prev`` again with higher fees; None when the cap leaves no room for a
-        replacement (then ``fee_capped`` holds why) or the node refused it (it is journaled 'dropped')."""
+        replacement (then ``fee_capped`` holds why) or the node refused it (it is journaled 'dropped'). ``cancel``:
+        a transfer of nothing to this account instead (nonces.cancelled_if_moot)."""
         old = prev.tx
         market_max, market_tip = await self.rpc.suggest_fees(self.priority_fee)
         market_max = max(market_max, 2 * await coming_base_fee(self.rpc) + self.priority_fee)  # a spike announced
@@ -271,8 +273,9 @@ class TxSender:
         if max_fee < _min_replacement(old.max_fee_per_gas) or tip < _min_replacement(old.max_priority_fee_per_gas):
             self._cap_reached(prev, first, market_max, market_tip)
             return None
+        to, data, gas = (self.signer.address, b"", 21_000) if cancel else (old.to, old.data, old.gas)
         tx = Eip1559Tx(chain_id=old.chain_id, nonce=old.nonce, max_priority_fee_per_gas=tip, max_fee_per_gas=max_fee,
-                       gas=old.gas, to=old.to, value=old.value, data=old.data, access_list=old.access_list)
+                       gas=gas, to=to, value=0 if cancel else old.value, data=data, access_list=old.access_list)
         try:
             sign_async = getattr(self.signer, "sign_transaction_async", None)
             signed = await sign_async(tx) if sign_async is not None else self.signer.sign_transaction(tx)
@@ -282,7 +285,7 @@ class TxSender:
         meta = {k: v for k, v in first.meta.items() if k != "replaces"}
         try:
             self.store.record_signed(old.nonce, first.purpose, first.epoch, signed.hash, signed.raw,
-                                     {**meta, "replaces": prev.hash})
+                                     {**meta, "replaces": prev.hash, **({"cancels": prev.hash} if cancel else {})})
         except DiskFull:  # not journaled, so not broadcast: the previous one stays pending
             return None
         try:
