@@ -149,9 +149,10 @@ def test_da_faults_every_faulty_signer_is_flagged_and_no_honest_one():
 
 @pytest.mark.solo  # five nodes killed and restarted every few seconds, reorgs and fee spikes: tight timing
 def test_chaos_kills_reorgs_fee_spikes_and_a_flapping_endpoint_flag_no_honest_target():
-    """Issue 18's chaos scenario, seeded: what holds under it is asserted; missed reveals and duplicate
-    transactions are reported per operator (their goal of 0 is not met yet: docs/node.md says where they come
-    from)."""
+    """Issue 18's chaos scenario, seeded: no missed fault, no false flag, no missed reveal; duplicate transactions
+    at most one in all (0 in each of the 7 seeded runs measured in docs/node.md; one reverted settlement in an
+    earlier build, a race since closed by cancelling a settlement made pointless: the bound leaves room for a
+    race on a loaded machine)."""
     report = run_scenario("chaos")
     chaos = report["chaos"]
     assert chaos["kills"] >= 50 and chaos["reorgs"] >= 5 and chaos["fee_spikes"] >= 5 and chaos["endpoint_flaps"] >= 10
@@ -161,6 +162,8 @@ def test_chaos_kills_reorgs_fee_spikes_and_a_flapping_endpoint_flag_no_honest_ta
     for op in report["operators"]:
         assert {"replacements", "reorged_txs", "reorgs", "fee_spikes", "missed_reveals", "duplicate_txs"} <= set(op)
         assert op["heartbeats"] >= 0.75 * epochs, op  # present in most epochs although killed every ~10 s
+        assert op["missed_reveals"] == 0, op  # a healthy endpoint existed throughout: the second is the chain
+    assert sum(op["duplicate_txs"] for op in report["operators"]) <= 1, report["operators"]
     for t in report["targets"]:
         if not t["fault"]:
             assert set(t["outcomes"].values()) <= {"OK", "INCONCLUSIVE"}, t
