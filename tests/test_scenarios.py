@@ -150,9 +150,9 @@ def test_da_faults_every_faulty_signer_is_flagged_and_no_honest_one():
 @pytest.mark.solo  # five nodes killed and restarted every few seconds, reorgs and fee spikes: tight timing
 def test_chaos_kills_reorgs_fee_spikes_and_a_flapping_endpoint_flag_no_honest_target():
     """Issue 18's chaos scenario, seeded: no missed fault, no false flag, no missed reveal; duplicate transactions
-    at most one in all (0 in each of the 7 seeded runs measured in docs/node.md; one reverted settlement in an
-    earlier build, a race since closed by cancelling a settlement made pointless: the bound leaves room for a
-    race on a loaded machine)."""
+    at most one in all (0 in four of the five seeded runs in docs/node.md, one reverted settlement in the other, a
+    race since closed by cancelling a settlement made pointless: the bound leaves room for a race on a loaded
+    machine)."""
     report = run_scenario("chaos")
     chaos = report["chaos"]
     assert chaos["kills"] >= 50 and chaos["reorgs"] >= 5 and chaos["fee_spikes"] >= 5 and chaos["endpoint_flaps"] >= 10
