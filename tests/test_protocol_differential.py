@@ -563,8 +563,8 @@ def test_commitment_binds_epoch_and_license(fresh):
 
 # Per target, the verdicts of its voters in reveal order; the trap's sealed truth is FAULT.
 VOTES = {
-    0: [P.FAULT, P.OK, P.FAULT, P.OK, P.FAULT],  # 3/5 not OK: INCONCLUSIVE, the OK minority pays (M4)
-    1: [P.OK, P.OK, P.OK, P.FAULT, P.UNREACHABLE],  # 3/5 OK: INCONCLUSIVE, the not-OK minority pays (M4)
+    0: [P.FAULT, P.OK, P.FAULT, P.OK, P.FAULT],  # 3/5 not OK: INCONCLUSIVE, nobody pays
+    1: [P.OK, P.OK, P.OK, P.FAULT, P.UNREACHABLE],  # 3/5 OK: INCONCLUSIVE, nobody pays
     2: [P.OK, P.FAULT, P.FAULT],
     3: [P.OK, P.OK],  # fewer than minReveals
     4: [P.FAULT, P.UNREACHABLE, P.UNREACHABLE],  # FAULT agrees with UNREACHABLE

@@ -83,9 +83,9 @@ def test_n1_a_root_opens_one_opening_per_list_position():
     ((0, 2, 3), P.UNREACHABLE, P.UNREACHABLE),
     ((1, 2, 2), P.FAULT, P.FAULT),  # a FAULT/UNREACHABLE tie settles FAULT
     ((1, 1, 1), P.FAULT, P.FAULT),  # 2/3 not OK
-    ((2, 3, 0), P.INCONCLUSIVE, P.FAULT),  # a colluding 2 of 5 shield the target, but pay
-    ((3, 1, 1), P.INCONCLUSIVE, P.OK),  # the not-OK minority of an OK majority pays
-    ((6, 5, 0), P.INCONCLUSIVE, P.OK),
+    ((2, 3, 0), P.INCONCLUSIVE, P.INCONCLUSIVE),  # a colluding 2 of 5 keep it unflagged; a split prices nobody
+    ((3, 1, 1), P.INCONCLUSIVE, P.INCONCLUSIVE),  # a fault's onset as honest auditors see it: nobody pays
+    ((6, 5, 0), P.INCONCLUSIVE, P.INCONCLUSIVE),
     ((2, 1, 1), P.INCONCLUSIVE, P.INCONCLUSIVE),  # an even split: nobody pays
     ((4, 1, 1), P.OK, P.OK),  # exactly 2/3
     ((1, 1, 0), P.INCONCLUSIVE, P.INCONCLUSIVE),  # fewer than minReveals
@@ -98,6 +98,9 @@ def test_m4_outcome_and_priced_side(votes, outcome, priced):
 
 
 def test_m4_who_pays_in_the_colluding_third_case():
-    ballots = [P.FAULT, P.FAULT, P.FAULT, P.OK, P.OK]
-    side = P.priced_side(ballots.count(P.OK), ballots.count(P.FAULT), ballots.count(P.UNREACHABLE), 3)
-    assert [P.disagrees(b, side) for b in ballots] == [False, False, False, True, True]
+    """A split prices nobody (docs/protocol.md, "Verdicts": pricing its minority charged honest auditors at a
+    fault's onset); a not-OK supermajority prices the OK votes."""
+    for ballots, paying in (([P.FAULT, P.FAULT, P.FAULT, P.OK, P.OK], [False] * 5),
+                            ([P.FAULT, P.UNREACHABLE, P.FAULT, P.UNREACHABLE, P.OK], [False] * 4 + [True])):
+        side = P.priced_side(ballots.count(P.OK), ballots.count(P.FAULT), ballots.count(P.UNREACHABLE), 3)
+        assert [P.disagrees(b, side) for b in ballots] == paying

@@ -261,39 +261,27 @@ def merkle_verify(proof: Sequence[bytes], root: bytes, leaf: bytes, position: in
     return node == root
 
 
-def _side(ok: int, fault: int, unreachable: int, min_reveals: int, supermajority: bool) -> int:
-    n = ok + fault + unreachable
-    if n == 0 or n < min_reveals:
-        return INCONCLUSIVE
-
-    def holds(votes: int) -> bool:
-        return votes * 3 >= 2 * n if supermajority else votes * 2 > n
-
-    if holds(ok):
-        return OK
-    if holds(fault + unreachable):
-        return FAULT if fault >= unreachable else UNREACHABLE
-    return INCONCLUSIVE
-
-
 def outcome(ok: int, fault: int, unreachable: int, min_reveals: int, trap_outcome: int = 0) -> int:
     """Settled outcome: a revealed trap's truth; else, of >= min_reveals votes, OK with >= 2/3 OK, "not OK" with
     >= 2/3 FAULT and UNREACHABLE together (security review M4): FAULT when fault >= unreachable, else
     UNREACHABLE; INCONCLUSIVE otherwise."""
     if trap_outcome:
         return trap_outcome
-    return _side(ok, fault, unreachable, min_reveals, True)
+    n = ok + fault + unreachable
+    if n == 0 or n < min_reveals:
+        return INCONCLUSIVE
+    if ok * 3 >= 2 * n:
+        return OK
+    if (fault + unreachable) * 3 >= 2 * n:
+        return FAULT if fault >= unreachable else UNREACHABLE
+    return INCONCLUSIVE
 
 
 def priced_side(ok: int, fault: int, unreachable: int, min_reveals: int, trap_outcome: int = 0) -> int:
-    """What the disagree (or trap) penalty judges votes against at settlement: the outcome when it is decisive;
-    for an INCONCLUSIVE tally, the side of a strict majority (OK, or the not-OK verdict as in ``outcome``), so
-    the minority still pays (security review M4); INCONCLUSIVE (nobody pays) for an even split or too few votes.
-    A referee-decided FAULT prices nobody (``settled_with_referee``)."""
-    settled = outcome(ok, fault, unreachable, min_reveals, trap_outcome)
-    if settled != INCONCLUSIVE:
-        return settled
-    return _side(ok, fault, unreachable, min_reveals, False)
+    """What the disagree (or trap) penalty judges votes against at settlement: the outcome. An INCONCLUSIVE tally
+    prices nobody, even with a strict majority (docs/protocol.md, "Verdicts": a split is how a fault's onset looks
+    to honest auditors); a referee-decided FAULT prices nobody either (``settled_with_referee``)."""
+    return outcome(ok, fault, unreachable, min_reveals, trap_outcome)
 
 
 def disagrees(verdict: int, settled: int) -> bool:

@@ -348,9 +348,9 @@ contract AuditProtocol is Ownable {
 
     /// @notice Decide `targetId`'s outcome in `epoch` after the reveal window (and, for a MODEL target whose
     ///         baseline has referees, after the referees' window) (anyone), and debit the licenses that disagreed
-    ///         with it (for an INCONCLUSIVE tally: the minority, when more than half of the votes are on one
-    ///         side of OK / not OK). The committee's tally decides; a referee majority of FAULT turns an OK or
-    ///         INCONCLUSIVE tally into FAULT ("referee-decided": nobody is debited for disagreeing with it).
+    ///         with it (nobody for an INCONCLUSIVE tally: docs/protocol.md, "Verdicts"). The committee's tally
+    ///         decides; a referee majority of FAULT turns an OK or INCONCLUSIVE tally into FAULT
+    ///         ("referee-decided": nobody is debited for disagreeing with it).
     function settle(uint256 epoch, uint256 targetId) external returns (uint8 outcome) {
         _touch();
         (, uint256 revealEnd) = revealWindow(epoch);
@@ -375,9 +375,7 @@ contract AuditProtocol is Ownable {
         if (outcome == FAULT || outcome == UNREACHABLE) {
             emit ViolationFlagged(epoch, targetId, outcome, _evidence[key][outcome - FAULT]);
         }
-        // An INCONCLUSIVE tally with a strict majority still prices its minority (security review M4).
-        uint8 side = outcome != INCONCLUSIVE ? outcome : _majoritySide(head);
-        if (side != INCONCLUSIVE) _penalizeDisagreement(epoch, key, uint8(head >> 24), side, trap != 0);
+        if (outcome != INCONCLUSIVE) _penalizeDisagreement(epoch, key, uint8(head >> 24), outcome, trap != 0);
     }
 
     /// @notice Report that `license` was assigned `targetId` in `epoch` and did not reveal it (anyone, after
@@ -508,26 +506,13 @@ contract AuditProtocol is Ownable {
     ///      with >= minReveals votes, OK if >= 2/3 of them are OK; "not OK" if >= 2/3 are FAULT and UNREACHABLE
     ///      together: FAULT when FAULT votes >= UNREACHABLE votes, else UNREACHABLE; INCONCLUSIVE otherwise.
     function _tallyOutcome(uint256 head) internal view returns (uint8) {
-        return _side(head, true);
-    }
-
-    /// @dev The side the minority of an INCONCLUSIVE tally is priced against (security review M4): with
-    ///      >= minReveals votes, OK when more than half are OK, the not-OK verdict (as in `_tallyOutcome`) when
-    ///      more than half are FAULT or UNREACHABLE; INCONCLUSIVE for an even split or too few votes.
-    function _majoritySide(uint256 head) internal view returns (uint8) {
-        return _side(head, false);
-    }
-
-    /// @dev OK, FAULT or UNREACHABLE for the side holding >= 2/3 (`supermajority`) or > 1/2 of >= minReveals votes.
-    function _side(uint256 head, bool supermajority) internal view returns (uint8) {
         uint256 ok = uint8(head);
         uint256 fault = uint8(head >> 8);
         uint256 unreachable = uint8(head >> 16);
         uint256 n = uint8(head >> 24);
         if (n < params.minReveals || n == 0) return INCONCLUSIVE;
-        uint256 notOk = fault + unreachable;
-        if (supermajority ? ok * 3 >= 2 * n : ok * 2 > n) return OK;
-        if (supermajority ? notOk * 3 >= 2 * n : notOk * 2 > n) return fault >= unreachable ? FAULT : UNREACHABLE;
+        if (ok * 3 >= 2 * n) return OK;
+        if ((fault + unreachable) * 3 >= 2 * n) return fault >= unreachable ? FAULT : UNREACHABLE;
         return INCONCLUSIVE;
     }
 

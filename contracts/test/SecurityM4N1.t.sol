@@ -109,24 +109,18 @@ contract SecurityM4Test is Deployed {
         assertEq(p[0], ids[1], "the OK voter");
     }
 
-    function test_M4_aColludingThirdThatShieldsATargetPays() public {
-        // 3 FAULT + 2 OK: 60% not OK, no supermajority, so the target is not flagged; but the majority is not OK,
-        // so the two OK voters pay the disagree penalty (they shielded it for free before).
+    function test_M4_aSplitPricesNobody_aColludingThirdOnlyKeepsTheTargetUnflagged() public {
+        // 3 FAULT + 2 OK: 60% not OK, no supermajority: INCONCLUSIVE, not flagged this epoch, and nobody pays. Pricing
+        // a split's minority was tried and charged honest auditors at a fault's onset (docs/protocol.md, "Verdicts").
         _votes(_v(FAULT, FAULT, OK, FAULT, OK));
-        uint256[] memory p = _settle(INCONCLUSIVE);
-        assertEq(p.length, 2, "the two OK voters pay");
-        assertEq(p[0], ids[2], "first OK voter");
-        assertEq(p[1], ids[4], "second OK voter");
+        assertEq(_settle(INCONCLUSIVE).length, 0, "a split prices nobody");
         (,,,, uint8 outcome) = protocol.tally(1, t);
         assertEq(outcome, INCONCLUSIVE, "the target is not flagged");
     }
 
-    function test_M4_anOkMajorityPricesTheNotOkMinority() public {
+    function test_M4_anOkMajorityWithoutSupermajorityPricesNobody() public {
         _votes(_v(OK, FAULT, OK, UNREACHABLE, OK));
-        uint256[] memory p = _settle(INCONCLUSIVE);
-        assertEq(p.length, 2, "FAULT and UNREACHABLE voters pay");
-        assertEq(p[0], ids[1], "the FAULT voter");
-        assertEq(p[1], ids[3], "the UNREACHABLE voter");
+        assertEq(_settle(INCONCLUSIVE).length, 0, "3 OK of 5 is no supermajority: nobody pays");
     }
 
     function test_M4_anEvenSplitPaysNobody() public {
