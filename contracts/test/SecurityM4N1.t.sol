@@ -7,8 +7,8 @@ import {Merkle, IListPositions} from "./utils/Merkle.sol";
 import {AuditProtocol} from "../src/AuditProtocol.sol";
 import {RewardVault} from "../src/RewardVault.sol";
 
-/// @notice Security review M4: FAULT and UNREACHABLE together are "not OK" for the 2/3 supermajority, and the
-///         minority of an INCONCLUSIVE tally with a strict majority pays the disagree penalty (docs/security.md).
+/// @notice Security review M4: FAULT and UNREACHABLE together are "not OK" for the 2/3 supermajority; an
+///         INCONCLUSIVE tally prices nobody, even with a strict majority (docs/security.md, docs/protocol.md).
 contract SecurityM4Test is Deployed {
     uint8 internal constant OK = 1;
     uint8 internal constant FAULT = 2;
