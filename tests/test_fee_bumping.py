@@ -416,3 +416,49 @@ def test_a_settlement_another_node_made_pointless_while_it_waited_is_cancelled_n
     assert cancel["meta"]["cancels"] == cancel["meta"]["replaces"] and tx.to.lower() == signer.address.lower()
     assert tx.data == b"" and tx.value == 0 and tx.gas == 21_000
     assert receipt["transactionHash"] == cancel["tx_hash"] and int(receipt["status"], 16) == 1
+
+
+def test_at_restart_a_nonce_a_reorg_took_goes_first_and_both_are_repriced_without_waiting(chain, tmp_path):
+    """The chaos scenario's missed reveal (seed 3): a heartbeat was mined, the reveal after it sent, the process
+    killed; then a reorg took the heartbeat's block and the base fee spiked. At restart the lower nonce is broadcast
+    again (re-signed at the coming block's fees) before the reveal is, and the reveal is re-signed in the same pass:
+    both mined at once, where the node used to wait ``bump_after_s`` to find the gap and another to reprice."""
+    anvil, miner, signer = chain
+    store = Store(tmp_path / "node.sqlite")
+
+    async def go():
+        sender = sender_for(anvil, signer, store, bump_after_s=60.0)
+        miner.paused.set()
+        heartbeat = asyncio.create_task(sender.send("heartbeat", anvil.accounts[1], DATA, epoch=4))
+        await sent_then_spike(store, miner, 0)  # unpauses the miner at no spike: the heartbeat is mined
+        miner.spike = None
+        await asyncio.wait_for(heartbeat, 10)
+        miner.paused.set()
+        await asyncio.sleep(2 * BLOCK_S)
+        hb_nonce = rows(store)[0]["nonce"]
+        revealing = asyncio.create_task(sender.send("reveal", anvil.accounts[1], DATA, epoch=4))
+        deadline = time.monotonic() + 10
+        while not [e for e in store.open_entries() if e.state == "sent"]:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        revealing.cancel()  # the process dies here
+        mined_in = int(anvil.rpc("eth_getTransactionReceipt", [rows(store)[0]["tx_hash"]])["blockNumber"], 16)
+        head = int(anvil.rpc("eth_blockNumber"), 16)
+        anvil.rpc("anvil_reorg", [head - mined_in + 1, []])  # the heartbeat's block and those after it: gone
+        assert int(anvil.rpc("eth_getTransactionCount", [signer.address, "latest"]), 16) == hb_nonce
+        miner.spike = 40 * GWEI
+        anvil.rpc("anvil_setNextBlockBaseFeePerGas", [hex(40 * GWEI)])
+        miner.paused.clear()
+        restarted = sender_for(anvil, signer, store, bump_after_s=60.0)  # a bump would come far too late
+        await asyncio.wait_for(restarted.recover(), 15)
+        used = await restarted.rpc.get_transaction_count(signer.address, "latest")
+        for s in (sender, restarted):
+            await s.rpc.close()
+        return hb_nonce, used
+
+    hb_nonce, used = asyncio.run(go())
+    assert used == hb_nonce + 2
+    for nonce in (hb_nonce, hb_nonce + 1):  # on chain now: each nonce's replacement at the spiked fee
+        landed = [r for r in rows(store, nonce) if anvil.rpc("eth_getTransactionReceipt", [r["tx_hash"]])]
+        assert len(landed) == 1 and landed[0]["meta"].get("replaces"), rows(store, nonce)
+        assert fees(landed[0]["raw"])[0] >= 40 * GWEI

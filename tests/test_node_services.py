@@ -360,10 +360,26 @@ def test_a_root_on_chain_that_is_not_ours_misses_every_reveal(world, onchain, wh
 def test_a_reveal_after_the_window_is_a_miss_and_nothing_is_sent(world):
     open_commitments(world.store, 6, {7: 3})
     world.answers["revealWindow"] = (100, 110)
+    world.answers["isRevealed"] = False
     asyncio.run(world.reveal.reveal(6, 109))  # head + 1 >= end
     assert world.sender.sent == []
     state, reason = states(world.store, 6)[7]
     assert state == "missed" and "[100, 110)" in reason and "109" in reason
+
+
+def test_a_reveal_mined_before_a_crash_is_not_called_missed_once_the_window_has_closed(world):
+    """The chaos scenario (seed 8): the node was killed after its reveal was mined but before it read the receipt,
+    and restarted after the window closed. Those licenses are revealed on chain: they used to be recorded missed
+    (a missed-reveal count and alert for a reveal that landed)."""
+    open_commitments(world.store, 6, {7: 3, 8: 2})
+    world.answers["revealWindow"] = (100, 110)
+    world.answers["isRevealed"] = lambda lic, e: lic == 7
+    asyncio.run(world.reveal.reveal(6, 115))
+    assert world.sender.sent == []
+    got = states(world.store, 6)
+    assert got[7] == ("revealed", None)
+    assert got[8][0] == "missed" and "[100, 110)" in got[8][1]
+    assert world.node.metrics.missed_reveals._value.get() == 1
 
 
 # ------------------------------------------------------------------------------------------ settlement

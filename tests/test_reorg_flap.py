@@ -223,6 +223,34 @@ def test_the_node_client_does_not_act_on_a_lying_or_dead_first_endpoint(anvil, m
         assert lies.get(expected, 0) >= 1, lies
 
 
+@pytest.mark.parametrize("mode", ["down", "slow", "honest"])
+def test_a_node_starting_while_its_first_endpoint_hangs_begins_on_the_next_without_waiting_out_the_timeout(anvil, mode):
+    """At start every endpoint's chain id is asked at once and the node begins on the first in order that answers
+    (the chaos scenario: a node restarted inside a 6 s reveal window used to spend its first 2 s timeout on a dead
+    proxy); an answering first endpoint keeps its place."""
+    proxy = ProxyThread(anvil.url, free_port())
+    proxy.set(mode, k=1000, delay=10.0)
+    chain_id = int(anvil.rpc("eth_chainId"), 16)
+
+    async def go():
+        rpc = GuardedRpcClient([f"http://127.0.0.1:{proxy.port}", anvil.url], 3.0, NodeMetrics(), chain_id)
+        try:
+            started = time.monotonic()
+            assert await rpc.chain_id() == chain_id
+            took = time.monotonic() - started
+            assert await rpc.block_number() == anvil.block_number()
+            return took, rpc._preferred
+        finally:
+            await rpc.close()
+
+    try:
+        took, preferred = asyncio.run(go())
+    finally:
+        proxy.stop()
+    assert preferred == (0 if mode == "honest" else 1)
+    assert took < 1.5, took  # under half the 3 s timeout the first endpoint would have cost
+
+
 def test_a_reorg_deeper_than_the_slack_on_every_endpoint_is_followed(anvil):
     """Heads a little lower (a short reorg) are taken; much lower on one endpoint is a lie; much lower on every
     endpoint is the chain going back, and followed."""

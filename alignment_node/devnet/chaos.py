@@ -149,10 +149,10 @@ class ChaosDrills:
 
 
 def journal_counts(op) -> dict:
-    """What the node's journal says it went through: fee replacements (rows that replace another) and
-    transactions a reorg dropped."""
+    """What the node's journal says it went through: fee replacements (rows that replace another), transactions
+    a reorg dropped, and the reasons it gave for the reveals it missed (epoch: reason, so a failed run says why)."""
     db = op.directory / "data" / "node.sqlite"
-    out = {"replacements": 0, "reorged_txs": 0}
+    out: dict = {"replacements": 0, "reorged_txs": 0, "missed_reveal_reasons": {}}
     if not db.exists():
         return out
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
@@ -162,6 +162,8 @@ def journal_counts(op) -> dict:
                 out["replacements"] += 1
             if error and "dropped by a reorg" in error:
                 out["reorged_txs"] += 1
+        for epoch, reason in con.execute("SELECT epoch, reason FROM openings WHERE state = 'missed' ORDER BY epoch"):
+            out["missed_reveal_reasons"].setdefault(str(epoch), reason)
     except sqlite3.OperationalError:
         pass
     finally:

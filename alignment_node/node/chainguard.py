@@ -34,6 +34,7 @@ PENDING_KEY = "reorg.notes"  # kv: reorg notes to put back on a journal row that
 REORG_SLACK = 3  # blocks a head may go back by (a reorg) before it counts as a stale endpoint
 VERIFY_S = 10.0  # how often each endpoint's chain id is asked again
 STALL_S = 5.0  # a head unchanged this long is compared with the other endpoints'
+START_GRACE_S = 0.25  # at start, how long an earlier endpoint may answer after a later one did and still be used
 
 
 # ------------------------------------------------------------------------------------------------ reorgs
@@ -160,6 +161,8 @@ class GuardedRpcClient(MeteredRpcClient):
         another chain (the node then stops with its "differs from the manifest" message)."""
         if self.expected_chain_id is None:
             return await super().chain_id()
+        if len(self.endpoints) > 1 and not self._verified and self.max_head < 0:  # nothing answered yet: the start
+            await self._start_on_a_live_endpoint()
         try:
             await self.request("eth_chainId")
         except RpcUnavailable as exc:
@@ -167,6 +170,40 @@ class GuardedRpcClient(MeteredRpcClient):
                 return exc.errors[0][1].found
             raise
         return self.expected_chain_id
+
+    async def _start_on_a_live_endpoint(self, grace: float = START_GRACE_S) -> None:
+        """Every endpoint's chain id at once, when the node starts: it begins on the first endpoint in the
+        configured order that answers rightly within ``grace`` seconds of the first right answer, so a node
+        restarted while its first endpoint hangs does not wait out a whole timeout on it (a restart inside a
+        short reveal window is when those seconds count)."""
+        body = json.dumps({"jsonrpc": "2.0", "id": 0, "method": "eth_chainId", "params": []}).encode()
+
+        async def probe(idx: int) -> None:
+            async with asyncio.timeout(self.timeout):
+                status, payload = await self._exchange(idx, self.endpoints[idx], body)  # checks the chain id
+            _lone_result(self, payload, status)
+
+        tasks = {asyncio.create_task(probe(i)): i for i in range(len(self.endpoints))}
+        pending, live, until = set(tasks), set(), None
+        try:
+            while pending:
+                wait = None if until is None else max(0.0, until - time.monotonic())
+                done, pending = await asyncio.wait(pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                live |= {tasks[t] for t in done if not t.cancelled() and t.exception() is None}
+                if not done or (live and all(tasks[t] > min(live) for t in pending)):
+                    break
+                if live and until is None:
+                    until = time.monotonic() + grace
+        finally:
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if live and min(live) != self._preferred:
+            self._preferred = min(live)
+            self.metrics.rpc_failovers.inc()
+            self.last_failover = time.time()
+            log.warning("RPC failover at start: %s answered first in order; now using it",
+                        self.endpoints[self._preferred].label)
 
     async def block_number(self) -> int:
         try:

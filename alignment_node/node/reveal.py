@@ -84,8 +84,14 @@ class RevealService:
         if head + 1 < start:
             return
         if head + 1 >= end:
-            self._missed(epoch, [o["license"] for o in openings],
-                         f"reveal window of epoch {epoch} is blocks [{start}, {end}); the head is already {head}")
+            # A reveal mined just before a crash is revealed, not missed (the node never read its receipt).
+            landed = [o["license"] for o in openings if await protocol.call("isRevealed", o["license"], epoch)]
+            if landed:
+                p.store.set_opening_state(epoch, landed, "revealed")
+            late = [o["license"] for o in openings if o["license"] not in set(landed)]
+            if late:
+                self._missed(epoch, late,
+                             f"reveal window of epoch {epoch} is blocks [{start}, {end}); the head is already {head}")
             return
         onchain = bytes(await protocol.call("rootOf", p.signer.address, epoch))
         if onchain != bytes(32):

@@ -226,9 +226,11 @@ class TxSender:
                         log.warning("re-broadcast of %s refused: %s", newest.hash, exc)
             if nonce not in self.fee_capped and now - bumped_at >= self.bump_after_s:
                 head = await self.rpc.block_number()
-                if head - bumped_block >= self.bump_after_blocks and await self._fill_gap(nonce):
+                gap = head - bumped_block >= self.bump_after_blocks and await self._fill_gap(nonce)
+                if gap and newest.tx.max_fee_per_gas >= await coming_base_fee(self.rpc):
                     bumped_at, bumped_block = time.monotonic(), head  # no fee can mine it past a gap
-                elif head - bumped_block >= self.bump_after_blocks:
+                elif head - bumped_block >= self.bump_after_blocks:  # the gap filled, it still needs a fee the
+                    # next block takes (a spike and a reorg together): replaced in the same pass, not one later
                     replacement = await cancelled_if_moot(self, newest, first) or await self._replace(newest, first)
                     if replacement is not None:
                         attempts.append(replacement)
@@ -388,17 +390,29 @@ class TxSender:
             if mined is None:
                 best = attempts[-1]
                 entry = self.store.entry(best.hash)
-                log.info("journal: re-broadcasting %s tx %s (nonce %d%s)", entry.purpose, best.hash, nonce,
-                         f", the highest fee of {len(attempts)}" if len(attempts) > 1 else "")
-                try:
-                    await self._broadcast(best.raw, best.hash)
-                    self.store.mark(best.hash, "sent")
-                except TransactionFailed as exc:
-                    replacement = await repriced(self, self.store.for_nonce(nonce), exc)
+                await self._fill_gap(nonce)  # a lower nonce a reorg took while the node was down goes first
+                if best.tx.max_fee_per_gas < await coming_base_fee(self.rpc):
+                    # Signed before a fee spike: the same bytes would only wait in the pool for a bump.
+                    replacement = await self._replace(best, self.store.for_nonce(nonce)[0])
                     if replacement is None:
-                        log.error("journal: re-broadcast of %s failed: %s", best.hash, exc)
+                        log.error("journal: %s tx %s is below the base fee and could not be replaced",
+                                  entry.purpose, best.hash)
                         continue
+                    log.warning("journal: %s tx %s (nonce %d) was signed below the coming base fee: replaced by %s",
+                                entry.purpose, best.hash, nonce, replacement.hash)
                     attempts.append(replacement)
+                else:
+                    log.info("journal: re-broadcasting %s tx %s (nonce %d%s)", entry.purpose, best.hash, nonce,
+                             f", the highest fee of {len(attempts)}" if len(attempts) > 1 else "")
+                    try:
+                        await self._broadcast(best.raw, best.hash)
+                        self.store.mark(best.hash, "sent")
+                    except TransactionFailed as exc:
+                        replacement = await repriced(self, self.store.for_nonce(nonce), exc)
+                        if replacement is None:
+                            log.error("journal: re-broadcast of %s failed: %s", best.hash, exc)
+                            continue
+                        attempts.append(replacement)
                 try:
                     receipt, mined = await self._wait(attempts, entry)
                 except TransactionFailed:
