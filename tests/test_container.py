@@ -30,7 +30,7 @@ IMAGE = "localhost/alignment-node:test"
 UID = 10001  # the image's user (packaging/Containerfile)
 CACHE = REPO / ".cache" / "container"
 
-pytestmark = pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed (apt-get install "
+pytestmark = pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed (apt-get install runc "
                                 "podman mmdebstrap): the container image cannot be built here")
 
 
