@@ -139,6 +139,7 @@ async def run(a) -> int:
             ops = [LocalSigner(rng.randbytes(32)) for _ in range(n_ops)]
             await each(ops, lambda s: rpc.request("anvil_setBalance", [s.address, hex(10 * ETHER)]))
             senders = [Sender(rpc, s, 0) for s in ops]
+            keeper = Sender(rpc, deployer, 0)  # settles every target (its nonce read again before each round)
 
             # -------------------------------------------------------------- set-up: sale, delegation, targets
             t0 = time.monotonic()
