@@ -77,8 +77,13 @@ class Sender:
         return signed.hash
 
 
+LAST_TX: dict[str, str] = {}  # step -> the last transaction of it (for --trace)
+
+
 async def gas_of(rpc: RpcClient, hashes: list[str], what: str) -> int:
     """Total gasUsed of the transactions; every one must have succeeded."""
+    if hashes:
+        LAST_TX[what] = hashes[-1]
     total = 0
     for i in range(0, len(hashes), 200):
         receipts = await asyncio.gather(*(rpc.wait_for_receipt(h, timeout=RECEIPT_TIMEOUT) for h in hashes[i:i + 200]))
@@ -126,7 +131,9 @@ async def run(a) -> int:
         length = a.epoch_length or 1_000
     params["protocol"].update(epochLength=length, revealBlocks=length * 2 // 5, committeeSize=a.committee)
     extra = ["--gas-limit", str(100_000_000), "--block-base-fee-per-gas", "0"]
-    if not a.automine:
+    if a.trace:
+        extra.append("--steps-tracing")  # debug_traceTransaction's opcode steps (needs the state history)
+    elif not a.automine:
         extra.append("--prune-history")  # no per-block state snapshots: anvil stays fast with 175,500 licenses
     anvil = Anvil(block_time=None if a.automine else 1, extra_args=extra).start()
     try:
@@ -271,12 +278,61 @@ async def run(a) -> int:
                 await mine_to(rpc, await protocol.call("epochStartBlock", e + 1))
             print(f"every license credited in every epoch: {'yes' if credited_ok else 'NO'}; "
                   f"total {time.monotonic() - t_start:.0f} s")
+            if a.trace:
+                for what in ("heartbeat", "commit", "revealMany", "settle"):
+                    await print_breakdown(rpc, what, LAST_TX[what])
     finally:
         anvil.stop()
     return 0
 
 
 rows: dict[int, dict] = {}
+
+
+def step_costs(steps: list[dict]) -> list[int]:
+    """Each opcode step's own gas: the drop in gas to the next step at its depth; for a call, what it took in
+    all minus what its callee's steps took (access, memory, a precompile's work); the last step of a frame, its
+    gasCost."""
+    costs = [0] * len(steps)
+    for i, st in enumerate(steps):
+        if i + 1 >= len(steps) or steps[i + 1]["depth"] < st["depth"]:
+            costs[i] = st["gasCost"]
+        elif steps[i + 1]["depth"] == st["depth"]:
+            costs[i] = st["gas"] - steps[i + 1]["gas"]
+    for i in reversed(range(len(steps))):  # innermost calls first, so their own costs are known
+        st = steps[i]
+        if i + 1 < len(steps) and steps[i + 1]["depth"] > st["depth"]:
+            k = i + 1
+            while k < len(steps) and steps[k]["depth"] > st["depth"]:
+                k += 1
+            costs[i] = st["gas"] - steps[k]["gas"] - sum(costs[i + 1:k]) if k < len(steps) else st["gasCost"]
+    return costs
+
+
+KINDS = {"SLOAD": "storage reads", "SSTORE": "storage writes", "KECCAK256": "keccak",
+         "LOG0": "events", "LOG1": "events", "LOG2": "events", "LOG3": "events", "LOG4": "events",
+         "CALL": "calls", "STATICCALL": "calls", "DELEGATECALL": "calls"}
+
+
+async def print_breakdown(rpc: RpcClient, what: str, tx_hash: str) -> None:
+    """Where one transaction's gas went (--trace): intrinsic and calldata, then execution by kind of opcode."""
+    receipt = await rpc.get_transaction_receipt(tx_hash)
+    tx = await rpc.request("eth_getTransactionByHash", [tx_hash])
+    async with RpcClient(rpc.endpoints[0].url, timeout=600, max_response_bytes=1 << 30) as big:  # tens of MB
+        trace = await big.request("debug_traceTransaction", [tx_hash, {"disableMemory": True, "disableStorage": True,
+                                                                      "disableStack": True}])
+    steps = trace["structLogs"]
+    data = bytes.fromhex(tx["input"][2:])
+    calldata = sum(16 if b else 4 for b in data)
+    kinds: Counter = Counter()
+    for st, cost in zip(steps, step_costs(steps)):
+        kinds[KINDS.get(st["op"], "other opcodes (arithmetic, jumps, stack, memory)")] += cost
+    reveals = sum(1 for log in receipt["logs"] if what == "revealMany") or 1
+    used = hex_int(receipt["gasUsed"])
+    parts = ", ".join(f"{k} {v / reveals:,.0f}" for k, v in kinds.most_common())
+    print(f"trace {what}: gasUsed {used:,} for {reveals} {'reveals' if what == 'revealMany' else 'tx'} "
+          f"({used / reveals:,.0f} each): 21,000 base and calldata {calldata / reveals:,.0f} "
+          f"({len(data) / reveals:,.0f} bytes) each; execution each: {parts}")
 
 
 def report(e: int, r: dict, n: int, a) -> None:
@@ -300,6 +356,9 @@ def main() -> int:
     ap.add_argument("--epoch-length", type=int, default=0,
                     help="default: 1,000 blocks packed; 2 x (3 x operators + targets) with --automine")
     ap.add_argument("--automine", action="store_true", help="one transaction per block (slow at full size)")
+    ap.add_argument("--trace", action="store_true",
+                    help="keep anvil's state history and print where the gas of the last heartbeat, commit, "
+                         "revealMany and settle went (opcode steps; small sizes only)")
     return asyncio.run(run(ap.parse_args()))
 
 
