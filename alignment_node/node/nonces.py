@@ -11,6 +11,8 @@ settlement: a reverted duplicate). So:
 - ``repriced``: a journaled transaction broadcast again (at a restart, or to fill a nonce gap a reorg left) that the
   pool refuses because the base fee rose past its max fee is replaced on its nonce at the fees of the block to
   come, instead of leaving every later nonce stuck behind it until the fees fall.
+- ``sent_again``: at a restart, an open nonce goes out again after any lower nonce a reorg took, re-signed at once
+  when a spike has put its fee under the base fee (the chaos scenario's missed reveal, docs/node.md).
 """
 
 from __future__ import annotations
@@ -80,6 +82,34 @@ async def repriced(sender: Any, entries: list[JournalEntry], exc: TransactionFai
         log.warning("%s tx %s (nonce %d) refused below the base fee when broadcast again: replaced by %s",
                     entries[0].purpose, newest.hash, newest.tx.nonce, replacement.hash)
     return replacement
+
+
+async def sent_again(sender: Any, best: SignedTx, nonce: int) -> SignedTx | bool:
+    """At a restart, an open nonce's highest-fee attempt goes out again, after any lower nonce a reorg took while
+    the node was down (``_fill_gap``): the same bytes, or, when its max fee is under the coming block's base fee
+    (signed before a spike: the same bytes would only wait in the pool for a bump), a replacement at once. The
+    replacement, True for the same bytes, False when neither went out (logged)."""
+    await sender._fill_gap(nonce)
+    entry = sender.store.entry(best.hash)
+    if best.tx.max_fee_per_gas < await coming_base_fee(sender.rpc):
+        replacement = await sender._replace(best, sender.store.for_nonce(nonce)[0])
+        if replacement is None:
+            log.error("journal: %s tx %s is below the base fee and could not be replaced", entry.purpose, best.hash)
+            return False
+        log.warning("journal: %s tx %s (nonce %d) was signed below the coming base fee: replaced by %s",
+                    entry.purpose, best.hash, nonce, replacement.hash)
+        return replacement
+    log.info("journal: re-broadcasting %s tx %s (nonce %d)", entry.purpose, best.hash, nonce)
+    try:
+        await sender._broadcast(best.raw, best.hash)
+        sender.store.mark(best.hash, "sent")
+        return True
+    except TransactionFailed as exc:
+        replacement = await repriced(sender, sender.store.for_nonce(nonce), exc)
+        if replacement is None:
+            log.error("journal: re-broadcast of %s failed: %s", best.hash, exc)
+            return False
+        return replacement
 
 
 async def coming_base_fee(rpc) -> int:

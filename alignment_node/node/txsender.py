@@ -29,7 +29,7 @@ from ..chain.remote_signer import RemoteSignerError
 from ..chain.rpc import RpcClient, RpcError, hex_int
 from ..chain.tx import Eip1559Tx, LocalSigner, SignedTx, decode_signed_transaction
 from .nonces import above_base_fee, cancelled_if_moot, coming_base_fee, reorged_entry, replacement_fees, \
-    repriced
+    repriced, sent_again
 from .store import OPEN_STATES, DiskFull, JournalEntry, Store
 
 log = logging.getLogger("alignment_node.tx")
@@ -390,29 +390,11 @@ class TxSender:
             if mined is None:
                 best = attempts[-1]
                 entry = self.store.entry(best.hash)
-                await self._fill_gap(nonce)  # a lower nonce a reorg took while the node was down goes first
-                if best.tx.max_fee_per_gas < await coming_base_fee(self.rpc):
-                    # Signed before a fee spike: the same bytes would only wait in the pool for a bump.
-                    replacement = await self._replace(best, self.store.for_nonce(nonce)[0])
-                    if replacement is None:
-                        log.error("journal: %s tx %s is below the base fee and could not be replaced",
-                                  entry.purpose, best.hash)
-                        continue
-                    log.warning("journal: %s tx %s (nonce %d) was signed below the coming base fee: replaced by %s",
-                                entry.purpose, best.hash, nonce, replacement.hash)
-                    attempts.append(replacement)
-                else:
-                    log.info("journal: re-broadcasting %s tx %s (nonce %d%s)", entry.purpose, best.hash, nonce,
-                             f", the highest fee of {len(attempts)}" if len(attempts) > 1 else "")
-                    try:
-                        await self._broadcast(best.raw, best.hash)
-                        self.store.mark(best.hash, "sent")
-                    except TransactionFailed as exc:
-                        replacement = await repriced(self, self.store.for_nonce(nonce), exc)
-                        if replacement is None:
-                            log.error("journal: re-broadcast of %s failed: %s", best.hash, exc)
-                            continue
-                        attempts.append(replacement)
+                again = await sent_again(self, best, nonce)
+                if again is False:
+                    continue
+                if again is not True:
+                    attempts.append(again)
                 try:
                     receipt, mined = await self._wait(attempts, entry)
                 except TransactionFailed:
