@@ -100,12 +100,17 @@ def sender_for(anvil, signer, store, *, cap_gwei=500.0, timeout=40.0, bump_after
                     bump_after_blocks=1, bump_factor=1.5, metrics=metrics)
 
 
-async def sent_then_spike(store: Store, miner: Miner, spike: int) -> int:
-    """Wait (no block mined meanwhile) until the send is journaled and broadcast, then spike the base fee."""
+async def until_sent(store: Store) -> None:
+    """Wait (no block mined meanwhile) until a send is journaled and broadcast."""
     deadline = time.monotonic() + 10
     while not [e for e in store.open_entries() if e.state == "sent"]:
         assert time.monotonic() < deadline, "the transaction was never sent"
         await asyncio.sleep(0.02)
+
+
+async def sent_then_spike(store: Store, miner: Miner, spike: int) -> int:
+    """Wait (no block mined meanwhile) until the send is journaled and broadcast, then spike the base fee."""
+    await until_sent(store)
     miner.spike = spike
     miner.paused.clear()
     return store.open_entries()[0].nonce
@@ -353,10 +358,7 @@ def test_a_journaled_transaction_refused_below_a_spiked_base_fee_at_restart_is_r
         sender = sender_for(anvil, signer, store, bump_after_s=60.0)  # no replacement before the "crash"
         miner.paused.set()
         sending = asyncio.create_task(sender.send("reveal", anvil.accounts[1], DATA, epoch=4))
-        deadline = time.monotonic() + 10
-        while not [e for e in store.open_entries() if e.state == "sent"]:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.02)
+        await until_sent(store)
         sending.cancel()  # the process dies here
         [entry] = store.open_entries()
         anvil.rpc("anvil_dropTransaction", [entry.tx_hash])  # a pool that evicted it
@@ -437,10 +439,7 @@ def test_at_restart_a_nonce_a_reorg_took_goes_first_and_both_are_repriced_withou
         await asyncio.sleep(2 * BLOCK_S)
         hb_nonce = rows(store)[0]["nonce"]
         revealing = asyncio.create_task(sender.send("reveal", anvil.accounts[1], DATA, epoch=4))
-        deadline = time.monotonic() + 10
-        while not [e for e in store.open_entries() if e.state == "sent"]:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.02)
+        await until_sent(store)
         revealing.cancel()  # the process dies here
         mined_in = int(anvil.rpc("eth_getTransactionReceipt", [rows(store)[0]["tx_hash"]])["blockNumber"], 16)
         head = int(anvil.rpc("eth_blockNumber"), 16)
