@@ -37,20 +37,21 @@ interface IRefereeCourt {
 
 /// @title AuditProtocol
 /// @notice Epochs, seeds, heartbeats, committees, commit/reveal of verdicts, settlement and misses
-///         (PROTOCOL.md sections 5 to 7; committees and seeds as changed by issue 16, docs/protocol.md).
+///         (PROTOCOL.md sections 5 to 7; committees, seeds and reveals as changed by issue 16, docs/protocol.md).
 /// @dev Committees are exact: the OperatorRegistry's list of epoch e (licenses Delegated before e began) is
 ///      permuted by the swap-or-not shuffle under seed(e); target t's seats are t*k .. t*k+k-1 modulo the list
 ///      length n (k = committeeSize), so every target has k distinct licenses when n >= k, everyone when
 ///      n <= k. A seated license that is not active in e (no heartbeat) has no duty: its seat stays empty.
-/// @dev Storage per (epoch, target) is a tally of three slots: slot 0 packs the vote counts, the settled
-///      outcome and the first 5 revealers; slots 1 and 2 hold 6 revealers each. A revealer is
-///      (uint32 license, uint8 verdict). So license ids must fit in 32 bits and `maxCommittee <= 16`.
-///      Presence and commitments are per operator (issue 16): `heartbeat()` makes every license listed under the
-///      caller active; `commit` stores one Merkle root over the openings of the caller's licenses (one of two
-///      slots per operator, by epoch parity), and each license's opening is revealed with its proof. A license's
-///      last revealed epoch is kept in one slot, so steady-state commits and reveals only rewrite non-zero slots.
+/// @dev Presence, commitments and reveals are per operator (issue 16): `heartbeat()` makes every license listed
+///      under the caller active; `commit` stores one hash of the operator's votes; `reveal` opens it once for all
+///      its licenses. A revealed operator's active licenses vote OK on every target they sit on, except where
+///      the reveal lists a vote: FAULT, UNREACHABLE, or NO_VOTE (the seat counts as not revealed). Only those
+///      listed votes are stored, so an epoch of honest OK verdicts costs O(1) storage per operator; a target's
+///      tally is read from its committee's seats when it is needed (`tally`, `settle`, `reportMiss`), and a
+///      vote by a license that does not sit on the target is never counted (no seat check at reveal).
 contract AuditProtocol is Ownable {
-    /// @notice Verdict and outcome codes.
+    /// @notice Verdict and outcome codes. NO_VOTE, only in a reveal's list: the license did not audit the target.
+    uint8 public constant NO_VOTE = 0;
     uint8 public constant OK = 1;
     uint8 public constant FAULT = 2;
     uint8 public constant UNREACHABLE = 3;
@@ -60,7 +61,7 @@ contract AuditProtocol is Ownable {
     uint8 public constant PENALTY_DISAGREE = 2;
     uint8 public constant PENALTY_TRAP = 3;
 
-    /// @notice Hard cap on `maxCommittee` (the tally holds 16 revealers).
+    /// @notice Hard cap on `maxCommittee`, the bound on `committeeSize`.
     uint256 public constant MAX_COMMITTEE_CAP = 16;
 
     /// @notice Epoch `anchorEpoch` starts at `anchorBlock`; every epoch after it lasts `length` blocks.
@@ -77,26 +78,23 @@ contract AuditProtocol is Ownable {
         uint16 maxCommittee;
     }
 
-    /// @notice One license's reveal for `revealMany`: its opening and the opening's proof against its
-    ///         operator's root.
-    struct Reveal {
+    /// @notice One listed vote of a reveal: `license`'s verdict on `targetId` (FAULT, UNREACHABLE or NO_VOTE) and
+    ///         the root of its evidence bundle. A reveal's votes are strictly increasing by (targetId, license).
+    struct Vote {
         uint256 license;
-        uint256[] targetIds;
-        uint8[] verdicts;
-        bytes32[] evidenceRoots;
-        bytes32 salt;
-        bytes32[] proof;
+        uint256 targetId;
+        uint8 verdict;
+        bytes32 evidenceRoot;
     }
 
-    /// @dev What every reveal of one epoch checks against.
-    struct RevealContext {
-        bytes32 seed;
-        uint256 startBlock;
-        uint256 maxCommittee;
-        uint256 committeeSize;
-        uint256 listed; // the epoch's list length
-        uint256 depth; // the depth of the epoch's commitment trees: the least d with 2**d >= listed
-        uint256[] pivots; // the shuffle's pivots for the epoch's list (empty when everyone sits everywhere)
+    /// @dev A target's committee as seen in one epoch, seat by seat (only licenses with a duty: active ones).
+    struct Seats {
+        uint256[] licenses;
+        uint8[] verdicts; // OK, FAULT, UNREACHABLE, or NO_VOTE when its operator did not reveal (or listed NO_VOTE)
+        uint256 ok;
+        uint256 fault;
+        uint256 unreachable;
+        uint256 reveals;
     }
 
     IDelegations public immutable registry;
@@ -116,13 +114,15 @@ contract AuditProtocol is Ownable {
     mapping(uint256 => bytes32) private _seeds;
     /// @dev committeeSize of each epoch, fixed at its first touch (a governance change applies from the next).
     mapping(uint256 => uint256) private _committeeSizes;
-    /// @dev Per operator index, the Merkle root of its licenses' openings, by epoch parity.
+    /// @dev Per operator index, the hash of its votes (`commitmentOf`), by epoch parity.
     mapping(uint256 => bytes32[2]) private _roots;
-    /// @dev Per license, its last revealed epoch + 1.
-    mapping(uint256 => uint256) private _revealedPlus1;
-    mapping(uint256 => uint256[3]) private _tallies;
-    /// @dev First evidence root revealed per (epoch, target) for FAULT [0] and UNREACHABLE [1].
-    mapping(uint256 => bytes32[2]) private _evidence;
+    /// @dev Per epoch, bit i of word w: operator index w*256+i revealed.
+    mapping(uint256 => mapping(uint256 => uint256)) private _revealedBits;
+    /// @dev Listed votes by keccak256(abi.encode(epoch, targetId, license)): 0x100 | verdict, and the evidence root.
+    mapping(bytes32 => uint256) private _votes;
+    mapping(bytes32 => bytes32) private _voteRoots;
+    /// @dev Settled outcome per (epoch, target) key (0: not settled).
+    mapping(uint256 => uint8) private _outcomes;
     /// @notice Whether a miss of (epoch, license, target) was reported: keyed by keccak256(abi.encode(e, l, t)).
     mapping(bytes32 => bool) public missReported;
     /// @dev The clocks before `previousClock`, oldest (genesis) first: each applies up to the next one's anchor.
@@ -137,30 +137,27 @@ contract AuditProtocol is Ownable {
     error NotPresent(address operator, uint256 epoch);
     error RevealWindowClosed(uint256 epoch, uint256 opensAt, uint256 closesAt);
     error RevealWindowOpen(uint256 epoch, uint256 closesAt);
-    error LengthMismatch();
-    error NoCommitment(uint256 epoch, uint256 license);
-    error AlreadyRevealed(uint256 epoch, uint256 license);
-    error TargetsNotSorted(uint256 index);
+    error NoCommitment(uint256 epoch, address operator);
+    error VotesNotSorted(uint256 index);
     error InvalidVerdict(uint256 index, uint8 verdict);
+    error NotOperatorsLicense(uint256 epoch, uint256 license, address operator);
     error NotAssigned(uint256 epoch, uint256 license, uint256 targetId);
     error IdTooLarge(uint256 id);
     error AlreadySettled(uint256 epoch, uint256 targetId);
     error UnknownTarget(uint256 targetId);
     error MissAlreadyReported(uint256 epoch, uint256 license, uint256 targetId);
     error NotMissed(uint256 epoch, uint256 license, uint256 targetId);
-    error CommitteeFull(uint256 epoch, uint256 targetId);
     error RefereeWindowOpen(uint256 epoch, uint256 targetId, uint256 opensAt);
 
     event ClockSet(uint256 anchorBlock, uint256 anchorEpoch, uint256 length);
     event ParamsSet(Params params);
     event SeedRecorded(uint256 indexed epoch, bytes32 seed);
     event Heartbeat(uint256 indexed epoch, address indexed operator, uint256 licenses);
-    /// @notice `operator` committed `root`, the Merkle root of its licenses' openings for `epoch`.
+    /// @notice `operator` committed `root`, the hash of its votes for `epoch` (`commitmentOf`).
     event Committed(uint256 indexed epoch, address indexed operator, bytes32 root);
-    event Revealed(
-        uint256 indexed epoch, uint256 indexed license, uint256[] targetIds, uint8[] verdicts, bytes32[] evidenceRoots
-    );
-    event VoteDropped(uint256 indexed epoch, uint256 indexed targetId, uint256 indexed license);
+    /// @notice `operator` revealed its votes for `epoch`: its active licenses vote OK wherever they sit, except
+    ///         for the `votes` listed.
+    event Revealed(uint256 indexed epoch, address indexed operator, Vote[] votes);
     event TargetSettled(uint256 indexed epoch, uint256 indexed targetId, uint8 outcome, uint8 ok, uint8 fault, uint8 unreachable);
     event ViolationFlagged(uint256 indexed epoch, uint256 indexed targetId, uint8 outcome, bytes32 evidenceRoot);
     event CourtSet(address court);
@@ -263,23 +260,7 @@ contract AuditProtocol is Ownable {
     /// @notice The licenses on `targetId`'s committee in `epoch`, seat by seat (empty before the epoch's seed;
     ///         whether each is active, and so audits, is `vault.isActive`).
     function committee(uint256 epoch, uint256 targetId) external view returns (uint256[] memory licenses) {
-        bytes32 s = _seeds[epoch];
-        if (s == bytes32(0)) return licenses;
-        (uint256 n,) = registry.positionAt(0, epoch);
-        uint256 k = _committeeSizes[epoch];
-        if (n <= k) {
-            licenses = new uint256[](n);
-            for (uint256 i; i < n; ++i) {
-                licenses[i] = registry.licenseAt(i, epoch);
-            }
-        } else {
-            licenses = new uint256[](k);
-            uint256 base = (targetId % n) * k;
-            uint256[] memory ps = SwapOrNot.pivots(n, s);
-            for (uint256 j; j < k; ++j) {
-                licenses[j] = registry.licenseAt(SwapOrNot.shuffleWith((base + j) % n, n, s, ps), epoch);
-            }
-        }
+        return _committee(epoch, targetId);
     }
 
     // ---------------------------------------------------------------------------------- the epoch
@@ -300,14 +281,9 @@ contract AuditProtocol is Ownable {
         emit Heartbeat(e, msg.sender, count);
     }
 
-    /// @notice Commit the caller's verdicts for the current epoch `epoch`: `root` is the root of an ordered Merkle
-    ///         tree of depth d (the least d with 2**d >= the epoch's list length, `registry.listedAt(epoch)`) whose
-    ///         leaf at position p is the opening of the license at list position p (`positionAt` - 1), as
-    ///         `keccak256(bytes.concat(keccak256(abi.encode(epoch, license, targetIds, verdicts, evidenceRoots, salt))))`;
-    ///         an inner node is `keccak256(abi.encode(left, right))` (security review N1: a position holds one
-    ///         opening, so a root opens at most one per license; docs/protocol.md has the node's layout, with
-    ///         zero for empty subtrees). The caller must be present in `epoch`; a later commit in the epoch
-    ///         replaces the root.
+    /// @notice Commit the caller's votes for the current epoch `epoch`: `root` is `commitmentOf(epoch, caller,
+    ///         salt, votes)`, the hash of every vote of its licenses that is not OK (see `reveal`), under a secret
+    ///         salt. The caller must be present in `epoch`; a later commit in the epoch replaces the root.
     function commit(uint256 epoch, bytes32 root) external {
         uint256 e = _touch();
         if (epoch != e) revert WrongEpoch(epoch, e);
@@ -318,39 +294,63 @@ contract AuditProtocol is Ownable {
         emit Committed(e, msg.sender, root);
     }
 
-    /// @notice Reveal one license's committed verdicts for `epoch` with the proof of its leaf under its operator's
-    ///         root, during the first `revealBlocks` blocks of `epoch + 1`. `targetIds` strictly increasing; each
-    ///         must be assigned to `license`. Anyone holding the opening may reveal it.
-    function reveal(
-        uint256 epoch,
-        uint256 license,
-        uint256[] calldata targetIds,
-        uint8[] calldata verdicts,
-        bytes32[] calldata evidenceRoots,
-        bytes32 salt,
-        bytes32[] calldata proof
-    ) external {
-        RevealContext memory ctx = _openReveal(epoch);
-        _reveal(epoch, license, targetIds, verdicts, evidenceRoots, salt, proof, ctx);
+    /// @notice What `commit` takes: keccak256(abi.encode(epoch, operator, salt, votes)).
+    function commitmentOf(uint256 epoch, address operator, bytes32 salt, Vote[] calldata votes)
+        public
+        pure
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(epoch, operator, salt, votes));
     }
 
-    /// @notice `reveal` for many licenses in one transaction. An entry whose license is already revealed for
-    ///         `epoch` is skipped without an event (anyone may copy an opening out of a pending batch and reveal
-    ///         it first: security review H1, docs/security.md); the single `reveal` still reverts AlreadyRevealed.
-    function revealMany(uint256 epoch, Reveal[] calldata reveals) external {
-        RevealContext memory ctx = _openReveal(epoch);
-        for (uint256 i; i < reveals.length; ++i) {
-            Reveal calldata r = reveals[i];
-            if (_revealedPlus1[r.license] == epoch + 1) continue;
-            _reveal(epoch, r.license, r.targetIds, r.verdicts, r.evidenceRoots, r.salt, r.proof, ctx);
+    /// @notice Open `operator`'s commitment for `epoch` during the first `revealBlocks` blocks of `epoch + 1`
+    ///         (anyone holding the opening may send it). Every license listed under `operator` in `epoch` and
+    ///         active then votes OK on each target it sits on, except for the `votes` listed: FAULT,
+    ///         UNREACHABLE, or NO_VOTE (the license did not audit the target: its seat counts as not revealed).
+    ///         Votes strictly increasing by (targetId, license), each of a license listed under `operator` in
+    ///         `epoch`. A vote on a target the license does not sit on is stored but never counted. A second
+    ///         reveal of the same operator and epoch changes nothing (security review H1: a copied reveal is the
+    ///         operator's own).
+    function reveal(uint256 epoch, address operator, bytes32 salt, Vote[] calldata votes) external {
+        _touch();
+        (uint256 revealStart, uint256 revealEnd) = revealWindow(epoch);
+        if (block.number < revealStart || block.number >= revealEnd) {
+            revert RevealWindowClosed(epoch, revealStart, revealEnd);
         }
+        (uint256 op,) = registry.operatorIndexOf(operator);
+        bytes32 root = _roots[op][epoch & 1];
+        if (op == 0 || root == bytes32(0) || root != commitmentOf(epoch, operator, salt, votes)) {
+            revert NoCommitment(epoch, operator);
+        }
+        uint256 bit = uint256(1) << (op & 255);
+        uint256 word = _revealedBits[epoch][op >> 8];
+        if (word & bit != 0) return;
+        _revealedBits[epoch][op >> 8] = word | bit;
+        for (uint256 i; i < votes.length; ++i) {
+            Vote calldata v = votes[i];
+            if (
+                i > 0
+                    && (v.targetId < votes[i - 1].targetId
+                        || (v.targetId == votes[i - 1].targetId && v.license <= votes[i - 1].license))
+            ) revert VotesNotSorted(i);
+            if (v.verdict != NO_VOTE && v.verdict != FAULT && v.verdict != UNREACHABLE) {
+                revert InvalidVerdict(i, v.verdict);
+            }
+            if (registry.operatorOfAt(v.license, epoch) != op) revert NotOperatorsLicense(epoch, v.license, operator);
+            bytes32 vk = _voteKey(epoch, v.targetId, v.license);
+            _votes[vk] = 0x100 | uint256(v.verdict);
+            if (v.evidenceRoot != bytes32(0)) _voteRoots[vk] = v.evidenceRoot;
+        }
+        emit Revealed(epoch, operator, votes);
     }
 
     /// @notice Decide `targetId`'s outcome in `epoch` after the reveal window (and, for a MODEL target whose
     ///         baseline has referees, after the referees' window) (anyone), and debit the licenses that disagreed
     ///         with it (nobody for an INCONCLUSIVE tally: docs/protocol.md, "Verdicts"). The committee's tally
     ///         decides; a referee majority of FAULT turns an OK or INCONCLUSIVE tally into FAULT
-    ///         ("referee-decided": nobody is debited for disagreeing with it).
+    ///         ("referee-decided": nobody is debited for disagreeing with it). Only needed when it changes
+    ///         something (issue 16): a target whose committee all revealed OK has the outcome OK (`outcomeOf`)
+    ///         and nobody to debit, so nobody has to pay for its settlement.
     function settle(uint256 epoch, uint256 targetId) external returns (uint8 outcome) {
         _touch();
         (, uint256 revealEnd) = revealWindow(epoch);
@@ -358,28 +358,29 @@ contract AuditProtocol is Ownable {
         if (targetId >= targets.targetCount()) revert UnknownTarget(targetId);
         (uint8 refVerdict, bytes32 refRoot) = _refereeRuling(epoch, targetId, revealEnd);
         uint256 key = _key(epoch, targetId);
-        uint256 head = _tallies[key][0];
-        if (uint8(head >> 32) != 0) revert AlreadySettled(epoch, targetId);
+        if (_outcomes[key] != 0) revert AlreadySettled(epoch, targetId);
 
+        Seats memory s = _seats(epoch, targetId);
         uint8 trap = targets.trapOutcome(targetId);
-        outcome = trap != 0 ? trap : _tallyOutcome(head);
+        outcome = trap != 0 ? trap : _tallyOutcome(s);
         bool byReferee = trap == 0 && refVerdict == FAULT && (outcome == OK || outcome == INCONCLUSIVE);
         if (byReferee) outcome = FAULT;
-        _tallies[key][0] = head | (uint256(outcome) << 32);
-        emit TargetSettled(epoch, targetId, outcome, uint8(head), uint8(head >> 8), uint8(head >> 16));
+        _outcomes[key] = outcome;
+        emit TargetSettled(epoch, targetId, outcome, uint8(s.ok), uint8(s.fault), uint8(s.unreachable));
         if (byReferee) {
             emit RefereeDecided(epoch, targetId, refRoot);
             emit ViolationFlagged(epoch, targetId, FAULT, refRoot);
             return outcome;
         }
         if (outcome == FAULT || outcome == UNREACHABLE) {
-            emit ViolationFlagged(epoch, targetId, outcome, _evidence[key][outcome - FAULT]);
+            emit ViolationFlagged(epoch, targetId, outcome, _firstRoot(epoch, targetId, s, outcome));
         }
-        if (outcome != INCONCLUSIVE) _penalizeDisagreement(epoch, key, uint8(head >> 24), outcome, trap != 0);
+        if (outcome != INCONCLUSIVE) _penalizeDisagreement(epoch, s, outcome, trap != 0);
     }
 
     /// @notice Report that `license` was assigned `targetId` in `epoch` and did not reveal it (anyone, after
-    ///         the reveal window, once per (epoch, license, target)). The reporter earns a bounty.
+    ///         the reveal window, once per (epoch, license, target)): its operator did not reveal, or listed
+    ///         NO_VOTE for it. The reporter earns a bounty.
     function reportMiss(uint256 epoch, uint256 license, uint256 targetId) external {
         _touch();
         (, uint256 revealEnd) = revealWindow(epoch);
@@ -387,13 +388,7 @@ contract AuditProtocol is Ownable {
         bytes32 missKey = keccak256(abi.encode(epoch, license, targetId));
         if (missReported[missKey]) revert MissAlreadyReported(epoch, license, targetId);
         if (!isAssigned(epoch, license, targetId)) revert NotAssigned(epoch, license, targetId);
-        uint256 key = _key(epoch, targetId);
-        uint256 n = uint8(_tallies[key][0] >> 24);
-        for (uint256 i; i < n; ++i) {
-            (uint256 who,) = _revealer(key, i);
-            if (who == license) revert NotMissed(epoch, license, targetId);
-        }
-        if (n >= params.maxCommittee) revert CommitteeFull(epoch, targetId);
+        if (_verdictOf(epoch, targetId, license) != NO_VOTE) revert NotMissed(epoch, license, targetId);
         missReported[missKey] = true;
         emit MissReported(epoch, license, targetId, msg.sender);
         uint256[] memory ids = new uint256[](1);
@@ -403,29 +398,64 @@ contract AuditProtocol is Ownable {
 
     // ----------------------------------------------------------------------------------------- views
 
-    /// @notice Vote counts, reveal count and settled outcome (0 = not settled) of (`epoch`, `targetId`).
+    /// @notice Vote counts and reveal count of (`epoch`, `targetId`), read from its committee's seats (active
+    ///         licenses only), and the settled outcome (0 = not settled).
     function tally(uint256 epoch, uint256 targetId)
         external
         view
         returns (uint8 ok, uint8 fault, uint8 unreachable, uint8 reveals, uint8 outcome)
     {
-        uint256 head = _tallies[_key(epoch, targetId)][0];
-        return (uint8(head), uint8(head >> 8), uint8(head >> 16), uint8(head >> 24), uint8(head >> 32));
+        Seats memory s = _seats(epoch, targetId);
+        return (uint8(s.ok), uint8(s.fault), uint8(s.unreachable), uint8(s.reveals), _outcomes[_key(epoch, targetId)]);
     }
 
-    /// @notice Licenses that revealed (`epoch`, `targetId`), with their verdicts, in reveal order.
+    /// @notice The outcome of (`epoch`, `targetId`): the settled one, else what `settle` would decide now (0
+    ///         while settling is not open yet).
+    function outcomeOf(uint256 epoch, uint256 targetId) external view returns (uint8 outcome) {
+        outcome = _outcomes[_key(epoch, targetId)];
+        if (outcome != 0) return outcome;
+        (, uint256 revealEnd) = revealWindow(epoch);
+        if (block.number < revealEnd || targetId >= targets.targetCount()) return 0;
+        uint8 refVerdict;
+        IRefereeCourt c = court;
+        if (address(c) != address(0)) {
+            uint256 opensAt;
+            (opensAt, refVerdict,) = c.ruling(epoch, targetId, revealEnd);
+            if (block.number < opensAt) return 0;
+        }
+        uint8 trap = targets.trapOutcome(targetId);
+        if (trap != 0) return trap;
+        outcome = _tallyOutcome(_seats(epoch, targetId));
+        if (refVerdict == FAULT && (outcome == OK || outcome == INCONCLUSIVE)) outcome = FAULT;
+    }
+
+    /// @notice The licenses of (`epoch`, `targetId`)'s committee that revealed, with their verdicts, seat by seat.
     function revealers(uint256 epoch, uint256 targetId)
         external
         view
         returns (uint256[] memory licenses, uint8[] memory verdicts)
     {
-        uint256 key = _key(epoch, targetId);
-        uint256 n = uint8(_tallies[key][0] >> 24);
-        licenses = new uint256[](n);
-        verdicts = new uint8[](n);
-        for (uint256 i; i < n; ++i) {
-            (licenses[i], verdicts[i]) = _revealer(key, i);
+        Seats memory s = _seats(epoch, targetId);
+        licenses = new uint256[](s.reveals);
+        verdicts = new uint8[](s.reveals);
+        uint256 m;
+        for (uint256 i; i < s.licenses.length; ++i) {
+            if (s.verdicts[i] == NO_VOTE) continue;
+            (licenses[m], verdicts[m]) = (s.licenses[i], s.verdicts[i]);
+            ++m;
         }
+    }
+
+    /// @notice The vote `license` listed on `targetId` in its operator's reveal of `epoch` (verdict 0 and root 0
+    ///         when none was listed: OK if its operator revealed).
+    function voteOf(uint256 epoch, uint256 targetId, uint256 license)
+        external
+        view
+        returns (bool listed, uint8 verdict, bytes32 root)
+    {
+        bytes32 vk = _voteKey(epoch, targetId, license);
+        uint256 v = _votes[vk];
+        return (v != 0, uint8(v), _voteRoots[vk]);
     }
 
     /// @notice The root stored for operator `operator` for `epoch` (or for the epoch two before it: same slot).
@@ -434,9 +464,16 @@ contract AuditProtocol is Ownable {
         return _roots[op][epoch & 1];
     }
 
-    /// @notice Whether `license`'s opening for `epoch` was revealed.
+    /// @notice Whether `operator` revealed its votes for `epoch`.
+    function hasRevealed(address operator, uint256 epoch) external view returns (bool) {
+        (uint256 op,) = registry.operatorIndexOf(operator);
+        return op != 0 && _opRevealed(epoch, op);
+    }
+
+    /// @notice Whether `license`'s operator in `epoch` revealed its votes for `epoch`.
     function isRevealed(uint256 license, uint256 epoch) external view returns (bool) {
-        return _revealedPlus1[license] == epoch + 1;
+        uint256 op = registry.operatorOfAt(license, epoch);
+        return op != 0 && _opRevealed(epoch, op);
     }
 
     /// @notice The first block in which (`epoch`, `targetId`) may be settled.
@@ -446,10 +483,11 @@ contract AuditProtocol is Ownable {
         if (address(c) != address(0)) (opensAt,,) = c.ruling(epoch, targetId, opensAt);
     }
 
-    /// @notice The first evidence root revealed for `verdict` (FAULT or UNREACHABLE) on (`epoch`, `targetId`).
+    /// @notice The evidence root of (`epoch`, `targetId`)'s first seat (committee order) that revealed `verdict`
+    ///         (FAULT or UNREACHABLE): the one a flag names (security review M6: a fixed rule, not reveal order).
     function evidenceRoot(uint256 epoch, uint256 targetId, uint8 verdict) external view returns (bytes32) {
         if (verdict != FAULT && verdict != UNREACHABLE) return bytes32(0);
-        return _evidence[_key(epoch, targetId)][verdict - FAULT];
+        return _firstRoot(epoch, targetId, _seats(epoch, targetId), verdict);
     }
 
     // ------------------------------------------------------------------------------------ governance
@@ -502,17 +540,14 @@ contract AuditProtocol is Ownable {
         if (block.number < opensAt) revert RefereeWindowOpen(epoch, targetId, opensAt);
     }
 
-    /// @dev The committee's outcome from a tally head (PROTOCOL.md section 7, as changed by security review M4):
+    /// @dev The committee's outcome from its seats (PROTOCOL.md section 7, as changed by security review M4):
     ///      with >= minReveals votes, OK if >= 2/3 of them are OK; "not OK" if >= 2/3 are FAULT and UNREACHABLE
     ///      together: FAULT when FAULT votes >= UNREACHABLE votes, else UNREACHABLE; INCONCLUSIVE otherwise.
-    function _tallyOutcome(uint256 head) internal view returns (uint8) {
-        uint256 ok = uint8(head);
-        uint256 fault = uint8(head >> 8);
-        uint256 unreachable = uint8(head >> 16);
-        uint256 n = uint8(head >> 24);
+    function _tallyOutcome(Seats memory s) internal view returns (uint8) {
+        uint256 n = s.reveals;
         if (n < params.minReveals || n == 0) return INCONCLUSIVE;
-        if (ok * 3 >= 2 * n) return OK;
-        if ((fault + unreachable) * 3 >= 2 * n) return fault >= unreachable ? FAULT : UNREACHABLE;
+        if (s.ok * 3 >= 2 * n) return OK;
+        if ((s.fault + s.unreachable) * 3 >= 2 * n) return s.fault >= s.unreachable ? FAULT : UNREACHABLE;
         return INCONCLUSIVE;
     }
 
@@ -534,141 +569,100 @@ contract AuditProtocol is Ownable {
         }
     }
 
-    function _openReveal(uint256 epoch) internal returns (RevealContext memory ctx) {
-        _touch();
-        (uint256 revealStart, uint256 revealEnd) = revealWindow(epoch);
-        if (block.number < revealStart || block.number >= revealEnd) {
-            revert RevealWindowClosed(epoch, revealStart, revealEnd);
-        }
+    /// @dev The licenses on `targetId`'s committee in `epoch`, seat by seat (see `committee`).
+    function _committee(uint256 epoch, uint256 targetId) internal view returns (uint256[] memory licenses) {
         bytes32 s = _seeds[epoch];
-        uint256 k = _committeeSizes[epoch];
+        if (s == bytes32(0)) return licenses;
         (uint256 n,) = registry.positionAt(0, epoch);
-        uint256[] memory ps;
-        if (n > k) ps = SwapOrNot.pivots(n, s);
-        uint256 depth;
-        while ((uint256(1) << depth) < n) ++depth;
-        ctx = RevealContext(s, epochStartBlock(epoch), params.maxCommittee, k, n, depth, ps);
-    }
-
-    function _reveal(
-        uint256 epoch,
-        uint256 license,
-        uint256[] calldata targetIds,
-        uint8[] calldata verdicts,
-        bytes32[] calldata evidenceRoots,
-        bytes32 salt,
-        bytes32[] calldata proof,
-        RevealContext memory ctx
-    ) internal {
-        if (verdicts.length != targetIds.length || evidenceRoots.length != targetIds.length) revert LengthMismatch();
-        if (license > type(uint32).max) revert IdTooLarge(license);
-        if (_revealedPlus1[license] == epoch + 1) revert AlreadyRevealed(epoch, license);
-        bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(epoch, license, targetIds, verdicts, evidenceRoots, salt))));
-        bytes32 root = _roots[registry.operatorOfAt(license, epoch)][epoch & 1];
-        (, uint256 position) = registry.positionAt(license, epoch);
-        // The leaf sits at the license's list position (security review N1): one opening per license per root.
-        if (root == bytes32(0) || position == 0 || !_verifyAt(proof, root, leaf, position - 1, ctx.depth)) {
-            revert NoCommitment(epoch, license);
-        }
-        _revealedPlus1[license] = epoch + 1;
-        _countVotes(epoch, license, position, targetIds, verdicts, evidenceRoots, ctx);
-        emit Revealed(epoch, license, targetIds, verdicts, evidenceRoots);
-    }
-
-    function _countVotes(
-        uint256 epoch,
-        uint256 license,
-        uint256 position,
-        uint256[] calldata targetIds,
-        uint8[] calldata verdicts,
-        bytes32[] calldata evidenceRoots,
-        RevealContext memory ctx
-    ) internal {
-        if (targetIds.length == 0) return;
-        uint256 n = position == 0 ? 0 : ctx.listed;
-        uint256 seat;
-        if (n > ctx.committeeSize) seat = SwapOrNot.unshuffleWith(position - 1, n, ctx.seed, ctx.pivots);
-        for (uint256 i; i < targetIds.length; ++i) {
-            uint256 t = targetIds[i];
-            if (i > 0 && t <= targetIds[i - 1]) revert TargetsNotSorted(i);
-            if (verdicts[i] < OK || verdicts[i] > UNREACHABLE) revert InvalidVerdict(i, verdicts[i]);
-            if (n == 0 || !_seated(seat, t, n, ctx.committeeSize) || !targets.isEnabledAt(t, ctx.startBlock)) {
-                revert NotAssigned(epoch, license, t);
+        uint256 k = _committeeSizes[epoch];
+        if (n <= k) {
+            licenses = new uint256[](n);
+            for (uint256 i; i < n; ++i) {
+                licenses[i] = registry.licenseAt(i, epoch);
             }
-            _recordVote(epoch, t, license, verdicts[i], evidenceRoots[i], ctx.maxCommittee);
-        }
-    }
-
-    function _recordVote(uint256 epoch, uint256 t, uint256 license, uint8 v, bytes32 root, uint256 maxCommittee)
-        internal
-    {
-        uint256 key = _key(epoch, t);
-        uint256[3] storage slots = _tallies[key];
-        uint256 head = slots[0];
-        uint256 n = uint8(head >> 24);
-        if (n >= maxCommittee) {
-            emit VoteDropped(epoch, t, license);
-            return;
-        }
-        uint256 entry = license | (uint256(v) << 32);
-        head += (uint256(1) << (8 * (v - 1))) + (uint256(1) << 24);
-        if (n < 5) {
-            head |= entry << (40 + 40 * n);
         } else {
-            uint256 slot = n < 11 ? 1 : 2;
-            uint256 pos = n < 11 ? n - 5 : n - 11;
-            slots[slot] |= entry << (40 * pos);
-        }
-        slots[0] = head;
-        if (v != OK) {
-            bytes32[2] storage ev = _evidence[key];
-            if (ev[v - FAULT] == bytes32(0)) ev[v - FAULT] = root;
-        }
-    }
-
-    /// @dev Whether `proof` (exactly `depth` siblings, bottom up) folds `leaf` at position `index` into `root`:
-    ///      bit i of `index` says whether the node is the right (1) or left (0) child on level i. The tree is
-    ///      ordered (not sorted-pair) and its depth fixed, so a root opens at most one leaf per position.
-    function _verifyAt(bytes32[] calldata proof, bytes32 root, bytes32 leaf, uint256 index, uint256 depth)
-        internal
-        pure
-        returns (bool)
-    {
-        if (proof.length != depth) return false;
-        bytes32 node = leaf;
-        for (uint256 i; i < depth; ++i) {
-            bytes32 sibling = proof[i];
-            bool right = (index >> i) & 1 == 1;
-            assembly ("memory-safe") {
-                mstore(0x00, xor(node, mul(xor(node, sibling), right)))
-                mstore(0x20, xor(sibling, mul(xor(node, sibling), right)))
-                node := keccak256(0x00, 0x40)
+            licenses = new uint256[](k);
+            uint256 base = (targetId % n) * k;
+            uint256[] memory ps = SwapOrNot.pivots(n, s);
+            for (uint256 j; j < k; ++j) {
+                licenses[j] = registry.licenseAt(SwapOrNot.shuffleWith((base + j) % n, n, s, ps), epoch);
             }
         }
-        return node == root;
     }
 
-    function _revealer(uint256 key, uint256 i) internal view returns (uint256 license, uint8 verdict) {
-        uint256 word;
-        if (i < 5) word = _tallies[key][0] >> (40 + 40 * i);
-        else if (i < 11) word = _tallies[key][1] >> (40 * (i - 5));
-        else word = _tallies[key][2] >> (40 * (i - 11));
-        license = uint32(word);
-        verdict = uint8(word >> 32);
-    }
-
-    function _penalizeDisagreement(uint256 epoch, uint256 key, uint256 n, uint8 outcome, bool isTrap) internal {
-        uint256[] memory ids = new uint256[](n);
+    /// @dev The seats of (`epoch`, `targetId`) that carry a duty (an active license; none if the target was not
+    ///      enabled at the epoch's start), each with its verdict: NO_VOTE unless its operator revealed, then the
+    ///      vote its reveal listed, else OK.
+    function _seats(uint256 epoch, uint256 targetId) internal view returns (Seats memory s) {
+        uint256[] memory all = _committee(epoch, targetId);
+        if (all.length != 0 && !targets.isEnabledAt(targetId, epochStartBlock(epoch))) all = new uint256[](0);
+        s.licenses = new uint256[](all.length);
+        s.verdicts = new uint8[](all.length);
         uint256 m;
-        for (uint256 i; i < n; ++i) {
-            (uint256 who, uint8 v) = _revealer(key, i);
-            if ((outcome == OK) != (v == OK)) ids[m++] = who;
+        for (uint256 i; i < all.length; ++i) {
+            uint256 op = registry.operatorOfAt(all[i], epoch);
+            if (op == 0 || !vault.isPresent(op, epoch)) continue;
+            uint8 v = _opRevealed(epoch, op) ? _listedOrOk(epoch, targetId, all[i]) : NO_VOTE;
+            s.licenses[m] = all[i];
+            s.verdicts[m] = v;
+            if (v == OK) ++s.ok;
+            else if (v == FAULT) ++s.fault;
+            else if (v == UNREACHABLE) ++s.unreachable;
+            if (v != NO_VOTE) ++s.reveals;
+            ++m;
+        }
+        uint256[] memory ls = s.licenses;
+        uint8[] memory vs = s.verdicts;
+        assembly ("memory-safe") {
+            mstore(ls, m)
+            mstore(vs, m)
+        }
+    }
+
+    /// @dev `license`'s verdict on `targetId` in `epoch` (NO_VOTE when its operator did not reveal).
+    function _verdictOf(uint256 epoch, uint256 targetId, uint256 license) internal view returns (uint8) {
+        uint256 op = registry.operatorOfAt(license, epoch);
+        if (op == 0 || !_opRevealed(epoch, op)) return NO_VOTE;
+        return _listedOrOk(epoch, targetId, license);
+    }
+
+    function _listedOrOk(uint256 epoch, uint256 targetId, uint256 license) internal view returns (uint8) {
+        uint256 v = _votes[_voteKey(epoch, targetId, license)];
+        return v == 0 ? OK : uint8(v);
+    }
+
+    function _opRevealed(uint256 epoch, uint256 op) internal view returns (bool) {
+        return (_revealedBits[epoch][op >> 8] >> (op & 255)) & 1 == 1;
+    }
+
+    /// @dev The evidence root of the first seat whose verdict is `verdict`.
+    function _firstRoot(uint256 epoch, uint256 targetId, Seats memory s, uint8 verdict)
+        internal
+        view
+        returns (bytes32)
+    {
+        for (uint256 i; i < s.licenses.length; ++i) {
+            if (s.verdicts[i] == verdict) return _voteRoots[_voteKey(epoch, targetId, s.licenses[i])];
+        }
+        return bytes32(0);
+    }
+
+    function _penalizeDisagreement(uint256 epoch, Seats memory s, uint8 outcome, bool isTrap) internal {
+        uint256[] memory ids = new uint256[](s.reveals);
+        uint256 m;
+        for (uint256 i; i < s.licenses.length; ++i) {
+            uint8 v = s.verdicts[i];
+            if (v != NO_VOTE && (outcome == OK) != (v == OK)) ids[m++] = s.licenses[i];
         }
         if (m == 0) return;
-        assembly {
+        assembly ("memory-safe") {
             mstore(ids, m)
         }
         vault.penalize(ids, epoch, isTrap ? PENALTY_TRAP : PENALTY_DISAGREE, address(0));
+    }
+
+    function _voteKey(uint256 epoch, uint256 targetId, uint256 license) internal pure returns (bytes32) {
+        return keccak256(abi.encode(epoch, targetId, license));
     }
 
     /// @dev The epoch's list length and the license's seat: its unshuffled list position (0 when the list is no

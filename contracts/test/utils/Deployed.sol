@@ -209,51 +209,43 @@ abstract contract Deployed is Test {
         vm.roll(end);
     }
 
-    /// @dev A license's leaf in its operator's commitment tree (issue 16); a tree of one leaf has it as its root.
-    function _commitment(
-        uint256 epoch,
-        uint256 lic,
-        uint256[] memory targetIds,
-        uint8[] memory verdicts,
-        bytes32[] memory roots,
-        bytes32 salt
-    ) internal pure returns (bytes32) {
-        return Merkle.leaf(epoch, lic, targetIds, verdicts, roots, salt);
+    /// @dev The listed vote of `lic` on target `t` (FAULT, UNREACHABLE or NO_VOTE) with evidence root `root`.
+    function _vote(uint256 lic, uint256 t, uint8 verdict, bytes32 root) internal pure returns (AuditProtocol.Vote memory) {
+        return AuditProtocol.Vote(lic, t, verdict, root);
     }
 
-    /// @dev `operator` commits the root over the openings `rs` (each leaf at its license's list position in
-    ///      `epoch`, security review N1) for the current epoch `epoch`, and each opening gets its proof, ready for
-    ///      `revealMany`.
-    function _commitTree(address operator, uint256 epoch, AuditProtocol.Reveal[] memory rs)
+    /// @dev No listed vote: every seated license of the operator votes OK.
+    function _allOk() internal pure returns (AuditProtocol.Vote[] memory votes) {}
+
+    /// @dev One listed vote.
+    function _votes(AuditProtocol.Vote memory v) internal pure returns (AuditProtocol.Vote[] memory votes) {
+        votes = new AuditProtocol.Vote[](1);
+        votes[0] = v;
+    }
+
+    /// @dev What `operator` commits for `votes` under `salt` in `epoch` (AuditProtocol.commitmentOf).
+    function _commitmentOf(uint256 epoch, address operator, bytes32 salt, AuditProtocol.Vote[] memory votes)
+        internal
+        pure
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(epoch, operator, salt, votes));
+    }
+
+    /// @dev `operator` commits `votes` (sorted by target, then license) under `salt` for the current epoch `epoch`.
+    function _commitVotes(address operator, uint256 epoch, bytes32 salt, AuditProtocol.Vote[] memory votes)
         internal
         returns (bytes32 root)
     {
-        root = _withProofs(epoch, rs);
+        root = _commitmentOf(epoch, operator, salt, votes);
         vm.prank(operator);
         protocol.commit(epoch, root);
     }
 
-    /// @dev The root of `epoch`'s tree over the openings `rs` (each leaf at its license's list position in `epoch`,
-    ///      security review N1); each opening gets its proof.
-    function _withProofs(uint256 epoch, AuditProtocol.Reveal[] memory rs) internal view returns (bytes32 root) {
-        bytes32[] memory leaves = _leaves(epoch, rs);
-        uint256[] memory lics = new uint256[](rs.length);
-        for (uint256 i; i < rs.length; ++i) {
-            lics[i] = rs[i].license;
-        }
-        (uint256[] memory pos, uint256 d) = Merkle.positions(IListPositions(address(registry)), epoch, lics);
-        root = Merkle.root(leaves, pos, d);
-        for (uint256 i; i < rs.length; ++i) {
-            rs[i].proof = Merkle.proof(leaves, pos, d, i);
-        }
-    }
-
-    function _leaves(uint256 epoch, AuditProtocol.Reveal[] memory rs) internal pure returns (bytes32[] memory leaves) {
-        leaves = new bytes32[](rs.length);
-        for (uint256 i; i < rs.length; ++i) {
-            AuditProtocol.Reveal memory r = rs[i];
-            leaves[i] = Merkle.leaf(epoch, r.license, r.targetIds, r.verdicts, r.evidenceRoots, r.salt);
-        }
+    /// @dev `operator` reveals `votes` under `salt` for `epoch` (in its reveal window).
+    function _revealVotes(address operator, uint256 epoch, bytes32 salt, AuditProtocol.Vote[] memory votes) internal {
+        vm.prank(operator);
+        protocol.reveal(epoch, operator, salt, votes);
     }
 
     /// @dev The index of `operator` in per-operator records (1-based registration order).
