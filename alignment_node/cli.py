@@ -548,7 +548,8 @@ MAX_EVIDENCE_BYTES = 16 << 20
 
 
 def cmd_evidence_audit(args: argparse.Namespace) -> int:
-    """Fetch every verdict's bundle of an epoch from its operator's public URL and check it (evidence_audit.py)."""
+    """Fetch the bundle of every vote listed in an epoch's reveals (FAULT, UNREACHABLE: OK roots are not on
+    chain) from its operator's public URL and check it (evidence_audit.py)."""
     from .evidence_audit import audit_epoch
 
     outcome = {}
@@ -799,7 +800,7 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument("--json", action="store_true", help="print JSON")
     ve.set_defaults(func=cmd_verify_evidence)
 
-    ea = sub.add_parser("evidence-audit", help="check that every verdict revealed in an epoch has its evidence "
+    ea = sub.add_parser("evidence-audit", help="check that every FAULT/UNREACHABLE vote revealed in an epoch has its evidence "
                                                "served by its operator and bound to it (security review M6)")
     ea.add_argument("epoch", type=int, help="the epoch whose reveals to check")
     add_chain_args(ea, key=False)

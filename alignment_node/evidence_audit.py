@@ -5,11 +5,13 @@ the epoch's seed, the target, the verdict and the licenses of this node that rev
 copied from an earlier epoch, or from another operator, then has no bundle to show: the copier's own license is
 not in the bound list of the bundle it points at, and a fresh one cannot hash to the copied root.
 
-``alignment-node evidence-audit EPOCH`` is the check anyone can run: for each verdict revealed in the epoch it
-fetches the bundle from the revealing operator's public URL (its metadata URI: the node's
-``service.public_evidence`` listener), and checks that the bytes hash to the root and that the bundle is bound to
-that epoch, seed, target, verdict and license (``check``). It prints per operator how many were served and
-bound, unservable or mismatched; exit status 1 if any was not. Withheld or copied evidence costs the operator
+``alignment-node evidence-audit EPOCH`` is the check anyone can run: for each vote with evidence listed in the
+epoch's reveals (FAULT and UNREACHABLE: since issue 16 a reveal lists only the votes that are not OK, OK is
+implicit and its root is not on chain; NO_VOTE has no evidence) it fetches the bundle from the revealing
+operator's public URL (its metadata URI: the node's ``service.public_evidence`` listener), and checks that the
+bytes hash to the root and that the bundle is bound to that epoch, seed, target, verdict and license
+(``check``). It prints per operator how many were served and bound, unservable or mismatched; exit status 1 if
+any was not. An operator that revealed only OK votes is listed with nothing to check. Withheld or copied evidence costs the operator
 its name with the owners who delegate to it; docs/security.md says what it does not cost yet.
 """
 
@@ -22,6 +24,8 @@ import urllib.request
 from typing import Any
 
 from .protocol import VERDICT_NAMES, canonical_json, keccak
+
+NO_VOTE = 0  # AuditProtocol.NO_VOTE: a listed "did not audit", without evidence
 
 MAX_BUNDLE_BYTES = 16 << 20
 
@@ -71,30 +75,38 @@ def fetch(url: str, timeout: float) -> tuple[bytes | None, str | None]:
     return body, None
 
 
+def _vote(v) -> tuple[int, int, int, bytes]:
+    """(license, targetId, verdict, evidenceRoot) of a ``Revealed`` event's vote (a tuple, or a dict by name)."""
+    if isinstance(v, dict):
+        return v["license"], v["targetId"], v["verdict"], bytes(v["evidenceRoot"])
+    return v[0], v[1], v[2], bytes(v[3])
+
+
 async def audit_epoch(c: dict, epoch: int, timeout: float = 5.0, start_block: int = 0) -> dict:
-    """The evidence audit of ``epoch`` over the bound contracts ``c``: per operator, its verdicts served and bound
-    (``ok``), not served (``unservable``) or served but not this verdict's (``mismatched``), with examples."""
+    """The evidence audit of ``epoch`` over the bound contracts ``c``: per revealed operator, its listed verdicts
+    with evidence served and bound (``ok``), not served (``unservable``) or served but not this verdict's
+    (``mismatched``), with examples."""
     from .chain.manifest import chain_events
 
     protocol, registry = c["AuditProtocol"], c["OperatorRegistry"]
     seed = bytes(await protocol.call("seed", epoch))
     operators: dict[str, dict] = {}
-    urls: dict[int, tuple[str, str]] = {}  # operator index -> (address, metadata URI)
     fetched: dict[str, tuple[bytes | None, str | None]] = {}
     for ev in await chain_events(protocol, "Revealed", start_block):
         if ev["epoch"] != epoch:
             continue
-        lic = ev["license"]
-        index = await registry.call("operatorOfAt", lic, epoch)
-        if index not in urls:
-            address = await registry.call("operatorList", index - 1)
+        address = ev["operator"]
+        if address not in operators:
             info = await registry.call("getOperator", address)
-            urls[index] = (address, info[-1] if isinstance(info, (list, tuple)) else info["metadataURI"])
-        address, base = urls[index]
-        entry = operators.setdefault(address, {"operator": address, "url": base, "ok": 0, "unservable": 0,
-                                               "mismatched": 0, "problems": []})
-        for target, verdict, root in zip(ev["targetIds"], ev["verdicts"], ev["evidenceRoots"]):
-            root = bytes(root)
+            base = info[-1] if isinstance(info, (list, tuple)) else info["metadataURI"]
+            operators[address] = {"operator": address, "url": base, "ok": 0, "unservable": 0, "mismatched": 0,
+                                  "problems": []}
+        entry = operators[address]
+        base = entry["url"]
+        for vote in ev["votes"]:
+            lic, target, verdict, root = _vote(vote)
+            if verdict == NO_VOTE:
+                continue  # "did not audit": no evidence
             if not base.startswith(("http://", "https://")):
                 why, kind = f"metadata URI {base!r} is not an http(s) URL", "unservable"
             else:

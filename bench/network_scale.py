@@ -3,14 +3,19 @@
 The chain and the contracts are the real ones (anvil, the committed artifacts, ``deploy_async``); the operators
 are simulated in this one process, each with its own key and its own transactions, doing what the node does:
 one heartbeat per operator and epoch (presence per operator, every listed license active), find its duties from
-the registry's committee list (``positionsAt`` + ``protocol.duties``), commit one Merkle root over the openings of
-the licenses that have duties, reveal them with their proofs in the next epoch's window; then every target is
-settled. Two epochs run; a third's heartbeats book the second's credit. Prints, per epoch, the gas of
-each step (transaction gas: what blocks hold), per license, the number of 30M-gas blocks an epoch needs, the
-committees (exactly k seats per target, reveals per target, outcomes), and whether every license was credited
-in every epoch.
+the registry's committee list (``positionsAt`` + ``protocol.duties``), commit one hash of its votes that are not
+OK (``commitmentOf``: none in an honest epoch, every seated license then votes OK by default), reveal them with
+one ``reveal`` per operator in the next epoch's window; then settle only the targets that need it (a vote that
+is not OK: none unless ``--faults``; a target whose committee all revealed OK has the outcome OK without a
+settlement). Two epochs run; a third's heartbeats book the second's credit. Prints, per epoch, the gas of each
+step (transaction gas: what blocks hold), per license, the number of 30M-gas blocks an epoch needs, the
+committees of sampled targets (exactly k seats per target, reveals per target, outcomes read with
+``outcomeOf``), and whether every license was credited and revealed in every epoch.
 
-    .venv/bin/python bench/network_scale.py [--licenses 175500] [--operators 1000] [--targets 10000]
+    .venv/bin/python bench/network_scale.py [--licenses 175500] [--operators 1000] [--targets 10000] [--faults 0]
+
+``--faults K``: the first K targets are faulty; every license seated on one lists FAULT on it (with an evidence
+root), so its operator's reveal carries those votes and the target is settled (FAULT, flagged).
 
 By default anvil mines a block a second holding every pending transaction (``--packed``; blocks of up to 100M
 gas, base fee 0, no state history kept): the blocks an epoch needs are its gas divided by 30M, whatever anvil's
@@ -27,12 +32,11 @@ import asyncio
 import random
 import time
 from collections import Counter
-from dataclasses import dataclass
 
 from alignment_node import protocol as P
 from alignment_node.chain.contracts import TxOptions, build_transaction
 from alignment_node.chain.manifest import manifest_contracts, scan_logs, topic_uint
-from alignment_node.chain.rpc import RpcClient, hex_int
+from alignment_node.chain.rpc import RpcClient, RpcError, hex_int
 from alignment_node.chain.tx import LocalSigner
 from alignment_node.devnet.anvil import Anvil
 from alignment_node.devnet.deploy import deploy_async
@@ -41,24 +45,6 @@ from alignment_node.devnet.params import default_params
 BLOCK_GAS = 30_000_000
 RECEIPT_TIMEOUT = 300
 ETHER = 10**18
-
-
-@dataclass
-class Opening:
-    epoch: int
-    license: int
-    target_ids: list
-    verdicts: list
-    roots: list
-    salt: bytes
-    proof: list | None = None  # against the operator's root, once the root is built
-
-    @property
-    def commitment(self) -> bytes:
-        return P.commitment(self.epoch, self.license, self.target_ids, self.verdicts, self.roots, self.salt)
-
-    def struct(self) -> tuple:
-        return (self.license, self.target_ids, self.verdicts, self.roots, self.salt, self.proof)
 
 
 class Sender:
@@ -94,6 +80,18 @@ async def gas_of(rpc: RpcClient, hashes: list[str], what: str) -> int:
     return total
 
 
+async def view(contract, fn: str, *args):
+    """``contract.call`` retried a few times when anvil, without state history (``--prune-history``), resolved
+    "latest" to the block it was replacing as it answered (BlockOutOfRangeError)."""
+    for attempt in range(5):
+        try:
+            return await contract.call(fn, *args)
+        except RpcError as exc:
+            if "BlockOutOfRange" not in str(exc) or attempt == 4:
+                raise
+            await asyncio.sleep(0.2)
+
+
 async def each(items, fn, limit: int = 64):
     sem = asyncio.Semaphore(limit)
 
@@ -110,7 +108,7 @@ async def mine_to(rpc: RpcClient, block: int) -> None:
         head = await rpc.block_number()
         if head + 1 >= block:
             return
-        await rpc.request("anvil_mine", [hex(min(500, block - 1 - head))])
+        await rpc.request("anvil_mine", [hex(min(100, block - 1 - head))])
 
 
 async def run(a) -> int:
@@ -146,7 +144,7 @@ async def run(a) -> int:
             ops = [LocalSigner(rng.randbytes(32)) for _ in range(n_ops)]
             await each(ops, lambda s: rpc.request("anvil_setBalance", [s.address, hex(10 * ETHER)]))
             senders = [Sender(rpc, s, 0) for s in ops]
-            keeper = Sender(rpc, deployer, 0)  # settles every target (its nonce read again before each round)
+            keeper = Sender(rpc, deployer, 0)  # settles the targets that need it (nonce read before each round)
 
             # -------------------------------------------------------------- set-up: sale, delegation, targets
             t0 = time.monotonic()
@@ -189,12 +187,13 @@ async def run(a) -> int:
                   f"(once: it lists the license for committees)")
 
             head = await rpc.block_number()
-            e0 = await protocol.call("epochAt", head) + 1
-            start = await protocol.call("epochStartBlock", e0)
+            e0 = await view(protocol, "epochAt", head) + 1
+            start = await view(protocol, "epochStartBlock", e0)
             await mine_to(rpc, start)
             all_ids = {s.signer.address: sorted(bought[s.signer.address]) for s in senders}
-            openings: dict[int, dict[int, P.Opening]] = {}
-            credited_ok = True
+            # per epoch: operator address -> (salt, its listed votes), what its commitment opens to
+            openings: dict[int, dict[str, tuple[bytes, list]]] = {}
+            credited_ok = revealed_ok = True
             for e in range(e0, e0 + a.epochs + 1):
                 row = {}
                 # heartbeats, one per operator (each also books the operator's credit of the epoch before)
@@ -211,76 +210,80 @@ async def run(a) -> int:
                     credited_ok &= ok
                     print(f"  epoch {e - 1}: {got} of {sum(per_op)} licenses credited "
                           f"{'(every one)' if ok else '(NOT every one)'}")
-                # reveal the epoch before, in this epoch's window
+                # reveal the epoch before, in this epoch's window: one transaction per operator
                 if e - 1 in openings:
                     hashes = []
                     for s in senders:
-                        mine = [o.struct() for lic, o in sorted(openings[e - 1].items())
-                                if lic in set(all_ids[s.signer.address])]
-                        if mine:
-                            gas = 150_000 * len(mine) + 200_000
-                            for i in range(0, len(mine), 150):
-                                hashes.append(await s.send(protocol.address,
-                                                           protocol.encode("revealMany", e - 1, mine[i:i + 150]), gas))
-                    reveal_gas = await gas_of(rpc, hashes, "revealMany")
-                    rows[e - 1]["reveal"] = reveal_gas
-                    # settle every target after the window
-                    _, end = await protocol.call("revealWindow", e - 1)
-                    await mine_to(rpc, end)
+                        if s.signer.address in openings[e - 1]:
+                            salt, votes = openings[e - 1][s.signer.address]
+                            hashes.append(await s.send(protocol.address, protocol.encode(
+                                "reveal", e - 1, s.signer.address, salt, votes), 200_000 + 80_000 * len(votes)))
+                    rows[e - 1]["reveal"] = await gas_of(rpc, hashes, "reveal")
+                    rows[e - 1]["reveals"] = len(hashes)
+                    revealed = await each(senders, lambda s: view(protocol, "hasRevealed", s.signer.address, e - 1))
+                    n_revealed = sum(len(all_ids[s.signer.address]) for s, r in zip(senders, revealed) if r)
+                    revealed_ok &= n_revealed == sum(per_op)
+                    rows[e - 1]["revealed_licenses"] = n_revealed
+                    # settle, after the window, only the targets that need it: a listed vote that is not OK
+                    _, end = await view(protocol, "revealWindow", e - 1)
+                    await mine_to(rpc, end + 1)  # the head is at least revealEnd: outcomeOf reads the settled view
+                    needs = sorted({t for _salt, votes in openings[e - 1].values() for _l, t, v, _r in votes
+                                    if v in (P.FAULT, P.UNREACHABLE)})
                     keeper.nonce = await rpc.get_transaction_count(deployer.address, "pending")
-                    hashes = [await keeper.send(protocol.address, protocol.encode("settle", e - 1, t), 400_000)
-                              for t in range(a.targets)]
+                    hashes = [await keeper.send(protocol.address, protocol.encode("settle", e - 1, t), 2_000_000)
+                              for t in needs]
                     rows[e - 1]["settle"] = await gas_of(rpc, hashes, "settle")
-                    outcomes = Counter()
-                    seats = Counter()
-                    for t in range(0, a.targets, max(1, a.targets // 200)):
-                        ok_, fault, unr, n, out = await protocol.call("tally", e - 1, t)
-                        outcomes[P.VERDICT_NAMES[out]] += 1
-                        seats[len(await protocol.call("committee", e - 1, t))] += 1
+                    rows[e - 1]["settled"] = len(hashes)
+                    outcomes, seats, reveals = Counter(), Counter(), Counter()
+                    for t in sorted({*range(0, a.targets, max(1, a.targets // 200)), *needs[:20]}):
+                        outcomes[P.VERDICT_NAMES.get(await view(protocol, "outcomeOf", e - 1, t), "none")] += 1
+                        seats[len(await view(protocol, "committee", e - 1, t))] += 1
+                        reveals[(await view(protocol, "tally", e - 1, t))[3]] += 1
                     rows[e - 1]["outcomes"], rows[e - 1]["seats"] = outcomes, seats
+                    rows[e - 1]["reveals_per_target"] = reveals
                     report(e - 1, rows[e - 1], sum(per_op), a)
                 if e == e0 + a.epochs:
                     break
                 # duties and commits of epoch e
-                seed = await protocol.call("seed", e)
+                seed = await view(protocol, "seed", e)
                 openings[e] = {}
-                t2 = time.monotonic()
                 duty_seconds = 0.0
+                with_duties = 0
 
                 async def commit(s: Sender) -> str | None:
-                    nonlocal duty_seconds
+                    nonlocal duty_seconds, with_duties
                     ids = all_ids[s.signer.address]
-                    listed, positions = await registry.call("positionsAt", ids, e)
+                    listed, positions = await view(registry, "positionsAt", ids, e)
                     d0 = time.perf_counter()
                     duties = P.duties(seed, {lic: q - 1 for lic, q in zip(ids, positions) if q}, listed,
                                       a.committee, range(a.targets))
                     duty_seconds = max(duty_seconds, time.perf_counter() - d0)
-                    mine = [Opening(e, lic, ts, [P.OK] * len(ts), [bytes(32)] * len(ts), rng.randbytes(32))
-                            for lic, ts in sorted(duties.items()) if ts]
-                    if not mine:
-                        return None
-                    # one root, each leaf at its license's list position (security review N1), as the node builds it
-                    where = dict(zip(ids, positions))
-                    layers = P.merkle_layers({where[o.license] - 1: P.opening_leaf(o.commitment) for o in mine},
-                                             P.tree_depth(listed))
-                    for o in mine:
-                        o.proof = P.merkle_proof(layers, where[o.license] - 1)
-                        openings[e][o.license] = o
-                    return await s.send(protocol.address, protocol.encode("commit", e, layers[-1][0]), 200_000)
+                    with_duties += sum(1 for ts in duties.values() if ts)
+                    # every vote OK but on the faulty targets: only those are listed, sorted by (target, license)
+                    votes = sorted(((lic, t, P.FAULT, P.keccak(b"evidence %d %d %d" % (e, t, lic)))
+                                    for lic, ts in duties.items() for t in ts if t < a.faults),
+                                   key=lambda v: (v[1], v[0]))
+                    salt = rng.randbytes(32)
+                    openings[e][s.signer.address] = (salt, votes)
+                    root = P.vote_commitment(e, s.signer.address, salt, votes)
+                    return await s.send(protocol.address, protocol.encode("commit", e, root), 200_000)
 
                 hashes = [h for h in await each(senders, commit) if h]
                 rows.setdefault(e, {}).update(row)
                 rows[e]["commit"] = await gas_of(rpc, hashes, "commit")
                 rows[e]["duty_seconds"] = duty_seconds
-                rows[e]["committed"] = len(openings[e])
+                rows[e]["committed"] = len(hashes)
+                rows[e]["with_duties"] = with_duties
                 print(f"  epoch {e}: heartbeats and commits in {time.monotonic() - t1:.0f} s "
                       f"(duties of one operator: at most {duty_seconds * 1000:.0f} ms)")
-                await mine_to(rpc, await protocol.call("epochStartBlock", e + 1))
+                await mine_to(rpc, await view(protocol, "epochStartBlock", e + 1))
             print(f"every license credited in every epoch: {'yes' if credited_ok else 'NO'}; "
+                  f"every license revealed in every epoch: {'yes' if revealed_ok else 'NO'}; "
                   f"total {time.monotonic() - t_start:.0f} s")
             if a.trace:
-                for what in ("heartbeat", "commit", "revealMany", "settle"):
-                    await print_breakdown(rpc, what, LAST_TX[what])
+                for what in ("heartbeat", "commit", "reveal", "settle"):
+                    if what in LAST_TX:
+                        await print_breakdown(rpc, what, LAST_TX[what])
     finally:
         anvil.stop()
     return 0
@@ -327,23 +330,25 @@ async def print_breakdown(rpc: RpcClient, what: str, tx_hash: str) -> None:
     kinds: Counter = Counter()
     for st, cost in zip(steps, step_costs(steps)):
         kinds[KINDS.get(st["op"], "other opcodes (arithmetic, jumps, stack, memory)")] += cost
-    reveals = sum(1 for log in receipt["logs"] if what == "revealMany") or 1
     used = hex_int(receipt["gasUsed"])
-    parts = ", ".join(f"{k} {v / reveals:,.0f}" for k, v in kinds.most_common())
-    print(f"trace {what}: gasUsed {used:,} for {reveals} {'reveals' if what == 'revealMany' else 'tx'} "
-          f"({used / reveals:,.0f} each): 21,000 base and calldata {calldata / reveals:,.0f} "
-          f"({len(data) / reveals:,.0f} bytes) each; execution each: {parts}")
+    parts = ", ".join(f"{k} {v:,.0f}" for k, v in kinds.most_common())
+    print(f"trace {what}: gasUsed {used:,} for 1 tx: 21,000 base and calldata {calldata:,.0f} "
+          f"({len(data):,.0f} bytes); execution: {parts}")
 
 
 def report(e: int, r: dict, n: int, a) -> None:
     total = r["heartbeat"] + r["commit"] + r["reveal"] + r["settle"]
+    per_settle = f", {r['settle'] / r['settled']:,.0f}/settled target" if r["settled"] else ""
     print(f"epoch {e}: gas heartbeat {r['heartbeat']:,} ({r['heartbeat'] / n:,.0f}/license), "
-          f"commit {r['commit']:,} ({r['commit'] / n:,.0f}/license, {r['committed']} licenses with duties), "
-          f"reveal {r['reveal']:,}, settle {r['settle']:,} ({r['settle'] / a.targets:,.0f}/target)")
+          f"commit {r['commit']:,} ({r['commit'] / n:,.0f}/license, {r['committed']} operators, "
+          f"{r['with_duties']} licenses with duties), reveal {r['reveal']:,} ({r['reveals']} operators, "
+          f"{r['reveal'] / n:,.0f}/license), settle {r['settle']:,} ({r['settled']} of {a.targets} targets"
+          f"{per_settle})")
     print(f"epoch {e}: presence + commit {(r['heartbeat'] + r['commit']) / n:,.0f} gas per license (goal <= 1,000); "
           f"total {total:,} gas = {total / BLOCK_GAS:.1f} blocks of 30M (goal <= 20), "
-          f"{total / n:,.0f} per license")
-    print(f"epoch {e}: committee sizes of 200 sampled targets {dict(r['seats'])}; outcomes {dict(r['outcomes'])}")
+          f"{total / n:,.0f} per license; {r['revealed_licenses']} of {n} licenses revealed")
+    print(f"epoch {e}: committee sizes of 200 sampled targets {dict(r['seats'])}; outcomes {dict(r['outcomes'])}; "
+          f"reveals per target {dict(r['reveals_per_target'])}")
 
 
 def main() -> int:
@@ -353,12 +358,14 @@ def main() -> int:
     ap.add_argument("--targets", type=int, default=10_000)
     ap.add_argument("--committee", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--faults", type=int, default=0,
+                    help="the first K targets are faulty: their seated licenses list FAULT and they are settled")
     ap.add_argument("--epoch-length", type=int, default=0,
                     help="default: 1,000 blocks packed; 2 x (3 x operators + targets) with --automine")
     ap.add_argument("--automine", action="store_true", help="one transaction per block (slow at full size)")
     ap.add_argument("--trace", action="store_true",
                     help="keep anvil's state history and print where the gas of the last heartbeat, commit, "
-                         "revealMany and settle went (opcode steps; small sizes only)")
+                         "reveal and settle went (opcode steps; small sizes only)")
     return asyncio.run(run(ap.parse_args()))
 
 

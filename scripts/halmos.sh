@@ -3,7 +3,7 @@
 # halmos lives in its own venv (.venv-halmos/) so its dependencies (z3, yices) stay out of the node's.
 # Builds src + contracts/halmos only (foundry profile "halmos", its own out/cache), never the forge tests.
 # Exits non-zero on a counterexample (or a check that could not run). By default it runs the checks that finish
-# (the sale, commit/reveal: about 2.5 minutes); the reward vault's bounded checks have not finished in 10 minutes
+# (the sale: about a minute; commit/reveal: about 23 minutes); the reward vault's bounded checks have not finished in 10 minutes
 # yet (docs/halmos.md): `./scripts/halmos.sh --all` runs them too. Other arguments go to halmos, e.g.
 #   ./scripts/halmos.sh --match-contract NodeSaleCheck
 set -euo pipefail

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -65,6 +66,26 @@ def test_verify_evidence_reaches_the_same_verdict(flagged):
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result == {**result, "hash_ok": True, "claimed": "FAULT", "recomputed": "FAULT", "agrees": True}
+
+
+def test_the_ok_evidence_of_a_target_is_listed_by_epoch_and_target(flagged):
+    """OK roots are not on chain (one reveal per operator, OK by default: issue 16); /evidence-of lists the bundles
+    the node stored for (epoch, target), which is how a referee finds a committee's OK evidence."""
+    _net, root, url = flagged
+    verdicts = json.loads(urllib.request.urlopen(f"{url}/verdicts", timeout=5).read())["verdicts"]
+    fault = next(v for v in verdicts if v["root"] == root)
+    listed = json.loads(urllib.request.urlopen(f"{url}/evidence-of/{fault['epoch']}/{fault['target']}",
+                                               timeout=5).read())["roots"]
+    assert root in listed
+    ok = next(v for v in verdicts if v["verdict"] == "OK")
+    roots = json.loads(urllib.request.urlopen(f"{url}/evidence-of/{ok['epoch']}/{ok['target']}", timeout=5).read())
+    assert ok["root"] in roots["roots"]
+    for r in roots["roots"]:
+        body = urllib.request.urlopen(f"{url}/evidence/{r}", timeout=5).read()
+        assert "0x" + keccak(body).hex() == r
+    with pytest.raises(urllib.error.HTTPError) as bad:
+        urllib.request.urlopen(f"{url}/evidence-of/{ok['epoch']}/nine", timeout=5)
+    assert bad.value.code == 400
 
 
 def test_unknown_root_and_bad_root_are_clear_errors(flagged):

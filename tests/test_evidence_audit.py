@@ -2,8 +2,9 @@
 
 Unit part: ``bind``/``check`` (alignment_node/evidence_audit.py) refuse a root copied from another license or
 epoch, changed bytes and a non-canonical body. Devnet part: a real node reveals an epoch; `alignment-node
-evidence-audit` fetches every revealed root from the operator's metadata URI (its public listener) and finds all
-served and bound; with one bundle gone from the node's store, it names that verdict unservable and exits 1.
+evidence-audit` fetches every revealed root (the listed votes: the down target's UNREACHABLE; OK is implicit and
+has no root on chain since issue 16) from the operator's metadata URI (its public listener) and finds all served
+and bound; with that bundle gone from the node's store, it names that verdict unservable and exits 1.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 from alignment_node.evidence_audit import bind, check
 from alignment_node.protocol import FAULT, OK, canonical_json, keccak
 from test_node import devnet, wait_until  # noqa: F401  (devnet: a fixture)
-from test_reorg_flap import chain, first_commit, revealed_licenses, settled
+from test_reorg_flap import chain, first_commit, settled
 
 CLI = [sys.executable, "-m", "alignment_node.cli"]
 SEED = bytes(range(32))
@@ -42,6 +43,17 @@ def test_a_bound_bundle_checks_only_for_its_own_epoch_seed_target_verdict_and_li
     assert check(unbound, keccak(unbound), 4, SEED, 7, FAULT, 3) == "not bound to an epoch, target and license"
 
 
+def revealed_operators(net, epoch: int) -> set[str]:
+    """The operators whose reveal of ``epoch`` is on chain (one ``Revealed`` per operator, issue 16)."""
+    from alignment_node.devnet.report import chain_events
+
+    async def read(c):
+        return {ev["operator"].lower() for ev in await chain_events(c["AuditProtocol"], "Revealed",
+                                                                    int(net.manifest["deployBlock"]))
+                if ev["epoch"] == epoch}
+    return chain(net, read)
+
+
 def evidence_audit(net, epoch: int) -> tuple[int, dict]:
     out = subprocess.run(CLI + ["evidence-audit", str(epoch), "--rpc", net.anvil.url, "--manifest",
                                 str(net.workdir / "deployment.json"), "--json", "--timeout", "3"],
@@ -58,7 +70,7 @@ def test_every_revealed_root_is_served_publicly_and_a_missing_bundle_is_named(de
     settled(net, op)
     start = chain(net, lambda c: c["AuditProtocol"].call("epochStartBlock", epoch + 1))
     net.anvil.mine(start - net.anvil.block_number())
-    wait_until(lambda: revealed_licenses(net, epoch), timeout=60, what="the reveals")
+    wait_until(lambda: revealed_operators(net, epoch), timeout=60, what="the reveal")
     settled(net, op)
 
     rc, report = evidence_audit(net, epoch)
@@ -70,7 +82,9 @@ def test_every_revealed_root_is_served_publicly_and_a_missing_bundle_is_named(de
     # The operator withholds one bundle: that verdict is unservable, and the audit says which.
     db = sqlite3.connect(op.directory / "data" / "node.sqlite")
     with db:
-        (root,) = db.execute("SELECT root FROM evidence WHERE epoch = ? ORDER BY root LIMIT 1", (epoch,)).fetchone()
+        # an accusing verdict's bundle: only those have their root on chain (OK is implicit since issue 16)
+        (root,) = db.execute("SELECT root FROM evidence WHERE epoch = ? AND verdict != ? ORDER BY root LIMIT 1",
+                             (epoch, OK)).fetchone()
         db.execute("DELETE FROM evidence WHERE root = ?", (root,))
     db.close()
     rc, report = evidence_audit(net, epoch)

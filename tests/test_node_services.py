@@ -1,5 +1,5 @@
-"""The node's chain duties without a chain: presence, the commitment root and its reveals, resuming parked
-licenses, settlement choice, miss reports and the tick's order of services.
+"""The node's chain duties without a chain: presence, the operator's commitment and its one reveal per epoch,
+resuming parked licenses, settlement choice, miss reports and the tick's order of services.
 
 The contracts are the real ABIs (calldata is encoded and decoded exactly as on chain); only their view calls
 are answered from a table, and the transaction sender records what it is asked to send (or reverts with a
@@ -23,8 +23,7 @@ from alignment_node.node import resume as RS
 from alignment_node.node import reveal as R
 from alignment_node.node import settlement as S
 from alignment_node.node import verdicts as V
-from alignment_node.node.commitments import (TreeLayout, commit_tree, ensure_layout, epoch_tree, layout_of,
-                                             record_attempt, record_layout, tree_for_root)
+from alignment_node.node.commitments import Attempt, attempt_for_root, epoch_attempt, epoch_salt, record_attempt
 from alignment_node.node.duties import Duties
 from alignment_node.node.metrics import NodeMetrics
 from alignment_node.node.parts import Snapshot, TickView
@@ -124,102 +123,73 @@ def world(tmp_path):
     store.close()
 
 
-LISTED = 40  # the committee list's length in these tests: trees of depth 6
-
-
-def list_position(lic: int) -> int:
-    """License ``lic``'s (0-based) list position in these tests: not its order among the operator's licenses."""
-    return (7 * lic) % LISTED
-
-
-def open_commitments(store: Store, epoch: int, spec: dict[int, int], state: str = "committed") -> None:
-    """Store openings (license -> number of verdicts) with their real opening hashes, in ``state``, and their
-    licenses' list positions (as the commit records them)."""
-    record_layout(store, epoch, LISTED, {lic: list_position(lic) for lic in spec})
-    for lic, n in spec.items():
-        targets, verdicts, roots = list(range(1, n + 1)), [P.OK] * n, [bytes([0xCD]) * 32] * n
-        salt = lic.to_bytes(32, "big")
-        commitment = P.commitment(epoch, lic, targets, verdicts, roots, salt)
-        store.put_opening(epoch, lic, "0x" + salt.hex(), targets, verdicts, ["0x" + r.hex() for r in roots],
-                          "0x" + commitment.hex())
+def open_commitments(store: Store, epoch: int, spec: dict, state: str = "committed") -> bytes:
+    """Store openings under the epoch's salt, in ``state``: license -> number of targets (1..n, all OK) or
+    {target: verdict}. Returns the salt."""
+    salt = epoch_salt(store, epoch)
+    for lic, what in spec.items():
+        votes = what if isinstance(what, dict) else {t: P.OK for t in range(1, what + 1)}
+        targets = sorted(votes)
+        verdicts = [votes[t] for t in targets]
+        roots = ["0x" + (bytes(32) if v == P.NO_VOTE else bytes([0xC0 + v]) * 32).hex() for v in verdicts]
+        store.put_opening(epoch, lic, "0x" + salt.hex(), targets, verdicts, roots, "0x" + "ee" * 32)
         if state != "prepared":
             store.set_opening_state(epoch, [lic], state)
+    return salt
 
 
 def states(store: Store, epoch: int) -> dict[int, tuple]:
     return {o["license"]: (o["state"], o.get("reason")) for o in store.openings(epoch)}
 
 
-def assert_proven(epoch: int, root: bytes, reveal: tuple) -> None:
-    """The reveal's proof takes its own opening, at its license's list position, to ``root``, as
-    AuditProtocol._reveal checks it."""
-    lic, targets, verdicts, roots, salt, proof = reveal
-    leaf = P.opening_leaf(P.commitment(epoch, lic, list(targets), list(verdicts), list(roots), salt))
-    assert P.merkle_verify(list(proof), root, leaf, list_position(lic), P.tree_depth(LISTED)), \
-        f"license {lic}'s proof does not reach the root"
+def assert_opens(root: bytes, args: tuple) -> None:
+    """The reveal's arguments (epoch, operator, salt, votes) hash to ``root`` as AuditProtocol.commitmentOf does."""
+    epoch, operator, salt, votes = args
+    assert P.vote_commitment(epoch, operator, salt, [tuple(v) for v in votes]) == root, "the reveal does not open"
 
 
 # ---------------------------------------------------------------------------------------- commitments
 
 
-def test_the_commitment_tree_puts_each_opening_at_its_list_position_and_every_proof_verifies(world):
-    open_commitments(world.store, 4, {9: 1, 2: 1, 5: 2, 7: 1, 3: 1})
-    openings = world.store.openings(4)
-    layout = layout_of(world.store, 4)
-    assert layout == TreeLayout(LISTED, {lic: list_position(lic) for lic in (9, 2, 5, 7, 3)})
-    assert layout.depth == 6
-    tree = commit_tree(list(reversed(openings)), layout)  # the order given does not matter
-    assert tree.licenses == (2, 3, 5, 7, 9) and epoch_tree(world.store, 4).root == tree.root
-    leaves = {list_position(o["license"]): P.opening_leaf(bytes.fromhex(o["commitment"][2:])) for o in openings}
-    assert tree.root == P.merkle_root(leaves, 6)
-    for o in openings:
-        leaf = P.opening_leaf(bytes.fromhex(o["commitment"][2:]))
-        q = list_position(o["license"])
-        assert len(tree.proof(o["license"])) == 6
-        assert P.merkle_verify(tree.proof(o["license"]), tree.root, leaf, q, 6)
-        assert not P.merkle_verify(tree.proof(o["license"]), tree.root, P.opening_leaf(b"\x01" * 32), q, 6)
-        assert not P.merkle_verify(tree.proof(o["license"]), tree.root, leaf, q ^ 1, 6)  # N1: not elsewhere
-    # one leaf: folded with zero siblings in its position's order
-    solo = commit_tree(openings[:1], layout)
-    leaf = P.opening_leaf(bytes.fromhex(openings[0]["commitment"][2:]))
-    node, q = leaf, list_position(openings[0]["license"])
-    for level in range(6):
-        node = P.keccak(bytes(32) + node) if (q >> level) & 1 else P.keccak(node + bytes(32))
-    assert solo.root == node and solo.proof(openings[0]["license"]) == [bytes(32)] * 6
-    # a license that is not listed gets no leaf
-    assert commit_tree(openings, TreeLayout(LISTED, {2: 14})).licenses == (2,)
-    with pytest.raises(ValueError, match="at least one"):
-        commit_tree([], layout)
-    with pytest.raises(ValueError, match="twice"):
-        commit_tree(openings + openings[:1], layout)
-    with pytest.raises(ValueError, match="changed"):
-        record_layout(world.store, 4, LISTED + 1, {})
+def test_the_commitment_lists_every_openings_not_ok_votes_under_the_epochs_one_salt(world):
+    salt = open_commitments(world.store, 4, {9: {1: P.OK, 3: P.FAULT}, 2: {3: P.UNREACHABLE, 5: P.NO_VOTE},
+                                             5: 2})
+    assert epoch_salt(world.store, 4) == salt and world.store.get("salt.4") == "0x" + salt.hex()
+    assert epoch_salt(world.store, 5) != salt  # one salt per epoch
+    assert {o["salt"] for o in world.store.openings(4)} == {"0x" + salt.hex()}
+    attempt = epoch_attempt(world.store, 4, OPERATOR)
+    c2, c3, z = bytes([0xC2]) * 32, bytes([0xC3]) * 32, bytes(32)
+    assert attempt.votes == ((2, 3, P.UNREACHABLE, c3), (9, 3, P.FAULT, c2), (2, 5, P.NO_VOTE, z))
+    assert attempt.licenses == (2, 5, 9) and attempt.salt == salt
+    assert attempt.root == P.vote_commitment(4, OPERATOR, salt, list(attempt.votes))
+    assert Attempt.from_json(attempt.to_json()) == attempt
+    # all OK: nothing listed, still a root (the commitment of an empty list)
+    open_commitments(world.store, 6, {1: 3})
+    assert epoch_attempt(world.store, 6, OPERATOR).votes == ()
+    assert epoch_attempt(world.store, 6, OPERATOR).root == P.vote_commitment(6, OPERATOR,
+                                                                             epoch_salt(world.store, 6), [])
 
 
-def test_the_layout_of_licenses_not_recorded_is_read_from_the_chain_once(world):
-    open_commitments(world.store, 6, {3: 1})
-    world.store.put_opening(6, 8, "0x" + "11" * 32, [1], [P.OK], ["0x" + "cd" * 32], "0x" + "22" * 32)
-    world.registry.answers["positionsAt"] = lambda lics, e: (LISTED, [list_position(lic) + 1 for lic in lics])
-    layout = asyncio.run(ensure_layout(world.store, world.registry, 6))
-    assert layout.positions == {3: list_position(3), 8: list_position(8)}
-    assert world.registry.calls == [("positionsAt", [8], 6)]
-    asyncio.run(ensure_layout(world.store, world.registry, 6))
-    assert len(world.registry.calls) == 1  # all recorded: no call
-    assert epoch_tree(world.store, 6).licenses == (3, 8)
-
-
-def test_the_tree_for_an_onchain_root_is_a_recorded_attempt_or_all_openings(world):
-    open_commitments(world.store, 4, {1: 1, 2: 1})
-    first = epoch_tree(world.store, 4)
+def test_the_attempt_for_an_onchain_root_is_a_recorded_one_or_the_openings_under_a_stored_salt(world):
+    open_commitments(world.store, 4, {1: {1: P.FAULT}, 2: 1})
+    first = epoch_attempt(world.store, 4, OPERATOR)
     record_attempt(world.store, 4, first)
     record_attempt(world.store, 4, first)  # recorded once
-    open_commitments(world.store, 4, {3: 1}, state="prepared")  # a later opening whose commit never got mined
-    everything = epoch_tree(world.store, 4)
-    assert world.store.get("commit.4") == [{"root": "0x" + first.root.hex(), "licenses": [1, 2]}]
-    assert tree_for_root(world.store, 4, first.root).licenses == (1, 2)
-    assert tree_for_root(world.store, 4, everything.root).licenses == (1, 2, 3)  # no attempt: all openings
-    assert tree_for_root(world.store, 4, b"\x05" * 32) is None
-    assert tree_for_root(world.store, 5, first.root) is None  # no openings that epoch
+    open_commitments(world.store, 4, {3: {2: P.UNREACHABLE}}, state="prepared")  # its commit never got mined
+    everything = epoch_attempt(world.store, 4, OPERATOR)
+    assert world.store.get("commit.4") == [first.to_json()]
+    assert attempt_for_root(world.store, 4, OPERATOR, first.root) == first
+    assert attempt_for_root(world.store, 4, OPERATOR, everything.root) == everything  # no attempt: all openings
+    assert attempt_for_root(world.store, 4, OPERATOR, b"\x05" * 32) is None
+    assert attempt_for_root(world.store, 5, OPERATOR, first.root) is None  # no openings that epoch
+    other = epoch_attempt(world.store, 4, "0x" + "34" * 20)  # the same votes hashed for another operator
+    assert other.root != everything.root and attempt_for_root(world.store, 4, OPERATOR, other.root) is None
+    # a store of an older release: one salt per license, no salt key; the root under one of them still opens
+    world.store.put_opening(7, 4, "0x" + "0a" * 32, [1], [P.FAULT], ["0x" + "cd" * 32], "0x" + "ee" * 32)
+    world.store.put_opening(7, 6, "0x" + "0b" * 32, [1], [P.OK], ["0x" + "cd" * 32], "0x" + "ee" * 32)
+    old = P.vote_commitment(7, OPERATOR, b"\x0b" * 32, [(4, 1, P.FAULT, b"\xcd" * 32)])
+    assert attempt_for_root(world.store, 7, OPERATOR, old).licenses == (4, 6)
+    assert world.store.get("salt.7") is None
 
 
 def verdict_service(world):
@@ -228,24 +198,41 @@ def verdict_service(world):
     return VerdictService(world.node, Duties(world.node))
 
 
+def test_a_duty_target_without_an_audit_result_is_a_no_vote_with_a_zero_root(world):
+    from alignment_node.audits.base import AuditResult
+
+    service = verdict_service(world)
+    root = b"\x42" * 32
+    results = {5: AuditResult(P.FAULT, {}, stored_root=root), 8: AuditResult(P.OK, {}, stored_root=b"\x43" * 32)}
+    service._prepare_openings(3, [1, 2], {1: [3, 5, 8], 2: [5]}, results)
+    got = {o["license"]: (o["targets"], o["verdicts"], o["roots"], o["state"]) for o in world.store.openings(3)}
+    z = "0x" + "00" * 32
+    assert got == {1: ([3, 5, 8], [P.NO_VOTE, P.FAULT, P.OK], [z, "0x" + root.hex(), "0x" + "43" * 32], "prepared"),
+                   2: ([5], [P.FAULT], ["0x" + root.hex()], "prepared")}
+    assert epoch_attempt(world.store, 3, OPERATOR).votes == ((1, 3, P.NO_VOTE, bytes(32)), (1, 5, P.FAULT, root),
+                                                             (2, 5, P.FAULT, root))
+    service.stop()
+
+
 def test_commit_sends_one_root_over_every_opening_of_the_epoch_and_records_it_first(world):
     roots = {7: bytes(32)}
     world.answers["rootOf"] = lambda op, e: roots[e]
     world.answers["epochStartBlock"] = lambda e: 100 * e
     world.rpc.head = 705
     service = verdict_service(world)
-    open_commitments(world.store, 7, {4: 2, 2: 1}, state="prepared")
+    open_commitments(world.store, 7, {4: {1: P.FAULT, 2: P.OK}, 2: 1}, state="prepared")
     asyncio.run(service.commit(7, world.store.openings(7, "prepared")))
-    tree = epoch_tree(world.store, 7)
+    attempt = epoch_attempt(world.store, 7, OPERATOR)
     assert [(purpose, fn, args) for purpose, fn, args, _e in world.sender.sent] == [("commit", "commit",
-                                                                                     (7, tree.root))]
-    assert world.store.get("commit.7") == [{"root": "0x" + tree.root.hex(), "licenses": [2, 4]}]
+                                                                                     (7, attempt.root))]
+    assert world.store.get("commit.7") == [attempt.to_json()]
     assert {s for s, _r in states(world.store, 7).values()} == {"committed"}
     # A license prepared later in the epoch: the new root covers the committed openings too (it replaces them).
-    open_commitments(world.store, 7, {9: 1}, state="prepared")
+    open_commitments(world.store, 7, {9: {2: P.UNREACHABLE}}, state="prepared")
     asyncio.run(service.commit(7, world.store.openings(7, "prepared")))
-    bigger = epoch_tree(world.store, 7)
+    bigger = epoch_attempt(world.store, 7, OPERATOR)
     assert bigger.licenses == (2, 4, 9) and world.sender.sent[-1][2] == (7, bigger.root)
+    assert world.store.get("commit.7") == [attempt.to_json(), bigger.to_json()]
     # A restart after the commit was mined, before it was noted: the chain holds the root, nothing is sent.
     world.sender.sent.clear()
     roots[7] = bigger.root
@@ -276,91 +263,75 @@ def test_a_commit_in_the_epochs_last_block_is_not_sent(world):
 # ----------------------------------------------------------------------------------------------- reveal
 
 
-def test_reveal_batches_never_split_a_license_and_respect_the_verdict_cap():
-    openings = [{"license": i, "targets": list(range(n))} for i, n in enumerate([100, 100, 60, 1, 249, 250, 3])]
-    batches = R.reveal_batches(openings)
-    assert [[o["license"] for o in b] for b in batches] == [[0, 1], [2, 3], [4], [5], [6]]
-    assert all(sum(len(o["targets"]) for o in b) <= R.REVEAL_MAX_VERDICTS for b in batches)
-    # one license above the cap still gets its own batch rather than none
-    assert R.reveal_batches([{"license": 9, "targets": list(range(400))}]) == [[{"license": 9,
-                                                                                  "targets": list(range(400))}]]
-    assert R.reveal_batches([]) == []
-
-
-def test_reveal_waits_for_the_window_then_reveals_every_committed_license_in_batches_with_proofs(world):
-    open_commitments(world.store, 4, {1: 200, 2: 100, 3: 10})
-    root = epoch_tree(world.store, 4).root
+def reveal_world(world, root: bytes, revealed=False) -> None:
     world.answers["revealWindow"] = (100, 110)
-    world.answers["rootOf"] = lambda op, e: root if (op, e) == (OPERATOR, 4) else bytes(32)
-    world.answers["isRevealed"] = False
+    world.answers["rootOf"] = lambda op, e: root if op == OPERATOR else bytes(32)
+    world.answers["hasRevealed"] = revealed if callable(revealed) else (lambda op, e: revealed)
+
+
+def reveals_sent(world) -> list[tuple]:
+    return [args for purpose, fn, args, _e in world.sender.sent if fn == "reveal"]
+
+
+def test_reveal_waits_for_the_window_then_opens_the_root_in_one_transaction(world):
+    open_commitments(world.store, 4, {1: {1: P.FAULT, 2: P.OK}, 2: 100, 3: {2: P.NO_VOTE, 7: P.UNREACHABLE}})
+    attempt = epoch_attempt(world.store, 4, OPERATOR)
+    record_attempt(world.store, 4, attempt)
+    reveal_world(world, attempt.root)
     asyncio.run(world.reveal.reveal(4, 98))  # head + 1 < start: not yet
     assert world.sender.sent == [] and {s for s, _ in states(world.store, 4).values()} == {"committed"}
     asyncio.run(world.reveal.reveal(4, 99))
-    sent = [(purpose, fn, [r[0] for r in args[1]]) for purpose, fn, args, _e in world.sender.sent]
-    assert sent == [("reveal", "revealMany", [1]), ("reveal", "revealMany", [2, 3])]
-    # the reveal carries the stored opening exactly, and a proof the contract accepts
-    _p, _f, (epoch, reveals), _e = world.sender.sent[1]
-    assert epoch == 4 and list(reveals[1][1]) == list(range(1, 11)) and list(reveals[1][2]) == [P.OK] * 10
-    for _p, _f, (epoch, reveals), _e in world.sender.sent:
-        for r in reveals:
-            assert_proven(4, root, r)
-    assert {lic: s for lic, (s, _r) in states(world.store, 4).items()} == {1: "revealed", 2: "revealed",
-                                                                          3: "revealed"}
-
-
-def test_reveal_rebuilds_the_tree_after_a_restart_from_the_stored_openings(world):
-    """No attempt recorded (a store of an older version, or a crash between the two writes): the tree over every
-    opening of the epoch is the one the commit sent."""
-    open_commitments(world.store, 4, {6: 1, 2: 3, 11: 2})
-    root = epoch_tree(world.store, 4).root
-    world.answers["revealWindow"] = (100, 110)
-    world.answers["rootOf"] = lambda op, e: root
-    world.answers["isRevealed"] = False
+    [args] = reveals_sent(world)
+    assert args[:3] == (4, OPERATOR, attempt.salt) and [tuple(v) for v in args[3]] == list(attempt.votes)
+    assert [(lic, t, v) for lic, t, v, _r in args[3]] == [(1, 1, P.FAULT), (3, 2, P.NO_VOTE), (3, 7, P.UNREACHABLE)]
+    assert_opens(attempt.root, args)
+    assert states(world.store, 4) == {1: ("revealed", None), 2: ("revealed", None), 3: ("revealed", None)}
+    assert world.node.metrics.reveals._value.get() == 3
     asyncio.run(world.reveal.reveal(4, 100))
-    [(_p, _f, (_e, reveals), _)] = world.sender.sent
-    assert [r[0] for r in reveals] == [2, 6, 11]
-    for r in reveals:
-        assert_proven(4, root, r)
+    assert len(reveals_sent(world)) == 1  # done
 
 
-def test_reveal_marks_misses_with_their_reason(world):
-    open_commitments(world.store, 5, {1: 2, 2: 2, 4: 2})
-    root = epoch_tree(world.store, 5).root
-    record_attempt(world.store, 5, epoch_tree(world.store, 5))
-    open_commitments(world.store, 5, {3: 2}, state="prepared")  # its commit (a bigger root) never got mined
-    world.answers["revealWindow"] = (100, 110)
-    world.answers["rootOf"] = lambda op, e: root
-    world.answers["isRevealed"] = lambda lic, e: lic == 2
-    world.sender.revert["reveal"] = lambda args: "AlreadyRevealed" if 4 in [r[0] for r in args[1]] else None
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(R, "REVEAL_MAX_VERDICTS", 2)  # one license per batch
-        asyncio.run(world.reveal.reveal(5, 105))
+def test_reveal_rebuilds_the_opening_after_a_restart_from_the_stored_openings(world):
+    """No attempt recorded (a crash between the two writes): the openings under the epoch's salt are what the
+    commit sent."""
+    open_commitments(world.store, 4, {6: {1: P.FAULT}, 2: 3, 11: {3: P.UNREACHABLE}})
+    root = epoch_attempt(world.store, 4, OPERATOR).root
+    reveal_world(world, root)
+    asyncio.run(world.reveal.reveal(4, 100))
+    [args] = reveals_sent(world)
+    assert_opens(root, args)
+
+
+def test_a_license_the_committed_root_does_not_cover_is_revealed_ok_with_the_reason(world):
+    open_commitments(world.store, 5, {1: 2, 2: {1: P.FAULT}})
+    first = epoch_attempt(world.store, 5, OPERATOR)
+    record_attempt(world.store, 5, first)
+    open_commitments(world.store, 5, {3: {2: P.FAULT}}, state="prepared")  # its commit never got mined
+    record_attempt(world.store, 5, epoch_attempt(world.store, 5, OPERATOR))
+    reveal_world(world, first.root)
+    asyncio.run(world.reveal.reveal(5, 105))
+    [args] = reveals_sent(world)
+    assert_opens(first.root, args) and [v[0] for v in args[3]] == [2]
     got = states(world.store, 5)
-    assert got[1] == ("revealed", None)
-    assert got[2][0] == "revealed"  # already revealed on chain (a crash after sending)
-    assert got[3][0] == "missed" and "not under the committed root" in got[3][1] and root.hex() in got[3][1]
-    assert got[4][0] == "missed" and "AlreadyRevealed" in got[4][1]
-    assert [[r[0] for r in args[1]] for _p, _f, args, _e in world.sender.sent] == [[1]]
-    assert world.node.metrics.missed_reveals._value.get() == 2
+    assert got[1] == got[2] == ("revealed", None)
+    assert got[3][0] == "revealed" and "not under the revealed root" in got[3][1] and first.root.hex() in got[3][1]
 
 
 @pytest.mark.parametrize("onchain, why", [(bytes(32), "no root of this operator"),
                                           (b"\x0e" * 32, "0x" + "0e" * 32)])
 def test_a_root_on_chain_that_is_not_ours_misses_every_reveal(world, onchain, why):
     open_commitments(world.store, 5, {1: 2, 2: 2})
-    world.answers["revealWindow"] = (100, 110)
-    world.answers["rootOf"] = lambda op, e: onchain
-    world.answers["isRevealed"] = False
+    reveal_world(world, onchain)
     asyncio.run(world.reveal.reveal(5, 105))
     assert world.sender.sent == []
     for state, reason in states(world.store, 5).values():
         assert state == "missed" and "commitment never reached the chain" in reason and why in reason
+    assert world.node.metrics.missed_reveals._value.get() == 2
 
 
 def test_a_reveal_after_the_window_is_a_miss_and_nothing_is_sent(world):
     open_commitments(world.store, 6, {7: 3})
-    world.answers["revealWindow"] = (100, 110)
-    world.answers["isRevealed"] = False
+    reveal_world(world, epoch_attempt(world.store, 6, OPERATOR).root)
     asyncio.run(world.reveal.reveal(6, 109))  # head + 1 >= end
     assert world.sender.sent == []
     state, reason = states(world.store, 6)[7]
@@ -369,32 +340,52 @@ def test_a_reveal_after_the_window_is_a_miss_and_nothing_is_sent(world):
 
 def test_a_reveal_mined_before_a_crash_is_not_called_missed_once_the_window_has_closed(world):
     """The chaos scenario (seed 8): the node was killed after its reveal was mined but before it read the receipt,
-    and restarted after the window closed. Those licenses are revealed on chain: they used to be recorded missed
-    (a missed-reveal count and alert for a reveal that landed)."""
-    open_commitments(world.store, 6, {7: 3, 8: 2})
-    world.answers["revealWindow"] = (100, 110)
-    world.answers["isRevealed"] = lambda lic, e: lic == 7
+    and restarted after the window closed: the operator is revealed on chain, so are its openings."""
+    open_commitments(world.store, 6, {7: 3, 8: {1: P.FAULT}})
+    reveal_world(world, epoch_attempt(world.store, 6, OPERATOR).root, revealed=True)
     asyncio.run(world.reveal.reveal(6, 115))
     assert world.sender.sent == []
-    got = states(world.store, 6)
-    assert got[7] == ("revealed", None)
-    assert got[8][0] == "missed" and "[100, 110)" in got[8][1]
-    assert world.node.metrics.missed_reveals._value.get() == 1
+    assert states(world.store, 6) == {7: ("revealed", None), 8: ("revealed", None)}
+    assert world.node.metrics.missed_reveals._value.get() == 0
+
+
+def test_a_reveal_a_reorg_dropped_is_sent_again_while_the_window_is_open(world, monkeypatch):
+    open_commitments(world.store, 6, {7: {2: P.FAULT}}, state="revealed")
+    attempt = epoch_attempt(world.store, 6, OPERATOR)
+    reveal_world(world, attempt.root)
+    lost = {"reveal": False}
+
+    async def lost_to_reorg(_parts, purpose, epoch):
+        return lost[purpose]
+
+    monkeypatch.setattr(R, "lost_to_reorg", lost_to_reorg)
+    asyncio.run(world.reveal.reveal(6, 104))
+    assert world.sender.sent == []  # not revealed on chain but no transaction lost: not a reorg
+    lost["reveal"] = True
+    asyncio.run(world.reveal.reveal(6, 104))
+    [args] = reveals_sent(world)
+    assert_opens(attempt.root, args) and states(world.store, 6)[7] == ("revealed", None)
+    world.sender.sent.clear()
+    asyncio.run(world.reveal.reveal(6, 109))  # the window is over: nothing more
+    assert world.sender.sent == []
 
 
 # ------------------------------------------------------------------------------------------ settlement
 
 
 def settle_world(world, epoch: int, mine: dict[int, list[int]], revealers: dict[int, list[int]],
-                 settled: set[int] = frozenset(), opens_later: dict[int, int] | None = None):
-    """Our revealed openings (license -> targets) and every target's revealers on chain."""
+                 settled: set[int] = frozenset(), opens_later: dict[int, int] | None = None,
+                 all_ok: set[int] = frozenset()):
+    """Our revealed openings (license -> targets) and every target's revealers on chain; each target has a FAULT
+    vote (it needs settling) unless it is in ``all_ok``."""
     for lic, targets in mine.items():
         world.store.put_opening(epoch, lic, "0x" + "00" * 32, targets, [P.OK] * len(targets),
                                 ["0x" + "cd" * 32] * len(targets), "0x" + "ee" * 32)
         world.store.set_opening_state(epoch, [lic], "revealed")
     world.answers["revealWindow"] = (100, 110)
     world.answers["settleOpensAt"] = lambda e, t: 110 + (opens_later or {}).get(t, 0)
-    world.answers["tally"] = lambda e, t: (0, 0, 0, 2 if t in settled else 0)
+    world.answers["tally"] = lambda e, t: (len(revealers[t]) - (t not in all_ok), int(t not in all_ok), 0,
+                                           len(revealers[t]), P.FAULT if t in settled else 0)
     world.answers["revealers"] = lambda e, t: (revealers[t], [P.OK] * len(revealers[t]))
     world.answers["epochStartBlock"] = lambda e: 100 * e
     world.answers["seed"] = b"\x07" * 32
@@ -415,11 +406,23 @@ def test_the_lowest_revealer_settles_and_the_others_wait_for_the_grace_period(wo
     assert not world.store.get("settled.2")  # target 4 is still pending
     world.sender.sent.clear()
     asyncio.run(world.settle.settle_and_report(110 + S.SETTLE_GRACE_BLOCKS, 3))
-    assert sorted(settles(world)) == [(2, 1), (2, 4)]  # license 1 stayed silent: we (second in line) settle
+    assert settles(world) == [(2, 4)]  # license 1 stayed silent: we (second in line) settle
     assert world.store.get("settled.2") is True
     world.sender.sent.clear()
     asyncio.run(world.settle.settle_and_report(200, 3))
     assert world.sender.sent == []  # the epoch is done
+
+
+def test_a_target_whose_committee_revealed_all_ok_is_not_settled_unless_referees_may_rule(world):
+    # targets 1 and 2 all OK (outcome OK by view: nothing to settle); 3 has a FAULT vote; 5 is all OK but its
+    # baseline has referees (settleable 15 blocks after the window): their FAULT would change it
+    settle_world(world, 2, {3: [1, 2, 3, 5]}, {1: [3], 2: [3], 3: [3], 5: [3]}, all_ok={1, 2, 5},
+                 opens_later={5: 15})
+    world.settle.report_misses = _no_misses
+    asyncio.run(world.settle.settle_and_report(110, 3))
+    assert settles(world) == [(2, 3)] and not world.store.get("settled.2")
+    asyncio.run(world.settle.settle_and_report(125, 3))
+    assert settles(world) == [(2, 3), (2, 5)] and world.store.get("settled.2") is True
 
 
 def test_settlers_wait_in_turn_by_their_lowest_revealing_license(world):
@@ -456,7 +459,7 @@ def test_a_refereed_target_settles_after_the_referees_window(world):
     assert settles(world) == [(2, 5)] and world.store.get("settled.2") is True
 
 
-def test_a_lost_settle_race_is_quiet_and_still_reports_the_misses(world):
+def test_a_lost_settle_race_is_quiet_and_the_misses_are_reported_anyway(world):
     settle_world(world, 2, {3: [1]}, {1: [3]})
     world.sender.revert["settle"] = "AlreadySettled"
     reported: list = []
@@ -466,7 +469,7 @@ def test_a_lost_settle_race_is_quiet_and_still_reports_the_misses(world):
 
     world.settle.report_misses = record
     asyncio.run(world.settle.settle_and_report(110, 3))
-    assert settles(world) == [] and reported == [(2, [1], {3})]  # settled by another node (H4, docs/security.md)
+    assert settles(world) == [] and reported == [(2, [1], {3})]  # misses need no settlement (H4)
     assert world.store.get("settled.2") is True
 
 

@@ -214,29 +214,79 @@ async def heartbeat(c: dict, net: Net, licenses) -> list[dict]:
     return receipts
 
 
-async def commit(c: dict, net: Net, epoch: int, openings: dict[int, "Opening"]) -> dict[str, bytes]:
-    """One commitment per operator: the Merkle root, built in Python, over its licenses' opening leaves, each at
-    its license's list position in the epoch (security review N1); each opening gets its proof. Returns the roots
-    by operator address."""
-    roots = {}
+@dataclass
+class Opening:
+    """A license's verdicts for one epoch (an OK needs no listing; NO_VOTE: it did not audit the target)."""
+
+    epoch: int
+    license: int
+    target_ids: list[int]
+    verdicts: list[int]
+    roots: list[bytes]
+
+    def row(self) -> tuple:
+        return (self.license, self.target_ids, self.verdicts, self.roots)
+
+
+def opening(rng: random.Random, epoch: int, license_id: int, votes: dict[int, int]) -> Opening:
+    ids = sorted(votes)
+    return Opening(epoch, license_id, ids, [votes[t] for t in ids],
+                   [ZERO32 if votes[t] == P.NO_VOTE else rng.randbytes(32) for t in ids])
+
+
+@dataclass
+class Reveal:
+    """An operator's commitment of one epoch: its listed votes under one salt."""
+
+    epoch: int
+    operator: str
+    salt: bytes
+    votes: list[tuple]
+
+    @property
+    def root(self) -> bytes:
+        return P.vote_commitment(self.epoch, self.operator, self.salt, self.votes)
+
+    def args(self) -> tuple:
+        return (self.epoch, self.operator, self.salt, self.votes)
+
+
+async def commit(c: dict, net: Net, epoch: int, openings: dict[int, Opening], rng: random.Random | None = None,
+                 ) -> dict[str, Reveal]:
+    """One commitment per operator holding some of ``openings``: the hash, in Python, of its licenses' listed votes
+    under a fresh salt, checked against AuditProtocol.commitmentOf and committed. Returns the reveals by address."""
+    rng = rng or random.Random(epoch)
+    out = {}
+    protocol = c["AuditProtocol"]
     for op in net.operators:
-        lics = [l for l in sorted(openings) if l in op.licenses]
-        mine = [openings[l] for l in lics]
+        mine = [openings[l].row() for l in sorted(openings) if l in op.licenses]
         if not mine:
             continue
-        # the leaf of openings[l] at license l's position (a test may hash a wrong license into it)
-        listed, positions = await c["OperatorRegistry"].call("positionsAt", lics, epoch)
-        depth = P.tree_depth(listed)
-        placed = [(o, q - 1) for o, q in zip(mine, positions) if q]  # a license not listed has no place
-        if not placed:
+        r = Reveal(epoch, op.signer.address, rng.randbytes(32), P.sorted_votes(mine))
+        assert await protocol.call("commitmentOf", *r.args()) == r.root
+        await protocol.transact("commit", epoch, r.root, signer=op.signer)
+        out[op.signer.address] = r
+    return out
+
+
+async def reveal_all(c: dict, net: Net, reveals: dict[str, Reveal]) -> list[dict]:
+    """Each operator's reveal, sent by a third party (anyone holding the opening may)."""
+    return [await c["AuditProtocol"].transact("reveal", *r.args(), signer=net.deployer) for r in reveals.values()]
+
+
+async def expected_seats(c: dict, epoch: int, target: int, opens: dict[int, Opening], revealed: set[str],
+                         net: Net) -> list[tuple[int, int]]:
+    """(license, verdict) of the target's seats with a duty, in committee order, in Python from the test's own
+    openings: NO_VOTE unless its operator revealed, then its listed vote, else OK (P.seat_verdict)."""
+    out = []
+    for lic in await c["AuditProtocol"].call("committee", epoch, target):
+        if not await c["RewardVault"].call("isActive", lic, epoch):
             continue
-        layers = P.merkle_layers({q: P.opening_leaf(o.commitment) for o, q in placed}, depth)
-        for o, q in placed:
-            o.proof = P.merkle_proof(layers, q)
-            assert P.merkle_verify(o.proof, layers[-1][0], P.opening_leaf(o.commitment), q, depth)
-        roots[op.signer.address] = layers[-1][0]
-        await c["AuditProtocol"].transact("commit", epoch, layers[-1][0], signer=op.signer)
-    return roots
+        o = opens.get(lic)
+        listed = o.verdicts[o.target_ids.index(target)] if o and target in o.target_ids else None
+        listed = None if listed == P.OK else listed
+        out.append((lic, P.seat_verdict(net.operator_of(lic).signer.address in revealed, listed)))
+    return out
 
 
 async def expect_revert(name: str, coro) -> dict:
@@ -250,34 +300,6 @@ async def expect_revert(name: str, coro) -> dict:
 async def block_hash(rpc: RpcClient, number: int) -> bytes:
     block = await rpc.get_block(number)
     return bytes.fromhex(block["hash"][2:])
-
-
-@dataclass
-class Opening:
-    """A license's verdicts for one epoch, and its commitment computed in Python."""
-
-    epoch: int
-    license: int
-    target_ids: list[int]
-    verdicts: list[int]
-    roots: list[bytes]
-    salt: bytes
-    proof: list[bytes] = field(default_factory=list)  # set by `commit`: its leaf's proof under the operator's root
-
-    @property
-    def commitment(self) -> bytes:
-        return P.commitment(self.epoch, self.license, self.target_ids, self.verdicts, self.roots, self.salt)
-
-    def args(self) -> tuple:
-        return (self.epoch, self.license, self.target_ids, self.verdicts, self.roots, self.salt, self.proof)
-
-    def struct(self) -> tuple:
-        return (self.license, self.target_ids, self.verdicts, self.roots, self.salt, self.proof)
-
-
-def opening(rng: random.Random, epoch: int, license_id: int, votes: dict[int, int]) -> Opening:
-    ids = sorted(votes)
-    return Opening(epoch, license_id, ids, [votes[t] for t in ids], [rng.randbytes(32) for _ in ids], rng.randbytes(32))
 
 
 # -------------------------------------------------------------------------------------------- 1. seed
@@ -393,32 +415,35 @@ def test_exact_committees_match_python(small_committees):
                 seated = set(await protocol.call("committee", e0, t))
                 assert {l for l in active0 if t in duties[l]} == seated & set(active0)
 
-            # The contract accepts reveals of exactly Python's duties, and refuses a non-duty.
+            # Reveals: no seat check. `bad` lists a FAULT on a target it does not sit on (stored, never counted);
+            # `missing_one` lists NO_VOTE on one of its duties (a miss); every other seat votes OK by not being listed.
             bad = next(l for l in active0 if set(duties[l]) != set(enabled0))
             extra = next(t for t in enabled0 if t not in duties[bad])
             missing_one = next(l for l in active0 if l != bad and len(duties[l]) >= 2)
             dropped = duties[missing_one][0]
-            openings = {}
-            for l in active0:
-                mine = set(duties[l]) | ({extra} if l == bad else set())
-                mine -= {dropped} if l == missing_one else set()
-                openings[l] = opening(rng, e0, l, {t: P.OK for t in mine})
-            await commit(c, net, e0, openings)
+            opens = {bad: opening(rng, e0, bad, {extra: P.FAULT}),
+                     missing_one: opening(rng, e0, missing_one, {dropped: P.NO_VOTE})}
+            reveals = await commit(c, net, e0, opens, rng)
             # During e0, the owner of b_ids[0] takes it back: it stays listed (and seated) in e0 and e0+1, the
             # last license moves into its position from e0+2 on.
             gone = b_ids[0]
             await registry.transact("undelegate", [gone], signer=net.operator_of(gone).signer)
             net.goto(e0 + 1, 1)
             assert await the_list(e0) == listed
-            good = [openings[l].struct() for l in active0 if l != bad]
-            await protocol.transact("revealMany", e0, good, signer=net.deployer)
-            reveal_bad = protocol.transact("reveal", *openings[bad].args(), signer=net.deployer)
-            err = await expect_revert("NotAssigned", reveal_bad)
-            assert err == {"epoch": e0, "license": bad, "targetId": extra}
+            await reveal_all(c, net, reveals)
+            assert await protocol.call("voteOf", e0, extra, bad) == (True, P.FAULT, opens[bad].roots[0])
+            assert await protocol.call("voteOf", e0, dropped, missing_one) == (True, P.NO_VOTE, ZERO32)
+            unlisted = next(t for t in enabled0 if t != dropped)
+            assert await protocol.call("voteOf", e0, unlisted, missing_one) == (False, 0, ZERO32)
             for t in all_targets:
-                voters = [l for l in active0 if l != bad and t in openings[l].target_ids]
-                assert await protocol.call("tally", e0, t) == (len(voters), 0, 0, len(voters), 0)
-            # Misses: only an active, seated, unrevealed (license, target) can be reported.
+                seats = await expected_seats(c, e0, t, opens, set(reveals), net) if t in enabled0 else []
+                # the seats with a duty are Python's duties: the active licenses with t among theirs
+                assert {l for l, _v in seats} == {l for l in active0 if t in duties[l]}
+                assert await protocol.call("tally", e0, t) == (*P.seat_tally([v for _l, v in seats]), 0)
+                assert await protocol.call("revealers", e0, t) == ([l for l, v in seats if v != P.NO_VOTE],
+                                                                   [v for _l, v in seats if v != P.NO_VOTE])
+            assert (await protocol.call("tally", e0, extra))[1] == 0  # bad's FAULT off its seats never counts
+            # Misses: only an active, seated (license, target) whose operator did not reveal it can be reported.
             net.goto(e0 + 1, REVEAL_BLOCKS)
             receipt = await protocol.transact("reportMiss", e0, missing_one, dropped, signer=net.deployer)
             assert [(e["license"], e["targetId"]) for e in events(receipt, "MissReported")] == [(missing_one, dropped)]
@@ -449,111 +474,155 @@ def test_exact_committees_match_python(small_committees):
 # ------------------------------------------------------------------------------------- 3. commitment
 
 
-VERDICT = st.sampled_from([P.OK, P.FAULT, P.UNREACHABLE])
+LISTED_VERDICT = st.sampled_from([P.NO_VOTE, P.FAULT, P.UNREACHABLE])
 BYTES32 = st.binary(min_size=32, max_size=32)
 
 
 @st.composite
-def openings(draw):
-    ids = sorted(draw(st.sets(st.integers(0, N_TARGETS - 1), max_size=N_TARGETS)))
-    return (
-        draw(st.integers(0, 2 * LICENSES_PER_OPERATOR - 1)),
-        ids,
-        [draw(VERDICT) for _ in ids],
-        [draw(BYTES32) for _ in ids],
-        draw(BYTES32),
-    )
+def listings(draw):
+    """An operator (0 or 1), its listed votes as (target, index of its license, verdict, root), and a salt."""
+    keys = sorted(draw(st.sets(st.tuples(st.integers(0, N_TARGETS - 1), st.integers(0, LICENSES_PER_OPERATOR - 1)),
+                               max_size=12)))
+    return draw(st.integers(0, 1)), [(t, j, draw(LISTED_VERDICT), draw(BYTES32)) for t, j in keys], draw(BYTES32)
 
 
-def tampered(o: Opening) -> list[tuple[str, Opening]]:
-    """The opening with one field changed, each way that applies."""
+def tampered(r: Reveal, free: tuple[int, int]) -> list[tuple[str, Reveal]]:
+    """The reveal with one field changed, each way that applies (``free``: a (license, target) it does not list)."""
 
-    def but(**changes) -> Opening:
-        fields = dict(epoch=o.epoch, license=o.license, target_ids=o.target_ids, verdicts=o.verdicts, roots=o.roots,
-                      salt=o.salt)
-        return Opening(**{**fields, **changes})
+    def but(**changes) -> Reveal:
+        return Reveal(**{**dict(epoch=r.epoch, operator=r.operator, salt=r.salt, votes=r.votes), **changes})
 
-    out = [("salt", but(salt=bytes([o.salt[0] ^ 1]) + o.salt[1:]))]
-    if o.target_ids:
-        flip = {P.OK: P.FAULT, P.FAULT: P.UNREACHABLE, P.UNREACHABLE: P.OK}
-        out.append(("verdict", but(verdicts=[flip[o.verdicts[0]]] + o.verdicts[1:])))
-        out.append(("root", but(roots=o.roots[:-1] + [bytes([o.roots[-1][0] ^ 1]) + o.roots[-1][1:]])))
-        out.append(("fewer targets", but(target_ids=o.target_ids[:-1], verdicts=o.verdicts[:-1], roots=o.roots[:-1])))
-    free = [t for t in range(N_TARGETS) if t not in o.target_ids]
-    if free:
-        ids = sorted(o.target_ids + [free[0]])
-        i = ids.index(free[0])
-        out.append(("more targets", but(target_ids=ids, verdicts=o.verdicts[:i] + [P.OK] + o.verdicts[i:],
-                                        roots=o.roots[:i] + [ZERO32] + o.roots[i:])))
+    out = [("salt", but(salt=bytes([r.salt[0] ^ 1]) + r.salt[1:])),
+           ("operator", but(operator="0x" + "00" * 19 + "01")),
+           ("more votes", but(votes=sorted(r.votes + [(*free, P.FAULT, ZERO32)], key=lambda v: (v[1], v[0]))))]
+    if r.votes:
+        (lic, t, v, root), rest = r.votes[0], r.votes[1:]
+        other = {P.NO_VOTE: P.FAULT, P.FAULT: P.UNREACHABLE, P.UNREACHABLE: P.NO_VOTE}[v]
+        out += [("verdict", but(votes=[(lic, t, other, root)] + rest)),
+                ("root", but(votes=[(lic, t, v, bytes([root[0] ^ 1]) + root[1:])] + rest)),
+                ("fewer votes", but(votes=rest))]
     return out
 
 
 @settings(max_examples=10, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-@given(case=openings())
-@example(case=(0, [], [], [], ZERO32))  # no duties revealed: empty dynamic arrays
-@example(case=(15, list(range(N_TARGETS)), [P.UNREACHABLE] * N_TARGETS, [b"\xff" * 32] * N_TARGETS, b"\xff" * 32))
-def test_commitment_accepted_by_reveal_and_any_changed_field_rejected(net, case):
-    index, ids, verdicts, roots, salt = case
-    license_id = net.licenses[index]
-    op = net.operator_of(license_id)
+@given(case=listings())
+@example(case=(0, [], ZERO32))  # all OK: nothing listed, an empty array
+@example(case=(1, [(t, j, P.UNREACHABLE, b"\xff" * 32) for t in range(N_TARGETS) for j in (0, 7)], b"\xff" * 32))
+def test_commitment_matches_python_opens_once_and_any_changed_field_is_rejected(net, case):
+    index, listed, salt = case
+    op = net.operators[index]
 
     async def go():
         async with connect(net) as (rpc, c):
             protocol = c["AuditProtocol"]
-            e = net.next_epoch()  # committees of 16: every target is the license's duty
+            e = net.next_epoch()  # committees of 16: every license sits on every target
             net.goto(e, 1)
-            await heartbeat(c, net, [license_id])
-            o = Opening(e, license_id, ids, verdicts, roots, salt)
-            await commit(c, net, e, {license_id: o})
-            # one leaf at the license's list position: the root folds it with zero siblings in the position's order
-            listed, (q,) = await c["OperatorRegistry"].call("positionsAt", [license_id], e)
-            root = P.merkle_root({q - 1: P.opening_leaf(o.commitment)}, P.tree_depth(listed))
-            assert o.proof == [bytes(32)] * P.tree_depth(listed)
-            assert await protocol.call("rootOf", op.signer.address, e) == root
+            await heartbeat(c, net, op.licenses)
+            votes = sorted(((op.licenses[j], t, v, root) for t, j, v, root in listed), key=lambda v: (v[1], v[0]))
+            r = Reveal(e, op.signer.address, salt, votes)
+            assert await protocol.call("commitmentOf", *r.args()) == r.root
+            await protocol.transact("commit", e, r.root, signer=op.signer)
+            assert await protocol.call("rootOf", op.signer.address, e) == r.root
             net.goto(e + 1, 1)
-            for what, t in tampered(o):
-                err = await expect_revert("NoCommitment", protocol.transact("reveal", *t.args(), signer=net.deployer))
-                assert err == {"epoch": e, "license": license_id}, what
-            receipt = await protocol.transact("reveal", *o.args(), signer=net.deployer)
+            free = next((l, t) for t in range(N_TARGETS) for l in op.licenses
+                        if (l, t) not in {(v[0], v[1]) for v in votes})
+            for what, bad in tampered(r, free):
+                err = await expect_revert("NoCommitment", protocol.transact("reveal", *bad.args(),
+                                                                            signer=net.deployer))
+                assert (err["epoch"], err["operator"].lower()) == (e, bad.operator.lower()), what
+            assert not await protocol.call("hasRevealed", op.signer.address, e)
+            receipt = await protocol.transact("reveal", *r.args(), signer=net.deployer)
             (ev,) = events(receipt, "Revealed")
-            assert (ev["epoch"], ev["license"], ev["targetIds"], ev["verdicts"], ev["evidenceRoots"]) == (
-                e, license_id, ids, verdicts, roots)
-            assert await protocol.call("isRevealed", license_id, e)
-            await expect_revert("AlreadyRevealed", protocol.transact("reveal", *o.args(), signer=net.deployer))
-            for t, v in zip(ids, verdicts):
-                ok, fault, unreachable, n, settled = await protocol.call("tally", e, t)
-                assert (ok, fault, unreachable, n, settled) == (v == P.OK, v == P.FAULT, v == P.UNREACHABLE, 1, 0)
+            assert (ev["epoch"], ev["operator"].lower()) == (e, op.signer.address.lower())
+            assert [tuple(v[k] for k in ("license", "targetId", "verdict", "evidenceRoot")) if isinstance(v, dict)
+                    else tuple(v) for v in ev["votes"]] == votes
+            assert await protocol.call("hasRevealed", op.signer.address, e)
+            assert all([await protocol.call("isRevealed", l, e) for l in op.licenses])
+            # a second reveal (anyone's copy of the payload) is a no-op: no event, no revert
+            assert events(await protocol.transact("reveal", *r.args(), signer=net.deployer), "Revealed") == []
+            listed_of = {(l, t): (v, root) for l, t, v, root in votes}
+            for t in range(N_TARGETS):
+                seats = []
+                for l in await protocol.call("committee", e, t):
+                    got = await protocol.call("voteOf", e, t, l)
+                    if (l, t) in listed_of:
+                        assert got == (True, *listed_of[(l, t)])
+                    else:
+                        assert got == (False, 0, ZERO32)
+                    if l in op.licenses:  # the other operator is not present: no duty
+                        seats.append(P.seat_verdict(True, listed_of.get((l, t), (None,))[0]))
+                assert await protocol.call("tally", e, t) == (*P.seat_tally(seats), 0)
 
     with snapshot(net):
         run(go())
 
 
-def test_commitment_binds_epoch_and_license(fresh):
-    """A commitment Python computed for another license or epoch does not open for this one."""
+def test_reveal_refuses_what_python_refuses_to_hash(fresh):
+    """Votes out of (target, license) order, a listed OK or an unknown verdict, a license of another operator: the
+    root opens, and the reveal reverts (P.vote_commitment refuses to hash the first three kinds)."""
     net = fresh
-    rng = random.Random(3)
-    l1, l2, l3 = net.operators[0].licenses[:3]
+    a, b = net.operators
+    l1, l2 = a.licenses[:2]
 
     async def go():
         async with connect(net) as (rpc, c):
             protocol = c["AuditProtocol"]
             e = net.next_epoch()
             net.goto(e, 1)
-            await heartbeat(c, net, [l1, l2, l3])
-            o1, o2, o3 = (opening(rng, e, l, {0: P.OK, 3: P.FAULT}) for l in (l1, l2, l3))
-            wrong_license = Opening(e, l1, o2.target_ids, o2.verdicts, o2.roots, o2.salt)  # hashed with l1
-            wrong_epoch = Opening(e + 2, l3, o3.target_ids, o3.verdicts, o3.roots, o3.salt)
-            # the tree holds o1's leaf, and leaves of o2's and o3's verdicts hashed with the wrong license/epoch
-            await commit(c, net, e, {l1: o1, l2: wrong_license, l3: wrong_epoch})
-            o2.proof, o3.proof = wrong_license.proof, wrong_epoch.proof
+            await heartbeat(c, net, a.licenses)
+            r = b"\x01" * 32
+            cases = [([(l1, 3, P.FAULT, r), (l2, 1, P.FAULT, r)], "VotesNotSorted", {"index": 1}),
+                     ([(l1, 1, P.FAULT, r), (l1, 1, P.UNREACHABLE, r)], "VotesNotSorted", {"index": 1}),
+                     ([(l1, 1, P.OK, r)], "InvalidVerdict", {"index": 0, "verdict": P.OK}),
+                     ([(l2, 0, P.FAULT, r), (l1, 1, P.INCONCLUSIVE, r)], "InvalidVerdict",
+                      {"index": 1, "verdict": P.INCONCLUSIVE}),
+                     ([(b.licenses[0], 1, P.FAULT, r)], "NotOperatorsLicense",
+                      {"epoch": e, "license": b.licenses[0], "operator": a.signer.address})]
+            for votes, _name, _args in cases[:-1]:  # which operator a license is under, Python cannot know
+                with pytest.raises(AssertionError):
+                    P.vote_commitment(e, a.signer.address, ZERO32, votes)
+            for votes, name, want in cases:
+                net.goto(net.epoch_of(net.anvil.block_number() + 1) + 1, 1)
+                e = net.epoch_of(net.anvil.block_number() + 1)
+                await heartbeat(c, net, a.licenses)
+                root = await protocol.call("commitmentOf", e, a.signer.address, ZERO32, votes)
+                await protocol.transact("commit", e, root, signer=a.signer)
+                net.goto(e + 1, 1)
+                err = await expect_revert(name, protocol.transact("reveal", e, a.signer.address, ZERO32, votes,
+                                                                  signer=net.deployer))
+                want = {**want, "epoch": e} if "epoch" in want else want
+                assert {k: (v.lower() if isinstance(v, str) else v) for k, v in err.items()} == \
+                    {k: (v.lower() if isinstance(v, str) else v) for k, v in want.items()}, name
+                assert not await protocol.call("hasRevealed", a.signer.address, e)
+
+    run(go())
+
+
+def test_commitment_binds_epoch_and_operator(fresh):
+    """A commitment Python computed for another epoch or operator does not open for this one."""
+    net = fresh
+    rng = random.Random(3)
+    a, b = net.operators
+
+    async def go():
+        async with connect(net) as (rpc, c):
+            protocol = c["AuditProtocol"]
+            e = net.next_epoch()
+            net.goto(e, 1)
+            await heartbeat(c, net, net.licenses)
+            votes_a = [(a.licenses[0], 3, P.FAULT, rng.randbytes(32))]
+            votes_b = [(b.licenses[0], 3, P.UNREACHABLE, rng.randbytes(32))]
+            salt = rng.randbytes(32)
+            wrong_epoch = Reveal(e + 2, a.signer.address, salt, votes_a)
+            wrong_operator = Reveal(e, a.signer.address, salt, votes_b)  # B's votes hashed as A's
+            await protocol.transact("commit", e, wrong_epoch.root, signer=a.signer)
+            await protocol.transact("commit", e, wrong_operator.root, signer=b.signer)
             net.goto(e + 1, 1)
-            await expect_revert("NoCommitment", protocol.transact("reveal", *o2.args(), signer=net.deployer))
-            await expect_revert("NoCommitment", protocol.transact("reveal", *o3.args(), signer=net.deployer))
-            # a proof of another leaf of the same tree does not open this one
-            misplaced = Opening(e, l1, o1.target_ids, o1.verdicts, o1.roots, o1.salt, wrong_license.proof)
-            if misplaced.proof != o1.proof:
-                await expect_revert("NoCommitment", protocol.transact("reveal", *misplaced.args(), signer=net.deployer))
-            await protocol.transact("reveal", *o1.args(), signer=net.deployer)
+            for r in (Reveal(e, a.signer.address, salt, votes_a), Reveal(e, b.signer.address, salt, votes_b),
+                      wrong_operator):
+                await expect_revert("NoCommitment", protocol.transact("reveal", *r.args(), signer=net.deployer))
+            assert not await protocol.call("hasRevealed", a.signer.address, e)
+            assert not await protocol.call("hasRevealed", b.signer.address, e)
 
     run(go())
 
@@ -561,7 +630,7 @@ def test_commitment_binds_epoch_and_license(fresh):
 # --------------------------------------------------------------------------------- 4. outcome, penalties
 
 
-# Per target, the verdicts of its voters in reveal order; the trap's sealed truth is FAULT.
+# Per target, the verdicts of its voters (every other seat lists NO_VOTE); the trap's sealed truth is FAULT.
 VOTES = {
     0: [P.FAULT, P.OK, P.FAULT, P.OK, P.FAULT],  # 3/5 not OK: INCONCLUSIVE, nobody pays
     1: [P.OK, P.OK, P.OK, P.FAULT, P.UNREACHABLE],  # 3/5 OK: INCONCLUSIVE, nobody pays
@@ -583,50 +652,58 @@ def test_settled_outcomes_and_disagreement_penalties_match_python(fresh):
     async def go():
         async with connect(net) as (rpc, c):
             protocol, vault, registry = c["AuditProtocol"], c["RewardVault"], c["TargetRegistry"]
-            # voter j of target t is license L[(3t + j) % 16]: licenses vote on several targets
-            ballots: dict[int, dict[int, int]] = {}
+            # voter j of target t is license L[(3t + j) % 16]: licenses vote on several targets; every other
+            # license lists NO_VOTE on t (else its silence would count OK)
+            ballots: dict[int, dict[int, int]] = {l: {} for l in L}
             for t, vs in VOTES.items():
-                for j, v in enumerate(vs):
-                    ballots.setdefault(L[(3 * t + j) % len(L)], {})[t] = v
+                voters = {L[(3 * t + j) % len(L)]: v for j, v in enumerate(vs)}
+                for l in L:
+                    ballots[l][t] = voters.get(l, P.NO_VOTE)
             e = net.next_epoch()
             net.goto(e, 1)
             await heartbeat(c, net, L)  # 16 listed, committees of 16: all assigned
             assert len(await protocol.call("committee", e, 0)) == len(L)
             # TRAP_TARGET's seal was posted at set-up, before its registration
             opens = {l: opening(rng, e, l, b) for l, b in ballots.items()}
-            await commit(c, net, e, opens)
+            reveals = await commit(c, net, e, opens, rng)
             net.goto(e + 1, 1)
-            order = sorted(opens)
-            await protocol.transact("revealMany", e, [opens[l].struct() for l in order], signer=net.deployer)
+            await reveal_all(c, net, reveals)
             await registry.transact("revealTrap", TRAP_TARGET, TRAP_TRUTH, TRAP_SALT, signer=net.deployer)
+            assert await protocol.call("outcomeOf", e, 0) == 0  # not before the window's end
             await expect_revert("RevealWindowOpen", protocol.transact("settle", e, 0, signer=net.deployer))
-            net.goto(e + 1, REVEAL_BLOCKS)
+            net.goto(e + 1, REVEAL_BLOCKS + 1)  # views run in the latest block: the window's end is mined
             # The per-license credit of e, in Python: every epoch's emission since the vault was wired, nothing
             # else funded, no license active before e (whole budgets carried), 16 active in e.
             per_license = P.presence_credit((e - net.wire_epoch + 1) * EMISSION, len(L))
             for t, vs in VOTES.items():
-                receipt = await protocol.transact("settle", e, t, signer=net.deployer)
+                seats = await expected_seats(c, e, t, opens, set(reveals), net)
                 counts = (vs.count(P.OK), vs.count(P.FAULT), vs.count(P.UNREACHABLE))
+                assert P.seat_tally([v for _l, v in seats]) == (*counts, len(vs))
+                assert await protocol.call("tally", e, t) == (*counts, len(vs), 0)
                 trap = TRAP_TRUTH if t == TRAP_TARGET else 0
                 want = P.outcome(*counts, MIN_REVEALS, trap)
                 priced = P.priced_side(*counts, MIN_REVEALS, trap)
+                assert await protocol.call("outcomeOf", e, t) == want, (t, vs)  # what settle will decide
+                receipt = await protocol.transact("settle", e, t, signer=net.deployer)
                 (settled,) = events(receipt, "TargetSettled")
                 assert (settled["epoch"], settled["targetId"]) == (e, t)
                 assert (settled["ok"], settled["fault"], settled["unreachable"]) == counts
                 assert settled["outcome"] == want, (t, vs)
-                assert (await protocol.call("tally", e, t))[4] == want
-                # ViolationFlagged for FAULT/UNREACHABLE, with the root of the first agreeing revealer
+                assert (await protocol.call("tally", e, t))[4] == want == await protocol.call("outcomeOf", e, t)
+                # ViolationFlagged for FAULT/UNREACHABLE, with the root of the first seat (committee order) that
+                # revealed the outcome (security review M6)
                 flagged = [(x["outcome"], x["evidenceRoot"]) for x in events(receipt, "ViolationFlagged")]
                 if want in (P.FAULT, P.UNREACHABLE):
-                    roots = [opens[l].roots[opens[l].target_ids.index(t)] for l in order
-                             if ballots[l].get(t) == want]
-                    assert flagged == [(want, roots[0] if roots else ZERO32)]
+                    roots = [opens[l].roots[opens[l].target_ids.index(t)] for l, v in seats if v == want]
+                    first = roots[0] if roots else ZERO32
+                    assert flagged == [(want, first)]
+                    assert await protocol.call("evidenceRoot", e, t, want) == first
                 else:
                     assert flagged == []
                 # Penalties exactly for Python's disagreements, of Python's amount
                 kind = P.PENALTY_TRAP if trap else P.PENALTY_DISAGREE
                 bps = net.rewards["trapPenaltyBps" if trap else "disagreePenaltyBps"]
-                voters = [l for l in order if t in ballots[l]]
+                voters = [l for l, v in seats if v != P.NO_VOTE]
                 penalized = sorted(l for l in voters if P.disagrees(ballots[l][t], priced))
                 got = events(receipt, "Penalized")
                 assert sorted(p["tokenId"] for p in got) == penalized, (t, vs, want)
@@ -635,6 +712,12 @@ def test_settled_outcomes_and_disagreement_penalties_match_python(fresh):
             assert (await vault.call("epochs", e))[0] == per_license
             assert per_license > 0
             await expect_revert("AlreadySettled", protocol.transact("settle", e, 0, signer=net.deployer))
+            # a NO_VOTE seat is a miss, a voting one is not; neither needs the target settled
+            idle = next(l for l in L if ballots[l][3] == P.NO_VOTE)
+            voter = next(l for l in L if ballots[l][3] == P.OK)
+            receipt = await protocol.transact("reportMiss", e, idle, 3, signer=net.deployer)
+            assert [(x["license"], x["targetId"]) for x in events(receipt, "MissReported")] == [(idle, 3)]
+            await expect_revert("NotMissed", protocol.transact("reportMiss", e, voter, 3, signer=net.deployer))
 
     run(go())
 
@@ -801,10 +884,13 @@ def test_referees_are_drawn_and_decide_settlement_as_python_says(fresh):
             e = net.next_epoch()
             net.goto(e, 1)
             await heartbeat(c, net, L)
-            opens = {l: opening(rng, e, l, {t: vs[j] for t, vs in votes.items()}) for j, l in enumerate(L)}
-            await commit(c, net, e, opens)
+            # L's votes; the other licenses of the operators present list NO_VOTE on these targets
+            present = [l for op in net.operators if set(op.licenses) & set(L) for l in op.licenses]
+            opens = {l: opening(rng, e, l, {t: vs[L.index(l)] if l in L else P.NO_VOTE for t, vs in votes.items()})
+                     for l in present}
+            reveals = await commit(c, net, e, opens, rng)
             net.goto(e + 1, 1)
-            await protocol.transact("revealMany", e, [opens[l].struct() for l in L], signer=net.deployer)
+            await reveal_all(c, net, reveals)
             seed = await protocol.call("seed", e)
             drawn = {t: P.referees_drawn(seed, t, listed, committee) for t in tids}
             for t in tids:
@@ -821,7 +907,8 @@ def test_referees_are_drawn_and_decide_settlement_as_python_says(fresh):
                                                                        signer=refs[outsider]))
                 await court.transact("submitVerdict", e, t, verdict, rng.randbytes(32), signer=refs[who])
             await expect_revert("RefereeWindowOpen", protocol.transact("settle", e, tids[0], signer=net.deployer))
-            net.goto(e + 1, REVEAL_BLOCKS + referee_blocks)
+            assert await protocol.call("outcomeOf", e, tids[0]) == 0  # the referees' window is still open
+            net.goto(e + 1, REVEAL_BLOCKS + referee_blocks + 1)  # views run in the latest block
             for t, vs in votes.items():
                 ok, fault, root = await court.call("votes", e, t)
                 ruling = P.referee_ruling(ok, fault)
@@ -829,6 +916,7 @@ def test_referees_are_drawn_and_decide_settlement_as_python_says(fresh):
                 committee_outcome = P.outcome(vs.count(P.OK), vs.count(P.FAULT), 0, MIN_REVEALS)
                 want, by_referee = P.settled_with_referee(committee_outcome, ruling)
                 priced = P.priced_side(vs.count(P.OK), vs.count(P.FAULT), 0, MIN_REVEALS)
+                assert await protocol.call("outcomeOf", e, t) == want  # by view, before anyone settles
                 receipt = await protocol.transact("settle", e, t, signer=net.deployer)
                 (settled,) = events(receipt, "TargetSettled")
                 assert settled["outcome"] == want

@@ -1,9 +1,11 @@
 """The referee duty end to end on a real chain (anvil, the real contracts): a committee of three licenses reveals
 OK on a MODEL target that serves a smaller model (their audits held no weights), with evidence bundles of that
-model's completions; a bonded referee drawn for the target runs ``alignment-node referee run --once``, fetches
-the bundles (its node store, then a loopback evidence server after a dead one), re-scores them with the
-registered weights, publishes its REFEREE_VERDICT bundle and submits FAULT; ``settle`` after the referees' window
-settles FAULT, referee-decided, without penalizing the committee."""
+model's completions; the operator's one reveal lists no vote (OK is implicit, issue 16), so no root is on chain.
+A bonded referee drawn for the target runs ``alignment-node referee run --once``, finds the bundles by (epoch,
+target) (its node store, then the index ``/evidence-of/<e>/<t>`` of a loopback evidence server after a dead one),
+keeps those bound to the committee's OK, re-scores them with the registered weights, publishes its
+REFEREE_VERDICT bundle and submits FAULT; ``settle`` after the referees' window settles FAULT, referee-decided,
+without penalizing the committee."""
 
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ from alignment_node.models import keeper, tokenvariants  # noqa: E402
 from alignment_node.models import referee as R  # noqa: E402
 from alignment_node.models.served_audit import draw_prompts  # noqa: E402
 from alignment_node.node.store import Store  # noqa: E402
-from alignment_node.devnet.targets import add_target_as_governance
+from alignment_node.devnet.targets import add_target_as_governance  # noqa: E402
+from alignment_node.evidence_audit import bind  # noqa: E402
 
 ETHER = 10**18
 EPOCH, REVEAL, REFEREE_BLOCKS = 20, 5, 10
@@ -40,7 +43,10 @@ class _Evidence(BaseHTTPRequestHandler):
     bodies: dict[str, bytes] = {}
 
     def do_GET(self):  # noqa: N802
-        body = self.bodies.get(self.path.rsplit("/", 1)[-1])
+        if self.path.startswith("/evidence-of/"):  # the index of (epoch, target): GET /evidence-of/<e>/<t>
+            body = self.bodies.get(self.path.removeprefix("/evidence-of/"))
+        else:
+            body = self.bodies.get(self.path.rsplit("/", 1)[-1])
         self.send_response(200 if body else 404)
         self.end_headers()
         self.wfile.write(body or b"{}")
@@ -109,37 +115,40 @@ def test_a_referee_fault_settles_a_target_the_committee_passed(anvil, tmp_path, 
             anvil.mine(block - 1 - latest)
 
     e = (anvil.block_number() - manifest["params"]["protocol"]["genesisBlock"]) // EPOCH + 1
+
+    async def heartbeat() -> bytes:
+        async with RpcClient(anvil.url) as rpc:
+            protocol = manifest_contracts(rpc, manifest)["AuditProtocol"]
+            goto(start_of(e) + 1)
+            await protocol.transact("heartbeat", signer=operator)
+            return bytes(await protocol.call("seed", e))
+
+    seed = asyncio.run(heartbeat())
     bodies = []
-    for j, lic in enumerate(lics):
+    for j, lic in enumerate(lics):  # each bound to its epoch, seed, target, OK and license, as the node binds them
         prompts = draw_prompts(baseline, bytes([j + 1] * 32), e, lic, PER_BUNDLE)
-        bodies.append(P.canonical_json(_bundle(e, tid, lic, h, R.served_completions(served, prompts, seed=j))))
+        bodies.append(P.canonical_json(bind(_bundle(e, tid, lic, h, R.served_completions(served, prompts, seed=j)),
+                                            e, seed, tid, P.OK, [lic])))
     roots = ["0x" + P.keccak(b).hex() for b in bodies]
     store = Store(tmp_path / "data" / "node.sqlite")
     for j in (0, 1):  # the referee's own node audited too: two bundles are in its store, one is elsewhere
         store.put_evidence(roots[j], e, tid, P.OK, bodies[j])
     store.close()
-    _Evidence.bodies = {roots[2]: bodies[2]}
+    # the other node serves its bundle by root and lists it under (epoch, target): an OK has no root on chain
+    _Evidence.bodies = {roots[2]: bodies[2], f"{e}/{tid}": json.dumps({"roots": [roots[2]]}).encode()}
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Evidence)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     dead = "http://127.0.0.1:9"  # nothing listens there
 
     async def epoch_votes():
         async with RpcClient(anvil.url) as rpc:
-            c = manifest_contracts(rpc, manifest)
-            protocol = c["AuditProtocol"]
-            goto(start_of(e) + 1)
-            await protocol.transact("heartbeat", signer=operator)
-            salts = {lic: bytes([lic]) * 32 for lic in lics}
-            # one root over the operator's openings, each leaf at its license's list position (N1)
-            listed, positions = await c["OperatorRegistry"].call("positionsAt", list(lics), e)
-            layers = P.merkle_layers({positions[j] - 1: P.opening_leaf(P.commitment(
-                e, lic, [tid], [P.OK], [bytes.fromhex(roots[j][2:])], salts[lic])) for j, lic in enumerate(lics)},
-                P.tree_depth(listed))
-            await protocol.transact("commit", e, layers[-1][0], signer=operator)
+            protocol = manifest_contracts(rpc, manifest)["AuditProtocol"]
+            # every vote OK: the operator's commitment lists none, and its one reveal opens it for all licenses
+            salt = bytes([7]) * 32
+            await protocol.transact("commit", e, P.vote_commitment(e, operator.address, salt, []), signer=operator)
             goto(start_of(e + 1) + 1)
-            for j, lic in enumerate(lics):
-                await protocol.transact("reveal", e, lic, [tid], [P.OK], [bytes.fromhex(roots[j][2:])], salts[lic],
-                                        P.merkle_proof(layers, positions[j] - 1), signer=operator)
+            await protocol.transact("reveal", e, operator.address, salt, [], signer=operator)
+            assert all([await protocol.call("isRevealed", lic, e) for lic in lics])
             _s, end = await protocol.call("revealWindow", e)
             return end
 
@@ -157,7 +166,7 @@ def test_a_referee_fault_settles_a_target_the_committee_passed(anvil, tmp_path, 
         server.shutdown()
     (row,) = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["judged"]
     assert (row["epoch"], row["target"], row["verdict"]) == (e, tid, "FAULT"), row
-    assert row["roots"] == roots and row["missing"] == {} and row["tx"]
+    assert row["roots"] == roots and row["missing"] == {} and row["tx"]  # found in the store and by the index
     # its public evidence is in the node store, under the root it submitted
     reader = Store(tmp_path / "data" / "node.sqlite").reader()
     verdict = json.loads(reader.evidence(row["evidence_root"]))

@@ -2,7 +2,7 @@
 
 Real anvil (``anvil_reorg``), the deployed contracts and a real node process; the fault-injecting proxy
 (devnet/faultproxy.py) runs in a thread of the test so its mode can change while the node uses it. What counts is
-read from the chain: Committed/Revealed events, rootOf, isRevealed.
+read from the chain: Committed/Revealed events, rootOf, hasRevealed.
 """
 
 from __future__ import annotations
@@ -50,10 +50,13 @@ def chain(net, fn):
 
 
 def revealed_licenses(net, epoch: int) -> set[int]:
+    """The licenses of the operators whose Revealed event of ``epoch`` the chain shows (one reveal per operator)."""
     async def read(c):
-        return {ev["license"] for ev in await chain_events(c["AuditProtocol"], "Revealed",
-                                                           int(net.manifest["deployBlock"])) if ev["epoch"] == epoch}
-    return chain(net, read)
+        return {ev["operator"].lower() for ev in await chain_events(c["AuditProtocol"], "Revealed",
+                                                                    int(net.manifest["deployBlock"]))
+                if ev["epoch"] == epoch}
+    revealed = chain(net, read)
+    return {lic for op in net.operators if op.address.lower() in revealed for lic in op.licenses}
 
 
 def root_of(net, op, epoch: int) -> bytes:

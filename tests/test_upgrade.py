@@ -21,8 +21,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from test_node_services import (LISTED, OPERATOR, PROTOCOL_ADDR, REGISTRY_ADDR,  # a sibling test module
-                                FakeContract, FakeSender, assert_proven, list_position, tick_node)
+from test_node_services import (OPERATOR, PROTOCOL_ADDR, FakeContract, FakeSender,  # a sibling test module
+                                assert_opens, tick_node)
 
 from alignment_node import __version__
 from alignment_node import protocol as P
@@ -100,8 +100,8 @@ def test_an_old_data_directory_is_migrated_and_keeps_everything(old_dir):
             roots = [bytes.fromhex(r[2:]) for r in o["roots"]]
             assert (o["state"], o["targets"], o["verdicts"], o["salt"]) == ("committed", targets, verdicts,
                                                                            "0x" + salt.hex())
-            assert o["commitment"] == "0x" + P.commitment(FX.PENDING_EPOCH, o["license"], targets, verdicts, roots,
-                                                          salt).hex()
+            assert o["commitment"] == "0x" + FX.old_commitment(FX.PENDING_EPOCH, o["license"], targets, verdicts,
+                                                               roots, salt).hex()
             # and the evidence behind each verdict, byte for byte
             for target, verdict, root in zip(targets, verdicts, o["roots"]):
                 assert store.reader().evidence(root) == FX.bundle_of(FX.PENDING_EPOCH, target, verdict)
@@ -125,37 +125,33 @@ def test_an_old_data_directory_is_migrated_and_keeps_everything(old_dir):
     assert dump(old_dir / "node.sqlite") == again and not (old_dir / "node.sqlite.v0.bak").exists()
 
 
-def test_the_migrated_pending_reveal_is_revealed_with_proofs(old_dir):
-    """This release's reveal of the old store's epoch: the chain holds the operator's root over the epoch's openings
-    (what this release commits; the old release kept no record of a root, so the reveal rebuilds it from the
-    openings). The root here is computed from the fixture's own values, not from the store."""
-    leaves = {}
+def test_the_migrated_pending_reveal_is_revealed(old_dir):
+    """This release's reveal of the old store's epoch: the chain holds the operator's commitment of the epoch's
+    listed votes (what this release commits) under the salt of one of its openings (the old release kept one salt
+    per license and no record of a root, so the reveal tries the openings' salts). The root here is computed from
+    the fixture's own values, not from the store."""
+    rows = []
     for lic in sorted(FX.PENDING):
         targets, verdicts = FX.PENDING[lic]
-        roots = [P.keccak(FX.bundle_of(FX.PENDING_EPOCH, t, v)) for t, v in zip(targets, verdicts)]
-        leaves[list_position(lic)] = P.opening_leaf(P.commitment(FX.PENDING_EPOCH, lic, targets, verdicts, roots,
-                                                                 FX.salt_of(FX.PENDING_EPOCH, lic)))
-    root = P.merkle_root(leaves, P.tree_depth(LISTED))  # each leaf at its license's list position (N1)
-    answers = {"revealWindow": (200, 210), "isRevealed": False,
+        rows.append((lic, targets, verdicts, [P.keccak(FX.bundle_of(FX.PENDING_EPOCH, t, v))
+                                              for t, v in zip(targets, verdicts)]))
+    votes = P.sorted_votes(rows)
+    assert [(lic, t, v) for lic, t, v, _r in votes] == [(5, 1, P.UNREACHABLE), (8, 1, P.FAULT), (3, 2, P.FAULT)]
+    salt = FX.salt_of(FX.PENDING_EPOCH, 5)
+    root = P.vote_commitment(FX.PENDING_EPOCH, OPERATOR, salt, votes)
+    answers = {"revealWindow": (200, 210), "hasRevealed": False,
                "rootOf": lambda op, e: root if (op, e) == (OPERATOR, FX.PENDING_EPOCH) else bytes(32)}
     protocol = FakeContract("AuditProtocol", PROTOCOL_ADDR, answers)
     sender = FakeSender(protocol)
     store = S.open_data_dir(old_dir)
     try:
-        # the old store kept no list positions: the reveal reads them from the chain
-        registry = FakeContract("OperatorRegistry", REGISTRY_ADDR, {
-            "positionsAt": lambda lics, e: (LISTED, [list_position(lic) + 1 for lic in lics])})
-        node = SimpleNamespace(store=store, c={"AuditProtocol": protocol, "OperatorRegistry": registry},
-                               sender=sender, metrics=NodeMetrics(), signer=SimpleNamespace(address=OPERATOR))
+        node = SimpleNamespace(store=store, c={"AuditProtocol": protocol}, sender=sender, metrics=NodeMetrics(),
+                               signer=SimpleNamespace(address=OPERATOR))
         asyncio.run(RevealService(node).reveal(FX.PENDING_EPOCH, 201))
-        [(purpose, fn, (epoch, reveals), _e)] = sender.sent
-        assert (purpose, fn, epoch) == ("reveal", "revealMany", FX.PENDING_EPOCH)
-        assert [r[0] for r in reveals] == sorted(FX.PENDING)
-        for lic, targets, verdicts, _roots, salt, _proof in reveals:
-            assert (list(targets), list(verdicts)) == FX.PENDING[lic]
-            assert salt == FX.salt_of(FX.PENDING_EPOCH, lic)
-        for r in reveals:
-            assert_proven(FX.PENDING_EPOCH, root, r)
+        [(purpose, fn, args, _e)] = sender.sent
+        assert (purpose, fn, args[:3]) == ("reveal", "reveal", (FX.PENDING_EPOCH, OPERATOR, salt))
+        assert [tuple(v) for v in args[3]] == votes
+        assert_opens(root, args)
         assert {o["state"] for o in store.openings(FX.PENDING_EPOCH)} == {"revealed"}
     finally:
         store.close()

@@ -9,6 +9,8 @@ the baselines directory, never from the services themselves, so a slow client ne
 - GET /verdicts: the latest verdicts of this node's audits;
 - GET /transactions: the journal's last 20 transactions, newest first (the portal's operator tab);
 - GET /evidence/<root>: a bundle's exact bytes (keccak256 of the body is the root);
+- GET /evidence-of/<epoch>/<target>: the roots of the bundles this node stored for (epoch, target): how a
+  referee finds the OK evidence of a committee, whose roots are not on chain since issue 16 (docs/protocol.md);
 - GET /baselines/<hash>.json: a MODEL baseline bundle this node fetched (and checked) for its audits;
 - the portal's pages (api/portal).
 """
@@ -54,12 +56,13 @@ class NodeRoutes:
 
     def table(self) -> dict[str, Route]:
         return {"/health": self.health, "/status": self.status, "/verdicts": self.verdicts,
-                "/transactions": self.transactions, "/evidence/": self.evidence, "/baselines/": self.baseline}
+                "/transactions": self.transactions, "/evidence/": self.evidence, "/evidence-of/": self.evidence_of,
+                "/baselines/": self.baseline}
 
     def public_table(self) -> dict[str, Route]:
         """What the public listener serves (service.public_evidence): the evidence and baselines by hash, read-only,
         nothing about the node's state."""
-        return {"/evidence/": self.evidence, "/baselines/": self.baseline}
+        return {"/evidence/": self.evidence, "/evidence-of/": self.evidence_of, "/baselines/": self.baseline}
 
     def _reader(self) -> StoreReader:
         if not hasattr(self._local, "reader"):
@@ -102,6 +105,12 @@ class NodeRoutes:
         if body is None:
             return json_response(404, {"error": f"no evidence {root} on this node"})
         return 200, "application/json", body
+
+    def evidence_of(self, path: str):
+        parts = path.strip("/").split("/")
+        if len(parts) != 3 or not all(p.isdigit() and len(p) <= 20 for p in parts[1:]):
+            return json_response(400, {"error": "evidence-of takes /evidence-of/<epoch>/<target> (decimal numbers)"})
+        return json_response(200, {"roots": self._reader().evidence_roots(int(parts[1]), int(parts[2]))})
 
     def baseline(self, path: str):
         h = path.rsplit("/", 1)[-1].lower().removesuffix(".json")

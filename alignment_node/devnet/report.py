@@ -1,10 +1,11 @@
 """The scenario report: what a devnet run did, read from the chain (events, transactions) rather than from the
 nodes: per target its outcomes and first flag, per license its credits and penalties, per operator its
-reveals, duplicate and reverted transactions, gas and peak memory."""
+reveals, duplicate and reverted transactions, gas and peak memory. A (target, epoch) outcome is the settled one
+or, for a target nobody had to settle (its committee all revealed OK, issue 16), ``outcomeOf``."""
 
 from __future__ import annotations
 
-from ..chain.contracts import Contract
+from ..chain.contracts import Contract, ContractRevert
 from ..chain.manifest import chain_events, manifest_contracts
 from ..chain.rpc import RpcClient
 from .model_targets import MODEL_UNDETECTABLE
@@ -55,7 +56,54 @@ async def _epoch_duties(protocol: Contract, targets: Contract, epoch: int, liste
     return P.duties(seed, {lic: i for i, lic in enumerate(listed)}, len(listed), k, enabled), k
 
 
-async def _inconclusive_reasons(protocol: Contract, lists: dict[int, list[int]], active: dict[int, set[int]],
+class Seats:
+    """Each (epoch, target)'s committee seats with a duty and their verdicts, replayed from the chain's events and
+    history-safe reads (seeds, committee sizes, enabled targets): the registry keeps an epoch's committee list
+    only a few generations, so ``revealers``/``outcomeOf`` of an old epoch may revert (HistoryLost) when the
+    report reads them at the end of a run. As AuditProtocol._seats: a seat whose license is active has a duty;
+    its verdict is NO_VOTE unless its operator revealed, then the vote its reveal listed, else OK (issue 16)."""
+
+    def __init__(self, protocol: Contract, targets: Contract, lists: dict[int, list[int]],
+                 active: dict[int, set[int]], operator_of: dict[int, str], revealed_ops: set[tuple[int, str]],
+                 listed_votes: dict[tuple[int, int, int], int]):
+        self.protocol, self.targets, self.lists, self.active = protocol, targets, lists, active
+        self.operator_of, self.revealed_ops, self.listed_votes = operator_of, revealed_ops, listed_votes
+        self._epochs: dict[int, tuple[bytes, int, set[int]]] = {}
+
+    async def _epoch(self, e: int) -> tuple[bytes, int, set[int]]:
+        if e not in self._epochs:
+            seed = bytes(await self.protocol.call("seed", e))
+            k = await self.protocol.call("committeeSizeOf", e)
+            enabled = set(await self.targets.call("enabledTargetsAt", await self.protocol.call("epochStartBlock", e)))
+            self._epochs[e] = (seed, k, enabled)
+        return self._epochs[e]
+
+    async def seated(self, e: int, t: int) -> list[int]:
+        """The licenses on t's committee in e, seat by seat (empty before the epoch's seed or if t was disabled)."""
+        from .. import protocol as P
+
+        seed, k, enabled = await self._epoch(e)
+        listed = self.lists.get(e, [])
+        if seed == bytes(32) or not k or t not in enabled:
+            return []
+        return [listed[i] for i in P.committee_positions(seed, t, len(listed), k)]
+
+    async def verdicts(self, e: int, t: int) -> list[tuple[int, int]]:
+        """(license, verdict) of each seat with a duty, seat by seat."""
+        from .. import protocol as P
+
+        out = []
+        for lic in await self.seated(e, t):
+            if lic not in self.active.get(e, set()):
+                continue
+            if (e, self.operator_of.get(lic)) not in self.revealed_ops:
+                out.append((lic, P.NO_VOTE))
+            else:
+                out.append((lic, self.listed_votes.get((e, t, lic), P.OK)))
+        return out
+
+
+async def _inconclusive_reasons(protocol: Contract, seats: Seats,
                                 outcomes: dict[int, dict[int, str]]) -> dict[int, dict[str, str]]:
     """Per target, per INCONCLUSIVE epoch, why: ``short-committee`` (fewer of its committee's licenses active
     than minReveals), ``missing-reveals`` (enough active, too few revealed), ``split`` (enough reveals, no 2/3
@@ -68,16 +116,12 @@ async def _inconclusive_reasons(protocol: Contract, lists: dict[int, list[int]],
     _reveal_blocks, _committee, min_reveals, _max = await protocol.call("params")
     out: dict[int, dict[str, str]] = {}
     for e, t in sorted(wanted):
-        listed = lists.get(e, [])
-        seed = await protocol.call("seed", e)
-        size = await protocol.call("committeeSizeOf", e)
-        seated = {listed[i] for i in P.committee_positions(seed, t, len(listed), size)} if size else set()
-        assigned = sorted(seated & active.get(e, set()))
-        revealed, verdicts = await protocol.call("revealers", e, t)
+        assigned = await seats.verdicts(e, t)
+        verdicts = [v for _lic, v in assigned if v != P.NO_VOTE]
         votes = [sum(1 for v in verdicts if v == k) for k in (P.OK, P.FAULT, P.UNREACHABLE)]
         if len(assigned) < min_reveals:
             why = "short-committee"
-        elif len(revealed) < min_reveals:
+        elif len(verdicts) < min_reveals:
             why = "missing-reveals"
         elif P.outcome(*votes, min_reveals) == P.INCONCLUSIVE:
             why = "split"
@@ -87,10 +131,53 @@ async def _inconclusive_reasons(protocol: Contract, lists: dict[int, list[int]],
     return out
 
 
+def _vote(v) -> tuple[int, int, int, bytes]:
+    """(license, targetId, verdict, evidenceRoot) of a ``Revealed`` event's vote (a tuple, or a dict by name)."""
+    if isinstance(v, dict):
+        return v["license"], v["targetId"], v["verdict"], bytes(v["evidenceRoot"])
+    return v[0], v[1], v[2], bytes(v[3])
+
+
+async def _outcomes(protocol: Contract, seats: Seats, target_ids: list[int], epochs: list[int],
+                    start: int) -> dict[int, dict[int, str]]:
+    """{target: {epoch: outcome name}}: the settled outcome (``TargetSettled``), else, for an epoch whose settling
+    is open and in which some of the target's committee revealed, ``outcomeOf`` (issue 16: a target whose
+    committee all revealed OK is OK without a settlement; nobody settles it). Where the chain no longer has the
+    epoch's committee list (``outcomeOf`` reverts), the outcome settle would decide is replayed (``Seats``)."""
+    from .. import protocol as P
+
+    outcomes: dict[int, dict[int, str]] = {}
+    for ev in await chain_events(protocol, "TargetSettled", start):
+        outcomes.setdefault(ev["targetId"], {})[ev["epoch"]] = P.VERDICT_NAMES.get(ev["outcome"], str(ev["outcome"]))
+    _reveal_blocks, _committee, min_reveals, _max = await protocol.call("params")
+    head = await protocol.call("currentEpoch")
+    head_block = await protocol.rpc.block_number()
+    for e in epochs:
+        if e >= head:
+            continue  # its reveals are still to come
+        for t in target_ids:
+            if e in outcomes.get(t, {}):
+                continue
+            verdicts = [v for _lic, v in await seats.verdicts(e, t) if v != P.NO_VOTE]
+            if not verdicts:
+                continue  # nobody of its committee revealed: as before, no outcome
+            try:
+                code = await protocol.call("outcomeOf", e, t)
+            except ContractRevert:  # the committee list of e is gone from the registry's history
+                if await protocol.call("settleOpensAt", e, t) > head_block:
+                    continue  # settling is not open yet
+                trap = await seats.targets.call("trapOutcome", t)
+                code = P.outcome(*(sum(1 for v in verdicts if v == x) for x in (P.OK, P.FAULT, P.UNREACHABLE)),
+                                 min_reveals, trap)
+            if code:  # 0: settling is not open yet
+                outcomes.setdefault(t, {})[e] = P.VERDICT_NAMES.get(code, str(code))
+    return outcomes
+
+
 async def report(net, rpc: RpcClient, scenario: str, epochs: list[int]) -> dict:
     """The scenario report of the Devnet ``net``, read from the chain (events, transactions), not from
     the nodes."""
-    from ..protocol import VERDICT_NAMES
+    from .. import protocol as P
 
     c = manifest_contracts(rpc, net.manifest)
     vault, protocol = c["RewardVault"], c["AuditProtocol"]
@@ -131,16 +218,29 @@ async def report(net, rpc: RpcClient, scenario: str, epochs: list[int]) -> dict:
         heartbeats[ev["operator"].lower()] = heartbeats.get(ev["operator"].lower(), 0) + 1
         key = (ev["operator"].lower(), ev["epoch"])
         hb_per_epoch[key] = hb_per_epoch.get(key, 0) + 1
+    # Reveals, one per operator and epoch (issue 16): its listed votes (NO_VOTE: a seat it did not reveal, counted
+    # per operator below, not as a missed reveal; FAULT, UNREACHABLE); every other seat of its licenses is OK.
+    revealed_ops: set[tuple[int, str]] = set()
+    listed_votes: dict[tuple[int, int, int], int] = {}
+    no_votes: dict[str, int] = {}
+    for ev in await chain_events(protocol, "Revealed", start):
+        who = ev["operator"].lower()
+        if (ev["epoch"], who) in revealed_ops:
+            continue  # a second reveal changes nothing (and emits nothing)
+        revealed_ops.add((ev["epoch"], who))
+        for lic, t, verdict, _root in map(_vote, ev["votes"]):
+            listed_votes[(ev["epoch"], t, lic)] = verdict
+            if verdict == P.NO_VOTE and ev["epoch"] in epochs:
+                no_votes[who] = no_votes.get(who, 0) + 1
+    seats = Seats(protocol, c["TargetRegistry"], lists, active, operator_of, revealed_ops, listed_votes)
     # Targets: outcome per epoch, first flag, seconds from the fault's start to its first flag.
-    outcomes: dict[int, dict[int, str]] = {}
-    for ev in await chain_events(protocol, "TargetSettled", start):
-        outcomes.setdefault(ev["targetId"], {})[ev["epoch"]] = VERDICT_NAMES.get(ev["outcome"], str(ev["outcome"]))
+    outcomes = await _outcomes(protocol, seats, [t.id for t in net.targets], sorted(lists), start)
     first_flag: dict[int, tuple[int, int]] = {}
     for ev in await chain_events(protocol, "ViolationFlagged", start):
         if ev["targetId"] not in first_flag:
             block = await rpc.get_block(ev.block_number)
             first_flag[ev["targetId"]] = (ev["epoch"], int(block["timestamp"], 16))
-    reasons = await _inconclusive_reasons(protocol, lists, active, outcomes)
+    reasons = await _inconclusive_reasons(protocol, seats, outcomes)
     targets = []
     for t in sorted(net.targets, key=lambda t: t.id):
         flagged = first_flag.get(t.id)
@@ -165,7 +265,8 @@ async def report(net, rpc: RpcClient, scenario: str, epochs: list[int]) -> dict:
             n = committed_roots.get((operator_of.get(lic), e), 0)
             if ts and n and lic in active.get(e, set()):
                 committed[(e, lic)] = n
-    revealed = {(ev["epoch"], ev["license"]) for ev in await chain_events(protocol, "Revealed", start)}
+    # A license revealed in e if its operator did (issue 16: one reveal per operator).
+    revealed = {(e, lic) for (e, lic) in committed if (e, operator_of.get(lic)) in revealed_ops}
     # The last epoch whose reveal window ended while the nodes ran (up to now, if they still run).
     head = net.nodes_stopped_block or await rpc.block_number()
     last_closed = await protocol.call("epochAt", head) - 2  # reveal windows of older epochs are over
@@ -206,6 +307,7 @@ async def report(net, rpc: RpcClient, scenario: str, epochs: list[int]) -> dict:
             "missed_reveals": sum(1 for (e, lic) in committed if lic in mine and e <= last_closed
                                   and (e, lic) not in revealed),
             "missed_reveal_epochs": missed,
+            "no_votes": no_votes.get(op.address.lower(), 0),
             "duplicate_txs": dups,
             "reverted_txs": reverted.get(op.address.lower(), 0),
             "reverted_by_function": reverted_fns.get(op.address.lower(), {}),

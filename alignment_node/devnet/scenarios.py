@@ -213,6 +213,7 @@ def _run_scenario(net: Devnet, name: str, spec: Scenario, epochs_n: int, seed: i
             first_credit_s = None
             trap_revealed = False
             victim = net.operators[spec.crash_operator] if spec.crash_operator is not None else None
+            keeper = TrapKeeper(net)
             next_kill = time.monotonic() + random.uniform(1.5, 4.0)
 
             async def tick():
@@ -223,6 +224,8 @@ def _run_scenario(net: Devnet, name: str, spec: Scenario, epochs_n: int, seed: i
                 if not trap_revealed and now_epoch >= nodes_epoch + plan.reveal_trap_after_epochs:
                     await reveal_trap(net)
                     trap_revealed = True
+                if trap_revealed:
+                    await keeper.tick(rpc, c)
                 await upload_tick(net, rpc)
                 if drills is not None and now_epoch <= epochs[-1]:
                     await drills.tick(net, rpc)
@@ -267,9 +270,25 @@ def _run_scenario(net: Devnet, name: str, spec: Scenario, epochs_n: int, seed: i
             drills.proxy.stop()
 
 
+P_OK = 1  # AuditProtocol.OK
+
+
+async def _needs_settling(protocol, targets, epoch: int, t: int, reveal_end: int) -> bool:
+    """Whether (``epoch``, ``t``) waits for a settlement (issue 16): some of its committee revealed, it is not
+    settled yet, and settling changes something: a revealed vote that is not OK (the nodes settle it), referees
+    (settling opens after their window; the nodes settle it) or a revealed trap (the keeper settles it). A target
+    whose committee all revealed OK is OK by ``outcomeOf`` and nobody settles it."""
+    revealed, verdicts = await protocol.call("revealers", epoch, t)
+    if not revealed or (await protocol.call("tally", epoch, t))[-1] != 0:
+        return False
+    return (any(v != P_OK for v in verdicts) or await targets.call("trapOutcome", t) != 0
+            or await protocol.call("settleOpensAt", epoch, t) > reveal_end)
+
+
 async def _wait_settled(net: Devnet, rpc: RpcClient, protocol, epoch: int, tick) -> None:
-    """Until every target revealed in ``epoch`` is settled and a few blocks have passed for the miss reports
-    that follow settlement, or until the epoch after next begins."""
+    """Until every target of ``epoch`` that needs a settlement (``_needs_settling``) is settled and a few blocks
+    have passed for the miss reports that follow the reveal window, or until the epoch after next begins."""
+    targets = manifest_contracts(rpc, net.manifest)["TargetRegistry"]
     _start, end = await protocol.call("revealWindow", epoch)
     settled_at = None
     while await protocol.call("currentEpoch") < epoch + 2:
@@ -280,8 +299,7 @@ async def _wait_settled(net: Devnet, rpc: RpcClient, protocol, epoch: int, tick)
         if head >= end:
             pending = False
             for t in net.targets:
-                revealed, _ = await protocol.call("revealers", epoch, t.id)
-                if revealed and (await protocol.call("tally", epoch, t.id))[-1] == 0:
+                if await _needs_settling(protocol, targets, epoch, t.id, end):
                     pending = True
                     break
             if not pending:
@@ -289,6 +307,42 @@ async def _wait_settled(net: Devnet, rpc: RpcClient, protocol, epoch: int, tick)
                 if head >= settled_at + 3:
                     return
         await asyncio.sleep(0.5)
+
+
+class TrapKeeper:
+    """The devnet's trap keeper (the deployer key that seals and reveals traps) settles its revealed traps in the
+    epochs whose committee all revealed OK (issue 16): nodes settle only targets with a vote that is not OK, so
+    without it a trap voted all-OK, exactly what a trap is there to price, would never be settled and its trap
+    penalties never taken. Only the last two ended epochs (the chain keeps an epoch's committee list two epochs
+    longer); those with a vote that is not OK are the nodes' to settle, so the keeper never races them."""
+
+    def __init__(self, net: Devnet):
+        self.net = net
+        self.done: set[tuple[int, int]] = set()
+
+    async def tick(self, rpc: RpcClient, c: dict) -> None:
+        traps = [t.id for t in self.net.targets if t.trap]
+        if not traps:
+            return
+        protocol, targets = c["AuditProtocol"], c["TargetRegistry"]
+        head = await rpc.block_number()
+        now = await protocol.call("epochAt", head)
+        for e in range(max(0, now - 2), now):
+            for t in traps:
+                if (e, t) in self.done or await targets.call("trapOutcome", t) == 0:
+                    continue
+                if head + 1 < await protocol.call("settleOpensAt", e, t):
+                    continue
+                revealed, verdicts = await protocol.call("revealers", e, t)
+                if (await protocol.call("tally", e, t))[-1] != 0 or not revealed or any(v != P_OK for v in verdicts):
+                    self.done.add((e, t))  # settled, nobody to price, or the nodes' to settle
+                    continue
+                try:
+                    await protocol.transact("settle", e, t, signer=LocalSigner(self.net.anvil.private_keys[0]))
+                    self.net.log(f"trap {t} of epoch {e} settled by the keeper")
+                    self.done.add((e, t))
+                except Exception as exc:  # a reorg or a race: looked at again next tick
+                    self.net.log(f"trap {t} of epoch {e}: keeper's settle failed: {exc}")
 
 
 # What `devnet up` audits: a mix of honest and faulty EVM targets and one sealed trap, revealed after 2 epochs,
@@ -302,14 +356,21 @@ UP_TARGETS = {"targets": ("honest",) * 5 + ("down", "lagging", "forked", "garbag
 
 
 async def _targets_view(net: Devnet, rpc: RpcClient, c: dict) -> list[str]:
-    """Live view lines: each target's latest outcome, the flagged violations with evidence links, penalties."""
+    """Live view lines: each target's latest outcome (``outcomeOf`` of the latest epoch whose settling is open:
+    settled, or OK without a settlement when its committee all revealed OK), the flagged violations with
+    evidence links, penalties."""
     from ..protocol import VERDICT_NAMES
 
     protocol, vault = c["AuditProtocol"], c["RewardVault"]
     start = int(net.manifest["deployBlock"])
     latest: dict[int, tuple[int, str]] = {}
-    for ev in await chain_events(protocol, "TargetSettled", start):
-        latest[ev["targetId"]] = (ev["epoch"], VERDICT_NAMES.get(ev["outcome"], "?"))
+    now = await protocol.call("currentEpoch")
+    for t in net.targets:
+        for e in range(now - 1, max(-1, now - 3), -1):  # this epoch's reveals are still to come
+            code = await protocol.call("outcomeOf", e, t.id)
+            if code and (await protocol.call("revealers", e, t.id))[0]:
+                latest[t.id] = (e, VERDICT_NAMES.get(code, "?"))
+                break
     lines = [f"{'target':>6} {'kind':11} {'mode':12} {'last outcome':>22}"]
     for t in sorted(net.targets, key=lambda t: t.id):
         e, outcome = latest.get(t.id, (None, "-"))
@@ -360,12 +421,15 @@ def _live(net: Devnet) -> int:
             protocol, vault = c["AuditProtocol"], c["RewardVault"]
             start_epoch = await protocol.call("currentEpoch")
             trap_revealed = False
+            keeper = TrapKeeper(net)
             while not stop:
                 net.sample_rss()
                 epoch = await protocol.call("currentEpoch")
                 if not trap_revealed and epoch >= start_epoch + plan.reveal_trap_after_epochs:
                     await reveal_trap(net)
                     trap_revealed = True
+                if trap_revealed:
+                    await keeper.tick(rpc, c)
                 await upload_tick(net, rpc)
                 head = await rpc.block_number()
                 if first_credit is None and await chain_events(vault, "OperatorBooked", start):

@@ -6,8 +6,9 @@
 - missed_reveal: the latest epoch whose reveals are decided has missed ones (reveal.py records them);
 - low_balance: the operator's gas balance is below ``gas.min_balance_wei``;
 - rpc_failover: the node's RPC client moved to another endpoint within the last FAILOVER_ACTIVE_S seconds;
-- target_flagged: a ``ViolationFlagged`` event for any target, until a later epoch of it settles OK
-  (``TargetSettled``) or FLAG_STALE_EPOCHS epochs pass without a new flag;
+- target_flagged: a ``ViolationFlagged`` event for any target, until a later epoch of it is OK (settled OK,
+  ``TargetSettled``, or OK by ``outcomeOf`` without a settlement: its committee all revealed OK, issue 16) or
+  FLAG_STALE_EPOCHS epochs pass without a new flag;
 - disk_low / disk_full: the data directory has less free space than ``data_min_free_mb`` / is full, and the node
   sends no transaction until space returns (disk.py; a full disk may leave no room to queue this one: the store
   logs it as a critical ALERT line and /health says it);
@@ -120,6 +121,10 @@ class AlertConditions:
                         "evidence_root": "0x" + bytes(ev["evidenceRoot"]).hex()}}
                 elif ev["outcome"] == P.OK:
                     self._flagged.pop(target, None)
+        # A target whose committee all revealed OK is not settled any more (issue 16): its OK is outcomeOf's.
+        for target, flag in list(self._flagged.items()):
+            if epoch - 1 > flag["details"]["epoch"] and await protocol.call("outcomeOf", epoch - 1, target) == P.OK:
+                self._flagged.pop(target)
         # Both scans are idempotent: a failure above leaves the position, and the next read repeats them.
         self._scanned_to = max(start - 1, head)
         self.node.store.put(SCAN_STATE_KEY, {"to": self._scanned_to, "penalties": self._penalties,

@@ -1,10 +1,11 @@
 """Reorgs and lying endpoints (issue 18): what the node trusts about its own chain.
 
 Reorgs. A duty with a deadline (heartbeat, commit, reveal) is done only while the chain shows it: the services
-re-read the chain on every new head until the duty's window closes (``isPresent``, ``rootOf``, ``isRevealed``).
+re-read the chain on every new head until the duty's window closes (``isPresent``, ``rootOf``, ``hasRevealed``).
 When the chain no longer shows it, a transaction of it the journal says was mined but whose receipt is gone is
 marked ``dropped`` with an error that starts with ``REORG_ERROR``, and the duty is sent again (the same root for a
-commit: its openings are stored). Without such a transaction nothing is sent again here: that is no reorg.
+commit, the same salt and votes for a reveal: both are stored). Without such a transaction nothing is sent again
+here: that is no reorg.
 
 Endpoints. ``GuardedRpcClient`` is the node's RPC client: failover as ``RpcClient`` does, and besides
 - an endpoint is used only after it answered the manifest's chain id (asked again every ``VERIFY_S`` seconds), so a

@@ -5,7 +5,7 @@ transactions) or not. Sending the duty again on a new nonce would then let both 
 settlement: a reverted duplicate). So:
 
 - ``reorged_entry``: before a service's transaction is signed, the journal is asked for a transaction of the same
-  duty (same purpose, epoch, recipient and calldata; for a reveal, a batch holding every license of the new one)
+  duty (same purpose, epoch, recipient and calldata; for a reveal, one covering every license of the new one)
   whose receipt a reorg took and whose nonce the chain has not used since. The new transaction takes that nonce,
   with fees a pool accepts as a replacement of it: whichever of the two is mined, the other cannot be.
 - ``repriced``: a journaled transaction broadcast again (at a restart, or to fill a nonce gap a reorg left) that the
@@ -35,7 +35,8 @@ def _same_duty(entry: JournalEntry, old: SignedTx, purpose: str, to: str, data: 
         return False
     if old.tx.data == data:
         return True
-    # A reveal sent again holds the licenses the chain no longer shows revealed: a subset of the dropped batch.
+    # A reveal sent again opens the same root (the same calldata); should its licenses differ, one that covered them
+    # all is the same duty.
     licenses = set((meta or {}).get("licenses", []))
     return purpose == "reveal" and bool(licenses) and licenses <= set(entry.meta.get("licenses", []))
 

@@ -1,18 +1,25 @@
-"""Settlement and misses (sections 8-9): after an epoch's reveal window, settle the targets this node voted on
-(the node holding a target's lowest revealing license does; the others step in one after another, each
-SETTLE_GRACE_BLOCKS after the one before it, in the order of their lowest revealing license), and
-report every license assigned one of those targets that did not reveal it, for the bounty: once the target is
-settled, whoever settled it (security review H4, docs/security.md: an operator that settles first must not
-suppress the misses), each node in the same turn as its settlement, a report another node made first being
-expected. A target settles from ``AuditProtocol.settleOpensAt``: a MODEL target whose baseline has referees waits
-for their window too. Not time-critical and possibly many transactions: it runs as a task beside the next ticks."""
+"""Settlement and misses (sections 8-9, issue 16): after an epoch's reveal window, for each target this node's
+licenses sat on (revealed):
+
+- settle it only when that changes something: some seated vote is not OK (``tally``: fault + unreachable > 0) or
+  its baseline has referees (``settleOpensAt`` after the reveal window: their ruling may turn it into FAULT). A
+  target whose committee revealed all OK has the outcome OK by view (``outcomeOf``) and nobody to debit: skipped.
+  A trap target is the trap keeper's to settle.
+- report every seated license with a duty that did not reveal it (its operator did not reveal, or listed NO_VOTE
+  for it: ``committee`` minus ``revealers``, active per ``vault.isActive``), for the bounty, from the end of the
+  reveal window; settlement is not needed for that (security review H4, docs/security.md: nobody can suppress the
+  misses by settling first). A report another node made first is expected.
+
+Nodes take turns: the node holding a target's lowest revealing license goes first; the others step in one after
+another, each SETTLE_GRACE_BLOCKS after the one before it, in the order of their lowest revealing license (from the
+end of the reveal window for misses, from ``settleOpensAt`` for settling). Not time-critical and possibly many
+transactions: it runs as a task beside the next ticks."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
-from .. import protocol as P
 from ..chain.contracts import ContractRevert
 from .duties import Duties
 from .parts import NodeParts, TickView
@@ -65,40 +72,47 @@ class SettlementService:
             mine = {o["license"] for o in openings}
             targets = sorted({t for o in openings for t in o["targets"]})
             pending = False
-            mine_to_settle = []
-            settled_by_others = []
+            to_settle, to_report = [], []
             reported = set(p.store.get(f"misses.{e}", []))
+            settled_done = set(p.store.get(f"settles.{e}", []))  # targets needing no settlement from this node
             for t in targets:
-                *_, outcome = await protocol.call("tally", e, t)
-                if outcome != 0 and t in reported:
-                    continue  # settled, and this node's miss reports for it are done
-                # A MODEL target whose baseline has referees settles after their window (RefereeCourt).
-                opens = await protocol.call("settleOpensAt", e, t)
-                if head < opens:
-                    pending = True
+                if t in reported and t in settled_done:
                     continue
-                # Settling and reporting a settled target's misses go by the same turn: nodes do not all race.
+                # Settling and reporting go by the same turn: nodes do not all race.
                 revealed, _ = await protocol.call("revealers", e, t)
-                if head < opens + SETTLE_GRACE_BLOCKS * settle_rank(revealed, mine):
-                    pending = True
+                rank = settle_rank(revealed, mine)
+                if t not in reported:
+                    if head < end + SETTLE_GRACE_BLOCKS * rank:
+                        pending = True
+                    else:
+                        to_report.append(t)
+                if t in settled_done:
                     continue
-                (settled_by_others if outcome != 0 else mine_to_settle).append(t)
-            if settled_by_others:
-                await self.report_misses(e, settled_by_others, mine)
+                _ok, fault, unreachable, _n, outcome = await protocol.call("tally", e, t)
+                opens = await protocol.call("settleOpensAt", e, t)
+                if outcome != 0 or (fault + unreachable == 0 and opens <= end):
+                    settled_done.add(t)  # settled already, or all OK without referees: outcome OK by view
+                elif head < opens + SETTLE_GRACE_BLOCKS * rank:
+                    pending = True  # a MODEL target whose baseline has referees waits for their window too
+                else:
+                    to_settle.append(t)
+            if to_report:
+                await self.report_misses(e, to_report, mine)
             # Pipelined: up to SETTLE_PARALLEL transactions in flight (nonces in order, receipts awaited together).
-            for i in range(0, len(mine_to_settle), SETTLE_PARALLEL):
-                chunk = mine_to_settle[i:i + SETTLE_PARALLEL]
+            for i in range(0, len(to_settle), SETTLE_PARALLEL):
+                chunk = to_settle[i:i + SETTLE_PARALLEL]
                 sent = await asyncio.gather(*(self._send_quietly("settle", protocol.encode("settle", e, t), e,
                                                                  ("AlreadySettled",)) for t in chunk))
                 p.metrics.settled.inc(sum(sent))
-                # Settled either way: by this node, or by another one first (a lost race).
-                await self.report_misses(e, chunk, mine)
+                settled_done.update(chunk)  # settled either way: by this node, or by another one first
+            p.store.put(f"settles.{e}", sorted(settled_done))
             if not pending:
                 p.store.put(f"settled.{e}", True)
 
     async def report_misses(self, epoch: int, targets: list[int], mine: set[int]) -> None:
-        """Report every license assigned one of ``targets`` in ``epoch`` that did not reveal it (a report
-        another node made first is expected), and record each target as done."""
+        """Report every license seated on one of ``targets`` in ``epoch`` with a duty (active) that did not reveal
+        it: its operator did not reveal, or listed NO_VOTE for it (a report another node made first is expected),
+        and record each target as done. Whether the target was settled does not matter."""
         if not targets:
             return
         p = self.p
@@ -121,7 +135,7 @@ class SettlementService:
             missing = sorted(lic for lic in seated - set(revealed) - mine if active[lic])
             for lic in missing:
                 ok = await self._send_quietly("report_miss", protocol.encode("reportMiss", epoch, lic, t), epoch,
-                                              ("MissAlreadyReported", "NotAssigned", "NotMissed", "CommitteeFull"))
+                                              ("MissAlreadyReported", "NotAssigned", "NotMissed"))
                 if ok:
                     p.metrics.misses_reported.inc()
                     log.info("reported miss: license %d did not reveal target %d in epoch %d", lic, t, epoch)

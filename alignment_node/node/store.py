@@ -443,6 +443,12 @@ class StoreReader:
         row = self.con.execute("SELECT bundle FROM evidence WHERE root = ?", (root,)).fetchone()
         return None if row is None else bytes(row["bundle"])
 
+    def evidence_roots(self, epoch: int, target: int) -> list[str]:
+        """The roots of the bundles stored for (``epoch``, ``target``), in order."""
+        rows = self.con.execute("SELECT root FROM evidence WHERE epoch = ? AND target = ? ORDER BY root",
+                                (epoch, target)).fetchall()
+        return [r["root"] for r in rows]
+
     def recent_transactions(self, limit: int = 20) -> list[dict]:
         """The journal's last ``limit`` transactions, newest first."""
         rows = self.con.execute(f"SELECT {', '.join(TX_COLUMNS)} FROM tx_journal ORDER BY id DESC LIMIT ?",

@@ -1,14 +1,15 @@
 """Audit and commit (sections 6-7): every target assigned to this operator's active licenses is audited once
 (the licenses assigned to it share the result) by its kind's plug-in, concurrently under a deadline; every
-evidence bundle is stored by its root before anything is sent; then one opening per license (salt, verdicts, roots)
-stored in SQLite, and one commit transaction of the operator's Merkle root over all of them (issue 16, each leaf
-at its license's list position since security review N1, commitments.py): everything the reveal needs is stored before the commit is sent, so a crash and restart still
-reveals it."""
+evidence bundle is stored by its root before anything is sent; then one opening per license (its duty targets,
+verdicts and roots; a target without an audit result gets NO_VOTE and a zero root) stored in SQLite under the
+epoch's salt, and one commit transaction of the operator's commitment over the epoch's listed votes (issue 16,
+commitments.py): everything the reveal needs is stored before the commit is sent, so a crash and restart still
+reveals it.
+"""
 
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 
 from .. import protocol as P
@@ -16,7 +17,7 @@ from ..audits import build_auditors
 from ..evidence_audit import bind
 from ..audits.base import AuditEnv, AuditResult, EpochContext, Target
 from .chainguard import in_flight, keep_reorg_notes, lost_to_reorg, resent
-from .commitments import ensure_layout, epoch_tree, record_attempt
+from .commitments import epoch_attempt, epoch_salt, opening_votes, record_attempt
 from .txsender import EPOCH_TOUCH_GAS
 from .duties import Duties
 from .parts import NodeParts, TickView
@@ -99,18 +100,19 @@ class VerdictService:
         await self.commit(epoch, store.openings(epoch, "prepared"))
 
     def _prepare_openings(self, epoch: int, todo: list[int], duties: dict, results: dict) -> None:
+        salt = epoch_salt(self.p.store, epoch)  # one per epoch, stored with the first opening
         for lic in todo:
-            targets = [t for t in duties[lic] if t in results]
-            skipped = [t for t in duties[lic] if t not in results]
+            targets = list(duties[lic])
+            skipped = [t for t in targets if t not in results]
             if skipped:
-                log.error("epoch %d license %d: no audit plug-in for targets %s: they will count as misses",
+                log.error("epoch %d license %d: no audit result for targets %s: it votes NO_VOTE on them (misses)",
                           epoch, lic, skipped)
-            verdicts = [results[t].verdict for t in targets]
-            roots = [results[t].root for t in targets]
-            salt = secrets.token_bytes(32)
-            commitment = P.commitment(epoch, lic, targets, verdicts, roots, salt)
-            self.p.store.put_opening(epoch, lic, hex0x(salt), targets, verdicts, [hex0x(r) for r in roots],
-                                     hex0x(commitment))
+            verdicts = [results[t].verdict if t in results else P.NO_VOTE for t in targets]
+            roots = [results[t].root if t in results else bytes(32) for t in targets]
+            row = {"license": lic, "targets": targets, "verdicts": verdicts, "roots": [hex0x(r) for r in roots]}
+            # the license's own part of the commitment, hashed alone (for the record; the commit hashes them all)
+            own = P.vote_commitment(epoch, self.p.signer.address, salt, opening_votes([row]))
+            self.p.store.put_opening(epoch, lic, hex0x(salt), targets, verdicts, row["roots"], hex0x(own))
 
     async def audit(self, epoch: int, target_ids: list[int], enabled: list[int],
                     duties: dict[int, list[int]] | None = None) -> dict[int, AuditResult]:
@@ -183,29 +185,27 @@ class VerdictService:
         committed = p.store.openings(epoch, "committed")
         if not committed or p.store.openings(epoch, "prepared") or in_flight(p, "commit", epoch):
             return
-        await ensure_layout(p.store, p.c["OperatorRegistry"], epoch)
-        tree = epoch_tree(p.store, epoch)
-        if bytes(await p.c["AuditProtocol"].call("rootOf", p.signer.address, epoch)) == tree.root:
+        attempt = epoch_attempt(p.store, epoch, p.signer.address)
+        if bytes(await p.c["AuditProtocol"].call("rootOf", p.signer.address, epoch)) == attempt.root:
             return
         if not await lost_to_reorg(p, "commit", epoch):
             return
-        log.warning("epoch %d: a reorg dropped the commit of root %s: committing it again", epoch, hex0x(tree.root))
+        log.warning("epoch %d: a reorg dropped the commit of root %s: committing it again", epoch,
+                    hex0x(attempt.root))
         resent(p, "commit")
         await self.commit(epoch, committed)
 
     async def commit(self, epoch: int, openings: list[dict]) -> None:
-        """Commit ``openings`` (prepared) with one root over every opening of the epoch: a later commit replaces
-        the root, so it must cover the openings committed before too."""
+        """Commit ``openings`` (prepared) with one root over the listed votes of every opening of the epoch: a later
+        commit replaces the root, so it must cover the openings committed before too."""
         p = self.p
         if not openings:
             return
         protocol = p.c["AuditProtocol"]
-        # Each leaf sits at its license's list position (security review N1): read the new licenses' positions.
-        await ensure_layout(p.store, p.c["OperatorRegistry"], epoch)
-        tree = epoch_tree(p.store, epoch)
+        attempt = epoch_attempt(p.store, epoch, p.signer.address)
         licenses = [o["license"] for o in openings]
         # A crash after the commit was mined but before we noted it: the chain already holds the root.
-        if bytes(await protocol.call("rootOf", p.signer.address, epoch)) == tree.root:
+        if bytes(await protocol.call("rootOf", p.signer.address, epoch)) == attempt.root:
             p.store.set_opening_state(epoch, licenses, "committed")
             return
         left = await protocol.call("epochStartBlock", epoch + 1) - await p.rpc.block_number()
@@ -214,13 +214,13 @@ class VerdictService:
             p.metrics.tx_failed.labels("commit", "too-late").inc()
             return
         with p.store.transaction():
-            record_attempt(p.store, epoch, tree)
-        await p.sender.send("commit", protocol.address, protocol.encode("commit", epoch, tree.root), epoch=epoch,
-                            meta={"licenses": licenses, "root": hex0x(tree.root)}, gas_extra=EPOCH_TOUCH_GAS)
+            record_attempt(p.store, epoch, attempt)
+        await p.sender.send("commit", protocol.address, protocol.encode("commit", epoch, attempt.root), epoch=epoch,
+                            meta={"licenses": licenses, "root": hex0x(attempt.root)}, gas_extra=EPOCH_TOUCH_GAS)
         p.store.set_opening_state(epoch, licenses, "committed")
         p.metrics.commits.inc(len(licenses))
-        log.info("epoch %d: committed %d licenses (root %s over %d openings)", epoch, len(licenses),
-                 hex0x(tree.root), len(tree.licenses))
+        log.info("epoch %d: committed %d licenses (root %s: %d listed votes of %d licenses)", epoch, len(licenses),
+                 hex0x(attempt.root), len(attempt.votes), len(attempt.licenses))
 
     def stop(self) -> None:
         for auditor in self.auditors.values():

@@ -16,6 +16,7 @@ from ..chain.keccak import keccak256 as keccak  # keccak256 of bytes (Ethereum's
 UINT256_MAX = 2**256 - 1
 BPS = 10_000
 
+NO_VOTE = 0  # only in a reveal's list: the license did not audit the target (its seat is not revealed)
 OK = 1
 FAULT = 2
 UNREACHABLE = 3
@@ -175,90 +176,55 @@ def duties(epoch_seed: bytes, positions: dict[int, int], listed: int, committee_
 
 
 # ----------------------------------------------------------------------------------------- verdicts
+#
+# Commit and reveal per operator (issue 16, step 2): an operator's active licenses vote OK on every target they sit
+# on, except the votes its reveal lists: FAULT, UNREACHABLE, or NO_VOTE (the license did not audit the target: its
+# seat counts as not revealed). The commitment is the hash of that list under one secret salt per epoch.
+
+Vote = tuple[int, int, int, bytes]  # (license, targetId, verdict, evidenceRoot): AuditProtocol.Vote
+VOTE_TYPE = "(uint256,uint256,uint8,bytes32)[]"
+LISTED_VERDICTS = (NO_VOTE, FAULT, UNREACHABLE)
 
 
-def commitment(
-    epoch: int,
-    license_id: int,
-    target_ids: Sequence[int],
-    verdicts: Sequence[int],
-    evidence_roots: Sequence[bytes],
-    salt: bytes,
-) -> bytes:
-    """c = keccak256(abi.encode(e, l, targetIds, verdicts, evidenceRoots, salt)) (section 7)."""
-    assert len(target_ids) == len(verdicts) == len(evidence_roots), "lists must have equal lengths"
-    assert list(target_ids) == sorted(set(target_ids)), "target ids must be strictly increasing"
-    assert all(v in (OK, FAULT, UNREACHABLE) for v in verdicts), "verdicts are 1, 2 or 3"
-    return keccak(
-        encode(
-            ["uint256", "uint256", "uint256[]", "uint8[]", "bytes32[]", "bytes32"],
-            [epoch, license_id, list(target_ids), list(verdicts), list(evidence_roots), salt],
-        )
-    )
+def vote_commitment(epoch: int, operator: str, salt: bytes, votes: Sequence[Vote]) -> bytes:
+    """keccak256(abi.encode(epoch, operator, salt, votes)) (AuditProtocol.commitmentOf): what ``commit`` takes.
+    ``votes`` must be strictly increasing by (target, license) and list no OK (``sorted_votes`` makes them)."""
+    keys = [(t, lic) for lic, t, _v, _r in votes]
+    assert keys == sorted(set(keys)), "votes must be strictly increasing by (target, license)"
+    assert all(v in LISTED_VERDICTS for _l, _t, v, _r in votes), "a listed vote is NO_VOTE, FAULT or UNREACHABLE"
+    return keccak(encode(["uint256", "address", "bytes32", VOTE_TYPE],
+                         [epoch, operator, salt, [(lic, t, v, bytes(r)) for lic, t, v, r in votes]]))
 
 
-def opening_leaf(opening_hash: bytes) -> bytes:
-    """A license's leaf in its operator's commitment tree: keccak256(bytes.concat(c)) of its opening hash ``c``
-    (``commitment``): hashed twice, so no inner node of the tree can pass for a leaf (issue 16)."""
-    return keccak(opening_hash)
+def sorted_votes(openings: Sequence[tuple[int, Sequence[int], Sequence[int], Sequence[bytes]]]) -> list[Vote]:
+    """The listed votes of an operator's per-license openings ``(license, targets, verdicts, roots)``: every vote
+    that is not OK (an OK is implicit), sorted by (target, license) as ``reveal`` requires."""
+    votes = []
+    for lic, targets, verdicts, roots in openings:
+        assert len(targets) == len(verdicts) == len(roots), "lists must have equal lengths"
+        for t, v, r in zip(targets, verdicts, roots):
+            assert v in (OK,) + LISTED_VERDICTS, f"verdict {v} of license {lic} on target {t}"
+            if v != OK:
+                votes.append((lic, t, v, bytes(r)))
+    votes.sort(key=lambda vote: (vote[1], vote[0]))
+    keys = [(t, lic) for lic, t, _v, _r in votes]
+    assert len(set(keys)) == len(keys), "a license votes twice on one target"
+    return votes
 
 
-# The operator's commitment tree (issue 16; ordered since security review N1). The leaf of the license at list
-# position p (OperatorRegistry.positionAt - 1, the epoch's committee list) sits at position p of a tree of fixed
-# depth ``tree_depth(listed)``; an inner node is keccak256(left ++ right) in that order. The contract checks a
-# proof with the position's bits (AuditProtocol._verifyAt), so a root opens at most one opening per license: an
-# unordered (sorted-pair) tree let an operator hide an OK and a FAULT opening of one license and reveal either.
-# Empty subtrees are zero and a node over two empty subtrees is zero (the contract never hashes one: every node
-# on a revealed leaf's path is non-empty), so an operator's tree costs O(its licenses x depth) hashes.
-
-_EMPTY = bytes(32)
+def seat_verdict(revealed: bool, listed: int | None) -> int:
+    """A seat's verdict in the tally (AuditProtocol._seats): NO_VOTE when its operator did not reveal, else the
+    verdict its reveal listed, else OK. A NO_VOTE seat is not revealed (reportMiss applies)."""
+    if not revealed:
+        return NO_VOTE
+    return OK if listed is None else listed
 
 
-def tree_depth(listed: int) -> int:
-    """The depth of an epoch's commitment trees: the least d with 2**d >= ``listed`` (the list's length)."""
-    assert listed >= 0
-    return (listed - 1).bit_length() if listed > 1 else 0
-
-
-def _node(left: bytes, right: bytes) -> bytes:
-    return keccak(left + right)  # keccak256(abi.encode(left, right)): ordered, not OpenZeppelin's sorted pair
-
-
-def merkle_layers(leaves: dict[int, bytes], depth: int) -> list[dict[int, bytes]]:
-    """The tree with ``leaves`` ({position: leaf}, positions < 2**depth) at their positions, bottom layer first:
-    each layer maps the positions of its non-empty nodes to their hashes (empty nodes are zero)."""
-    assert leaves, "a tree needs at least one leaf"
-    assert all(0 <= p < 2**depth for p in leaves), "a leaf outside the tree"
-    layers = [dict(leaves)]
-    for _ in range(depth):
-        below = layers[-1]
-        layers.append({q: _node(below.get(2 * q, _EMPTY), below.get(2 * q + 1, _EMPTY))
-                       for q in sorted({p >> 1 for p in below})})
-    return layers
-
-
-def merkle_root(leaves: dict[int, bytes], depth: int) -> bytes:
-    """The root of ``merkle_layers(leaves, depth)`` (the operator's commitment for an epoch)."""
-    return merkle_layers(leaves, depth)[-1][0]
-
-
-def merkle_proof(layers: list[dict[int, bytes]], position: int) -> list[bytes]:
-    """The proof of the leaf at ``position``: its sibling on every level (zero when empty), bottom up."""
-    proof = []
-    for layer in layers[:-1]:
-        proof.append(layer.get(position ^ 1, _EMPTY))
-        position >>= 1
-    return proof
-
-
-def merkle_verify(proof: Sequence[bytes], root: bytes, leaf: bytes, position: int, depth: int) -> bool:
-    """AuditProtocol._verifyAt: exactly ``depth`` siblings; bit i of ``position`` puts the node on the right."""
-    if len(proof) != depth:
-        return False
-    node = leaf
-    for i, sibling in enumerate(proof):
-        node = _node(sibling, node) if (position >> i) & 1 else _node(node, sibling)
-    return node == root
+def seat_tally(verdicts: Sequence[int]) -> tuple[int, int, int, int]:
+    """(ok, fault, unreachable, reveals) of a committee's seats with a duty (``seat_verdict`` each): what
+    AuditProtocol.tally reads; NO_VOTE seats count in none of them."""
+    ok, fault, unreachable = (sum(1 for v in verdicts if v == x) for x in (OK, FAULT, UNREACHABLE))
+    return ok, fault, unreachable, ok + fault + unreachable
 
 
 def outcome(ok: int, fault: int, unreachable: int, min_reveals: int, trap_outcome: int = 0) -> int:

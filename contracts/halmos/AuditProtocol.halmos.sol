@@ -5,9 +5,8 @@ import {HalmosBase} from "./HalmosBase.sol";
 import {AuditProtocol, IDelegations, ITargets, IPresenceVault} from "../src/AuditProtocol.sol";
 
 /// @dev Fixed answers for the protocol's registry, target registry and vault: one operator (index 1) holding
-///      every license, a list of two (so every listed license sits on every committee; commitment trees have
-///      depth 1), an odd license at list position 1, an even one at 0 (license 0 is not listed), every target
-///      enabled, everyone present and active. The checks are about commit/reveal, not sortition.
+///      every license, a list of two (licenses 2 and 1, in that order: every committee is those two seats), every
+///      target enabled, everyone present and active. The checks are about commit/reveal, not sortition.
 contract ProtocolWorld is IDelegations, ITargets, IPresenceVault {
     function operatorIndexOf(address) external pure returns (uint256, uint16) {
         return (1, 0);
@@ -58,23 +57,14 @@ contract ProtocolWorld is IDelegations, ITargets, IPresenceVault {
     }
 }
 
-/// @notice Property 2: a commitment opens to one reveal only, and to at most one opening per license (security
-///         review N1).
-/// @dev An opening is (epoch, license, targetIds, verdicts, evidenceRoots, salt), here with one target each
-///      (every field symbolic). Its leaf is keccak256(bytes.concat(keccak256(abi.encode(...)))); halmos treats
-///      keccak256 as an injective function whose outputs differ for inputs of different lengths. The tree is
-///      ordered: the leaf of the license at list position p is on the left (p = 0) or right (p = 1) of the root.
+/// @notice Property 2: a commitment opens to exactly one vote list, once, and the votes counted are the committed
+///         ones (issue 16: one hash per operator and epoch, `commitmentOf`; security review N1 and H1).
+/// @dev A vote list has 0, 1 or 2 votes (the length symbolic), each (license, target, verdict, evidence root)
+///      symbolic; the salt and the revealed operator's address are symbolic too. halmos models keccak256 as an
+///      injective function whose outputs differ for inputs of different lengths.
 contract AuditProtocolCheck is HalmosBase {
     uint256 internal constant GENESIS = 100;
     uint32 internal constant LENGTH = 10;
-
-    struct Opening {
-        uint256 license;
-        uint256 target;
-        uint8 verdict;
-        bytes32 evidence;
-        bytes32 salt;
-    }
 
     function _deploy() internal returns (AuditProtocol ap) {
         vm.roll(GENESIS);
@@ -83,141 +73,150 @@ contract AuditProtocolCheck is HalmosBase {
             AuditProtocol.Params(5, 2, 1, 4), address(this));
     }
 
-    /// @dev An opening from five symbolic words (license, target, verdict, evidence root, salt).
-    function _opening(uint256[5] calldata f) internal pure returns (Opening memory) {
-        return Opening(f[0], f[1], uint8(f[2]), bytes32(f[3]), bytes32(f[4]));
-    }
-
-    function _arrays(Opening memory o)
-        internal
-        pure
-        returns (uint256[] memory t, uint8[] memory v, bytes32[] memory ev)
-    {
-        t = new uint256[](1);
-        v = new uint8[](1);
-        ev = new bytes32[](1);
-        t[0] = o.target;
-        v[0] = o.verdict;
-        ev[0] = o.evidence;
-    }
-
-    function _leaf(uint256 epoch, Opening memory o) internal pure returns (bytes32) {
-        (uint256[] memory t, uint8[] memory v, bytes32[] memory ev) = _arrays(o);
-        return keccak256(bytes.concat(keccak256(abi.encode(epoch, o.license, t, v, ev, o.salt))));
-    }
-
-    function _reveal(AuditProtocol ap, uint256 epoch, Opening memory o, bytes32[] memory proof)
-        internal
-        returns (bool ok)
-    {
-        (uint256[] memory t, uint8[] memory v, bytes32[] memory ev) = _arrays(o);
-        try ap.reveal(epoch, o.license, t, v, ev, o.salt, proof) {
-            ok = true;
-        } catch {
-            ok = false;
+    /// @dev A list of `n` (at most 2) votes, vote i from the four symbolic words f[i]. (Each length a branch of its
+    ///      own: halmos allocates memory of concrete sizes only.)
+    function _list(uint256[4][2] calldata f, uint256 n) internal pure returns (AuditProtocol.Vote[] memory v) {
+        if (n == 0) v = new AuditProtocol.Vote[](0);
+        else if (n == 1) v = new AuditProtocol.Vote[](1);
+        else v = new AuditProtocol.Vote[](2);
+        for (uint256 i; i < v.length; ++i) {
+            v[i] = AuditProtocol.Vote(f[i][0], f[i][1], uint8(f[i][2]), bytes32(f[i][3]));
         }
     }
 
-    function _same(Opening memory a, Opening memory b) internal pure returns (bool) {
-        return a.license == b.license && a.target == b.target && a.verdict == b.verdict && a.evidence == b.evidence
-            && a.salt == b.salt;
-    }
-
-    /// @dev The list position of a listed license (the world's rule).
-    function _position(uint256 license) internal pure returns (uint256) {
-        return license & 1 == 1 ? 1 : 0;
-    }
-
-    /// @dev The root of a depth-1 tree with `leaf` at `position` and `other` at the other position.
-    function _root(bytes32 leaf, uint256 position, bytes32 other) internal pure returns (bytes32) {
-        return position == 0 ? keccak256(abi.encode(leaf, other)) : keccak256(abi.encode(other, leaf));
-    }
-
-    /// @notice With the operator's root over the opening A at A's list position and one other leaf `sibling`, a
-    ///         reveal (proof of length 0 or 1, symbolic) succeeds only for A itself or for an opening of a license
-    ///         at the other position whose leaf is the sibling: no third opening verifies, no inner node passes for
-    ///         a leaf, and no other opening of A's license does (N1).
-    function check_revealOpensOnlyACommittedLeaf(
-        uint256[5] calldata fa,
-        bytes32 sibling,
-        uint256[5] calldata fb,
-        bytes32 proofNode,
-        bool withProof
-    ) external {
-        Opening memory a = _opening(fa);
-        Opening memory b = _opening(fb);
-        AuditProtocol ap = _deploy();
-        bytes32 leafA = _leaf(0, a);
-        ap.commit(0, _root(leafA, _position(a.license), sibling));
-        vm.roll(GENESIS + LENGTH); // the reveal window of epoch 0
-        bytes32[] memory proof = new bytes32[](withProof ? 1 : 0);
-        if (withProof) proof[0] = proofNode;
-        bool ok = _reveal(ap, 0, b, proof);
-        if (ok) {
-            assert(_same(a, b) || (_leaf(0, b) == sibling && _position(b.license) != _position(a.license)));
-            assert(ap.isRevealed(b.license, 0));
+    function _sameVotes(AuditProtocol.Vote[] memory a, AuditProtocol.Vote[] memory b) internal pure returns (bool) {
+        if (a.length != b.length) return false;
+        for (uint256 i; i < a.length; ++i) {
+            if (
+                a[i].license != b[i].license || a[i].targetId != b[i].targetId || a[i].verdict != b[i].verdict
+                    || a[i].evidenceRoot != b[i].evidenceRoot
+            ) return false;
         }
+        return true;
     }
 
-    /// @notice N1: whatever root an operator commits (symbolic) and whatever proofs (symbolic, length 0 or 1),
-    ///         two different openings of one license never both verify: the same root, committed to two fresh
-    ///         protocols, reveals A on the first and B (same license) on the second only if A = B. (With the
-    ///         sorted-pair tree this failed: root = hash of the sorted pair of A's and B's leaves opened both.)
-    function check_oneOpeningPerLicense(
-        uint256[5] calldata fa,
-        uint256[5] calldata fb,
-        bytes32 root,
-        bytes32 proofA,
-        bytes32 proofB,
-        bool withProof
-    ) external {
-        Opening memory a = _opening(fa);
-        Opening memory b = _opening(fb);
-        b.license = a.license;
-        AuditProtocol ap1 = _deploy();
-        AuditProtocol ap2 = new AuditProtocol(ap1.registry(), ap1.targets(), ap1.vault(), GENESIS, LENGTH,
-            bytes32(uint256(1)), AuditProtocol.Params(5, 2, 1, 4), address(this));
+    /// @dev This contract (the operator) commits the hash of `votes` under `salt` for epoch 0, then the chain
+    ///      moves into epoch 0's reveal window.
+    function _committed(bytes32 salt, AuditProtocol.Vote[] memory votes) internal returns (AuditProtocol ap) {
+        ap = _deploy();
+        bytes32 root = keccak256(abi.encode(uint256(0), address(this), salt, votes));
+        assert(root == ap.commitmentOf(0, address(this), salt, votes));
         vm.assume(root != bytes32(0));
-        ap1.commit(0, root);
-        ap2.commit(0, root);
+        ap.commit(0, root);
         vm.roll(GENESIS + LENGTH);
-        bytes32[] memory pa = new bytes32[](withProof ? 1 : 0);
-        bytes32[] memory pb = new bytes32[](withProof ? 1 : 0);
-        if (withProof) (pa[0], pb[0]) = (proofA, proofB);
-        if (_reveal(ap1, 0, a, pa) && _reveal(ap2, 0, b, pb)) assert(_same(a, b));
     }
 
-    /// @notice Once a license's opening for an epoch is revealed, no opening (symbolic, with a symbolic proof of
-    ///         length 0 or 1) reveals that license for that epoch again, by `reveal` or `revealMany`, and the tally keeps the first reveal's single vote.
-    function check_secondRevealFails(uint256[5] calldata fa, uint256[5] calldata fb, bytes32 proofNode, bool withProof)
+    function _reveal(AuditProtocol ap, address operator, bytes32 salt, AuditProtocol.Vote[] memory votes)
+        internal
+        returns (bool ok, bytes memory err)
+    {
+        try ap.reveal(0, operator, salt, votes) {
+            ok = true;
+        } catch (bytes memory e) {
+            err = e;
+        }
+    }
+
+    /// @notice The operator commits list A under salt sA; a reveal of (operator B, salt sB, list B), all symbolic,
+    ///         succeeds only if it is (the operator, sA, A) field for field; any other payload reverts exactly
+    ///         NoCommitment(0, B's operator). The committed payload itself never reverts NoCommitment (it may
+    ///         revert for an invalid list: unsorted, a verdict other than FAULT, UNREACHABLE or NO_VOTE). So one
+    ///         commitment opens to one vote list: no OK and FAULT of one license under one root (N1).
+    function check_aCommitmentOpensToExactlyOneVoteList(
+        bytes32 sA,
+        uint256[4][2] calldata fa,
+        uint8 na,
+        address opB,
+        bytes32 sB,
+        uint256[4][2] calldata fb,
+        uint8 nb
+    ) external {
+        vm.assume(na <= 2 && nb <= 2);
+        AuditProtocol.Vote[] memory a = _list(fa, na);
+        AuditProtocol.Vote[] memory b = _list(fb, nb);
+        AuditProtocol ap = _committed(sA, a);
+        bool same = opB == address(this) && sB == sA && _sameVotes(a, b);
+        (bool ok, bytes memory err) = _reveal(ap, opB, sB, b);
+        if (ok) {
+            assert(same);
+            assert(ap.hasRevealed(address(this), 0));
+        } else if (same) {
+            assert(bytes4(err) != AuditProtocol.NoCommitment.selector);
+        } else {
+            assert(keccak256(err) == keccak256(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 0, opB)));
+        }
+    }
+
+    /// @notice After the operator's list A is revealed, a second reveal of any payload (symbolic operator, salt and
+    ///         list) changes nothing: the listed vote and the tally of any (target, license) stay as they were, and
+    ///         the committed payload sent again (a copy, a retry) does not revert (security review H1).
+    function check_aSecondRevealChangesNothing(
+        bytes32 sA,
+        uint256[4][2] calldata fa,
+        uint8 na,
+        address opB,
+        bytes32 sB,
+        uint256[4][2] calldata fb,
+        uint8 nb,
+        uint256 qt,
+        uint256 ql
+    ) external {
+        vm.assume(na <= 2 && nb <= 2 && qt < 4);
+        AuditProtocol.Vote[] memory a = _list(fa, na);
+        AuditProtocol.Vote[] memory b = _list(fb, nb);
+        AuditProtocol ap = _committed(sA, a);
+        (bool first,) = _reveal(ap, address(this), sA, a);
+        vm.assume(first);
+        (bool listed, uint8 verdict, bytes32 root) = ap.voteOf(0, qt, ql);
+        (uint8 ok, uint8 fault, uint8 unreachable, uint8 reveals,) = ap.tally(0, qt);
+
+        (bool again,) = _reveal(ap, opB, sB, b);
+        if (opB == address(this) && sB == sA && _sameVotes(a, b)) assert(again);
+        assert(ap.hasRevealed(address(this), 0));
+        (bool listed2, uint8 verdict2, bytes32 root2) = ap.voteOf(0, qt, ql);
+        assert(listed2 == listed && verdict2 == verdict && root2 == root);
+        (uint8 ok2, uint8 fault2, uint8 unreachable2, uint8 reveals2,) = ap.tally(0, qt);
+        assert(ok2 == ok && fault2 == fault && unreachable2 == unreachable && reveals2 == reveals);
+    }
+
+    /// @notice The votes counted are the committed ones: after the operator reveals list A, each seat of target
+    ///         `qt` (licenses 2 and 1) counts the verdict A lists for it, or OK when A lists none (NO_VOTE: not
+    ///         revealed); a vote A lists for a license off the committee counts nowhere; `voteOf` returns A's vote.
+    function check_theVotesCountedAreTheCommittedOnes(bytes32 sA, uint256[4][2] calldata fa, uint8 na, uint256 qt)
         external
     {
-        Opening memory a = _opening(fa);
-        Opening memory b = _opening(fb);
-        AuditProtocol ap = _deploy();
-        bytes32 other = bytes32(uint256(7));
-        ap.commit(0, _root(_leaf(0, a), _position(a.license), other));
-        vm.roll(GENESIS + LENGTH);
-        bytes32[] memory proofA = new bytes32[](1);
-        proofA[0] = other;
-        bool first = _reveal(ap, 0, a, proofA);
-        vm.assume(first);
-        assert(ap.isRevealed(a.license, 0));
-        (,,, uint8 reveals,) = ap.tally(0, a.target);
-        assert(reveals == 1);
+        vm.assume(na <= 2 && qt < 4);
+        AuditProtocol.Vote[] memory a = _list(fa, na);
+        AuditProtocol ap = _committed(sA, a);
+        (bool revealed,) = _reveal(ap, address(this), sA, a);
+        vm.assume(revealed);
+        uint256[3] memory want; // OK, FAULT, UNREACHABLE
+        uint256 reveals;
+        for (uint256 seat = 2; seat >= 1; --seat) {
+            uint8 v = 1;
+            bool found;
+            for (uint256 i; i < a.length; ++i) {
+                if (a[i].targetId == qt && a[i].license == seat) {
+                    assert(!found); // the list is strictly sorted: one vote per (target, license)
+                    (v, found) = (a[i].verdict, true);
+                }
+            }
+            (bool listed, uint8 verdict, bytes32 root) = ap.voteOf(0, qt, seat);
+            assert(listed == found);
+            if (found) assert(verdict == v && root == _rootOf(a, qt, seat));
+            if (v != 0) {
+                ++reveals;
+                ++want[v - 1];
+            }
+        }
+        (uint8 ok, uint8 fault, uint8 unreachable, uint8 n,) = ap.tally(0, qt);
+        assert(ok == want[0] && fault == want[1] && unreachable == want[2] && n == reveals);
+    }
 
-        b.license = a.license;
-        bytes32[] memory proof = new bytes32[](withProof ? 1 : 0);
-        if (withProof) proof[0] = proofNode;
-        assert(!_reveal(ap, 0, b, proof));
-
-        AuditProtocol.Reveal[] memory batch = new AuditProtocol.Reveal[](1);
-        (uint256[] memory t, uint8[] memory v, bytes32[] memory ev) = _arrays(b);
-        batch[0] = AuditProtocol.Reveal(b.license, t, v, ev, b.salt, proof);
-        try ap.revealMany(0, batch) {} catch {}
-        (,,, reveals,) = ap.tally(0, a.target);
-        assert(reveals == 1);
-        (,,, uint8 revealsB,) = ap.tally(0, b.target);
-        assert(b.target == a.target ? revealsB == 1 : revealsB == 0);
+    function _rootOf(AuditProtocol.Vote[] memory a, uint256 t, uint256 lic) internal pure returns (bytes32) {
+        for (uint256 i; i < a.length; ++i) {
+            if (a[i].targetId == t && a[i].license == lic) return a[i].evidenceRoot;
+        }
+        return bytes32(0);
     }
 }

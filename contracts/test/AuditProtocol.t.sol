@@ -8,30 +8,26 @@ import {RewardVault} from "../src/RewardVault.sol";
 import {OperatorRegistry} from "../src/OperatorRegistry.sol";
 import {Generations} from "../src/lib/Generations.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
-import {Merkle, IListPositions} from "./utils/Merkle.sol";
 
 /// @dev Cheatcodes these tests need beyond test/utils/Vm.sol (forge's exact signatures).
 interface AuditVm {
     function setBlockhash(uint256 blockNumber, bytes32 blockHash) external;
 }
 
-/// @dev What a license commits to and later reveals.
-struct Opening {
-    uint256[] tids;
-    uint8[] verdicts;
-    bytes32[] roots;
-    bytes32 salt;
-}
-
 /// @notice Shared fixture: `nLicenses` licenses of one owner (listed from epoch 1), each with its own operator, so
-///         that which licenses are active stays a per-license choice here (a heartbeat makes every license listed
-///         under its operator active, issue 16), and each operator's root is its one license's leaf; three targets
-///         enabled from epoch 1, committees of 16 (so up to 16 licenses all sit on every committee).
+///         that which licenses are active and which reveal stays a per-license choice here (a heartbeat makes every
+///         license listed under its operator active, and a reveal opens all of them, issue 16); three targets
+///         enabled from epoch 1, committees of 16 (so up to 16 licenses all sit on every committee, in list order).
 abstract contract AuditFixture is Deployed {
     AuditVm internal constant vmx = AuditVm(address(uint160(uint256(keccak256("hevm cheat code")))));
 
     uint256 internal constant MAX = type(uint256).max;
     bytes32 internal constant GENESIS_SEED = keccak256("genesis");
+    uint8 internal constant NO_VOTE = 0;
+    uint8 internal constant OK = 1;
+    uint8 internal constant FAULT = 2;
+    uint8 internal constant UNREACHABLE = 3;
+    uint8 internal constant INCONCLUSIVE = 4;
 
     address internal op = makeAddr("op"); // the operator of ids[0]
     mapping(uint256 => address) internal opOf;
@@ -51,7 +47,7 @@ abstract contract AuditFixture is Deployed {
             ids[i] = _operatorWithLicenses(o, 1000, owner, 1)[0];
             opOf[ids[i]] = o;
         }
-        // An anonymous trap seal (id 0, OK) posted before any registration; only the trap test reveals it.
+        // An anonymous trap seal (id 0, OK) posted before any registration; only the trap tests reveal it.
         vm.prank(keeper);
         targets.sealTrap(keccak256(abi.encode(uint256(0), uint8(1), keccak256("trap salt"))));
         t0 = _addTarget(1);
@@ -76,77 +72,80 @@ abstract contract AuditFixture is Deployed {
         }
     }
 
-    /// @dev An opening voting `v` on every target of `tids`, with a root and salt unique to `lic`.
-    function _opening(uint256 lic, uint256[] memory tids, uint8 v) internal pure returns (Opening memory o) {
-        o.tids = tids;
-        o.verdicts = new uint8[](tids.length);
-        o.roots = new bytes32[](tids.length);
-        for (uint256 i; i < tids.length; ++i) {
-            o.verdicts[i] = v;
-            o.roots[i] = keccak256(abi.encode("root", lic, tids[i], v));
+    /// @dev The salt of `lic`'s operator (one per operator; every epoch the same here).
+    function _salt(uint256 lic) internal pure returns (bytes32) {
+        return keccak256(abi.encode("salt", lic));
+    }
+
+    /// @dev The evidence root `lic` gives for verdict `v` on target `t`.
+    function _root(uint256 lic, uint256 t, uint8 v) internal pure returns (bytes32) {
+        return keccak256(abi.encode("root", lic, t, v));
+    }
+
+    /// @dev `lic`'s listed votes for verdict vs[t] on target t = 0, 1, ...: OK is not listed (implicit), NO_VOTE
+    ///      is listed with a zero root, FAULT and UNREACHABLE with `_root`.
+    function _ballot(uint256 lic, uint8[] memory vs) internal pure returns (AuditProtocol.Vote[] memory votes) {
+        uint256 n;
+        for (uint256 t; t < vs.length; ++t) {
+            if (vs[t] != OK) ++n;
         }
-        o.salt = keccak256(abi.encode("salt", lic));
+        votes = new AuditProtocol.Vote[](n);
+        n = 0;
+        for (uint256 t; t < vs.length; ++t) {
+            if (vs[t] == OK) continue;
+            votes[n++] = _vote(lic, t, vs[t], vs[t] == NO_VOTE ? bytes32(0) : _root(lic, t, vs[t]));
+        }
     }
 
-    /// @dev The opening's leaf.
-    function _hash(uint256 e, uint256 lic, Opening memory o) internal pure returns (bytes32) {
-        return Merkle.leaf(e, lic, o.tids, o.verdicts, o.roots, o.salt);
+    function _v(uint8 a, uint8 b, uint8 c) internal pure returns (uint8[] memory v) {
+        v = new uint8[](3);
+        (v[0], v[1], v[2]) = (a, b, c);
     }
 
-    /// @dev Tree depth + 1 of each epoch a solo root was built for (kept so that a reveal's proof needs no
-    ///      external call between `vm.expectRevert` and the reveal).
-    mapping(uint256 => uint256) internal _depthPlus1;
-
-    /// @dev The root of `e`'s tree holding only `leaf`, at `lic`'s list position (security review N1).
-    function _soloRoot(uint256 e, uint256 lic, bytes32 leaf) internal returns (bytes32) {
-        uint256[] memory one = new uint256[](1);
-        one[0] = lic;
-        (uint256[] memory pos, uint256 d) = Merkle.positions(IListPositions(address(registry)), e, one);
-        _depthPlus1[e] = d + 1;
-        return Merkle.soloRoot(leaf, pos[0], d);
+    /// @dev `lic` votes `v` on all three targets.
+    function _same(uint256 lic, uint8 v) internal pure returns (AuditProtocol.Vote[] memory) {
+        return _ballot(lic, _v(v, v, v));
     }
 
-    /// @dev The proof of the only leaf of an epoch-`e` tree: a zero sibling on every level.
-    function _soloProof(uint256 e) internal view returns (bytes32[] memory) {
-        uint256 d = _depthPlus1[e];
-        return new bytes32[](d == 0 ? 0 : d - 1);
+    /// @dev `lic` votes `v` on target `t` and did not audit the two others (NO_VOTE).
+    function _only(uint256 lic, uint256 t, uint8 v) internal pure returns (AuditProtocol.Vote[] memory) {
+        uint8[] memory vs = new uint8[](3);
+        vs[t] = v;
+        return _ballot(lic, vs);
     }
 
-    /// @dev `lic`'s operator commits root `c`.
+    /// @dev `lic`'s operator commits `votes` for epoch `e` under `_salt(lic)`.
+    function _commit(uint256 e, uint256 lic, AuditProtocol.Vote[] memory votes) internal {
+        _commitVotes(opOf[lic], e, _salt(lic), votes);
+    }
+
+    /// @dev `lic`'s operator commits a raw root.
     function _commitHash(uint256 e, uint256 lic, bytes32 c) internal {
         vm.prank(opOf[lic]);
         protocol.commit(e, c);
     }
 
-    function _commit(uint256 e, uint256 lic, Opening memory o) internal {
-        _commitHash(e, lic, _soloRoot(e, lic, _hash(e, lic, o)));
+    /// @dev Reveal `lic`'s operator's votes (sent by this test contract: anyone holding the opening may).
+    function _reveal(uint256 e, uint256 lic, AuditProtocol.Vote[] memory votes) internal {
+        protocol.reveal(e, opOf[lic], _salt(lic), votes);
     }
 
-    /// @dev Reveal a single-leaf tree's opening: the proof is all zero siblings.
-    function _reveal(uint256 e, uint256 lic, Opening memory o) internal {
-        protocol.reveal(e, lic, o.tids, o.verdicts, o.roots, o.salt, _soloProof(e));
-    }
-
-    /// @dev Epoch 1: licenses 1..n reveal verdicts[i] on target `t` only; afterwards the reveal window is over.
+    /// @dev Epoch 1: licenses 1..n reveal verdicts[i] on target `t` and NO_VOTE on the two others; afterwards
+    ///      the reveal window is over (credit of epoch 1 booked at the epoch-2 heartbeats).
     function _votesOn(uint256 t, uint8[] memory verdicts) internal returns (uint256[] memory lics) {
         uint256 n = verdicts.length;
         lics = _first(n);
         _rollToEpoch(1);
         _heartbeat(lics);
         for (uint256 i; i < n; ++i) {
-            _commit(1, lics[i], _opening(lics[i], _one(t), verdicts[i]));
+            _commit(1, lics[i], _only(lics[i], t, verdicts[i]));
         }
         _rollToEpoch(2);
         _heartbeat(lics);
         for (uint256 i; i < n; ++i) {
-            _reveal(1, lics[i], _opening(lics[i], _one(t), verdicts[i]));
+            _reveal(1, lics[i], _only(lics[i], t, verdicts[i]));
         }
         _rollPastReveal(1);
-    }
-
-    function _three() internal view returns (uint256[] memory tids) {
-        tids = new uint256[](3);
-        (tids[0], tids[1], tids[2]) = (t0, t1, t2);
     }
 
     /// @dev What the license can claim: its balance plus the credit of final epochs not booked yet (lazy).
@@ -350,11 +349,11 @@ contract AuditProtocolTest is AuditFixture {
         uint256[] memory lics = _first(3);
         _heartbeat(lics);
         for (uint256 i; i < 3; ++i) {
-            _commit(1, lics[i], _opening(lics[i], _one(t0), 1));
+            _commit(1, lics[i], _allOk());
         }
         _rollToReveal(1);
         for (uint256 i; i < 3; ++i) {
-            _reveal(1, lics[i], _opening(lics[i], _one(t0), 1));
+            _reveal(1, lics[i], _allOk());
         }
         vm.roll(200);
         vm.prank(address(timelock));
@@ -482,7 +481,7 @@ contract AuditProtocolTest is AuditFixture {
     function test_settleAndReportMissAlsoRecordTheSeed() public {
         _rollToEpoch(1);
         _heartbeat(_first(1));
-        _commit(1, ids[0], _opening(ids[0], _one(t0), 1));
+        _commit(1, ids[0], _allOk()); // never revealed
         _rollPastReveal(1); // block 175, epoch 2, untouched so far
         bytes32 s2 = keccak256(abi.encode(protocol.seed(1), blockhash(159), uint256(2)));
         protocol.settle(1, t0);
@@ -669,29 +668,36 @@ contract AuditProtocolTest is AuditFixture {
         protocol.commit(1, keccak256("r"));
     }
 
+
     // ==================================================================================== reveal
 
-    /// @dev Epoch 1 (everyone assigned): the first `n` licenses heartbeat and commit `v` on all three targets.
+    /// @dev Epoch 1 (everyone seated): the first `n` licenses heartbeat and commit `v` on all three targets.
     function _epochOneCommitted(uint256 n, uint8 v) internal returns (uint256[] memory lics) {
         _rollToEpoch(1);
         lics = _first(n);
         _heartbeat(lics);
         for (uint256 i; i < n; ++i) {
-            _commit(1, lics[i], _opening(lics[i], _three(), v));
+            _commit(1, lics[i], _same(lics[i], v));
         }
     }
 
     function test_revealCountsVotesAndRecordsRevealers() public {
-        uint256[] memory lics = _epochOneCommitted(2, 2);
+        uint256[] memory lics = _epochOneCommitted(2, FAULT);
         _rollToReveal(1);
-        Opening memory o = _opening(lics[0], _three(), 2);
+        AuditProtocol.Vote[] memory votes = _same(lics[0], FAULT);
+        assertEq(votes.length, 3, "three listed FAULT votes");
         vm.expectEmit();
-        emit AuditProtocol.Revealed(1, lics[0], o.tids, o.verdicts, o.roots);
+        emit AuditProtocol.Revealed(1, op, votes);
         vm.prank(reporter); // anyone holding the opening may reveal
-        protocol.reveal(1, lics[0], o.tids, o.verdicts, o.roots, o.salt, _soloProof(1));
+        protocol.reveal(1, op, _salt(lics[0]), votes);
         assertTrue(protocol.isRevealed(lics[0], 1), "marked revealed");
+        assertTrue(protocol.hasRevealed(op, 1), "its operator revealed");
         assertFalse(protocol.isRevealed(lics[1], 1), "not yet");
-        _reveal(1, lics[1], _opening(lics[1], _three(), 2));
+        assertFalse(protocol.hasRevealed(opOf[lics[1]], 1), "not yet (operator)");
+        (, uint8 f1,, uint8 n1,) = protocol.tally(1, t0);
+        assertEq(f1, 1, "one FAULT vote so far");
+        assertEq(n1, 1, "one reveal so far");
+        _reveal(1, lics[1], _same(lics[1], FAULT));
         for (uint256 t; t < 3; ++t) {
             (uint8 ok, uint8 fault, uint8 unr, uint8 n, uint8 outcome) = protocol.tally(1, t);
             assertEq(ok, 0, "ok");
@@ -701,135 +707,165 @@ contract AuditProtocolTest is AuditFixture {
             assertEq(outcome, 0, "not settled");
             (uint256[] memory who, uint8[] memory vs) = protocol.revealers(1, t);
             assertEq(who.length, 2, "two revealers");
-            assertEq(who[0], lics[0], "first revealer");
-            assertEq(who[1], lics[1], "second revealer");
-            assertEq(vs[0], 2, "first verdict");
-            // The first FAULT root is kept as the target's evidence.
-            assertEq(protocol.evidenceRoot(1, t, 2), o.roots[t], "evidence root");
-            assertEq(protocol.evidenceRoot(1, t, 3), bytes32(0), "no unreachable evidence");
-            assertEq(protocol.evidenceRoot(1, t, 1), bytes32(0), "OK has no evidence slot");
+            assertEq(who[0], lics[0], "first seat");
+            assertEq(who[1], lics[1], "second seat");
+            assertEq(vs[0], FAULT, "first verdict");
+            assertEq(vs[1], FAULT, "second verdict");
+            (bool listed, uint8 verdict, bytes32 root) = protocol.voteOf(1, t, lics[1]);
+            assertTrue(listed, "listed");
+            assertEq(verdict, FAULT, "listed verdict");
+            assertEq(root, _root(lics[1], t, FAULT), "listed root");
+            // The first FAULT seat's root is the target's evidence.
+            assertEq(protocol.evidenceRoot(1, t, FAULT), _root(lics[0], t, FAULT), "evidence root");
+            assertEq(protocol.evidenceRoot(1, t, UNREACHABLE), bytes32(0), "no unreachable evidence");
+            assertEq(protocol.evidenceRoot(1, t, OK), bytes32(0), "OK has no evidence");
         }
     }
 
-    function test_revealManyRevealsEveryLicense() public {
-        uint256[] memory lics = _epochOneCommitted(3, 1);
-        _rollToReveal(1);
-        AuditProtocol.Reveal[] memory rs = new AuditProtocol.Reveal[](3);
-        for (uint256 i; i < 3; ++i) {
-            Opening memory o = _opening(lics[i], _three(), 1);
-            rs[i] = AuditProtocol.Reveal(lics[i], o.tids, o.verdicts, o.roots, o.salt, _soloProof(1));
-        }
-        protocol.revealMany(1, rs);
-        (uint8 ok,,, uint8 n,) = protocol.tally(1, t2);
-        assertEq(ok, 3, "three OK votes");
-        assertEq(n, 3, "three reveals");
-        // Revealed entries are skipped, not counted twice (security review H1, test/SecurityReview.t.sol).
-        protocol.revealMany(1, rs);
-        (,,, n,) = protocol.tally(1, t2);
-        assertEq(n, 3, "still three reveals");
+    function test_commitmentOfIsTheHashTheTestsCommit() public view {
+        AuditProtocol.Vote[] memory votes = _same(ids[0], UNREACHABLE);
+        bytes32 salt = keccak256("s");
+        assertEq(
+            protocol.commitmentOf(7, op, salt, votes),
+            keccak256(abi.encode(uint256(7), op, salt, votes)),
+            "keccak256(abi.encode(epoch, operator, salt, votes))"
+        );
+        assertEq(protocol.commitmentOf(7, op, salt, _allOk()), _commitmentOf(7, op, salt, _allOk()), "no votes");
     }
 
-    function test_revealAnEmptyDutyList() public {
-        _rollToEpoch(1);
-        _heartbeat(_first(1));
-        Opening memory o = _opening(ids[0], new uint256[](0), 1);
-        _commit(1, ids[0], o);
+    function test_aRevealWithoutListedVotesVotesOkOnEverySeatOfTheOperator() public {
+        uint256[] memory lics = _epochOneCommitted(2, OK); // both commit an empty list
         _rollToReveal(1);
-        _reveal(1, ids[0], o);
-        assertTrue(protocol.isRevealed(ids[0], 1), "revealed");
+        _reveal(1, lics[0], _allOk()); // lics[1]'s operator is present but never reveals
+        for (uint256 t; t < 3; ++t) {
+            (uint8 ok, uint8 fault, uint8 unr, uint8 n,) = protocol.tally(1, t);
+            assertEq(ok, 1, "implicit OK");
+            assertEq(fault + unr, 0, "nothing else");
+            assertEq(n, 1, "one reveal: the silent operator's seat is not one");
+            (uint256[] memory who, uint8[] memory vs) = protocol.revealers(1, t);
+            assertEq(who.length, 1, "one revealer");
+            assertEq(who[0], lics[0], "the revealed license");
+            assertEq(vs[0], OK, "OK");
+            (bool listed, uint8 verdict,) = protocol.voteOf(1, t, lics[0]);
+            assertFalse(listed, "an implicit OK is not listed");
+            assertEq(verdict, 0, "nothing stored");
+        }
     }
 
     function test_revealRejectsBeforeTheWindowOpens() public {
-        uint256[] memory lics = _epochOneCommitted(1, 1);
+        uint256[] memory lics = _epochOneCommitted(1, OK);
         vm.roll(159);
-        Opening memory o = _opening(lics[0], _three(), 1);
         vm.expectRevert(abi.encodeWithSelector(AuditProtocol.RevealWindowClosed.selector, 1, 160, 175));
-        _reveal(1, lics[0], o);
-        AuditProtocol.Reveal[] memory rs = new AuditProtocol.Reveal[](1);
-        rs[0] = AuditProtocol.Reveal(lics[0], o.tids, o.verdicts, o.roots, o.salt, _soloProof(1));
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.RevealWindowClosed.selector, 1, 160, 175));
-        protocol.revealMany(1, rs);
+        _reveal(1, lics[0], _allOk());
     }
 
     function test_revealRejectsAfterTheWindowCloses() public {
-        uint256[] memory lics = _epochOneCommitted(1, 1);
+        uint256[] memory lics = _epochOneCommitted(1, OK);
         vm.roll(175);
         vm.expectRevert(abi.encodeWithSelector(AuditProtocol.RevealWindowClosed.selector, 1, 160, 175));
-        _reveal(1, lics[0], _opening(lics[0], _three(), 1));
+        _reveal(1, lics[0], _allOk());
         vm.roll(174);
-        _reveal(1, lics[0], _opening(lics[0], _three(), 1)); // last block of the window
+        _reveal(1, lics[0], _allOk()); // last block of the window
+        assertTrue(protocol.hasRevealed(op, 1), "revealed");
     }
 
-    function test_revealRejectsMismatchedLengths() public {
-        uint256[] memory lics = _epochOneCommitted(1, 1);
+    function test_revealRejectsAnOperatorThatDidNotCommit() public {
+        _epochOneCommitted(1, OK);
         _rollToReveal(1);
-        Opening memory o = _opening(lics[0], _three(), 1);
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.LengthMismatch.selector));
-        protocol.reveal(1, lics[0], o.tids, new uint8[](2), o.roots, o.salt, _soloProof(1));
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.LengthMismatch.selector));
-        protocol.reveal(1, lics[0], o.tids, o.verdicts, new bytes32[](4), o.salt, _soloProof(1));
-    }
-
-    function test_revealRejectsALicenseThatDidNotCommit() public {
-        _epochOneCommitted(1, 1);
-        _rollToReveal(1);
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, ids[1]));
-        _reveal(1, ids[1], _opening(ids[1], _three(), 1));
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, opOf[ids[1]]));
+        _reveal(1, ids[1], _allOk());
+        // Not an operator at all.
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, reporter));
+        protocol.reveal(1, reporter, _salt(ids[0]), _allOk());
     }
 
     function test_revealRejectsACommitmentFromTwoEpochsBefore() public {
         // Epoch 1 commitment left unrevealed sits in the slot epoch 3 uses: it cannot open epoch 3.
-        uint256[] memory lics = _epochOneCommitted(1, 1);
+        uint256[] memory lics = _epochOneCommitted(1, OK);
         _rollToEpoch(3);
         _heartbeat(lics);
         _rollToReveal(3);
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 3, lics[0]));
-        _reveal(3, lics[0], _opening(lics[0], _three(), 1));
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 3, op));
+        _reveal(3, lics[0], _allOk());
     }
 
-    function test_revealRejectsASecondReveal() public {
-        uint256[] memory lics = _epochOneCommitted(1, 1);
+    function test_aSecondRevealIsASilentNoOp() public {
+        uint256[] memory lics = _epochOneCommitted(1, FAULT);
         _rollToReveal(1);
-        _reveal(1, lics[0], _opening(lics[0], _three(), 1));
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.AlreadyRevealed.selector, 1, lics[0]));
-        _reveal(1, lics[0], _opening(lics[0], _three(), 1));
+        _reveal(1, lics[0], _same(lics[0], FAULT));
+        vm.recordLogs();
+        vm.prank(reporter); // a copy of the reveal, by anyone: no revert, no event, nothing counted twice
+        protocol.reveal(1, op, _salt(lics[0]), _same(lics[0], FAULT));
+        assertEq(vm.getRecordedLogs().length, 0, "no event");
+        (, uint8 fault,, uint8 n,) = protocol.tally(1, t1);
+        assertEq(fault, 1, "counted once");
+        assertEq(n, 1, "one reveal");
+        // Another opening still has to match the root.
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, op));
+        _reveal(1, lics[0], _allOk());
     }
 
-    function test_revealRejectsUnsortedTargets() public {
+    function test_revealRejectsUnsortedVotes() public {
         _rollToEpoch(1);
         _heartbeat(_first(2));
-        uint256[] memory dup = new uint256[](3);
-        (dup[0], dup[1], dup[2]) = (t0, t1, t1);
-        uint256[] memory down = new uint256[](2);
-        (down[0], down[1]) = (t2, t0);
-        Opening memory a = _opening(ids[0], dup, 1);
-        Opening memory b = _opening(ids[1], down, 1);
-        _commit(1, ids[0], a);
-        _commit(1, ids[1], b);
+        AuditProtocol.Vote[] memory dup = new AuditProtocol.Vote[](3);
+        dup[0] = _vote(ids[0], t0, FAULT, bytes32(0));
+        dup[1] = _vote(ids[0], t1, FAULT, bytes32(0));
+        dup[2] = _vote(ids[0], t1, UNREACHABLE, bytes32(0)); // the same (target, license) twice
+        AuditProtocol.Vote[] memory down = new AuditProtocol.Vote[](2);
+        down[0] = _vote(ids[1], t2, FAULT, bytes32(0));
+        down[1] = _vote(ids[1], t0, FAULT, bytes32(0));
+        _commit(1, ids[0], dup);
+        _commit(1, ids[1], down);
         _rollToReveal(1);
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.TargetsNotSorted.selector, 2));
-        _reveal(1, ids[0], a);
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.TargetsNotSorted.selector, 1));
-        _reveal(1, ids[1], b);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.VotesNotSorted.selector, 2));
+        _reveal(1, ids[0], dup);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.VotesNotSorted.selector, 1));
+        _reveal(1, ids[1], down);
+        assertFalse(protocol.hasRevealed(op, 1), "nothing revealed");
     }
 
     function test_revealRejectsInvalidVerdicts() public {
         _rollToEpoch(1);
-        _heartbeat(_first(2));
-        Opening memory a = _opening(ids[0], _three(), 1);
-        a.verdicts[1] = 0;
-        Opening memory b = _opening(ids[1], _three(), 3);
-        b.verdicts[2] = 4; // INCONCLUSIVE is an outcome, not a verdict
+        _heartbeat(_first(3));
+        AuditProtocol.Vote[] memory a = _ballot(ids[0], _v(FAULT, FAULT, FAULT));
+        a[1].verdict = OK; // OK is implicit: never listed
+        AuditProtocol.Vote[] memory b = _same(ids[1], UNREACHABLE);
+        b[2].verdict = INCONCLUSIVE; // an outcome, not a verdict
+        AuditProtocol.Vote[] memory c = _same(ids[2], NO_VOTE);
+        c[0].verdict = 255;
         _commit(1, ids[0], a);
         _commit(1, ids[1], b);
+        _commit(1, ids[2], c);
         _rollToReveal(1);
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.InvalidVerdict.selector, 1, 0));
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.InvalidVerdict.selector, 1, OK));
         _reveal(1, ids[0], a);
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.InvalidVerdict.selector, 2, 4));
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.InvalidVerdict.selector, 2, INCONCLUSIVE));
         _reveal(1, ids[1], b);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.InvalidVerdict.selector, 0, uint8(255)));
+        _reveal(1, ids[2], c);
     }
 
-    function test_revealRejectsATargetNotDrawnForTheLicense() public {
+    function test_revealRejectsAVoteOfALicenseNotListedUnderTheOperator() public {
+        _rollToEpoch(1);
+        _heartbeat(_first(2));
+        // op lists a vote of ids[1] (listed under another operator); that operator lists an unminted license.
+        AuditProtocol.Vote[] memory foreign = _votes(_vote(ids[1], t0, FAULT, keccak256("r")));
+        uint256 big = uint256(type(uint32).max) + 1;
+        AuditProtocol.Vote[] memory unlisted = _votes(_vote(big, t0, FAULT, keccak256("r")));
+        _commit(1, ids[0], foreign);
+        _commit(1, ids[1], unlisted);
+        _rollToReveal(1);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotOperatorsLicense.selector, 1, ids[1], op));
+        _reveal(1, ids[0], foreign);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotOperatorsLicense.selector, 1, big, opOf[ids[1]]));
+        _reveal(1, ids[1], unlisted);
+        assertFalse(protocol.hasRevealed(op, 1), "nothing revealed");
+        (, uint8 fault,,,) = protocol.tally(1, t0);
+        assertEq(fault, 0, "nothing counted");
+    }
+
+    function test_aVoteOnATargetTheLicenseDoesNotSitOnIsNeverCounted() public {
         _committee(5);
         _rollToEpoch(2);
         _heartbeat(_first(8));
@@ -839,25 +875,55 @@ contract AuditProtocolTest is AuditFixture {
                 if (!protocol.isAssigned(2, ids[i], j)) (lic, t, found) = (ids[i], j, true);
             }
         }
-        assertTrue(found, "some pair is not drawn");
-        Opening memory o = _opening(lic, _one(t), 1);
-        _commit(2, lic, o);
+        assertTrue(found, "some active license does not sit on some target");
+        AuditProtocol.Vote[] memory votes = _votes(_vote(lic, t, FAULT, keccak256("stray")));
+        _commit(2, lic, votes);
         _rollToReveal(2);
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotAssigned.selector, 2, lic, t));
-        _reveal(2, lic, o);
+        _reveal(2, lic, votes); // no seat check at reveal
+        (bool listed, uint8 verdict, bytes32 root) = protocol.voteOf(2, t, lic);
+        assertTrue(listed, "stored");
+        assertEq(verdict, FAULT, "as listed");
+        assertEq(root, keccak256("stray"), "with its root");
+        (uint8 ok, uint8 fault, uint8 unr, uint8 n,) = protocol.tally(2, t);
+        assertEq(fault, 0, "never counted");
+        (uint256[] memory who,) = protocol.revealers(2, t);
+        for (uint256 i; i < who.length; ++i) {
+            assertTrue(who[i] != lic, "not a revealer of the target");
+        }
+        assertEq(protocol.evidenceRoot(2, t, FAULT), bytes32(0), "not the target's evidence");
+        _rollPastReveal(2);
+        uint8 expected = protocol.outcomeOf(2, t);
+        vm.recordLogs();
+        assertEq(protocol.settle(2, t), expected, "settle decides what outcomeOf said");
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        for (uint256 i; i < logs.length; ++i) {
+            assertTrue(logs[i].topics[0] != AuditProtocol.ViolationFlagged.selector, "no flag");
+            assertTrue(logs[i].topics[0] != RewardVault.Penalized.selector, "no penalty");
+        }
+        (uint8 ok2, uint8 fault2, uint8 unr2, uint8 n2,) = protocol.tally(2, t);
+        assertEq(ok2 + fault2 + unr2 + n2, ok + fault + unr + n, "settle reads the same seats");
     }
 
-    function test_revealRejectsATargetDisabledBeforeTheEpoch() public {
+    function test_aVoteOnATargetDisabledBeforeTheEpochIsNeverCounted() public {
         vm.prank(address(timelock));
         targets.setTargetEnabled(t1, false);
         _rollToEpoch(1);
         _heartbeat(_first(1));
-        Opening memory o = _opening(ids[0], _three(), 1);
-        _commit(1, ids[0], o);
+        AuditProtocol.Vote[] memory votes = _votes(_vote(ids[0], t1, FAULT, keccak256("r")));
+        _commit(1, ids[0], votes);
         _rollToReveal(1);
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotAssigned.selector, 1, ids[0], t1));
-        _reveal(1, ids[0], o);
+        _reveal(1, ids[0], votes);
         assertFalse(protocol.isAssigned(1, ids[0], t1), "disabled target has no duty");
+        (uint8 ok, uint8 fault, uint8 unr, uint8 n,) = protocol.tally(1, t1);
+        assertEq(uint256(ok) + fault + unr + n, 0, "no seat has a duty");
+        (uint256[] memory who,) = protocol.revealers(1, t1);
+        assertEq(who.length, 0, "no revealer");
+        (ok,,, n,) = protocol.tally(1, t0);
+        assertEq(ok, 1, "the enabled targets get the implicit OK");
+        _rollPastReveal(1);
+        assertEq(protocol.outcomeOf(1, t1), INCONCLUSIVE, "nobody voted");
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotAssigned.selector, 1, ids[0], t1));
+        protocol.reportMiss(1, ids[0], t1);
     }
 
     function test_targetDisabledDuringAnEpochStillCountsInThatEpoch() public {
@@ -866,65 +932,68 @@ contract AuditProtocolTest is AuditFixture {
         vm.prank(address(timelock));
         targets.setTargetEnabled(t1, false);
         assertTrue(protocol.isAssigned(1, ids[0], t1), "epoch 1 keeps its duties");
-        Opening memory o = _opening(ids[0], _three(), 1);
-        _commit(1, ids[0], o);
+        _commit(1, ids[0], _allOk());
         _rollToEpoch(2);
         _heartbeat(_first(1));
         assertFalse(protocol.isAssigned(2, ids[0], t1), "disabled from epoch 2");
         _rollToReveal(1);
-        _reveal(1, ids[0], o);
+        _reveal(1, ids[0], _allOk());
         (uint8 ok,,,,) = protocol.tally(1, t1);
         assertEq(ok, 1, "vote counted");
     }
 
-    function test_revealRejectsAnUnknownTarget() public {
+    function test_aVoteOnAnUnknownTargetIsNeverCounted() public {
         _rollToEpoch(1);
         _heartbeat(_first(1));
-        Opening memory o = _opening(ids[0], _one(3), 1);
-        _commit(1, ids[0], o);
+        AuditProtocol.Vote[] memory votes = _votes(_vote(ids[0], 3, FAULT, keccak256("r")));
+        _commit(1, ids[0], votes);
         _rollToReveal(1);
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotAssigned.selector, 1, ids[0], 3));
-        _reveal(1, ids[0], o);
-    }
-
-    function test_revealRejectsLicenseIdsBeyond32Bits() public {
-        _epochOneCommitted(1, 1);
-        _rollToReveal(1);
-        uint256 big = uint256(type(uint32).max) + 1;
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.IdTooLarge.selector, big));
-        _reveal(1, big, _opening(big, _three(), 1));
+        _reveal(1, ids[0], votes);
+        (uint8 ok, uint8 fault, uint8 unr, uint8 n,) = protocol.tally(1, 3);
+        assertEq(uint256(ok) + fault + unr + n, 0, "an unknown target has no seat with a duty");
+        (ok,,,,) = protocol.tally(1, t2);
+        assertEq(ok, 1, "the known targets get the implicit OK");
+        _rollPastReveal(1);
+        assertEq(protocol.outcomeOf(1, 3), 0, "no outcome");
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.UnknownTarget.selector, 3));
+        protocol.settle(1, 3);
     }
 
     function test_tallyRejectsEpochAndTargetIdsBeyondTheKey() public {
         uint256 bigEpoch = uint256(type(uint64).max) + 1;
         vm.expectRevert(abi.encodeWithSelector(AuditProtocol.IdTooLarge.selector, bigEpoch));
         protocol.tally(bigEpoch, 0);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.IdTooLarge.selector, bigEpoch));
+        protocol.outcomeOf(bigEpoch, 0);
         uint256 bigTarget = uint256(type(uint128).max) + 1;
         vm.expectRevert(abi.encodeWithSelector(AuditProtocol.IdTooLarge.selector, bigTarget));
-        protocol.revealers(0, bigTarget);
+        protocol.tally(0, bigTarget);
     }
 
-    function test_sixteenRevealersFillTheThreeTallySlotsInOrder() public {
+    function test_sixteenRevealersAreCountedInSeatOrder() public {
         uint256[] memory lics = _first(16);
         _rollToEpoch(1);
         _heartbeat(lics);
         for (uint256 i; i < 16; ++i) {
-            _commit(1, lics[i], _opening(lics[i], _one(t0), 1));
+            _commit(1, lics[i], _allOk());
         }
         _rollToReveal(1);
-        for (uint256 i; i < 16; ++i) {
-            _reveal(1, lics[i], _opening(lics[i], _one(t0), 1));
+        for (uint256 i = 16; i > 0; --i) {
+            _reveal(1, lics[i - 1], _allOk()); // last seat first
         }
         (uint8 ok,,, uint8 n,) = protocol.tally(1, t0);
         assertEq(ok, 16, "16 votes counted");
         assertEq(n, 16, "16 revealers");
+        uint256[] memory c = protocol.committee(1, t0);
         (uint256[] memory who, uint8[] memory vs) = protocol.revealers(1, t0);
+        assertEq(who.length, 16, "all 16");
         for (uint256 i; i < 16; ++i) {
-            assertEq(who[i], lics[i], "revealer order across the three tally slots");
-            assertEq(vs[i], 1, "verdict");
+            assertEq(who[i], c[i], "seat order, not reveal order");
+            assertEq(who[i], lics[i], "a list no longer than k: list order");
+            assertEq(vs[i], OK, "verdict");
         }
         _rollPastReveal(1);
-        assertEq(protocol.settle(1, t0), 1, "OK");
+        assertEq(protocol.settle(1, t0), OK, "OK");
     }
 
     function test_aCommitteeLargerThanTheTallyIsRefused() public {
@@ -933,16 +1002,50 @@ contract AuditProtocolTest is AuditFixture {
         protocol.setParams(_p(15, 12, 3, 10));
     }
 
+    function test_evidenceRootIsTheFirstSeatsRootInCommitteeOrder() public {
+        // Committees of 5 drawn from 16: pick a target whose seat 1 is not the lowest license of seats 1..4, so
+        // that neither "first revealed" (reveals go by license id below) nor "lowest license" names its root.
+        _committee(5);
+        _rollToEpoch(2);
+        _heartbeat(_first(16));
+        uint256[] memory c;
+        uint256 t;
+        bool found;
+        for (; t < 3 && !found; ++t) {
+            c = protocol.committee(2, t);
+            for (uint256 j = 2; j < 5; ++j) {
+                if (c[j] < c[1]) found = true;
+            }
+        }
+        --t;
+        assertTrue(found, "a committee whose seat order is not license order");
+        // Seat 0 votes OK (implicitly), seats 1..4 FAULT with their own roots.
+        for (uint256 j; j < 5; ++j) {
+            _commit(2, c[j], j == 0 ? _allOk() : _votes(_vote(c[j], t, FAULT, _root(c[j], t, FAULT))));
+        }
+        _rollToReveal(2);
+        for (uint256 i; i < 16; ++i) {
+            for (uint256 j; j < 5; ++j) {
+                if (c[j] == ids[i]) {
+                    _reveal(2, c[j], j == 0 ? _allOk() : _votes(_vote(c[j], t, FAULT, _root(c[j], t, FAULT))));
+                }
+            }
+        }
+        assertEq(protocol.evidenceRoot(2, t, FAULT), _root(c[1], t, FAULT), "seat 1's root");
+        _rollPastReveal(2);
+        assertEq(protocol.outcomeOf(2, t), FAULT, "4 FAULT of 5");
+        vm.expectEmit();
+        emit AuditProtocol.TargetSettled(2, t, FAULT, 1, 4, 0);
+        vm.expectEmit();
+        emit AuditProtocol.ViolationFlagged(2, t, FAULT, _root(c[1], t, FAULT));
+        assertEq(protocol.settle(2, t), FAULT, "FAULT");
+    }
+
     // ==================================================================================== settle
 
     /// @dev Epoch 1: licenses 1..n reveal verdicts[i] on target t0 only; credit booked at the epoch-2 heartbeat.
     function _votesOnT0(uint8[] memory verdicts) internal returns (uint256[] memory lics) {
         return _votesOn(t0, verdicts);
-    }
-
-    function _v(uint8 a, uint8 b, uint8 c) internal pure returns (uint8[] memory v) {
-        v = new uint8[](3);
-        (v[0], v[1], v[2]) = (a, b, c);
     }
 
     function _v4(uint8 a, uint8 b, uint8 c, uint8 d) internal pure returns (uint8[] memory v) {
@@ -962,6 +1065,7 @@ contract AuditProtocolTest is AuditFixture {
     function test_settleTwoThirdsOkPenalizesTheFaultVote() public {
         uint256[] memory lics = _votesOnT0(_v(1, 2, 1));
         uint256 per = _perLicense(3);
+        assertEq(protocol.outcomeOf(1, t0), OK, "outcomeOf before settling");
         vm.expectEmit();
         emit AuditProtocol.TargetSettled(1, t0, 1, 2, 1, 0);
         vm.expectEmit();
@@ -982,7 +1086,8 @@ contract AuditProtocolTest is AuditFixture {
         // 4 FAULT of 6 is 2/3; the UNREACHABLE vote does not disagree with FAULT, the OK vote does.
         uint256[] memory lics = _votesOnT0(_v6(3, 1, 2, 2, 2, 2));
         uint256 per = _perLicense(6);
-        bytes32 faultRoot = _opening(lics[2], _one(t0), 2).roots[0];
+        bytes32 faultRoot = _root(lics[2], t0, FAULT); // the first FAULT seat (committee = list order here)
+        assertEq(protocol.outcomeOf(1, t0), FAULT, "outcomeOf before settling");
         vm.expectEmit();
         emit AuditProtocol.TargetSettled(1, t0, 2, 1, 4, 1);
         vm.expectEmit();
@@ -1000,7 +1105,8 @@ contract AuditProtocolTest is AuditFixture {
     function test_settleUnreachableFlagsTheUnreachableRoot() public {
         uint256[] memory lics = _votesOnT0(_v(2, 3, 3));
         uint256 per = _perLicense(3);
-        bytes32 root = _opening(lics[1], _one(t0), 3).roots[0];
+        bytes32 root = _root(lics[1], t0, UNREACHABLE);
+        assertEq(protocol.outcomeOf(1, t0), UNREACHABLE, "outcomeOf before settling");
         vm.expectEmit();
         emit AuditProtocol.ViolationFlagged(1, t0, 3, root);
         assertEq(protocol.settle(1, t0), 3, "UNREACHABLE");
@@ -1011,6 +1117,7 @@ contract AuditProtocolTest is AuditFixture {
         // 2 OK against 2 not-OK (FAULT + UNREACHABLE): no supermajority and no strict majority either (M4).
         uint256[] memory lics = _votesOnT0(_v4(1, 1, 2, 3));
         uint256 per = _perLicense(4);
+        assertEq(protocol.outcomeOf(1, t0), INCONCLUSIVE, "outcomeOf before settling");
         vm.recordLogs();
         assertEq(protocol.settle(1, t0), 4, "INCONCLUSIVE");
         _assertNoPenaltyLogged();
@@ -1020,15 +1127,20 @@ contract AuditProtocolTest is AuditFixture {
     }
 
     function test_settleBelowMinRevealsIsInconclusive() public {
-        _votesOnT0(_v4(1, 1, 1, 1)); // 4 licenses active, only t0 revealed
+        _votesOnT0(_v4(1, 1, 1, 1)); // 4 licenses active, only t0 revealed (NO_VOTE on t1, t2)
         vm.prank(address(timelock));
         protocol.setParams(_p(15, 5, 5, 16));
+        assertEq(protocol.outcomeOf(1, t0), INCONCLUSIVE, "outcomeOf: 4 reveals < minReveals 5");
         assertEq(protocol.settle(1, t0), 4, "4 reveals < minReveals 5");
         assertEq(protocol.settle(1, t1), 4, "no reveal at all");
     }
 
     function test_settleExactlyMinRevealsDecides() public {
         _votesOnT0(_v(1, 1, 1));
+        (,,, uint8 n,) = protocol.tally(1, t0);
+        assertEq(n, 3, "three reveals");
+        (,,, n,) = protocol.tally(1, t1);
+        assertEq(n, 0, "NO_VOTE everywhere else");
         assertEq(protocol.settle(1, t0), 1, "3 reveals, all OK");
     }
 
@@ -1036,8 +1148,10 @@ contract AuditProtocolTest is AuditFixture {
         bytes32 salt = keccak256("trap salt"); // sealed in the fixture, before t0's registration
         uint256[] memory lics = _votesOnT0(_v(2, 2, 1)); // the majority says FAULT, the trap is OK
         uint256 per = _perLicense(3);
+        assertEq(protocol.outcomeOf(1, t0), FAULT, "the tally, while the trap is sealed");
         vm.prank(keeper);
         targets.revealTrap(t0, 1, salt);
+        assertEq(protocol.outcomeOf(1, t0), OK, "the trap's truth once revealed");
         vm.expectEmit();
         emit AuditProtocol.TargetSettled(1, t0, 1, 1, 2, 0);
         assertEq(protocol.settle(1, t0), 1, "trap truth");
@@ -1046,8 +1160,80 @@ contract AuditProtocolTest is AuditFixture {
         assertEq(_balance(lics[2]), int256(_net(per)), "right about the trap");
     }
 
+    function test_outcomeOfIsZeroUntilTheRevealWindowEndsThenWhatSettleDecides() public {
+        // t0: 2 FAULT, 1 OK -> FAULT (later overruled by its trap, OK); t1: nobody audited -> INCONCLUSIVE;
+        // t2: 3 implicit OK -> OK.
+        uint256[] memory lics = _first(3);
+        AuditProtocol.Vote[][] memory b = new AuditProtocol.Vote[][](3);
+        b[0] = _ballot(lics[0], _v(FAULT, NO_VOTE, OK));
+        b[1] = _ballot(lics[1], _v(FAULT, NO_VOTE, OK));
+        b[2] = _ballot(lics[2], _v(OK, NO_VOTE, OK));
+        _rollToEpoch(1);
+        _heartbeat(lics);
+        for (uint256 i; i < 3; ++i) {
+            _commit(1, lics[i], b[i]);
+        }
+        _rollToReveal(1);
+        for (uint256 i; i < 3; ++i) {
+            _reveal(1, lics[i], b[i]);
+        }
+        (, uint256 end) = protocol.revealWindow(1);
+        vm.roll(end - 1);
+        for (uint256 t; t < 3; ++t) {
+            assertEq(protocol.outcomeOf(1, t), 0, "0 while the reveal window is open");
+        }
+        vm.roll(end);
+        assertEq(protocol.outcomeOf(1, t0), FAULT, "t0: the tally");
+        assertEq(protocol.outcomeOf(1, t1), INCONCLUSIVE, "t1: no reveal");
+        assertEq(protocol.outcomeOf(1, t2), OK, "t2: all OK");
+        vm.prank(keeper);
+        targets.revealTrap(t0, 1, keccak256("trap salt"));
+        assertEq(protocol.outcomeOf(1, t0), OK, "t0: the trap");
+        uint8[3] memory expected = [OK, INCONCLUSIVE, OK];
+        for (uint256 t; t < 3; ++t) {
+            assertEq(protocol.settle(1, t), expected[t], "settle decides what outcomeOf said");
+            assertEq(protocol.outcomeOf(1, t), expected[t], "the settled outcome");
+        }
+    }
+
+    function test_settleOfAnAllOkTargetChangesNothingButMayBeCalled() public {
+        uint256[] memory lics = _first(3);
+        _rollToEpoch(1);
+        _heartbeat(lics);
+        for (uint256 i; i < 3; ++i) {
+            _commit(1, lics[i], _allOk());
+        }
+        _rollToEpoch(2);
+        _heartbeat(lics);
+        for (uint256 i; i < 3; ++i) {
+            _reveal(1, lics[i], _allOk());
+        }
+        _rollPastReveal(1);
+        assertEq(protocol.outcomeOf(1, t0), OK, "OK without settling");
+        (,,,, uint8 settled) = protocol.tally(1, t0);
+        assertEq(settled, 0, "not settled");
+        int256[] memory before = new int256[](3);
+        for (uint256 i; i < 3; ++i) {
+            before[i] = _balance(lics[i]);
+        }
+        uint256 pool = vault.pool();
+        vm.recordLogs();
+        assertEq(protocol.settle(1, t0), OK, "OK");
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        assertEq(logs.length, 1, "one event");
+        assertEq(logs[0].topics[0], AuditProtocol.TargetSettled.selector, "TargetSettled");
+        assertEq(keccak256(logs[0].data), keccak256(abi.encode(OK, uint8(3), uint8(0), uint8(0))), "OK, 3 OK votes");
+        for (uint256 i; i < 3; ++i) {
+            assertEq(_balance(lics[i]), before[i], "no balance changes");
+        }
+        assertEq(vault.pool(), pool, "no forfeit");
+        assertEq(protocol.outcomeOf(1, t0), OK, "the same outcome");
+        (,,,, settled) = protocol.tally(1, t0);
+        assertEq(settled, OK, "recorded");
+    }
+
     function test_settleRejectsWhileTheRevealWindowIsOpen() public {
-        _epochOneCommitted(1, 1);
+        _epochOneCommitted(1, OK);
         vm.roll(174);
         vm.expectRevert(abi.encodeWithSelector(AuditProtocol.RevealWindowOpen.selector, 1, 175));
         protocol.settle(1, t0);
@@ -1080,17 +1266,17 @@ contract AuditProtocolTest is AuditFixture {
     // ================================================================================ reportMiss
 
     function test_reportMissPenalizesAndPaysTheReporter() public {
-        // Licenses 1..3 active and committed in epoch 1; license 3 never reveals t1.
+        // Licenses 1..3 active and committed in epoch 1; license 3's operator never reveals.
         _rollToEpoch(1);
         uint256[] memory lics = _first(3);
         _heartbeat(lics);
         for (uint256 i; i < 3; ++i) {
-            _commit(1, lics[i], _opening(lics[i], _three(), 1));
+            _commit(1, lics[i], _allOk());
         }
         _rollToEpoch(2);
         _heartbeat(lics);
-        _reveal(1, lics[0], _opening(lics[0], _three(), 1));
-        _reveal(1, lics[1], _opening(lics[1], _three(), 1));
+        _reveal(1, lics[0], _allOk());
+        _reveal(1, lics[1], _allOk());
         _rollPastReveal(1);
         uint256 per = _perLicense(3);
         uint256 freed = _net(per); // its whole balance, less than 3 epochs of credit
@@ -1100,7 +1286,7 @@ contract AuditProtocolTest is AuditFixture {
         vm.expectEmit();
         emit RewardVault.Penalized(lics[2], 1, 1, 3 * per, freed);
         vm.prank(reporter);
-        protocol.reportMiss(1, lics[2], t1);
+        protocol.reportMiss(1, lics[2], t1); // t1 was never settled: a miss does not need it
         assertTrue(protocol.missReported(keccak256(abi.encode(uint256(1), lics[2], t1))), "recorded");
         assertEq(_balance(lics[2]), int256(_net(per)) - int256(3 * per), "miss penalty");
         assertEq(vault.bountyOf(reporter), bounty, "bounty");
@@ -1115,15 +1301,44 @@ contract AuditProtocolTest is AuditFixture {
         assertEq(vault.bountyOf(reporter), 0, "nothing left to forfeit, no bounty");
     }
 
+    function test_noVoteMakesTheSeatMissableWhileAnImplicitOkIsNot() public {
+        _rollToEpoch(1);
+        _heartbeat(_first(1));
+        AuditProtocol.Vote[] memory votes = _votes(_vote(ids[0], t1, NO_VOTE, bytes32(0)));
+        _commit(1, ids[0], votes);
+        _rollToReveal(1);
+        _reveal(1, ids[0], votes);
+        assertTrue(protocol.isRevealed(ids[0], 1), "its operator revealed");
+        (bool listed, uint8 verdict,) = protocol.voteOf(1, t1, ids[0]);
+        assertTrue(listed, "NO_VOTE is listed");
+        assertEq(verdict, NO_VOTE, "as NO_VOTE");
+        (uint8 ok,,, uint8 n,) = protocol.tally(1, t1);
+        assertEq(ok, 0, "no OK on t1");
+        assertEq(n, 0, "the seat is not revealed");
+        (uint256[] memory who,) = protocol.revealers(1, t1);
+        assertEq(who.length, 0, "no revealer on t1");
+        (ok,,, n,) = protocol.tally(1, t0);
+        assertEq(ok, 1, "t0: implicit OK");
+        _rollPastReveal(1);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotMissed.selector, 1, ids[0], t0));
+        protocol.reportMiss(1, ids[0], t0);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotMissed.selector, 1, ids[0], t2));
+        protocol.reportMiss(1, ids[0], t2);
+        vm.expectEmit();
+        emit AuditProtocol.MissReported(1, ids[0], t1, reporter);
+        vm.prank(reporter);
+        protocol.reportMiss(1, ids[0], t1);
+    }
+
     function test_reportMissRejectsWhileTheRevealWindowIsOpen() public {
-        _epochOneCommitted(1, 1);
+        _epochOneCommitted(1, OK);
         vm.roll(174);
         vm.expectRevert(abi.encodeWithSelector(AuditProtocol.RevealWindowOpen.selector, 1, 175));
         protocol.reportMiss(1, ids[0], t0);
     }
 
     function test_reportMissRejectsASecondReport() public {
-        _epochOneCommitted(1, 1);
+        _epochOneCommitted(1, OK);
         _rollPastReveal(1);
         protocol.reportMiss(1, ids[0], t0);
         vm.expectRevert(abi.encodeWithSelector(AuditProtocol.MissAlreadyReported.selector, 1, ids[0], t0));
@@ -1131,7 +1346,7 @@ contract AuditProtocolTest is AuditFixture {
     }
 
     function test_reportMissRejectsAnInactiveLicense() public {
-        _epochOneCommitted(1, 1);
+        _epochOneCommitted(1, OK);
         _rollPastReveal(1);
         vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotAssigned.selector, 1, ids[1], t0));
         protocol.reportMiss(1, ids[1], t0);
@@ -1140,7 +1355,7 @@ contract AuditProtocolTest is AuditFixture {
     function test_reportMissRejectsADisabledTarget() public {
         vm.prank(address(timelock));
         targets.setTargetEnabled(t2, false);
-        _epochOneCommitted(1, 1);
+        _epochOneCommitted(1, OK);
         _rollPastReveal(1);
         vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotAssigned.selector, 1, ids[0], t2));
         protocol.reportMiss(1, ids[0], t2);
@@ -1168,100 +1383,15 @@ contract AuditProtocolTest is AuditFixture {
     }
 
     function test_reportMissRejectsALicenseThatRevealed() public {
-        uint256[] memory lics = _epochOneCommitted(1, 2);
+        uint256[] memory lics = _epochOneCommitted(1, FAULT);
         _rollToReveal(1);
-        _reveal(1, lics[0], _opening(lics[0], _three(), 2));
+        _reveal(1, lics[0], _same(lics[0], FAULT));
         _rollPastReveal(1);
         vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotMissed.selector, 1, lics[0], t1));
         protocol.reportMiss(1, lics[0], t1);
     }
-
-    // ================================================================================ fuzz: binding
-
-    function _copy(Opening memory o) internal pure returns (Opening memory c) {
-        c.tids = new uint256[](o.tids.length);
-        c.verdicts = new uint8[](o.tids.length);
-        c.roots = new bytes32[](o.tids.length);
-        for (uint256 i; i < o.tids.length; ++i) {
-            (c.tids[i], c.verdicts[i], c.roots[i]) = (o.tids[i], o.verdicts[i], o.roots[i]);
-        }
-        c.salt = o.salt;
-    }
-
-    function _expectNoCommitment(uint256 e, uint256 lic, Opening memory o) internal {
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, e, lic));
-        _reveal(e, lic, o);
-    }
-
-    /// @dev A reveal that differs from the committed opening in any one field reverts NoCommitment; the
-    ///      unchanged reveal passes.
-    function testFuzz_commitmentBindsEveryField(
-        uint256 targetMask,
-        uint256 verdictBits,
-        bytes32 rootSeed,
-        bytes32 salt,
-        uint256 otherEpoch,
-        uint256 idx,
-        uint256 newTarget,
-        uint8 newVerdict,
-        bytes32 newRoot,
-        bytes32 newSalt
-    ) public {
-        targetMask = bound(targetMask, 1, 7);
-        Opening memory o;
-        uint256 n = (targetMask & 1) + ((targetMask >> 1) & 1) + ((targetMask >> 2) & 1);
-        o.tids = new uint256[](n);
-        o.verdicts = new uint8[](n);
-        o.roots = new bytes32[](n);
-        uint256 j;
-        for (uint256 t; t < 3; ++t) {
-            if ((targetMask >> t) & 1 == 1) {
-                o.tids[j] = t;
-                o.verdicts[j] = uint8(1 + ((verdictBits >> (8 * j)) & 0xff) % 3);
-                o.roots[j] = keccak256(abi.encode(rootSeed, j));
-                ++j;
-            }
-        }
-        o.salt = salt;
-        if (otherEpoch == 1) otherEpoch = 2;
-        idx = bound(idx, 0, n - 1);
-        if (newTarget == o.tids[idx]) newTarget = newTarget + 1;
-        if (newVerdict == o.verdicts[idx]) newVerdict = newVerdict ^ 0x80;
-        if (newRoot == o.roots[idx]) newRoot = ~newRoot;
-        if (newSalt == o.salt) newSalt = ~newSalt;
-
-        (uint256 a, uint256 b, uint256 c) = (ids[0], ids[1], ids[2]);
-        _rollToEpoch(1);
-        _heartbeat(_first(3));
-        _commit(1, a, o);
-        _commitHash(1, b, _soloRoot(1, b, _hash(1, a, o))); // b copied a's commitment: only the license differs
-        _commitHash(1, c, _soloRoot(1, c, Merkle.leaf(otherEpoch, c, o.tids, o.verdicts, o.roots, o.salt)));
-        _rollToReveal(1);
-
-        _expectNoCommitment(1, b, o); // license
-        _expectNoCommitment(1, c, o); // epoch
-        Opening memory m = _copy(o);
-        m.tids[idx] = newTarget;
-        _expectNoCommitment(1, a, m); // one target id
-        m = _copy(o);
-        m.verdicts[idx] = newVerdict;
-        _expectNoCommitment(1, a, m); // one verdict
-        m = _copy(o);
-        m.roots[idx] = newRoot;
-        _expectNoCommitment(1, a, m); // one evidence root
-        m = _copy(o);
-        m.salt = newSalt;
-        _expectNoCommitment(1, a, m); // the salt
-
-        _reveal(1, a, o);
-        assertTrue(protocol.isRevealed(a, 1), "unchanged reveal passes");
-        for (uint256 i; i < n; ++i) {
-            (uint8 ok, uint8 fault, uint8 unr, uint8 reveals,) = protocol.tally(1, o.tids[i]);
-            assertEq(reveals, 1, "one reveal");
-            assertEq(o.verdicts[i] == 1 ? ok : o.verdicts[i] == 2 ? fault : unr, 1, "vote counted");
-        }
-    }
 }
+
 
 /// @notice Fuzzed exact committees: both directions of the shuffle (the committee, each license's seat) agree.
 contract AuditProtocolSortitionFuzzTest is AuditFixture {
@@ -1347,175 +1477,280 @@ contract AuditProtocolSortitionFuzzTest is AuditFixture {
     }
 }
 
-/// @notice One operator's root over the openings of its three licenses (issue 16): each license reveals its own
-///         opening with its proof; wrong proofs, leaves of another epoch or of another operator's license, and
-///         second reveals are refused.
-contract AuditProtocolMerkleTest is Deployed {
+/// @notice One operator with three licenses (issue 16): one commitment and one reveal open the votes of all its
+///         licenses; a vote of a license listed under another operator, unsorted votes, and openings that differ
+///         from the committed one in any field are refused; a second reveal is a no-op.
+contract AuditProtocolOperatorTest is Deployed {
     address internal op = makeAddr("op");
+    address internal op2 = makeAddr("op2");
+    address internal op3 = makeAddr("op3");
     address internal owner = makeAddr("owner");
+    address internal reporter = makeAddr("reporter");
     uint256[] internal ids;
-    uint256 internal t;
+    uint256 internal foreign; // op2's license
+    uint256 internal ta;
+    uint256 internal tb;
 
     function setUp() public {
         _deploy();
         _fundEmission(100_000 ether);
         ids = _operatorWithLicenses(op, 1000, owner, 3);
-        t = _addTarget(1);
+        foreign = _operatorWithLicenses(op2, 0, owner, 1)[0];
+        _operatorWithLicenses(op3, 0, owner, 1);
+        ta = _addTarget(1);
+        tb = _addTarget(1);
         vm.prank(address(timelock));
         protocol.setParams(AuditProtocol.Params(15, 16, 3, 16)); // everyone sits on every committee
     }
 
-    function _opening(uint256 e, uint256 lic, uint8 v) internal view returns (AuditProtocol.Reveal memory r) {
-        r.license = lic;
-        r.targetIds = _one(t);
-        r.verdicts = new uint8[](1);
-        r.verdicts[0] = v;
-        r.evidenceRoots = new bytes32[](1);
-        r.evidenceRoots[0] = keccak256(abi.encode("evidence", e, lic));
-        r.salt = keccak256(abi.encode("salt", e, lic));
-    }
-
-    function _openings(uint256 e) internal view returns (AuditProtocol.Reveal[] memory rs) {
-        rs = new AuditProtocol.Reveal[](3);
-        for (uint256 i; i < 3; ++i) {
-            rs[i] = _opening(e, ids[i], 1);
-        }
-    }
-
-    function _reveal(uint256 e, AuditProtocol.Reveal memory r, bytes32[] memory proof) internal {
-        protocol.reveal(e, r.license, r.targetIds, r.verdicts, r.evidenceRoots, r.salt, proof);
-    }
-
-    function _epochOne() internal returns (AuditProtocol.Reveal[] memory rs) {
-        _rollToEpoch(1);
-        vm.prank(op);
-        protocol.heartbeat();
-        rs = _openings(1);
-        _commitTree(op, 1, rs);
-    }
-
-    function test_aThreeLeafTreeRevealsEachLicenseWithItsProof() public {
-        _rollToEpoch(1);
-        vm.prank(op);
-        protocol.heartbeat();
-        AuditProtocol.Reveal[] memory rs = _openings(1);
-        bytes32 root = _commitTree(op, 1, rs);
-        // By hand: a list of 3 gives depth 2; the licenses sit at list positions 0, 1, 2; position 3 is empty
-        // (zero), so leaf 2's node is (leaf 2, 0) in that order.
-        for (uint256 i; i < 3; ++i) {
-            (uint256 listed, uint256 position) = registry.positionAt(ids[i], 1);
-            assertEq(listed, 3, "three listed");
-            assertEq(position, i + 1, "list position");
-        }
-        bytes32[] memory leaves = _leaves(1, rs);
-        bytes32 n01 = Merkle.node(leaves[0], leaves[1]);
-        bytes32 n2 = Merkle.node(leaves[2], bytes32(0));
-        assertEq(root, Merkle.node(n01, n2), "root");
-        assertEq(protocol.rootOf(op, 1), root, "stored");
-        assertEq(rs[0].proof.length, 2, "leaf 0: two siblings");
-        assertEq(rs[0].proof[0], leaves[1], "leaf 0: leaf 1");
-        assertEq(rs[0].proof[1], n2, "leaf 0: then the node of 2");
-        assertEq(rs[1].proof[0], leaves[0], "leaf 1: leaf 0");
-        assertEq(rs[2].proof.length, 2, "leaf 2: two siblings, the first empty");
-        assertEq(rs[2].proof[0], bytes32(0), "leaf 2: the empty position 3");
-        assertEq(rs[2].proof[1], n01, "leaf 2: the node of 0 and 1");
-        _rollToReveal(1);
-        _reveal(1, rs[2], rs[2].proof);
-        AuditProtocol.Reveal[] memory two = new AuditProtocol.Reveal[](2);
-        (two[0], two[1]) = (rs[0], rs[1]);
-        protocol.revealMany(1, two);
-        for (uint256 i; i < 3; ++i) {
-            assertTrue(protocol.isRevealed(ids[i], 1), "revealed");
-        }
-        (uint8 ok,,, uint8 n,) = protocol.tally(1, t);
-        assertEq(ok, 3, "three OK votes");
-        assertEq(n, 3, "three reveals");
-        _rollPastReveal(1);
-        assertEq(protocol.settle(1, t), 1, "OK");
-    }
-
-    function test_aWrongProofRevertsNoCommitment() public {
-        AuditProtocol.Reveal[] memory rs = _epochOne();
-        _rollToReveal(1);
-        bytes32[] memory good = rs[0].proof;
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, ids[0]));
-        _reveal(1, rs[0], rs[1].proof); // another leaf's proof
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, ids[0]));
-        _reveal(1, rs[0], new bytes32[](0)); // as if its leaf were the root
-        bytes32[] memory bad = new bytes32[](2);
-        (bad[0], bad[1]) = (good[0], keccak256("not the sibling"));
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, ids[0]));
-        _reveal(1, rs[0], bad);
-        (bad[0], bad[1]) = (good[1], good[0]); // the right siblings in the wrong order
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, ids[0]));
-        _reveal(1, rs[0], bad);
-        bytes32[] memory shorter = new bytes32[](1);
-        shorter[0] = good[0];
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, ids[0]));
-        _reveal(1, rs[0], shorter); // a proof cut short ends at an inner node, not at the root
-        // A wrong opening under the right proof.
-        AuditProtocol.Reveal memory other = _opening(1, ids[0], 2);
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, ids[0]));
-        _reveal(1, other, good);
-        _reveal(1, rs[0], good);
-        assertTrue(protocol.isRevealed(ids[0], 1), "the right proof passes");
-    }
-
-    function test_aLeafOfAnotherEpochReverts() public {
-        // Epoch 1's root is over leaves hashed with epoch 2: none of them opens epoch 1.
-        _rollToEpoch(1);
-        vm.prank(op);
-        protocol.heartbeat();
-        AuditProtocol.Reveal[] memory rs = _openings(1);
-        bytes32[] memory leaves = _leaves(2, rs);
-        (uint256[] memory pos, uint256 d) = Merkle.positions(IListPositions(address(registry)), 1, ids);
-        vm.prank(op);
-        protocol.commit(1, Merkle.root(leaves, pos, d));
-        _rollToReveal(1);
-        bytes32[] memory proof = Merkle.proof(leaves, pos, d, 1);
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, ids[1]));
-        _reveal(1, rs[1], proof);
-        // Epoch 3 uses the slot of epoch 1: an epoch-1 opening and proof cannot open epoch 3.
-        rs = _openings(1);
-        _rollToEpoch(3);
-        vm.prank(op);
-        protocol.heartbeat();
-        leaves = _leaves(1, rs);
-        (pos, d) = Merkle.positions(IListPositions(address(registry)), 3, ids);
-        vm.prank(op);
-        protocol.commit(3, Merkle.root(leaves, pos, d));
-        _rollToReveal(3);
-        proof = Merkle.proof(leaves, pos, d, 1);
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 3, ids[1]));
-        _reveal(3, rs[1], proof);
-    }
-
-    function test_aLeafForALicenseOfAnotherOperatorReverts() public {
-        // op2's license is listed under op2; op puts its leaf in op's own tree.
-        address op2 = makeAddr("op2");
-        uint256 foreign = _operatorWithLicenses(op2, 0, owner, 1)[0];
-        _rollToEpoch(1);
+    function _heartbeats() internal {
         vm.prank(op);
         protocol.heartbeat();
         vm.prank(op2);
         protocol.heartbeat();
-        AuditProtocol.Reveal[] memory rs = new AuditProtocol.Reveal[](2);
-        (rs[0], rs[1]) = (_opening(1, ids[0], 1), _opening(1, foreign, 2));
-        _commitTree(op, 1, rs);
-        _rollToReveal(1);
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, foreign));
-        _reveal(1, rs[1], rs[1].proof); // checked against op2's root, which op2 never committed
-        _reveal(1, rs[0], rs[0].proof);
+        vm.prank(op3);
+        protocol.heartbeat();
     }
 
-    function test_aSecondRevealReverts() public {
-        AuditProtocol.Reveal[] memory rs = _epochOne();
+    function _reveal(uint256 e, address operator, bytes32 salt, AuditProtocol.Vote[] memory votes) internal {
+        protocol.reveal(e, operator, salt, votes);
+    }
+
+    function test_oneRevealOpensTheVotesOfEveryLicenseOfTheOperator() public {
+        _rollToEpoch(1);
+        _heartbeats();
+        AuditProtocol.Vote[] memory votes = new AuditProtocol.Vote[](3);
+        votes[0] = _vote(ids[1], ta, 2, keccak256("fault"));
+        votes[1] = _vote(ids[2], ta, 0, bytes32(0));
+        votes[2] = _vote(ids[0], tb, 3, keccak256("unreachable"));
+        bytes32 root = _commitVotes(op, 1, "salt", votes);
+        assertEq(protocol.rootOf(op, 1), root, "one root for the operator");
         _rollToReveal(1);
-        _reveal(1, rs[1], rs[1].proof);
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.AlreadyRevealed.selector, 1, ids[1]));
-        _reveal(1, rs[1], rs[1].proof);
-        protocol.revealMany(1, rs); // the batch holds it again: skipped (security review H1), the others count
-        (,,, uint8 n,) = protocol.tally(1, t);
-        assertEq(n, 3, "license 1 counted once");
+        vm.expectEmit();
+        emit AuditProtocol.Revealed(1, op, votes);
+        _reveal(1, op, "salt", votes);
+        for (uint256 i; i < 3; ++i) {
+            assertTrue(protocol.isRevealed(ids[i], 1), "every license of the operator");
+        }
+        assertFalse(protocol.isRevealed(foreign, 1), "another operator's license");
+        assertFalse(protocol.hasRevealed(op2, 1), "another operator");
+        // ta: ids[0] OK (implicit), ids[1] FAULT, ids[2] NO_VOTE; op2's and op3's seats did not reveal.
+        (uint8 ok, uint8 fault, uint8 unr, uint8 n,) = protocol.tally(1, ta);
+        assertEq(ok, 1, "ta: one OK");
+        assertEq(fault, 1, "ta: one FAULT");
+        assertEq(unr, 0, "ta: no UNREACHABLE");
+        assertEq(n, 2, "ta: two reveals");
+        (uint256[] memory who, uint8[] memory vs) = protocol.revealers(1, ta);
+        assertEq(who.length, 2, "ta: two revealers");
+        assertEq(who[0], ids[0], "seat of ids[0]");
+        assertEq(vs[0], 1, "OK");
+        assertEq(who[1], ids[1], "seat of ids[1]");
+        assertEq(vs[1], 2, "FAULT");
+        assertEq(protocol.evidenceRoot(1, ta, 2), keccak256("fault"), "ta: evidence");
+        // tb: ids[0] UNREACHABLE, ids[1] and ids[2] OK (implicit).
+        (ok, fault, unr, n,) = protocol.tally(1, tb);
+        assertEq(ok, 2, "tb: two OK");
+        assertEq(unr, 1, "tb: one UNREACHABLE");
+        assertEq(n, 3, "tb: three reveals");
+        assertEq(protocol.evidenceRoot(1, tb, 3), keccak256("unreachable"), "tb: evidence");
+        (bool listed,,) = protocol.voteOf(1, tb, ids[1]);
+        assertFalse(listed, "an implicit OK is not stored");
+        // op2 present, not revealed: its seat is missable; ids[2]'s NO_VOTE too; ids[0]'s implicit OK is not.
+        _rollPastReveal(1);
+        protocol.reportMiss(1, foreign, ta);
+        protocol.reportMiss(1, ids[2], ta);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotMissed.selector, 1, ids[0], ta));
+        protocol.reportMiss(1, ids[0], ta);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotMissed.selector, 1, ids[2], tb));
+        protocol.reportMiss(1, ids[2], tb);
+    }
+
+    function test_aLicenseOfAnOperatorWithoutAHeartbeatHasNoSeat() public {
+        _rollToEpoch(1);
+        vm.prank(op);
+        protocol.heartbeat(); // op2 and op3 stay away
+        _commitVotes(op, 1, "salt", _allOk());
+        _rollToReveal(1);
+        _reveal(1, op, "salt", _allOk());
+        (uint8 ok,,, uint8 n,) = protocol.tally(1, ta);
+        assertEq(ok, 3, "op's three licenses");
+        assertEq(n, 3, "op2's seat has no duty");
+        assertEq(protocol.committee(1, ta).length, 5, "the committee still lists all five");
+        _rollPastReveal(1);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotAssigned.selector, 1, foreign, ta));
+        protocol.reportMiss(1, foreign, ta);
+    }
+
+    function test_votesOfOneTargetAreOrderedByLicense() public {
+        AuditProtocol.Vote[] memory down = new AuditProtocol.Vote[](2);
+        down[0] = _vote(ids[2], ta, 2, bytes32(0));
+        down[1] = _vote(ids[1], ta, 2, bytes32(0));
+        AuditProtocol.Vote[] memory twice = new AuditProtocol.Vote[](3);
+        twice[0] = _vote(ids[0], ta, 2, bytes32(0));
+        twice[1] = _vote(ids[1], ta, 2, bytes32(0));
+        twice[2] = _vote(ids[1], ta, 3, bytes32(0));
+        AuditProtocol.Vote[] memory sorted = new AuditProtocol.Vote[](3);
+        sorted[0] = _vote(ids[2], ta, 2, bytes32(0)); // target first: a higher license on a lower target
+        sorted[1] = _vote(ids[0], tb, 2, bytes32(0));
+        sorted[2] = _vote(ids[1], tb, 3, bytes32(0));
+        // Each opening needs its own commitment (the root is checked first): epochs 1, 2 and 3.
+        _rollToEpoch(1);
+        vm.prank(op);
+        protocol.heartbeat();
+        _commitVotes(op, 1, "salt", down);
+        _rollToReveal(1); // epoch 2
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.VotesNotSorted.selector, 1));
+        _reveal(1, op, "salt", down);
+        vm.prank(op);
+        protocol.heartbeat();
+        _commitVotes(op, 2, "salt", twice);
+        _rollToReveal(2); // epoch 3
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.VotesNotSorted.selector, 2));
+        _reveal(2, op, "salt", twice);
+        vm.prank(op);
+        protocol.heartbeat();
+        _commitVotes(op, 3, "salt", sorted);
+        _rollToReveal(3);
+        _reveal(3, op, "salt", sorted);
+        assertTrue(protocol.hasRevealed(op, 3), "sorted by (target, license)");
+        assertFalse(protocol.hasRevealed(op, 1), "epoch 1 refused");
+        assertFalse(protocol.hasRevealed(op, 2), "epoch 2 refused");
+    }
+
+    function test_aVoteOfAnotherOperatorsLicenseReverts() public {
+        _rollToEpoch(1);
+        _heartbeats();
+        AuditProtocol.Vote[] memory votes = new AuditProtocol.Vote[](2);
+        votes[0] = _vote(ids[0], ta, 2, keccak256("r"));
+        votes[1] = _vote(foreign, ta, 2, keccak256("r")); // listed under op2
+        _commitVotes(op, 1, "salt", votes);
+        _rollToReveal(1);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotOperatorsLicense.selector, 1, foreign, op));
+        _reveal(1, op, "salt", votes);
+        assertFalse(protocol.hasRevealed(op, 1), "not revealed");
+        (bool listed,,) = protocol.voteOf(1, ta, ids[0]);
+        assertFalse(listed, "nothing stored");
+    }
+
+    function test_aLicenseMovedToAnotherOperatorVotesUnderTheOneItWasListedUnderInTheEpoch() public {
+        // ids[2] leaves op during epoch 1 and is listed under op2 from epoch 3 (delegated and approved in 2).
+        _rollToEpoch(1);
+        _heartbeats();
+        vm.prank(owner);
+        registry.undelegate(_one(ids[2]));
+        AuditProtocol.Vote[] memory votes = _votes(_vote(ids[2], ta, 2, keccak256("r")));
+        _commitVotes(op, 1, "salt", votes); // still listed under op in epoch 1
+        _rollToEpoch(2);
+        vm.prank(owner);
+        registry.delegate(_one(ids[2]), op2);
+        vm.prank(op2);
+        registry.approve(_one(ids[2]));
+        _reveal(1, op, "salt", votes);
+        (, uint8 fault,,,) = protocol.tally(1, ta);
+        assertEq(fault, 1, "counted in epoch 1 under op");
+        _rollToEpoch(3);
+        _heartbeats();
+        _commitVotes(op, 3, "salt", votes);
+        _rollToReveal(3);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotOperatorsLicense.selector, 3, ids[2], op));
+        _reveal(3, op, "salt", votes);
+    }
+
+    function test_aSecondRevealIsANoOpWhoeverSendsIt() public {
+        _rollToEpoch(1);
+        _heartbeats();
+        AuditProtocol.Vote[] memory votes = _votes(_vote(ids[1], ta, 2, keccak256("r")));
+        _commitVotes(op, 1, "salt", votes);
+        _rollToReveal(1);
+        vm.prank(op);
+        _reveal(1, op, "salt", votes);
+        vm.recordLogs();
+        vm.prank(reporter);
+        protocol.reveal(1, op, "salt", votes);
+        _reveal(1, op, "salt", votes);
+        assertEq(vm.getRecordedLogs().length, 0, "no event");
+        (uint8 ok, uint8 fault,, uint8 n,) = protocol.tally(1, ta);
+        assertEq(ok, 2, "two OK");
+        assertEq(fault, 1, "one FAULT");
+        assertEq(n, 3, "three reveals, once each");
+    }
+
+    function _copy(AuditProtocol.Vote[] memory votes) internal pure returns (AuditProtocol.Vote[] memory c) {
+        c = new AuditProtocol.Vote[](votes.length);
+        for (uint256 i; i < votes.length; ++i) {
+            AuditProtocol.Vote memory v = votes[i];
+            c[i] = AuditProtocol.Vote(v.license, v.targetId, v.verdict, v.evidenceRoot);
+        }
+    }
+
+    function _expectNoCommitment(uint256 e, address operator, bytes32 salt, AuditProtocol.Vote[] memory votes)
+        internal
+    {
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, e, operator));
+        protocol.reveal(e, operator, salt, votes);
+    }
+
+    /// @dev A reveal that differs from the committed opening in any one field (a vote's license, target,
+    ///      verdict or root, a vote more or less, the salt, the epoch, the operator) reverts NoCommitment; the
+    ///      unchanged reveal passes.
+    function testFuzz_commitmentBindsEveryField(
+        uint256 idx,
+        uint8 verdictSeed,
+        bytes32 rootSeed,
+        bytes32 salt,
+        uint256 otherEpoch,
+        uint8 newVerdict,
+        bytes32 newRoot,
+        bytes32 newSalt
+    ) public {
+        AuditProtocol.Vote[] memory votes = new AuditProtocol.Vote[](3);
+        uint8[3] memory allowed = [uint8(0), 2, 3];
+        votes[0] = _vote(ids[0], ta, allowed[verdictSeed % 3], keccak256(abi.encode(rootSeed, 0)));
+        votes[1] = _vote(ids[2], ta, allowed[(verdictSeed / 3) % 3], keccak256(abi.encode(rootSeed, 1)));
+        votes[2] = _vote(ids[1], tb, allowed[(verdictSeed / 9) % 3], keccak256(abi.encode(rootSeed, 2)));
+        idx = bound(idx, 0, 2);
+        if (otherEpoch == 1) otherEpoch = 2;
+        if (newVerdict == votes[idx].verdict) newVerdict = newVerdict ^ 0x80;
+        if (newRoot == votes[idx].evidenceRoot) newRoot = ~newRoot;
+        if (newSalt == salt) newSalt = ~newSalt;
+
+        _rollToEpoch(1);
+        _heartbeats();
+        bytes32 root = _commitVotes(op, 1, salt, votes);
+        assertEq(protocol.commitmentOf(1, op, salt, votes), root, "the contract's hash is the tests'");
+        vm.prank(op2); // op2 copies op's root: only the operator differs
+        protocol.commit(1, root);
+        vm.prank(op3); // op3 commits the same votes hashed for another epoch
+        protocol.commit(1, _commitmentOf(otherEpoch, op3, salt, votes));
+        _rollToReveal(1);
+
+        _expectNoCommitment(1, op2, salt, votes); // the operator
+        _expectNoCommitment(1, op3, salt, votes); // the epoch
+        _expectNoCommitment(1, op, newSalt, votes); // the salt
+        AuditProtocol.Vote[] memory m = _copy(votes);
+        m[idx].license = ids[(idx + 1) % 3] == m[idx].license ? ids[(idx + 2) % 3] : ids[(idx + 1) % 3];
+        _expectNoCommitment(1, op, salt, m); // one license
+        m = _copy(votes);
+        m[idx].targetId = m[idx].targetId == ta ? tb : ta;
+        _expectNoCommitment(1, op, salt, m); // one target id
+        m = _copy(votes);
+        m[idx].verdict = newVerdict;
+        _expectNoCommitment(1, op, salt, m); // one verdict
+        m = _copy(votes);
+        m[idx].evidenceRoot = newRoot;
+        _expectNoCommitment(1, op, salt, m); // one evidence root
+        m = new AuditProtocol.Vote[](2);
+        (m[0], m[1]) = (votes[0], votes[1]);
+        _expectNoCommitment(1, op, salt, m); // a vote left out
+        _expectNoCommitment(1, op, salt, _allOk()); // all of them left out
+
+        _reveal(1, op, salt, votes);
+        assertTrue(protocol.hasRevealed(op, 1), "unchanged reveal passes");
+        for (uint256 i; i < 3; ++i) {
+            (bool listed, uint8 verdict, bytes32 r) = protocol.voteOf(1, votes[i].targetId, votes[i].license);
+            assertTrue(listed, "listed");
+            assertEq(verdict, votes[i].verdict, "verdict");
+            assertEq(r, votes[i].evidenceRoot, "root");
+        }
     }
 }

@@ -4,7 +4,6 @@ pragma solidity ^0.8.27;
 import {Deployed} from "./utils/Deployed.sol";
 import {AuditProtocol} from "../src/AuditProtocol.sol";
 import {RewardVault} from "../src/RewardVault.sol";
-import {Merkle} from "./utils/Merkle.sol";
 
 /// @notice Two full epochs end to end: three operators (0%, 10%, 25% commission), twelve licenses of four
 ///         owners, four targets of which one is a trap. Epoch 1 seats everyone on every committee (committees of
@@ -14,6 +13,7 @@ contract FullEpochTest is Deployed {
     uint256 internal constant BPS = 10_000;
     uint256 internal constant FEES = 3000 ether;
     uint256 internal constant N = 12;
+    uint8 internal constant NO_VOTE = 0;
     uint8 internal constant OK = 1;
     uint8 internal constant FAULT = 2;
     uint8 internal constant UNREACHABLE = 3;
@@ -37,7 +37,7 @@ contract FullEpochTest is Deployed {
     // License ids are 1..12 in mint order.
     uint256 internal constant X = 2; // opA: votes FAULT on the OK target (disagrees)
     uint256 internal constant Z = 6; // opB: votes OK on the FAULT target (disagrees)
-    uint256 internal constant M = 8; // opB: commits but never reveals (misses)
+    uint256 internal constant M = 8; // opB: audits nothing, its operator lists NO_VOTE for it (misses)
     uint256 internal constant U = 10; // opC: votes UNREACHABLE on the FAULT target (not a disagreement)
     uint256 internal constant Y = 11; // opC: votes OK on the trap (trap penalty)
 
@@ -135,50 +135,42 @@ contract FullEpochTest is Deployed {
         return keccak256(abi.encode("evidence", e, lic, t));
     }
 
-    function _salt(uint256 e, uint256 lic) internal pure returns (bytes32) {
-        return keccak256(abi.encode("salt", e, lic));
+    /// @dev One salt per operator and epoch.
+    function _salt(uint256 e, address op) internal pure returns (bytes32) {
+        return keccak256(abi.encode("salt", e, op));
     }
 
-    /// @dev Epoch 1: every license audits every target.
+    /// @dev Epoch 1: every license audits every target (M audits nothing).
     function _vote1(uint256 lic, uint256 t) internal view returns (uint8) {
+        if (lic == M) return NO_VOTE;
         if (t == tOk) return lic == X ? FAULT : OK;
         if (t == tFault) return lic == Z ? OK : lic == U ? UNREACHABLE : FAULT;
         if (t == tSplit) return lic <= 6 ? OK : FAULT; // 6 OK of 11 revealers, 5 FAULT
         return lic == Y ? OK : FAULT; // the trap is faulty
     }
 
-    function _opening1(uint256 lic) internal view returns (AuditProtocol.Reveal memory r) {
-        r.license = lic;
-        r.targetIds = new uint256[](4);
-        r.verdicts = new uint8[](4);
-        r.evidenceRoots = new bytes32[](4);
-        for (uint256 t; t < 4; ++t) {
-            r.targetIds[t] = t;
-            r.verdicts[t] = _vote1(lic, t);
-            r.evidenceRoots[t] = _root(1, lic, t);
-        }
-        r.salt = _salt(1, lic);
+    /// @dev Epoch 2: each license audits the targets drawn for it (section 6, computed here), honestly: the trap
+    ///      is FAULT, everything else OK.
+    function _vote2(uint256 lic, uint256 t) internal view returns (uint8) {
+        return _seated(2, t, lic) && t == tTrap ? FAULT : OK;
     }
 
-    /// @dev Epoch 2: each license audits the targets drawn for it (section 6, computed here), honestly.
-    function _opening2(uint256 lic) internal view returns (AuditProtocol.Reveal memory r) {
+    /// @dev The operator's listed votes of epoch `e`: every vote of its licenses that is not OK (OK is implicit),
+    ///      sorted by (target, license) (its licenses are in ascending order).
+    function _votesOf(address op, uint256 e) internal view returns (AuditProtocol.Vote[] memory votes) {
+        uint256[] storage lics = licensesOf[op];
+        votes = new AuditProtocol.Vote[](4 * lics.length);
         uint256 n;
         for (uint256 t; t < 4; ++t) {
-            if (_seated(2, t, lic)) ++n;
+            for (uint256 i; i < lics.length; ++i) {
+                uint8 v = e == 1 ? _vote1(lics[i], t) : _vote2(lics[i], t);
+                if (v == OK) continue;
+                votes[n++] = _vote(lics[i], t, v, v == NO_VOTE ? bytes32(0) : _root(e, lics[i], t));
+            }
         }
-        r.license = lic;
-        r.targetIds = new uint256[](n);
-        r.verdicts = new uint8[](n);
-        r.evidenceRoots = new bytes32[](n);
-        n = 0;
-        for (uint256 t; t < 4; ++t) {
-            if (!_seated(2, t, lic)) continue;
-            r.targetIds[n] = t;
-            r.verdicts[n] = t == tTrap ? FAULT : OK;
-            r.evidenceRoots[n] = _root(2, lic, t);
-            ++n;
+        assembly ("memory-safe") {
+            mstore(votes, n)
         }
-        r.salt = _salt(2, lic);
     }
 
     /// @dev Whether `lic` sits on `t`'s committee in `e`, read from the committee (the shuffle's forward
@@ -191,9 +183,18 @@ contract FullEpochTest is Deployed {
         return false;
     }
 
-    /// @dev The operator commits one root over its licenses' openings; each opening gets its proof.
-    function _commitAll(address op, uint256 e, AuditProtocol.Reveal[] memory rs) internal {
-        _commitTree(op, e, rs);
+    /// @dev Each operator commits one hash of its listed votes of epoch `e`.
+    function _commitAll(uint256 e) internal {
+        _commitVotes(opA, e, _salt(e, opA), _votesOf(opA, e));
+        _commitVotes(opB, e, _salt(e, opB), _votesOf(opB, e));
+        _commitVotes(opC, e, _salt(e, opC), _votesOf(opC, e));
+    }
+
+    /// @dev Each operator's reveal of epoch `e` (sent by anyone: here the test).
+    function _revealAll(uint256 e) internal {
+        protocol.reveal(e, opA, _salt(e, opA), _votesOf(opA, e));
+        protocol.reveal(e, opB, _salt(e, opB), _votesOf(opB, e));
+        protocol.reveal(e, opC, _salt(e, opC), _votesOf(opC, e));
     }
 
     /// @dev One heartbeat per operator makes all its listed licenses active.
@@ -213,24 +214,6 @@ contract FullEpochTest is Deployed {
             all[l - 1] = l;
         }
         vault.settleLicenses(all);
-    }
-
-    /// @dev The operator's epoch-1 openings with their proofs in its tree (leaves at their list positions).
-    function _openings1(address op) internal view returns (AuditProtocol.Reveal[] memory rs) {
-        uint256[] storage lics = licensesOf[op];
-        rs = new AuditProtocol.Reveal[](lics.length);
-        for (uint256 i; i < lics.length; ++i) {
-            rs[i] = _opening1(lics[i]);
-        }
-        _withProofs(1, rs);
-    }
-
-    function _withoutM(AuditProtocol.Reveal[] memory rs) internal pure returns (AuditProtocol.Reveal[] memory out) {
-        out = new AuditProtocol.Reveal[](rs.length - 1);
-        uint256 j;
-        for (uint256 i; i < rs.length; ++i) {
-            if (rs[i].license != M) out[j++] = rs[i];
-        }
     }
 
     // ------------------------------------------------------------------------------------- the test
@@ -254,9 +237,7 @@ contract FullEpochTest is Deployed {
                 assertTrue(protocol.isAssigned(1, l, t), "all assigned");
             }
         }
-        _commitAll(opA, 1, _openings1(opA));
-        _commitAll(opB, 1, _openings1(opB)); // includes M's commitment
-        _commitAll(opC, 1, _openings1(opC));
+        _commitAll(1); // opB's votes list NO_VOTE for M on every target
         _assertModel("epoch 1: nothing credited yet");
         _committees(5); // from epoch 2, fixed at its first touch; epoch 1 keeps its committees of 16
 
@@ -278,33 +259,26 @@ contract FullEpochTest is Deployed {
         assertTrue(finalized, "finalized");
         _assertModel("epoch 1 credited");
 
-        // Reveal epoch 1 (M stays silent).
-        protocol.revealMany(1, _openings1(opA));
-        protocol.revealMany(1, _withoutM(_openings1(opB)));
-        protocol.revealMany(1, _openings1(opC));
+        // Reveal epoch 1: one reveal per operator (M's seats stay unrevealed: NO_VOTE).
+        _revealAll(1);
+        for (uint256 l = 1; l <= N; ++l) {
+            assertTrue(protocol.isRevealed(l, 1), "every operator revealed");
+        }
+        (,,, uint8 reveals,) = protocol.tally(1, tOk);
+        assertEq(reveals, N - 1, "M's seat is not revealed");
 
         // Commit epoch 2: exact committees of 5 of the 12 listed.
         assertEq(protocol.committeeSizeOf(1), 16, "epoch 1's committees");
         assertEq(protocol.committeeSizeOf(2), 5, "epoch 2's");
-        AuditProtocol.Reveal[] memory all2 = new AuditProtocol.Reveal[](N);
         uint256 duties;
         for (uint256 l = 1; l <= N; ++l) {
-            all2[l - 1] = _opening2(l);
-            duties += all2[l - 1].targetIds.length;
             for (uint256 t; t < 4; ++t) {
                 assertEq(protocol.isAssigned(2, l, t) ? 1 : 0, _seated(2, t, l) ? 1 : 0, "epoch-2 duty");
+                if (_seated(2, t, l)) ++duties;
             }
         }
         assertEq(duties, 4 * 5, "every target: exactly 5");
-        for (uint256 k; k < 3; ++k) {
-            address op = k == 0 ? opA : k == 1 ? opB : opC;
-            uint256[] storage lics = licensesOf[op];
-            AuditProtocol.Reveal[] memory rs = new AuditProtocol.Reveal[](lics.length);
-            for (uint256 i; i < lics.length; ++i) {
-                rs[i] = all2[lics[i] - 1];
-            }
-            _commitAll(op, 2, rs);
-        }
+        _commitAll(2);
 
         // ============================== settle epoch 1 ==============================
         _rollPastReveal(1);
@@ -378,25 +352,28 @@ contract FullEpochTest is Deployed {
         assertEq(rewardPerLicense, per2, "per-license credit of epoch 2 (forfeits included)");
         _assertModel("epoch 2 credited");
 
-        protocol.revealMany(2, all2);
+        _revealAll(2);
         _rollPastReveal(2);
         for (uint256 t; t < 4; ++t) {
-            (uint256[] memory who,) = protocol.revealers(2, t);
-            uint256 n;
-            bytes32 firstFaultRoot;
-            for (uint256 l = 1; l <= N; ++l) {
-                if (!_seated(2, t, l)) continue;
-                assertEq(who[n], l, "committee in reveal order");
-                if (firstFaultRoot == bytes32(0) && t == tTrap) firstFaultRoot = _root(2, l, t);
-                ++n;
+            uint256[] memory c = protocol.committee(2, t);
+            (uint256[] memory who, uint8[] memory vs) = protocol.revealers(2, t);
+            assertEq(who.length, 5, "committee size");
+            for (uint256 j; j < 5; ++j) {
+                assertEq(who[j], c[j], "revealers in seat order");
+                assertEq(vs[j], t == tTrap ? FAULT : OK, "honest verdicts");
             }
-            assertEq(who.length, n, "committee size");
-            uint8 expected = t == tTrap ? FAULT : n >= 3 ? OK : INCONCLUSIVE;
             if (t == tTrap) {
+                // The trap keeper settles the trap; the first seat's root is the flag's evidence.
+                assertEq(protocol.outcomeOf(2, t), FAULT, "trap outcome");
                 vm.expectEmit();
-                emit AuditProtocol.ViolationFlagged(2, t, FAULT, firstFaultRoot);
+                emit AuditProtocol.ViolationFlagged(2, t, FAULT, _root(2, c[0], t));
+                assertEq(protocol.settle(2, t), FAULT, "epoch-2 trap");
+            } else {
+                // All OK: nothing to debit, so nobody settles it; its outcome is OK all the same.
+                assertEq(protocol.outcomeOf(2, t), OK, "epoch-2 outcome without settling");
+                (,,,, uint8 settled) = protocol.tally(2, t);
+                assertEq(settled, 0, "not settled");
             }
-            assertEq(protocol.settle(2, t), expected, "epoch-2 outcome");
         }
         _assertModel("epoch 2 settled: honest votes, no penalty");
 

@@ -239,7 +239,15 @@ contract ProtocolInvariantTest is Deployed {
     }
 
     function invariant_dutiesOfAnEpochNeverMove() public view {
-        assertEq(handler.ghostDutyMoved(), 0, "a committed duty was refused at reveal");
+        assertEq(handler.ghostDutyMoved(), 0, "a duty computed during its epoch was gone at reveal");
+    }
+
+    /// An operator's committed (salt, votes) always opens its root in the reveal window, a second reveal changes
+    /// nothing, and the votes stored are the committed ones (issue 16: one reveal per operator).
+    function invariant_aCommittedRevealOpensOnceWithTheCommittedVotes() public view {
+        assertEq(handler.ghostCommittedRevealRefused(), 0, "a committed opening was refused");
+        assertEq(handler.ghostSecondRevealChanged(), 0, "a second reveal reverted");
+        assertEq(handler.ghostVoteNotCommitted(), 0, "a stored vote is not the committed one");
     }
 
     // ------------------------------------------------------------------------------ coverage
@@ -283,5 +291,6 @@ contract ProtocolInvariantTest is Deployed {
         invariant_missIsReportableOnce();
         invariant_suspendedLicenseNeverHeartbeats();
         invariant_dutiesOfAnEpochNeverMove();
+        invariant_aCommittedRevealOpensOnceWithTheCommittedVotes();
     }
 }

@@ -52,7 +52,7 @@ contract RefereeCourtTest is AuditFixture {
     /// @dev ref1, the only referee, judges `verdict` on the committee's `votes`; settle after its window.
     function _settleAfterOneReferee(uint8[] memory votes, uint8 verdict) internal returns (uint8) {
         _register(ref1);
-        _votesOn(model, votes);
+        _committeeVotes(model, votes);
         vm.prank(ref1);
         court.submitVerdict(1, model, verdict, REF_ROOT);
         (, uint256 revealEnd) = protocol.revealWindow(1);
@@ -60,9 +60,34 @@ contract RefereeCourtTest is AuditFixture {
         return protocol.settle(1, model);
     }
 
-    function _v(uint8 a, uint8 b, uint8 c) internal pure returns (uint8[] memory v) {
+    function _vs(uint8 a, uint8 b, uint8 c) internal pure returns (uint8[] memory v) {
         v = new uint8[](3);
         (v[0], v[1], v[2]) = (a, b, c);
+    }
+
+    /// @dev License i's operator lists its vote verdicts[i] on `t` (nothing listed for OK).
+    function _ballotOn(uint256 lic, uint256 t, uint8 v) internal pure returns (AuditProtocol.Vote[] memory) {
+        return v == 1 ? _allOk() : _votes(_vote(lic, t, v, keccak256(abi.encode("root", lic, t, v))));
+    }
+
+    /// @dev Epoch 1: licenses 1..n (each its own operator) vote verdicts[i] on `t` (OK wherever else they sit);
+    ///      afterwards the reveal window is over.
+    function _committeeVotes(uint256 t, uint8[] memory verdicts) internal returns (uint256[] memory lics) {
+        uint256 n = verdicts.length;
+        lics = new uint256[](n);
+        _rollToEpoch(1);
+        for (uint256 i; i < n; ++i) {
+            lics[i] = ids[i];
+            vm.prank(opOf[lics[i]]);
+            protocol.heartbeat();
+            _commitVotes(opOf[lics[i]], 1, keccak256(abi.encode("salt", lics[i])), _ballotOn(lics[i], t, verdicts[i]));
+        }
+        _rollToReveal(1);
+        for (uint256 i; i < n; ++i) {
+            bytes32 salt = keccak256(abi.encode("salt", lics[i]));
+            protocol.reveal(1, opOf[lics[i]], salt, _ballotOn(lics[i], t, verdicts[i]));
+        }
+        _rollPastReveal(1);
     }
 
     function _assigned(uint256 e, uint256 t) internal view returns (address) {
@@ -152,7 +177,7 @@ contract RefereeCourtTest is AuditFixture {
         _register(ref1);
         _register(ref2);
         _register(ref3);
-        _votesOn(model, _v(1, 1, 1));
+        _committeeVotes(model, _vs(1, 1, 1));
         uint256 drawn;
         address[3] memory refs = [ref1, ref2, ref3];
         for (uint256 i; i < 3; ++i) {
@@ -172,7 +197,7 @@ contract RefereeCourtTest is AuditFixture {
 
     function test_settleWaitsForTheRefereeWindowOnlyWhereThereAreReferees() public {
         _register(ref1);
-        _votesOn(model, _v(1, 1, 1));
+        _committeeVotes(model, _vs(1, 1, 1));
         (, uint256 revealEnd) = protocol.revealWindow(1);
         assertEq(protocol.settleOpensAt(1, model), revealEnd + REFEREE_BLOCKS, "model target waits");
         assertEq(protocol.settleOpensAt(1, t0), revealEnd, "other targets do not");
@@ -186,7 +211,7 @@ contract RefereeCourtTest is AuditFixture {
 
     function test_aRefereeFaultTurnsAnOkTallyIntoFaultWithoutPenalties() public {
         _register(ref1);
-        uint256[] memory lics = _votesOn(model, _v(1, 1, 1));
+        uint256[] memory lics = _committeeVotes(model, _vs(1, 1, 1));
         int256[3] memory before;
         for (uint256 i; i < 3; ++i) {
             (int128 b,,,) = vault.accounts(lics[i]);
@@ -220,11 +245,11 @@ contract RefereeCourtTest is AuditFixture {
     }
 
     function test_aRefereeOkNeverOverturnsACommitteeFault() public {
-        assertEq(_settleAfterOneReferee(_v(2, 2, 2), 1), 2, "committee FAULT stands");
+        assertEq(_settleAfterOneReferee(_vs(2, 2, 2), 1), 2, "committee FAULT stands");
     }
 
     function test_aRefereeFaultDecidesAnInconclusiveTally() public {
-        assertEq(_settleAfterOneReferee(_v(1, 2, 3), 2), 2, "no 2/3 majority: the referee's FAULT");
+        assertEq(_settleAfterOneReferee(_vs(1, 2, 3), 2), 2, "no 2/3 majority: the referee's FAULT");
     }
 
     function test_refereesDecideByMajorityAndATieIsNoVerdict() public {
@@ -233,7 +258,7 @@ contract RefereeCourtTest is AuditFixture {
         _register(ref3);
         vm.prank(address(timelock));
         court.setParams(RefereeCourt.Params(BOND, REFEREE_BLOCKS, UNBOND_BLOCKS, 3));
-        _votesOn(model, _v(1, 1, 1));
+        _committeeVotes(model, _vs(1, 1, 1));
         vm.prank(ref1);
         court.submitVerdict(1, model, 2, REF_ROOT);
         vm.prank(ref2);
@@ -255,7 +280,7 @@ contract RefereeCourtTest is AuditFixture {
     function test_onlyTheDrawnRefereeMayJudgeAndOnlyOkOrFault() public {
         _register(ref1);
         _register(ref2);
-        _votesOn(model, _v(1, 1, 1));
+        _committeeVotes(model, _vs(1, 1, 1));
         address drawn = _assigned(1, model);
         address other = drawn == ref1 ? ref2 : ref1;
         vm.prank(other);
@@ -278,7 +303,7 @@ contract RefereeCourtTest is AuditFixture {
         vm.prank(address(timelock));
         protocol.setCourt(IRefereeCourt(address(0)));
         _register(ref1);
-        _votesOn(model, _v(1, 1, 1));
+        _committeeVotes(model, _vs(1, 1, 1));
         (, uint256 revealEnd) = protocol.revealWindow(1);
         assertEq(protocol.settleOpensAt(1, model), revealEnd, "no wait");
         assertEq(protocol.settle(1, model), 1, "OK at once");

@@ -5,7 +5,6 @@ import {Deployed} from "./utils/Deployed.sol";
 import {RewardVault, ILicenseOwnersBatch} from "../src/RewardVault.sol";
 import {AuditProtocol} from "../src/AuditProtocol.sol";
 import {OperatorRegistry} from "../src/OperatorRegistry.sol";
-import {Merkle} from "./utils/Merkle.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
@@ -128,41 +127,48 @@ contract RewardVaultTest is Deployed {
         ids[1] = b;
     }
 
-    /// @dev Proofs of the openings committed by `_commit`, by epoch and license.
-    mapping(uint256 => mapping(uint256 => bytes32[])) internal _proofs;
-
-    function _openingOf(uint256 e, uint256 lic, uint256 t, uint8 v) internal pure returns (AuditProtocol.Reveal memory r) {
-        r.license = lic;
-        r.targetIds = _one(t);
-        r.verdicts = new uint8[](1);
-        r.verdicts[0] = v;
-        r.evidenceRoots = new bytes32[](1);
-        r.salt = keccak256(abi.encode("salt", e, lic));
+    function _salt(uint256 e) internal pure returns (bytes32) {
+        return keccak256(abi.encode("salt", e));
     }
 
-    /// @dev The operator commits one root for the current epoch over verdict `vs[i]` of `lics[i]` on target `t`.
+    /// @dev The operator's votes on target `t`: verdict `vs[i]` of `lics[i]` (licenses increasing), those not OK
+    ///      listed (NO_VOTE: the license did not audit `t`).
+    function _votesOn(uint256[] memory lics, uint256 t, uint8[] memory vs)
+        internal
+        pure
+        returns (AuditProtocol.Vote[] memory votes)
+    {
+        votes = new AuditProtocol.Vote[](lics.length);
+        uint256 m;
+        for (uint256 i; i < lics.length; ++i) {
+            if (vs[i] != 1) votes[m++] = _vote(lics[i], t, vs[i], bytes32(0));
+        }
+        assembly {
+            mstore(votes, m)
+        }
+    }
+
+    /// @dev The operator commits, for the current epoch, verdict `vs[i]` of `lics[i]` on target `t`.
     function _commit(address operator, uint256[] memory lics, uint256 t, uint8[] memory vs) internal {
         uint256 e = protocol.currentEpoch();
-        AuditProtocol.Reveal[] memory rs = new AuditProtocol.Reveal[](lics.length);
-        for (uint256 i; i < lics.length; ++i) {
-            rs[i] = _openingOf(e, lics[i], t, vs[i]);
-        }
-        _commitTree(operator, e, rs);
-        for (uint256 i; i < lics.length; ++i) {
-            _proofs[e][lics[i]] = rs[i].proof;
-        }
+        _commitVotes(operator, e, _salt(e), _votesOn(lics, t, vs));
     }
 
-    /// @dev Commit verdict `v` on target `t` for `lic` alone (a tree of one leaf: the root is the leaf).
-    function _commitOne(address operator, uint256 lic, uint256 t, uint8 v) internal {
-        uint8[] memory vs = new uint8[](1);
-        vs[0] = v;
-        _commit(operator, _one(lic), t, vs);
+    /// @dev The operator's one license `lic` votes OK on `t`, `missed` (its other license) did not audit it.
+    function _okAndMissed(uint256 lic, uint256 missed)
+        internal
+        pure
+        returns (uint256[] memory lics, uint8[] memory vs)
+    {
+        lics = _two(lic, missed);
+        vs = new uint8[](2);
+        (vs[0], vs[1]) = (1, 0);
+        if (missed < lic) (lics[0], lics[1], vs[0], vs[1]) = (missed, lic, 0, 1);
     }
 
-    function _revealOne(uint256 e, uint256 lic, uint256 t, uint8 v) internal {
-        AuditProtocol.Reveal memory r = _openingOf(e, lic, t, v);
-        protocol.reveal(e, lic, r.targetIds, r.verdicts, r.evidenceRoots, r.salt, _proofs[e][lic]);
+    /// @dev The operator reveals what `_commit` committed for epoch `e`.
+    function _reveal(address operator, uint256 e, uint256[] memory lics, uint256 t, uint8[] memory vs) internal {
+        protocol.reveal(e, operator, _salt(e), _votesOn(lics, t, vs));
     }
 
     // ------------------------------------------------------------------------------- fee split
@@ -594,9 +600,11 @@ contract RewardVaultTest is Deployed {
         uint256 t = _addTarget(1);
         _rollToEpoch(1);
         _heartbeat(op);
-        _commitOne(op, ids[1], t, 1);
+        // ids[1] votes OK; ids[0] did not audit t: the operator's reveal lists NO_VOTE for it.
+        (uint256[] memory lics, uint8[] memory vs) = _okAndMissed(ids[1], ids[0]);
+        _commit(op, lics, t, vs);
         _rollToReveal(1);
-        _revealOne(1, ids[1], t, 1);
+        _reveal(op, 1, lics, t, vs);
         _rollPastReveal(1);
 
         vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NotMissed.selector, 1, ids[1], t));
@@ -631,11 +639,9 @@ contract RewardVaultTest is Deployed {
         _heartbeat(op);
         uint8[] memory vs = new uint8[](3);
         (vs[0], vs[1], vs[2]) = (1, 1, 2);
-        _commit(op, ids, t, vs); // one root over the three openings
+        _commit(op, ids, t, vs); // one hash of the operator's votes
         _rollToReveal(1);
-        _revealOne(1, ids[0], t, 1);
-        _revealOne(1, ids[1], t, 1);
-        _revealOne(1, ids[2], t, 2);
+        _reveal(op, 1, ids, t, vs); // lists ids[2]'s FAULT; the other two vote OK
         _rollPastReveal(1);
         assertEq(protocol.settle(1, t), 1, "OK by two thirds");
         uint256 per = uint256(2000 ether) / 3;
@@ -671,14 +677,16 @@ contract RewardVaultTest is Deployed {
         uint256 a = ids[0];
         uint256 b = ids[1];
         uint256 t = _addTarget(1);
+        // b votes OK on t every epoch; a never audits it (NO_VOTE in each reveal).
+        (uint256[] memory lics, uint8[] memory vs) = _okAndMissed(b, a);
         _rollToEpoch(1);
         _heartbeat(op);
-        _commitOne(op, b, t, 1);
+        _commit(op, lics, t, vs);
         for (uint256 e = 1; e <= 3; ++e) {
             _rollToReveal(e); // start of epoch e + 1
             _heartbeat(op);
-            _commitOne(op, b, t, 1);
-            _revealOne(e, b, t, 1);
+            _commit(op, lics, t, vs);
+            _reveal(op, e, lics, t, vs);
             _rollPastReveal(e);
             vm.prank(reporter);
             protocol.reportMiss(e, a, t);
@@ -751,7 +759,9 @@ contract RewardVaultTest is Deployed {
 
     /// @dev External so expectRevert applies to the commit itself.
     function commitAs(address operator, uint256 lic, uint256 t) external {
-        _commitOne(operator, lic, t, 1);
+        uint8[] memory vs = new uint8[](1);
+        vs[0] = 1;
+        _commit(operator, _one(lic), t, vs);
     }
 
     // ------------------------------------------------------------------- presence per operator

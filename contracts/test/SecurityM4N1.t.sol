@@ -3,7 +3,6 @@ pragma solidity ^0.8.27;
 
 import {Deployed} from "./utils/Deployed.sol";
 import {Vm} from "./utils/Vm.sol";
-import {Merkle, IListPositions} from "./utils/Merkle.sol";
 import {AuditProtocol} from "../src/AuditProtocol.sol";
 import {RewardVault} from "../src/RewardVault.sol";
 
@@ -33,37 +32,43 @@ contract SecurityM4Test is Deployed {
         protocol.setParams(AuditProtocol.Params(15, 16, 3, 16)); // everyone sits on every committee
     }
 
-    function _opening(uint256 lic, uint8 v) internal view returns (AuditProtocol.Reveal memory r) {
-        r.license = lic;
-        r.targetIds = _one(t);
-        r.verdicts = new uint8[](1);
-        r.verdicts[0] = v;
-        r.evidenceRoots = new bytes32[](1);
-        r.evidenceRoots[0] = keccak256(abi.encode("evidence", lic, v));
-        r.salt = keccak256(abi.encode("salt", lic));
+    function _root(uint256 lic, uint8 v) internal pure returns (bytes32) {
+        return keccak256(abi.encode("evidence", lic, v));
     }
 
-    /// @dev Epoch 1: license i (its own operator) votes vs[i] on `t`; all reveal; then the window closes.
-    function _votes(uint8[] memory vs) internal returns (uint256[] memory lics) {
+    function _salt(uint256 i) internal pure returns (bytes32) {
+        return keccak256(abi.encode("salt", i));
+    }
+
+    /// @dev Operator i's votes: nothing listed for OK, else its license's vote `v` on `t`.
+    function _votesOf(uint256 i, uint8 v) internal view returns (AuditProtocol.Vote[] memory) {
+        return v == OK ? _allOk() : _votes(_vote(ids[i], t, v, _root(ids[i], v)));
+    }
+
+    /// @dev Epoch 1: license i (its own operator) votes vs[i] on `t`; all reveal (in reverse order when `reversed`);
+    ///      then the window closes.
+    function _cast(uint8[] memory vs, bool reversed) internal returns (uint256[] memory lics) {
         uint256 n = vs.length;
         lics = new uint256[](n);
         _rollToEpoch(1);
-        AuditProtocol.Reveal[][] memory trees = new AuditProtocol.Reveal[][](n);
         for (uint256 i; i < n; ++i) {
             lics[i] = ids[i];
             vm.prank(ops[i]);
             protocol.heartbeat();
         }
         for (uint256 i; i < n; ++i) {
-            trees[i] = new AuditProtocol.Reveal[](1);
-            trees[i][0] = _opening(ids[i], vs[i]);
-            _commitTree(ops[i], 1, trees[i]);
+            _commitVotes(ops[i], 1, _salt(i), _votesOf(i, vs[i]));
         }
         _rollToReveal(1);
-        for (uint256 i; i < n; ++i) {
-            protocol.revealMany(1, trees[i]);
+        for (uint256 j; j < n; ++j) {
+            uint256 i = reversed ? n - 1 - j : j;
+            protocol.reveal(1, ops[i], _salt(i), _votesOf(i, vs[i]));
         }
         _rollPastReveal(1);
+    }
+
+    function _cast(uint8[] memory vs) internal returns (uint256[] memory) {
+        return _cast(vs, false);
     }
 
     /// @dev Settle (1, t) and return the licenses the settlement penalized for disagreeing, in order.
@@ -90,20 +95,21 @@ contract SecurityM4Test is Deployed {
     }
 
     function test_M4_threeFaultTwoUnreachableSettlesFault() public {
-        _votes(_v(FAULT, FAULT, FAULT, UNREACHABLE, UNREACHABLE));
+        _cast(_v(FAULT, FAULT, FAULT, UNREACHABLE, UNREACHABLE));
         uint256[] memory p = _settle(FAULT); // was INCONCLUSIVE: neither verdict alone had 2/3
         assertEq(p.length, 0, "FAULT and UNREACHABLE agree: nobody pays");
     }
 
     function test_M4_twoFaultThreeUnreachableSettlesUnreachable() public {
-        _votes(_v(FAULT, UNREACHABLE, FAULT, UNREACHABLE, UNREACHABLE));
+        _cast(_v(FAULT, UNREACHABLE, FAULT, UNREACHABLE, UNREACHABLE));
         assertEq(_settle(UNREACHABLE).length, 0, "nobody pays");
-        assertEq(protocol.evidenceRoot(1, t, UNREACHABLE), keccak256(abi.encode("evidence", ids[1], UNREACHABLE)), "ev");
+        // M6: the first seat in committee order (the list order here) that voted UNREACHABLE.
+        assertEq(protocol.evidenceRoot(1, t, UNREACHABLE), _root(ids[1], UNREACHABLE), "ev");
     }
 
     function test_M4_aFaultUnreachableTieSettlesFaultAndPricesTheOkVote() public {
         // 4 not OK of 5 (2 FAULT, 2 UNREACHABLE): FAULT wins the tie; the OK voter disagrees.
-        _votes(_v(UNREACHABLE, OK, FAULT, UNREACHABLE, FAULT));
+        _cast(_v(UNREACHABLE, OK, FAULT, UNREACHABLE, FAULT));
         uint256[] memory p = _settle(FAULT);
         assertEq(p.length, 1, "one penalty");
         assertEq(p[0], ids[1], "the OK voter");
@@ -112,40 +118,90 @@ contract SecurityM4Test is Deployed {
     function test_M4_aSplitPricesNobody_aColludingThirdOnlyKeepsTheTargetUnflagged() public {
         // 3 FAULT + 2 OK: 60% not OK, no supermajority: INCONCLUSIVE, not flagged this epoch, and nobody pays. Pricing
         // a split's minority was tried and charged honest auditors at a fault's onset (docs/protocol.md, "Verdicts").
-        _votes(_v(FAULT, FAULT, OK, FAULT, OK));
+        _cast(_v(FAULT, FAULT, OK, FAULT, OK));
         assertEq(_settle(INCONCLUSIVE).length, 0, "a split prices nobody");
         (,,,, uint8 outcome) = protocol.tally(1, t);
         assertEq(outcome, INCONCLUSIVE, "the target is not flagged");
     }
 
     function test_M4_anOkMajorityWithoutSupermajorityPricesNobody() public {
-        _votes(_v(OK, FAULT, OK, UNREACHABLE, OK));
+        _cast(_v(OK, FAULT, OK, UNREACHABLE, OK));
         assertEq(_settle(INCONCLUSIVE).length, 0, "3 OK of 5 is no supermajority: nobody pays");
     }
 
     function test_M4_anEvenSplitPaysNobody() public {
         uint8[] memory vs = new uint8[](4);
         (vs[0], vs[1], vs[2], vs[3]) = (OK, FAULT, OK, UNREACHABLE);
-        _votes(vs);
+        _cast(vs);
         assertEq(_settle(INCONCLUSIVE).length, 0, "no majority: nobody pays");
     }
 
     function test_M4_belowMinRevealsPaysNobody() public {
         uint8[] memory vs = new uint8[](2);
         (vs[0], vs[1]) = (FAULT, OK);
-        _votes(vs);
+        _cast(vs);
         assertEq(_settle(INCONCLUSIVE).length, 0, "too few votes: nobody pays");
+    }
+
+    /// M6: the root a flag names is chosen by a fixed rule, the first seat in committee order that voted the
+    ///     outcome, not by who revealed first (a racer revealing junk first no longer picks it).
+    function test_M6_theFlaggedRootIsTheFirstSeatInCommitteeOrderNotTheFirstReveal() public {
+        _rollToEpoch(1);
+        protocol.poke();
+        uint256[] memory seats = protocol.committee(1, t);
+        assertEq(seats.length, 5, "everyone sits");
+        // Seat 0 votes OK; the other four FAULT, each with its own root; reveals land in reverse seat order.
+        uint8[] memory vs = new uint8[](5);
+        uint256 firstFault;
+        for (uint256 i; i < 5; ++i) {
+            vs[i] = ids[i] == seats[0] ? OK : FAULT;
+            if (ids[i] == seats[1]) firstFault = ids[i];
+        }
+        _castInSeatOrder(vs, seats);
+        assertEq(protocol.evidenceRoot(1, t, FAULT), _root(firstFault, FAULT), "the first FAULT seat's root");
+        vm.recordLogs();
+        assertEq(protocol.settle(1, t), FAULT, "outcome");
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        uint256 flags;
+        for (uint256 i; i < logs.length; ++i) {
+            if (logs[i].emitter != address(protocol) || logs[i].topics[0] != AuditProtocol.ViolationFlagged.selector) {
+                continue;
+            }
+            (uint8 outcome, bytes32 root) = abi.decode(logs[i].data, (uint8, bytes32));
+            assertEq(outcome, FAULT, "flagged FAULT");
+            assertEq(root, _root(firstFault, FAULT), "the flag names the first FAULT seat's root");
+            ++flags;
+        }
+        assertEq(flags, 1, "one flag");
+    }
+
+    /// @dev Like `_cast`, revealing in the reverse of the committee's seat order `seats`.
+    function _castInSeatOrder(uint8[] memory vs, uint256[] memory seats) internal {
+        for (uint256 i; i < 5; ++i) {
+            vm.prank(ops[i]);
+            protocol.heartbeat();
+            _commitVotes(ops[i], 1, _salt(i), _votesOf(i, vs[i]));
+        }
+        _rollToReveal(1);
+        for (uint256 j = seats.length; j > 0; --j) {
+            for (uint256 i; i < 5; ++i) {
+                if (ids[i] == seats[j - 1]) protocol.reveal(1, ops[i], _salt(i), _votesOf(i, vs[i]));
+            }
+        }
+        _rollPastReveal(1);
     }
 }
 
-/// @notice Security review N1: an operator's commitment tree holds at most one opening per license. It used to be
-///         a sorted-pair (unordered) tree: an operator could put an OK and a FAULT opening of one license in it and
-///         reveal whichever matched the majority. Now each leaf sits at its license's list position.
+/// @notice Security review N1: one commitment opened two ways. With per-license openings in a sorted-pair tree an
+///         operator could hold an OK and a FAULT opening of one license under one root and reveal whichever matched
+///         the majority. Now the root is one hash of the operator's whole vote list (`commitmentOf`): exactly one
+///         (salt, votes) opens it, and any other payload reverts NoCommitment.
 contract SecurityN1Test is Deployed {
     address internal op = makeAddr("op");
     address internal owner = makeAddr("owner");
     uint256[] internal ids;
     uint256 internal t;
+    bytes32 internal constant SALT = keccak256("n1 salt");
 
     function setUp() public {
         _deploy();
@@ -156,100 +212,72 @@ contract SecurityN1Test is Deployed {
         protocol.setParams(AuditProtocol.Params(15, 16, 3, 16));
     }
 
-    function _opening(uint256 lic, uint8 v) internal view returns (AuditProtocol.Reveal memory r) {
-        r.license = lic;
-        r.targetIds = _one(t);
-        r.verdicts = new uint8[](1);
-        r.verdicts[0] = v;
-        r.evidenceRoots = new bytes32[](1);
-        r.salt = keccak256(abi.encode("salt", lic, v));
-    }
-
-    function _leaf(AuditProtocol.Reveal memory r) internal pure returns (bytes32) {
-        return Merkle.leaf(1, r.license, r.targetIds, r.verdicts, r.evidenceRoots, r.salt);
-    }
-
-    function _sortedPair(bytes32 a, bytes32 b) internal pure returns (bytes32) {
-        return a < b ? keccak256(abi.encode(a, b)) : keccak256(abi.encode(b, a));
-    }
-
-    function _reveal(AuditProtocol.Reveal memory r, bytes32[] memory proof) internal {
-        protocol.reveal(1, r.license, r.targetIds, r.verdicts, r.evidenceRoots, r.salt, proof);
-    }
-
     function _epochOne() internal {
         _rollToEpoch(1);
         vm.prank(op);
         protocol.heartbeat();
     }
 
-    function test_N1_theSortedPairDoubleOpeningNoLongerReveals() public {
+    function _faultOn(uint256 lic) internal view returns (AuditProtocol.Vote[] memory) {
+        return _votes(_vote(lic, t, 2, keccak256(abi.encode("evidence", lic))));
+    }
+
+    function _expectNoCommitment(address who, bytes32 salt, AuditProtocol.Vote[] memory votes) internal {
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, who));
+        protocol.reveal(1, who, salt, votes);
+    }
+
+    /// The committed list (license 0 FAULT) opens the root; the OK "opening" of license 0 (nothing listed), another
+    /// verdict, another root, another salt, an extra vote, or another operator's name do not.
+    function test_N1_oneRootOpensExactlyTheCommittedVoteList() public {
         _epochOne();
-        AuditProtocol.Reveal memory good = _opening(ids[0], 1);
-        AuditProtocol.Reveal memory bad = _opening(ids[0], 2); // the same license, the other verdict
-        bytes32 a = _leaf(good);
-        bytes32 b = _leaf(bad);
-        bytes32 cd = _sortedPair(_leaf(_opening(ids[1], 1)), _leaf(_opening(ids[2], 1)));
+        AuditProtocol.Vote[] memory votes = _faultOn(ids[0]);
+        _commitVotes(op, 1, SALT, votes);
+        _rollToReveal(1);
+        _expectNoCommitment(op, SALT, _allOk()); // license 0's OK opening
+        _expectNoCommitment(op, SALT, _votes(_vote(ids[0], t, 3, votes[0].evidenceRoot))); // another verdict
+        _expectNoCommitment(op, SALT, _votes(_vote(ids[0], t, 2, keccak256("other evidence")))); // another root
+        _expectNoCommitment(op, keccak256("other salt"), votes);
+        AuditProtocol.Vote[] memory more = new AuditProtocol.Vote[](2);
+        (more[0], more[1]) = (votes[0], _vote(ids[1], t, 2, bytes32(0)));
+        _expectNoCommitment(op, SALT, more);
+        address other = makeAddr("other");
+        _expectNoCommitment(other, SALT, votes); // no operator: no root
+        assertFalse(protocol.isRevealed(ids[0], 1), "nothing opened");
+        protocol.reveal(1, op, SALT, votes);
+        (uint8 ok, uint8 fault,, uint8 n,) = protocol.tally(1, t);
+        assertEq(fault, 1, "license 0's committed FAULT");
+        assertEq(ok, 2, "the other two OK");
+        assertEq(n, 3, "three seats revealed");
+    }
+
+    /// The old attack, with the new hash: a root over the commitments of two vote lists (one with license 0 OK,
+    /// one with it FAULT) opens neither.
+    function test_N1_aRootOverTwoVoteListsOpensNeither() public {
+        _epochOne();
+        bytes32 okRoot = _commitmentOf(1, op, SALT, _allOk());
+        bytes32 faultRoot = _commitmentOf(1, op, SALT, _faultOn(ids[0]));
+        (bytes32 lo, bytes32 hi) = okRoot < faultRoot ? (okRoot, faultRoot) : (faultRoot, okRoot);
         vm.prank(op);
-        protocol.commit(1, _sortedPair(_sortedPair(a, b), cd));
+        protocol.commit(1, keccak256(abi.encode(lo, hi)));
         _rollToReveal(1);
-        bytes32[] memory proof = new bytes32[](2);
-        (proof[0], proof[1]) = (a, cd);
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, ids[0]));
-        _reveal(bad, proof); // passed OpenZeppelin's sorted-pair check before the fix
-        (proof[0], proof[1]) = (b, cd);
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, ids[0]));
-        _reveal(good, proof);
-        assertFalse(protocol.isRevealed(ids[0], 1), "neither opening");
+        _expectNoCommitment(op, SALT, _allOk());
+        _expectNoCommitment(op, SALT, _faultOn(ids[0]));
+        assertFalse(protocol.hasRevealed(op, 1), "neither list");
     }
 
-    function test_N1_anOrderedTreeOpensOnlyTheLeafAtTheLicensesPosition() public {
+    /// A later commit in the epoch replaces the root: only the last committed list opens, once; the earlier one
+    /// reverts before and after.
+    function test_N1_aLaterCommitReplacesTheRootAndOnlyItsListOpens() public {
         _epochOne();
-        // A list of 3: depth 2, the licenses at positions 0, 1, 2; position 3 belongs to nobody.
-        (uint256[] memory pos, uint256 d) = Merkle.positions(IListPositions(address(registry)), 1, ids);
-        assertEq(d, 2, "depth");
-        AuditProtocol.Reveal memory good = _opening(ids[0], 1);
-        AuditProtocol.Reveal memory bad = _opening(ids[0], 2);
-        // Whatever other position the second opening takes, it cannot be revealed for ids[0].
-        for (uint256 q; q < 4; ++q) {
-            if (q == pos[0]) continue;
-            _rollToEpoch(1);
-            bytes32[] memory leaves = new bytes32[](2);
-            uint256[] memory at = new uint256[](2);
-            (leaves[0], at[0]) = (_leaf(good), pos[0]);
-            (leaves[1], at[1]) = (_leaf(bad), q);
-            vm.prank(op);
-            protocol.commit(1, Merkle.root(leaves, at, d));
-            _rollToReveal(1);
-            bytes32[] memory proofAtQ = Merkle.proof(leaves, at, d, 1);
-            vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, ids[0]));
-            _reveal(bad, proofAtQ);
-            bytes32[] memory proofAtP = Merkle.proof(leaves, at, d, 0);
-            vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, ids[0]));
-            _reveal(bad, proofAtP);
-            if (q == 3) {
-                _reveal(good, proofAtP); // the opening at the license's own position is the one that counts
-                (uint8 ok, uint8 fault,, uint8 n,) = protocol.tally(1, t);
-                assertEq(ok, 1, "the OK opening");
-                assertEq(fault, 0, "not the FAULT one");
-                assertEq(n, 1, "one reveal");
-            }
-        }
-    }
-
-    function test_N1_aProofOfTheWrongLengthReverts() public {
-        _epochOne();
-        AuditProtocol.Reveal[] memory rs = new AuditProtocol.Reveal[](3);
-        for (uint256 i; i < 3; ++i) {
-            rs[i] = _opening(ids[i], 1);
-        }
-        _commitTree(op, 1, rs);
+        _commitVotes(op, 1, SALT, _allOk());
+        _commitVotes(op, 1, SALT, _faultOn(ids[0]));
         _rollToReveal(1);
-        bytes32[] memory longer = new bytes32[](3);
-        (longer[0], longer[1]) = (rs[0].proof[0], rs[0].proof[1]);
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, ids[0]));
-        _reveal(rs[0], longer);
-        _reveal(rs[0], rs[0].proof);
-        assertTrue(protocol.isRevealed(ids[0], 1), "the right proof passes");
+        _expectNoCommitment(op, SALT, _allOk());
+        protocol.reveal(1, op, SALT, _faultOn(ids[0]));
+        _expectNoCommitment(op, SALT, _allOk());
+        (uint8 ok, uint8 fault,,,) = protocol.tally(1, t);
+        assertEq(fault, 1, "the FAULT list counts");
+        assertEq(ok, 2, "two OK");
     }
 }

@@ -7,8 +7,9 @@ import {AuditProtocol} from "../src/AuditProtocol.sol";
 import {RewardVault} from "../src/RewardVault.sol";
 
 /// @notice Findings of the security review (docs/security.md) that the contracts answer: H1, a front-run reveal
-///         no longer breaks the operator's batch; H4's second half, what a miss costs and pays when the
-///         license's credit was claimed before the miss was reported.
+///         cannot break the operator's own (one payload per operator opens its root; a second reveal is a silent
+///         no-op); H4's second half, what a miss costs and pays when the license's credit was claimed before the
+///         miss was reported.
 contract SecurityReviewTest is Deployed {
     address internal op = makeAddr("op");
     address internal owner = makeAddr("owner");
@@ -26,25 +27,15 @@ contract SecurityReviewTest is Deployed {
         protocol.setParams(AuditProtocol.Params(15, 16, 3, 16)); // everyone sits on every committee
     }
 
-    function _opening(uint256 e, uint256 lic) internal view returns (AuditProtocol.Reveal memory r) {
-        r.license = lic;
-        r.targetIds = _one(t);
-        r.verdicts = new uint8[](1);
-        r.verdicts[0] = 1;
-        r.evidenceRoots = new bytes32[](1);
-        r.salt = keccak256(abi.encode("salt", e, lic));
-    }
+    bytes32 internal constant SALT = keccak256("op salt");
 
-    /// @dev Epoch 1: the operator heartbeats and commits one tree over its three licenses' openings.
-    function _epochOneCommitted() internal returns (AuditProtocol.Reveal[] memory rs) {
+    /// @dev Epoch 1: the operator heartbeats and commits the hash of `votes` (its licenses' votes that are not
+    ///      OK) under SALT; epoch 2 begins and the operator heartbeats again.
+    function _epochOneCommitted(AuditProtocol.Vote[] memory votes) internal {
         _rollToEpoch(1);
         vm.prank(op);
         protocol.heartbeat();
-        rs = new AuditProtocol.Reveal[](3);
-        for (uint256 i; i < 3; ++i) {
-            rs[i] = _opening(1, ids[i]);
-        }
-        _commitTree(op, 1, rs);
+        _commitVotes(op, 1, SALT, votes);
         _rollToEpoch(2);
         vm.prank(op);
         protocol.heartbeat();
@@ -59,24 +50,33 @@ contract SecurityReviewTest is Deployed {
         }
     }
 
-    function test_H1_aRevealCopiedFromAPendingBatchDoesNotRevertTheBatch() public {
-        AuditProtocol.Reveal[] memory rs = _epochOneCommitted();
+    /// The reveal is one transaction per operator: whoever copies it out of the mempool sends the operator's own
+    /// whole payload (only that payload opens the root), so the copy counts exactly the operator's votes, and the
+    /// operator's own transaction, landing second, is a silent no-op instead of a revert: nothing is lost, nothing
+    /// counted twice, and nobody has a miss to report.
+    function test_H1_aCopiedRevealIsTheOperatorsOwnAndItsOwnTransactionStillSucceeds() public {
+        AuditProtocol.Vote[] memory votes = _votes(_vote(ids[1], t, protocol.FAULT(), keccak256("evidence")));
+        _epochOneCommitted(votes);
         _rollToReveal(1);
-        // The attacker copies the middle entry out of the operator's pending revealMany and lands it first.
-        AuditProtocol.Reveal memory r = rs[1];
-        vm.prank(attacker);
-        protocol.reveal(1, r.license, r.targetIds, r.verdicts, r.evidenceRoots, r.salt, r.proof);
-        // The operator's batch still goes through: the revealed entry is skipped, the others are counted.
         vm.recordLogs();
-        vm.prank(op);
-        protocol.revealMany(1, rs);
-        assertEq(_revealedEvents(), 2, "one Revealed event per entry not revealed before");
+        vm.prank(attacker);
+        protocol.reveal(1, op, SALT, votes); // copied out of the operator's pending transaction, mined first
+        assertEq(_revealedEvents(), 1, "the copy reveals the operator's votes");
+        vm.recordLogs();
+        _revealVotes(op, 1, SALT, votes); // the operator's own transaction does not revert
+        assertEq(_revealedEvents(), 0, "a second reveal emits nothing");
+        assertTrue(protocol.hasRevealed(op, 1), "revealed");
         for (uint256 i; i < 3; ++i) {
-            assertTrue(protocol.isRevealed(ids[i], 1), "revealed");
+            assertTrue(protocol.isRevealed(ids[i], 1), "every license revealed");
         }
-        (uint8 ok,,, uint8 n,) = protocol.tally(1, t);
+        (uint8 ok, uint8 fault,, uint8 n,) = protocol.tally(1, t);
         assertEq(n, 3, "each license counted once");
-        assertEq(ok, 3, "three OK votes");
+        assertEq(ok, 2, "two OK votes");
+        assertEq(fault, 1, "the operator's one FAULT vote");
+        (bool listed, uint8 verdict, bytes32 root) = protocol.voteOf(1, t, ids[1]);
+        assertTrue(listed, "listed");
+        assertEq(verdict, protocol.FAULT(), "the committed verdict");
+        assertEq(root, keccak256("evidence"), "the committed root");
         // Nobody missed: the attacker has no miss to report.
         _rollPastReveal(1);
         for (uint256 i; i < 3; ++i) {
@@ -84,31 +84,50 @@ contract SecurityReviewTest is Deployed {
             vm.prank(attacker);
             protocol.reportMiss(1, ids[i], t);
         }
-        assertEq(protocol.settle(1, t), 1, "settles OK");
+        assertEq(protocol.settle(1, t), 1, "settles OK by two thirds");
         assertEq(vault.bountyOf(attacker), 0, "no bounty");
     }
 
-    function test_H1_aSingleRevealOfARevealedLicenseStillReverts() public {
-        AuditProtocol.Reveal[] memory rs = _epochOneCommitted();
+    /// A second reveal of the same opening changes nothing (no revert, no event, no second count); a payload that
+    /// does not open the root still reverts NoCommitment, before or after the reveal.
+    function test_H1_aSecondRevealIsASilentNoOp() public {
+        _epochOneCommitted(_allOk());
         _rollToReveal(1);
-        vm.prank(op);
-        protocol.revealMany(1, rs);
-        AuditProtocol.Reveal memory r = rs[0];
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.AlreadyRevealed.selector, 1, ids[0]));
-        protocol.reveal(1, r.license, r.targetIds, r.verdicts, r.evidenceRoots, r.salt, r.proof);
-        // A batch of nothing but revealed entries is a no-op, not a second count.
-        protocol.revealMany(1, rs);
-        (,,, uint8 n,) = protocol.tally(1, t);
+        _revealVotes(op, 1, SALT, _allOk());
+        vm.recordLogs();
+        _revealVotes(op, 1, SALT, _allOk());
+        protocol.reveal(1, op, SALT, _allOk()); // anyone, again
+        assertEq(_revealedEvents(), 0, "no event");
+        (uint8 ok,,, uint8 n,) = protocol.tally(1, t);
         assertEq(n, 3, "counted once");
+        assertEq(ok, 3, "three OK votes");
+        // A different list cannot be added afterwards: it does not open the root.
+        AuditProtocol.Vote[] memory late = _votes(_vote(ids[0], t, protocol.FAULT(), bytes32(0)));
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, op));
+        protocol.reveal(1, op, SALT, late);
+        (bool listed,,) = protocol.voteOf(1, t, ids[0]);
+        assertFalse(listed, "nothing listed");
+        (ok,,, n,) = protocol.tally(1, t);
+        assertEq(ok, 3, "still three OK votes");
     }
 
-    function test_H1_aSkippedEntryIsNotChecked_anInvalidOneStillReverts() public {
-        AuditProtocol.Reveal[] memory rs = _epochOneCommitted();
+    /// Only the committed (salt, votes) opens the root: a wrong salt, a vote added or a vote dropped reverts
+    /// NoCommitment and reveals nothing; the committed payload then goes through.
+    function test_H1_aWrongPayloadRevertsAndRevealsNothing() public {
+        AuditProtocol.Vote[] memory votes = _votes(_vote(ids[2], t, protocol.UNREACHABLE(), bytes32(0)));
+        _epochOneCommitted(votes);
         _rollToReveal(1);
-        // An entry that was never revealed is still verified: a wrong salt reverts the whole batch.
-        rs[2].salt = keccak256("wrong");
-        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, ids[2]));
-        protocol.revealMany(1, rs);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, op));
+        protocol.reveal(1, op, keccak256("wrong"), votes);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, op));
+        protocol.reveal(1, op, SALT, _allOk());
+        AuditProtocol.Vote[] memory more = new AuditProtocol.Vote[](2);
+        (more[0], more[1]) = (_vote(ids[1], t, protocol.FAULT(), bytes32(0)), votes[0]);
+        vm.expectRevert(abi.encodeWithSelector(AuditProtocol.NoCommitment.selector, 1, op));
+        protocol.reveal(1, op, SALT, more);
+        assertFalse(protocol.hasRevealed(op, 1), "nothing revealed");
+        protocol.reveal(1, op, SALT, votes);
+        assertTrue(protocol.hasRevealed(op, 1), "the committed payload opens it");
     }
 
     // ============================================ H4, second half: credit claimed before the miss report
@@ -118,10 +137,14 @@ contract SecurityReviewTest is Deployed {
     ///      both in full; only the bounty differs: 10% of what was forfeited, zero when nothing was left to take.
     ///      License 1's penalty is a debt that its next credit pays back into the budget.
     function test_H4_aClaimBeforeTheMissReportTurnsThePenaltyIntoDebtAndTheBountyIntoZero() public {
-        AuditProtocol.Reveal[] memory rs = _epochOneCommitted();
+        // The operator reveals, listing NO_VOTE for licenses 1 and 2 on t (they did not audit it): only license 0
+        // counts as revealed on t.
+        AuditProtocol.Vote[] memory votes = new AuditProtocol.Vote[](2);
+        votes[0] = _vote(ids[1], t, protocol.NO_VOTE(), bytes32(0));
+        votes[1] = _vote(ids[2], t, protocol.NO_VOTE(), bytes32(0));
+        _epochOneCommitted(votes);
         _rollToReveal(1);
-        AuditProtocol.Reveal memory r = rs[0];
-        protocol.reveal(1, r.license, r.targetIds, r.verdicts, r.evidenceRoots, r.salt, r.proof);
+        protocol.reveal(1, op, SALT, votes);
         uint256[] memory first = _one(ids[1]);
         vm.prank(owner);
         uint256 claimed = vault.claim(first); // epoch 1's credit, before the miss can be reported
@@ -131,6 +154,9 @@ contract SecurityReviewTest is Deployed {
         assertEq(vault.claimable(ids[2]), int256(net), "license 2 leaves it in the vault");
 
         _rollPastReveal(1);
+        (,,, uint8 n, uint8 settled) = protocol.tally(1, t);
+        assertEq(n, 1, "one seat revealed");
+        assertEq(settled, 0, "misses are reported without settling the target");
         vm.startPrank(reporter);
         protocol.reportMiss(1, ids[1], t);
         assertEq(vault.bountyOf(reporter), 0, "nothing forfeited, no bounty");

@@ -27,24 +27,19 @@ contract SmokeTest is Deployed {
         protocol.heartbeat(); // every license listed under the operator is active
         uint256 e = protocol.currentEpoch();
         assertEq(vault.activeCount(e), 3, "three active");
-        uint256[] memory tids = _one(t);
-        uint8[] memory v = new uint8[](1);
-        v[0] = 1;
-        bytes32[] memory roots = new bytes32[](1);
-        roots[0] = keccak256("evidence");
+        // One commitment for the operator: no listed vote, so each of its licenses votes OK where it sits.
         bytes32 salt = keccak256("salt");
-        // One root over the three openings; each license reveals with its proof.
-        AuditProtocol.Reveal[] memory rs = new AuditProtocol.Reveal[](ids.length);
-        for (uint256 i; i < ids.length; ++i) {
-            rs[i] = AuditProtocol.Reveal(ids[i], tids, v, roots, salt, new bytes32[](0));
-        }
-        _commitTree(op, e, rs);
+        _commitVotes(op, e, salt, _allOk());
         _rollToReveal(e);
-        for (uint256 i; i < ids.length; ++i) {
-            protocol.reveal(e, ids[i], tids, v, roots, salt, rs[i].proof);
-        }
+        vm.prank(makeAddr("anyone")); // anyone holding the opening may reveal it
+        protocol.reveal(e, op, salt, _allOk());
+        assertTrue(protocol.hasRevealed(op, e), "revealed");
+        (uint8 ok,,, uint8 reveals,) = protocol.tally(e, t);
+        assertEq(ok, 3, "three implicit OK votes");
+        assertEq(reveals, 3, "three reveals");
         _rollPastReveal(e);
-        assertEq(protocol.settle(e, t), 1, "outcome OK");
+        assertEq(protocol.outcomeOf(e, t), 1, "outcome OK without settling");
+        assertEq(protocol.settle(e, t), 1, "settling it anyway changes nothing");
         vm.prank(op);
         protocol.heartbeat();
         vm.prank(owner);

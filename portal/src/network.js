@@ -29,6 +29,20 @@ export async function load(app) {
     const prev = latest.get(ev.args.targetId);
     if (!prev || ev.args.epoch >= prev.epoch) latest.set(ev.args.targetId, ev.args);
   }
+  // A target whose committee all voted OK is not settled (issue 16): its outcome is a view of its committee's
+  // votes. The latest epoch whose reveals are over: the previous one once its window closed, else the one before.
+  const closed = head >= start + reveal[1] - reveal[0] ? win.epoch - 1n : win.epoch - 2n;
+  if (closed >= 0n) {
+    const read = async (i) => {
+      const id = BigInt(i);
+      const prev = latest.get(id);
+      if (prev && prev.epoch >= closed) return;
+      const [outcome, t] = await Promise.all([chain.read("AuditProtocol", "outcomeOf", [closed, id]),
+        chain.read("AuditProtocol", "tally", [closed, id])]);
+      if (outcome !== 0 && t[3] > 0) latest.set(id, { epoch: closed, outcome, ok: t[0], fault: t[1], unreachable: t[2] });
+    };
+    await Promise.all(Array.from({ length: n }, (_, i) => read(i).catch(() => undefined)));
+  }
   const perEpoch = new Map();
   for (const ev of flagged) perEpoch.set(ev.args.epoch, (perEpoch.get(ev.args.epoch) || 0) + 1);
   return {
@@ -57,7 +71,7 @@ export function view(app, data) {
           h("td", null, String(t.id)), h("td", null, KINDS[t.kind] || `kind ${t.kind}`), h("td", { class: "mono" }, t.endpoint),
           h("td", null, t.enabled ? "yes" : "no"),
           h("td", { class: `outcome outcome-${t.latest ? OUTCOMES[t.latest.outcome] : "none"}` },
-            t.latest ? `${OUTCOMES[t.latest.outcome]} (epoch ${t.latest.epoch})` : `not settled in the last ${HISTORY_EPOCHS} epochs`),
+            t.latest ? `${OUTCOMES[t.latest.outcome]} (epoch ${t.latest.epoch})` : `no outcome in the last ${HISTORY_EPOCHS} epochs`),
           h("td", { class: "num" }, t.latest ? `${t.latest.ok}/${t.latest.fault}/${t.latest.unreachable}` : "-"))),
         { id: "targets" }) : h("p", null, "No target is registered.")),
     h("section", null, h("h2", null, "Flagged violations"),

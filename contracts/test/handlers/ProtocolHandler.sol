@@ -9,7 +9,6 @@ import {AuditProtocol} from "../../src/AuditProtocol.sol";
 import {RewardVault} from "../../src/RewardVault.sol";
 import {StakingVault} from "../../src/StakingVault.sol";
 import {RewardToken} from "../../src/RewardToken.sol";
-import {Merkle, IListPositions} from "../utils/Merkle.sol";
 
 /// @notice Drives the whole protocol with random sequences of what owners, operators, reporters, fee payers,
 ///         the trap keeper and governance may do, catching the reverts the rules call for. Ghost variables
@@ -37,18 +36,19 @@ contract ProtocolHandler {
     address[] public operators;
     mapping(address => uint16) public commissionAtRegistration;
 
-    /// @dev The opening of a license's leaf in its operator's root, with its proof, kept to reveal it later.
+    /// @dev What an operator committed for an epoch, kept to reveal it later: its salt, its listed votes (every
+    ///      vote of its active licenses that is not OK), and the duties (license, target) it audited, as the
+    ///      protocol stated them during the epoch.
     struct Opening {
-        uint256[] targetIds;
-        uint8[] verdicts;
-        bytes32[] roots;
         bytes32 salt;
-        bytes32[] proof;
+        AuditProtocol.Vote[] votes;
+        uint256[] dutyLicenses;
+        uint256[] dutyTargets;
     }
 
-    mapping(uint256 => mapping(uint256 => Opening)) internal _openings; // epoch => license
-    mapping(uint256 => mapping(uint256 => bool)) internal _hasOpening;
-    mapping(uint256 => uint256[]) internal _committed; // epoch => licenses
+    mapping(uint256 => mapping(address => Opening)) internal _openings; // epoch => operator
+    mapping(uint256 => mapping(address => bool)) internal _hasOpening;
+    mapping(uint256 => address[]) internal _committed; // epoch => operators
 
     uint256 public trapTarget;
     bytes32 internal constant TRAP_SALT = keccak256("trap salt");
@@ -80,8 +80,14 @@ contract ProtocolHandler {
     uint256 public ghostResumes;
     /// @notice Operators registered with a commission above the maximum.
     uint256 public ghostCommissionAboveMax;
-    /// @notice Reveals of a duty computed during its epoch that the protocol refused as not assigned.
+    /// @notice Duties computed during their epoch that the protocol no longer states at reveal time.
     uint256 public ghostDutyMoved;
+    /// @notice Reveals of a committed (salt, votes) in their window that the protocol refused.
+    uint256 public ghostCommittedRevealRefused;
+    /// @notice A second reveal of a revealed operator that reverted or changed a stored vote.
+    uint256 public ghostSecondRevealChanged;
+    /// @notice A listed vote whose stored verdict or root is not the committed one.
+    uint256 public ghostVoteNotCommitted;
     /// @notice Coverage counters (printed by the invariant test's logs, asserted loosely).
     uint256 public ghostHeartbeats;
     uint256 public ghostReveals;
@@ -220,79 +226,105 @@ contract ProtocolHandler {
         } catch {}
     }
 
-    /// @dev `op` commits one root over the openings of its active licenses (a later commit in the epoch replaces
-    ///      the root, and with it every opening of the operator: the set of its active licenses cannot change
-    ///      within the epoch).
+    /// @dev `op` commits the hash of the votes of its active licenses (a later commit in the epoch replaces the
+    ///      root, and with it the operator's opening: the set of its active licenses cannot change within the epoch).
     function _commit(address op, uint256 verdictSeed) internal {
         uint256 e = protocol.currentEpoch();
         protocol.poke();
         uint256[] memory ids = _activeUnder(op, e);
         if (ids.length == 0) return;
-        Opening[] memory opens = new Opening[](ids.length);
-        bytes32[] memory leaves = new bytes32[](ids.length);
-        for (uint256 i; i < ids.length; ++i) {
-            opens[i] = _opening(e, ids[i], verdictSeed);
-            Opening memory o = opens[i];
-            leaves[i] = Merkle.leaf(e, ids[i], o.targetIds, o.verdicts, o.roots, o.salt);
-        }
-        (uint256[] memory pos, uint256 d) = Merkle.positions(IListPositions(address(registry)), e, ids);
+        (AuditProtocol.Vote[] memory votes, uint256[] memory dl, uint256[] memory dt) = _votesOf(e, ids, verdictSeed);
+        bytes32 salt = keccak256(abi.encode(verdictSeed, e, op));
+        bytes32 root = protocol.commitmentOf(e, op, salt, votes);
         vm.prank(op);
-        try protocol.commit(e, Merkle.root(leaves, pos, d)) {
-            for (uint256 i; i < ids.length; ++i) {
-                uint256 id = ids[i];
-                Opening storage o = _openings[e][id];
-                o.targetIds = opens[i].targetIds;
-                o.verdicts = opens[i].verdicts;
-                o.roots = opens[i].roots;
-                o.salt = opens[i].salt;
-                o.proof = Merkle.proof(leaves, pos, d, i);
-                if (!_hasOpening[e][id]) {
-                    _hasOpening[e][id] = true;
-                    _committed[e].push(id);
-                }
+        try protocol.commit(e, root) {
+            Opening storage o = _openings[e][op];
+            o.salt = salt;
+            delete o.votes;
+            for (uint256 i; i < votes.length; ++i) {
+                o.votes.push(votes[i]);
+            }
+            o.dutyLicenses = dl;
+            o.dutyTargets = dt;
+            if (!_hasOpening[e][op]) {
+                _hasOpening[e][op] = true;
+                _committed[e].push(op);
             }
         } catch {}
     }
 
-    /// @dev The duties of `id` in epoch `e` (as the protocol states them now) with random verdicts.
-    function _opening(uint256 e, uint256 id, uint256 verdictSeed) internal view returns (Opening memory o) {
+    /// @dev The duties of `ids` in epoch `e` (as the protocol states them now) with random verdicts: mostly OK
+    ///      (not listed), some FAULT or UNREACHABLE, and some NO_VOTE (a duty not audited: a miss). The votes are
+    ///      sorted by (target, license) as `reveal` requires (`ids` are increasing).
+    function _votesOf(uint256 e, uint256[] memory ids, uint256 verdictSeed)
+        internal
+        view
+        returns (AuditProtocol.Vote[] memory votes, uint256[] memory dutyLicenses, uint256[] memory dutyTargets)
+    {
         uint256 nTargets = targets.targetCount();
-        uint256[] memory tids = new uint256[](nTargets);
+        votes = new AuditProtocol.Vote[](nTargets * ids.length);
+        dutyLicenses = new uint256[](nTargets * ids.length);
+        dutyTargets = new uint256[](nTargets * ids.length);
         uint256 m;
+        uint256 d;
         for (uint256 t; t < nTargets; ++t) {
-            if (protocol.isAssigned(e, id, t)) tids[m++] = t;
+            for (uint256 i; i < ids.length; ++i) {
+                if (!protocol.isAssigned(e, ids[i], t)) continue;
+                (dutyLicenses[d], dutyTargets[d]) = (ids[i], t);
+                ++d;
+                uint256 r = uint256(keccak256(abi.encode(verdictSeed, ids[i], t))) % 10;
+                if (r < 6) continue; // OK
+                uint8 v = r < 8 ? 2 : (r < 9 ? 3 : 0);
+                votes[m++] = AuditProtocol.Vote(ids[i], t, v, keccak256(abi.encode("evidence", e, ids[i], t)));
+            }
         }
         assembly {
-            mstore(tids, m)
+            mstore(votes, m)
+            mstore(dutyLicenses, d)
+            mstore(dutyTargets, d)
         }
-        o.targetIds = tids;
-        o.verdicts = new uint8[](m);
-        o.roots = new bytes32[](m);
-        for (uint256 j; j < m; ++j) {
-            uint256 r = uint256(keccak256(abi.encode(verdictSeed, id, j))) % 10;
-            o.verdicts[j] = r < 7 ? 1 : (r < 9 ? 2 : 3);
-            o.roots[j] = keccak256(abi.encode("evidence", e, id, tids[j]));
-        }
-        o.salt = keccak256(abi.encode(verdictSeed, e, id));
     }
 
-    /// @dev Reveal the openings of the previous epoch, skipping those whose bit in `skipMask` is set.
+    /// @dev Reveal the openings of the previous epoch, skipping the operators whose bit in `skipMask` is set (their
+    ///      duties become misses). Checks that a committed opening always opens, that its duties did not move,
+    ///      that the votes stored are the committed ones, and that a second reveal changes nothing.
     function _revealPrevious(uint256 skipMask) internal {
         uint256 c = protocol.currentEpoch();
         if (c == 0) return;
         uint256 e = c - 1;
         (uint256 start, uint256 end) = protocol.revealWindow(e);
         if (block.number < start || block.number >= end) return;
-        uint256[] storage list = _committed[e];
+        address[] storage list = _committed[e];
         for (uint256 i; i < list.length; ++i) {
             if ((skipMask >> (i % 256)) & 1 == 1) continue;
-            uint256 id = list[i];
-            Opening storage o = _openings[e][id];
-            try protocol.reveal(e, id, o.targetIds, o.verdicts, o.roots, o.salt, o.proof) {
-                ghostReveals += 1;
-            } catch (bytes memory err) {
-                if (bytes4(err) == AuditProtocol.NotAssigned.selector) ghostDutyMoved += 1;
+            address op = list[i];
+            Opening storage o = _openings[e][op];
+            for (uint256 j; j < o.dutyLicenses.length; ++j) {
+                if (!protocol.isAssigned(e, o.dutyLicenses[j], o.dutyTargets[j])) ghostDutyMoved += 1;
             }
+            AuditProtocol.Vote[] memory votes = o.votes;
+            bool before = protocol.hasRevealed(op, e);
+            try protocol.reveal(e, op, o.salt, votes) {
+                if (!before) ghostReveals += 1;
+            } catch {
+                ghostCommittedRevealRefused += 1;
+                continue;
+            }
+            _checkVotes(e, votes);
+            // A second reveal (a copy, a retry) is a no-op.
+            try protocol.reveal(e, op, o.salt, votes) {} catch {
+                ghostSecondRevealChanged += 1;
+            }
+            _checkVotes(e, votes);
+        }
+    }
+
+    /// @dev Every listed vote is stored as committed.
+    function _checkVotes(uint256 e, AuditProtocol.Vote[] memory votes) internal {
+        for (uint256 j; j < votes.length; ++j) {
+            AuditProtocol.Vote memory v = votes[j];
+            (bool listed, uint8 verdict, bytes32 root) = protocol.voteOf(e, v.targetId, v.license);
+            if (!listed || verdict != v.verdict || root != v.evidenceRoot) ghostVoteNotCommitted += 1;
         }
     }
 
@@ -461,7 +493,7 @@ contract ProtocolHandler {
     }
 
     function reveal(uint256 seed, uint256 skipMask) external tick(seed) {
-        // Skip about one opening in eight: those become misses.
+        // Skip about one operator in eight: its duties become misses.
         uint256 mask;
         for (uint256 i; i < 32; ++i) {
             if ((skipMask >> (3 * i)) & 7 == 0) mask |= 1 << i;
@@ -470,7 +502,7 @@ contract ProtocolHandler {
     }
 
     /// @dev An honest-ish round for every operator: accept pending licenses, heartbeat what may, commit, and
-    ///      reveal the previous epoch (skipping about a quarter of the openings).
+    ///      reveal the previous epoch (skipping about a quarter of the operators).
     function nodeRound(uint256 seed, uint256 verdictSeed) external tick(seed) {
         _nodeRound(seed, verdictSeed);
     }

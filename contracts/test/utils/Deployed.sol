@@ -2,7 +2,6 @@
 pragma solidity ^0.8.27;
 
 import {Test} from "./Test.sol";
-import {Merkle, IListPositions} from "./Merkle.sol";
 import {AlignmentLicense} from "../../src/AlignmentLicense.sol";
 import {NodeSale, ILicenseMinter} from "../../src/NodeSale.sol";
 import {OperatorRegistry, ILicenseOwners, IRewardSettle, IEpochClock} from "../../src/OperatorRegistry.sol";
