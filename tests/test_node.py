@@ -442,7 +442,9 @@ def test_a_suspended_license_is_parked_then_resumed_by_the_node_in_the_epoch_bef
     def go_to(epoch_: int) -> None:
         start = asyncio.run(chain(lambda c: c["AuditProtocol"].call("epochStartBlock", epoch_)))
         net.anvil.mine(max(1, start - net.anvil.block_number()))
-        wait_until(lambda: (status(op).get("last_heartbeat") or {}).get("epoch") == epoch_, what=f"epoch {epoch_}")
+        # Many epochs mined at once: the node catches up epoch by epoch (slower on a loaded machine).
+        wait_until(lambda: (status(op).get("last_heartbeat") or {}).get("epoch") == epoch_, timeout=90,
+                   what=f"epoch {epoch_}")
 
     # The next epoch: parked, off the list, not active; the other licenses are (listed count 2).
     go_to(epoch + 1)
