@@ -570,6 +570,36 @@ def cmd_evidence_audit(args: argparse.Namespace) -> int:
     return 0 if outcome["result"]["all_served"] else 1
 
 
+def cmd_challenge(args: argparse.Namespace) -> int:
+    """Bond on a revealed FAULT/UNREACHABLE vote whose evidence cannot be fetched (security review M6): its bundle
+    must then be served on chain within answerBlocks, or, with --expire after that, the license is penalized as for
+    a miss and the challenger gets the miss bounty and the bond back."""
+
+    from eth_abi import encode
+
+    from .protocol import keccak
+
+    async def go(ctx):
+        signer = ctx.signer()
+        protocol = ctx.c["AuditProtocol"]
+        key = keccak(encode(["uint256", "uint256", "uint256"], [args.epoch, args.target, args.license]))
+        if args.expire:
+            receipt = await ctx.transact("AuditProtocol", "expireChallenge", args.epoch, args.target, args.license,
+                                         signer=signer)
+        else:
+            bond = await protocol.call("challengeBond")
+            receipt = await ctx.transact("AuditProtocol", "challengeEvidence", args.epoch, args.target,
+                                         args.license, signer=signer, value=bond)
+        challenger, deadline, state, bond = await protocol.call("challenges", key)
+        states = {1: "open", 2: "served", 3: "upheld"}
+        data = {**receipt, "challenger": challenger, "deadline": deadline, "state": states.get(state, "none"),
+                "bond_wei": str(bond)}
+        return data, (f"challenge of license {args.license}, target {args.target}, epoch {args.epoch}: "
+                      f"{data['state']}, deadline block {deadline} (tx {receipt['tx']})")
+
+    return run_chain(args, go)
+
+
 # ------------------------------------------------------------------------------------------ referee
 
 
@@ -806,6 +836,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_chain_args(ea, key=False)
     ea.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each bundle")
     ea.set_defaults(func=cmd_evidence_audit)
+
+    ch = sub.add_parser("challenge", help="bond on a FAULT/UNREACHABLE vote's evidence: served on chain in time, or "
+                                          "the license is penalized as for a miss (security review M6)")
+    ch.add_argument("epoch", type=int)
+    ch.add_argument("target", type=int)
+    ch.add_argument("license", type=int)
+    ch.add_argument("--expire", action="store_true",
+                    help="after the deadline: penalize the license of an unanswered challenge, take the bond back")
+    add_chain_args(ch)
+    ch.set_defaults(func=cmd_challenge)
 
     rf = sub.add_parser("referee", help="the referee duty: re-score served-model evidence with the weights")
     rs = rf.add_subparsers(dest="referee_cmd", required=True)

@@ -14,10 +14,10 @@ import sqlite3
 import subprocess
 import sys
 
-from alignment_node.evidence_audit import bind, check
-from alignment_node.protocol import FAULT, OK, canonical_json, keccak
+from alignment_node.evidence_audit import _vote, bind, check
+from alignment_node.protocol import FAULT, OK, UNREACHABLE, canonical_json, keccak
 from test_node import devnet, wait_until  # noqa: F401  (devnet: a fixture)
-from test_reorg_flap import chain, first_commit, settled
+from test_reorg_flap import chain, first_commit, metric, settled
 
 CLI = [sys.executable, "-m", "alignment_node.cli"]
 SEED = bytes(range(32))
@@ -63,7 +63,7 @@ def evidence_audit(net, epoch: int) -> tuple[int, dict]:
 
 
 def test_every_revealed_root_is_served_publicly_and_a_missing_bundle_is_named(devnet):
-    net = devnet(targets=("honest", "down"))
+    net = devnet(targets=("honest", "down", "down"))
     op = net.operators[0]
     net.start_nodes()
     epoch = first_commit(net, op)["epoch"]
@@ -91,3 +91,67 @@ def test_every_revealed_root_is_served_publicly_and_a_missing_bundle_is_named(de
     [entry] = report["operators"]
     assert rc == 1 and not report["all_served"]
     assert entry["unservable"] >= 1 and all(p["root"] == root and p["why"] == "HTTP 404" for p in entry["problems"])
+    challenge_both(net, op, epoch, root)
+
+
+def listed_votes(net, epoch: int) -> list[tuple[int, int, int, str]]:
+    """(license, target, verdict, root) of every vote listed in ``epoch``'s reveals."""
+    from alignment_node.devnet.report import chain_events
+
+    async def read(c):
+        out = []
+        for ev in await chain_events(c["AuditProtocol"], "Revealed", int(net.manifest["deployBlock"])):
+            if ev["epoch"] == epoch:
+                for v in ev["votes"]:
+                    lic, target, verdict, root = _vote(v)
+                    out.append((lic, target, verdict, "0x" + bytes(root).hex()))
+        return out
+    return chain(net, read)
+
+
+def challenge_state(net, epoch: int, target: int, lic: int) -> int:
+    from eth_abi import encode
+    key = keccak(encode(["uint256", "uint256", "uint256"], [epoch, target, lic]))
+    return chain(net, lambda c: c["AuditProtocol"].call("challenges", key))[2]
+
+
+def challenge_both(net, op, epoch: int, withheld: str) -> None:
+    """Security review M6 on chain: a challenged vote whose bundle the node holds is answered by the node (the
+    bytes, in calldata, hash to the root); the withheld one cannot be, and after the deadline `alignment-node
+    challenge --expire` penalizes its license as for a miss and pays the challenger the bounty."""
+    votes = [v for v in listed_votes(net, epoch) if v[2] in (FAULT, UNREACHABLE)]
+    served = next(v for v in votes if v[3] != withheld)
+    lost = next(v for v in votes if v[3] == withheld)
+    owner = net.owners[0]
+
+    async def challenge(c):
+        bond = await c["AuditProtocol"].call("challengeBond")
+        await c["AuditProtocol"].transact("challengeEvidence", epoch, served[1], served[0], signer=owner, value=bond)
+    chain(net, challenge)
+    try:
+        wait_until(lambda: challenge_state(net, epoch, served[1], served[0]) == 2, timeout=60,
+                   what="the node to serve the challenged bundle")
+    except AssertionError:
+        print((op.directory / "node.out").read_text()[-4000:])
+        raise
+    assert metric(op, "alignment_evidence_challenges_total", "served", label="result") == 1
+
+    # Anyone may challenge: here the operator's own key, through the CLI (its bond comes back with the bounty).
+    keys = ["--keystore", str(op.directory / "keystore"), "--password-file", str(op.directory / "password")]
+    chain_args = ["--rpc", net.anvil.url, "--manifest", str(net.workdir / "deployment.json"), "--json"]
+    run = lambda *extra: subprocess.run(CLI + ["challenge", str(epoch), str(lost[1]), str(lost[0]), *extra,
+                                               *chain_args, *keys], capture_output=True, text=True, timeout=120)
+    out = run()
+    assert out.returncode == 0, out.stderr
+    opened = json.loads(out.stdout)
+    assert opened["state"] == "open"
+    early = run("--expire")
+    assert early.returncode != 0 and "AnswerWindowOpen" in early.stderr
+    net.anvil.mine(opened["deadline"] + 1 - net.anvil.block_number())
+    settled(net, op)
+    assert challenge_state(net, epoch, lost[1], lost[0]) == 1, "nobody could serve it"
+    out = run("--expire")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["state"] == "upheld"
+    bounty = chain(net, lambda c: c["RewardVault"].call("bountyOf", op.address))
+    assert bounty > 0, "the challenger is the miss's reporter"

@@ -84,6 +84,9 @@ class NodeMetrics:
         self.settled = Counter("alignment_settlements", "settle transactions mined by this node", registry=r)
         self.misses_reported = Counter("alignment_misses_reported", "Misses this node reported (bounties)",
                                        registry=r)
+        self.challenges = Counter("alignment_evidence_challenges",
+                                  "Evidence challenges of this node's votes, by result (served, unservable)",
+                                  ["result"], registry=r)
         self.credited = Counter(
             "alignment_license_credits", "Presence credits booked for this operator's licenses", registry=r
         )

@@ -7,6 +7,7 @@ this order:
 - verdicts (verdicts.py): audit the targets the active licenses are assigned (duties.py) and commit one root;
 - resume (resume.py): list parked licenses again once their suspension is over by the next epoch;
 - settlement (settlement.py): settle decided targets and report misses, as a task beside the next ticks;
+- challenges (challenges.py): serve on chain the bundle of any of this node's votes someone challenged (M6);
 - rewards (rewards.py): balances, claimable credit and commission;
 - health (health.py): probe every RPC endpoint so /health can name the dead ones;
 - alert conditions (alert_conditions.py) to webhooks (alert_delivery.py).
@@ -33,6 +34,7 @@ from ..chain.tx import LocalSigner
 from ..config import Config
 from .alert_conditions import AlertConditions
 from .chainguard import GuardedRpcClient
+from .challenges import ChallengeService
 from .disk import DiskService
 from .duties import Duties
 from .health import HealthService
@@ -83,7 +85,8 @@ class Node:
         self.alerts = AlertConditions(p)
         self.gate = VersionGate(p)
         self.services = [HeartbeatService(p), RevealService(p), self.verdicts, ResumeService(p),
-                         SettlementService(p, self.duties), RewardsService(p), self.health, self.alerts]
+                         SettlementService(p, self.duties), ChallengeService(p), RewardsService(p), self.health,
+                         self.alerts]
         self.api: ApiServer | None = None
         self.public_api: ApiServer | None = None
 

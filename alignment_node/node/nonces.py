@@ -129,7 +129,7 @@ async def above_base_fee(sender: Any, exc: TransactionFailed, signed_max_fee: in
     return (max_fee, tip) if max_fee > signed_max_fee else None
 
 
-MOOT_PURPOSES = ("settle", "report_miss")  # transactions another node's can make pointless while they wait
+MOOT_PURPOSES = ("settle", "report_miss", "answer_challenge")  # transactions another node's can make pointless while they wait
 
 
 async def cancelled_if_moot(sender: Any, prev: SignedTx, first: JournalEntry) -> SignedTx | None:

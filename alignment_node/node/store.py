@@ -294,6 +294,10 @@ class Store:
         self.full = None
         return True
 
+    def evidence(self, root: str) -> bytes | None:
+        """The exact bytes of the bundle stored under ``root`` (0x + 64 lowercase hex), or None."""
+        return _evidence(self.db, root)
+
     def reader(self) -> "StoreReader":
         """A separate read-only view (for the API's threads; WAL lets it read while the node writes)."""
         return StoreReader(self.path)
@@ -431,6 +435,11 @@ class Store:
 TX_COLUMNS = ("purpose", "epoch", "nonce", "tx_hash", "state", "block", "gas_used", "error", "created")
 
 
+def _evidence(db: sqlite3.Connection, root: str) -> bytes | None:
+    row = db.execute("SELECT bundle FROM evidence WHERE root = ?", (root,)).fetchone()
+    return None if row is None else bytes(row["bundle"])
+
+
 class StoreReader:
     """Read-only queries of a Store's file on a connection of its own (one per API thread)."""
 
@@ -440,8 +449,7 @@ class StoreReader:
 
     def evidence(self, root: str) -> bytes | None:
         """The exact bytes of the bundle stored under ``root`` (0x + 64 lowercase hex), or None."""
-        row = self.con.execute("SELECT bundle FROM evidence WHERE root = ?", (root,)).fetchone()
-        return None if row is None else bytes(row["bundle"])
+        return _evidence(self.con, root)
 
     def evidence_roots(self, epoch: int, target: int) -> list[str]:
         """The roots of the bundles stored for (``epoch``, ``target``), in order."""

@@ -128,6 +128,21 @@ contract AuditProtocol is Ownable {
     /// @dev The clocks before `previousClock`, oldest (genesis) first: each applies up to the next one's anchor.
     Clock[] private _olderClocks;
 
+    /// @notice Evidence challenges (security review M6): the bond a challenger posts, paid to whoever serves the
+    ///         bundle, and the blocks the bundle has to be served in. Set by governance.
+    uint96 public challengeBond = 0.01 ether;
+    uint32 public answerBlocks = 100;
+
+    /// @notice A challenge of one listed vote's evidence, keyed like the vote (epoch, target, license).
+    struct Challenge {
+        address challenger;
+        uint64 deadline; // last block the bundle may be served in
+        uint8 state; // 1 open, 2 served, 3 upheld (not served: the license was penalized)
+        uint96 bond;
+    }
+
+    mapping(bytes32 => Challenge) public challenges;
+
     error InvalidParams();
     error NotStarted();
     error ClockChangePending(uint256 effectiveBlock);
@@ -148,6 +163,14 @@ contract AuditProtocol is Ownable {
     error MissAlreadyReported(uint256 epoch, uint256 license, uint256 targetId);
     error NotMissed(uint256 epoch, uint256 license, uint256 targetId);
     error RefereeWindowOpen(uint256 epoch, uint256 targetId, uint256 opensAt);
+    error NoEvidence(uint256 epoch, uint256 targetId, uint256 license);
+    error WrongBond(uint256 sent, uint256 bond);
+    error ChallengeExists(uint256 epoch, uint256 targetId, uint256 license);
+    error ChallengeNotOpen(uint256 epoch, uint256 targetId, uint256 license);
+    error AnswerWindowClosed(uint256 epoch, uint256 targetId, uint256 license, uint256 deadline);
+    error AnswerWindowOpen(uint256 epoch, uint256 targetId, uint256 license, uint256 deadline);
+    error WrongBundle(bytes32 root, bytes32 given);
+    error PayoutFailed(address to);
 
     event ClockSet(uint256 anchorBlock, uint256 anchorEpoch, uint256 length);
     event ParamsSet(Params params);
@@ -163,6 +186,16 @@ contract AuditProtocol is Ownable {
     event CourtSet(address court);
     /// @notice The referees' FAULT turned an OK or INCONCLUSIVE tally into FAULT (no disagreement penalties).
     event RefereeDecided(uint256 indexed epoch, uint256 indexed targetId, bytes32 evidenceRoot);
+    /// @notice Someone bonded `challengeBond` asking for the bundle behind `license`'s vote on `targetId` in
+    ///         `epoch` (root `evidenceRoot`), to be served by block `deadline`.
+    event EvidenceChallenged(
+        uint256 indexed epoch, uint256 indexed targetId, uint256 indexed license, bytes32 evidenceRoot, uint256 deadline
+    );
+    /// @notice The bundle was served: its bytes are this transaction's calldata, public for good.
+    event EvidenceServed(uint256 indexed epoch, uint256 indexed targetId, uint256 indexed license, address server);
+    /// @notice Not served in time: `license` was penalized as for a miss, the challenger its reporter.
+    event EvidenceUnserved(uint256 indexed epoch, uint256 indexed targetId, uint256 indexed license);
+    event ChallengeParamsSet(uint256 bond, uint256 answerBlocks);
     event MissReported(uint256 indexed epoch, uint256 indexed license, uint256 indexed targetId, address reporter);
 
     constructor(
@@ -394,6 +427,70 @@ contract AuditProtocol is Ownable {
         uint256[] memory ids = new uint256[](1);
         ids[0] = license;
         vault.penalize(ids, epoch, PENALTY_MISS, msg.sender);
+    }
+
+    // ------------------------------------------------------------------- evidence challenges (M6)
+
+    /// @notice Ask for the bundle behind `license`'s listed vote (FAULT or UNREACHABLE) on `targetId` in `epoch`,
+    ///         bonding exactly `challengeBond`. Only a vote that counts can be challenged: the license sat on the
+    ///         target's committee and was active (so within the registry's history, until the end of `epoch + 2`).
+    ///         One challenge per vote.
+    function challengeEvidence(uint256 epoch, uint256 targetId, uint256 license) external payable {
+        bytes32 vk = _voteKey(epoch, targetId, license);
+        bytes32 root = _voteRoots[vk];
+        uint8 v = uint8(_votes[vk]);
+        if (root == bytes32(0) || (v != FAULT && v != UNREACHABLE) || !isAssigned(epoch, license, targetId)) {
+            revert NoEvidence(epoch, targetId, license);
+        }
+        uint96 bond = challengeBond;
+        if (msg.value != bond) revert WrongBond(msg.value, bond);
+        if (challenges[vk].state != 0) revert ChallengeExists(epoch, targetId, license);
+        uint64 deadline = uint64(block.number + answerBlocks);
+        challenges[vk] = Challenge(msg.sender, deadline, 1, bond);
+        emit EvidenceChallenged(epoch, targetId, license, root, deadline);
+    }
+
+    /// @notice Serve the challenged bundle (anyone holding it): `bundle` must hash (keccak256) to the vote's root.
+    ///         The bond goes to the sender, who paid the calldata.
+    function answerChallenge(uint256 epoch, uint256 targetId, uint256 license, bytes calldata bundle) external {
+        bytes32 vk = _voteKey(epoch, targetId, license);
+        Challenge storage c = challenges[vk];
+        if (c.state != 1) revert ChallengeNotOpen(epoch, targetId, license);
+        if (block.number > c.deadline) revert AnswerWindowClosed(epoch, targetId, license, c.deadline);
+        bytes32 given = keccak256(bundle);
+        if (given != _voteRoots[vk]) revert WrongBundle(_voteRoots[vk], given);
+        c.state = 2;
+        emit EvidenceServed(epoch, targetId, license, msg.sender);
+        _pay(msg.sender, c.bond);
+    }
+
+    /// @notice After the deadline of an unanswered challenge (anyone): the license is penalized as for a miss
+    ///         (the vote had no evidence anyone could check), the challenger is its reporter (the miss bounty)
+    ///         and gets its bond back.
+    function expireChallenge(uint256 epoch, uint256 targetId, uint256 license) external {
+        bytes32 vk = _voteKey(epoch, targetId, license);
+        Challenge storage c = challenges[vk];
+        if (c.state != 1) revert ChallengeNotOpen(epoch, targetId, license);
+        if (block.number <= c.deadline) revert AnswerWindowOpen(epoch, targetId, license, c.deadline);
+        c.state = 3;
+        emit EvidenceUnserved(epoch, targetId, license);
+        uint256[] memory ids = new uint256[](1);
+        ids[0] = license;
+        vault.penalize(ids, epoch, PENALTY_MISS, c.challenger);
+        _pay(c.challenger, c.bond);
+    }
+
+    function setChallengeParams(uint96 bond, uint32 answerBlocks_) external onlyOwner {
+        if (answerBlocks_ == 0) revert InvalidParams();
+        challengeBond = bond;
+        answerBlocks = answerBlocks_;
+        emit ChallengeParamsSet(bond, answerBlocks_);
+    }
+
+    function _pay(address to, uint256 amount) internal {
+        if (amount == 0) return;
+        (bool ok,) = to.call{value: amount}("");
+        if (!ok) revert PayoutFailed(to);
     }
 
     // ----------------------------------------------------------------------------------------- views
