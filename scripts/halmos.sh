@@ -2,9 +2,9 @@
 # Symbolic checks of the contracts with halmos (docs/halmos.md): the `check_*` functions in contracts/halmos/.
 # halmos lives in its own venv (.venv-halmos/) so its dependencies (z3, yices) stay out of the node's.
 # Builds src + contracts/halmos only (foundry profile "halmos", its own out/cache), never the forge tests.
-# Exits non-zero on a counterexample (or a check that could not run). By default it runs the checks that finish
-# (the sale: about a minute; commit/reveal: about 23 minutes); the reward vault's bounded checks have not finished in 10 minutes
-# yet (docs/halmos.md): `./scripts/halmos.sh --all` runs them too. Other arguments go to halmos, e.g.
+# Exits non-zero on a counterexample (or a check that could not run). By default it runs every check: the sale
+# (about a minute), commit/reveal (about 23 minutes) and the reward vault (about 10 minutes). Other arguments go to
+# halmos, e.g.
 #   ./scripts/halmos.sh --match-contract NodeSaleCheck
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,8 +16,6 @@ cd contracts
 export PATH="$PWD/node_modules/.bin:$PATH" FOUNDRY_PROFILE=halmos
 # --loop 8: the sale mints at most 4 licenses per buy in the checks and their own loops are shorter.
 if [ "${1:-}" = "--all" ]; then
-  shift
-elif [ "$#" -eq 0 ]; then
-  set -- --match-contract 'NodeSaleCheck|AuditProtocolCheck'
+  shift  # the default since the reward vault's checks finish; kept for older instructions
 fi
 exec ../.venv-halmos/bin/halmos --root . --forge-build-out out-halmos --loop 8 --solver-timeout-assertion 0 "$@"
