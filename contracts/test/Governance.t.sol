@@ -82,18 +82,6 @@ contract GovernanceTest is Deployed {
         governor.settleSupply();
     }
 
-    function _singleCall(address target, bytes memory data)
-        internal
-        pure
-        returns (address[] memory t, uint256[] memory v, bytes[] memory c)
-    {
-        t = new address[](1);
-        v = new uint256[](1);
-        c = new bytes[](1);
-        t[0] = target;
-        c[0] = data;
-    }
-
     // ------------------------------------------------------------------------------- round trip
 
     function test_holdersChangeProtocolAndVaultParamsThroughGovernorAndTimelock() public {

@@ -43,22 +43,10 @@ contract SecurityGovernanceTest is Deployed {
         sale.buy{value: cost}(quantity, MAX, "", new bytes32[](0), 0);
     }
 
-    function _one(address target, bytes memory data)
-        internal
-        pure
-        returns (address[] memory t, uint256[] memory v, bytes[] memory c)
-    {
-        t = new address[](1);
-        v = new uint256[](1);
-        c = new bytes[](1);
-        t[0] = target;
-        c[0] = data;
-    }
-
     function _protocolChange() internal view returns (address[] memory, uint256[] memory, bytes[] memory) {
         AuditProtocol.Params memory p =
             AuditProtocol.Params({revealBlocks: 12, committeeSize: 7, minReveals: 4, maxCommittee: 14});
-        return _one(address(protocol), abi.encodeCall(AuditProtocol.setParams, (p)));
+        return _singleCall(address(protocol), abi.encodeCall(AuditProtocol.setParams, (p)));
     }
 
     /// @dev Propose as `proposer`, have every voter vote For, and roll past the deadline; returns the id.
@@ -148,7 +136,7 @@ contract SecurityGovernanceTest is Deployed {
         _buy(attacker, 50);
         _buy(sybil, 50);
         (address[] memory t, uint256[] memory v, bytes[] memory c) =
-            _one(address(sale), abi.encodeCall(NodeSale.setTreasury, (attacker)));
+            _singleCall(address(sale), abi.encodeCall(NodeSale.setTreasury, (attacker)));
         string memory d = "treasury to me";
         uint256 id = _proposeAndVoteFor(attacker, _pair(attacker, sybil), t, v, c, d);
         assertEq(uint256(governor.state(id)), uint256(IGovernor.ProposalState.Succeeded), "passed by the cohort");

@@ -1,35 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.27;
 
-import {Deployed} from "./utils/Deployed.sol";
+import {Deployed, FiveSoloOperators} from "./utils/Deployed.sol";
 import {Vm} from "./utils/Vm.sol";
 import {AuditProtocol} from "../src/AuditProtocol.sol";
 import {RewardVault} from "../src/RewardVault.sol";
 
 /// @notice Security review M4: FAULT and UNREACHABLE together are "not OK" for the 2/3 supermajority; an
 ///         INCONCLUSIVE tally prices nobody, even with a strict majority (docs/security.md, docs/protocol.md).
-contract SecurityM4Test is Deployed {
-    uint8 internal constant OK = 1;
-    uint8 internal constant FAULT = 2;
-    uint8 internal constant UNREACHABLE = 3;
-    uint8 internal constant INCONCLUSIVE = 4;
-
-    address internal owner = makeAddr("owner");
-    address[] internal ops;
-    uint256[] internal ids;
-    uint256 internal t;
-
-    function setUp() public {
-        _deploy();
-        _fundEmission(100_000 ether);
-        for (uint256 i; i < 5; ++i) {
-            address o = vm.addr(uint256(keccak256(abi.encode("m4 operator", i))));
-            ops.push(o);
-            ids.push(_operatorWithLicenses(o, 1000, owner, 1)[0]);
-        }
-        t = _addTarget(1);
-        vm.prank(address(timelock));
-        protocol.setParams(AuditProtocol.Params(15, 16, 3, 16)); // everyone sits on every committee
+contract SecurityM4Test is FiveSoloOperators {
+    function _operatorTag() internal pure override returns (string memory) {
+        return "m4 operator";
     }
 
     function _root(uint256 lic, uint8 v) internal pure returns (bytes32) {

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.27;
 
-import {Deployed} from "./utils/Deployed.sol";
+import {FiveSoloOperators} from "./utils/Deployed.sol";
 import {Vm} from "./utils/Vm.sol";
 import {AuditProtocol} from "../src/AuditProtocol.sol";
 import {RewardVault} from "../src/RewardVault.sol";
@@ -10,29 +10,16 @@ import {RewardVault} from "../src/RewardVault.sol";
 ///         `challengeBond` on a counted FAULT or UNREACHABLE vote; the bundle whose keccak256 is the vote's root
 ///         must then be served on chain within `answerBlocks`, or the license is penalized as for a miss and the
 ///         challenger is its reporter (docs/security.md, M6).
-contract SecurityM6Test is Deployed {
-    uint8 internal constant OK = 1;
-    uint8 internal constant FAULT = 2;
-    uint8 internal constant UNREACHABLE = 3;
-
-    address internal owner = makeAddr("owner");
+contract SecurityM6Test is FiveSoloOperators {
     address internal challenger = makeAddr("challenger");
     address internal server = makeAddr("server");
-    address[] internal ops;
-    uint256[] internal ids;
-    uint256 internal t;
 
-    function setUp() public {
-        _deploy();
-        _fundEmission(100_000 ether);
-        for (uint256 i; i < 5; ++i) {
-            address o = vm.addr(uint256(keccak256(abi.encode("m6 operator", i))));
-            ops.push(o);
-            ids.push(_operatorWithLicenses(o, 1000, owner, 1)[0]);
-        }
-        t = _addTarget(1);
-        vm.prank(address(timelock));
-        protocol.setParams(AuditProtocol.Params(15, 16, 3, 16)); // everyone sits on every committee
+    function _operatorTag() internal pure override returns (string memory) {
+        return "m6 operator";
+    }
+
+    function setUp() public override {
+        super.setUp();
         vm.deal(challenger, 10 ether);
     }
 

@@ -252,8 +252,51 @@ abstract contract Deployed is Test {
         (index,) = registry.operatorIndexOf(operator);
     }
 
+    /// @dev A governance proposal of one call of `data` to `target`, no value.
+    function _singleCall(address target, bytes memory data)
+        internal
+        pure
+        returns (address[] memory t, uint256[] memory v, bytes[] memory c)
+    {
+        t = new address[](1);
+        v = new uint256[](1);
+        c = new bytes[](1);
+        t[0] = target;
+        c[0] = data;
+    }
+
     function _one(uint256 x) internal pure returns (uint256[] memory a) {
         a = new uint256[](1);
         a[0] = x;
+    }
+}
+
+/// @notice Five operators with one license each (owned by `owner`), one EVM target, emission funded, and
+///         committees of 16 so every license sits on every committee: the set-up of the M4 and M6 reviews' tests.
+abstract contract FiveSoloOperators is Deployed {
+    uint8 internal constant OK = 1;
+    uint8 internal constant FAULT = 2;
+    uint8 internal constant UNREACHABLE = 3;
+    uint8 internal constant INCONCLUSIVE = 4;
+
+    address internal owner = makeAddr("owner");
+    address[] internal ops;
+    uint256[] internal ids;
+    uint256 internal t;
+
+    /// @dev Seeds the operators' keys, so each suite has its own addresses.
+    function _operatorTag() internal pure virtual returns (string memory);
+
+    function setUp() public virtual {
+        _deploy();
+        _fundEmission(100_000 ether);
+        for (uint256 i; i < 5; ++i) {
+            address o = vm.addr(uint256(keccak256(abi.encode(_operatorTag(), i))));
+            ops.push(o);
+            ids.push(_operatorWithLicenses(o, 1000, owner, 1)[0]);
+        }
+        t = _addTarget(1);
+        vm.prank(address(timelock));
+        protocol.setParams(AuditProtocol.Params(15, 16, 3, 16)); // everyone sits on every committee
     }
 }
