@@ -1,6 +1,7 @@
 """Seconds from `alignment-node devnet up` to the first credited epoch, and a clean shutdown.
 
     .venv/bin/python bench/devnet_up.py [--runs 1]
+    .venv/bin/python bench/devnet_up.py --minutes 15     # outcomes of a 15-minute run (issue 16: INCONCLUSIVE <= 1 %)
 
 Starts the real command, reads its live view until it reports the first booked credit (an OperatorBooked event:
 an operator's present epoch credited to its licenses), sends Ctrl-C (SIGINT) and checks that no process it started
@@ -8,6 +9,7 @@ is left.
 """
 
 import argparse
+import json
 import os
 import re
 import signal
@@ -30,24 +32,32 @@ def children_of(pid: int) -> list[int]:
     return out
 
 
-def one_run() -> tuple[float, int]:
+def one_run(minutes: float = 0.0, outcomes: str | None = None) -> tuple[float, int]:
+    """Seconds to the first credit and processes left after Ctrl-C; with ``minutes``, Ctrl-C only that long after
+    the first credit (the live view drained meanwhile), and the run's report written to ``outcomes``."""
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "alignment_node.cli", "devnet", "up"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    extra = ["--outcomes", outcomes] if outcomes else []
+    proc = subprocess.Popen([sys.executable, "-m", "alignment_node.cli", "devnet", "up", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seconds = None
     started = []
     try:
         for line in proc.stdout:
             m = re.search(r"first credit after ([0-9.]+)s", line)
-            if m:
+            if m and seconds is None:
                 seconds = float(m.group(1))
                 started = children_of(proc.pid)
+                until = time.monotonic() + 60 * minutes
+            if seconds is not None and time.monotonic() >= until:
                 break
-            if time.monotonic() - t0 > 300:
+            if seconds is None and time.monotonic() - t0 > 300:
                 break
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+        for line in proc.stdout:  # the report's summary, then "devnet stopped"
+            if outcomes and ("targets, epochs" in line or "error" in line):
+                print(line.rstrip())
+        proc.wait(timeout=600)
     time.sleep(1)
     left = [pid for pid in started if os.path.exists(f"/proc/{pid}")]
     if seconds is None:
@@ -58,10 +68,18 @@ def one_run() -> tuple[float, int]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--minutes", type=float, default=0.0,
+                    help="run this long after the first credit, then print the outcomes of every (target, epoch)")
     args = ap.parse_args()
     times = []
     for i in range(args.runs):
-        seconds, left = one_run()
+        report = f"/tmp/devnet-up-outcomes-{os.getpid()}.json" if args.minutes else None
+        seconds, left = one_run(args.minutes, report)
+        if report:
+            with open(report) as fh:
+                summary = json.load(fh)["summary"]
+            os.unlink(report)
+            print(json.dumps(summary))
         times.append(seconds)
         print(f"run {i + 1}: first credited epoch {seconds:.1f} s after `devnet up`; processes left after Ctrl-C: {left}")
     times.sort()

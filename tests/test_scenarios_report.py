@@ -28,3 +28,23 @@ def test_a_list_with_one_license_leaving_and_another_joining_keeps_positions_sta
     assert lists[2] == [1, 2, 3, 4, 5]
     assert lists[3] == [1, 5, 3, 4, 6]
     assert lists[4] == [1, 6, 3, 4]  # 5 left its place to the last one, 6
+
+
+def test_the_outcome_summary_of_devnet_up_counts_honest_and_faulty_targets_apart():
+    from alignment_node.devnet.scenarios import outcome_summary
+
+    def target(fault, trap, outcomes, reasons=None):
+        return {"fault": fault, "trap": trap, "outcomes": outcomes, "inconclusive_reasons": reasons or {}}
+
+    report = {"targets": [
+        target(None, False, {"2": "OK", "3": "OK", "4": "INCONCLUSIVE"}, {"4": "split"}),
+        target(None, False, {"2": "OK", "3": "OK", "4": "OK"}),
+        target(None, True, {"2": "FAULT"}),  # a trap is not an honest target, whatever its fault field
+        target("down", False, {"2": "UNREACHABLE", "3": "INCONCLUSIVE"}, {"3": "missing-reveals"}),
+    ]}
+    s = outcome_summary(report)
+    assert s["honest"] == {"outcomes": 6, "counts": {"INCONCLUSIVE": 1, "OK": 5},
+                           "inconclusive_reasons": {"split": 1}, "inconclusive_pct": 16.67}
+    assert s["faulty"]["outcomes"] == 3 and s["faulty"]["counts"] == {"FAULT": 1, "INCONCLUSIVE": 1, "UNREACHABLE": 1}
+    assert s["faulty"]["inconclusive_reasons"] == {"missing-reveals": 1}
+    assert outcome_summary({"targets": []})["honest"]["inconclusive_pct"] is None

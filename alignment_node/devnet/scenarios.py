@@ -103,6 +103,8 @@ SCENARIOS = {
 
 def add_devnet_args(sub: argparse._SubParsersAction) -> None:
     up = sub.add_parser("up", help="start anvil, deploy, sell, delegate, fund, run the nodes; live view until Ctrl-C")
+    up.add_argument("--outcomes", metavar="FILE",
+                    help="on Ctrl-C, write the run's scenario report (JSON) to FILE and print its outcome summary")
     sc = sub.add_parser("scenario", help="run a scenario headless for some epochs and print a JSON report")
     sc.add_argument("name", choices=sorted(SCENARIOS),
                     help="; ".join(f"{k}: {v.description}" for k, v in SCENARIOS.items()).replace("%", "%%"))
@@ -393,14 +395,48 @@ async def _targets_view(net: Devnet, rpc: RpcClient, c: dict) -> list[str]:
 def up(args) -> int:
     """Run the devnet with a live view until Ctrl-C, then stop everything it started."""
     with _devnet(args, UP_TARGETS, done="devnet stopped; nothing left running") as net:
-        return _live(net)
+        return _live(net, getattr(args, "outcomes", None))
 
 
-def _live(net: Devnet) -> int:
-    """Set up and run ``net``, printing the live view every 2 s until Ctrl-C or SIGTERM."""
+def outcome_summary(report: dict) -> dict:
+    """Counts of the report's (target, epoch) outcomes, for the honest targets (no fault, not a trap) and the
+    others, with the INCONCLUSIVE share and its reasons (issue 16's goal: <= 1 % with honest auditors)."""
+    out = {}
+    for group, keep in (("honest", lambda t: not t["fault"] and not t["trap"]),
+                        ("faulty", lambda t: t["fault"] or t["trap"])):
+        counts: dict[str, int] = {}
+        reasons: dict[str, int] = {}
+        for t in filter(keep, report["targets"]):
+            for o in t["outcomes"].values():
+                counts[o] = counts.get(o, 0) + 1
+            for why in t["inconclusive_reasons"].values():
+                reasons[why] = reasons.get(why, 0) + 1
+        total = sum(counts.values())
+        out[group] = {"outcomes": total, "counts": dict(sorted(counts.items())), "inconclusive_reasons": reasons,
+                      "inconclusive_pct": round(100 * counts.get("INCONCLUSIVE", 0) / total, 2) if total else None}
+    return out
+
+
+async def _write_outcomes(net: Devnet, path: str, first_epoch: int) -> None:
+    """The scenario report of the epochs from ``first_epoch`` (the nodes' first) to the last closed one, to
+    ``path``, and its summary on stderr."""
+    async with RpcClient(net.anvil.url) as rpc:
+        now = await manifest_contracts(rpc, net.manifest)["AuditProtocol"].call("currentEpoch")
+        report = await net.report(rpc, "up", list(range(first_epoch, now)))
+    report["summary"] = outcome_summary(report)
+    Path(path).write_text(json.dumps(report, indent=1))
+    for group, s in report["summary"].items():
+        _stderr(f"{group} targets, epochs {first_epoch}-{now - 1}: {s['outcomes']} outcomes {s['counts']}; "
+                f"INCONCLUSIVE {s['inconclusive_pct']} % {s['inconclusive_reasons'] or ''}")
+
+
+def _live(net: Devnet, outcomes: str | None = None) -> int:
+    """Set up and run ``net``, printing the live view every 2 s until Ctrl-C or SIGTERM; then, with ``outcomes``,
+    write the run's report there."""
     plan = net.plan
     t0 = time.monotonic()
     stop = False
+    first_epoch = None
 
     def on_signal(_sig, _frame):
         nonlocal stop
@@ -409,6 +445,7 @@ def _live(net: Devnet) -> int:
     signal.signal(signal.SIGTERM, on_signal)
 
     async def live() -> None:
+        nonlocal first_epoch
         await net.setup()
         start = int(net.manifest["deployBlock"])
         net.start_nodes()
@@ -420,6 +457,7 @@ def _live(net: Devnet) -> int:
             c = manifest_contracts(rpc, net.manifest)
             protocol, vault = c["AuditProtocol"], c["RewardVault"]
             start_epoch = await protocol.call("currentEpoch")
+            first_epoch = start_epoch + 1
             trap_revealed = False
             keeper = TrapKeeper(net)
             while not stop:
@@ -474,4 +512,7 @@ def _live(net: Devnet) -> int:
     except Exception as exc:
         _stderr(f"error: devnet failed: {exc.__class__.__name__}: {exc}")
         return 1
+    if outcomes and first_epoch is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while the report is read
+        asyncio.run(_write_outcomes(net, outcomes, first_epoch))
     return 0
