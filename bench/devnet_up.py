@@ -37,8 +37,11 @@ def one_run(minutes: float = 0.0, outcomes: str | None = None) -> tuple[float, i
     the first credit (the live view drained meanwhile), and the run's report written to ``outcomes``."""
     t0 = time.monotonic()
     extra = ["--outcomes", outcomes] if outcomes else []
+    # Ctrl-C as a terminal sends it; a shell that started this bench in the background may have left SIGINT ignored,
+    # which the child would inherit (and never stop): give it the default back.
     proc = subprocess.Popen([sys.executable, "-m", "alignment_node.cli", "devnet", "up", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seconds = None
     started = []
     try:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The contracts' fuzz and invariant tests with many more runs (foundry profile "deep": 10,000 fuzz runs per
-# test, 1,000 invariant runs of depth 60; docs/halmos.md). Not part of scripts/test.sh or CI: run it by hand
+# test, 10,000 invariant runs of depth 40; docs/halmos.md; figures in bench/README.md). Not part of scripts/test.sh or CI: run it by hand
 # before a release or after touching the sale, the protocol or the vault. Its own build directories
 # (out-deep/, cache-deep/). Extra arguments go to `forge test`, e.g. one file:
 #   ./scripts/fuzz-deep.sh --match-path test/NodeSale.t.sol

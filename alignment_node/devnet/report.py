@@ -138,6 +138,9 @@ def _vote(v) -> tuple[int, int, int, bytes]:
     return v[0], v[1], v[2], bytes(v[3])
 
 
+PRESENCE_HORIZON = 40  # AuditProtocol.PRESENCE_HORIZON: seats of older epochs are not readable on chain
+
+
 async def _outcomes(protocol: Contract, seats: Seats, target_ids: list[int], epochs: list[int],
                     start: int) -> dict[int, dict[int, str]]:
     """{target: {epoch: outcome name}}: the settled outcome (``TargetSettled``), else, for an epoch whose settling
@@ -161,9 +164,13 @@ async def _outcomes(protocol: Contract, seats: Seats, target_ids: list[int], epo
             verdicts = [v for _lic, v in await seats.verdicts(e, t) if v != P.NO_VOTE]
             if not verdicts:
                 continue  # nobody of its committee revealed: as before, no outcome
-            try:
-                code = await protocol.call("outcomeOf", e, t)
-            except ContractRevert:  # the committee list of e is gone from the registry's history
+            code = None
+            if e + PRESENCE_HORIZON > head:  # beyond it, contracts before the fix read every seat absent
+                try:
+                    code = await protocol.call("outcomeOf", e, t)
+                except ContractRevert:  # the committee list of e, or its presence, is gone from the chain
+                    pass
+            if code is None:
                 if await protocol.call("settleOpensAt", e, t) > head_block:
                     continue  # settling is not open yet
                 trap = await seats.targets.call("trapOutcome", t)

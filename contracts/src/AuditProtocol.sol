@@ -64,6 +64,10 @@ contract AuditProtocol is Ownable {
     /// @notice Hard cap on `maxCommittee`, the bound on `committeeSize`.
     uint256 public constant MAX_COMMITTEE_CAP = 16;
 
+    /// @notice How many epochs back the vault remembers each operator's presence (RewardVault.ACTIVITY_HORIZON):
+    ///         a committee's seats can be read for the epochs since then only; older ones revert `HistoryLost`.
+    uint256 public constant PRESENCE_HORIZON = 40;
+
     /// @notice Epoch `anchorEpoch` starts at `anchorBlock`; every epoch after it lasts `length` blocks.
     struct Clock {
         uint64 anchorBlock;
@@ -163,6 +167,7 @@ contract AuditProtocol is Ownable {
     error MissAlreadyReported(uint256 epoch, uint256 license, uint256 targetId);
     error NotMissed(uint256 epoch, uint256 license, uint256 targetId);
     error RefereeWindowOpen(uint256 epoch, uint256 targetId, uint256 opensAt);
+    error HistoryLost(uint256 epoch);
     error NoEvidence(uint256 epoch, uint256 targetId, uint256 license);
     error WrongBond(uint256 sent, uint256 bond);
     error ChallengeExists(uint256 epoch, uint256 targetId, uint256 license);
@@ -691,6 +696,9 @@ contract AuditProtocol is Ownable {
     ///      enabled at the epoch's start), each with its verdict: NO_VOTE unless its operator revealed, then the
     ///      vote its reveal listed, else OK.
     function _seats(uint256 epoch, uint256 targetId) internal view returns (Seats memory s) {
+        // Presence beyond the vault's horizon reads "absent": every seat would look empty and the tally
+        // INCONCLUSIVE. Say that the history is gone instead.
+        if (epoch + PRESENCE_HORIZON <= currentEpoch()) revert HistoryLost(epoch);
         uint256[] memory all = _committee(epoch, targetId);
         if (all.length != 0 && !targets.isEnabledAt(targetId, epochStartBlock(epoch))) all = new uint256[](0);
         s.licenses = new uint256[](all.length);
