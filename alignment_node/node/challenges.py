@@ -3,22 +3,27 @@ FAULT or UNREACHABLE vote; the bundle whose keccak256 is the vote's root must th
 (``answerChallenge``: its bytes become calldata, public for good) within ``answerBlocks``, or the license is
 penalized as for a miss. On every head this service reads the new ``EvidenceChallenged`` events and answers each
 one whose root this node stored (its own votes: verdicts.py stores every bundle under its root before it is
-committed). The bond goes to the sender. A challenge already answered (by this node before a restart, or by
-anyone else holding the bundle) is expected; a root whose bundle this node does not hold is said loudly once."""
+committed). The bond goes to the sender. Whether a challenge is still open is read from the chain, so an answer
+a reorg dropped is sent again and one made by anyone else is not; a root whose bundle this node does not hold is
+said loudly once."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
+from eth_abi import encode
+
 from ..chain.abi import EventRegistry
 from ..chain.contracts import ContractRevert
 from ..chain.manifest import scan_logs
+from ..protocol import keccak
 from .parts import NodeParts, TickView
 
 log = logging.getLogger("alignment_node.audit")
 
 REREAD_BLOCKS = 12  # blocks read again on every pass: a reorg may move a challenge
+CHALLENGE_OPEN = 1  # AuditProtocol.Challenge.state
 ANSWER_GAS_EXTRA = 10_000  # storage another answer in the same block may have written first
 
 
@@ -36,6 +41,7 @@ class ChallengeService:
         self.p = parts
         self._events: EventRegistry | None = None
         self._task: asyncio.Task | None = None
+        self._unservable: set[tuple[int, int, int]] = set()
 
     async def tick(self, view: TickView) -> None:
         """Start a pass unless one is still running (answers wait for receipts: they must not hold up a reveal)."""
@@ -55,33 +61,31 @@ class ChallengeService:
         start = max(deploy_block, scanned + 1 - REREAD_BLOCKS)
         if view.head < start:
             return
-        done = set(p.store.get("challenges.done", []))
         topic = protocol.abi.event("EvidenceChallenged").topic
         async for logs in scan_logs(p.rpc, protocol.address, [topic], start, view.head):
             for entry in logs:
                 ev = self._events.decode(entry)
-                if ev is None or ev.name != "EvidenceChallenged":
+                if ev is None or ev.name != "EvidenceChallenged" or view.head > ev["deadline"]:
                     continue
-                key = f"{ev['epoch']}/{ev['targetId']}/{ev['license']}"
-                if key in done or view.head > ev["deadline"]:
-                    continue
-                if await self.answer(ev["epoch"], ev["targetId"], ev["license"], hex0x(ev["evidenceRoot"])):
-                    done.add(key)
-                    p.store.put("challenges.done", sorted(done))
+                epoch, target, license_id = ev["epoch"], ev["targetId"], ev["license"]
+                # The chain says what is left to do (an answer a reorg dropped is open again).
+                key = keccak(encode(["uint256", "uint256", "uint256"], [epoch, target, license_id]))
+                if (await protocol.call("challenges", key))[2] == CHALLENGE_OPEN:
+                    await self.answer(epoch, target, license_id, hex0x(ev["evidenceRoot"]))
         p.store.put("challenges.scanned", view.head)
 
-    async def answer(self, epoch: int, target: int, license_id: int, root: str) -> bool:
-        """Serve the bundle of ``root`` for the challenge of (epoch, target, license); True when nothing is left to
-        do (served, or not ours to serve)."""
+    async def answer(self, epoch: int, target: int, license_id: int, root: str) -> None:
+        """Serve the bundle of ``root`` for the open challenge of (epoch, target, license), if this node holds it."""
         p = self.p
         bundle = p.store.evidence(root)
         if bundle is None:
-            if license_id in p.snapshot.licenses:
+            if license_id in p.snapshot.licenses and (epoch, target, license_id) not in self._unservable:
+                self._unservable.add((epoch, target, license_id))  # said once
                 p.metrics.challenges.labels("unservable").inc()
                 log.error("evidence challenge of license %d, target %d, epoch %d: the bundle %s is not in this "
                           "node's store: the license will be penalized as for a miss", license_id, target, epoch,
                           root)
-            return True
+            return
         protocol = p.c["AuditProtocol"]
         try:
             await p.sender.send("answer_challenge", protocol.address,
@@ -92,8 +96,7 @@ class ChallengeService:
                 raise
             log.info("evidence challenge of license %d, target %d, epoch %d: answered already", license_id,
                      target, epoch)
-            return True
+            return
         p.metrics.challenges.labels("served").inc()
         log.info("evidence challenge of license %d, target %d, epoch %d: served %s (%d bytes)", license_id, target,
                  epoch, root, len(bundle))
-        return True
