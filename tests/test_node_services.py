@@ -746,7 +746,7 @@ def test_a_bug_in_a_service_is_not_swallowed_by_the_tick(tmp_path):
     store.close()
 
 
-def test_a_real_node_orders_its_services_heartbeat_reveal_verdicts_resume_settlement_rewards_health_alerts(tmp_path):
+def test_a_real_node_orders_its_services_heartbeat_reveal_verdicts_resume_settlement_challenges_rewards_health_alerts(tmp_path):
     """Presence before anything that needs it; the previous epoch's reveal before this epoch's audits (its window
     is short); resuming parked licenses and settlement after both; reads and alerts last."""
     import secrets
@@ -763,7 +763,7 @@ def test_a_real_node_orders_its_services_heartbeat_reveal_verdicts_resume_settle
     try:
         assert [type(s).__name__ for s in node.services] == [
             "HeartbeatService", "RevealService", "VerdictService", "ResumeService", "SettlementService",
-            "RewardsService", "HealthService", "AlertConditions"]
+            "ChallengeService", "RewardsService", "HealthService", "AlertConditions"]
         assert node.services[2] is node.verdicts and node.services[4].duties is node.verdicts.duties
     finally:
         node.store.close()

@@ -264,10 +264,16 @@ def test_add_target_proposal_is_decoded_and_a_bad_one_is_refused(net, chain, bro
     assert "TargetRegistry" in page.inner_text(f"{sel} .calls") and "addTarget(kind: 1" in page.inner_text(f"{sel} .calls")
     # The same proposal again is refused before anything is signed.
     nonce = chain.nonce(c)
-    page.select_option("#gov-kind", "addTarget")
-    page.fill("#gov-field-endpoint", "http://127.0.0.1:9/rpc")
-    page.fill("#gov-field-identity", "0x" + "ab" * 8)
-    page.fill("#gov-description", "Audit one more EVM endpoint")
+    for _ in range(5):  # the form is cleared after a proposal; a re-render may land between a fill and the click
+        page.select_option("#gov-kind", "addTarget")
+        page.wait_for_selector("#gov-field-endpoint")
+        page.fill("#gov-field-endpoint", "http://127.0.0.1:9/rpc")
+        page.fill("#gov-field-identity", "0x" + "ab" * 8)
+        page.fill("#gov-description", "Audit one more EVM endpoint")
+        page.wait_for_timeout(300)
+        if (page.inner_text("#gov-preview-calldata") == f"calldata {expected}"
+                and page.input_value("#gov-description") == "Audit one more EVM endpoint"):
+            break
     page.click("#gov-propose")
     text = status_after(page, "error", "this proposal (the same actions and description) already exists")
     assert f"0x{created[-1]['proposalId']:064x}"[:10] in text
