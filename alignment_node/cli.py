@@ -575,14 +575,12 @@ def cmd_challenge(args: argparse.Namespace) -> int:
     must then be served on chain within answerBlocks, or, with --expire after that, the license is penalized as for
     a miss and the challenger gets the miss bounty and the bond back."""
 
-    from eth_abi import encode
-
-    from .protocol import keccak
+    from .protocol import vote_key
 
     async def go(ctx):
         signer = ctx.signer()
         protocol = ctx.c["AuditProtocol"]
-        key = keccak(encode(["uint256", "uint256", "uint256"], [args.epoch, args.target, args.license]))
+        key = vote_key(args.epoch, args.target, args.license)
         if args.expire:
             receipt = await ctx.transact("AuditProtocol", "expireChallenge", args.epoch, args.target, args.license,
                                          signer=signer)

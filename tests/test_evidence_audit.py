@@ -110,9 +110,8 @@ def listed_votes(net, epoch: int) -> list[tuple[int, int, int, str]]:
 
 
 def challenge_state(net, epoch: int, target: int, lic: int) -> int:
-    from eth_abi import encode
-    key = keccak(encode(["uint256", "uint256", "uint256"], [epoch, target, lic]))
-    return chain(net, lambda c: c["AuditProtocol"].call("challenges", key))[2]
+    from alignment_node.protocol import vote_key
+    return chain(net, lambda c: c["AuditProtocol"].call("challenges", vote_key(epoch, target, lic)))[2]
 
 
 def challenge_both(net, op, epoch: int, withheld: str) -> None:

@@ -12,12 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from eth_abi import encode
-
 from ..chain.abi import EventRegistry
 from ..chain.contracts import ContractRevert
 from ..chain.manifest import scan_logs
-from ..protocol import keccak
+from ..protocol import vote_key
 from .parts import NodeParts, TickView
 
 log = logging.getLogger("alignment_node.audit")
@@ -69,8 +67,7 @@ class ChallengeService:
                     continue
                 epoch, target, license_id = ev["epoch"], ev["targetId"], ev["license"]
                 # The chain says what is left to do (an answer a reorg dropped is open again).
-                key = keccak(encode(["uint256", "uint256", "uint256"], [epoch, target, license_id]))
-                if (await protocol.call("challenges", key))[2] == CHALLENGE_OPEN:
+                if (await protocol.call("challenges", vote_key(epoch, target, license_id)))[2] == CHALLENGE_OPEN:
                     await self.answer(epoch, target, license_id, hex0x(ev["evidenceRoot"]))
         p.store.put("challenges.scanned", view.head)
 

@@ -186,6 +186,11 @@ VOTE_TYPE = "(uint256,uint256,uint8,bytes32)[]"
 LISTED_VERDICTS = (NO_VOTE, FAULT, UNREACHABLE)
 
 
+def vote_key(epoch: int, target: int, license_id: int) -> bytes:
+    """AuditProtocol's key of one listed vote, and of its evidence challenge: keccak256(abi.encode(e, t, license))."""
+    return keccak(encode(["uint256", "uint256", "uint256"], [epoch, target, license_id]))
+
+
 def vote_commitment(epoch: int, operator: str, salt: bytes, votes: Sequence[Vote]) -> bytes:
     """keccak256(abi.encode(epoch, operator, salt, votes)) (AuditProtocol.commitmentOf): what ``commit`` takes.
     ``votes`` must be strictly increasing by (target, license) and list no OK (``sorted_votes`` makes them)."""
