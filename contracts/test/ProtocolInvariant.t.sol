@@ -10,6 +10,8 @@ import {OperatorRegistry} from "../src/OperatorRegistry.sol";
 ///         delegation invariants of PROTOCOL.md sections 4 to 8.
 /// forge-config: default.invariant.runs = 48
 /// forge-config: default.invariant.depth = 150
+/// forge-config: deep.invariant.runs = 10000
+/// forge-config: deep.invariant.depth = 40
 contract ProtocolInvariantTest is Deployed {
     struct FuzzSelector {
         address addr;
