@@ -332,19 +332,23 @@ def load_or_train(seed: int = 0, steps: int | None = None) -> TinyLM:
 
 # ------------------------------------------------------------------------------------------- sampling
 
+def left_pad(rows: list[list[int]], pad: int):
+    """Left-padded batch of token rows (``pad`` fills the left): tokens, positions, valid."""
+    width = max(len(r) for r in rows)
+    tokens = torch.full((len(rows), width), pad, dtype=torch.long)
+    valid = torch.zeros((len(rows), width), dtype=torch.bool)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, s in enumerate(rows):
+        start = width - len(s)
+        tokens[r, start:] = torch.tensor(s, dtype=torch.long)
+        valid[r, start:] = True
+        positions[r, start:] = torch.arange(len(s))
+    return tokens, positions, valid
+
+
 def _windows(seqs: list[list[int]], ctx: int):
     """Left-padded batch of each sequence's last ``ctx`` tokens: tokens, positions, valid."""
-    cut = [s[-ctx:] for s in seqs]
-    width = max(len(s) for s in cut)
-    tokens = torch.full((len(cut), width), BOS, dtype=torch.long)
-    valid = torch.zeros((len(cut), width), dtype=torch.bool)
-    positions = torch.zeros((len(cut), width), dtype=torch.long)
-    for r, s in enumerate(cut):
-        pad = width - len(s)
-        tokens[r, pad:] = torch.tensor(s, dtype=torch.long)
-        valid[r, pad:] = True
-        positions[r, pad:] = torch.arange(len(s))
-    return tokens, positions, valid
+    return left_pad([s[-ctx:] for s in seqs], BOS)
 
 
 def _check_prompt(prompt) -> bytes:

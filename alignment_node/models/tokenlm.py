@@ -417,16 +417,7 @@ def _check(prompts, max_tokens: int, temperature: float, top_logprobs: int, ctx:
 
 
 def _left_pad(rows: list[list[int]]):
-    width = max(len(r) for r in rows)
-    tokens = torch.full((len(rows), width), END, dtype=torch.long)
-    valid = torch.zeros((len(rows), width), dtype=torch.bool)
-    positions = torch.zeros((len(rows), width), dtype=torch.long)
-    for r, s in enumerate(rows):
-        pad = width - len(s)
-        tokens[r, pad:] = torch.tensor(s, dtype=torch.long)
-        valid[r, pad:] = True
-        positions[r, pad:] = torch.arange(len(s))
-    return tokens, positions, valid
+    return lm.left_pad(rows, END)
 
 
 def _topk(logp: torch.Tensor, k: int) -> list[list[tuple[int, float]]]:
