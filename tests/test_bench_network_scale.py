@@ -26,3 +26,16 @@ def test_the_network_scale_bench_runs_an_epoch_and_credits_every_license():
     assert re.search(r"outcomes \{'OK': 6\}; reveals per target \{5: 6\}", text), text
     m = re.search(r"presence \+ commit ([\d,]+) gas per license", text)
     assert m and int(m.group(1).replace(",", "")) > 0, text
+
+
+def test_a_faulty_target_is_settled_fault_and_its_votes_cost_gas():
+    """``--faults 1``: the first target's seated licenses list FAULT, their operators' reveals carry the votes, and
+    the target alone is settled, FAULT (the on-demand blocks hold the reveals and the settlement)."""
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "network_scale.py"), "--licenses", "60",
+                          "--operators", "2", "--targets", "6", "--epochs", "1", "--faults", "1"],
+                         capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    text = out.stdout
+    assert re.search(r"settle [\d,]+ \(1 of 6 targets, [\d,]+/settled target\)", text), text
+    assert re.search(r"outcomes \{'FAULT': 1, 'OK': 5\}", text), text
+    assert "every license credited in every epoch: yes" in text, text
