@@ -92,3 +92,66 @@ def test_bad_private_key_text_is_rejected(text):
 def test_zero_key_is_rejected():
     with pytest.raises(keys.KeystoreError, match="range"):
         keys.Signer(bytes(32))
+
+
+def _costly_keystore(directory, password: str, n: int = 1 << 16):
+    """A keystore written as geth-like tools do, with a scrypt cost above the node's unlock limit."""
+    from eth_keyfile import create_keyfile_json
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "UTC--costly"
+    path.write_text(json.dumps(create_keyfile_json(bytes.fromhex(DEV_KEY), password.encode(), kdf="scrypt",
+                                                   iterations=n)))
+    return path
+
+
+def test_a_keystore_too_costly_to_unlock_within_the_node_budget_is_refused_before_any_work(tmp_path):
+    path = _costly_keystore(tmp_path / "ks", "pw")
+    assert keys.unlock_memory(json.loads(path.read_text()))[0] == 128 * 8 * (1 << 16)  # 64 MB
+    with pytest.raises(keys.KeystoreError, match=r"needs 64 MB to unlock \(scrypt n=65536, r=8\).*keys reencrypt"):
+        keys.load_signer(tmp_path / "ks", "pw", memory_limit=keys.UNLOCK_MEMORY_LIMIT)
+    # refused on its parameters, not after scrypt: a wrong password gets the same refusal
+    with pytest.raises(keys.KeystoreError, match="needs 64 MB"):
+        keys.load_signer(tmp_path / "ks", "wrong", memory_limit=keys.UNLOCK_MEMORY_LIMIT)
+    # without a limit (one-off commands) it opens
+    assert keys.load_signer(tmp_path / "ks", "pw").address == DEV_ADDRESS
+    # the node's own keystores fit: 16 MB
+    keys.save_key(tmp_path / "own", bytes.fromhex(DEV_KEY), "pw")
+    assert keys.load_signer(tmp_path / "own", "pw", memory_limit=keys.UNLOCK_MEMORY_LIMIT).address == DEV_ADDRESS
+
+
+def test_reencrypt_rewrites_the_same_key_in_place_with_the_node_cost(tmp_path, capsys):
+    from alignment_node import cli
+
+    ks = tmp_path / "ks"
+    path = _costly_keystore(ks, "pw")
+    pw = tmp_path / "pw.txt"
+    pw.write_text("wrong\n")
+    before = path.read_bytes()
+    assert cli.main(["keys", "reencrypt", "--keystore", str(ks), "--password-file", str(pw)]) == 1
+    assert "wrong password" in capsys.readouterr().err
+    assert path.read_bytes() == before and sorted(p.name for p in ks.iterdir()) == ["UTC--costly"]
+    pw.write_text("pw\n")
+    assert cli.main(["keys", "reencrypt", "--keystore", str(ks), "--password-file", str(pw), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["address"] == DEV_ADDRESS
+    assert (out["old"], out["new"]) == ("scrypt n=65536, r=8", f"scrypt n={keys.SCRYPT_N}, r=8")
+    assert sorted(p.name for p in ks.iterdir()) == ["UTC--costly"]  # same file name, no temporary left
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert DEV_KEY.encode() not in path.read_bytes().lower()
+    signer = keys.load_signer(ks, "pw", memory_limit=keys.UNLOCK_MEMORY_LIMIT)
+    assert signer.address == DEV_ADDRESS
+
+
+def test_the_node_start_refuses_a_costly_keystore_with_one_clear_line(tmp_path, capsys):
+    from alignment_node import cli
+
+    _costly_keystore(tmp_path / "ks", "pw")
+    pw = tmp_path / "pw.txt"
+    pw.write_text("pw\n")
+    cfg = tmp_path / "node.toml"
+    cfg.write_text('[chain]\nrpc_urls = ["http://127.0.0.1:1"]\nmanifest = "m.json"\n'
+                   f'[operator]\nkeystore = "{tmp_path / "ks"}"\npassword_file = "{pw}"\n')
+    assert cli.main(["start", "--config", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert "needs 64 MB to unlock" in err and "keys reencrypt" in err, err
