@@ -207,8 +207,8 @@ def reencrypt_key(keystore: str | os.PathLike, password: str, address: str | Non
     (a new file renamed over the old one: a crash leaves one or the other, both open with the password).
     Returns (address, the old kdf in words, the new)."""
     path = _key_file(keystore, address)
+    private_key = _decrypt(path, password)  # first: a corrupt file or a wrong password is a KeystoreError
     old = unlock_memory(json.loads(path.read_text(encoding="utf-8")))[1]
-    private_key = _decrypt(path, password)
     signer = Signer(private_key)
     tmp = path.with_name("." + path.name + ".reencrypt")  # dot files are not keys (_keystore_files)
     tmp.unlink(missing_ok=True)  # left by a crash between write and rename

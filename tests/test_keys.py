@@ -155,3 +155,14 @@ def test_the_node_start_refuses_a_costly_keystore_with_one_clear_line(tmp_path, 
     assert cli.main(["start", "--config", str(cfg)]) == 1
     err = capsys.readouterr().err
     assert "needs 64 MB to unlock" in err and "keys reencrypt" in err, err
+
+
+def test_reencrypt_of_a_corrupt_file_is_one_clear_error_and_changes_nothing(tmp_path):
+    path = _costly_keystore(tmp_path / "ks", "pw")
+    doc = json.loads(path.read_text())
+    doc["crypto"]["kdfparams"]["n"] = "many"  # still names its address, so the keystore lists it
+    path.write_text(json.dumps(doc))
+    before = path.read_bytes()
+    with pytest.raises(keys.KeystoreError, match="corrupt or not keystore v3"):
+        keys.reencrypt_key(tmp_path / "ks", "pw")
+    assert path.read_bytes() == before
