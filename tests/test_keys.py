@@ -166,3 +166,17 @@ def test_reencrypt_of_a_corrupt_file_is_one_clear_error_and_changes_nothing(tmp_
     with pytest.raises(keys.KeystoreError, match="corrupt or not keystore v3"):
         keys.reencrypt_key(tmp_path / "ks", "pw")
     assert path.read_bytes() == before
+
+
+def test_start_parses_without_the_other_commands_modules(tmp_path):
+    """The node unlocks its key before its large imports (the memory peak, bench/README.md): `start` must not load
+    the devnet's or the models' command modules just to parse its arguments."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from alignment_node import cli; "
+            f"rc = cli.main(['start', '--config', {str(tmp_path / 'missing.toml')!r}]); "
+            "heavy = [m for m in ('alignment_node.devnet.scenarios', 'alignment_node.node.node', 'eth_abi') "
+            "if m in sys.modules]; print(rc, heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "1 []", out.stdout + out.stderr
