@@ -237,6 +237,45 @@ def test_a_transaction_whose_nonce_another_sender_of_the_key_took_is_signed_agai
     run(go())
 
 
+def test_a_transaction_replaced_in_the_pool_by_another_sender_of_the_key_is_signed_again_on_the_next(anvil):
+    """The node's transaction replaces the command's in the pool (same nonce, higher fees) after the command sent
+    it: the command sees the nonce used without its receipt, signs again on the next nonce and does not wait out
+    its timeout for a transaction that can never be mined."""
+    from alignment_node.chain.contracts import TxOptions, transact_raw
+
+    signer = LocalSigner(anvil.private_keys[4])
+    to = anvil.accounts[7]
+
+    class Replacing(RpcClient):
+        competitor: str | None = None
+
+        async def send_raw_transaction(self, raw):
+            sent = await super().send_raw_transaction(raw)
+            if self.competitor is None:
+                mine = await self.get_transaction(sent)
+                fee, tip = int(mine["maxFeePerGas"], 16), int(mine["maxPriorityFeePerGas"], 16)
+                other = signer.sign_transaction(Eip1559Tx(31337, int(mine["nonce"], 16), tip * 2 + 1, fee * 2 + 1,
+                                                          21_000, to, 1))
+                self.competitor = await super().send_raw_transaction(other.raw)
+                await self.request("evm_setAutomine", [True])
+                await self.request("evm_mine", [])
+            return sent
+
+    async def go():
+        async with Replacing(anvil.url) as rpc:
+            before = await rpc.get_balance(to)
+            await rpc.request("evm_setAutomine", [False])
+            t0 = time.monotonic()
+            receipt = await transact_raw(rpc, signer, to, b"", TxOptions(value=10**15, timeout=30))
+            assert time.monotonic() - t0 < 15  # found replaced at the first nonce check, not at the timeout
+            competitor = await rpc.get_transaction(rpc.competitor)
+            mine = await rpc.get_transaction(receipt["transactionHash"])
+            assert int(mine["nonce"], 16) == int(competitor["nonce"], 16) + 1
+            assert await rpc.get_balance(to) == before + 10**15 + 1
+
+    run(go())
+
+
 def test_contract_address_prediction_matches_anvil(anvil):
     assert contract_address(DEV_ADDR_0, 0) == "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 

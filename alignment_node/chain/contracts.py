@@ -24,7 +24,7 @@ from .abi import (
 )
 from .artifacts import Artifact, decode_revert, default_event_registry, load_artifact
 from .keccak import normalize_address
-from .rpc import RpcClient, RpcError, hex_int
+from .rpc import ReceiptTimeout, RpcClient, RpcError, hex_int
 from .tx import Eip1559Tx, LocalSigner, SignedTx, contract_address
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "ContractRevert",
     "TransactionFailed",
     "TxOptions",
+    "TxReplaced",
     "build_transaction",
     "send_transaction",
     "deploy_contract",
@@ -187,22 +188,54 @@ async def transact_raw(
         signed = await build_transaction(rpc, signer, to, data, opts, what, errors)
         try:
             await send_transaction(rpc, signed)
+            receipt = await wait_mined_or_replaced(rpc, signed, opts.timeout)
             break
         except TransactionFailed as exc:
             # Another process with the same key (the operator's node, while its owner runs a command) took this
-            # nonce first: sign again on the next free one. An explicit nonce is the caller's to resolve.
+            # nonce first, at sending or afterwards by a replacement in the pool: sign again on the next free one.
+            # An explicit nonce is the caller's to resolve.
             if opts.nonce is not None or attempt == NONCE_RETRIES or not _nonce_taken(exc):
                 raise
             await asyncio.sleep(0.5 * (attempt + 1))
-    receipt = await rpc.wait_for_receipt(signed.hash, timeout=opts.timeout)
     return await check_receipt(rpc, signed, receipt, what, errors)
 
 
 NONCE_RETRIES = 3  # fresh nonces tried when another sender of the same key took the one chosen
 NONCE_TAKEN = ("nonce too low", "replacement transaction underpriced", "already used", "nonce has already been used")
+REPLACED_CHECK_S = 2.0  # how often a wait for a receipt asks whether the account's nonce moved past the transaction
+
+
+class TxReplaced(TransactionFailed):
+    """The account's nonce moved past a transaction that has no receipt: another transaction of the same key
+    (signed elsewhere) took its nonce, so it can never be mined."""
+
+    def __init__(self, signed: SignedTx):
+        self.tx_hash = signed.hash
+        super().__init__(f"transaction {signed.hash} was replaced: nonce {signed.tx.nonce} of {signed.sender} "
+                         "was used by another transaction")
+
+
+async def wait_mined_or_replaced(rpc: RpcClient, signed: SignedTx, timeout: float) -> dict:
+    """The receipt of `signed`; TxReplaced as soon as its nonce is used by another transaction;
+    ReceiptTimeout after `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        left = deadline - asyncio.get_running_loop().time()
+        try:
+            return await rpc.wait_for_receipt(signed.hash, timeout=max(0.0, min(REPLACED_CHECK_S, left)))
+        except ReceiptTimeout:
+            if left <= REPLACED_CHECK_S:
+                raise
+        if await rpc.get_transaction_count(signed.sender, "latest") > signed.tx.nonce:
+            receipt = await rpc.get_transaction_receipt(signed.hash)  # mined between the two reads
+            if receipt is not None and receipt.get("blockNumber") is not None:
+                return receipt
+            raise TxReplaced(signed)
 
 
 def _nonce_taken(exc: TransactionFailed) -> bool:
+    if isinstance(exc, TxReplaced):
+        return True
     cause = exc.__cause__
     return isinstance(cause, RpcError) and any(m in cause.message.lower() for m in NONCE_TAKEN)
 
