@@ -3,7 +3,7 @@
 # halmos lives in its own venv (.venv-halmos/) so its dependencies (z3, yices) stay out of the node's.
 # Builds src + contracts/halmos only (foundry profile "halmos", its own out/cache), never the forge tests.
 # Exits non-zero on a counterexample (or a check that could not run). By default it runs every check: the sale
-# (about a minute), commit/reveal (about 23 minutes) and the reward vault (about 10 minutes). Other arguments go to
+# (about a minute), commit/reveal (about 29 minutes) and the reward vault (about 13 minutes). Other arguments go to
 # halmos, e.g.
 #   ./scripts/halmos.sh --match-contract NodeSaleCheck
 set -euo pipefail
