@@ -276,6 +276,36 @@ def test_a_transaction_replaced_in_the_pool_by_another_sender_of_the_key_is_sign
     run(go())
 
 
+def test_a_wait_for_a_receipt_outlasts_an_endpoint_down_for_seconds(anvil):
+    """The replacement check does not shorten the wait: an endpoint that answers nothing for 5 s (more than one
+    2 s check) while the transaction is mined is waited out, and the receipt is returned."""
+    from alignment_node.chain.contracts import REPLACED_CHECK_S, TxOptions, transact_raw
+
+    signer = LocalSigner(anvil.private_keys[5])
+    to = anvil.accounts[8]
+
+    class Down(RpcClient):
+        down_until = 0.0
+
+        async def send_raw_transaction(self, raw):
+            sent = await super().send_raw_transaction(raw)
+            self.down_until = time.monotonic() + 2.5 * REPLACED_CHECK_S
+            return sent
+
+        async def request(self, method, params=()):
+            if time.monotonic() < self.down_until:
+                raise RpcUnavailable(f"{method}: endpoint down", [])
+            return await super().request(method, params)
+
+    async def go():
+        async with Down(anvil.url) as rpc:
+            receipt = await transact_raw(rpc, signer, to, b"", TxOptions(value=1, timeout=30))
+            assert receipt["status"] == "0x1"
+            assert time.monotonic() >= rpc.down_until
+
+    run(go())
+
+
 def test_contract_address_prediction_matches_anvil(anvil):
     assert contract_address(DEV_ADDR_0, 0) == "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 

@@ -24,7 +24,7 @@ from .abi import (
 )
 from .artifacts import Artifact, decode_revert, default_event_registry, load_artifact
 from .keccak import normalize_address
-from .rpc import ReceiptTimeout, RpcClient, RpcError, hex_int
+from .rpc import ReceiptTimeout, RpcClient, RpcError, RpcUnavailable, hex_int
 from .tx import Eip1559Tx, LocalSigner, SignedTx, contract_address
 
 __all__ = [
@@ -217,20 +217,25 @@ class TxReplaced(TransactionFailed):
 
 async def wait_mined_or_replaced(rpc: RpcClient, signed: SignedTx, timeout: float) -> dict:
     """The receipt of `signed`; TxReplaced as soon as its nonce is used by another transaction;
-    ReceiptTimeout after `timeout` seconds."""
+    ReceiptTimeout after `timeout` seconds. An endpoint down for a while is waited out as `wait_for_receipt` does:
+    its failure is raised only at the deadline."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         left = deadline - asyncio.get_running_loop().time()
         try:
             return await rpc.wait_for_receipt(signed.hash, timeout=max(0.0, min(REPLACED_CHECK_S, left)))
-        except ReceiptTimeout:
+        except (ReceiptTimeout, RpcUnavailable):
             if left <= REPLACED_CHECK_S:
                 raise
-        if await rpc.get_transaction_count(signed.sender, "latest") > signed.tx.nonce:
+        try:
+            if await rpc.get_transaction_count(signed.sender, "latest") <= signed.tx.nonce:
+                continue
             receipt = await rpc.get_transaction_receipt(signed.hash)  # mined between the two reads
-            if receipt is not None and receipt.get("blockNumber") is not None:
-                return receipt
-            raise TxReplaced(signed)
+        except RpcUnavailable:
+            continue
+        if receipt is not None and receipt.get("blockNumber") is not None:
+            return receipt
+        raise TxReplaced(signed)
 
 
 def _nonce_taken(exc: TransactionFailed) -> bool:
